@@ -1,0 +1,1 @@
+"""The marketing, sales and support agents: gather context, ask Claude, propose actions."""

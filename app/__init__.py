@@ -1,0 +1,1 @@
+"""opsdesk core: settings, database access, risk policy, approval queue, executor, API, CLI."""

@@ -1,0 +1,71 @@
+"""The action kinds opsdesk knows: each one's payload shape, editable fields, facts the policy must
+assume whatever the caller says, and the handler that performs it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from app.errors import InvalidInput
+from app.handlers import HandlerContext, NoteRecordPayload, WebhookPostPayload, post_webhook, record_note
+from app.models import Impact
+
+
+@dataclass(frozen=True)
+class ActionKind:
+    name: str
+    description: str
+    payload_model: type[BaseModel]
+    handler: Callable[[HandlerContext], dict[str, Any]]
+    editable: frozenset[str] = frozenset()
+    always_public: bool = False
+    always_irreversible: bool = False
+
+    def validate_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return self.payload_model.model_validate(payload).model_dump(mode="json")
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"payload does not fit {self.name}",
+                details={"errors": exc.errors(include_url=False, include_context=False)},
+            ) from exc
+
+    def enforce(self, impact: Impact) -> Impact:
+        """A caller can make an action riskier, never less risky than its kind is."""
+        return impact.model_copy(update={
+            "public": impact.public or self.always_public,
+            "reversible": impact.reversible and not self.always_irreversible,
+        })
+
+
+BUILTIN_KINDS: tuple[ActionKind, ...] = (
+    ActionKind(
+        name="note.record",
+        description="Record a note in opsdesk's own database",
+        payload_model=NoteRecordPayload,
+        handler=record_note,
+        editable=frozenset({"body"}),
+    ),
+    ActionKind(
+        name="webhook.post",
+        description="POST a JSON event to WEBHOOK_POST_URL with an idempotency key",
+        payload_model=WebhookPostPayload,
+        handler=post_webhook,
+    ),
+)
+
+
+def kind_registry(kinds: tuple[ActionKind, ...] = BUILTIN_KINDS) -> dict[str, ActionKind]:
+    return {kind.name: kind for kind in kinds}
+
+
+def lookup(kinds: Mapping[str, ActionKind], name: str) -> ActionKind:
+    try:
+        return kinds[name]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown action kind {name!r}", details={"known_kinds": sorted(kinds)}
+        ) from None

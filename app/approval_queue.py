@@ -1,0 +1,151 @@
+"""The approval queue: submit an action (policy decides its tier), decide it, list, expire.
+
+Every state change is one SQL function; this module validates at the edge and calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from app.action_kinds import ActionKind, kind_registry, lookup
+from app.database import Database
+from app.errors import InvalidInput, NotFound
+from app.models import (
+    ActionPage,
+    ActionRecord,
+    ActionRequest,
+    DecisionRequest,
+    Status,
+    SubmitResult,
+    Tier,
+)
+from app.risk_policy import RiskThresholds, assess
+from app.settings import Settings
+
+
+class ApprovalQueue:
+    def __init__(self, db: Database, settings: Settings,
+                 kinds: Mapping[str, ActionKind] | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.kinds = kinds if kinds is not None else kind_registry()
+        self.thresholds = RiskThresholds.from_settings(settings)
+
+    def submit(self, request: ActionRequest, *, actor: str, request_id: str | None = None) -> SubmitResult:
+        kind = lookup(self.kinds, request.kind)
+        payload = kind.validate_payload(request.payload)
+        impact = kind.enforce(request.impact)
+        assessment = assess(impact, self.thresholds, request.suggested_tier)
+        auto_run = assessment.tier is Tier.LOW and self.settings.auto_run_low
+        ttl_seconds = self.settings.approval_ttl_hours(assessment.tier.value) * 3600
+        metadata = request.metadata.model_dump(mode="json", exclude_none=True)
+        if request.suggested_tier is not None:
+            metadata["suggested_tier"] = request.suggested_tier.value
+        row = self.db.call(
+            "submit_action",
+            action={
+                "agent": request.agent,
+                "kind": request.kind,
+                "task_type": request.task_type or metadata.get("task_type"),
+                "summary": request.summary,
+                "reasoning": request.reasoning,
+                "payload": payload,
+                "impact": impact.model_dump(mode="json"),
+                "metadata": metadata,
+                "dedupe_key": request.dedupe_key,
+            },
+            risk_level=assessment.tier.value,
+            risk_reasons=[reason.model_dump(mode="json") for reason in assessment.reasons],
+            auto_run=auto_run,
+            ttl_seconds=ttl_seconds,
+            max_attempts=self.settings.executor_max_attempts,
+            actor=actor,
+            request_id=request_id,
+        )
+        return SubmitResult(
+            id=row["id"],
+            status=row["status"],
+            risk_tier=row["risk_level"],
+            reasons=row["risk_reasons"],
+            duplicate=row.get("duplicate", False),
+        )
+
+    def decide(
+        self,
+        action_id: UUID,
+        request: DecisionRequest,
+        *,
+        actor: str,
+        request_id: str | None = None,
+        expected_hash: str | None = None,
+    ) -> ActionRecord:
+        modifications = None
+        if request.decision == "modify":
+            current = self.get(action_id)
+            modifications = self._checked_modifications(current, request.modifications or {})
+            # bind the edit to the draft it was validated against
+            expected_hash = expected_hash or current["draft_hash"]
+        row = self.db.call(
+            "decide_action",
+            id=action_id,
+            decision=request.decision,
+            actor=request.decided_by or actor,
+            reason=request.reason,
+            modifications=modifications,
+            expected_hash=expected_hash,
+            request_id=request_id,
+        )
+        return ActionRecord.model_validate(row)
+
+    def _checked_modifications(self, current: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
+        if not edits:
+            raise InvalidInput("modify needs the edited fields")
+        kind = lookup(self.kinds, current["kind"])
+        not_editable = sorted(set(edits) - kind.editable)
+        if not_editable:
+            raise InvalidInput(
+                f"{kind.name} does not allow editing {', '.join(not_editable)}",
+                details={"editable": sorted(kind.editable)},
+            )
+        merged = kind.validate_payload({**current["requested_action"], **edits})
+        return {field: merged[field] for field in edits}
+
+    def get(self, action_id: UUID) -> dict[str, Any]:
+        action = self.db.call("get_action", id=action_id)
+        if action is None:
+            raise NotFound(f"no action {action_id}")
+        return action
+
+    def list(
+        self,
+        *,
+        status: Status | None = None,
+        tier: Tier | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ActionPage:
+        page = self.db.call(
+            "list_actions",
+            status=status.value if status else None,
+            risk_level=tier.value if tier else None,
+            agent=agent,
+            limit=limit,
+            offset=offset,
+        )
+        return ActionPage.model_validate(page)
+
+    def expire_due(self, *, limit: int = 500) -> list[str]:
+        return self.db.call("expire_pending", actor="expiry", limit=limit)["expired"]
+
+    def cancel(self, action_id: UUID, *, actor: str, reason: str, request_id: str | None = None) -> ActionRecord:
+        row = self.db.call("cancel_action", id=action_id, actor=actor, reason=reason, request_id=request_id)
+        return ActionRecord.model_validate(row)
+
+    def settle(self, action_id: UUID, outcome: str, *, actor: str, reason: str,
+               request_id: str | None = None) -> ActionRecord:
+        row = self.db.call("settle_action", id=action_id, outcome=outcome, actor=actor, reason=reason,
+                           request_id=request_id)
+        return ActionRecord.model_validate(row)

@@ -1,0 +1,154 @@
+"""`opsdesk config check`: per integration, what is configured, missing or malformed.
+
+Secrets are reported as "set", never shown. The check fails (non-zero exit) when a value is
+malformed or when an integration that is switched on (some of its settings given) lacks one it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import SecretStr, ValidationError
+
+from app.settings import Settings
+
+State = Literal["ok", "not configured", "incomplete", "malformed"]
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    fields: tuple[str, ...]
+    required: tuple[str, ...] = ()  # needed once the part is switched on
+    always_on: bool = False
+
+
+PARTS: tuple[Part, ...] = (
+    Part("service", ("opsdesk_env", "opsdesk_host", "opsdesk_port", "public_base_url", "ops_api_token",
+                     "approval_link_secret", "max_request_bytes", "log_level"),
+         required=("ops_api_token", "approval_link_secret"), always_on=True),
+    Part("database", ("database_url", "supabase_url", "supabase_service_role_key", "opsdesk_data_dir",
+                      "db_pool_max", "db_timeout_seconds"), always_on=True),
+    Part("schedule", ("cron_timezone",), always_on=True),
+    Part("risk policy", ("risk_recipients_medium", "risk_recipients_high", "risk_money_medium",
+                         "risk_money_high", "risk_money_critical", "auto_run_low", "approval_ttl_hours_medium",
+                         "approval_ttl_hours_high", "approval_ttl_hours_critical"), always_on=True),
+    Part("executor", ("executor_lease_seconds", "executor_max_attempts", "executor_poll_seconds",
+                      "executor_batch_size", "executor_backoff_base_seconds", "executor_backoff_max_seconds",
+                      "webhook_post_url", "webhook_post_timeout_seconds"), always_on=True),
+    Part("anthropic", ("anthropic_api_key", "anthropic_model", "anthropic_base_url"),
+         required=("anthropic_api_key",)),
+    Part("hubspot", ("hubspot_private_app_token", "hubspot_client_secret", "hubspot_base_url"),
+         required=("hubspot_private_app_token",)),
+    Part("brevo", ("brevo_api_key", "brevo_daily_limit", "brevo_batch_size", "brevo_base_url"),
+         required=("brevo_api_key",)),
+    Part("notion", ("notion_api_key", "notion_blog_database_id", "notion_base_url"),
+         required=("notion_api_key", "notion_blog_database_id")),
+    Part("discord", ("discord_webhook_url",), required=("discord_webhook_url",)),
+)
+
+_RISK_FIELDS = next(part.fields for part in PARTS if part.name == "risk policy")
+
+
+@dataclass
+class Row:
+    setting: str
+    state: str
+    note: str = ""
+
+
+@dataclass
+class PartReport:
+    name: str
+    state: State
+    rows: list[Row] = field(default_factory=list)
+
+
+@dataclass
+class ConfigReport:
+    parts: list[PartReport]
+    settings: Settings
+
+    @property
+    def ok(self) -> bool:
+        return all(part.state in ("ok", "not configured") for part in self.parts)
+
+
+def _load(overrides: Mapping[str, Any]) -> tuple[Settings, dict[str, str]]:
+    """Settings with every malformed value replaced by its default, plus what was wrong."""
+    problems: dict[str, str] = {}
+    try:
+        return Settings(**overrides), problems
+    except ValidationError as exc:
+        defaults: dict[str, Any] = dict(overrides)
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else None
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if name is None:  # a rule across fields: the risk thresholds
+                for risk_field in _RISK_FIELDS:
+                    problems.setdefault(risk_field, message)
+                    defaults[risk_field] = Settings.model_fields[risk_field].default
+            else:
+                problems[name] = message
+                defaults[name] = Settings.model_fields[name].default
+        return Settings(**defaults), problems
+
+
+def _is_set(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return value not in (None, "")
+
+
+def _shown(name: str, value: Any) -> str:
+    if isinstance(value, SecretStr) or name == "database_url":
+        return "set"
+    return f"{value}"
+
+
+def check(**overrides: Any) -> ConfigReport:
+    """Build the report from the environment and `.env` (and `overrides`, for tests)."""
+    settings, problems = _load(overrides)
+    # the embedded default makes its own API token and link secret (app.local_secrets)
+    generated = {"ops_api_token", "approval_link_secret"} if settings.database_mode == "embedded" else set()
+    given = {name for name in Settings.model_fields if name in settings.model_fields_set}
+    parts = []
+    for part in PARTS:
+        rows: list[Row] = []
+        switched_on = part.always_on or any(
+            name in given and _is_set(getattr(settings, name)) for name in part.fields
+        ) or any(name in problems for name in part.fields)
+        state: State = "ok" if switched_on else "not configured"
+        for name in part.fields:
+            value = getattr(settings, name)
+            env = name.upper()
+            if name in problems:
+                rows.append(Row(env, "malformed", problems[name]))
+                state = "malformed"
+            elif name in generated and not _is_set(value):
+                rows.append(Row(env, "generated", "kept in <data dir>/secrets.env (embedded mode)"))
+            elif name in part.required and not _is_set(value):
+                rows.append(Row(env, "missing", "required" if switched_on else ""))
+                if switched_on and state == "ok":
+                    state = "incomplete"
+            elif _is_set(value):
+                rows.append(Row(env, "set" if name in given else "default", _shown(name, value)))
+            else:
+                rows.append(Row(env, "unset", ""))
+        parts.append(PartReport(part.name, state, rows))
+    database = next(p for p in parts if p.name == "database")
+    if settings.supabase_url and settings.supabase_service_role_key is None and "supabase_url" not in problems:
+        database.state = "incomplete"
+        database.rows.append(Row("SUPABASE_SERVICE_ROLE_KEY", "missing", "SUPABASE_URL needs it"))
+    database.rows.append(Row("(mode)", settings.database_mode, _mode_note(settings)))
+    return ConfigReport(parts, settings)
+
+
+def _mode_note(settings: Settings) -> str:
+    if settings.database_mode == "embedded":
+        return f"embedded PostgreSQL in {settings.data_dir / 'pgdata'}"
+    if settings.database_mode == "supabase":
+        return "Supabase REST API (rpc)"
+    return "direct PostgreSQL (DATABASE_URL)"

@@ -1,0 +1,189 @@
+"""The one way Python reaches the database: `Database.call(function, **params)`.
+
+Every SQL function in schema.sql takes parameters named `p_<name>` and returns jsonb, so a call is
+`db.call("decide_action", id=..., decision=...)` whichever transport carries it:
+
+- `PostgresTransport`: a psycopg pool on `DATABASE_URL` (also how the embedded server is reached).
+  Server-side prepared statements are off, so Supabase's transaction pooler works.
+- `SupabaseTransport`: supabase-py `rpc` over Supabase's REST API.
+
+Errors raised by the functions carry our SQLSTATEs (OD404, OD409, ...) and become the matching
+`app.errors` exception on both transports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+import httpx
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from app.errors import SQLSTATE_ERRORS, DatabaseError, OpsdeskError, SchemaMismatch
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class Transport(Protocol):
+    name: str
+
+    def call(self, function: str, params: Mapping[str, Any]) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def error_from_sqlstate(code: str | None, message: str, detail: str | None) -> OpsdeskError:
+    """Our SQLSTATEs map to their exception; anything else is a database failure."""
+    details: dict[str, Any] = {}
+    if detail:
+        try:
+            parsed = json.loads(detail)
+            details = parsed if isinstance(parsed, dict) else {"detail": parsed}
+        except ValueError:
+            details = {"detail": detail}
+    kind = SQLSTATE_ERRORS.get(code or "", DatabaseError)
+    return kind(message, details=details)
+
+
+class PostgresTransport:
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, max_size: int = 20, timeout: float = 15.0) -> None:
+        self.pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            open=False,
+            name="opsdesk",
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise DatabaseError("cannot connect to PostgreSQL (check DATABASE_URL)") from exc
+
+    def call(self, function: str, params: Mapping[str, Any]) -> Any:
+        query = sql.SQL("select {}({}) as result").format(
+            sql.Identifier(function),
+            sql.SQL(", ").join(
+                sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in params
+            ),
+        )
+        values = {key: Jsonb(value) if isinstance(value, (dict, list)) else value
+                  for key, value in params.items()}
+        try:
+            with self.pool.connection() as conn:
+                row = conn.execute(query, values).fetchone()
+        except psycopg.Error as exc:
+            diag = exc.diag
+            raise error_from_sqlstate(
+                exc.sqlstate, diag.message_primary or str(exc), diag.message_detail
+            ) from exc
+        except PoolTimeout as exc:
+            raise DatabaseError("no database connection became free in time") from exc
+        return None if row is None else row[0]
+
+    def execute_script(self, script: str) -> None:
+        """Run a whole SQL file (schema.sql); only `opsdesk db init` and start-up use this."""
+        try:
+            with self.pool.connection() as conn:
+                conn.execute(script.encode())
+        except psycopg.Error as exc:
+            raise DatabaseError(f"applying schema.sql failed: {exc}") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (UUID, Decimal)):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+class SupabaseTransport:
+    name = "supabase"
+
+    def __init__(self, url: str, service_role_key: str, *, timeout: float = 15.0) -> None:
+        from postgrest.exceptions import APIError
+        from supabase import ClientOptions, create_client
+
+        self._api_error = APIError
+        self.client = create_client(
+            url,
+            service_role_key,
+            options=ClientOptions(
+                postgrest_client_timeout=timeout, auto_refresh_token=False, persist_session=False
+            ),
+        )
+
+    def call(self, function: str, params: Mapping[str, Any]) -> Any:
+        try:
+            return self.client.rpc(function, _jsonable(dict(params))).execute().data
+        except self._api_error as exc:
+            code = exc.code if isinstance(exc.code, str) else None
+            raise error_from_sqlstate(code, exc.message or "Supabase rpc failed", exc.details) from exc
+        except httpx.HTTPError as exc:
+            raise DatabaseError(f"Supabase REST API unreachable: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        self.client.postgrest.session.close()
+
+
+class Database:
+    """Calls schema.sql functions by name. Parameter `x` is sent as the function's `p_x`."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def call(self, function: str, **params: Any) -> Any:
+        if not _FUNCTION_NAME.match(function):
+            raise ValueError(f"not a function name: {function!r}")
+        return self.transport.call(function, {f"p_{key}": value for key, value in params.items()})
+
+    def check_schema(self) -> None:
+        try:
+            version = self.call("schema_version")
+        except DatabaseError as exc:
+            raise SchemaMismatch(
+                "the opsdesk schema is not applied to this database: run `opsdesk db init` "
+                "(or paste schema.sql into Supabase's SQL editor)"
+            ) from exc
+        if version != SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"database schema version {version}, this opsdesk needs {SCHEMA_VERSION}: "
+                "run `opsdesk db init`"
+            )
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def schema_sql() -> str:
+    """schema.sql from the installed package, or from the source tree in a checkout."""
+    packaged = resources.files("app").joinpath("schema.sql")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")

@@ -1,0 +1,154 @@
+"""The one exception tree of opsdesk.
+
+    OpsdeskError                    base; carries an HTTP status and a CLI exit code
+    ├── ConfigError                 a setting is missing or malformed            (exit 2)
+    ├── DatabaseError               the database failed or is unreachable   503  (exit 3)
+    │   └── SchemaMismatch          schema.sql is not applied / out of date 503
+    ├── InvalidInput                bad request or bad parameters           422
+    ├── Unauthorized                missing or wrong API token              401
+    ├── Forbidden                   a token that does not grant this        403
+    ├── NotFound                    no such record                          404
+    ├── Conflict                    the record moved on (already decided)   409
+    │   └── StaleAttempt            a worker's attempt was superseded       409
+    ├── Gone                        the approval expired                    410
+    └── PayloadTooLarge             request body over the limit             413
+
+Driver and SDK errors are wrapped `from exc` so their message reaches logs but never a secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OpsdeskError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ConfigError(OpsdeskError):
+    status_code = 500
+    code = "config_error"
+    exit_code = 2
+
+
+class DatabaseError(OpsdeskError):
+    status_code = 503
+    code = "database_error"
+    exit_code = 3
+
+
+class SchemaMismatch(DatabaseError):
+    code = "schema_mismatch"
+
+
+class InvalidInput(OpsdeskError):
+    status_code = 422
+    code = "invalid_input"
+    exit_code = 4
+
+
+class Unauthorized(OpsdeskError):
+    status_code = 401
+    code = "unauthorized"
+    exit_code = 5
+
+
+class Forbidden(OpsdeskError):
+    status_code = 403
+    code = "forbidden"
+    exit_code = 5
+
+
+class NotFound(OpsdeskError):
+    status_code = 404
+    code = "not_found"
+    exit_code = 6
+
+
+class Conflict(OpsdeskError):
+    status_code = 409
+    code = "conflict"
+    exit_code = 7
+
+
+class StaleAttempt(Conflict):
+    code = "stale_attempt"
+
+
+class Gone(OpsdeskError):
+    status_code = 410
+    code = "expired"
+    exit_code = 8
+
+
+class PayloadTooLarge(OpsdeskError):
+    status_code = 413
+    code = "payload_too_large"
+    exit_code = 4
+
+
+# SQLSTATE codes raised by schema.sql functions -> the exception they mean.
+SQLSTATE_ERRORS: dict[str, type[OpsdeskError]] = {
+    "OD404": NotFound,
+    "OD409": Conflict,
+    "OD410": Gone,
+    "OD422": InvalidInput,
+    "OD499": StaleAttempt,
+}
+
+
+class IntegrationError(OpsdeskError):
+    """An outside system failed. `retryable` says whether trying again can help."""
+
+    status_code = 502
+    code = "integration_error"
+    exit_code = 9
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        system: str,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{system}: {message}", details=details)
+        self.system = system
+        self.retry_after = retry_after
+
+
+class TransientError(IntegrationError):
+    """5xx, timeouts, connection errors: worth another try with backoff."""
+
+    retryable = True
+
+
+class RateLimited(TransientError):
+    """429: wait for Retry-After; waiting does not use up an attempt."""
+
+    code = "rate_limited"
+
+
+class CircuitOpen(TransientError):
+    """The breaker for this system is open after repeated failures."""
+
+    status_code = 503
+    code = "circuit_open"
+
+
+class PermanentError(IntegrationError):
+    """The outside system refused the request itself (4xx): trying again cannot help."""
+
+
+class OutcomeUnknown(IntegrationError):
+    """The call may or may not have taken effect; a person must settle it."""
+
+    code = "outcome_unknown"

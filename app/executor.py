@@ -1,0 +1,162 @@
+"""The executor: runs approved and auto-run actions, each exactly once.
+
+Work is claimed in the database (`claim_actions`: FOR UPDATE SKIP LOCKED, a lease, a fresh attempt
+token). Finishing presents the token, so a worker that stalled past its lease can never overwrite
+a newer attempt's outcome. Expired leases are recovered on every cycle: back to `approved` when the
+handler had not reached the outside world, `unknown` when it may have.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.action_kinds import ActionKind, kind_registry
+from app.database import Database
+from app.errors import (
+    IntegrationError,
+    OutcomeUnknown,
+    RateLimited,
+    StaleAttempt,
+    TransientError,
+)
+from app.handlers import ClaimedAction, HandlerContext
+from app.settings import Settings
+from integrations.webhook import WebhookClient
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+class Executor:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        kinds: Mapping[str, ActionKind] | None = None,
+        worker_id: str | None = None,
+        webhook: WebhookClient | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.kinds = kinds if kinds is not None else kind_registry()
+        self.worker_id = worker_id or default_worker_id()
+        self.webhook = webhook or (
+            WebhookClient(settings.webhook_post_url, timeout=settings.webhook_post_timeout_seconds)
+            if settings.webhook_post_url
+            else None
+        )
+        self._rng = rng
+
+    def recover_leases(self) -> list[dict[str, Any]]:
+        recovered = self.db.call("recover_expired_leases", actor=f"lease-recovery:{self.worker_id}", limit=100)
+        return recovered["recovered"]
+
+    def run_once(self) -> int:
+        """One cycle: recover lost leases, claim a batch, run it. Returns how many actions ran."""
+        self.recover_leases()
+        claimed = self.db.call(
+            "claim_actions",
+            worker=self.worker_id,
+            lease_seconds=self.settings.executor_lease_seconds,
+            limit=self.settings.executor_batch_size,
+        )
+        for row in claimed:
+            self.run_action(ClaimedAction.model_validate(row))
+        return len(claimed)
+
+    def run_until_idle(self) -> int:
+        total = 0
+        while (ran := self.run_once()) > 0:
+            total += ran
+        return total
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:  # a database outage must not kill the worker thread
+                log.exception("executor cycle failed")
+                ran = 0
+            if ran == 0:
+                stop.wait(self.settings.executor_poll_seconds)
+
+    def run_action(self, action: ClaimedAction) -> None:
+        kind = self.kinds.get(action.kind)
+        ctx = HandlerContext(
+            db=self.db,
+            settings=self.settings,
+            action=action,
+            mark_dispatched=lambda: self.db.call(
+                "mark_dispatched", id=action.id, attempt_token=action.attempt_token
+            ),
+            webhook=self.webhook,
+        )
+        try:
+            if kind is None:
+                self._finish(action, "failed", error=f"no handler for kind {action.kind!r}")
+                return
+            result = kind.handler(ctx)
+        except StaleAttempt:
+            log.warning("action %s: attempt superseded before it finished; dropping it", action.id)
+            return
+        except RateLimited as exc:
+            self._finish(action, "retry", error=str(exc), retry_in=exc.retry_after or 1.0, count=False)
+            return
+        except TransientError as exc:
+            self._finish(action, "retry", error=str(exc), retry_in=self._backoff(action.attempts, exc))
+            return
+        except OutcomeUnknown as exc:
+            self._finish(action, "unknown", error=str(exc))
+            return
+        except IntegrationError as exc:
+            self._finish(action, "failed", error=str(exc))
+            return
+        except Exception as exc:
+            log.exception("action %s: handler %s crashed", action.id, action.kind)
+            self._finish(action, "failed", error=f"handler crashed: {type(exc).__name__}: {exc}")
+            return
+        self._finish(action, "succeeded", result=result)
+
+    def _backoff(self, attempt: int, exc: TransientError) -> float:
+        if exc.retry_after is not None:
+            return exc.retry_after
+        ceiling = min(
+            self.settings.executor_backoff_max_seconds,
+            self.settings.executor_backoff_base_seconds * 2 ** max(attempt - 1, 0),
+        )
+        return ceiling * (0.5 + self._rng() / 2)  # jitter: spread retries of many actions
+
+    def _finish(
+        self,
+        action: ClaimedAction,
+        outcome: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        retry_in: float | None = None,
+        count: bool = True,
+    ) -> None:
+        try:
+            self.db.call(
+                "finish_action",
+                id=action.id,
+                attempt_token=action.attempt_token,
+                outcome=outcome,
+                result=result,
+                error=error,
+                retry_in_seconds=retry_in,
+                count_attempt=count,
+            )
+        except StaleAttempt:
+            log.warning("action %s: a newer attempt took over; outcome %s not recorded", action.id, outcome)

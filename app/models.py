@@ -1,0 +1,138 @@
+"""Pydantic models at the edges: what callers submit and decide, and what they get back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Tier(StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+    @property
+    def rank(self) -> int:
+        return list(Tier).index(self)
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+
+
+class Impact(BaseModel):
+    """The facts the risk policy reads. Computed by code, never taken from model text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipients: int = Field(0, ge=0, le=100_000_000)
+    cost_usd: Decimal = Field(Decimal(0), ge=0, le=1_000_000_000, decimal_places=2)
+    public: bool = False
+    reversible: bool = True
+
+
+class ActionMetadata(BaseModel):
+    """Who drafted it and with what; the input/output snapshots are kept for the audit."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_id: str | None = Field(None, max_length=200)
+    confidence: float | None = Field(None, ge=0, le=1)
+    task_type: str | None = Field(None, max_length=100)
+    input_snapshot: Any = None
+    output_snapshot: Any = None
+
+
+Name = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
+
+
+class ActionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Name
+    kind: str = Field(min_length=1, max_length=64)
+    summary: str = Field(min_length=1, max_length=1000)
+    reasoning: str = Field("", max_length=20_000)
+    payload: dict[str, Any]
+    impact: Impact = Field(default_factory=Impact)
+    task_type: str | None = Field(None, max_length=100)
+    metadata: ActionMetadata = Field(default_factory=ActionMetadata)
+    dedupe_key: str | None = Field(None, min_length=1, max_length=300)
+    suggested_tier: Tier | None = None
+
+
+class Reason(BaseModel):
+    dimension: Literal["recipients", "money", "public", "irreversible", "model", "none"]
+    tier: Tier
+    detail: str
+
+
+class SubmitResult(BaseModel):
+    id: UUID
+    status: Status
+    risk_tier: Tier
+    reasons: list[Reason]
+    duplicate: bool = False
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject", "modify"]
+    reason: str | None = Field(None, max_length=5000)
+    modifications: dict[str, Any] | None = None
+    decided_by: str | None = Field(None, min_length=1, max_length=200)
+
+
+class ActionRecord(BaseModel):
+    """An action as the database returns it (attempt tokens never leave the database layer)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: UUID
+    agent: str
+    kind: str
+    task_type: str | None
+    summary: str
+    reasoning: str
+    requested_action: dict[str, Any]
+    estimated_impact: dict[str, Any]
+    risk_level: Tier
+    risk_reasons: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    status: Status
+    draft_hash: str
+    decided_by: str | None
+    decision: Literal["approved", "rejected", "modified"] | None
+    feedback: str | None
+    modifications: dict[str, Any] | None
+    rejection_reason: str | None
+    requested_at: datetime
+    expires_at: datetime | None
+    decided_at: datetime | None
+    attempts: int
+    result: dict[str, Any] | list[Any] | None = None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ActionPage(BaseModel):
+    items: list[ActionRecord]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,62 @@
+"""`opsdesk run`: the HTTP API, the scheduler and the executor in one process (each can run alone)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+
+import uvicorn
+
+from app.api import create_app
+from app.approval_queue import ApprovalQueue
+from app.database_setup import open_database
+from app.executor import Executor, default_worker_id
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Parts:
+    api: bool = True
+    scheduler: bool = True
+    executor: bool = True
+    workers: int = 1
+
+
+def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> None:
+    from scheduler import build_scheduler  # the process entry point module holds the schedule
+
+    with open_database(settings) as db:
+        stop = threading.Event()
+        threads = [
+            threading.Thread(
+                target=Executor(db, settings, worker_id=f"{default_worker_id()}:w{n}").run_forever,
+                args=(stop,), name=f"executor-{n}", daemon=True,
+            )
+            for n in range(parts.workers if parts.executor else 0)
+        ]
+        for thread in threads:
+            thread.start()
+        schedule = build_scheduler(ApprovalQueue(db, settings)) if parts.scheduler else None
+        if schedule is not None:
+            schedule.start()
+        log.info("opsdesk running: api=%s scheduler=%s executor workers=%d database=%s",
+                 parts.api, parts.scheduler, len(threads), settings.database_mode)
+        try:
+            if parts.api:
+                config = uvicorn.Config(create_app(settings, db), host=host, port=port,
+                                        log_level=settings.log_level.lower(), server_header=False)
+                uvicorn.Server(config).run()
+            else:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, lambda *_: stop.set())
+                stop.wait()
+        finally:
+            stop.set()
+            if schedule is not None:
+                schedule.shutdown(wait=False)
+            for thread in threads:
+                thread.join(timeout=settings.webhook_post_timeout_seconds + 5)
