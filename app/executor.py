@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.action_kinds import ActionKind, kind_registry
+from app.clients import Clients
 from app.database import Database
 from app.errors import (
     IntegrationError,
@@ -27,7 +28,6 @@ from app.errors import (
 )
 from app.handlers import ClaimedAction, HandlerContext
 from app.settings import Settings
-from integrations.webhook import WebhookClient
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,14 @@ class Executor:
         *,
         kinds: Mapping[str, ActionKind] | None = None,
         worker_id: str | None = None,
-        webhook: WebhookClient | None = None,
+        clients: Clients | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.db = db
         self.settings = settings
         self.kinds = kinds if kinds is not None else kind_registry()
         self.worker_id = worker_id or default_worker_id()
-        self.webhook = webhook or (
-            WebhookClient(settings.webhook_post_url, timeout=settings.webhook_post_timeout_seconds)
-            if settings.webhook_post_url
-            else None
-        )
+        self.clients = clients or Clients(settings)
         self._rng = rng
 
     def recover_leases(self) -> list[dict[str, Any]]:
@@ -100,7 +96,7 @@ class Executor:
             mark_dispatched=lambda: self.db.call(
                 "mark_dispatched", id=action.id, attempt_token=action.attempt_token
             ),
-            webhook=self.webhook,
+            clients=self.clients,
         )
         try:
             if kind is None:

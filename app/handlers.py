@@ -14,10 +14,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.clients import Clients
 from app.database import Database
-from app.errors import PermanentError
 from app.settings import Settings
-from integrations.webhook import WebhookClient
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://opsdesk.invalid/actions")
 
@@ -51,7 +50,7 @@ class HandlerContext:
     settings: Settings
     action: ClaimedAction
     mark_dispatched: Callable[[], None]
-    webhook: WebhookClient | None
+    clients: Clients
 
 
 class NoteRecordPayload(BaseModel):
@@ -74,9 +73,8 @@ def record_note(ctx: HandlerContext) -> dict[str, Any]:
 
 
 def post_webhook(ctx: HandlerContext) -> dict[str, Any]:
-    if ctx.webhook is None:
-        raise PermanentError("WEBHOOK_POST_URL is not configured", system="webhook")
     payload = WebhookPostPayload.model_validate(ctx.action.requested_action)
+    webhook = ctx.clients.webhook
     body = {"event": payload.event, "data": payload.data, "action_id": str(ctx.action.id)}
     ctx.mark_dispatched()
-    return ctx.webhook.post_json(body, idempotency_key=ctx.action.idempotency_key)
+    return webhook.post_json(body, idempotency_key=ctx.action.idempotency_key)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -26,6 +28,15 @@ class Parts:
     workers: int = 1
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its own shutdown, which would kill the process before
+    the executor, the scheduler and the embedded database are stopped; we handle the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> None:
     from scheduler import build_scheduler  # the process entry point module holds the schedule
 
@@ -45,14 +56,23 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
             schedule.start()
         log.info("opsdesk running: api=%s scheduler=%s executor workers=%d database=%s",
                  parts.api, parts.scheduler, len(threads), settings.database_mode)
+        server = (
+            _Server(uvicorn.Config(create_app(settings, db), host=host, port=port,
+                                   log_level=settings.log_level.lower(), server_header=False))
+            if parts.api else None
+        )
+
+        def shut_down(*_: object) -> None:
+            stop.set()
+            if server is not None:
+                server.should_exit = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, shut_down)
         try:
-            if parts.api:
-                config = uvicorn.Config(create_app(settings, db), host=host, port=port,
-                                        log_level=settings.log_level.lower(), server_header=False)
-                uvicorn.Server(config).run()
+            if server is not None:
+                server.run()
             else:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(signum, lambda *_: stop.set())
                 stop.wait()
         finally:
             stop.set()

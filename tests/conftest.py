@@ -1,0 +1,82 @@
+"""Shared fixtures: one embedded PostgreSQL (with pgvector) per test session, a template database
+with schema.sql applied, and a fresh clone of it for every test that touches the database."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from app.database import Database, PostgresTransport, schema_sql
+from app.database_setup import start_embedded
+from app.settings import Settings
+
+TEMPLATE = "opsdesk_template"
+API_TOKEN = "test-api-token-0123456789"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: never read the developer's `.env`."""
+    values: dict[str, Any] = {
+        "ops_api_token": API_TOKEN,
+        "approval_link_secret": "test-link-secret-0123456789",
+        "executor_backoff_base_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    # a short path: the server's unix socket lives in the data folder
+    folder = Path(tempfile.mkdtemp(prefix="odpg", dir="/tmp"))
+    server = start_embedded(folder)
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"drop database if exists {TEMPLATE}")
+        conn.execute(f"create database {TEMPLATE}")
+    with psycopg.connect(server.get_uri(TEMPLATE), autocommit=True) as conn:
+        conn.execute(schema_sql().encode())
+    yield server
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(pg_server: Any) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"create database {name} template {TEMPLATE}")
+    yield pg_server.get_uri(name)
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"drop database if exists {name} with (force)")
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url=database_url, opsdesk_data_dir=tmp_path)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(PostgresTransport(database_url, max_size=40))
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def sql(database_url: str) -> Iterator[psycopg.Connection]:
+    """A raw connection for assertions and for moving the database clock."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+def advance_clock(conn: psycopg.Connection, seconds: float) -> None:
+    """Move the database's clock forward instead of sleeping."""
+    conn.execute("update clock_offset set offset_interval = offset_interval + make_interval(secs => %s)",
+                 (seconds,))
