@@ -27,7 +27,7 @@ class Part:
 
 PARTS: tuple[Part, ...] = (
     Part("service", ("opsdesk_env", "opsdesk_host", "opsdesk_port", "public_base_url", "ops_api_token",
-                     "approval_link_secret", "max_request_bytes", "log_level"),
+                     "approval_link_secret", "approval_link_old_secrets", "max_request_bytes", "log_level"),
          required=("ops_api_token", "approval_link_secret"), always_on=True),
     Part("database", ("database_url", "supabase_url", "supabase_service_role_key", "opsdesk_data_dir",
                       "db_pool_max", "db_timeout_seconds"), always_on=True),
@@ -97,12 +97,16 @@ def _load(overrides: Mapping[str, Any]) -> tuple[Settings, dict[str, str]]:
 
 
 def _is_set(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value)
     if isinstance(value, SecretStr):
         return bool(value.get_secret_value())
     return value not in (None, "")
 
 
 def _shown(name: str, value: Any) -> str:
+    if isinstance(value, list):
+        return f"{len(value)} set"
     if isinstance(value, SecretStr) or name == "database_url":
         return "set"
     return f"{value}"

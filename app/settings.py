@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
 _DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}
@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     ops_api_token: SecretStr | None = None
     approval_link_secret: SecretStr | None = None
+    approval_link_old_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_request_bytes: PositiveInt = 1_048_576
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -157,6 +158,13 @@ class Settings(BaseSettings):
             return None
         if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder; set a real secret")
+        return value
+
+    @field_validator("approval_link_old_secrets", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("ops_api_token")
