@@ -236,7 +236,11 @@ def actions_cancel(
 def executor_drain() -> None:
     """Run every action that is due now, then exit."""
     with _database() as (settings, db):
-        ran = Executor(db, settings).run_until_idle()
+        executor = Executor(db, settings)
+        try:
+            ran = executor.run_until_idle()
+        finally:
+            executor.close()
     console.print(f"ran {ran} action(s)")
 
 

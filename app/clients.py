@@ -6,6 +6,8 @@ configured. Tests pass clients pointed at local fakes.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,7 @@ from integrations.webhook import WebhookClient
 @dataclass
 class Clients:
     settings: Settings
+    sleep: Callable[[float], None] = time.sleep  # tests inject a recorder instead of waiting
     _built: dict[str, Any] = field(default_factory=dict)
 
     def _get(self, name: str, build: Any) -> Any:
@@ -30,7 +33,7 @@ class Clients:
         if not url:
             raise PermanentError("WEBHOOK_POST_URL is not configured", system="webhook")
         return self._get("webhook", lambda: WebhookClient(
-            url, timeout=self.settings.webhook_post_timeout_seconds))
+            url, timeout=self.settings.webhook_post_timeout_seconds, sleep=self.sleep))
 
     def close(self) -> None:
         for client in self._built.values():

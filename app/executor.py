@@ -54,6 +54,9 @@ class Executor:
         self.clients = clients or Clients(settings)
         self._rng = rng
 
+    def close(self) -> None:
+        self.clients.close()
+
     def recover_leases(self) -> list[dict[str, Any]]:
         recovered = self.db.call("recover_expired_leases", actor=f"lease-recovery:{self.worker_id}", limit=100)
         return recovered["recovered"]

@@ -42,13 +42,11 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
 
     with open_database(settings) as db:
         stop = threading.Event()
-        threads = [
-            threading.Thread(
-                target=Executor(db, settings, worker_id=f"{default_worker_id()}:w{n}").run_forever,
-                args=(stop,), name=f"executor-{n}", daemon=True,
-            )
-            for n in range(parts.workers if parts.executor else 0)
-        ]
+        executors = [Executor(db, settings, worker_id=f"{default_worker_id()}:w{n}")
+                     for n in range(parts.workers if parts.executor else 0)]
+        threads = [threading.Thread(target=executor.run_forever, args=(stop,), name=f"executor-{n}",
+                                    daemon=True)
+                   for n, executor in enumerate(executors)]
         for thread in threads:
             thread.start()
         schedule = build_scheduler(ApprovalQueue(db, settings)) if parts.scheduler else None
@@ -80,3 +78,5 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
                 schedule.shutdown(wait=False)
             for thread in threads:
                 thread.join(timeout=settings.webhook_post_timeout_seconds + 5)
+            for executor in executors:
+                executor.close()

@@ -42,7 +42,8 @@ def _http_url(value: str | None, *, field: str) -> str | None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        env_ignore_empty=True,  # `NAME=` lines copied from .env.example mean "not set"
     )
 
     # --- the service ------------------------------------------------------------------------

@@ -98,7 +98,7 @@ class _WaitRetryAfter:
     """Wait what the server asked for, else exponential backoff with jitter."""
 
     def __init__(self, base: float, cap: float) -> None:
-        self._backoff = wait_exponential_jitter(initial=base, max=cap, jitter=base)
+        self._backoff = wait_exponential_jitter(multiplier=base, max=cap, jitter=base)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
