@@ -131,25 +131,46 @@ class SupabaseTransport:
         from supabase import ClientOptions, create_client
 
         self._api_error = APIError
-        self.client = create_client(
-            url,
-            service_role_key,
-            options=ClientOptions(
-                postgrest_client_timeout=timeout, auto_refresh_token=False, persist_session=False
-            ),
-        )
+        self._timeout = timeout
+        # Our own HTTP client carries the timeout: supabase-py's `postgrest_client_timeout` is
+        # deprecated and truncates it to whole seconds (0.5 became 0: every request failed).
+        self._http = httpx.Client(timeout=timeout)
+        try:
+            self.client = create_client(
+                url,
+                service_role_key,
+                options=ClientOptions(
+                    httpx_client=self._http, auto_refresh_token=False, persist_session=False
+                ),
+            )
+        except Exception:
+            self._http.close()
+            raise
 
     def call(self, function: str, params: Mapping[str, Any]) -> Any:
         try:
             return self.client.rpc(function, _jsonable(dict(params))).execute().data
         except self._api_error as exc:
             code = exc.code if isinstance(exc.code, str) else None
-            raise error_from_sqlstate(code, exc.message or "Supabase rpc failed", exc.details) from exc
+            if code is not None and re.fullmatch(r"\d{3}", code):
+                # not a PostgREST error body (a proxy's HTML page...): the SDK puts the HTTP
+                # status in `code` and the whole body in `details`
+                raise DatabaseError(
+                    f"Supabase REST API answered HTTP {code} ({exc.message})"
+                ) from exc
+            detail = exc.details
+            if detail is not None and not isinstance(detail, str):
+                detail = json.dumps(detail)
+            raise error_from_sqlstate(code, exc.message or "Supabase rpc failed", detail) from exc
+        except httpx.TimeoutException as exc:
+            raise DatabaseError(
+                f"Supabase REST API did not answer within {self._timeout:g}s: {type(exc).__name__}"
+            ) from exc
         except httpx.HTTPError as exc:
             raise DatabaseError(f"Supabase REST API unreachable: {type(exc).__name__}") from exc
 
     def close(self) -> None:
-        self.client.postgrest.session.close()
+        self._http.close()
 
 
 class Database:
