@@ -38,6 +38,14 @@ def test_scheduler_py_serves_healthz_ok_on_the_embedded_database(tmp_path: Path)
             raise AssertionError(f"the service never answered:\n{process.communicate(timeout=60)[0][-3000:]}")
         assert body["status"] == "ok" and body["database"]["mode"] == "embedded"
         assert (tmp_path / "data" / "secrets.env").stat().st_mode & 0o777 == 0o600
+
+        # a CLI command on the same data folder joins the running server and leaves it running
+        cli = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "approvals", "list",
+                              "--json"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        assert '"total": 0' in cli.stdout
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
