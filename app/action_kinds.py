@@ -58,7 +58,10 @@ BUILTIN_KINDS: tuple[ActionKind, ...] = (
 )
 
 
-def kind_registry(kinds: tuple[ActionKind, ...] = BUILTIN_KINDS) -> dict[str, ActionKind]:
+def kind_registry() -> dict[str, ActionKind]:
+    """Every kind opsdesk can run. Integration kinds live beside their handlers and import this
+    module for ActionKind, so they are gathered here at call time, not at import time."""
+    kinds = [*BUILTIN_KINDS]
     return {kind.name: kind for kind in kinds}
 
 

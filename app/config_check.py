@@ -29,6 +29,7 @@ PARTS: tuple[Part, ...] = (
     Part("service", ("opsdesk_env", "opsdesk_host", "opsdesk_port", "public_base_url", "ops_api_token",
                      "approval_link_secret", "approval_link_old_secrets", "max_request_bytes", "log_level"),
          required=("ops_api_token", "approval_link_secret"), always_on=True),
+    Part("approval links", ("approval_pin", "approval_pin_max_tries", "inbox_link_hours"), always_on=True),
     Part("database", ("database_url", "supabase_url", "supabase_service_role_key", "opsdesk_data_dir",
                       "db_pool_max", "db_timeout_seconds"), always_on=True),
     Part("schedule", ("cron_timezone",), always_on=True),

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     max_request_bytes: PositiveInt = 1_048_576
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- approving by link ------------------------------------------------------------------
+    approval_pin: SecretStr | None = None  # CRITICAL actions also need it on the review page
+    approval_pin_max_tries: PositiveInt = 5  # wrong PINs per action before link approval locks
+    inbox_link_hours: float = Field(24, gt=0)
+
     # --- the database -----------------------------------------------------------------------
     database_url: SecretStr | None = None
     supabase_url: str | None = None
@@ -151,8 +156,8 @@ class Settings(BaseSettings):
             raise ValueError("is not a Discord webhook URL (https://discord.com/api/webhooks/<id>/<token>)")
         return value
 
-    @field_validator("ops_api_token", "approval_link_secret", "anthropic_api_key", "brevo_api_key",
-                     "notion_api_key", "hubspot_client_secret", "supabase_service_role_key")
+    @field_validator("ops_api_token", "approval_link_secret", "approval_pin", "anthropic_api_key",
+                     "brevo_api_key", "notion_api_key", "hubspot_client_secret", "supabase_service_role_key")
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -175,6 +180,13 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters")
         return value
 
+    @field_validator("approval_pin")
+    @classmethod
+    def _pin_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 4:
+            raise ValueError("must be at least 4 characters")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if not (self.risk_recipients_medium < self.risk_recipients_high):
@@ -195,6 +207,11 @@ class Settings(BaseSettings):
         if self.supabase_url and self.supabase_service_role_key is not None:
             return "supabase"
         return "embedded"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are Secure when people reach opsdesk over https (behind a proxy, say)."""
+        return self.public_base_url.startswith("https://")
 
     @property
     def data_dir(self) -> Path:
