@@ -108,6 +108,11 @@ create index if not exists audit_log_at on audit_log (at);
 create or replace function refuse_audit_change() returns trigger
 language plpgsql as $$
 begin
+  -- the one way out: drop_archived_audit() (retention, see Memory), for rows past its cutoff only
+  if tg_op = 'DELETE'
+     and old.at < nullif(current_setting('opsdesk.audit_prune_before', true), '')::timestamptz then
+    return old;
+  end if;
   raise exception 'audit_log is append-only: % refused', tg_op using errcode = '42501';
 end
 $$;
@@ -562,6 +567,1991 @@ language sql stable set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Reviewing by link: what the review page reads, the approval PIN's tries, the reviewers'
+-- feedback for the agents, and sending an approved action back when its facts got riskier.
+-- ---------------------------------------------------------------------------------------------
+-- Wrong approval-PIN entries per action, counted here so every instance and every parallel
+-- request share one limit.
+create table if not exists approval_pin_failures (
+  action_id      uuid primary key references actions (id) on delete cascade,
+  failures       integer not null default 0,
+  last_failed_at timestamptz
+);
+
+create index if not exists actions_feedback on actions (agent, kind, updated_at)
+  where rejection_reason is not null or modifications is not null or feedback is not null;
+
+-- Everything a review page shows, read at one database time (links expire on that clock).
+create or replace function approval_review(p_id uuid) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'now', db_now(),
+    'action', (select action_view(a) from actions a where a.id = p_id),
+    'pin_failures', coalesce((select f.failures from approval_pin_failures f where f.action_id = p_id), 0))
+$$;
+
+-- One approval-PIN entry. The caller compares the PIN (it never reaches the database or the
+-- audit) and says whether it was right; this counts and limits the tries. The row lock orders
+-- parallel tries, and once the limit is reached even the right PIN is refused, so guessing in
+-- parallel gains nothing.
+create or replace function approval_pin_try(
+  p_id uuid, p_correct boolean, p_max_tries integer, p_actor text, p_request_id text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_failures integer;
+begin
+  if p_correct is null or p_max_tries is null or p_max_tries < 1 then
+    raise exception 'a PIN try needs p_correct and a positive p_max_tries' using errcode = 'OD422';
+  end if;
+  if not exists (select 1 from actions where id = p_id) then
+    raise exception 'no action %', p_id using errcode = 'OD404';
+  end if;
+  insert into approval_pin_failures (action_id) values (p_id) on conflict (action_id) do nothing;
+  select failures into v_failures from approval_pin_failures where action_id = p_id for update;
+
+  if v_failures >= p_max_tries then
+    perform write_audit(p_id, p_actor, 'pin_refused', null, null,
+                        'approval by link is locked after too many wrong PINs', p_request_id);
+    return jsonb_build_object('allowed', false, 'locked', true, 'failures', v_failures, 'remaining', 0);
+  end if;
+  if p_correct then
+    return jsonb_build_object('allowed', true, 'locked', false, 'failures', v_failures,
+                              'remaining', p_max_tries - v_failures);
+  end if;
+
+  v_failures := v_failures + 1;
+  update approval_pin_failures set failures = v_failures, last_failed_at = db_now() where action_id = p_id;
+  perform write_audit(p_id, p_actor, 'pin_failed', null, null,
+                      format('wrong approval PIN (%s of %s tries)', v_failures, p_max_tries), p_request_id);
+  if v_failures >= p_max_tries then
+    perform write_audit(p_id, 'policy', 'pin_locked', null, null,
+                        'too many wrong PINs: this action can no longer be approved by link', p_request_id);
+  end if;
+  return jsonb_build_object('allowed', false, 'locked', v_failures >= p_max_tries, 'failures', v_failures,
+                            'remaining', p_max_tries - v_failures);
+end
+$$;
+
+-- What reviewers said about an agent's recent drafts (of one kind, or of every kind when p_kind
+-- is null): rejection reasons, edits and notes, newest first, for the agent's next draft.
+create or replace function recent_feedback(p_agent text, p_kind text, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select coalesce(jsonb_agg(to_jsonb(f) order by f.at desc, f.id), '[]')
+    from (
+      select a.id, a.kind, a.summary, a.status, a.decision, a.decided_by, a.decided_at,
+             a.rejection_reason, a.modifications, a.feedback, coalesce(a.decided_at, a.updated_at) as at
+        from actions a
+       where a.agent = p_agent and (p_kind is null or a.kind = p_kind)
+         and (a.rejection_reason is not null or a.modifications is not null or a.feedback is not null)
+       order by coalesce(a.decided_at, a.updated_at) desc, a.id
+       limit least(greatest(coalesce(p_limit, 20), 1), 200)
+    ) f
+$$;
+
+-- The executor re-assessed an approved action and its facts now give a higher tier than the one
+-- it was approved at: instead of running, it goes back to pending with the new tier, the new
+-- reasons, a fresh expiry and no decision (the old one stays in the audit). Only the current
+-- attempt may do this, and only before its handler reached the outside world. The claim's
+-- attempt is given back: nothing was tried. Links carry the expiry in whole seconds and tell a
+-- reopened approval from the earlier round by it, so the new expiry always differs to the second.
+create or replace function requeue_action(
+  p_id uuid, p_attempt_token uuid, p_risk_level text, p_risk_reasons jsonb,
+  p_ttl_seconds double precision, p_reason text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  a actions := locked_attempt(p_id, p_attempt_token);
+  v_from_tier text := a.risk_level;
+  v_expires timestamptz := v_now + make_interval(secs => p_ttl_seconds);
+begin
+  if p_risk_level is null or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL') then
+    raise exception 'risk level must be LOW, MEDIUM, HIGH or CRITICAL' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_reason, '')), '') is null or coalesce(p_ttl_seconds, 0) <= 0 then
+    raise exception 'sending back needs a reason and a positive ttl' using errcode = 'OD422';
+  end if;
+  if a.dispatched_at is not null then
+    raise exception 'action % may already have reached the outside world; it cannot go back to pending', a.id
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'dispatched')::text;
+  end if;
+  if date_trunc('second', v_expires) = date_trunc('second', a.expires_at) then
+    v_expires := v_expires + interval '1 second';
+  end if;
+
+  update actions
+     set status = 'pending', risk_level = p_risk_level, risk_reasons = coalesce(p_risk_reasons, '[]'),
+         decision = null, decided_by = null, decided_at = null,
+         attempts = attempts - 1, attempt_token = null, lease_expires_at = null, started_at = null,
+         run_after = null, expires_at = v_expires, updated_at = v_now
+   where id = a.id returning * into a;
+  perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), 'requeued', 'running', 'pending', p_reason, null,
+                      jsonb_build_object('from_tier', v_from_tier, 'to_tier', p_risk_level,
+                                         'reasons', p_risk_reasons));
+  return action_view(a);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Discord notifications: an outbox. A trigger on `actions` queues them in the same transaction
+-- as the status change, so a crash or a Discord outage loses none; `NotificationSender`
+-- (app/notifications.py) claims them like the executor claims actions (SKIP LOCKED, a lease, an
+-- attempt token) and records what Discord answered.
+--   announce    the action became pending (again: `episode` counts its stays in pending)
+--   reminder    still pending some hours after the announce was posted          (enqueue_reminders)
+--   escalation  CRITICAL and close to expiring                                 (enqueue_reminders)
+--   outcome     it left pending: edit every message of that episode to show the outcome and
+--               drop its buttons
+-- A post has no idempotency key at Discord. `dispatched_at` is set just before the POST, so after a
+-- crash we know whether it may have gone out; if it may have, the row keeps `maybe_posted` and
+-- the next post says it may repeat an earlier one (same `nonce` in both footers). It is never
+-- re-posted silently.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists discord_notifications (
+  id               bigint generated always as identity primary key,
+  action_id        uuid not null references actions (id) on delete cascade,
+  kind             text not null check (kind in ('announce', 'reminder', 'escalation', 'outcome')),
+  episode          integer not null check (episode > 0),
+  nonce            uuid not null default gen_random_uuid(),   -- shown on the message: copies match
+  status           text not null default 'queued'
+                     check (status in ('queued', 'sending', 'sent', 'failed', 'cancelled', 'unknown')),
+  details          jsonb not null default '{}',               -- an outcome: the decision as made
+  run_after        timestamptz not null,
+  attempts         integer not null default 0,
+  attempt_token    uuid,
+  claimed_by       text,
+  lease_expires_at timestamptz,
+  dispatched_at    timestamptz,                               -- this attempt's POST may have left
+  maybe_posted     boolean not null default false,            -- an earlier attempt's POST may have
+  last_error       text,
+  sent_at          timestamptz,
+  created_at       timestamptz not null,
+  updated_at       timestamptz not null
+);
+create unique index if not exists discord_notifications_once on discord_notifications (action_id, kind, episode);
+create index if not exists discord_notifications_due on discord_notifications (run_after) where status = 'queued';
+create index if not exists discord_notifications_leases on discord_notifications (lease_expires_at)
+  where status = 'sending';
+
+-- Every message Discord confirmed, so an outcome knows what to edit (a late answer from a sender
+-- that lost its lease is kept too: its message gets edited like the others).
+create table if not exists discord_messages (
+  message_id      text primary key,
+  notification_id bigint not null references discord_notifications (id) on delete cascade,
+  action_id       uuid not null,
+  episode         integer not null,
+  posted_at       timestamptz not null
+);
+create index if not exists discord_messages_episode on discord_messages (action_id, episode);
+
+create or replace function discord_outcome(a actions) returns jsonb
+language sql stable as $$
+  select jsonb_build_object(
+    'status', a.status, 'decision', a.decision, 'decided_by', a.decided_by,
+    'at', coalesce(a.decided_at, a.updated_at),
+    'reason', coalesce(a.rejection_reason, a.feedback, case when a.status = 'cancelled' then a.last_error end))
+$$;
+
+create or replace function enqueue_action_notifications() returns trigger
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_episode integer;
+begin
+  if tg_op = 'UPDATE' and old.status is not distinct from new.status then
+    return null;
+  end if;
+  if new.status <> 'pending' and (tg_op = 'INSERT' or old.status <> 'pending') then
+    return null;
+  end if;
+  select max(episode) into v_episode from discord_notifications where action_id = new.id and kind = 'announce';
+
+  if new.status = 'pending' then
+    insert into discord_notifications (action_id, kind, episode, run_after, created_at, updated_at)
+    values (new.id, 'announce', coalesce(v_episode, 0) + 1, v_now, v_now, v_now);
+    return null;
+  end if;
+  if v_episode is null then
+    return null;
+  end if;
+  -- Left pending. What was not posted yet no longer needs posting (an auto-run LOW action ends
+  -- here in the transaction that submitted it); what was posted or is being posted gets edited.
+  update discord_notifications
+     set status = case when maybe_posted then 'unknown' else 'cancelled' end, updated_at = v_now,
+         last_error = format('the action became %s before this was posted', new.status)
+   where action_id = new.id and episode = v_episode and kind <> 'outcome' and status = 'queued';
+  if exists (select 1 from discord_notifications
+              where action_id = new.id and episode = v_episode and kind <> 'outcome'
+                and status in ('sending', 'sent'))
+     or exists (select 1 from discord_messages where action_id = new.id and episode = v_episode) then
+    insert into discord_notifications (action_id, kind, episode, details, run_after, created_at, updated_at)
+    values (new.id, 'outcome', v_episode, discord_outcome(new), v_now, v_now, v_now)
+    on conflict (action_id, kind, episode) do nothing;
+  end if;
+  return null;
+end
+$$;
+create or replace trigger actions_discord_notifications after insert or update of status on actions
+  for each row execute function enqueue_action_notifications();
+
+-- Reminders and escalations, once each per action and episode (the unique index), so the job may
+-- run as often and on as many instances as you like. A reminder counts from when the announce
+-- was posted (the reviewer cannot act on what they were never shown); an escalation only follows
+-- an announce posted before the escalation window (inside it, the announce already pinged).
+create or replace function enqueue_reminders(
+  p_reminder_after_seconds double precision, p_escalate_before_seconds double precision, p_limit integer
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_remind interval;
+  v_escalate interval;
+  v_reminders integer;
+  v_escalations integer;
+begin
+  if coalesce(p_reminder_after_seconds, 0) <= 0 or coalesce(p_escalate_before_seconds, -1) < 0
+     or coalesce(p_limit, 0) < 1 then
+    raise exception 'reminders need a positive delay, a non-negative escalation window and a limit'
+      using errcode = 'OD422';
+  end if;
+  v_remind := make_interval(secs => p_reminder_after_seconds);
+  v_escalate := make_interval(secs => p_escalate_before_seconds);
+  with announced as (
+    select a.id, a.risk_level, a.expires_at, n.episode, n.sent_at
+      from actions a
+      join discord_notifications n on n.action_id = a.id and n.kind = 'announce' and n.status = 'sent'
+     where a.status = 'pending' and a.expires_at > v_now
+       and n.episode = (select max(e.episode) from discord_notifications e
+                         where e.action_id = a.id and e.kind = 'announce')
+  ), wanted as (
+    select id, episode, 'reminder' as kind from announced
+     where sent_at + v_remind <= v_now
+    union all
+    select id, episode, 'escalation' from announced
+     where risk_level = 'CRITICAL' and expires_at - v_escalate <= v_now and sent_at < expires_at - v_escalate
+  ), due as (
+    -- The action's row lock orders this against a decision: either the decision's trigger sees
+    -- the reminder and withdraws it, or the lock re-reads the decided row and the status test here
+    -- (re-checked on the newest row version) leaves it out.
+    select w.id, w.episode, w.kind from wanted w
+      join actions a on a.id = w.id
+     where a.status = 'pending'
+       and not exists (select 1 from discord_notifications x
+                        where x.action_id = w.id and x.kind = w.kind and x.episode = w.episode)
+     order by a.requested_at limit p_limit
+       for update of a skip locked
+  ), inserted as (
+    insert into discord_notifications (action_id, kind, episode, run_after, created_at, updated_at)
+    select id, kind, episode, v_now, v_now, v_now from due
+    on conflict (action_id, kind, episode) do nothing
+    returning kind
+  )
+  select count(*) filter (where kind = 'reminder'), count(*) filter (where kind = 'escalation')
+    into v_reminders, v_escalations from inserted;
+  return jsonb_build_object('reminders', v_reminders, 'escalations', v_escalations);
+end
+$$;
+
+create or replace function recover_notification_leases(p_actor text, p_limit integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_to text;
+  v_out jsonb := '[]';
+  n discord_notifications;
+begin
+  for n in
+    select * from discord_notifications
+     where status = 'sending' and lease_expires_at <= v_now
+     order by lease_expires_at limit p_limit
+       for update skip locked
+  loop
+    if n.kind = 'outcome' or exists (select 1 from actions where id = n.action_id and status = 'pending') then
+      v_to := 'queued';   -- an edit is idempotent; a post for a pending action must still reach it
+    elsif n.dispatched_at is not null or n.maybe_posted then
+      v_to := 'unknown';  -- decided meanwhile: nothing to announce, but a copy may be out there
+    else
+      v_to := 'cancelled';
+    end if;
+    update discord_notifications
+       set status = v_to, run_after = v_now, attempt_token = null, lease_expires_at = null,
+           dispatched_at = null, maybe_posted = maybe_posted or (kind <> 'outcome' and dispatched_at is not null),
+           last_error = 'the sender lost its lease', updated_at = v_now
+     where id = n.id;
+    if n.kind <> 'outcome' and n.dispatched_at is not null then
+      perform write_audit(n.action_id, p_actor, 'notification_uncertain', null, null,
+        format('a Discord %s may have been posted before its sender stopped; %s', n.kind,
+               case when v_to = 'queued' then 'it will be posted again, marked as a possible repeat'
+                    else 'the action is no longer pending, so it is not posted again' end),
+        null, jsonb_build_object('notification_id', n.id, 'nonce', n.nonce, 'worker', n.claimed_by));
+    end if;
+    v_out := v_out || jsonb_build_object('id', n.id, 'status', v_to);
+  end loop;
+  return jsonb_build_object('recovered', v_out);
+end
+$$;
+
+-- Due notifications with their action and, for an outcome, the messages to edit. An outcome
+-- waits while a post of its episode is in flight, so it cannot miss that post's message.
+create or replace function claim_notifications(p_worker text, p_lease_seconds double precision, p_limit integer)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_claimed jsonb;
+begin
+  with due as (
+    select n.id from discord_notifications n
+     where n.status = 'queued' and n.run_after <= v_now
+       and (n.kind <> 'outcome' or not exists (
+             select 1 from discord_notifications p
+              where p.action_id = n.action_id and p.episode = n.episode and p.kind <> 'outcome'
+                and p.status = 'sending'))
+     order by n.run_after, n.id limit p_limit
+       for update of n skip locked
+  ), claimed as (
+    update discord_notifications n
+       set status = 'sending', attempts = n.attempts + 1, attempt_token = gen_random_uuid(),
+           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+           dispatched_at = null, updated_at = v_now
+      from due where n.id = due.id
+    returning n.*
+  )
+  select coalesce(jsonb_agg(to_jsonb(c) || jsonb_build_object(
+           'action', (select action_view(a) from actions a where a.id = c.action_id),
+           'messages', coalesce((select jsonb_agg(m.message_id order by m.posted_at, m.message_id)
+                                   from discord_messages m
+                                  where m.action_id = c.action_id and m.episode = c.episode), '[]'))
+         order by c.run_after, c.id), '[]')
+    into v_claimed from claimed c;
+  return v_claimed;
+end
+$$;
+
+create or replace function locked_notification(p_id bigint, p_attempt_token uuid) returns discord_notifications
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  n discord_notifications;
+begin
+  select * into n from discord_notifications where id = p_id for update;
+  if not found then
+    raise exception 'no notification %', p_id using errcode = 'OD404';
+  end if;
+  if n.status <> 'sending' or n.attempt_token is distinct from p_attempt_token then
+    raise exception 'attempt on notification % was superseded (now %)', p_id, n.status using errcode = 'OD499',
+      detail = jsonb_build_object('status', n.status)::text;
+  end if;
+  return n;
+end
+$$;
+
+create or replace function mark_notification_dispatched(p_id bigint, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+begin
+  update discord_notifications set dispatched_at = db_now(), updated_at = db_now() where id = n.id;
+  return jsonb_build_object('id', n.id, 'dispatched', true);
+end
+$$;
+
+-- Discord confirmed a post. The message is kept even when the answer comes from an attempt that
+-- lost its lease: it exists, so it must be edited when the action is decided; and if its row is
+-- still waiting for a repost, that repost is no longer needed.
+create or replace function record_notification_sent(p_id bigint, p_attempt_token uuid, p_message_id text)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications;
+  o discord_notifications;
+  a actions;
+  v_current boolean;
+begin
+  if p_message_id is null or p_message_id !~ '^\d{1,25}$' then
+    raise exception 'not a Discord message id: %', p_message_id using errcode = 'OD422';
+  end if;
+  select * into n from discord_notifications where id = p_id for update;
+  if not found then
+    raise exception 'no notification %', p_id using errcode = 'OD404';
+  end if;
+  if n.kind = 'outcome' then
+    raise exception 'an outcome edit is recorded with record_outcome_edited' using errcode = 'OD422';
+  end if;
+  -- lock the episode's outcome before adding a message, so an edit running now cannot miss it
+  select * into o from discord_notifications
+   where action_id = n.action_id and kind = 'outcome' and episode = n.episode for update;
+  v_current := n.status = 'sending' and n.attempt_token = p_attempt_token;
+
+  insert into discord_messages (message_id, notification_id, action_id, episode, posted_at)
+  values (p_message_id, n.id, n.action_id, n.episode, v_now)
+  on conflict (message_id) do nothing;
+  if v_current or n.status in ('queued', 'cancelled', 'unknown', 'failed') then
+    update discord_notifications
+       set status = 'sent', sent_at = v_now, attempt_token = null, lease_expires_at = null,
+           last_error = null, updated_at = v_now
+     where id = n.id returning * into n;
+  end if;
+
+  select * into a from actions where id = n.action_id;
+  if o.id is not null and o.status in ('sent', 'failed') then
+    update discord_notifications
+       set status = 'queued', run_after = v_now, attempts = 0, last_error = null, updated_at = v_now
+     where id = o.id;
+  elsif o.id is null and a.status <> 'pending' then
+    insert into discord_notifications (action_id, kind, episode, details, run_after, created_at, updated_at)
+    values (n.action_id, 'outcome', n.episode, discord_outcome(a), v_now, v_now, v_now);
+  end if;
+
+  perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notified', null, null, null, null,
+                      jsonb_build_object('notification_id', n.id, 'kind', n.kind, 'message_id', p_message_id,
+                                         'possible_repeat', n.maybe_posted, 'late', not v_current));
+  return jsonb_build_object('id', n.id, 'status', n.status, 'message_id', p_message_id, 'late', not v_current);
+end
+$$;
+
+-- An outcome edit finished for `p_message_ids`. If a message of the episode was recorded while it
+-- ran, it goes round again (edits are idempotent) instead of leaving that message's buttons live.
+create or replace function record_outcome_edited(p_id bigint, p_attempt_token uuid, p_message_ids jsonb)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+  v_missed boolean;
+begin
+  if n.kind <> 'outcome' or jsonb_typeof(coalesce(p_message_ids, 'null')) <> 'array' then
+    raise exception 'record_outcome_edited needs an outcome and the list of edited message ids'
+      using errcode = 'OD422';
+  end if;
+  v_missed := exists (select 1 from discord_messages m
+                       where m.action_id = n.action_id and m.episode = n.episode
+                         and not p_message_ids ? m.message_id);
+  update discord_notifications
+     set status = case when v_missed then 'queued' else 'sent' end,
+         attempts = attempts - case when v_missed then 1 else 0 end,
+         run_after = v_now, sent_at = case when v_missed then null else v_now end,
+         attempt_token = null, lease_expires_at = null, last_error = null, updated_at = v_now
+   where id = n.id returning * into n;
+  if not v_missed then
+    perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notified', null, null, null, null,
+                        jsonb_build_object('notification_id', n.id, 'kind', 'outcome', 'edited', p_message_ids));
+  end if;
+  return jsonb_build_object('id', n.id, 'status', n.status);
+end
+$$;
+
+-- A failed attempt: back in the queue after `p_retry_in_seconds`, or `failed` once
+-- `p_max_attempts` counted attempts are used. A 429 or an open circuit does not count.
+create or replace function reschedule_notification(
+  p_id bigint, p_attempt_token uuid, p_error text, p_retry_in_seconds double precision,
+  p_count_attempt boolean, p_max_attempts integer, p_maybe_posted boolean
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+  v_count boolean := coalesce(p_count_attempt, true);
+  v_give_up boolean;
+begin
+  if coalesce(p_max_attempts, 0) < 1 then
+    raise exception 'p_max_attempts must be positive' using errcode = 'OD422';
+  end if;
+  v_give_up := v_count and n.attempts >= p_max_attempts;
+  update discord_notifications
+     set status = case when v_give_up then 'failed' else 'queued' end,
+         attempts = attempts - case when v_count then 0 else 1 end,
+         run_after = v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0)),
+         maybe_posted = maybe_posted or (kind <> 'outcome' and coalesce(p_maybe_posted, false)),
+         attempt_token = null, lease_expires_at = null, dispatched_at = null,
+         last_error = case when v_give_up then format('gave up after %s attempts: %s', n.attempts, p_error)
+                           else p_error end,
+         updated_at = v_now
+   where id = n.id returning * into n;
+  if v_give_up then
+    perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notification_failed', null, null,
+                        n.last_error, null, jsonb_build_object('notification_id', n.id, 'kind', n.kind));
+  end if;
+  return jsonb_build_object('id', n.id, 'status', n.status, 'attempts', n.attempts, 'run_after', n.run_after);
+end
+$$;
+
+-- Discord refused this notification itself (a 4xx other than 429): trying again cannot help.
+create or replace function fail_notification(p_id bigint, p_attempt_token uuid, p_error text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+begin
+  update discord_notifications
+     set status = 'failed', attempt_token = null, lease_expires_at = null, dispatched_at = null,
+         last_error = p_error, updated_at = v_now
+   where id = n.id returning * into n;
+  perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notification_failed', null, null,
+                      p_error, null, jsonb_build_object('notification_id', n.id, 'kind', n.kind));
+  return jsonb_build_object('id', n.id, 'status', n.status);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Claude: every model call with its tokens and cost, the daily spend cap, and the model the
+-- configured id resolves to (kept here so every process uses the same one). Amounts in jsonb
+-- answers are strings so they reach Python as exact Decimals on both transports.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists llm_calls (
+  id                          bigint generated always as identity primary key,
+  agent                       text not null,
+  model                       text not null,
+  budget_day                  date not null,            -- calendar day in the budget time zone
+  outcome                     text not null
+                                check (outcome in ('reserved', 'ok', 'invalid_output', 'error', 'refused')),
+  reserved_usd                numeric not null default 0 check (reserved_usd >= 0),  -- held while it runs
+  cost_usd                    numeric not null default 0 check (cost_usd >= 0),
+  input_tokens                integer not null default 0,
+  output_tokens               integer not null default 0,
+  cache_creation_input_tokens integer not null default 0,
+  cache_read_input_tokens     integer not null default 0,
+  latency_ms                  integer,
+  error                       text,
+  started_at                  timestamptz not null default db_now(),
+  finished_at                 timestamptz
+);
+create index if not exists llm_calls_budget_day on llm_calls (budget_day);
+
+-- A day's spend: finished calls at their cost, running ones at their reservation. A reservation
+-- left by a process that died mid-call keeps counting: that call may have been billed.
+create or replace function llm_day_spend(p_day date) returns numeric
+language sql stable set search_path = public, pg_temp as $$
+  select coalesce(sum(case when outcome = 'reserved' then reserved_usd else cost_usd end), 0)
+    from llm_calls where budget_day = p_day
+$$;
+
+-- Reserve a call's worst-case cost against the day's cap, or refuse it (recorded as `refused`).
+-- A transaction-scoped lock per budget day orders every reservation of that day across all
+-- processes, so the sum read below always includes every reservation granted before it: two
+-- callers can never both fit into the last few cents.
+create or replace function llm_reserve(
+  p_agent text, p_model text, p_reserve_usd numeric, p_budget_usd numeric, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_day date := (db_now() at time zone p_time_zone)::date;
+  v_spent numeric;
+  v_id bigint;
+begin
+  if p_reserve_usd is null or p_reserve_usd < 0 or p_budget_usd is null or p_budget_usd < 0 then
+    raise exception 'reservation and budget must be non-negative amounts' using errcode = 'OD422';
+  end if;
+  perform pg_advisory_xact_lock(hashtext('opsdesk.llm_budget'), v_day - date '2000-01-01');
+  v_spent := llm_day_spend(v_day);
+  if v_spent + p_reserve_usd > p_budget_usd then
+    insert into llm_calls (agent, model, budget_day, outcome, error, finished_at)
+    values (p_agent, p_model, v_day, 'refused',
+            format('daily budget %s USD: %s spent, this call may cost up to %s', p_budget_usd,
+                   round(v_spent, 4), round(p_reserve_usd, 4)),
+            db_now());
+    return jsonb_build_object(
+      'granted', false, 'day', v_day, 'spent_usd', v_spent::text, 'budget_usd', p_budget_usd::text,
+      'needed_usd', p_reserve_usd::text,
+      'resets_in_seconds', extract(epoch from ((v_day + 1)::timestamp at time zone p_time_zone) - db_now()));
+  end if;
+  insert into llm_calls (agent, model, budget_day, outcome, reserved_usd)
+  values (p_agent, p_model, v_day, 'reserved', p_reserve_usd)
+  returning id into v_id;
+  return jsonb_build_object('granted', true, 'call_id', v_id, 'day', v_day, 'spent_usd', v_spent::text,
+                            'budget_usd', p_budget_usd::text);
+end
+$$;
+
+-- Settle a reservation with what the call really used; its reservation stops counting.
+create or replace function llm_settle(
+  p_call_id bigint, p_outcome text, p_input_tokens integer, p_output_tokens integer,
+  p_cache_creation_input_tokens integer, p_cache_read_input_tokens integer, p_cost_usd numeric,
+  p_latency_ms integer, p_error text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  c llm_calls;
+begin
+  if p_outcome not in ('ok', 'invalid_output', 'error') then
+    raise exception 'outcome must be ok, invalid_output or error' using errcode = 'OD422';
+  end if;
+  update llm_calls
+     set outcome = p_outcome, input_tokens = coalesce(p_input_tokens, 0),
+         output_tokens = coalesce(p_output_tokens, 0),
+         cache_creation_input_tokens = coalesce(p_cache_creation_input_tokens, 0),
+         cache_read_input_tokens = coalesce(p_cache_read_input_tokens, 0),
+         cost_usd = coalesce(p_cost_usd, 0), latency_ms = p_latency_ms, error = p_error,
+         finished_at = db_now()
+   where id = p_call_id and outcome = 'reserved'
+  returning * into c;
+  if not found then
+    if exists (select 1 from llm_calls where id = p_call_id) then
+      raise exception 'llm call % is already settled', p_call_id using errcode = 'OD409';
+    end if;
+    raise exception 'no llm call %', p_call_id using errcode = 'OD404';
+  end if;
+  return jsonb_build_object('call_id', c.id, 'outcome', c.outcome, 'cost_usd', c.cost_usd::text);
+end
+$$;
+
+-- The spend of one budget day (today when p_day is null), for the cap, the CLI and the report.
+create or replace function llm_spend(p_time_zone text, p_day date) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with d as (select coalesce(p_day, (db_now() at time zone p_time_zone)::date) as day),
+  calls as (select c.* from llm_calls c, d where c.budget_day = d.day)
+  select jsonb_build_object(
+    'day', (select day from d),
+    'spent_usd', llm_day_spend((select day from d))::text,
+    'calls', (select count(*) from calls where outcome <> 'refused'),
+    'refused', (select count(*) from calls where outcome = 'refused'),
+    'failed', (select count(*) from calls where outcome in ('error', 'invalid_output')),
+    'input_tokens', (select coalesce(sum(input_tokens), 0) from calls),
+    'output_tokens', (select coalesce(sum(output_tokens), 0) from calls),
+    'cache_creation_input_tokens', (select coalesce(sum(cache_creation_input_tokens), 0) from calls),
+    'cache_read_input_tokens', (select coalesce(sum(cache_read_input_tokens), 0) from calls),
+    'by_agent', (select coalesce(jsonb_object_agg(agent, spent), '{}') from (
+      select agent, sum(case when outcome = 'reserved' then reserved_usd else cost_usd end)::text as spent
+        from calls group by agent) per_agent))
+$$;
+
+-- The model the configured id resolved to at the last check of the models list.
+create table if not exists llm_model_resolution (
+  configured text primary key,
+  resolved   text not null,
+  fallback   boolean not null,
+  reason     text not null default '',
+  checked_at timestamptz not null default db_now()
+);
+
+-- The stored resolution if it is younger than p_max_age_seconds, else null.
+create or replace function llm_model_cached(p_configured text, p_max_age_seconds double precision)
+returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select to_jsonb(r) from llm_model_resolution r
+   where r.configured = p_configured
+     and r.checked_at > db_now() - make_interval(secs => p_max_age_seconds)
+$$;
+
+create or replace function llm_model_store(
+  p_configured text, p_resolved text, p_fallback boolean, p_reason text
+) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  insert into llm_model_resolution as r (configured, resolved, fallback, reason, checked_at)
+  values (p_configured, p_resolved, p_fallback, coalesce(p_reason, ''), db_now())
+  on conflict (configured) do update
+    set resolved = excluded.resolved, fallback = excluded.fallback, reason = excluded.reason,
+        checked_at = excluded.checked_at
+  returning to_jsonb(r)
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- HubSpot webhooks. The endpoint checks the v3 signature; this records one signed delivery,
+-- atomically: refused when its timestamp is outside the window (on the database clock) or when
+-- the same signed request came before (a replay), else its events, each once by HubSpot's eventId
+-- (HubSpot redelivers a failed delivery with a fresh timestamp and signature).
+-- ---------------------------------------------------------------------------------------------
+create table if not exists hubspot_webhook_deliveries (
+  delivery_hash text primary key,          -- sha256 of signature + timestamp: a replay collides
+  signed_at     timestamptz not null,      -- the request's timestamp; kept while it is in the window
+  received_at   timestamptz not null default db_now()
+);
+create index if not exists hubspot_webhook_deliveries_signed on hubspot_webhook_deliveries (signed_at);
+
+create table if not exists hubspot_events (
+  event_id          bigint primary key,    -- HubSpot's eventId
+  subscription_type text not null,
+  object_id         bigint,
+  portal_id         bigint,
+  occurred_at       timestamptz not null,
+  payload           jsonb not null,        -- the event as HubSpot sent it: untrusted input
+  received_at       timestamptz not null default db_now()
+);
+create index if not exists hubspot_events_type_occurred on hubspot_events (subscription_type, occurred_at);
+
+create or replace function record_hubspot_webhook(
+  p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_signed_at timestamptz := to_timestamp(p_signed_at_ms / 1000.0);
+  v_window interval := make_interval(secs => p_window_seconds);
+  v_recorded integer;
+begin
+  if jsonb_typeof(p_events) is distinct from 'array' then
+    raise exception 'HubSpot events must be a JSON array' using errcode = 'OD422';
+  end if;
+  if v_signed_at < v_now - v_window or v_signed_at > v_now + v_window then
+    return jsonb_build_object('accepted', false, 'reason', 'stale', 'now', v_now);
+  end if;
+  -- a delivery signed before the window is refused as stale anyway: no need to remember it
+  delete from hubspot_webhook_deliveries where signed_at < v_now - v_window;
+  insert into hubspot_webhook_deliveries (delivery_hash, signed_at) values (p_delivery_hash, v_signed_at)
+  on conflict (delivery_hash) do nothing;
+  if not found then
+    return jsonb_build_object('accepted', false, 'reason', 'replay');
+  end if;
+  insert into hubspot_events (event_id, subscription_type, object_id, portal_id, occurred_at, payload)
+  select (e->>'eventId')::bigint, e->>'subscriptionType', (e->>'objectId')::bigint, (e->>'portalId')::bigint,
+         to_timestamp((e->>'occurredAt')::bigint / 1000.0), e
+    from jsonb_array_elements(p_events) e
+  on conflict (event_id) do nothing;
+  get diagnostics v_recorded = row_count;
+  return jsonb_build_object('accepted', true, 'received', jsonb_array_length(p_events),
+                            'recorded', v_recorded);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Memory: what the business knows (knowledge base, sent messages, decisions with the reviewers'
+-- reasons and edits, tickets, reports), searchable by full text, by vector and by both fused
+-- with reciprocal rank fusion. Python: app/memory.py; embeddings: integrations/embeddings.py.
+--
+-- One embedding model and dimension per deployment. `memory.embedding` is declared without a
+-- dimension so this file stays static and idempotent; configure_memory(), called at start-up with
+-- the embeddings provider's model and dimension, records them in memory_config, gives the column
+-- that dimension (`vector(N)`) and builds the HNSW index on it. From then on pgvector refuses a
+-- vector of any other size on every write, and a provider with another model or size is refused
+-- at start-up until `opsdesk memory reindex` (configure_memory with p_reset) starts over.
+-- Rows are written without embeddings (triggers cannot call a model); embed_pending in Python
+-- claims them (claim_memory_to_embed), embeds and stores the vectors (set_memory_embeddings).
+-- ---------------------------------------------------------------------------------------------
+create table if not exists memory_config (
+  id            boolean primary key default true check (id),
+  model         text not null,                    -- "<provider>/<model>", e.g. local/all-MiniLM-L6-v2
+  dimension     integer not null check (dimension between 1 and 2000),  -- HNSW on vector: 2,000 max
+  configured_at timestamptz not null default db_now()
+);
+
+create table if not exists memory (
+  id                  bigint generated always as identity primary key,
+  kind                text not null check (kind ~ '^[a-z][a-z0-9_]{0,39}$'),
+  source              text not null check (source ~ '^[a-z][a-z0-9_.-]{0,39}$'),
+  source_id           text not null check (length(source_id) between 1 and 500),
+  title               text not null default '',
+  content             text not null,
+  metadata            jsonb not null default '{}',
+  occurred_at         timestamptz not null default db_now(),  -- when it happened: `since` and retention
+  created_at          timestamptz not null default db_now(),
+  updated_at          timestamptz not null default db_now(),
+  fts                 tsvector generated always as (
+                        setweight(to_tsvector('english', title), 'A')
+                        || setweight(to_tsvector('english', content), 'B')) stored,
+  embedding           vector,                   -- vector(N) once configure_memory ran
+  embedding_model     text,                     -- the model that made `embedding`
+  embedded_at         timestamptz,
+  embed_claimed_until timestamptz,              -- an embedder holds the row until then
+  unique (source, source_id)
+);
+create index if not exists memory_fts on memory using gin (fts);
+create index if not exists memory_kind_occurred on memory (kind, occurred_at);
+create index if not exists memory_occurred on memory (occurred_at);
+create index if not exists memory_to_embed on memory (id) where embedding is null;
+
+-- Who holds a maintenance job (pruning) across every instance of the service.
+create table if not exists maintenance_leases (
+  name         text primary key,
+  holder       text not null,
+  leased_until timestamptz not null
+);
+
+-- The model, the dimension the column really has, and whether the HNSW index exists.
+create or replace function memory_settings() returns jsonb
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select jsonb_build_object(
+    'model', (select model from memory_config),
+    'dimension', (select dimension from memory_config),
+    'column_dimension', (select nullif(a.atttypmod, -1) from pg_attribute a
+                          where a.attrelid = 'public.memory'::regclass and a.attname = 'embedding'),
+    'index', to_regclass('public.memory_embedding_hnsw') is not null)
+$$;
+
+-- Start-up and reindex. The first call fixes the model and dimension; a later call with the same
+-- ones only makes sure the index exists; another model or dimension is refused (OD409) unless
+-- p_reset, which forgets every vector, re-types the column and leaves the index to be built once
+-- the rows are embedded again (a bulk build is far faster than growing HNSW row by row).
+-- Security definer: changing the column and the index needs the table owner, and over Supabase's
+-- REST API the caller is service_role.
+create or replace function configure_memory(p_model text, p_dimension integer, p_reset boolean)
+returns jsonb
+language plpgsql security definer set search_path = public, extensions, pg_temp as $$
+declare
+  c memory_config;
+  v_column integer;
+begin
+  if nullif(btrim(coalesce(p_model, '')), '') is null or p_dimension is null
+     or p_dimension not between 1 and 2000 then
+    raise exception 'configure_memory needs a model and a dimension from 1 to 2000'
+      using errcode = 'OD422';
+  end if;
+  perform pg_advisory_xact_lock(7245190312);
+  select * into c from memory_config where id;
+  if found and (c.model, c.dimension) is distinct from (p_model, p_dimension)
+     and not coalesce(p_reset, false) then
+    raise exception 'memory is embedded with % (% dimensions), the configured provider gives % (% dimensions)',
+        c.model, c.dimension, p_model, p_dimension
+      using errcode = 'OD409',
+            detail = jsonb_build_object('model', c.model, 'dimension', c.dimension,
+                                        'wanted_model', p_model, 'wanted_dimension', p_dimension)::text;
+  end if;
+  if not found or coalesce(p_reset, false) then
+    drop index if exists memory_embedding_hnsw;
+    update memory set embedding = null, embedding_model = null, embedded_at = null,
+                      embed_claimed_until = null
+     where embedding is not null or embed_claimed_until is not null;
+    select nullif(atttypmod, -1) into v_column from pg_attribute
+     where attrelid = 'public.memory'::regclass and attname = 'embedding';
+    if v_column is distinct from p_dimension then
+      execute format('alter table public.memory alter column embedding type vector(%s)', p_dimension);
+    end if;
+    insert into memory_config (id, model, dimension, configured_at)
+    values (true, p_model, p_dimension, db_now())
+    on conflict (id) do update set model = excluded.model, dimension = excluded.dimension,
+                                   configured_at = excluded.configured_at;
+  end if;
+  if not coalesce(p_reset, false) and to_regclass('public.memory_embedding_hnsw') is null then
+    create index memory_embedding_hnsw on memory using hnsw (embedding vector_cosine_ops);
+  end if;
+  return memory_settings();
+end
+$$;
+
+-- Upsert one row by (source, source_id). New words clear the vector (embed_pending makes a new
+-- one); a row that did not change is not touched at all. Returns created, updated or unchanged.
+create or replace function memory_put(
+  p_kind text, p_source text, p_source_id text, p_title text, p_content text, p_metadata jsonb,
+  p_occurred_at timestamptz
+) returns text
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_created boolean;
+begin
+  insert into memory as m (kind, source, source_id, title, content, metadata, occurred_at,
+                           created_at, updated_at)
+  values (p_kind, p_source, p_source_id, coalesce(p_title, ''), p_content,
+          coalesce(p_metadata, '{}'), coalesce(p_occurred_at, v_now), v_now, v_now)
+  on conflict (source, source_id) do update
+     set kind = excluded.kind, title = excluded.title, content = excluded.content,
+         metadata = excluded.metadata, occurred_at = coalesce(p_occurred_at, m.occurred_at),
+         updated_at = v_now,
+         embedding = case when (m.title, m.content) = (excluded.title, excluded.content)
+                          then m.embedding end,
+         embedding_model = case when (m.title, m.content) = (excluded.title, excluded.content)
+                                then m.embedding_model end,
+         embedded_at = case when (m.title, m.content) = (excluded.title, excluded.content)
+                            then m.embedded_at end
+   where (m.kind, m.title, m.content, m.metadata, m.occurred_at)
+         is distinct from (excluded.kind, excluded.title, excluded.content, excluded.metadata,
+                           coalesce(p_occurred_at, m.occurred_at))
+  returning (xmax = 0) into v_created;
+  if not found then
+    return 'unchanged';
+  end if;
+  return case when v_created then 'created' else 'updated' end;
+end
+$$;
+
+-- Many rows at once: [{kind, source, source_id, title, content, metadata, occurred_at}, ...].
+create or replace function upsert_memories(p_items jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_item jsonb;
+  v_outcome text;
+  v_counts jsonb := '{"created": 0, "updated": 0, "unchanged": 0}';
+begin
+  if p_items is null or jsonb_typeof(p_items) <> 'array' then
+    raise exception 'p_items must be a JSON array of memory rows' using errcode = 'OD422';
+  end if;
+  for v_item in select value from jsonb_array_elements(p_items) loop
+    if coalesce(v_item->>'kind', '') !~ '^[a-z][a-z0-9_]{0,39}$'
+       or coalesce(v_item->>'source', '') !~ '^[a-z][a-z0-9_.-]{0,39}$'
+       or coalesce(length(v_item->>'source_id'), 0) not between 1 and 500
+       or nullif(btrim(coalesce(v_item->>'content', '')), '') is null then
+      raise exception 'a memory row needs a kind and a source (lower-case names), a source_id of 1 to 500 characters and some content'
+        using errcode = 'OD422',
+              detail = jsonb_build_object('source', v_item->>'source', 'source_id', v_item->>'source_id')::text;
+    end if;
+    v_outcome := memory_put(v_item->>'kind', v_item->>'source', v_item->>'source_id', v_item->>'title',
+                            v_item->>'content', v_item->'metadata', (v_item->>'occurred_at')::timestamptz);
+    v_counts := jsonb_set(v_counts, array[v_outcome], to_jsonb((v_counts->>v_outcome)::integer + 1));
+  end loop;
+  return v_counts;
+end
+$$;
+
+-- A sync saw every row its source still has: forget that source's other rows (pages deleted at
+-- the source). Only called after a complete pass, so a failed sync removes nothing.
+create or replace function forget_missing_memory(p_source text, p_kept jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_removed integer;
+begin
+  if p_kept is null or jsonb_typeof(p_kept) <> 'array' then
+    raise exception 'p_kept must be a JSON array of source ids' using errcode = 'OD422';
+  end if;
+  delete from memory m
+   where m.source = p_source
+     and not exists (select 1 from jsonb_array_elements_text(p_kept) k where k = m.source_id);
+  get diagnostics v_removed = row_count;
+  return jsonb_build_object('removed', v_removed);
+end
+$$;
+
+-- Rows waiting for a vector, claimed for p_lease_seconds so parallel embedders (several
+-- instances, a reindex beside the service) never embed the same row twice. `hash` identifies the
+-- text that was embedded: set_memory_embeddings drops a vector whose row changed meanwhile.
+create or replace function claim_memory_to_embed(p_limit integer, p_lease_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_rows jsonb;
+begin
+  if not exists (select 1 from memory_config) then
+    return '[]';
+  end if;
+  with due as (
+    select id from memory
+     where embedding is null and (embed_claimed_until is null or embed_claimed_until <= v_now)
+     order by id limit least(greatest(coalesce(p_limit, 64), 1), 1000)
+       for update skip locked
+  ), claimed as (
+    update memory m set embed_claimed_until = v_now + make_interval(secs => p_lease_seconds)
+      from due where m.id = due.id
+    returning m.id, m.title, m.content, md5(m.title || E'\n' || m.content) as hash
+  )
+  select coalesce(jsonb_agg(to_jsonb(c) order by c.id), '[]') into v_rows from claimed c;
+  return v_rows;
+end
+$$;
+
+-- Give back claims after a failed embedding call, so the next run does not wait for the lease.
+create or replace function release_memory_claims(p_ids jsonb) returns jsonb
+language sql set search_path = public, extensions, pg_temp as $$
+  with released as (
+    update memory m set embed_claimed_until = null
+     where m.id in (select (value #>> '{}')::bigint from jsonb_array_elements(coalesce(p_ids, '[]')))
+       and m.embedding is null
+    returning 1)
+  select jsonb_build_object('released', (select count(*) from released))
+$$;
+
+-- Store vectors: [{id, hash, embedding: [floats]}]. Only for the configured model and only where
+-- the row's text is still the text that was embedded.
+create or replace function set_memory_embeddings(p_model text, p_items jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  c memory_config;
+  v_now timestamptz := db_now();
+  v_stored integer;
+begin
+  select * into c from memory_config where id;
+  if not found or c.model is distinct from p_model then
+    raise exception 'memory is configured for %, not %: run `opsdesk memory reindex`',
+        coalesce(c.model, 'no model yet'), p_model
+      using errcode = 'OD409', detail = jsonb_build_object('model', c.model, 'given', p_model)::text;
+  end if;
+  if p_items is null or jsonb_typeof(p_items) <> 'array' or exists (
+       select 1 from jsonb_array_elements(p_items) i
+        where jsonb_typeof(i.value->'embedding') is distinct from 'array'
+           or jsonb_array_length(i.value->'embedding') <> c.dimension) then
+    raise exception 'every embedding must be an array of % numbers', c.dimension using errcode = 'OD422';
+  end if;
+  update memory m
+     set embedding = (i.value->'embedding')::text::vector, embedding_model = p_model,
+         embedded_at = v_now, embed_claimed_until = null
+    from jsonb_array_elements(p_items) i
+   where m.id = (i.value->>'id')::bigint
+     and md5(m.title || E'\n' || m.content) = i.value->>'hash';
+  get diagnostics v_stored = row_count;
+  return jsonb_build_object('stored', v_stored, 'stale', jsonb_array_length(p_items) - v_stored);
+end
+$$;
+
+-- Rows, vectors and what is still waiting, per kind (`opsdesk memory status`).
+create or replace function memory_stats() returns jsonb
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select memory_settings() || jsonb_build_object(
+    'rows', (select count(*) from memory),
+    'to_embed', (select count(*) from memory where embedding is null),
+    'kinds', coalesce((select jsonb_object_agg(kind, n) from (
+                         select kind, count(*) as n from memory group by kind) k), '{}'))
+$$;
+
+-- The full-text query: websearch syntax ("quoted phrase", or, -word) with the english config
+-- the tsvector is built with. A last word ending in `*` is a prefix (`ship*`, `warrant*`); it is
+-- reduced to letters and digits before `:*` is added, so it cannot smuggle in tsquery operators.
+-- It is stemmed like the documents (`deliveries*` finds "delivery"); a stop word (`the*`) is kept
+-- as typed instead of vanishing.
+create or replace function memory_tsquery(p_query text) returns tsquery
+language plpgsql immutable set search_path = public, pg_temp as $$
+declare
+  v_last text := substring(coalesce(p_query, '') from '([[:alnum:]]+)\*\s*$');
+  v_words tsquery;
+  v_prefix tsquery;
+begin
+  if v_last is null then
+    return websearch_to_tsquery('english', coalesce(p_query, ''));
+  end if;
+  v_words := websearch_to_tsquery('english', regexp_replace(p_query, '[[:alnum:]]+\*\s*$', ''));
+  v_prefix := to_tsquery('english', v_last || ':*');
+  if numnode(v_prefix) = 0 then
+    v_prefix := to_tsquery('simple', v_last || ':*');
+  end if;
+  if numnode(v_words) = 0 then
+    return v_prefix;
+  end if;
+  return v_words && v_prefix;
+end
+$$;
+
+-- HTML-escape before ts_headline, so a snippet is safe to show in a page: only our <mark> tags are
+-- markup (tickets and emails are untrusted text).
+create or replace function memory_escape_html(p_text text) returns text
+language sql immutable as $$
+  select replace(replace(replace(p_text, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+$$;
+
+-- Search. Modes: fts (websearch syntax, ranked by ts_rank_cd), vector (cosine distance to
+-- p_embedding, a JSON array of the configured dimension), hybrid (both, fused by reciprocal rank:
+-- sum of weight / (p_rrf_k + rank) over the methods that found the row). Each method contributes
+-- its best p_candidates rows; kind and date filters apply inside each method, before the limit.
+-- Ranking every match of a very common word is the slow path of full-text search: when more than
+-- p_fts_rank_limit rows match, only the most recent p_fts_rank_limit of them are ranked (found
+-- through the occurred_at index) and `fts_limited` says so.
+-- Returns {mode, fts_query, fts_limited, fts_candidates, vector_candidates, results: [{id, kind,
+-- source, source_id, title, snippet, score, fts_rank, fts_score, vector_rank, similarity,
+-- occurred_at, metadata}]}.
+create or replace function search_memory(
+  p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
+  p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
+  p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean
+) returns jsonb
+language plpgsql
+set search_path = public, extensions, pg_temp
+-- plan each call with its values: the mode and the optional filters then fold away, instead of
+-- a generic plan that has to keep every branch
+set plan_cache_mode = force_custom_plan
+-- pgvector 0.8: a filtered HNSW scan goes on until enough rows pass the filter; the relaxed
+-- order is put right by the exact sort below. Both settings end with the call.
+set hnsw.iterative_scan = relaxed_order
+set hnsw.ef_search = 40
+as $$
+declare
+  v_mode text := lower(coalesce(p_mode, 'hybrid'));
+  v_tsq tsquery := memory_tsquery(p_query);
+  v_candidates integer := least(greatest(coalesce(p_candidates, 50), coalesce(p_limit, 10)), 1000);
+  v_kinds text[];
+  v_dimension integer;
+  v_vector vector;
+  v_fts_limited boolean := false;
+  v_result jsonb;
+begin
+  if v_mode not in ('fts', 'vector', 'hybrid') then
+    raise exception 'mode must be fts, vector or hybrid' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_query, '')), '') is null then
+    raise exception 'the query is empty' using errcode = 'OD422';
+  end if;
+  if p_limit is null or p_limit not between 1 and 100 then
+    raise exception 'limit must be from 1 to 100' using errcode = 'OD422';
+  end if;
+  if coalesce(p_rrf_k, 60) < 1 or coalesce(p_fts_weight, 1) < 0 or coalesce(p_vector_weight, 1) < 0 then
+    raise exception 'rrf_k must be positive and the weights not negative' using errcode = 'OD422';
+  end if;
+  if p_kinds is not null and jsonb_typeof(p_kinds) <> 'null' then
+    if jsonb_typeof(p_kinds) <> 'array' then
+      raise exception 'p_kinds must be a JSON array of kinds' using errcode = 'OD422';
+    end if;
+    v_kinds := nullif(array(select jsonb_array_elements_text(p_kinds)), '{}');
+  end if;
+  if v_mode <> 'fts' then
+    select dimension into v_dimension from memory_config where id;
+    if v_dimension is null then
+      raise exception 'vector search needs embeddings: none are configured' using errcode = 'OD422';
+    end if;
+    if p_embedding is null or jsonb_typeof(p_embedding) <> 'array'
+       or jsonb_array_length(p_embedding) <> v_dimension then
+      raise exception 'the query embedding must be an array of % numbers', v_dimension using errcode = 'OD422';
+    end if;
+    v_vector := (p_embedding::text)::vector;
+    perform set_config('hnsw.ef_search', least(greatest(coalesce(p_ef_search, 40), v_candidates), 1000)::text,
+                       true);
+  end if;
+  if v_mode <> 'vector' and numnode(v_tsq) > 0 and p_fts_rank_limit is not null then
+    -- stops at p_fts_rank_limit + 1 matches, however many there are
+    select count(*) > p_fts_rank_limit into v_fts_limited
+      from (select 1 from memory m
+             where m.fts @@ v_tsq and (v_kinds is null or m.kind = any (v_kinds))
+               and (p_since is null or m.occurred_at >= p_since)
+             limit p_fts_rank_limit + 1) matches;
+  end if;
+
+  with fts as materialized (
+    select s.id, ts_rank_cd(s.fts, v_tsq, 1) as score
+      from (select m.id, m.fts from memory m
+             where v_mode <> 'vector' and numnode(v_tsq) > 0 and m.fts @@ v_tsq
+               and (v_kinds is null or m.kind = any (v_kinds))
+               and (p_since is null or m.occurred_at >= p_since)
+             -- both fold away unless limited (force_custom_plan): then the newest matches only
+             order by case when v_fts_limited then m.occurred_at end desc
+             limit case when v_fts_limited then p_fts_rank_limit end) s
+     order by score desc, s.id
+     limit v_candidates
+  ), vec as materialized (
+    select m.id, m.embedding <=> v_vector as distance
+      from memory m
+     where v_mode <> 'fts' and m.embedding is not null
+       and (v_kinds is null or m.kind = any (v_kinds))
+       and (p_since is null or m.occurred_at >= p_since)
+     order by m.embedding <=> v_vector
+     limit v_candidates
+  ), fts_ranked as (
+    select id, score, row_number() over (order by score desc, id) as rank from fts
+  ), vec_ranked as (
+    select id, distance, row_number() over (order by distance, id) as rank from vec
+  ), fused as (
+    select coalesce(f.id, v.id) as id, f.rank as fts_rank, f.score as fts_score,
+           v.rank as vector_rank, 1 - v.distance as similarity,
+           case v_mode
+             when 'fts' then f.score
+             when 'vector' then 1 - v.distance
+             else coalesce(coalesce(p_fts_weight, 1) / (coalesce(p_rrf_k, 60) + f.rank), 0)
+                + coalesce(coalesce(p_vector_weight, 1) / (coalesce(p_rrf_k, 60) + v.rank), 0)
+           end as score
+      from fts_ranked f full join vec_ranked v on v.id = f.id
+     order by score desc, id
+     limit p_limit
+  )
+  select jsonb_build_object(
+    'mode', v_mode,
+    'fts_query', v_tsq::text,
+    'fts_limited', v_fts_limited,
+    'fts_candidates', (select count(*) from fts),
+    'vector_candidates', (select count(*) from vec),
+    'results', coalesce(jsonb_agg(
+      jsonb_build_object(
+        'id', m.id, 'kind', m.kind, 'source', m.source, 'source_id', m.source_id, 'title', m.title,
+        'snippet', ts_headline('english', memory_escape_html(m.content), v_tsq,
+                               'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
+                               'MaxFragments=2, FragmentDelimiter=" … "'),
+        'score', fu.score, 'fts_rank', fu.fts_rank, 'fts_score', fu.fts_score,
+        'vector_rank', fu.vector_rank, 'similarity', fu.similarity,
+        'occurred_at', m.occurred_at, 'metadata', m.metadata)
+      || case when p_include_content then jsonb_build_object('content', m.content) else '{}' end
+      order by fu.score desc, fu.id), '[]'))
+    into v_result
+    from fused fu join memory m on m.id = fu.id;
+  return v_result;
+end
+$$;
+
+-- What executed actions and decisions put into memory. The payload is shown field by field
+-- (this is "what was sent to whom"), HTML tags stripped so neither search nor embeddings see them.
+create or replace function memory_payload_text(p_payload jsonb) returns text
+language sql immutable as $$
+  select string_agg(format('%s: %s', e.key, btrim(regexp_replace(regexp_replace(
+           case jsonb_typeof(e.value)
+             when 'string' then e.value #>> '{}'
+             when 'array' then (select string_agg(coalesce(x.value #>> '{}', ''), ', ')
+                                  from jsonb_array_elements(e.value) x)
+             else e.value::text
+           end, '<[^>]*>', ' ', 'g'), '[ \t]+', ' ', 'g'))), E'\n' order by e.key)
+    from jsonb_each(case when jsonb_typeof(p_payload) = 'object' then p_payload else '{}' end) e
+$$;
+
+create or replace function memory_kind_of_action(p_kind text) returns text
+language sql immutable as $$
+  select case when p_kind like 'email.%' then 'email_sent'
+              when p_kind like 'note.%' then 'note'
+              else 'action' end
+$$;
+
+-- An action that ran (status -> succeeded) and a decision (approved, modified with the edits,
+-- rejected with the reason) each become a memory row in the same transaction, keyed by the
+-- action id, so a later decision on the same action replaces the earlier one. The vector comes
+-- later from embed_pending: a trigger cannot call the embedding model.
+create or replace function remember_action() returns trigger
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_ran boolean := new.status = 'succeeded'
+                   and (tg_op = 'INSERT' or old.status is distinct from new.status);
+  v_decided boolean := new.decision is not null
+                       and (tg_op = 'INSERT' or old.decision is distinct from new.decision
+                            or old.decided_at is distinct from new.decided_at);
+  v_base jsonb := jsonb_build_object('action_id', new.id, 'agent', new.agent, 'action_kind', new.kind);
+begin
+  if not (v_ran or v_decided) then
+    return null;
+  end if;
+  begin
+    if v_ran then
+      perform memory_put(memory_kind_of_action(new.kind), 'action', new.id::text, new.summary,
+                         concat_ws(E'\n', format('Done by the %s agent (%s): %s', new.agent, new.kind, new.summary),
+                                   memory_payload_text(new.requested_action)),
+                         v_base || jsonb_build_object('decided_by', new.decided_by),
+                         coalesce(new.finished_at, db_now()));
+    end if;
+    if v_decided then
+      perform memory_put('decision', 'decision', new.id::text, new.summary,
+                         concat_ws(E'\n',
+                           format('Decision: %s by %s on a %s draft by the %s agent: %s', new.decision,
+                                  coalesce(new.decided_by, 'someone'), new.kind, new.agent, new.summary),
+                           'Reason: ' || new.rejection_reason,
+                           case when new.feedback is distinct from new.rejection_reason
+                                then 'Feedback: ' || new.feedback end,
+                           (select 'Edits:' || string_agg(format(E'\n- %s: %s -> %s', e.key, e.value->'from',
+                                                                 e.value->'to'), '' order by e.key)
+                              from jsonb_each(coalesce(new.modifications, '{}')) e having count(*) > 0),
+                           memory_payload_text(new.requested_action)),
+                         v_base || jsonb_build_object('decision', new.decision, 'decided_by', new.decided_by),
+                         coalesce(new.decided_at, db_now()));
+    end if;
+  exception when others then
+    -- memory must never stop the queue or the executor: the action's own change still commits
+    raise warning 'memory could not record action %: % (%)', new.id, sqlerrm, sqlstate;
+  end;
+  return null;
+end
+$$;
+create or replace trigger actions_remember after insert or update of status, decision on actions
+  for each row execute function remember_action();
+
+-- Retention. Expired rows are read (oldest ids first), archived to a file by the caller, and only
+-- then deleted, each by id and updated_at, so a row changed in between is archived again, never lost.
+create or replace function expired_memory(p_kind text, p_days integer, p_limit integer) returns jsonb
+language plpgsql stable set search_path = public, extensions, pg_temp as $$
+declare
+  v_rows jsonb;
+begin
+  if p_days is null or p_days < 1 then
+    raise exception 'retention must be at least one day' using errcode = 'OD422';
+  end if;
+  select coalesce(jsonb_agg(to_jsonb(r) order by r.id), '[]') into v_rows from (
+    select m.id, m.kind, m.source, m.source_id, m.title, m.content, m.metadata, m.occurred_at,
+           m.created_at, m.updated_at, m.embedding_model
+      from memory m
+     where m.kind = p_kind and m.occurred_at < db_now() - make_interval(days => p_days)
+     order by m.id limit least(greatest(coalesce(p_limit, 500), 1), 5000)) r;
+  return v_rows;
+end
+$$;
+
+create or replace function drop_archived_memory(p_rows jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_deleted integer;
+begin
+  delete from memory m
+   using jsonb_array_elements(coalesce(p_rows, '[]')) r
+   where m.id = (r.value->>'id')::bigint and m.updated_at = (r.value->>'updated_at')::timestamptz;
+  get diagnostics v_deleted = row_count;
+  return jsonb_build_object('deleted', v_deleted);
+end
+$$;
+
+-- The audit log is append-only (refuse_audit_change). Rows past their retention leave only
+-- through drop_archived_audit, after the caller archived exactly the rows expired_audit returned:
+-- the same cutoff, ids up to the last one archived.
+create or replace function expired_audit(p_days integer, p_limit integer) returns jsonb
+language plpgsql stable set search_path = public, pg_temp as $$
+declare
+  v_cutoff timestamptz := db_now() - make_interval(days => p_days);
+begin
+  if p_days is null or p_days < 1 then
+    raise exception 'retention must be at least one day' using errcode = 'OD422';
+  end if;
+  return jsonb_build_object('cutoff', v_cutoff, 'rows', coalesce((
+    select jsonb_agg(to_jsonb(l) order by l.id) from (
+      select * from audit_log where at < v_cutoff
+       order by id limit least(greatest(coalesce(p_limit, 500), 1), 5000)) l), '[]'));
+end
+$$;
+
+-- The only way rows leave audit_log. The trigger lets a DELETE through only while this function
+-- has set opsdesk.audit_prune_before (transaction-local) and only for rows older than it.
+-- Security definer: on Supabase even service_role has no DELETE on audit_log.
+create or replace function drop_archived_audit(p_days integer, p_cutoff timestamptz, p_through_id bigint)
+returns jsonb
+language plpgsql security definer set search_path = public, pg_temp as $$
+declare
+  v_deleted integer;
+begin
+  if p_days is null or p_days < 1 or p_cutoff is null or p_through_id is null
+     or p_cutoff > db_now() - make_interval(days => p_days) then
+    raise exception 'audit rows leave only past their retention (% days)', p_days using errcode = 'OD422';
+  end if;
+  perform set_config('opsdesk.audit_prune_before', p_cutoff::text, true);
+  delete from audit_log where id <= p_through_id and at < p_cutoff;
+  get diagnostics v_deleted = row_count;
+  perform set_config('opsdesk.audit_prune_before', '', true);
+  return jsonb_build_object('deleted', v_deleted);
+end
+$$;
+
+-- One holder at a time for a maintenance job across every instance; a crashed holder's lease
+-- simply runs out.
+create or replace function take_maintenance_lease(p_name text, p_holder text, p_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_taken boolean;
+begin
+  insert into maintenance_leases as l (name, holder, leased_until)
+  values (p_name, p_holder, v_now + make_interval(secs => p_seconds))
+  on conflict (name) do update set holder = excluded.holder, leased_until = excluded.leased_until
+   where l.leased_until <= v_now or l.holder = excluded.holder
+  returning true into v_taken;
+  return jsonb_build_object('taken', coalesce(v_taken, false),
+                            'holder', (select holder from maintenance_leases where name = p_name));
+end
+$$;
+
+create or replace function release_maintenance_lease(p_name text, p_holder text) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with gone as (delete from maintenance_leases where name = p_name and holder = p_holder returning 1)
+  select jsonb_build_object('released', exists (select 1 from gone))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Email: Brevo's daily quota and campaign batches.
+-- The quota day is the calendar day of db_now() in the quota time zone (BREVO_QUOTA_TIMEZONE,
+-- Phoenix by default). The application passes the limit, the transactional reserve and the zone
+-- from its settings on every call, so one configuration governs every worker.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists email_quota_days (
+  day           date primary key,
+  used          integer not null default 0 check (used >= 0),  -- emails that may have gone out
+  closed_at     timestamptz,                                    -- Brevo said 402: nothing more today
+  closed_reason text,
+  updated_at    timestamptz not null
+);
+
+-- One row per reservation key and day; `held` is what it counts in the day's `used`. A retry with
+-- the same key finds its row and counts nothing twice; a send rolled back gives `held` back.
+create table if not exists email_quota_reservations (
+  day        date not null references email_quota_days (day),
+  key        text not null,
+  purpose    text not null check (purpose in ('transactional', 'campaign')),
+  requested  integer not null check (requested > 0),
+  held       integer not null check (held >= 0),
+  released   integer not null default 0 check (released >= 0),
+  created_at timestamptz not null,
+  updated_at timestamptz not null,
+  primary key (day, key)
+);
+
+create table if not exists email_campaigns (
+  id         uuid primary key references actions (id),  -- the approved `email.campaign` action
+  recipients integer not null,
+  planned_at timestamptz not null
+);
+
+create table if not exists campaign_batches (
+  campaign_id      uuid not null references email_campaigns (id),
+  batch_no         integer not null check (batch_no > 0),
+  send_on          date not null,                     -- a quota day
+  status           text not null check (status in ('pending', 'sending', 'sent', 'unknown', 'failed')),
+  not_before       timestamptz,                       -- a retry after a transient failure waits until then
+  attempts         integer not null default 0,
+  attempt_token    uuid,
+  claimed_by       text,
+  lease_expires_at timestamptz,
+  dispatched_at    timestamptz,                       -- a request of this attempt may have reached Brevo
+  quota_day        date,
+  quota_key        text,
+  last_error       text,
+  created_at       timestamptz not null,
+  updated_at       timestamptz not null,
+  finished_at      timestamptz,
+  primary key (campaign_id, batch_no)
+);
+create index if not exists campaign_batches_due on campaign_batches (send_on) where status = 'pending';
+create index if not exists campaign_batches_leases on campaign_batches (lease_expires_at) where status = 'sending';
+
+-- The primary key sends each address at most once per campaign, whatever happens to its batches.
+create table if not exists campaign_recipients (
+  campaign_id uuid not null references email_campaigns (id),
+  email       text not null,
+  name        text,
+  position    integer not null,
+  batch_no    integer,
+  status      text not null check (status in ('pending', 'sending', 'sent', 'refused', 'unknown', 'dry_run')),
+  message_id  text,
+  error_code  text,
+  error       text,
+  sent_at     timestamptz,
+  updated_at  timestamptz not null,
+  primary key (campaign_id, email)
+);
+create index if not exists campaign_recipients_batch on campaign_recipients (campaign_id, batch_no, status);
+
+create or replace function email_quota_day(p_time_zone text) returns date
+language sql stable set search_path = public, pg_temp as $$
+  select (db_now() at time zone p_time_zone)::date
+$$;
+
+create or replace function email_quota_check_limits(p_daily_limit integer, p_reserve integer) returns void
+language plpgsql as $$
+begin
+  if p_daily_limit is null or p_daily_limit < 1 or p_reserve is null or p_reserve < 0
+     or p_reserve >= p_daily_limit then
+    raise exception 'the daily email limit must be positive and the transactional reserve below it'
+      using errcode = 'OD422';
+  end if;
+end
+$$;
+
+-- Grants min(requested, what is left): a transactional email may use the whole day, a campaign
+-- all but the reserve. Partial grants let a campaign batch fill what is left today and move the
+-- rest to the next day instead of waiting for a day with room for all of it.
+create or replace function email_quota_take(
+  p_day date, p_key text, p_count integer, p_purpose text, p_daily_limit integer, p_reserve integer,
+  p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_duplicate boolean := false;
+  v_take integer;
+  d email_quota_days;
+  r email_quota_reservations;
+begin
+  if p_count is null or p_count < 1 then
+    raise exception 'reserve at least one email' using errcode = 'OD422';
+  end if;
+  if p_purpose is null or p_purpose not in ('transactional', 'campaign') then
+    raise exception 'purpose must be transactional or campaign' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_key, '')), '') is null then
+    raise exception 'a reservation needs a key' using errcode = 'OD422';
+  end if;
+  perform email_quota_check_limits(p_daily_limit, p_reserve);
+
+  insert into email_quota_days (day, updated_at) values (p_day, v_now) on conflict (day) do nothing;
+  -- The day's row lock orders every reservation of that day: however many workers ask at once,
+  -- each sees what the others took, so together they never pass the limit.
+  select * into d from email_quota_days where day = p_day for update;
+  select * into r from email_quota_reservations where day = p_day and key = p_key;
+  if found and r.held > 0 then
+    v_duplicate := true;
+  else
+    v_take := case when d.closed_at is not null then 0
+                   else greatest(0, least(p_count, p_daily_limit - d.used
+                                          - case when p_purpose = 'campaign' then p_reserve else 0 end)) end;
+    update email_quota_days set used = used + v_take, updated_at = v_now where day = p_day returning * into d;
+    insert into email_quota_reservations (day, key, purpose, requested, held, created_at, updated_at)
+    values (p_day, p_key, p_purpose, p_count, v_take, v_now, v_now)
+    on conflict (day, key) do update
+      set requested = excluded.requested, held = excluded.held, updated_at = excluded.updated_at
+    returning * into r;
+  end if;
+  return jsonb_build_object(
+    'day', p_day, 'key', p_key, 'purpose', r.purpose, 'requested', r.requested, 'held', r.held,
+    'duplicate', v_duplicate, 'used', d.used, 'daily_limit', p_daily_limit, 'reserve', p_reserve,
+    'closed', d.closed_at is not null,
+    'seconds_to_next_day', extract(epoch from ((p_day + 1)::timestamp at time zone p_time_zone) - v_now));
+end
+$$;
+
+create or replace function reserve_email_quota(
+  p_key text, p_count integer, p_purpose text, p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  select email_quota_take(email_quota_day(p_time_zone), p_key, p_count, p_purpose, p_daily_limit, p_reserve,
+                          p_time_zone)
+$$;
+
+-- Gives back up to p_count (all when null) of a reservation: the send did not happen.
+create or replace function release_email_quota(p_day date, p_key text, p_count integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_give integer;
+  r email_quota_reservations;
+begin
+  -- the day first, then the reservation: the order reserving takes, so the two never deadlock
+  perform 1 from email_quota_days where day = p_day for update;
+  select * into r from email_quota_reservations where day = p_day and key = p_key for update;
+  if not found then
+    return jsonb_build_object('day', p_day, 'key', p_key, 'released', 0, 'held', 0);
+  end if;
+  v_give := greatest(0, least(r.held, coalesce(p_count, r.held)));
+  update email_quota_reservations set held = held - v_give, released = released + v_give, updated_at = v_now
+   where day = p_day and key = p_key;
+  update email_quota_days set used = used - v_give, updated_at = v_now where day = p_day;
+  return jsonb_build_object('day', p_day, 'key', p_key, 'released', v_give, 'held', r.held - v_give);
+end
+$$;
+
+-- Brevo answered 402 not_enough_credits: whatever our counter says, nothing more goes out today.
+create or replace function close_email_quota_day(p_time_zone text, p_reason text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_day date := email_quota_day(p_time_zone);
+  d email_quota_days;
+begin
+  insert into email_quota_days (day, updated_at) values (v_day, v_now) on conflict (day) do nothing;
+  update email_quota_days
+     set closed_at = coalesce(closed_at, v_now), closed_reason = coalesce(closed_reason, p_reason), updated_at = v_now
+   where day = v_day returning * into d;
+  return jsonb_build_object('day', d.day, 'closed_at', d.closed_at, 'closed_reason', d.closed_reason);
+end
+$$;
+
+-- What campaigns may still plan on a day: the limit less the reserve, what is used, and what
+-- pending batches already hold for that day.
+create or replace function campaign_room(p_day date, p_daily_limit integer, p_reserve integer) returns integer
+language sql stable set search_path = public, pg_temp as $$
+  select case when d.closed_at is not null then 0 else greatest(0,
+           p_daily_limit - p_reserve - coalesce(d.used, 0)
+           - (select count(*) from campaign_batches b
+                join campaign_recipients r on r.campaign_id = b.campaign_id and r.batch_no = b.batch_no
+               where b.send_on = p_day and b.status = 'pending' and r.status = 'pending'))::integer end
+    from (select p_day as day) want left join email_quota_days d on d.day = want.day
+$$;
+
+-- The first day from p_from with campaign room. Days beyond every plan have the full room, and
+-- the reserve is below the limit, so the walk ends.
+create or replace function campaign_next_day(p_from date, p_daily_limit integer, p_reserve integer) returns date
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_day date := p_from;
+begin
+  while campaign_room(v_day, p_daily_limit, p_reserve) < 1 loop
+    v_day := v_day + 1;
+  end loop;
+  return v_day;
+end
+$$;
+
+create or replace function campaign_new_batch(p_campaign_id uuid, p_send_on date, p_not_before timestamptz)
+returns integer
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_no integer;
+begin
+  select coalesce(max(batch_no), 0) + 1 into v_no from campaign_batches where campaign_id = p_campaign_id;
+  insert into campaign_batches (campaign_id, batch_no, send_on, status, not_before, created_at, updated_at)
+  values (p_campaign_id, v_no, p_send_on, 'pending', p_not_before, db_now(), db_now());
+  return v_no;
+end
+$$;
+
+-- Campaign batches are created and moved under one lock, so two plans never count on the same room.
+create or replace function campaign_plan_lock() returns void
+language sql as $$ select pg_advisory_xact_lock(7245190312) $$;
+
+-- Puts the campaign's unassigned recipients into batches of at most p_batch_size, from p_from on,
+-- each day filled up to its campaign room.
+create or replace function campaign_schedule(
+  p_campaign_id uuid, p_from date, p_batch_size integer, p_daily_limit integer, p_reserve integer
+) returns void
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_day date := p_from;
+  v_left integer;
+  v_size integer;
+  v_no integer;
+begin
+  select count(*) into v_left from campaign_recipients
+   where campaign_id = p_campaign_id and batch_no is null and status = 'pending';
+  while v_left > 0 loop
+    v_day := campaign_next_day(v_day, p_daily_limit, p_reserve);
+    v_size := least(p_batch_size, v_left, campaign_room(v_day, p_daily_limit, p_reserve));
+    v_no := campaign_new_batch(p_campaign_id, v_day, null);
+    update campaign_recipients set batch_no = v_no, updated_at = db_now()
+     where campaign_id = p_campaign_id and email in (
+       select email from campaign_recipients
+        where campaign_id = p_campaign_id and batch_no is null and status = 'pending'
+        order by position limit v_size);
+    v_left := v_left - v_size;
+  end loop;
+end
+$$;
+
+create or replace function get_email_campaign(p_campaign_id uuid) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'id', c.id, 'recipients', c.recipients, 'planned_at', c.planned_at,
+    'counts', (select coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                 from (select status, count(*) as n from campaign_recipients
+                        where campaign_id = c.id group by status) s),
+    'batches', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'batch_no', b.batch_no, 'send_on', b.send_on, 'status', b.status, 'attempts', b.attempts,
+               'not_before', b.not_before, 'last_error', b.last_error, 'finished_at', b.finished_at,
+               'counts', (select coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                            from (select status, count(*) as n from campaign_recipients
+                                   where campaign_id = c.id and batch_no = b.batch_no group by status) s))
+             order by b.batch_no)
+        from campaign_batches b where b.campaign_id = c.id), '[]'))
+    from email_campaigns c where c.id = p_campaign_id
+$$;
+
+-- Runs once per campaign action: later calls return the plan made the first time.
+create or replace function plan_email_campaign(
+  p_campaign_id uuid, p_recipients jsonb, p_batch_size integer, p_daily_limit integer, p_reserve integer,
+  p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_count integer;
+begin
+  perform email_quota_check_limits(p_daily_limit, p_reserve);
+  if p_batch_size is null or p_batch_size < 1 then
+    raise exception 'the batch size must be positive' using errcode = 'OD422';
+  end if;
+  if p_recipients is null or jsonb_typeof(p_recipients) <> 'array' or jsonb_array_length(p_recipients) = 0 then
+    raise exception 'a campaign needs a list of recipients' using errcode = 'OD422';
+  end if;
+  if not exists (select 1 from actions where id = p_campaign_id and kind = 'email.campaign') then
+    raise exception 'no email.campaign action %', p_campaign_id using errcode = 'OD404';
+  end if;
+  perform campaign_plan_lock();
+  insert into email_campaigns (id, recipients, planned_at) values (p_campaign_id, 0, v_now)
+  on conflict (id) do nothing;
+  if not found then
+    return get_email_campaign(p_campaign_id) || '{"planned_now": false}';
+  end if;
+  insert into campaign_recipients (campaign_id, email, name, position, status, updated_at)
+  select p_campaign_id, lower(btrim(x->>'email')), nullif(btrim(coalesce(x->>'name', '')), ''), t.ord, 'pending', v_now
+    from jsonb_array_elements(p_recipients) with ordinality as t(x, ord)
+  on conflict (campaign_id, email) do nothing;
+  get diagnostics v_count = row_count;
+  update email_campaigns set recipients = v_count where id = p_campaign_id;
+  perform campaign_schedule(p_campaign_id, email_quota_day(p_time_zone), p_batch_size, p_daily_limit, p_reserve);
+  perform write_audit(p_campaign_id, 'campaigns', 'campaign_planned', null, null, null, null,
+                      jsonb_build_object('recipients', v_count,
+                                         'batches', (select count(*) from campaign_batches where campaign_id = p_campaign_id)));
+  return get_email_campaign(p_campaign_id) || '{"planned_now": true}';
+end
+$$;
+
+-- The daily job's claim: pending batches due on or before today, SKIP LOCKED, with a lease.
+create or replace function claim_campaign_batches(
+  p_worker text, p_lease_seconds double precision, p_limit integer, p_time_zone text, p_campaign_id uuid
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_today date := email_quota_day(p_time_zone);
+  v_claimed jsonb;
+begin
+  with due as (
+    select campaign_id, batch_no from campaign_batches
+     where status = 'pending' and send_on <= v_today and (not_before is null or not_before <= v_now)
+       and (p_campaign_id is null or campaign_id = p_campaign_id)
+     order by send_on, created_at, batch_no limit p_limit
+       for update skip locked
+  ), claimed as (
+    update campaign_batches b
+       set status = 'sending', attempts = b.attempts + 1, attempt_token = gen_random_uuid(),
+           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+           dispatched_at = null, updated_at = v_now
+      from due where b.campaign_id = due.campaign_id and b.batch_no = due.batch_no
+    returning b.*
+  )
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'campaign_id', c.campaign_id, 'batch_no', c.batch_no, 'send_on', c.send_on,
+           'attempt_token', c.attempt_token, 'attempts', c.attempts,
+           'content', (select a.requested_action - 'recipients' from actions a where a.id = c.campaign_id))
+         order by c.send_on, c.created_at, c.batch_no), '[]')
+    into v_claimed from claimed c;
+  return v_claimed;
+end
+$$;
+
+create or replace function campaign_batch_attempt(p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid)
+returns campaign_batches
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches;
+begin
+  select * into b from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no for update;
+  if not found then
+    raise exception 'no batch % of campaign %', p_batch_no, p_campaign_id using errcode = 'OD404';
+  end if;
+  if b.status <> 'sending' or b.attempt_token is distinct from p_attempt_token then
+    raise exception 'attempt on batch % of campaign % was superseded (now %)', p_batch_no, p_campaign_id, b.status
+      using errcode = 'OD499', detail = jsonb_build_object('status', b.status)::text;
+  end if;
+  return b;
+end
+$$;
+
+-- Reserves quota for the batch's pending recipients and returns those it may send now (a dry run
+-- counts against nothing). What the day cannot take stays pending for finish_campaign_batch to move.
+create or replace function reserve_campaign_batch(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_daily_limit integer, p_reserve integer,
+  p_time_zone text, p_dry_run boolean
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_day date := email_quota_day(p_time_zone);
+  v_key text := format('campaign:%s:%s', p_campaign_id, p_batch_no);
+  v_pending integer;
+  v_granted integer;
+  v_quota jsonb;
+begin
+  select count(*) into v_pending from campaign_recipients
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending';
+  if p_dry_run or v_pending = 0 then
+    v_granted := v_pending;
+  else
+    v_quota := email_quota_take(v_day, v_key, v_pending, 'campaign', p_daily_limit, p_reserve, p_time_zone);
+    v_granted := least((v_quota->>'held')::integer, v_pending);
+    update campaign_batches set quota_day = v_day, quota_key = v_key, updated_at = db_now()
+     where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  end if;
+  return jsonb_build_object(
+    'pending', v_pending, 'granted', v_granted, 'quota', v_quota,
+    'recipients', coalesce((
+      select jsonb_agg(jsonb_build_object('email', g.email, 'name', g.name) order by g.position)
+        from (select email, name, position from campaign_recipients
+               where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending'
+               order by position limit v_granted) g), '[]'));
+end
+$$;
+
+-- Just before a request to Brevo: from here on, a crash leaves these recipients `unknown`.
+create or replace function campaign_recipients_sending(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_emails jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_count integer;
+begin
+  update campaign_batches set dispatched_at = coalesce(dispatched_at, db_now()), updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  update campaign_recipients set status = 'sending', updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending'
+     and email in (select jsonb_array_elements_text(p_emails));
+  get diagnostics v_count = row_count;
+  return jsonb_build_object('sending', v_count);
+end
+$$;
+
+-- Brevo's answer, per recipient: sent (with its message id), refused (with Brevo's code), back to
+-- pending (nothing went out: a 402, a 429, no connection), unknown, or dry_run.
+create or replace function record_campaign_recipients(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_results jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_now timestamptz := db_now();
+  v_count integer;
+begin
+  if exists (select 1 from jsonb_array_elements(p_results) x
+              where x->>'status' is null or x->>'status' not in ('sent', 'refused', 'pending', 'unknown', 'dry_run')) then
+    raise exception 'a recipient''s outcome is sent, refused, pending, unknown or dry_run' using errcode = 'OD422';
+  end if;
+  update campaign_recipients r
+     set status = x.status, message_id = x.message_id, error_code = x.error_code, error = x.error,
+         sent_at = case when x.status in ('sent', 'dry_run') then v_now end, updated_at = v_now
+    from jsonb_to_recordset(p_results) as x(email text, status text, message_id text, error_code text, error text)
+   where r.campaign_id = b.campaign_id and r.batch_no = b.batch_no and r.email = x.email
+     and r.status in ('pending', 'sending');
+  get diagnostics v_count = row_count;
+  return jsonb_build_object('recorded', v_count);
+end
+$$;
+
+-- Ends a batch's attempt. Recipients still `sending` (no answer recorded) become unknown; the
+-- quota keeps what may have reached Brevo and gives back the rest. Pending recipients wait:
+-- p_rest 'next_day' moves them to the next day with campaign room (the day is full or closed),
+-- 'later' keeps them on today after p_retry_in_seconds (a transient failure). A batch that sent
+-- nothing moves as a whole; otherwise the rest becomes a new batch.
+create or replace function campaign_batch_close(
+  b campaign_batches, p_rest text, p_retry_in_seconds double precision, p_error text,
+  p_daily_limit integer, p_reserve integer, p_time_zone text, p_actor text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_today date := email_quota_day(p_time_zone);
+  v_not_before timestamptz;
+  v_pending integer;
+  v_sent integer;
+  v_dry integer;
+  v_refused integer;
+  v_unknown integer;
+  v_held integer;
+  v_day date;
+  v_no integer;
+  v_status text;
+  v_moved jsonb;
+  v_out jsonb;
+begin
+  if p_rest is null or p_rest not in ('next_day', 'later') then
+    raise exception 'the rest of a batch goes to the next day or later' using errcode = 'OD422';
+  end if;
+  perform email_quota_check_limits(p_daily_limit, p_reserve);
+  perform campaign_plan_lock();
+  update campaign_recipients set status = 'unknown', updated_at = v_now,
+         error = coalesce(p_error, 'the request went out but no answer was recorded')
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'sending';
+  select count(*) filter (where status = 'pending'), count(*) filter (where status = 'sent'),
+         count(*) filter (where status = 'dry_run'), count(*) filter (where status = 'refused'),
+         count(*) filter (where status = 'unknown')
+    into v_pending, v_sent, v_dry, v_refused, v_unknown
+    from campaign_recipients where campaign_id = b.campaign_id and batch_no = b.batch_no;
+
+  if b.quota_key is not null then
+    select held into v_held from email_quota_reservations where day = b.quota_day and key = b.quota_key;
+    if coalesce(v_held, 0) > v_sent + v_unknown then
+      perform release_email_quota(b.quota_day, b.quota_key, v_held - v_sent - v_unknown);
+    end if;
+  end if;
+
+  v_not_before := case when p_rest = 'later'
+                       then v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0)) end;
+  if v_pending > 0 then
+    v_day := case when p_rest = 'next_day' then campaign_next_day(v_today + 1, p_daily_limit, p_reserve)
+                  else v_today end;
+    if v_sent + v_dry + v_refused + v_unknown = 0 then
+      update campaign_batches
+         set status = 'pending', send_on = case when p_rest = 'next_day' then v_day else send_on end,
+             not_before = v_not_before, attempt_token = null, lease_expires_at = null, dispatched_at = null,
+             last_error = p_error, updated_at = v_now
+       where campaign_id = b.campaign_id and batch_no = b.batch_no;
+      v_out := jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'status', 'pending',
+                                  'send_on', case when p_rest = 'next_day' then v_day else b.send_on end,
+                                  'not_before', v_not_before, 'pending', v_pending);
+      perform write_audit(b.campaign_id, p_actor, 'campaign_batch_deferred', null, null, p_error, null, v_out);
+      return v_out;
+    end if;
+    v_no := campaign_new_batch(b.campaign_id, v_day, v_not_before);
+    update campaign_recipients set batch_no = v_no, updated_at = v_now
+     where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending';
+    v_moved := jsonb_build_object('batch_no', v_no, 'send_on', v_day, 'recipients', v_pending);
+  end if;
+
+  v_status := case when v_unknown > 0 then 'unknown' when v_sent + v_dry > 0 then 'sent' else 'failed' end;
+  update campaign_batches
+     set status = v_status, lease_expires_at = null, finished_at = v_now, last_error = p_error, updated_at = v_now
+   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  v_out := jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'status', v_status,
+                              'send_on', b.send_on, 'sent', v_sent, 'dry_run', v_dry, 'refused', v_refused,
+                              'unknown', v_unknown, 'moved', v_moved);
+  perform write_audit(b.campaign_id, p_actor, 'campaign_batch_' || v_status, null, null, p_error, null, v_out);
+  return v_out;
+end
+$$;
+
+create or replace function finish_campaign_batch(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_rest text, p_retry_in_seconds double precision,
+  p_error text, p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+begin
+  return campaign_batch_close(b, p_rest, p_retry_in_seconds, p_error, p_daily_limit, p_reserve, p_time_zone,
+                              coalesce(b.claimed_by, 'campaigns'));
+end
+$$;
+
+-- Batches whose worker lost its lease: recipients whose request may have gone out become unknown
+-- (never re-sent by a machine), the rest are sent by the next run.
+create or replace function recover_campaign_batches(
+  p_actor text, p_limit integer, p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_out jsonb := '[]';
+  b campaign_batches;
+begin
+  for b in
+    select * from campaign_batches
+     where status = 'sending' and lease_expires_at <= db_now()
+     order by lease_expires_at limit p_limit
+       for update skip locked
+  loop
+    v_out := v_out || campaign_batch_close(
+      b, 'later', 0,
+      case when b.dispatched_at is null
+           then 'the worker lost its lease before any request; the batch will be sent again'
+           else 'the worker lost its lease after a request may have reached Brevo; a person must settle it' end,
+      p_daily_limit, p_reserve, p_time_zone, p_actor);
+  end loop;
+  return jsonb_build_object('recovered', v_out);
+end
+$$;
+
+-- A person checked Brevo's logs for an `unknown` batch: its unknown recipients were sent, or were
+-- not (then they are sent again by the next run).
+create or replace function settle_campaign_batch(
+  p_campaign_id uuid, p_batch_no integer, p_outcome text, p_actor text, p_reason text,
+  p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches;
+begin
+  if p_outcome is null or p_outcome not in ('sent', 'not_sent') then
+    raise exception 'settle a batch as sent or not_sent' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_reason, '')), '') is null or nullif(btrim(coalesce(p_actor, '')), '') is null then
+    raise exception 'settling needs your name and a reason' using errcode = 'OD422';
+  end if;
+  select * into b from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no for update;
+  if not found then
+    raise exception 'no batch % of campaign %', p_batch_no, p_campaign_id using errcode = 'OD404';
+  end if;
+  if b.status <> 'unknown' then
+    raise exception 'only unknown batches are settled by hand; batch % is %', p_batch_no, b.status
+      using errcode = 'OD409', detail = jsonb_build_object('status', b.status)::text;
+  end if;
+  update campaign_recipients
+     set status = case when p_outcome = 'sent' then 'sent' else 'pending' end,
+         error = format('settled as %s by %s: %s', p_outcome, p_actor, p_reason), updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'unknown';
+  return campaign_batch_close(b, 'later', 0, format('settled by %s: %s', p_actor, p_reason),
+                              p_daily_limit, p_reserve, p_time_zone, p_actor);
+end
+$$;
+
+-- Today's use of the quota and what is scheduled for the coming days (the daily report reads it).
+create or replace function email_quota_outlook(
+  p_daily_limit integer, p_reserve integer, p_time_zone text, p_days integer
+) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with today as (select email_quota_day(p_time_zone) as day)
+  select jsonb_build_object(
+    'today', (select jsonb_build_object(
+                       'day', t.day, 'used', coalesce(d.used, 0), 'daily_limit', p_daily_limit,
+                       'reserve', p_reserve,
+                       'remaining', case when d.closed_at is null
+                                         then greatest(0, p_daily_limit - coalesce(d.used, 0)) else 0 end,
+                       'campaign_remaining', case when d.closed_at is null
+                                                  then greatest(0, p_daily_limit - p_reserve - coalesce(d.used, 0))
+                                                  else 0 end,
+                       'closed_at', d.closed_at, 'closed_reason', d.closed_reason)
+                from today t left join email_quota_days d on d.day = t.day),
+    'scheduled', coalesce((
+      select jsonb_agg(jsonb_build_object('day', s.send_on, 'batches', s.batches, 'recipients', s.recipients)
+                       order by s.send_on)
+        from (select b.send_on, count(distinct (b.campaign_id, b.batch_no)) as batches,
+                     count(r.email) as recipients
+                from campaign_batches b
+                join campaign_recipients r on r.campaign_id = b.campaign_id and r.batch_no = b.batch_no
+                                          and r.status = 'pending'
+               where b.status = 'pending' and b.send_on < (select day from today) + greatest(coalesce(p_days, 7), 1)
+               group by b.send_on) s), '[]'),
+    'unknown_batches', (select count(*) from campaign_batches where status = 'unknown'))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- Access. Row Level Security on every table with no policy: Supabase's anon and authenticated
 -- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
 -- the same file runs where those roles do not exist (the embedded server, plain Postgres).
@@ -572,7 +2562,13 @@ declare
   v_fn regprocedure;
   v_supabase boolean := exists (select 1 from pg_roles where rolname = 'service_role');
 begin
-  foreach v_table in array array['clock_offset', 'actions', 'audit_log', 'notes'] loop
+  foreach v_table in array array['clock_offset', 'actions', 'audit_log', 'notes', 'approval_pin_failures',
+                                        'discord_notifications', 'discord_messages',
+                                        'llm_calls', 'llm_model_resolution',
+                                        'hubspot_webhook_deliveries', 'hubspot_events',
+                                        'memory_config', 'memory', 'maintenance_leases',
+                                        'email_quota_days', 'email_quota_reservations', 'email_campaigns',
+                                        'campaign_batches', 'campaign_recipients'] loop
     execute format('alter table public.%I enable row level security', v_table);
     if v_supabase then
       execute format('revoke all on table public.%I from anon, authenticated', v_table);

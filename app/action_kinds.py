@@ -14,6 +14,10 @@ from app.handlers import HandlerContext, NoteRecordPayload, WebhookPostPayload, 
 from app.models import Impact
 
 
+def impact_as_given(payload: Mapping[str, Any], impact: Impact) -> Impact:
+    return impact
+
+
 @dataclass(frozen=True)
 class ActionKind:
     name: str
@@ -23,6 +27,9 @@ class ActionKind:
     editable: frozenset[str] = frozenset()
     always_public: bool = False
     always_irreversible: bool = False
+    # facts only the payload shows (a deal stage moving backwards is irreversible): computed by
+    # code at submission, so the policy never relies on the caller's word for them
+    impact_for: Callable[[Mapping[str, Any], Impact], Impact] = impact_as_given
 
     def validate_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -61,7 +68,11 @@ BUILTIN_KINDS: tuple[ActionKind, ...] = (
 def kind_registry() -> dict[str, ActionKind]:
     """Every kind opsdesk can run. Integration kinds live beside their handlers and import this
     module for ActionKind, so they are gathered here at call time, not at import time."""
-    kinds = [*BUILTIN_KINDS]
+    from app.email_actions import EMAIL_KINDS
+    from app.hubspot_actions import HUBSPOT_KINDS
+    from app.notion_actions import NOTION_KINDS
+
+    kinds = [*BUILTIN_KINDS, *EMAIL_KINDS, *HUBSPOT_KINDS, *NOTION_KINDS]
     return {kind.name: kind for kind in kinds}
 
 

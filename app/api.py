@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Header, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api_auth import check_api_token
 from app.approval_queue import ApprovalQueue
 from app.database import Database
 from app.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized
+from app.inbox_pages import InboxPages
+from app.memory_api import router as memory_router
 from app.models import ActionPage, ActionRecord, ActionRequest, DecisionRequest, Status, SubmitResult, Tier
+from app.review_pages import ReviewPages
 from app.settings import Settings
+from app.web_pages import Pages, is_link_request
+from app.webhooks_api import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +92,20 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", None) or uuid.uuid4().hex
 
 
+LinkToken = Annotated[str, Query(min_length=1, max_length=4000, description="the signed link token")]
+
+# The decision endpoint takes either body; FastAPI cannot declare two, so the schema is given here.
+_DECISION_BODIES = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": DecisionRequest.model_json_schema()},
+    "application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["t", "decision", "reviewer"],
+        "properties": {"t": {"type": "string"}, "decision": {"enum": ["approve", "modify", "reject"]},
+                       "reviewer": {"type": "string"}, "reason": {"type": "string"},
+                       "pin": {"type": "string"}},
+        "additionalProperties": {"type": "string", "description": "edit.<field>: an edited field"}}},
+}}}
+
+
 def create_app(settings: Settings, db: Database) -> FastAPI:
     queue = ApprovalQueue(db, settings)
     app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs", redoc_url=None)
@@ -92,50 +113,54 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.queue = queue
+    app.include_router(webhooks_router)  # POST /webhooks/hubspot: HubSpot's v3 signature, not a token
+    app.include_router(memory_router)  # GET /memory/search (Bearer)
+    pages = Pages(settings)
+    review = ReviewPages(settings, queue, pages)
+    inbox = InboxPages(settings, queue, pages)
+
+    def error_response(request: Request, status_code: int, code: str, message: str,
+                       details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response:
+        if is_link_request(request):  # a person's browser: a page, not JSON
+            return pages.message("Something went wrong" if status_code >= 500 else "This request was refused",
+                                 message, status_code=status_code,
+                                 notes=[f"Request id: {request_id_of(request)}"])
+        return JSONResponse(error_body(code, message, request_id_of(request), details),
+                            status_code=status_code, headers=headers)
 
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = settings.ops_api_token
-        if expected is None:
-            raise Unauthorized("the API is locked: OPS_API_TOKEN is not configured")
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise Unauthorized("missing Bearer token")
-        if not hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode()):
-            raise Unauthorized("wrong API token")
+        check_api_token(settings, authorization)
 
     auth = [Depends(require_token)]
 
     @app.exception_handler(OpsdeskError)
-    async def _opsdesk_error(request: Request, exc: OpsdeskError) -> JSONResponse:
+    async def _opsdesk_error(request: Request, exc: OpsdeskError) -> Response:
         if exc.status_code >= 500:
             log.error("request %s failed: %s", request_id_of(request), exc)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return JSONResponse(error_body(exc.code, exc.message, request_id_of(request), exc.details),
-                            status_code=exc.status_code, headers=headers)
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         if any(err.get("type") == "json_invalid" for err in errors):
-            return JSONResponse(error_body("malformed_json", "the request body is not valid JSON",
-                                           request_id_of(request)), status_code=400)
+            return error_response(request, 400, "malformed_json", "the request body is not valid JSON")
         shown = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
                  for err in errors]
-        return JSONResponse(error_body("invalid_input", "the request does not fit the schema",
-                                       request_id_of(request), {"errors": shown}), status_code=422)
+        return error_response(request, 422, "invalid_input", "the request does not fit the schema",
+                              {"errors": shown})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail), request_id_of(request)),
-                            status_code=exc.status_code)
+        return error_response(request, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("request %s crashed", request_id_of(request))
-        return JSONResponse(error_body("internal_error", "opsdesk hit an unexpected error; see the logs "
-                                       "for this request id", request_id_of(request)), status_code=500)
+        return error_response(request, 500, "internal_error", "opsdesk hit an unexpected error; see the logs "
+                              "for this request id")
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -169,16 +194,45 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     ) -> ActionPage:
         return queue.list(status=status_, tier=tier, agent=agent, limit=limit, offset=offset)
 
-    @app.get("/approvals/{action_id}", dependencies=auth)
-    def show_approval(action_id: UUID) -> dict[str, Any]:
+    # Registered before /approvals/{action_id}, which would otherwise read "inbox" as an id.
+    @app.get("/approvals/inbox", response_class=Response, summary="The inbox page (signed inbox link)")
+    def inbox_page(request: Request, t: LinkToken) -> Response:
+        return inbox.show(request, t)
+
+    @app.post("/approvals/inbox", response_class=Response, summary="Decide several actions (inbox form)")
+    async def inbox_decide(request: Request) -> Response:
+        form = await request.form()
+        return await run_in_threadpool(inbox.decide, request, form, form.getlist("items"))
+
+    @app.get("/approvals/{action_id}", response_model=None,
+             summary="The review page (signed link, HTML) or the action as JSON (Bearer)")
+    def show_approval(action_id: UUID, request: Request, t: LinkToken | None = None,
+                      do: Literal["approve", "reject"] | None = None,
+                      authorization: Annotated[str | None, Header()] = None) -> Any:
+        if t is not None:
+            return review.show(request, action_id, t, do)  # never changes anything
+        require_token(authorization)
         return queue.get(action_id)
 
-    @app.post("/approvals/{action_id}/decision", response_model=ActionRecord, dependencies=auth)
-    def decide(action_id: UUID, decision: DecisionRequest, request: Request) -> ActionRecord:
+    @app.post("/approvals/{action_id}/decision", response_model=None, openapi_extra=_DECISION_BODIES,
+              summary="Decide: the review page's form (signed token) or JSON (Bearer)",
+              responses={200: {"model": ActionRecord, "description": "JSON: the decided action"},
+                         303: {"description": "form post: decided; back to the review page"}})
+    async def decide(action_id: UUID, request: Request,
+                     authorization: Annotated[str | None, Header()] = None) -> Any:
+        if is_link_request(request):
+            form = await request.form()
+            return await run_in_threadpool(review.decide, request, action_id, form)
+        require_token(authorization)
+        try:
+            decision = DecisionRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
         if not decision.decided_by:
             raise InvalidInput("decided_by is required: say who decides")
-        return queue.decide(action_id, decision, actor=decision.decided_by,
-                            request_id=request_id_of(request))
+        record = await run_in_threadpool(queue.decide, action_id, decision, actor=decision.decided_by,
+                                         request_id=request_id_of(request))
+        return JSONResponse(record.model_dump(mode="json"))
 
     @app.post("/actions", response_model=SubmitResult, status_code=status.HTTP_201_CREATED,
               dependencies=auth)

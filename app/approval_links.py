@@ -49,20 +49,36 @@ class LinkSigner:
         return self._serializer.dumps(claims.model_dump())
 
     def url(self, action_id: UUID | str, draft_hash: str, purpose: Purpose, expires_at: datetime) -> str:
-        token = quote(self.token(action_id, draft_hash, purpose, expires_at), safe="")
-        if purpose == "review":
-            return f"{self.base_url}/approvals/{action_id}?t={token}"
-        return f"{self.base_url}/approvals/{action_id}?t={token}&do={purpose}"
+        return self.link(action_id, self.token(action_id, draft_hash, purpose, expires_at), purpose)
+
+    def link(self, action_id: UUID | str, token: str, purpose: Purpose = "review") -> str:
+        """The URL of a token already issued (a page links back to itself with its own token)."""
+        quoted = quote(token, safe="")
+        if purpose in ("review", "inbox"):
+            return f"{self.base_url}/approvals/{action_id}?t={quoted}"
+        return f"{self.base_url}/approvals/{action_id}?t={quoted}&do={purpose}"
 
     def inbox_url(self, expires_at: datetime) -> str:
-        token = quote(self._serializer.dumps(
-            LinkClaims(a=INBOX, h="", p="inbox", e=int(expires_at.timestamp())).model_dump()), safe="")
-        return f"{self.base_url}/approvals/inbox?t={token}"
+        token = self._serializer.dumps(
+            LinkClaims(a=INBOX, h="", p="inbox", e=int(expires_at.timestamp())).model_dump())
+        return self.link(INBOX, token)
+
+    def decision_url(self, action_id: UUID | str) -> str:
+        """Where a review page's forms post (the inbox's own form posts to `inbox_decision_url`)."""
+        return f"{self.base_url}/approvals/{action_id}/decision"
+
+    @property
+    def inbox_decision_url(self) -> str:
+        return f"{self.base_url}/approvals/inbox"
 
     def verify(self, token: str, *, action_id: UUID | str, draft_hash: str | None,
-               now: datetime | None = None) -> LinkClaims:
+               now: datetime | None = None, expires_at: datetime | None = None) -> LinkClaims:
         """The claims of a valid token for this action and draft; otherwise Forbidden (tampered or
-        foreign), Gone (expired) or Conflict (the draft changed since the link was issued)."""
+        foreign), Gone (expired) or Conflict (the draft changed since the link was issued).
+
+        With `expires_at` (the action's current expiry) the token must also belong to the current
+        pending round: an action sent back to pending gets a fresh expiry, and links issued for
+        the earlier round, whose decision was already used, stop working."""
         claims = self._claims(token)
         if claims.a != str(action_id):
             raise Forbidden("this link belongs to another approval")
@@ -70,6 +86,9 @@ class LinkSigner:
         if draft_hash is not None and claims.h != draft_hash[:_HASH_CHARS]:
             raise Conflict("the draft changed after this link was issued; use the newest link",
                            details={"reason": "draft_changed"})
+        if expires_at is not None and claims.e != int(expires_at.timestamp()):
+            raise Conflict("this approval was reopened after this link was issued; use the newest link",
+                           details={"reason": "reopened"})
         return claims
 
     def verify_inbox(self, token: str, *, now: datetime | None = None) -> LinkClaims:

@@ -6,6 +6,7 @@ Every state change is one SQL function; this module validates at the edge and ca
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,9 @@ from app.models import (
     ActionRecord,
     ActionRequest,
     DecisionRequest,
+    FeedbackItem,
+    PinTry,
+    ReviewState,
     Status,
     SubmitResult,
     Tier,
@@ -36,7 +40,7 @@ class ApprovalQueue:
     def submit(self, request: ActionRequest, *, actor: str, request_id: str | None = None) -> SubmitResult:
         kind = lookup(self.kinds, request.kind)
         payload = kind.validate_payload(request.payload)
-        impact = kind.enforce(request.impact)
+        impact = kind.enforce(kind.impact_for(payload, request.impact))
         assessment = assess(impact, self.thresholds, request.suggested_tier)
         auto_run = assessment.tier is Tier.LOW and self.settings.auto_run_low
         ttl_seconds = self.settings.approval_ttl_hours(assessment.tier.value) * 3600
@@ -136,6 +140,24 @@ class ApprovalQueue:
             offset=offset,
         )
         return ActionPage.model_validate(page)
+
+    def clock(self) -> datetime:
+        """The database's time: links expire on it, as the actions they belong to do."""
+        return datetime.fromisoformat(self.db.call("health")["now"])
+
+    def review_state(self, action_id: UUID) -> ReviewState:
+        return ReviewState.model_validate(self.db.call("approval_review", id=action_id))
+
+    def pin_try(self, action_id: UUID, *, correct: bool, actor: str, request_id: str | None = None) -> PinTry:
+        """Count one approval-PIN entry (the caller compared it); says whether to go ahead."""
+        return PinTry.model_validate(self.db.call(
+            "approval_pin_try", id=action_id, correct=correct, max_tries=self.settings.approval_pin_max_tries,
+            actor=actor, request_id=request_id))
+
+    def recent_feedback(self, agent: str, kind: str | None = None, *, limit: int = 20) -> list[FeedbackItem]:
+        """The latest rejection reasons, edits and notes on this agent's drafts, newest first."""
+        rows = self.db.call("recent_feedback", agent=agent, kind=kind, limit=limit)
+        return [FeedbackItem.model_validate(row) for row in rows]
 
     def expire_due(self, *, limit: int = 500) -> list[str]:
         return self.db.call("expire_pending", actor="expiry", limit=limit)["expired"]

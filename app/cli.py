@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from app.approval_links import LinkSigner
 from app.approval_queue import ApprovalQueue
 from app.config_check import check
 from app.database import Database
@@ -24,6 +26,7 @@ from app.database_setup import open_database
 from app.errors import InvalidInput, OpsdeskError
 from app.executor import Executor
 from app.local_secrets import with_local_secrets
+from app.memory_cli import memory_app
 from app.models import ActionRequest, DecisionRequest, Status, Tier
 from app.settings import Settings
 
@@ -39,6 +42,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(actions_app, name="actions")
 app.add_typer(executor_app, name="executor")
+models_app = typer.Typer(help="The Claude model and its spend.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+brevo_app = typer.Typer(help="Email through Brevo: the daily quota and campaign batches.", no_args_is_help=True)
+app.add_typer(brevo_app, name="brevo")
+app.add_typer(memory_app, name="memory")
 
 console = Console()
 errors = Console(stderr=True)
@@ -190,6 +198,20 @@ def approvals_reject(
     console.print(f"[yellow]rejected[/yellow] {record.id} by {record.decided_by}")
 
 
+@approvals_app.command("inbox-link")
+def approvals_inbox_link(
+    hours: Annotated[float | None, typer.Option(min=0.1, max=24 * 31,
+                                                help="How long the link works (default INBOX_LINK_HOURS)")] = None,
+) -> None:
+    """Print a signed link to the inbox page: every pending action, several decided at once."""
+    with _database() as (settings, db):
+        # the database's clock, which the page checks the link against
+        expires_at = ApprovalQueue(db, settings).clock() + timedelta(hours=hours or settings.inbox_link_hours)
+        url = LinkSigner(settings).inbox_url(expires_at)
+    typer.echo(url)  # plain, unwrapped: people copy it and scripts read it
+    errors.print(f"valid until {expires_at.astimezone(settings.time_zone):%Y-%m-%d %H:%M %Z}")
+
+
 @actions_app.command("submit")
 def actions_submit(
     file: Annotated[Path, typer.Argument(help="A JSON file with the action ('-' reads stdin)",
@@ -242,6 +264,67 @@ def executor_drain() -> None:
         finally:
             executor.close()
     console.print(f"ran {ran} action(s)")
+
+
+@models_app.command("check")
+def models_check() -> None:
+    """Check ANTHROPIC_MODEL against the models list now; the choice is stored for every process."""
+    from rich.markup import escape
+
+    from integrations.claude import ClaudeClient, llm_spend
+
+    with _database() as (settings, db):
+        claude = ClaudeClient(settings, db)
+        try:
+            resolution = claude.resolve_model(refresh=True)
+        finally:
+            claude.close()
+        spend = llm_spend(db, settings)
+    style = "yellow" if resolution.fallback else "green"
+    console.print(f"configured: {escape(resolution.configured)}")
+    console.print(f"resolved:   [{style}]{escape(resolution.resolved)}[/]  ({escape(resolution.reason)})")
+    console.print(f"LLM spend {spend.day}: ${spend.spent_usd:.2f} of ${settings.llm_daily_budget_usd} "
+                  f"({spend.calls} calls, {spend.refused} refused)")
+    if resolution.checked_at is None:
+        errors.print("[red]the models list could not be read[/red]")
+        raise typer.Exit(1)
+
+
+@brevo_app.command("send-due")
+def brevo_send_due() -> None:
+    """Send the campaign batches due today (what the scheduler does hourly), then show the quota."""
+    from app.clients import Clients
+    from app.email_campaigns import CampaignSender
+
+    with _database() as (settings, db):
+        clients = Clients(settings)
+        try:
+            sender = CampaignSender(db, settings, clients, worker_id=f"cli:{getpass.getuser()}")
+            outcomes = sender.send_due()
+            outlook = sender.quota.outlook()
+        finally:
+            clients.close()
+    _print_json({"batches": outcomes, "quota": outlook})
+
+
+@brevo_app.command("settle-batch")
+def brevo_settle_batch(
+    campaign_id: UUID,
+    batch_no: int,
+    outcome: Annotated[str, typer.Option(help="sent, or not_sent (then it is sent again)")],
+    reason: Annotated[str, typer.Option(help="What you checked in Brevo's logs")],
+    as_: Annotated[str | None, typer.Option("--as", help="Your name for the audit")] = None,
+) -> None:
+    """Settle an `unknown` campaign batch after checking Brevo's logs."""
+    from app.clients import Clients
+    from app.email_campaigns import CampaignSender
+
+    if outcome not in ("sent", "not_sent"):
+        raise typer.BadParameter("--outcome is sent or not_sent")
+    with _database() as (settings, db):
+        sender = CampaignSender(db, settings, Clients(settings), worker_id=_actor(as_))
+        _print_json(sender.settle(campaign_id, batch_no, "sent" if outcome == "sent" else "not_sent",
+                                  actor=_actor(as_), reason=reason))
 
 
 def main(argv: list[str] | None = None) -> None:

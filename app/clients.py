@@ -9,11 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import PermanentError
 from app.settings import Settings
 from integrations.webhook import WebhookClient
+
+if TYPE_CHECKING:
+    from integrations.brevo import BrevoClient
+    from integrations.hubspot import HubSpotClient
+    from integrations.notion import NotionClient
 
 
 @dataclass
@@ -34,6 +39,33 @@ class Clients:
             raise PermanentError("WEBHOOK_POST_URL is not configured", system="webhook")
         return self._get("webhook", lambda: WebhookClient(
             url, timeout=self.settings.webhook_post_timeout_seconds, sleep=self.sleep))
+
+    @property
+    def hubspot(self) -> HubSpotClient:
+        from integrations.hubspot import HubSpotClient  # the SDK takes ~0.6 s to import: only when used
+
+        return self._get("hubspot", lambda: HubSpotClient.from_settings(self.settings, sleep=self.sleep))
+
+    @property
+    def notion(self) -> NotionClient:
+        from integrations.notion import NotionClient  # the SDK loads only in processes that use Notion
+
+        if self.settings.notion_api_key is None:
+            raise PermanentError("NOTION_API_KEY is not configured", system="notion")
+        return self._get("notion", lambda: NotionClient(self.settings, sleep=self.sleep))
+
+    @property
+    def brevo(self) -> BrevoClient:
+        from integrations.brevo import Address, BrevoClient  # the SDK loads only where email is sent
+
+        settings = self.settings
+        if settings.brevo_api_key is None or settings.brevo_sender_email is None:
+            raise PermanentError("BREVO_API_KEY and BREVO_SENDER_EMAIL must both be configured", system="brevo")
+        api_key = settings.brevo_api_key.get_secret_value()
+        sender = Address(email=settings.brevo_sender_email, name=settings.brevo_sender_name)
+        return self._get("brevo", lambda: BrevoClient(
+            api_key, sender=sender, base_url=settings.brevo_base_url, timeout=settings.brevo_timeout_seconds,
+            sleep=self.sleep))
 
     def close(self) -> None:
         for client in self._built.values():

@@ -18,6 +18,7 @@ from platformdirs.api import RuntimeDirWarning
 
 from app.database import Database, PostgresTransport, SupabaseTransport, schema_sql
 from app.errors import DatabaseError
+from app.memory import check_embeddings
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,15 @@ def apply_schema(transport: PostgresTransport) -> None:
 
 
 @contextmanager
-def open_database(settings: Settings, *, init_schema: bool = False) -> Iterator[Database]:
+def open_database(
+    settings: Settings, *, init_schema: bool = False, check_memory: bool = True
+) -> Iterator[Database]:
     """Open the configured database for the life of the block.
 
     The embedded database always gets schema.sql applied (it is ours alone); an outside database
-    only with `init_schema` (`opsdesk db init`), otherwise its schema version is checked.
+    only with `init_schema` (`opsdesk db init`), otherwise its schema version is checked. Then
+    the embeddings provider is checked against the model memory was embedded with (app.memory);
+    only `opsdesk memory reindex`, which changes that model, opens without `check_memory`.
     """
     server = None
     mode = settings.database_mode
@@ -84,6 +89,8 @@ def open_database(settings: Settings, *, init_schema: bool = False) -> Iterator[
     db = Database(transport)
     try:
         db.check_schema()
+        if check_memory:
+            check_embeddings(db, settings)
         yield db
     finally:
         db.close()

@@ -152,3 +152,25 @@ class OutcomeUnknown(IntegrationError):
     """The call may or may not have taken effect; a person must settle it."""
 
     code = "outcome_unknown"
+
+
+class ModelOutputInvalid(IntegrationError):
+    """Claude's answer did not fit the schema, even after one repair request: a failed draft."""
+
+    code = "model_output_invalid"
+
+
+class BudgetExceeded(OpsdeskError):
+    """The call could pass today's LLM spend cap (LLM_DAILY_BUDGET_USD), so it was not made.
+
+    429, not 402: like a rate limit it lifts by itself (at midnight in the budget time zone,
+    given as `retry_after`), and nothing is owed to anyone; 402 would tell a client to pay."""
+
+    status_code = 429
+    code = "llm_budget_exceeded"
+    exit_code = 10
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after

@@ -13,7 +13,7 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.action_kinds import ActionKind, kind_registry
@@ -27,6 +27,7 @@ from app.errors import (
     TransientError,
 )
 from app.handlers import ClaimedAction, HandlerContext
+from app.prerun_checks import PreRunCheck, default_checks
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Executor:
         worker_id: str | None = None,
         clients: Clients | None = None,
         rng: Callable[[], float] = random.random,
+        checks: Sequence[PreRunCheck] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -53,6 +55,7 @@ class Executor:
         self.worker_id = worker_id or default_worker_id()
         self.clients = clients or Clients(settings)
         self._rng = rng
+        self.checks = tuple(checks) if checks is not None else default_checks(settings)
 
     def close(self) -> None:
         self.clients.close()
@@ -105,6 +108,8 @@ class Executor:
             if kind is None:
                 self._finish(action, "failed", error=f"no handler for kind {action.kind!r}")
                 return
+            if self._sent_back(action, kind):
+                return
             result = kind.handler(ctx)
         except StaleAttempt:
             log.warning("action %s: attempt superseded before it finished; dropping it", action.id)
@@ -126,6 +131,25 @@ class Executor:
             self._finish(action, "failed", error=f"handler crashed: {type(exc).__name__}: {exc}")
             return
         self._finish(action, "succeeded", result=result)
+
+    def _sent_back(self, action: ClaimedAction, kind: ActionKind) -> bool:
+        """Runs the pre-run checks; the first that objects sends the action back to pending."""
+        for check in self.checks:
+            send_back = check(action, kind)
+            if send_back is None:
+                continue
+            self.db.call(
+                "requeue_action",
+                id=action.id,
+                attempt_token=action.attempt_token,
+                risk_level=send_back.tier.value,
+                risk_reasons=[reason.model_dump(mode="json") for reason in send_back.reasons],
+                ttl_seconds=self.settings.approval_ttl_hours(send_back.tier.value) * 3600,
+                reason=send_back.why,
+            )
+            log.info("action %s: back to pending instead of running: %s", action.id, send_back.why)
+            return True
+        return False
 
     def _backoff(self, attempt: int, exc: TransientError) -> float:
         if exc.retry_after is not None:

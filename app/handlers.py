@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.clients import Clients
 from app.database import Database
+from app.models import Tier
 from app.settings import Settings
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://opsdesk.invalid/actions")
@@ -34,6 +35,8 @@ class ClaimedAction(BaseModel):
     kind: str
     requested_action: dict[str, Any]
     estimated_impact: dict[str, Any]
+    risk_level: Tier  # the tier it was approved at
+    metadata: dict[str, Any]
     attempt_token: UUID
     attempts: int
     max_attempts: int

@@ -136,3 +136,35 @@ class ActionPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ReviewState(BaseModel):
+    """What a review page reads in one call: the action (None if there is none) at database time."""
+
+    now: datetime
+    action: ActionRecord | None
+    pin_failures: int
+
+
+class PinTry(BaseModel):
+    allowed: bool
+    locked: bool
+    failures: int
+    remaining: int
+
+
+class FeedbackItem(BaseModel):
+    """A reviewer's rejection reason, edit or note on one of an agent's drafts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: UUID
+    kind: str
+    summary: str
+    status: Status
+    decision: Literal["approved", "rejected", "modified"] | None
+    decided_by: str | None
+    decided_at: datetime | None
+    rejection_reason: str | None
+    modifications: dict[str, Any] | None
+    feedback: str | None

@@ -15,6 +15,7 @@ from app.api import create_app
 from app.approval_queue import ApprovalQueue
 from app.database_setup import open_database
 from app.executor import Executor, default_worker_id
+from app.notifications import NotificationSender
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,12 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
 
     with open_database(settings) as db:
         stop = threading.Event()
+        if settings.anthropic_api_key is not None:
+            from integrations.claude import check_model_at_startup
+
+            # in the background: a slow models list must not hold up the start
+            threading.Thread(target=check_model_at_startup, args=(settings, db), name="model-check",
+                             daemon=True).start()
         executors = [Executor(db, settings, worker_id=f"{default_worker_id()}:w{n}")
                      for n in range(parts.workers if parts.executor else 0)]
         threads = [threading.Thread(target=executor.run_forever, args=(stop,), name=f"executor-{n}",
@@ -49,7 +56,10 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
                    for n, executor in enumerate(executors)]
         for thread in threads:
             thread.start()
-        schedule = build_scheduler(ApprovalQueue(db, settings)) if parts.scheduler else None
+        # Discord notifications are scheduler jobs; without a webhook the outbox keeps its rows for later
+        notifications = (NotificationSender(db, settings)
+                         if parts.scheduler and settings.discord_webhook_url is not None else None)
+        schedule = build_scheduler(ApprovalQueue(db, settings), notifications) if parts.scheduler else None
         if schedule is not None:
             schedule.start()
         log.info("opsdesk running: api=%s scheduler=%s executor workers=%d database=%s",
@@ -80,3 +90,5 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
                 thread.join(timeout=settings.webhook_post_timeout_seconds + 5)
             for executor in executors:
                 executor.close()
+            if notifications is not None:
+                notifications.close()

@@ -7,6 +7,7 @@ usable; `app.config_check` turns validation errors into a per-integration report
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -15,8 +16,18 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.llm_prices import DEFAULT_PRICES, ModelPrice
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
 _DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}
@@ -98,26 +109,91 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_model: str = "claude-sonnet-5-5"
     anthropic_base_url: str | None = None
+    anthropic_timeout_seconds: float = Field(120.0, gt=0)  # one request; long answers take a while
+    anthropic_max_attempts: PositiveInt = 3
+    anthropic_model_cache_hours: float = Field(24, gt=0)  # how long a models-list check is trusted
+    anthropic_prompt_cache_ttl: Literal["5m", "1h"] = "5m"
+    llm_daily_budget_usd: NonNegativeMoney = Decimal("5")  # per calendar day in CRON_TIMEZONE
+    llm_prices_json: Annotated[dict[str, ModelPrice], NoDecode] = Field(default_factory=dict)  # see app.llm_prices
 
     hubspot_private_app_token: SecretStr | None = None
     hubspot_client_secret: SecretStr | None = None
     hubspot_base_url: str | None = None
+    hubspot_timeout_seconds: float = Field(10.0, gt=0)
+    hubspot_requests_per_10s: PositiveInt = 100  # the app's burst limit (Free/Starter 100, Pro/Ent 190)
+    hubspot_searches_per_second: int = Field(4, ge=1, le=5)  # CRM search has its own, lower limit
+    # after a create that may have reached HubSpot, wait this long (search lags writes) before
+    # looking for it; above the client's 30 s in-process wait, so the executor reschedules instead
+    hubspot_write_recheck_seconds: float = Field(60.0, gt=30)
 
     brevo_api_key: SecretStr | None = None
     brevo_daily_limit: PositiveInt = 300
     brevo_batch_size: PositiveInt = 300
     brevo_base_url: str | None = None
+    brevo_sender_email: str | None = None  # a sender verified in Brevo
+    brevo_sender_name: str = Field("opsdesk", min_length=1, max_length=200)
+    brevo_transactional_reserve: NonNegativeInt = 30  # of each day's limit, kept for one-to-one email
+    brevo_quota_timezone: str | None = None  # the quota day's zone; CRON_TIMEZONE when unset
+    brevo_dry_run: bool = False  # send nothing, record what would have been sent
+    brevo_timeout_seconds: float = Field(15.0, gt=0)
+    brevo_send_hour: int = Field(9, ge=0, le=23)  # campaign batches go out hourly from this hour on
 
     notion_api_key: SecretStr | None = None
     notion_blog_database_id: str | None = None
     notion_base_url: str | None = None
+    notion_kb_database_id: str | None = None
+    notion_timeout_seconds: float = Field(30.0, gt=0)
+    notion_max_attempts: PositiveInt = 3
+    notion_title_property: str = Field("Name", min_length=1)
+    notion_tags_property: str = Field("Tags", min_length=1)
+    notion_status_property: str = Field("Status", min_length=1)
+    notion_draft_status: str = Field("Draft", min_length=1)
+    notion_id_property: str = Field("opsdesk_id", min_length=1)  # rich_text: finds a page after a retry
 
     discord_webhook_url: SecretStr | None = None
+    discord_escalation_role_id: str | None = None  # role pinged by CRITICAL approvals
+    discord_timeout_seconds: float = Field(10.0, gt=0)
+    discord_poll_seconds: float = Field(5.0, gt=0)
+    discord_batch_size: PositiveInt = 10
+    discord_max_attempts: PositiveInt = 30
+    discord_backoff_base_seconds: float = Field(5.0, gt=0)
+    discord_backoff_max_seconds: float = Field(600.0, gt=0)
+    approval_reminder_hours: float = Field(24, gt=0)
+    escalate_before_expiry_hours: float = Field(12, ge=0)
+
+    # --- memory and embeddings (app.memory, integrations.embeddings) ----------------------------
+    voyage_api_key: SecretStr | None = None
+    voyage_base_url: str = "https://api.voyageai.com/v1"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    # unset: local when the `local` extra is installed, else none (full-text search only)
+    embeddings_provider: Literal["local", "voyage", "openai", "none"] | None = None
+    embeddings_model: str | None = None  # voyage-3.5 / text-embedding-3-small when unset
+    embeddings_dimension: int | None = Field(None, ge=1, le=2000)  # HNSW indexes `vector` up to 2,000
+    embeddings_batch_size: int = Field(64, ge=1, le=1000)
+    embeddings_max_chars: int = Field(8000, ge=100, le=200_000)  # per text; the rest is not embedded
+    embeddings_timeout_seconds: float = Field(30.0, gt=0)
+    memory_search_candidates: int = Field(50, ge=1, le=1000)  # rows each method brings to the fusion
+    memory_rrf_k: PositiveInt = 60
+    memory_fts_weight: float = Field(1.0, ge=0)
+    memory_vector_weight: float = Field(1.0, ge=0)
+    memory_hnsw_ef_search: int = Field(100, ge=1, le=1000)
+    memory_fts_rank_limit: int = Field(5000, ge=100, le=10_000_000)  # more matches: rank the newest only
+    memory_embed_interval_seconds: float = Field(60.0, gt=0)
+    # days per kind, merged over these defaults ("ticket=365,email_sent=0"); 0 keeps forever
+    memory_retention_days: Annotated[dict[str, NonNegativeInt], NoDecode] = {
+        "decision": 2557, "feedback": 2557, "action": 1095, "email_sent": 1095, "ticket": 1095,
+        "report": 1095, "note": 1095,
+    }
+    audit_retention_days: NonNegativeInt = 2557  # 7 years; 0 keeps the audit log forever
+    memory_archive_dir: Path | None = None  # <data dir>/archive when unset
 
     # --- validators -------------------------------------------------------------------------
-    @field_validator("cron_timezone")
+    @field_validator("cron_timezone", "brevo_quota_timezone")
     @classmethod
-    def _known_time_zone(cls, value: str) -> str:
+    def _known_time_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -125,10 +201,25 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("public_base_url", "anthropic_base_url", "hubspot_base_url", "brevo_base_url",
-                     "notion_base_url", "webhook_post_url", "supabase_url")
+                     "notion_base_url", "webhook_post_url", "supabase_url", "voyage_base_url", "openai_base_url")
     @classmethod
     def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _http_url(value, field=info.field_name.upper())
+
+    @field_validator("brevo_sender_email")
+    @classmethod
+    def _sender_email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value.strip()):
+            raise ValueError("is not an email address")
+        return value.strip() if value else None
+
+    @field_validator("brevo_transactional_reserve")
+    @classmethod
+    def _reserve_below_limit(cls, value: int, info: ValidationInfo) -> int:
+        limit = info.data.get("brevo_daily_limit")
+        if limit is not None and value >= limit:
+            raise ValueError(f"must be below BREVO_DAILY_LIMIT ({limit}), or campaigns could never send")
+        return value
 
     @field_validator("hubspot_private_app_token")
     @classmethod
@@ -156,8 +247,18 @@ class Settings(BaseSettings):
             raise ValueError("is not a Discord webhook URL (https://discord.com/api/webhooks/<id>/<token>)")
         return value
 
+    @field_validator("discord_escalation_role_id")
+    @classmethod
+    def _discord_role(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"\d{17,20}", value.strip()):
+            raise ValueError("is not a Discord role id (17-20 digits; Server Settings > Roles > Copy Role ID)")
+        return value.strip()
+
     @field_validator("ops_api_token", "approval_link_secret", "approval_pin", "anthropic_api_key",
-                     "brevo_api_key", "notion_api_key", "hubspot_client_secret", "supabase_service_role_key")
+                     "brevo_api_key", "notion_api_key", "hubspot_client_secret", "supabase_service_role_key",
+                     "voyage_api_key", "openai_api_key")
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -166,11 +267,51 @@ class Settings(BaseSettings):
             raise ValueError("is a placeholder; set a real secret")
         return value
 
+    @field_validator("llm_prices_json", mode="before")
+    @classmethod
+    def _prices_json(cls, value: object) -> object:
+        if isinstance(value, str):  # decoded here so bad JSON is a validation error config check reports
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"is not JSON: {exc}") from exc
+        return value
+
     @field_validator("approval_link_old_secrets", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("memory_retention_days", mode="before")
+    @classmethod
+    def _retention_days(cls, value: object) -> object:
+        """`kind=days,...` (or a JSON object), merged over the defaults so setting one kind keeps
+        the others (decisions' seven years above all)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                try:
+                    value = json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(f"is not JSON: {exc}") from exc
+            else:
+                pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+                if any(not sep or not kind.strip() for kind, sep, _ in pairs):
+                    raise ValueError("takes kind=days pairs separated by commas, e.g. ticket=365,note=0")
+                value = {kind.strip(): days.strip() for kind, _, days in pairs}
+        if not isinstance(value, dict):
+            raise ValueError("takes kind=days pairs separated by commas, e.g. ticket=365,note=0")
+        if bad := [kind for kind in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind))]:
+            raise ValueError(f"{bad[0]!r} is not a memory kind (lower-case letters, digits, _)")
+        return {**cls.model_fields["memory_retention_days"].default, **value}
+
+    @field_validator("embeddings_provider")
+    @classmethod
+    def _provider_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value in ("voyage", "openai") and info.data.get(f"{value}_api_key") is None:
+            raise ValueError(f"{value} needs {value.upper()}_API_KEY")
         return value
 
     @field_validator("ops_api_token")
@@ -197,8 +338,16 @@ class Settings(BaseSettings):
 
     # --- derived ----------------------------------------------------------------------------
     @property
+    def llm_prices(self) -> dict[str, ModelPrice]:
+        return {**DEFAULT_PRICES, **self.llm_prices_json}
+
+    @property
     def time_zone(self) -> ZoneInfo:
         return ZoneInfo(self.cron_timezone)
+
+    @property
+    def email_quota_timezone(self) -> str:
+        return self.brevo_quota_timezone or self.cron_timezone
 
     @property
     def database_mode(self) -> Literal["postgres", "supabase", "embedded"]:
@@ -218,6 +367,11 @@ class Settings(BaseSettings):
         if self.opsdesk_data_dir is not None:
             return self.opsdesk_data_dir.expanduser()
         return Path(platformdirs.user_data_dir("opsdesk", appauthor=False))
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where memory retention writes what it deletes."""
+        return (self.memory_archive_dir or self.data_dir / "archive").expanduser()
 
     def approval_ttl_hours(self, tier: str) -> float:
         return {

@@ -313,8 +313,9 @@ def test_check_schema_rejects_a_missing_function(fake: FakePostgrest, db: Databa
 
 
 def test_open_database_uses_supabase_when_configured(fake: FakePostgrest, tmp_path: Path) -> None:
+    # no embeddings provider: start-up then has no memory model to check (tests/test_memory.py does)
     settings = make_settings(supabase_url=fake.url, supabase_service_role_key=KEY,
-                             opsdesk_data_dir=tmp_path)
+                             opsdesk_data_dir=tmp_path, embeddings_provider="none")
     assert settings.database_mode == "supabase"
     fake.answer(200, 1)
 

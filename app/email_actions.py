@@ -1,0 +1,143 @@
+"""The email action kinds: `email.send` (one-to-one, transactional) and `email.campaign` (batched).
+
+Recipients come from the source record the caller or agent read (the HubSpot contact, the ticket's
+requester), never from model text; a reviewer may edit the subject and the body, never who gets it.
+An action's `impact.recipients` must equal its recipient count, so the risk policy judges the real
+reach. One approval covers every batch of a campaign.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.action_kinds import ActionKind
+from app.email_campaigns import CampaignSender
+from app.email_quota import EmailQuota, QuotaExhausted
+from app.errors import IntegrationError, InvalidInput, OutcomeUnknown
+from app.handlers import HandlerContext
+from app.models import Impact
+from integrations.brevo import SYSTEM, Address, CreditsExhausted, Message, OutcomeUncertain
+
+# Deliberately loose: Brevo is the judge of an address, and its refusals are recorded per recipient.
+# This only keeps out what cannot be an address (and anything that could smuggle a second header).
+_EMAIL = re.compile(r"^[^@\s<>,;\"'()]+@[^@\s<>,;\"'()]+\.[^@\s<>,;\"'()]+$")
+OneLine = Annotated[str, Field(pattern=r"^[^\r\n]*$")]
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(max_length=254)
+    name: OneLine | None = Field(None, max_length=200)
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        address = value.strip().lower()  # one spelling per address: a campaign sends each once
+        if not _EMAIL.match(address):
+            raise ValueError("is not an email address")
+        return address
+
+
+class EmailContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: OneLine = Field(min_length=1, max_length=500)
+    html: str = Field(min_length=1, max_length=500_000)
+    text: str | None = Field(None, max_length=500_000)
+
+
+class EmailSendPayload(EmailContent):
+    to: Recipient
+
+
+class EmailCampaignPayload(EmailContent):
+    recipients: list[Recipient] = Field(min_length=1, max_length=100_000)
+
+    @field_validator("recipients")
+    @classmethod
+    def _each_once(cls, value: list[Recipient]) -> list[Recipient]:
+        repeated = sorted(email for email, n in Counter(r.email for r in value).items() if n > 1)
+        if repeated:
+            raise ValueError(f"lists {len(repeated)} address(es) more than once, e.g. {repeated[0]}")
+        return value
+
+
+def _recipient_count(payload: Mapping[str, Any]) -> int:
+    return len(payload["recipients"]) if "recipients" in payload else 1
+
+
+def impact_with_recipients(payload: Mapping[str, Any], impact: Impact) -> Impact:
+    """The caller states the reach; it must be the real one."""
+    count = _recipient_count(payload)
+    if impact.recipients != count:
+        raise InvalidInput(f"impact.recipients is {impact.recipients} but the email goes to {count}",
+                           details={"recipients": count})
+    return impact
+
+
+def send_email(ctx: HandlerContext) -> dict[str, Any]:
+    payload = EmailSendPayload.model_validate(ctx.action.requested_action)
+    message = Message(subject=payload.subject, html=payload.html, text=payload.text,
+                      to=Address(email=payload.to.email, name=payload.to.name), tags=[ctx.action.agent])
+    if ctx.settings.brevo_dry_run:
+        return {"dry_run": True, "would_send": message.model_dump(mode="json", exclude_none=True)}
+    brevo = ctx.clients.brevo  # not configured: fails here, before any quota is taken
+    quota = EmailQuota(ctx.db, ctx.settings)
+    grant = quota.reserve(f"email.send:{ctx.action.id}", 1, "transactional")
+    if grant.held < 1:
+        why = "Brevo reported its credits spent" if grant.closed else f"all {grant.daily_limit} are used"
+        raise QuotaExhausted(f"no email left on {grant.day} ({why}); it goes out on the next quota day",
+                             system=SYSTEM, retry_after=grant.seconds_to_next_day)
+    ctx.mark_dispatched()
+    try:
+        ids = brevo.send(message, idempotency_key=ctx.action.idempotency_key)
+    except CreditsExhausted as exc:
+        quota.close_day(exc.message)
+        quota.release(grant)
+        raise
+    except OutcomeUncertain:
+        raise  # it may have gone out, so it stays counted; the retry reuses the idempotency key
+    except IntegrationError:
+        quota.release(grant)  # refused, or it never reached Brevo
+        raise
+    return {"message_id": ids[0] if ids else None, "to": payload.to.email, "quota_day": grant.day.isoformat()}
+
+
+def send_campaign(ctx: HandlerContext) -> dict[str, Any]:
+    payload = EmailCampaignPayload.model_validate(ctx.action.requested_action)
+    if not ctx.settings.brevo_dry_run:
+        _ = ctx.clients.brevo  # not configured: fail before planning anything
+    sender = CampaignSender(ctx.db, ctx.settings, ctx.clients, worker_id=f"action:{ctx.action.id}")
+    sender.plan(ctx.action.id, [Address(email=r.email, name=r.name) for r in payload.recipients])
+    outcomes = sender.send_due(campaign_id=ctx.action.id, before_send=ctx.mark_dispatched)
+    unknown = [outcome["batch_no"] for outcome in outcomes if outcome["status"] == "unknown"]
+    if unknown:
+        raise OutcomeUnknown(f"batch(es) {unknown} may or may not have gone out; settle them with "
+                             "`opsdesk brevo settle-batch`", system=SYSTEM)
+    return {"campaign": sender.campaign(ctx.action.id), "sent_now": outcomes}
+
+
+EMAIL_KINDS: tuple[ActionKind, ...] = (
+    ActionKind(
+        name="email.send",
+        description="Send one email to one recipient through Brevo (counts 1 against the daily quota)",
+        payload_model=EmailSendPayload,
+        handler=send_email,
+        editable=frozenset({"subject", "html", "text"}),
+        impact_for=impact_with_recipients,
+    ),
+    ActionKind(
+        name="email.campaign",
+        description="Send one email to a list through Brevo, in batches over as many days as the quota needs",
+        payload_model=EmailCampaignPayload,
+        handler=send_campaign,
+        editable=frozenset({"subject", "html", "text"}),
+        impact_for=impact_with_recipients,
+    ),
+)

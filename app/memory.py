@@ -1,0 +1,336 @@
+"""Memory: what the business knows, searchable by full text, by vector and by both.
+
+The SQL lives in schema.sql (section "Memory"); this module is the Python face agents, the API
+and the CLI share:
+
+- `MemoryStore.upsert` (and `remember_ticket`, `remember_report`) write rows keyed by
+  (source, source_id). Executed actions and decisions need no call: a trigger on `actions`
+  records them in the same transaction as the change.
+- Rows are written without a vector. `MemoryStore.embed_pending` (a scheduled job, and the end of
+  every import) embeds what is waiting with the configured provider.
+- `MemoryStore.search` runs one SQL function for fts, vector or hybrid (reciprocal rank fusion).
+- `check_embeddings`, called by `open_database` at start-up, fixes the deployment's model and
+  dimension on first use and refuses a provider that would give other vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from app.database import Database
+from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput
+from app.settings import Settings
+from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
+
+log = logging.getLogger(__name__)
+
+SearchMode = Literal["fts", "vector", "hybrid"]
+KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{0,39}$"
+EMBED_LEASE_SECONDS = 300.0
+_UPSERT_BATCH = 200
+
+Kind = Annotated[str, Field(pattern=KIND_PATTERN)]
+
+
+class EmbeddingsMismatch(ConfigError):
+    code = "embeddings_mismatch"
+
+
+class VectorSearchUnavailable(InvalidInput):
+    code = "vector_search_unavailable"
+
+
+class MemoryItem(BaseModel):
+    kind: str = Field(pattern=KIND_PATTERN)
+    source: str = Field(pattern=SOURCE_PATTERN)
+    source_id: str = Field(min_length=1, max_length=500)
+    title: str = Field("", max_length=1000)
+    content: str = Field(min_length=1, max_length=500_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime | None = None  # when it happened; None: now for a new row, kept on update
+
+
+class UpsertCounts(BaseModel):
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: Mapping[str, int]) -> None:
+        self.created += other.get("created", 0)
+        self.updated += other.get("updated", 0)
+        self.unchanged += other.get("unchanged", 0)
+
+
+class TicketMemory(BaseModel):
+    """A support ticket as memory keeps it (the requester's text is untrusted input: it is only
+    stored and searched, never followed)."""
+
+    id: str = Field(min_length=1, max_length=200)
+    subject: str = Field("", max_length=1000)
+    body: str = Field(min_length=1, max_length=500_000)
+    requester: str | None = Field(None, max_length=320)
+    status: str | None = Field(None, max_length=100)
+    url: str | None = Field(None, max_length=2000)
+    created_at: datetime | None = None
+    source: str = Field("hubspot", pattern=SOURCE_PATTERN)
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=1000)
+    mode: SearchMode | None = None  # None: hybrid
+    kinds: list[Kind] = Field(default_factory=list, max_length=20)
+    since: datetime | None = None
+    limit: int = Field(10, ge=1, le=100)
+    include_content: bool = False
+
+
+class SearchHit(BaseModel):
+    id: int
+    kind: str
+    source: str
+    source_id: str
+    title: str
+    snippet: str  # HTML-escaped text; the matched words are wrapped in <mark></mark>
+    score: float
+    fts_rank: int | None
+    fts_score: float | None
+    vector_rank: int | None
+    similarity: float | None  # 1 - cosine distance
+    occurred_at: datetime
+    metadata: dict[str, Any]
+    content: str | None = None
+
+
+class SearchAnswer(BaseModel):
+    query: str
+    mode: SearchMode  # what ran
+    requested_mode: SearchMode
+    embeddings: str | None  # the model of the query vector, None when none was used
+    fts_query: str  # the tsquery the words became ('' when they are all stop words)
+    fts_limited: bool  # so many rows matched that only the most recent MEMORY_FTS_RANK_LIMIT were ranked
+    fts_candidates: int
+    vector_candidates: int
+    notices: list[str]
+    results: list[SearchHit]
+
+
+class EmbedReport(BaseModel):
+    embedded: int = 0
+    stale: int = 0  # embedded, but the row changed meanwhile: it waits for the next run
+    model: str | None = None
+
+
+def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
+    """Start-up: the first run with a provider fixes the deployment's model and dimension (and
+    builds the HNSW index); after that another model or dimension is an error, never a search
+    comparing vectors of two models."""
+    spec = embedding_spec(settings)
+    if spec is None:
+        return None
+    try:
+        return db.call("configure_memory", model=spec.name, dimension=spec.dimension, reset=False)
+    except Conflict as exc:
+        raise EmbeddingsMismatch(
+            f"memory is embedded with {exc.details.get('model')} ({exc.details.get('dimension')} dimensions) "
+            f"but the embeddings provider gives {spec.name} ({spec.dimension} dimensions). Run "
+            "`opsdesk memory reindex` to re-embed everything with the new model, or set "
+            "EMBEDDINGS_PROVIDER / EMBEDDINGS_MODEL / EMBEDDINGS_DIMENSION back.",
+            details={"database_model": exc.details.get("model"),
+                     "database_dimension": exc.details.get("dimension"),
+                     "provider_model": spec.name, "provider_dimension": spec.dimension},
+        ) from exc
+
+
+def document_text(title: str, content: str) -> str:
+    """What gets embedded: the title carries a lot of the meaning of a short page."""
+    return f"{title}\n\n{content}" if title else content
+
+
+class MemoryStore:
+    def __init__(self, db: Database, settings: Settings, *, embedder: Embedder | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.spec: EmbeddingSpec | None = embedder.spec if embedder is not None else embedding_spec(settings)
+        self._embedder = embedder
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """Made on first use, so opening the store never loads a model or needs a key."""
+        if self.spec is None:
+            return None
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = make_embedder(self.settings)
+            return self._embedder
+
+    def close(self) -> None:
+        if self._embedder is not None:
+            self._embedder.close()
+
+    # --- writing ------------------------------------------------------------------------------
+    def upsert(self, items: Iterable[MemoryItem]) -> UpsertCounts:
+        counts = UpsertCounts()
+        batch: list[dict[str, Any]] = []
+        for item in items:
+            batch.append(item.model_dump(mode="json"))
+            if len(batch) >= _UPSERT_BATCH:
+                counts.add(self.db.call("upsert_memories", items=batch))
+                batch = []
+        if batch:
+            counts.add(self.db.call("upsert_memories", items=batch))
+        return counts
+
+    def remember_ticket(self, ticket: TicketMemory) -> UpsertCounts:
+        lines = [f"Ticket: {ticket.subject}" if ticket.subject else "Ticket",
+                 f"From: {ticket.requester}" if ticket.requester else "",
+                 f"Status: {ticket.status}" if ticket.status else "", "", ticket.body]
+        return self.upsert([MemoryItem(
+            kind="ticket", source=ticket.source, source_id=ticket.id, title=ticket.subject,
+            content="\n".join(line for line in lines if line is not None).strip(),
+            metadata={key: value for key, value in {"requester": ticket.requester, "status": ticket.status,
+                                                    "url": ticket.url}.items() if value},
+            occurred_at=ticket.created_at,
+        )])
+
+    def remember_report(self, day: date, text: str, *, title: str | None = None,
+                        metadata: Mapping[str, Any] | None = None) -> UpsertCounts:
+        """The daily report for `day`; building it again replaces it."""
+        return self.upsert([MemoryItem(
+            kind="report", source="report", source_id=day.isoformat(),
+            title=title or f"Daily report {day.isoformat()}", content=text, metadata=dict(metadata or {}),
+            occurred_at=datetime.combine(day, time(), tzinfo=self.settings.time_zone),
+        )])
+
+    def forget_missing(self, source: str, kept_ids: Sequence[str]) -> int:
+        return int(self.db.call("forget_missing_memory", source=source, kept=list(kept_ids))["removed"])
+
+    # --- embeddings ---------------------------------------------------------------------------
+    def embed_pending(self, *, max_rows: int | None = None,
+                      progress: Callable[[int], None] | None = None) -> EmbedReport:
+        """Embed rows that have no vector yet, a batch at a time, until none are left (or
+        `max_rows`). Claims keep parallel embedders off each other's rows."""
+        embedder = self.embedder
+        if embedder is None or self.spec is None:
+            return EmbedReport()
+        report = EmbedReport(model=self.spec.name)
+        batch = self.settings.embeddings_batch_size
+        while max_rows is None or report.embedded + report.stale < max_rows:
+            limit = batch if max_rows is None else min(batch, max_rows - report.embedded - report.stale)
+            rows = self.db.call("claim_memory_to_embed", limit=limit, lease_seconds=EMBED_LEASE_SECONDS)
+            if not rows:
+                break
+            try:
+                vectors = embedder.embed_documents([document_text(row["title"], row["content"]) for row in rows])
+            except Exception:
+                self.db.call("release_memory_claims", ids=[row["id"] for row in rows])
+                raise
+            stored = self.db.call("set_memory_embeddings", model=self.spec.name, items=[
+                {"id": row["id"], "hash": row["hash"], "embedding": vector}
+                for row, vector in zip(rows, vectors, strict=True)])
+            report.embedded += int(stored["stored"])
+            report.stale += int(stored["stale"])
+            if progress is not None:
+                progress(len(rows))
+        return report
+
+    def reindex(self, *, progress: Callable[[int], None] | None = None,
+                started: Callable[[int], None] | None = None) -> EmbedReport:
+        """Start over with the configured provider: forget every vector (and the index), embed
+        every row again, then build the index once over the full table."""
+        if self.spec is None:
+            raise ConfigError("reindexing needs an embeddings provider: EMBEDDINGS_PROVIDER is none")
+        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=True)
+        if started is not None:
+            started(int(self.stats()["to_embed"]))
+        report = self.embed_pending(progress=progress)
+        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=False)
+        return report
+
+    def stats(self) -> dict[str, Any]:
+        return self.db.call("memory_stats")
+
+    # --- searching ----------------------------------------------------------------------------
+    def search(self, query: str, *, mode: SearchMode | None = None, kinds: Sequence[str] = (),
+               since: datetime | date | None = None, limit: int = 10,
+               include_content: bool = False) -> SearchAnswer:
+        """Ranked memory for `query`. Without embeddings (EMBEDDINGS_PROVIDER=none) or when the
+        provider fails, hybrid falls back to full text and says so in `notices`; vector cannot
+        fall back and raises VectorSearchUnavailable (or the provider's error)."""
+        if isinstance(since, date) and not isinstance(since, datetime):
+            since = datetime.combine(since, time(), tzinfo=self.settings.time_zone)
+        elif since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=self.settings.time_zone)
+        try:
+            request = SearchRequest(query=query, mode=mode, kinds=list(kinds), since=since, limit=limit,
+                                    include_content=include_content)
+        except ValidationError as exc:
+            raise InvalidInput("the search does not fit the schema", details={
+                "errors": exc.errors(include_url=False, include_context=False)}) from exc
+        requested: SearchMode = request.mode or "hybrid"
+        used: SearchMode = requested
+        notices: list[str] = []
+        embedding: list[float] | None = None
+        if requested != "fts":
+            embedding, failure = self._query_vector(request.query)
+            if embedding is None:
+                if requested == "vector":
+                    raise VectorSearchUnavailable(f"vector search is unavailable: {failure}",
+                                                  details={"mode": "vector"})
+                used = "fts"
+                notices.append(f"full-text results only: {failure}")
+        raw = self.db.call(
+            "search_memory", query=request.query, mode=used, embedding=embedding,
+            kinds=request.kinds or None, since=request.since, limit=request.limit,
+            candidates=self.settings.memory_search_candidates, fts_weight=self.settings.memory_fts_weight,
+            vector_weight=self.settings.memory_vector_weight, rrf_k=self.settings.memory_rrf_k,
+            ef_search=self.settings.memory_hnsw_ef_search, fts_rank_limit=self.settings.memory_fts_rank_limit,
+            include_content=request.include_content,
+        )
+        answer = SearchAnswer(
+            query=request.query, mode=used, requested_mode=requested,
+            embeddings=self.spec.name if embedding is not None and self.spec else None,
+            fts_query=raw["fts_query"], fts_limited=raw["fts_limited"], fts_candidates=raw["fts_candidates"],
+            vector_candidates=raw["vector_candidates"], notices=notices,
+            results=[SearchHit.model_validate(hit) for hit in raw["results"]],
+        )
+        answer.notices.extend(_result_notices(answer))
+        return answer
+
+    def _query_vector(self, query: str) -> tuple[list[float] | None, str]:
+        if self.spec is None:
+            return None, ("EMBEDDINGS_PROVIDER is none (install opsdesk[local], or configure voyage "
+                          "or openai, for vector search)")
+        try:
+            embedder = self.embedder
+            if embedder is None:
+                return None, "no embeddings provider"
+            return embedder.embed_query(query), ""
+        except (IntegrationError, ConfigError) as exc:
+            log.warning("memory search: query embedding failed: %s", exc.message)
+            return None, f"embedding the query failed ({exc.message})"
+
+
+def _result_notices(answer: SearchAnswer) -> list[str]:
+    notices: list[str] = []
+    if answer.mode != "vector" and not answer.fts_query:
+        notices.append("the query has only common words (stop words), which full-text search ignores")
+    elif answer.mode != "vector" and answer.fts_candidates == 0:
+        if answer.mode == "fts":
+            notices.append("no memory contains these words, and without vector search differently "
+                           "worded matches cannot be found")
+        else:
+            notices.append("no memory contains these words; the results are by meaning only")
+    if answer.fts_limited:
+        notices.append("these words are very common: full text ranked only the most recent matching rows; "
+                       "add words (or a \"phrase\") to narrow it")
+    if answer.mode != "fts" and answer.vector_candidates == 0:
+        notices.append("no memory has an embedding yet (they are made in the background)")
+    return notices

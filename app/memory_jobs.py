@@ -1,0 +1,49 @@
+"""Memory's scheduled jobs: embed rows that wait for a vector, and prune past retention daily.
+
+Both are safe with several instances: embedding claims rows (SKIP LOCKED and a lease), pruning
+takes a lease in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from app.database import Database
+from app.errors import OpsdeskError
+from app.memory import MemoryStore
+from app.memory_retention import prune
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+UTC = ZoneInfo("UTC")
+EMBED_ROWS_PER_RUN = 2000  # a backlog is worked off over several runs instead of one long one
+
+
+def add_memory_jobs(scheduler: BaseScheduler, db: Database, settings: Settings) -> None:
+    store = MemoryStore(db, settings)
+    if store.spec is not None:
+        scheduler.add_job(_embed, IntervalTrigger(seconds=settings.memory_embed_interval_seconds, timezone=UTC),
+                          args=(store,), id="memory_embed", replace_existing=True)
+    scheduler.add_job(_prune, CronTrigger(hour=3, minute=17, timezone=UTC), args=(db, settings),
+                      id="memory_prune", replace_existing=True)
+
+
+def _embed(store: MemoryStore) -> None:
+    try:
+        report = store.embed_pending(max_rows=EMBED_ROWS_PER_RUN)
+    except OpsdeskError as exc:  # the provider is down or refuses: the rows wait for the next run
+        log.warning("memory: embedding failed, will retry: %s", exc.message)
+        return
+    if report.embedded:
+        log.info("memory: embedded %d row(s) with %s", report.embedded, report.model)
+
+
+def _prune(db: Database, settings: Settings) -> None:
+    report = prune(db, settings)
+    for name, rows in report.archived.items():
+        log.info("memory retention: archived and deleted %d %s row(s)", rows, name)

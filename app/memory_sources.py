@@ -1,0 +1,119 @@
+"""What feeds memory from outside: Markdown/text files (`opsdesk memory import PATH`) and the
+knowledge base in Notion (`opsdesk memory sync-notion`).
+
+Both write through `MemoryStore.upsert`, keyed by (source, source_id), so importing or syncing
+again updates rows instead of adding new ones, and an unchanged document keeps its embedding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import BaseModel, Field
+
+from app.errors import InvalidInput
+from app.memory import MemoryItem, MemoryStore, UpsertCounts
+
+if TYPE_CHECKING:
+    from integrations.notion import KBPage
+
+TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
+MAX_FILE_BYTES = 2_000_000
+_HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+class ImportReport(UpsertCounts):
+    skipped: dict[str, str] = Field(default_factory=dict)  # relative path -> why
+
+
+class SyncReport(UpsertCounts):
+    pages: int = 0
+    removed: int = 0
+
+
+class KnowledgeBase(Protocol):
+    """integrations.notion.NotionClient; tests pass a fake."""
+
+    def read_kb(self) -> list[KBPage]: ...
+
+
+class TextDocument(BaseModel):
+    relative: str
+    title: str
+    text: str
+    modified: datetime
+
+
+def _title(text: str, path: Path) -> str:
+    heading = _HEADING.search(text)
+    if heading and path.suffix.lower() in {".md", ".markdown"}:
+        return heading.group(1)[:1000]
+    return path.stem.replace("_", " ").replace("-", " ")[:1000]
+
+
+def _files(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for path in sorted(root.rglob("*")):
+        # hidden folders (.git, .obsidian) hold tooling, not knowledge
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
+            yield path
+
+
+def read_documents(root: Path) -> tuple[list[TextDocument], dict[str, str]]:
+    """The text files under `root` (or `root` itself), each named by its path relative to the
+    folder imported (for a single file: its name), with '/' separators on every system."""
+    if not root.exists():
+        raise InvalidInput(f"{root} does not exist", details={"path": str(root)})
+    base = root.parent if root.is_file() else root
+    documents: list[TextDocument] = []
+    skipped: dict[str, str] = {}
+    for path in _files(root):
+        relative = path.relative_to(base).as_posix()
+        if path.suffix.lower() not in TEXT_SUFFIXES:
+            skipped[relative] = f"not a {'/'.join(sorted(TEXT_SUFFIXES))} file"
+            continue
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            skipped[relative] = f"larger than {MAX_FILE_BYTES:,} bytes"
+            continue
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            skipped[relative] = "not UTF-8 text"
+            continue
+        if not text.strip():
+            skipped[relative] = "empty"
+            continue
+        documents.append(TextDocument(relative=relative, title=_title(text, path), text=text,
+                                   modified=datetime.fromtimestamp(path.stat().st_mtime, UTC)))
+    return documents, skipped
+
+
+def import_files(store: MemoryStore, root: Path, *, kind: str = "kb_article") -> ImportReport:
+    """source='file', source_id = the relative path: importing the same folder again updates."""
+    documents, skipped = read_documents(root)
+    counts = store.upsert(
+        MemoryItem(kind=kind, source="file", source_id=doc.relative, title=doc.title, content=doc.text,
+                   metadata={"path": doc.relative}, occurred_at=doc.modified)
+        for doc in documents)
+    return ImportReport(**counts.model_dump(), skipped=skipped)
+
+
+def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, source: str = "notion") -> SyncReport:
+    """Every page becomes (or updates) one kb_article row; pages gone from the knowledge base are
+    forgotten, but only after the whole read succeeded, so a failed sync removes nothing."""
+    pages = knowledge_base.read_kb()
+    items = [MemoryItem(kind="kb_article", source=source, source_id=page.id, title=page.title[:1000],
+                        content=page.text if page.text.strip() else page.title,
+                        metadata={"url": page.url, "last_edited": page.last_edited.isoformat()},
+                        occurred_at=page.last_edited)
+             for page in pages if page.text.strip() or page.title.strip()]
+    counts = store.upsert(items)
+    removed = store.forget_missing(source, [item.source_id for item in items])
+    return SyncReport(**counts.model_dump(), pages=len(pages), removed=removed)

@@ -1,0 +1,77 @@
+"""`POST /webhooks/hubspot`: HubSpot's CRM events, verified (v3 signature, 5-minute window on the
+database clock, no replays) and recorded once each.
+
+Refusals change nothing and answer in the API's error format: a missing or wrong signature and a
+timestamp outside the window 401, a replayed delivery 409, a body that is not HubSpot's event array
+400. The settings and the database come from the app (`app.state`), so the router needs no setup.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.database import Database
+from app.errors import InvalidInput
+from app.settings import Settings
+from integrations.hubspot_webhooks import (
+    MAX_AGE_SECONDS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    TIMESTAMP_MS,
+    delivery_hash,
+    parse_events,
+    signature_matches,
+)
+
+log = logging.getLogger(__name__)
+
+HUBSPOT_WEBHOOK_PATH = "/webhooks/hubspot"
+router = APIRouter()
+
+
+def _refuse(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+    log.warning("HubSpot webhook refused (%s, request %s): %s", code, request_id, message)
+    return JSONResponse({"error": {"code": code, "message": message, "request_id": request_id}},
+                        status_code=status)
+
+
+def signed_uri(settings: Settings, request: Request) -> str:
+    """The URL HubSpot called, as it signed it: our public address, never the Host header."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{settings.public_base_url}{HUBSPOT_WEBHOOK_PATH}" + (f"?{query}" if query else "")
+
+
+@router.post(HUBSPOT_WEBHOOK_PATH, summary="HubSpot CRM events (v3 signature)")
+async def hubspot_webhook(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    db: Database = request.app.state.db
+    secret = settings.hubspot_client_secret
+    if secret is None:
+        return _refuse(request, 503, "not_configured", "HubSpot webhooks are off: HUBSPOT_CLIENT_SECRET is not set")
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    if not signature or not TIMESTAMP_MS.match(timestamp):
+        return _refuse(request, 401, "bad_signature", f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER}")
+    body = await request.body()
+    if not signature_matches(secret.get_secret_value(), request.method, signed_uri(settings, request), body,
+                             timestamp, signature):
+        return _refuse(request, 401, "bad_signature", "the HubSpot signature does not match")
+    try:
+        events = parse_events(body)
+    except InvalidInput as exc:
+        return _refuse(request, 400, "malformed_body", exc.message)
+    outcome = await run_in_threadpool(
+        db.call, "record_hubspot_webhook", delivery_hash=delivery_hash(signature, timestamp),
+        signed_at_ms=int(timestamp), window_seconds=MAX_AGE_SECONDS, events=events)
+    if not outcome["accepted"]:
+        if outcome["reason"] == "replay":
+            return _refuse(request, 409, "replayed", "this signed delivery was already received")
+        return _refuse(request, 401, "stale_timestamp",
+                       f"the request timestamp is more than {MAX_AGE_SECONDS} s from the server's time")
+    return JSONResponse({"received": outcome["received"], "recorded": outcome["recorded"]})

