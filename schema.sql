@@ -1357,7 +1357,8 @@ create table if not exists maintenance_leases (
   leased_until timestamptz not null
 );
 
--- The model, the dimension the column really has, and whether the HNSW index exists.
+-- The model, the dimension the column really has, whether the HNSW index exists, and the kinds
+-- with a partial HNSW index of their own.
 create or replace function memory_settings() returns jsonb
 language sql stable set search_path = public, extensions, pg_temp as $$
   select jsonb_build_object(
@@ -1365,26 +1366,48 @@ language sql stable set search_path = public, extensions, pg_temp as $$
     'dimension', (select dimension from memory_config),
     'column_dimension', (select nullif(a.atttypmod, -1) from pg_attribute a
                           where a.attrelid = 'public.memory'::regclass and a.attname = 'embedding'),
-    'index', to_regclass('public.memory_embedding_hnsw') is not null)
+    'index', to_regclass('public.memory_embedding_hnsw') is not null,
+    'kind_indexes', coalesce((select jsonb_agg(substr(c.relname, 23) order by c.relname)
+                                from pg_index i join pg_class c on c.oid = i.indexrelid
+                               where i.indrelid = 'public.memory'::regclass
+                                 and c.relname like 'memory\_embedding\_hnsw\_%'), '[]'))
 $$;
 
 -- Start-up and reindex. The first call fixes the model and dimension; a later call with the same
--- ones only makes sure the index exists; another model or dimension is refused (OD409) unless
--- p_reset, which forgets every vector, re-types the column and leaves the index to be built once
+-- ones only makes sure the indexes exist; another model or dimension is refused (OD409) unless
+-- p_reset, which forgets every vector, re-types the column and leaves the indexes to be built once
 -- the rows are embedded again (a bulk build is far faster than growing HNSW row by row).
--- Security definer: changing the column and the index needs the table owner, and over Supabase's
--- REST API the caller is service_role.
-create or replace function configure_memory(p_model text, p_dimension integer, p_reset boolean)
-returns jsonb
+-- p_indexed_kinds (a JSON array; null leaves them as they are) are the kinds that get a partial
+-- HNSW index: a search filtered to one of them walks that kind's own graph. In the shared graph a
+-- filter far from the query (tickets, for a question about newsletters) runs out of scan budget
+-- before it finds enough rows, even with iterative scans; partial indexes are pgvector's advice
+-- for filtering on a few values.
+-- Security definer: changing the column and the indexes needs the table owner, and over
+-- Supabase's REST API the caller is service_role.
+create or replace function configure_memory(
+  p_model text, p_dimension integer, p_reset boolean, p_indexed_kinds jsonb default null
+) returns jsonb
 language plpgsql security definer set search_path = public, extensions, pg_temp as $$
 declare
   c memory_config;
   v_column integer;
+  v_kinds text[];
+  v_kind text;
+  v_index text;
 begin
   if nullif(btrim(coalesce(p_model, '')), '') is null or p_dimension is null
      or p_dimension not between 1 and 2000 then
     raise exception 'configure_memory needs a model and a dimension from 1 to 2000'
       using errcode = 'OD422';
+  end if;
+  if p_indexed_kinds is not null then
+    if jsonb_typeof(p_indexed_kinds) <> 'array' then
+      raise exception 'p_indexed_kinds must be a JSON array of kinds' using errcode = 'OD422';
+    end if;
+    v_kinds := array(select distinct k from jsonb_array_elements_text(p_indexed_kinds) k order by 1);
+    if exists (select 1 from unnest(v_kinds) k where k !~ '^[a-z][a-z0-9_]{0,39}$') then
+      raise exception 'indexed kinds are lower-case names' using errcode = 'OD422';
+    end if;
   end if;
   perform pg_advisory_xact_lock(7245190312);
   select * into c from memory_config where id;
@@ -1397,7 +1420,12 @@ begin
                                         'wanted_model', p_model, 'wanted_dimension', p_dimension)::text;
   end if;
   if not found or coalesce(p_reset, false) then
-    drop index if exists memory_embedding_hnsw;
+    for v_index in
+      select i.indexrelid::regclass::text from pg_index i join pg_class ic on ic.oid = i.indexrelid
+       where i.indrelid = 'public.memory'::regclass and ic.relname like 'memory\_embedding\_hnsw%'
+    loop
+      execute format('drop index %s', v_index);
+    end loop;
     update memory set embedding = null, embedding_model = null, embedded_at = null,
                       embed_claimed_until = null
      where embedding is not null or embed_claimed_until is not null;
@@ -1411,8 +1439,26 @@ begin
     on conflict (id) do update set model = excluded.model, dimension = excluded.dimension,
                                    configured_at = excluded.configured_at;
   end if;
-  if not coalesce(p_reset, false) and to_regclass('public.memory_embedding_hnsw') is null then
-    create index memory_embedding_hnsw on memory using hnsw (embedding vector_cosine_ops);
+  if not coalesce(p_reset, false) then
+    if to_regclass('public.memory_embedding_hnsw') is null then
+      create index memory_embedding_hnsw on memory using hnsw (embedding vector_cosine_ops);
+    end if;
+    if v_kinds is not null then
+      for v_index, v_kind in
+        select ic.relname, substr(ic.relname, 23) from pg_index i join pg_class ic on ic.oid = i.indexrelid
+         where i.indrelid = 'public.memory'::regclass and ic.relname like 'memory\_embedding\_hnsw\_%'
+      loop
+        if not v_kind = any (v_kinds) then
+          execute format('drop index public.%I', v_index);
+        end if;
+      end loop;
+      foreach v_kind in array v_kinds loop
+        if to_regclass(format('public.%I', 'memory_embedding_hnsw_' || v_kind)) is null then
+          execute format('create index %I on public.memory using hnsw (embedding vector_cosine_ops) '
+                         'where kind = %L', 'memory_embedding_hnsw_' || v_kind, v_kind);
+        end if;
+      end loop;
+    end if;
   end if;
   return memory_settings();
 end
@@ -1442,7 +1488,10 @@ begin
          embedding_model = case when (m.title, m.content) = (excluded.title, excluded.content)
                                 then m.embedding_model end,
          embedded_at = case when (m.title, m.content) = (excluded.title, excluded.content)
-                            then m.embedded_at end
+                            then m.embedded_at end,
+         -- an embedder working on the old text loses its claim (its vector will be refused)
+         embed_claimed_until = case when (m.title, m.content) = (excluded.title, excluded.content)
+                                    then m.embed_claimed_until end
    where (m.kind, m.title, m.content, m.metadata, m.occurred_at)
          is distinct from (excluded.kind, excluded.title, excluded.content, excluded.metadata,
                            coalesce(p_occurred_at, m.occurred_at))
@@ -1615,13 +1664,14 @@ language sql immutable as $$
   select replace(replace(replace(p_text, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
 $$;
 
--- Search. Modes: fts (websearch syntax, ranked by ts_rank_cd), vector (cosine distance to
+-- Search. Modes: fts (websearch syntax, ranked by ts_rank; ts_rank_cd costs three times as
+-- much per row), vector (cosine distance to
 -- p_embedding, a JSON array of the configured dimension), hybrid (both, fused by reciprocal rank:
 -- sum of weight / (p_rrf_k + rank) over the methods that found the row). Each method contributes
 -- its best p_candidates rows; kind and date filters apply inside each method, before the limit.
 -- Ranking every match of a very common word is the slow path of full-text search: when more than
--- p_fts_rank_limit rows match, only the most recent p_fts_rank_limit of them are ranked (found
--- through the occurred_at index) and `fts_limited` says so.
+-- p_fts_rank_limit rows match, only the most recent p_fts_rank_limit of them are ranked and
+-- `fts_limited` says so (null: rank every match).
 -- Returns {mode, fts_query, fts_limited, fts_candidates, vector_candidates, results: [{id, kind,
 -- source, source_id, title, snippet, score, fts_rank, fts_score, vector_rank, similarity,
 -- occurred_at, metadata}]}.
@@ -1647,7 +1697,6 @@ declare
   v_kinds text[];
   v_dimension integer;
   v_vector vector;
-  v_fts_limited boolean := false;
   v_result jsonb;
 begin
   if v_mode not in ('fts', 'vector', 'hybrid') then
@@ -1681,25 +1730,22 @@ begin
     perform set_config('hnsw.ef_search', least(greatest(coalesce(p_ef_search, 40), v_candidates), 1000)::text,
                        true);
   end if;
-  if v_mode <> 'vector' and numnode(v_tsq) > 0 and p_fts_rank_limit is not null then
-    -- stops at p_fts_rank_limit + 1 matches, however many there are
-    select count(*) > p_fts_rank_limit into v_fts_limited
-      from (select 1 from memory m
-             where m.fts @@ v_tsq and (v_kinds is null or m.kind = any (v_kinds))
-               and (p_since is null or m.occurred_at >= p_since)
-             limit p_fts_rank_limit + 1) matches;
-  end if;
 
-  with fts as materialized (
-    select s.id, ts_rank_cd(s.fts, v_tsq, 1) as score
-      from (select m.id, m.fts from memory m
-             where v_mode <> 'vector' and numnode(v_tsq) > 0 and m.fts @@ v_tsq
-               and (v_kinds is null or m.kind = any (v_kinds))
-               and (p_since is null or m.occurred_at >= p_since)
-             -- both fold away unless limited (force_custom_plan): then the newest matches only
-             order by case when v_fts_limited then m.occurred_at end desc
-             limit case when v_fts_limited then p_fts_rank_limit end) s
-     order by score desc, s.id
+  -- The newest matches, one more than are ranked (to know whether there were more). A rare word
+  -- is a bitmap scan of the GIN index and a sort of its few rows; a very common one a backward
+  -- scan of memory_occurred that stops early: the planner picks by the words' statistics.
+  with recent as materialized (
+    select m.id, m.fts, m.occurred_at
+      from memory m
+     where v_mode <> 'vector' and numnode(v_tsq) > 0 and m.fts @@ v_tsq
+       and (v_kinds is null or m.kind = any (v_kinds))
+       and (p_since is null or m.occurred_at >= p_since)
+     order by m.occurred_at desc
+     limit p_fts_rank_limit + 1
+  ), fts as materialized (
+    select r.id, ts_rank(r.fts, v_tsq, 1) as score
+      from (select id, fts from recent order by occurred_at desc limit p_fts_rank_limit) r
+     order by score desc, r.id
      limit v_candidates
   ), vec as materialized (
     select m.id, m.embedding <=> v_vector as distance
@@ -1729,7 +1775,7 @@ begin
   select jsonb_build_object(
     'mode', v_mode,
     'fts_query', v_tsq::text,
-    'fts_limited', v_fts_limited,
+    'fts_limited', (select count(*) from recent) > p_fts_rank_limit,
     'fts_candidates', (select count(*) from fts),
     'vector_candidates', (select count(*) from vec),
     'results', coalesce(jsonb_agg(
@@ -2552,6 +2598,575 @@ language sql stable set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- The schedule (app/job_schedule.py): every firing of a scheduled job is claimed here, unique per
+-- job and scheduled time, so it runs once however many instances run the same schedule. The
+-- application computes the firings from the jobs' cron triggers; this table is its memory of
+-- what ran. A run that does not finish within its lease is lost (its instance died); a transient
+-- failure waits in `retry` until its lease_expires_at. Either may be claimed again by the next
+-- claim of the same firing, and is closed as failed once a later firing of its job is claimed.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists job_runs (
+  id               bigint generated always as identity primary key,
+  job              text not null,
+  scheduled_for    timestamptz not null,
+  instance         text not null,
+  attempts         integer not null default 1,
+  attempt_token    uuid not null,                 -- the current claim; finishing must present it
+  outcome          text not null check (outcome in ('running', 'ok', 'skipped', 'retry', 'failed')),
+  lease_expires_at timestamptz,                   -- running: lost after it; retry: claimable from it
+  note             jsonb not null default '{}',
+  error            text,
+  started_at       timestamptz not null,
+  finished_at      timestamptz,
+  unique (job, scheduled_for)
+);
+create index if not exists job_runs_started on job_runs (started_at);
+
+create or replace function job_run_view(r job_runs) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select (to_jsonb(r) - 'attempt_token') || jsonb_build_object('state',
+    case when r.outcome = 'running' and r.lease_expires_at <= db_now() then 'lost' else r.outcome end)
+$$;
+
+-- Per job, the latest firing that is settled (finished, running within its lease, or waiting for
+-- its retry time); and the schedule's epoch, the first firing it ever claimed on this database
+-- (a job that never ran looks for missed firings from there, within its grace).
+create or replace function job_schedule_state(p_jobs jsonb) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with jobs as (select value as job from jsonb_array_elements_text(coalesce(p_jobs, '[]'))),
+  per_job as (
+    select j.job,
+           (select min(r.scheduled_for) from job_runs r where r.job = j.job) as first_run,
+           (select max(r.scheduled_for) from job_runs r
+             where r.job = j.job
+               and not (r.outcome in ('running', 'retry') and r.lease_expires_at <= db_now())) as last_settled
+      from jobs j)
+  select jsonb_build_object(
+    'epoch', (select min(first_run) from per_job),
+    'last', coalesce((select jsonb_object_agg(job, last_settled) from per_job where last_settled is not null), '{}'))
+$$;
+
+-- Claim one firing. A new firing is inserted; an existing one is taken over only when it is open
+-- (lost, or its retry time has come). The unique key makes parallel claims wait for each other:
+-- exactly one gets `claimed`.
+create or replace function claim_job_run(
+  p_job text, p_scheduled_for timestamptz, p_instance text, p_lease_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  r job_runs;
+begin
+  if nullif(btrim(coalesce(p_job, '')), '') is null or p_scheduled_for is null
+     or nullif(btrim(coalesce(p_instance, '')), '') is null or coalesce(p_lease_seconds, 0) <= 0 then
+    raise exception 'a claim needs the job, its scheduled time, the instance and a positive lease'
+      using errcode = 'OD422';
+  end if;
+  insert into job_runs as j (job, scheduled_for, instance, attempt_token, outcome, lease_expires_at, started_at)
+  values (p_job, p_scheduled_for, p_instance, gen_random_uuid(), 'running',
+          v_now + make_interval(secs => p_lease_seconds), v_now)
+  on conflict (job, scheduled_for) do update
+     set instance = excluded.instance, attempts = j.attempts + 1, attempt_token = excluded.attempt_token,
+         outcome = 'running', lease_expires_at = excluded.lease_expires_at, started_at = excluded.started_at,
+         finished_at = null
+   where j.outcome in ('running', 'retry') and j.lease_expires_at <= v_now
+  returning * into r;
+  if not found then
+    return jsonb_build_object('claimed', false);
+  end if;
+  -- earlier firings of this job still open will not be claimed again: a later one ran instead
+  update job_runs o
+     set outcome = 'failed', finished_at = coalesce(o.finished_at, v_now), lease_expires_at = null,
+         error = concat_ws('; ', o.error,
+                           case when o.outcome = 'running' then 'lost: its instance stopped before finishing' end,
+                           format('superseded by the firing at %s', p_scheduled_for))
+   where o.job = p_job and o.scheduled_for < p_scheduled_for and o.outcome in ('running', 'retry')
+     and o.lease_expires_at <= v_now;
+  return jsonb_build_object('claimed', true, 'id', r.id, 'attempt', r.attempts, 'attempt_token', r.attempt_token);
+end
+$$;
+
+create or replace function finish_job_run(
+  p_id bigint, p_attempt_token uuid, p_outcome text, p_note jsonb, p_error text,
+  p_retry_in_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  r job_runs;
+begin
+  if p_outcome is null or p_outcome not in ('ok', 'skipped', 'retry', 'failed') then
+    raise exception 'a run finishes as ok, skipped, retry or failed' using errcode = 'OD422';
+  end if;
+  update job_runs
+     set outcome = p_outcome, note = coalesce(p_note, '{}'), error = p_error, finished_at = v_now,
+         lease_expires_at = case when p_outcome = 'retry'
+                                 then v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0))
+                            end
+   where id = p_id and attempt_token = p_attempt_token and outcome = 'running'
+  returning * into r;
+  if not found then
+    raise exception 'run % was taken over by another instance after its lease ran out', p_id
+      using errcode = 'OD499';
+  end if;
+  return job_run_view(r);
+end
+$$;
+
+create or replace function recent_job_runs(p_job text, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select coalesce(jsonb_agg(job_run_view(r) order by r.started_at desc, r.id desc), '[]')
+    from (select * from job_runs where p_job is null or job = p_job
+           order by started_at desc, id desc limit greatest(coalesce(p_limit, 30), 1)) r
+$$;
+
+-- Retention: finished runs older than p_days go; open ones stay until they are settled.
+create or replace function prune_job_runs(p_days integer) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with gone as (
+    delete from job_runs
+     where outcome not in ('running', 'retry') and finished_at < db_now() - make_interval(days => p_days)
+    returning 1)
+  select jsonb_build_object('deleted', (select count(*) from gone))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Agent runs: one row per run of an agent (filled by agents/, counted by the daily report).
+-- ---------------------------------------------------------------------------------------------
+create table if not exists agent_runs (
+  id          uuid primary key default gen_random_uuid(),
+  agent       text not null,
+  trigger     text not null,                   -- schedule, cli, api ...
+  started_at  timestamptz not null,
+  finished_at timestamptz,
+  proposals   integer not null default 0 check (proposals >= 0),
+  tokens      bigint not null default 0 check (tokens >= 0),
+  cost_usd    numeric not null default 0 check (cost_usd >= 0),
+  outcome     text not null default 'running' check (outcome in ('running', 'ok', 'failed')),
+  error       text
+);
+create index if not exists agent_runs_started on agent_runs (started_at);
+
+create or replace function agent_run_view(r agent_runs) returns jsonb
+language sql stable as $$ select to_jsonb(r) || jsonb_build_object('cost_usd', r.cost_usd::text) $$;
+
+create or replace function start_agent_run(p_agent text, p_trigger text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  r agent_runs;
+begin
+  if nullif(btrim(coalesce(p_agent, '')), '') is null or nullif(btrim(coalesce(p_trigger, '')), '') is null then
+    raise exception 'an agent run needs the agent and what triggered it' using errcode = 'OD422';
+  end if;
+  insert into agent_runs (agent, trigger, started_at) values (p_agent, p_trigger, db_now()) returning * into r;
+  return agent_run_view(r);
+end
+$$;
+
+create or replace function finish_agent_run(
+  p_id uuid, p_outcome text, p_proposals integer, p_tokens bigint, p_cost_usd numeric, p_error text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  r agent_runs;
+begin
+  if p_outcome is null or p_outcome not in ('ok', 'failed') then
+    raise exception 'an agent run finishes as ok or failed' using errcode = 'OD422';
+  end if;
+  if coalesce(p_proposals, 0) < 0 or coalesce(p_tokens, 0) < 0 or coalesce(p_cost_usd, 0) < 0 then
+    raise exception 'proposals, tokens and cost cannot be negative' using errcode = 'OD422';
+  end if;
+  select * into r from agent_runs where id = p_id for update;
+  if not found then
+    raise exception 'no agent run %', p_id using errcode = 'OD404';
+  end if;
+  if r.outcome <> 'running' then
+    raise exception 'agent run % already finished as %', p_id, r.outcome using errcode = 'OD409',
+      detail = jsonb_build_object('outcome', r.outcome)::text;
+  end if;
+  update agent_runs
+     set outcome = p_outcome, finished_at = db_now(), proposals = coalesce(p_proposals, 0),
+         tokens = coalesce(p_tokens, 0), cost_usd = coalesce(p_cost_usd, 0), error = p_error
+   where id = p_id returning * into r;
+  return agent_run_view(r);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The daily report (app/daily_report.py): what happened on one calendar day in CRON_TIMEZONE.
+-- Every number is counted here (count(*) filter), never by fetching rows.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists daily_reports (
+  day                date primary key,
+  body               jsonb not null,
+  chart_png          bytea,
+  built_at           timestamptz not null,
+  status             text not null default 'built' check (status in ('built', 'sending', 'sent')),
+  attempts           integer not null default 0,
+  attempt_token      uuid,
+  claimed_by         text,
+  lease_expires_at   timestamptz,
+  dispatched_at      timestamptz,                      -- this attempt's post may have reached Discord
+  maybe_posted       boolean not null default false,   -- an earlier attempt's post may have
+  last_error         text,
+  sent_at            timestamptz,
+  discord_message_id text
+);
+
+-- A calendar day in a time zone, as the half-open range of instants [lo, hi).
+create or replace function report_window(p_day date, p_time_zone text, out lo timestamptz, out hi timestamptz)
+language sql stable as $$
+  select p_day::timestamp at time zone p_time_zone, (p_day + 1)::timestamp at time zone p_time_zone
+$$;
+
+-- The day's action events per agent and tier (the action's current tier), and their totals.
+create or replace function report_action_counts(p_day date, p_time_zone text) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with w as (select * from report_window(p_day, p_time_zone)),
+  counted as (
+    select a.agent, a.risk_level as tier,
+           count(*) filter (where l.event = 'submitted') as drafted,
+           count(*) filter (where l.event = 'auto_approved') as auto_run,
+           count(*) filter (where l.event = 'decided' and l.details->>'decision' = 'approved') as approved,
+           count(*) filter (where l.event = 'decided' and l.details->>'decision' = 'modified') as modified,
+           count(*) filter (where l.event = 'decided' and l.details->>'decision' = 'rejected') as rejected,
+           count(*) filter (where l.event = 'expired') as expired,
+           count(*) filter (where l.to_status = 'succeeded') as succeeded,
+           count(*) filter (where l.to_status = 'failed') as failed,
+           count(*) filter (where l.to_status = 'unknown') as unknown,
+           grouping(a.agent, a.risk_level) as rollup
+      from audit_log l join actions a on a.id = l.action_id cross join w
+     where l.at >= w.lo and l.at < w.hi
+     group by grouping sets ((a.agent, a.risk_level), ()))
+  select jsonb_build_object(
+    'totals', (select to_jsonb(c) - 'agent' - 'tier' - 'rollup' from counted c where c.rollup = 3),
+    'rows', coalesce((select jsonb_agg(to_jsonb(c) - 'rollup' order by c.agent,
+                                       array_position(array['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'], c.tier))
+                        from counted c where c.rollup = 0), '[]'))
+$$;
+
+create or replace function report_agent_runs(p_day date, p_time_zone text) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with w as (select * from report_window(p_day, p_time_zone))
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'agent', s.agent, 'runs', s.runs, 'ok', s.ok, 'failed', s.failed, 'running', s.running,
+           'proposals', s.proposals, 'tokens', s.tokens, 'cost_usd', s.cost_usd::text) order by s.agent), '[]')
+    from (select r.agent, count(*) as runs, count(*) filter (where r.outcome = 'ok') as ok,
+                 count(*) filter (where r.outcome = 'failed') as failed,
+                 count(*) filter (where r.outcome = 'running') as running,
+                 coalesce(sum(r.proposals), 0) as proposals, coalesce(sum(r.tokens), 0) as tokens,
+                 coalesce(sum(r.cost_usd), 0) as cost_usd
+            from agent_runs r cross join w
+           where r.started_at >= w.lo and r.started_at < w.hi
+           group by r.agent) s
+$$;
+
+-- Approvals still waiting, oldest first (the Python side signs their review links).
+create or replace function report_waiting(p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'total', (select count(*) from actions where status = 'pending'),
+    'items', coalesce((select jsonb_agg(jsonb_build_object(
+                         'id', a.id, 'agent', a.agent, 'kind', a.kind, 'tier', a.risk_level, 'summary', a.summary,
+                         'requested_at', a.requested_at, 'expires_at', a.expires_at, 'draft_hash', a.draft_hash)
+                       order by a.requested_at, a.id)
+                         from (select * from actions where status = 'pending'
+                                order by requested_at, id limit p_limit) a), '[]'))
+$$;
+
+-- Failures worth a look on the day: actions that failed or became unknown, Discord notifications
+-- and campaign batches that did, and scheduled runs that failed or were lost.
+create or replace function report_failures(p_day date, p_time_zone text, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with w as (select * from report_window(p_day, p_time_zone)),
+  found as (
+    select 'action' as source, a.id::text as ref, format('%s: %s', a.agent, a.summary) as title,
+           l.to_status as status, coalesce(l.reason, a.last_error) as error, l.at
+      from audit_log l join actions a on a.id = l.action_id cross join w
+     where l.at >= w.lo and l.at < w.hi and l.to_status in ('failed', 'unknown')
+    union all
+    select 'notification', n.id::text, format('Discord %s for action %s', n.kind, n.action_id), n.status,
+           n.last_error, n.updated_at
+      from discord_notifications n cross join w
+     where n.status in ('failed', 'unknown') and n.updated_at >= w.lo and n.updated_at < w.hi
+    union all
+    select 'campaign_batch', format('%s/%s', b.campaign_id, b.batch_no),
+           format('campaign %s, batch %s', b.campaign_id, b.batch_no), b.status, b.last_error, b.updated_at
+      from campaign_batches b cross join w
+     where b.status in ('failed', 'unknown') and b.updated_at >= w.lo and b.updated_at < w.hi
+    union all
+    select 'job', r.id::text,
+           format('%s, due %s', r.job, to_char(r.scheduled_for at time zone p_time_zone, 'YYYY-MM-DD HH24:MI')),
+           job_run_view(r)->>'state', r.error,
+           coalesce(r.finished_at, r.started_at)
+      from job_runs r cross join w
+     where (r.outcome = 'failed' or (r.outcome = 'running' and r.lease_expires_at <= db_now()))
+       and coalesce(r.finished_at, r.started_at) >= w.lo and coalesce(r.finished_at, r.started_at) < w.hi)
+  select jsonb_build_object(
+    'total', (select count(*) from found),
+    'items', coalesce((select jsonb_agg(to_jsonb(f) order by f.at)
+                         from (select * from found order by at limit p_limit) f), '[]'))
+$$;
+
+-- The last p_days days up to p_day: action outcomes per day, and emails counted per quota day.
+create or replace function report_history(p_day date, p_days integer, p_time_zone text) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with days as (select p_day - n as day from generate_series(0, p_days - 1) n),
+  w as (select (select lo from report_window(p_day - (p_days - 1), p_time_zone)) as lo,
+               (select hi from report_window(p_day, p_time_zone)) as hi),
+  counted as (
+    select (l.at at time zone p_time_zone)::date as day,
+           count(*) filter (where l.to_status = 'succeeded') as succeeded,
+           count(*) filter (where l.to_status = 'failed') as failed,
+           count(*) filter (where l.to_status = 'unknown') as unknown,
+           count(*) filter (where l.event = 'decided' and l.to_status = 'rejected') as rejected,
+           count(*) filter (where l.event = 'expired') as expired
+      from audit_log l cross join w
+     where l.at >= w.lo and l.at < w.hi and l.action_id is not null
+     group by 1)
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'day', d.day, 'succeeded', coalesce(c.succeeded, 0), 'failed', coalesce(c.failed, 0),
+           'unknown', coalesce(c.unknown, 0), 'rejected', coalesce(c.rejected, 0),
+           'expired', coalesce(c.expired, 0), 'emails_used', coalesce(q.used, 0)) order by d.day), '[]')
+    from days d left join counted c on c.day = d.day left join email_quota_days q on q.day = d.day
+$$;
+
+-- Everything the report shows for p_day, which must be over in p_time_zone. The email outlook and
+-- the waiting approvals are as of now: the report is read the morning after.
+create or replace function daily_report_data(
+  p_day date, p_time_zone text, p_history_days integer, p_list_limit integer,
+  p_daily_limit integer, p_reserve integer, p_quota_time_zone text
+) returns jsonb
+language plpgsql stable set search_path = public, pg_temp as $$
+declare
+  v_today date := (db_now() at time zone p_time_zone)::date;
+begin
+  if p_day is null or p_day >= v_today then
+    raise exception 'the report for % is built once that day is over in % (today is %)',
+      coalesce(p_day::text, 'no day'), p_time_zone, v_today using errcode = 'OD422';
+  end if;
+  if coalesce(p_history_days, 0) not between 1 and 366 or coalesce(p_list_limit, 0) not between 1 and 1000 then
+    raise exception 'history days must be 1-366 and the list limit 1-1000' using errcode = 'OD422';
+  end if;
+  return jsonb_build_object(
+    'day', p_day, 'time_zone', p_time_zone, 'generated_at', db_now(),
+    'actions', report_action_counts(p_day, p_time_zone),
+    'agent_runs', report_agent_runs(p_day, p_time_zone),
+    'emails', (select jsonb_build_object('sent', coalesce(d.used, 0), 'closed_reason', d.closed_reason,
+                                         'outlook', email_quota_outlook(p_daily_limit, p_reserve, p_quota_time_zone, 7))
+                 from (select p_day as day) x left join email_quota_days d on d.day = x.day),
+    'waiting', report_waiting(p_list_limit),
+    'llm', llm_spend(p_time_zone, p_day),
+    'failures', report_failures(p_day, p_time_zone, p_list_limit),
+    'history', report_history(p_day, p_history_days, p_time_zone));
+end
+$$;
+
+create or replace function daily_report_view(d daily_reports, p_with_chart boolean) returns jsonb
+language sql stable as $$
+  select (to_jsonb(d) - 'chart_png' - 'attempt_token')
+         || jsonb_build_object('has_chart', d.chart_png is not null,
+                               'chart_base64', case when p_with_chart then encode(d.chart_png, 'base64') end)
+$$;
+
+-- Store a built report (the chart as base64: both transports carry text). A report being sent or
+-- already sent is kept as it is: what was posted is what stays on record.
+create or replace function store_daily_report(p_day date, p_body jsonb, p_chart_base64 text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  d daily_reports;
+begin
+  if p_day is null or p_body is null or jsonb_typeof(p_body) <> 'object' then
+    raise exception 'a report needs its day and a JSON object body' using errcode = 'OD422';
+  end if;
+  insert into daily_reports as r (day, body, chart_png, built_at)
+  values (p_day, p_body, decode(p_chart_base64, 'base64'), db_now())
+  on conflict (day) do update set body = excluded.body, chart_png = excluded.chart_png, built_at = excluded.built_at
+   where r.status = 'built'
+  returning * into d;
+  if found then
+    return daily_report_view(d, false) || '{"stored": true}';
+  end if;
+  select * into d from daily_reports where day = p_day;
+  return daily_report_view(d, false) || '{"stored": false}';
+end
+$$;
+
+create or replace function get_daily_report(p_day date, p_with_chart boolean) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select daily_report_view(d, coalesce(p_with_chart, false)) from daily_reports d where d.day = p_day
+$$;
+
+-- Posting to Discord, like the notification outbox: claim (one sender at a time, with a lease),
+-- mark just before the POST, then record the message or give the claim back. A claim after an
+-- attempt that may have posted carries `maybe_posted`, so the post says it may repeat one.
+create or replace function claim_daily_report_send(p_day date, p_worker text, p_lease_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  d daily_reports;
+begin
+  if coalesce(p_lease_seconds, 0) <= 0 or nullif(btrim(coalesce(p_worker, '')), '') is null then
+    raise exception 'a send claim needs the worker and a positive lease' using errcode = 'OD422';
+  end if;
+  select * into d from daily_reports where day = p_day for update;
+  if not found then
+    raise exception 'no report stored for %', p_day using errcode = 'OD404';
+  end if;
+  if d.status = 'sent' or (d.status = 'sending' and d.lease_expires_at > v_now) then
+    return daily_report_view(d, false) || '{"claimed": false}';
+  end if;
+  update daily_reports
+     set status = 'sending', attempts = attempts + 1, attempt_token = gen_random_uuid(), claimed_by = p_worker,
+         lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+         maybe_posted = maybe_posted or dispatched_at is not null, dispatched_at = null
+   where day = p_day returning * into d;
+  return daily_report_view(d, false) || jsonb_build_object('claimed', true, 'attempt_token', d.attempt_token);
+end
+$$;
+
+create or replace function mark_daily_report_dispatched(p_day date, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+begin
+  update daily_reports set dispatched_at = db_now()
+   where day = p_day and status = 'sending' and attempt_token = p_attempt_token;
+  if not found then
+    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
+  end if;
+  return jsonb_build_object('day', p_day, 'dispatched', true);
+end
+$$;
+
+-- Discord confirmed the post. Recorded even from an attempt that lost its lease: the message
+-- exists. The first confirmed message is the one kept.
+create or replace function record_daily_report_sent(p_day date, p_message_id text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  d daily_reports;
+begin
+  update daily_reports
+     set status = 'sent', sent_at = db_now(), discord_message_id = p_message_id, attempt_token = null,
+         lease_expires_at = null, last_error = null
+   where day = p_day and status <> 'sent'
+  returning * into d;
+  if found then
+    return daily_report_view(d, false) || '{"recorded": true}';
+  end if;
+  select * into d from daily_reports where day = p_day;
+  if not found then
+    raise exception 'no report stored for %', p_day using errcode = 'OD404';
+  end if;
+  return daily_report_view(d, false) || '{"recorded": false}';
+end
+$$;
+
+create or replace function release_daily_report_send(
+  p_day date, p_attempt_token uuid, p_error text, p_maybe_posted boolean
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  d daily_reports;
+begin
+  update daily_reports
+     set status = 'built', attempt_token = null, lease_expires_at = null, last_error = p_error,
+         maybe_posted = maybe_posted or coalesce(p_maybe_posted, false), dispatched_at = null
+   where day = p_day and status = 'sending' and attempt_token = p_attempt_token
+  returning * into d;
+  if not found then
+    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
+  end if;
+  return daily_report_view(d, false);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Agents (agents/framework.py): which sources a run can leave alone, and a run's actions
+-- submitted together with the end of its agent_runs row.
+-- An agent's action carries the dedupe key `<agent>/<source ref>/<input version>/<slot>`, e.g.
+-- `support/ticket-4711/20261121T160000Z/reply`: the same input gives the same keys, so a repeated
+-- run never opens a second action for it (submit_action answers with the one already open).
+-- ---------------------------------------------------------------------------------------------
+create index if not exists actions_dedupe_prefix on actions (dedupe_key text_pattern_ops)
+  where dedupe_key is not null;
+
+-- A key prefix as a LIKE pattern: the prefix's own characters match only themselves.
+create or replace function like_prefix(p_prefix text) returns text
+language sql immutable as $$
+  select replace(replace(replace(p_prefix, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+$$;
+
+-- The refs of the sources that need no draft now: an action for the same input exists in any
+-- state (a rejected or expired draft is not drafted again until the input changes), or an action
+-- for an earlier input is still open. p_sources: [{ref, source_prefix, input_prefix}].
+create or replace function agent_sources_handled(p_sources jsonb) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select coalesce(jsonb_agg(s->>'ref' order by s->>'ref'), '[]')
+    from jsonb_array_elements(coalesce(p_sources, '[]')) s
+   where exists (select 1 from actions a where a.dedupe_key like like_prefix(s->>'input_prefix'))
+      or exists (select 1 from actions a
+                  where a.dedupe_key like like_prefix(s->>'source_prefix')
+                    and a.status in ('pending', 'approved', 'running'))
+$$;
+
+-- Tokens and cost of the given llm_calls rows (a run's own calls, failed ones included).
+create or replace function agent_llm_usage(p_call_ids jsonb) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'tokens', coalesce(sum(c.input_tokens + c.output_tokens + c.cache_creation_input_tokens
+                           + c.cache_read_input_tokens), 0),
+    'cost_usd', coalesce(sum(case when c.outcome = 'reserved' then c.reserved_usd else c.cost_usd end), 0)::text)
+    from llm_calls c
+   where c.id in (select x::bigint from jsonb_array_elements_text(coalesce(p_call_ids, '[]')) x)
+$$;
+
+-- Every action of a run, submitted and the run finished as ok, in one transaction: if any
+-- submission (or the run's end) fails, none of the actions exist. p_items are what
+-- ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds, max_attempts}].
+-- A key already used in any state is the same input handled before (by an overlapping run, say,
+-- whose LOW note already ran): answered with that action, as submit_action answers an open one.
+create or replace function submit_agent_actions(
+  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_item jsonb;
+  v_results jsonb := '[]';
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+  a actions;
+begin
+  if jsonb_typeof(p_items) is distinct from 'array' then
+    raise exception 'p_items must be an array of prepared actions' using errcode = 'OD422';
+  end if;
+  for v_item in select value from jsonb_array_elements(p_items) loop
+    select * into a from actions where dedupe_key = v_item->'action'->>'dedupe_key'
+     order by created_at desc limit 1;
+    if found then
+      v_results := v_results || jsonb_build_array(action_view(a) || '{"duplicate": true}');
+      continue;
+    end if;
+    v_results := v_results || jsonb_build_array(submit_action(
+      v_item->'action', v_item->>'risk_level', v_item->'risk_reasons', (v_item->>'auto_run')::boolean,
+      (v_item->>'ttl_seconds')::double precision, (v_item->>'max_attempts')::integer, p_actor, p_request_id));
+  end loop;
+  return jsonb_build_object(
+    'run', finish_agent_run(p_run_id, 'ok', jsonb_array_length(p_items), (v_usage->>'tokens')::bigint,
+                            (v_usage->>'cost_usd')::numeric, null),
+    'results', v_results);
+end
+$$;
+
+-- A run that submits nothing: failed (with its error), a dry run, or one with nothing to do.
+create or replace function close_agent_run(
+  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text
+) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  select finish_agent_run(p_run_id, p_outcome, p_proposals, (u->>'tokens')::bigint, (u->>'cost_usd')::numeric,
+                          p_error)
+    from agent_llm_usage(p_call_ids) u
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- Access. Row Level Security on every table with no policy: Supabase's anon and authenticated
 -- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
 -- the same file runs where those roles do not exist (the embedded server, plain Postgres).
@@ -2568,7 +3183,8 @@ begin
                                         'hubspot_webhook_deliveries', 'hubspot_events',
                                         'memory_config', 'memory', 'maintenance_leases',
                                         'email_quota_days', 'email_quota_reservations', 'email_campaigns',
-                                        'campaign_batches', 'campaign_recipients'] loop
+                                        'campaign_batches', 'campaign_recipients',
+                                        'job_runs', 'agent_runs', 'daily_reports'] loop
     execute format('alter table public.%I enable row level security', v_table);
     if v_supabase then
       execute format('revoke all on table public.%I from anon, authenticated', v_table);

@@ -23,6 +23,7 @@ from app.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized
 from app.inbox_pages import InboxPages
 from app.memory_api import router as memory_router
 from app.models import ActionPage, ActionRecord, ActionRequest, DecisionRequest, Status, SubmitResult, Tier
+from app.reports_api import router as reports_router
 from app.review_pages import ReviewPages
 from app.settings import Settings
 from app.web_pages import Pages, is_link_request
@@ -115,6 +116,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.state.queue = queue
     app.include_router(webhooks_router)  # POST /webhooks/hubspot: HubSpot's v3 signature, not a token
     app.include_router(memory_router)  # GET /memory/search (Bearer)
+    app.include_router(reports_router)  # GET /reports/daily (Bearer)
     pages = Pages(settings)
     review = ReviewPages(settings, queue, pages)
     inbox = InboxPages(settings, queue, pages)

@@ -29,6 +29,17 @@ from app.risk_policy import RiskThresholds, assess
 from app.settings import Settings
 
 
+def submit_result(row: Mapping[str, Any]) -> SubmitResult:
+    """What `submit_action` answered, as the caller sees it."""
+    return SubmitResult(
+        id=row["id"],
+        status=row["status"],
+        risk_tier=row["risk_level"],
+        reasons=row["risk_reasons"],
+        duplicate=row.get("duplicate", False),
+    )
+
+
 class ApprovalQueue:
     def __init__(self, db: Database, settings: Settings,
                  kinds: Mapping[str, ActionKind] | None = None) -> None:
@@ -37,19 +48,18 @@ class ApprovalQueue:
         self.kinds = kinds if kinds is not None else kind_registry()
         self.thresholds = RiskThresholds.from_settings(settings)
 
-    def submit(self, request: ActionRequest, *, actor: str, request_id: str | None = None) -> SubmitResult:
+    def prepare(self, request: ActionRequest) -> dict[str, Any]:
+        """The request checked and tiered by the policy: the parameters of `submit_action` (all but
+        actor and request id). Preparing a whole batch first lets a caller submit all or none."""
         kind = lookup(self.kinds, request.kind)
         payload = kind.validate_payload(request.payload)
         impact = kind.enforce(kind.impact_for(payload, request.impact))
         assessment = assess(impact, self.thresholds, request.suggested_tier)
-        auto_run = assessment.tier is Tier.LOW and self.settings.auto_run_low
-        ttl_seconds = self.settings.approval_ttl_hours(assessment.tier.value) * 3600
         metadata = request.metadata.model_dump(mode="json", exclude_none=True)
         if request.suggested_tier is not None:
             metadata["suggested_tier"] = request.suggested_tier.value
-        row = self.db.call(
-            "submit_action",
-            action={
+        return {
+            "action": {
                 "agent": request.agent,
                 "kind": request.kind,
                 "task_type": request.task_type or metadata.get("task_type"),
@@ -60,21 +70,16 @@ class ApprovalQueue:
                 "metadata": metadata,
                 "dedupe_key": request.dedupe_key,
             },
-            risk_level=assessment.tier.value,
-            risk_reasons=[reason.model_dump(mode="json") for reason in assessment.reasons],
-            auto_run=auto_run,
-            ttl_seconds=ttl_seconds,
-            max_attempts=self.settings.executor_max_attempts,
-            actor=actor,
-            request_id=request_id,
-        )
-        return SubmitResult(
-            id=row["id"],
-            status=row["status"],
-            risk_tier=row["risk_level"],
-            reasons=row["risk_reasons"],
-            duplicate=row.get("duplicate", False),
-        )
+            "risk_level": assessment.tier.value,
+            "risk_reasons": [reason.model_dump(mode="json") for reason in assessment.reasons],
+            "auto_run": assessment.tier is Tier.LOW and self.settings.auto_run_low,
+            "ttl_seconds": self.settings.approval_ttl_hours(assessment.tier.value) * 3600,
+            "max_attempts": self.settings.executor_max_attempts,
+        }
+
+    def submit(self, request: ActionRequest, *, actor: str, request_id: str | None = None) -> SubmitResult:
+        row = self.db.call("submit_action", **self.prepare(request), actor=actor, request_id=request_id)
+        return submit_result(row)
 
     def decide(
         self,

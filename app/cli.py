@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from app.agents_cli import agents_app
 from app.approval_links import LinkSigner
 from app.approval_queue import ApprovalQueue
 from app.config_check import check
@@ -28,6 +29,7 @@ from app.executor import Executor
 from app.local_secrets import with_local_secrets
 from app.memory_cli import memory_app
 from app.models import ActionRequest, DecisionRequest, Status, Tier
+from app.schedule_cli import jobs_command, report_command
 from app.settings import Settings
 
 app = typer.Typer(help="opsdesk: AI agents draft, a risk policy sorts, a person approves.",
@@ -47,6 +49,9 @@ app.add_typer(models_app, name="models")
 brevo_app = typer.Typer(help="Email through Brevo: the daily quota and campaign batches.", no_args_is_help=True)
 app.add_typer(brevo_app, name="brevo")
 app.add_typer(memory_app, name="memory")
+app.add_typer(agents_app, name="agents")
+app.command("jobs")(jobs_command)
+app.command("report")(report_command)
 
 console = Console()
 errors = Console(stderr=True)

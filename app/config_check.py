@@ -32,7 +32,12 @@ PARTS: tuple[Part, ...] = (
     Part("approval links", ("approval_pin", "approval_pin_max_tries", "inbox_link_hours"), always_on=True),
     Part("database", ("database_url", "supabase_url", "supabase_service_role_key", "opsdesk_data_dir",
                       "db_pool_max", "db_timeout_seconds"), always_on=True),
-    Part("schedule", ("cron_timezone",), always_on=True),
+    Part("schedule", ("cron_timezone", "report_cron", "report_grace_hours", "sales_agent_cron", "support_agent_cron",
+                      "marketing_agent_cron", "agent_grace_minutes", "job_runs_retention_days"), always_on=True),
+    # the agents also need the anthropic and hubspot parts (and brevo/notion for what they draft)
+    Part("agents", ("brand_voice", "agent_email_min_tier", "agent_max_sources", "agent_max_output_tokens",
+                    "sales_stale_days", "sales_new_contact_days", "support_memory_results",
+                    "marketing_topic_days", "newsletter_max_recipients"), always_on=True),
     Part("risk policy", ("risk_recipients_medium", "risk_recipients_high", "risk_money_medium",
                          "risk_money_high", "risk_money_critical", "auto_run_low", "approval_ttl_hours_medium",
                          "approval_ttl_hours_high", "approval_ttl_hours_critical"), always_on=True),
@@ -66,8 +71,8 @@ PARTS: tuple[Part, ...] = (
                     "embeddings_max_chars", "embeddings_timeout_seconds", "voyage_api_key", "voyage_base_url",
                     "openai_api_key", "openai_base_url", "memory_search_candidates", "memory_rrf_k",
                     "memory_fts_weight", "memory_vector_weight", "memory_hnsw_ef_search", "memory_fts_rank_limit",
-                    "memory_embed_interval_seconds", "memory_retention_days", "audit_retention_days",
-                    "memory_archive_dir"), always_on=True),
+                    "memory_embed_interval_seconds", "memory_vector_index_kinds", "memory_retention_days",
+                    "audit_retention_days", "memory_archive_dir"), always_on=True),
 )
 
 _RISK_FIELDS = next(part.fields for part in PARTS if part.name == "risk policy")

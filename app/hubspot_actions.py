@@ -48,6 +48,7 @@ class HubSpotTaskPayload(BaseModel):
     body: EngagementBody = ""
     due: AwareDatetime
     priority: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
+    owner_id: HubSpotId | None = None  # the HubSpot user the task is assigned to
 
 
 class DealStagePayload(BaseModel):
@@ -120,7 +121,7 @@ def create_task(ctx: HandlerContext) -> dict[str, Any]:
     ctx.mark_dispatched()
     task = hubspot.create_task(object_type=payload.object_type, object_id=payload.object_id,
                                subject=payload.subject, body=payload.body, due=payload.due,
-                               priority=payload.priority, marker=marker)
+                               priority=payload.priority, marker=marker, owner_id=payload.owner_id)
     return _engagement_result(task, payload.object_type, payload.object_id, created=True)
 
 

@@ -129,13 +129,14 @@ class EmbedReport(BaseModel):
 
 def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     """Start-up: the first run with a provider fixes the deployment's model and dimension (and
-    builds the HNSW index); after that another model or dimension is an error, never a search
-    comparing vectors of two models."""
+    builds the HNSW indexes, one more per MEMORY_VECTOR_INDEX_KINDS kind); after that another
+    model or dimension is an error, never a search comparing vectors of two models."""
     spec = embedding_spec(settings)
     if spec is None:
         return None
     try:
-        return db.call("configure_memory", model=spec.name, dimension=spec.dimension, reset=False)
+        return db.call("configure_memory", model=spec.name, dimension=spec.dimension, reset=False,
+                       indexed_kinds=settings.memory_vector_index_kinds)
     except Conflict as exc:
         raise EmbeddingsMismatch(
             f"memory is embedded with {exc.details.get('model')} ({exc.details.get('dimension')} dimensions) "
@@ -189,12 +190,12 @@ class MemoryStore:
         return counts
 
     def remember_ticket(self, ticket: TicketMemory) -> UpsertCounts:
-        lines = [f"Ticket: {ticket.subject}" if ticket.subject else "Ticket",
-                 f"From: {ticket.requester}" if ticket.requester else "",
-                 f"Status: {ticket.status}" if ticket.status else "", "", ticket.body]
+        header = [f"Ticket: {ticket.subject}" if ticket.subject else "Ticket",
+                  *([f"From: {ticket.requester}"] if ticket.requester else []),
+                  *([f"Status: {ticket.status}"] if ticket.status else [])]
         return self.upsert([MemoryItem(
             kind="ticket", source=ticket.source, source_id=ticket.id, title=ticket.subject,
-            content="\n".join(line for line in lines if line is not None).strip(),
+            content="\n".join(header) + "\n\n" + ticket.body,
             metadata={key: value for key, value in {"requester": ticket.requester, "status": ticket.status,
                                                     "url": ticket.url}.items() if value},
             occurred_at=ticket.created_at,
@@ -251,7 +252,8 @@ class MemoryStore:
         if started is not None:
             started(int(self.stats()["to_embed"]))
         report = self.embed_pending(progress=progress)
-        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=False)
+        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=False,
+                     indexed_kinds=self.settings.memory_vector_index_kinds)
         return report
 
     def stats(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.cron import CronError, parse_crontab
 from app.llm_prices import DEFAULT_PRICES, ModelPrice
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
@@ -84,6 +85,15 @@ class Settings(BaseSettings):
     # --- time -------------------------------------------------------------------------------
     cron_timezone: str = "America/Phoenix"
 
+    # --- the schedule: standard 5-field crontab, in CRON_TIMEZONE (app.job_schedule) ------------
+    report_cron: str = "0 9 * * *"
+    report_grace_hours: float = Field(6, gt=0, le=168)  # a report missed by downtime is still sent this late
+    sales_agent_cron: str = "0 8 * * 1-5"
+    support_agent_cron: str = "*/15 8-17 * * 1-5"
+    marketing_agent_cron: str = "0 10 * * 1"
+    agent_grace_minutes: float = Field(10, ge=1, le=240)  # a missed agent run is made up only this late
+    job_runs_retention_days: PositiveInt = 90
+
     # --- risk policy (DESIGN.md table; every number is a setting) -------------------------------
     risk_recipients_medium: PositiveInt = 50
     risk_recipients_high: PositiveInt = 300
@@ -94,6 +104,20 @@ class Settings(BaseSettings):
     approval_ttl_hours_medium: float = Field(72, gt=0)
     approval_ttl_hours_high: float = Field(72, gt=0)
     approval_ttl_hours_critical: float = Field(72, gt=0)
+
+    # --- the agents (agents/) ------------------------------------------------------------------
+    brand_voice: str = Field(
+        "Warm, plain and brief: short sentences, no jargon, no hype, no exclamation marks. We write "
+        "as the small Phoenix team we are, first person plural, and sign off as the team.",
+        min_length=1, max_length=5000)
+    agent_email_min_tier: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"  # LOW: agents' one-to-one emails may run at once
+    agent_max_sources: int = Field(20, ge=1, le=200)  # deals, contacts or tickets in one run's prompt
+    agent_max_output_tokens: int = Field(8192, ge=1024, le=64_000)
+    sales_stale_days: PositiveInt = 14  # a deal with no activity for this long gets a follow-up
+    sales_new_contact_days: PositiveInt = 7  # contacts created this recently get a first email
+    support_memory_results: int = Field(4, ge=1, le=20)  # articles and past replies per ticket
+    marketing_topic_days: PositiveInt = 30  # how far back memory is searched for newsletter topics
+    newsletter_max_recipients: int = Field(10_000, ge=1, le=10_000)  # HubSpot search stops at 10,000
 
     # --- executor ---------------------------------------------------------------------------
     executor_lease_seconds: PositiveInt = 300
@@ -173,13 +197,16 @@ class Settings(BaseSettings):
     embeddings_batch_size: int = Field(64, ge=1, le=1000)
     embeddings_max_chars: int = Field(8000, ge=100, le=200_000)  # per text; the rest is not embedded
     embeddings_timeout_seconds: float = Field(30.0, gt=0)
-    memory_search_candidates: int = Field(50, ge=1, le=1000)  # rows each method brings to the fusion
+    memory_search_candidates: int = Field(30, ge=1, le=1000)  # rows each method brings to the fusion
     memory_rrf_k: PositiveInt = 60
     memory_fts_weight: float = Field(1.0, ge=0)
     memory_vector_weight: float = Field(1.0, ge=0)
     memory_hnsw_ef_search: int = Field(100, ge=1, le=1000)
-    memory_fts_rank_limit: int = Field(5000, ge=100, le=10_000_000)  # more matches: rank the newest only
+    memory_fts_rank_limit: int = Field(1000, ge=100, le=10_000_000)  # more matches: rank the newest only
     memory_embed_interval_seconds: float = Field(60.0, gt=0)
+    # kinds often searched on their own get a partial HNSW index each (comma-separated)
+    memory_vector_index_kinds: Annotated[list[str], NoDecode] = ["kb_article", "decision", "feedback", "ticket",
+                                                                 "report"]
     # days per kind, merged over these defaults ("ticket=365,email_sent=0"); 0 keeps forever
     memory_retention_days: Annotated[dict[str, NonNegativeInt], NoDecode] = {
         "decision": 2557, "feedback": 2557, "action": 1095, "email_sent": 1095, "ticket": 1095,
@@ -199,6 +226,15 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("report_cron", "sales_agent_cron", "support_agent_cron", "marketing_agent_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        try:
+            parse_crontab(value, "UTC")
+        except CronError as exc:
+            raise ValueError(str(exc)) from exc
+        return " ".join(value.split())
 
     @field_validator("public_base_url", "anthropic_base_url", "hubspot_base_url", "brevo_base_url",
                      "notion_base_url", "webhook_post_url", "supabase_url", "voyage_base_url", "openai_base_url")
@@ -306,6 +342,16 @@ class Settings(BaseSettings):
         if bad := [kind for kind in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind))]:
             raise ValueError(f"{bad[0]!r} is not a memory kind (lower-case letters, digits, _)")
         return {**cls.model_fields["memory_retention_days"].default, **value}
+
+    @field_validator("memory_vector_index_kinds", mode="before")
+    @classmethod
+    def _index_kinds(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and (bad := [kind for kind in value
+                                                if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind))]):
+            raise ValueError(f"{bad[0]!r} is not a memory kind (lower-case letters, digits, _)")
+        return value
 
     @field_validator("embeddings_provider")
     @classmethod

@@ -235,9 +235,12 @@ class ClaudeClient:
         output: type[OutputT],
         *,
         max_tokens: int = 4096,
+        call_ids: list[int] | None = None,
     ) -> OutputT:
         """Ask for an answer that fits `output`; one repair request when it does not, then
-        `ModelOutputInvalid`. Raises `BudgetExceeded` before a request that could pass the cap."""
+        `ModelOutputInvalid`. Raises `BudgetExceeded` before a request that could pass the cap.
+        `call_ids` collects the `llm_calls` row of every request made, failed ones too, so a
+        caller (an agent run) can total exactly its own tokens and cost."""
         try:
             turns = [Turn.model_validate(message).model_dump() for message in messages]
         except ValidationError as exc:
@@ -255,7 +258,7 @@ class ClaudeClient:
             "output_config": {"format": {"type": "json_schema", "schema": anthropic.transform_schema(output)}},
         }
         try:
-            return self._request(agent, body, turns, output)
+            return self._request(agent, body, turns, output, call_ids)
         except _SchemaMiss as miss:
             if miss.stop_reason == "refusal":
                 raise ModelOutputInvalid(f"{output.__name__}: the model refused to answer",
@@ -264,7 +267,7 @@ class ClaudeClient:
         repair = [*turns, *([{"role": "assistant", "content": first.text}] if first.text.strip() else []),
                   {"role": "user", "content": _repair_prompt(first)}]
         try:
-            return self._request(agent, body, repair, output)
+            return self._request(agent, body, repair, output, call_ids)
         except _SchemaMiss as miss:
             raise ModelOutputInvalid(
                 f"{output.__name__}: the answer did not fit the schema, even after a repair request",
@@ -274,7 +277,7 @@ class ClaudeClient:
             ) from None
 
     def _request(self, agent: str, body: dict[str, Any], turns: list[dict[str, Any]],
-                 output: type[OutputT]) -> OutputT:
+                 output: type[OutputT], call_ids: list[int] | None) -> OutputT:
         """One model request: reserve its worst case, call, settle with what it really cost."""
         model = body["model"]
         ttl = self.settings.anthropic_prompt_cache_ttl
@@ -282,6 +285,8 @@ class ClaudeClient:
         estimate = math.ceil(len(json.dumps([body["system"], body["output_config"], turns])) / _CHARS_PER_TOKEN)
         call_id = self._reserve(agent, model, worst_case_usd(price, input_tokens=estimate,
                                                               max_tokens=body["max_tokens"], ttl=ttl))
+        if call_ids is not None:
+            call_ids.append(call_id)
         started = time.monotonic()
         try:
             message = self._with_retries(lambda: self._client.messages.create(**body, messages=turns))

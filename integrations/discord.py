@@ -14,10 +14,11 @@ is accepted.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -152,6 +153,16 @@ class Embed(BaseModel):
     fields: list[EmbedField] = Field(default_factory=list)
     footer: str | None = None
     timestamp: datetime | None = None
+    # an http(s) URL, or attachment://<filename> for a file sent with the message
+    image_url: str | None = Field(None, pattern=r"^(https?|attachment)://\S+$")
+
+
+class Attachment(BaseModel):
+    """A file sent with a message (multipart `files[n]`); embeds show it as attachment://<filename>."""
+
+    filename: str = Field(pattern=r"^[\w.-]{1,100}$")
+    content: bytes
+    content_type: str = "application/octet-stream"
 
 
 class LinkButton(BaseModel):
@@ -194,6 +205,8 @@ def _render_embed(embed: Embed) -> dict[str, Any]:
         out["footer"] = {"text": footer}
     if embed.timestamp is not None:
         out["timestamp"] = embed.timestamp.isoformat()
+    if embed.image_url is not None:
+        out["image"] = {"url": embed.image_url}
     return out
 
 
@@ -280,11 +293,14 @@ class DiscordClient:
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
                                   headers={"User-Agent": "opsdesk"})
 
-    def execute(self, message: WebhookMessage) -> str:
-        """Post `message`; returns Discord's message id. A POST that may have reached Discord
-        without its answer reaching us raises OutcomeUnknown and is not retried here."""
+    def execute(self, message: WebhookMessage, files: Sequence[Attachment] = ()) -> str:
+        """Post `message`, with `files` attached (multipart: `payload_json` and `files[n]`);
+        returns Discord's message id. A POST that may have reached Discord without its answer
+        reaching us raises OutcomeUnknown and is not retried here."""
         body = render(message)
-        posted = call_with_retries(lambda: self._send("POST", self._url, body), breaker=self.breaker,
+        if files:
+            body["attachments"] = [{"id": index, "filename": file.filename} for index, file in enumerate(files)]
+        posted = call_with_retries(lambda: self._send("POST", self._url, body, files), breaker=self.breaker,
                                    sleep=self._sleep, attempts=IN_PROCESS_ATTEMPTS,
                                    max_retry_after=MAX_IN_PROCESS_WAIT)
         try:
@@ -302,7 +318,7 @@ class DiscordClient:
                           breaker=self.breaker, sleep=self._sleep, attempts=IN_PROCESS_ATTEMPTS,
                           max_retry_after=MAX_IN_PROCESS_WAIT)
 
-    def _send(self, method: str, url: str, body: dict[str, Any]) -> Any:
+    def _send(self, method: str, url: str, body: dict[str, Any], files: Sequence[Attachment] = ()) -> Any:
         wait = self._not_before - self._clock()
         if wait > MAX_IN_PROCESS_WAIT:
             raise RateLimited("Discord's rate-limit bucket is empty", system=SYSTEM, retry_after=wait)
@@ -310,7 +326,13 @@ class DiscordClient:
             self._sleep(wait)
         params = {"wait": "true", "with_components": "true"} if method == "POST" else {"with_components": "true"}
         try:
-            response = self._http.request(method, url, params=params, json=body)
+            if files:
+                response = self._http.request(
+                    method, url, params=params, data={"payload_json": json.dumps(body)},
+                    files=[(f"files[{index}]", (file.filename, file.content, file.content_type))
+                           for index, file in enumerate(files)])
+            else:
+                response = self._http.request(method, url, params=params, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # nothing reached Discord: safe to try again
             raise TransientError(f"connection failed ({type(exc).__name__})", system=SYSTEM) from exc

@@ -68,6 +68,7 @@ ASSOCIATION_TYPE_IDS: dict[tuple[EngagementKind, ObjectType], int] = {
     ("note", "contact"): 202, ("note", "deal"): 214, ("task", "contact"): 204, ("task", "deal"): 216,
 }
 TICKET_TO_CONTACT = 16
+DEAL_TO_CONTACT = 3
 
 _BODY_PROPERTY: dict[EngagementKind, str] = {"note": "hs_note_body", "task": "hs_task_body"}
 T = TypeVar("T")
@@ -177,17 +178,38 @@ class HubSpotClient:
             properties=DEAL_PROPERTIES, limit=limit)
         return [Deal.from_sdk(obj) for obj in found]
 
-    def open_tickets(self, *, limit: int = 100) -> list[Ticket]:
+    def open_tickets(self, *, limit: int = 100, unanswered_only: bool = False) -> list[Ticket]:
         """Tickets in a stage that is not closed, oldest first, with the requester's email read from
-        the associated contact record."""
-        open_filter = self._not_in_closed_stage("tickets", "hs_pipeline_stage")
+        the associated contact record. `unanswered_only`: no agent has replied in HubSpot yet."""
+        filters = self._not_in_closed_stage("tickets", "hs_pipeline_stage")
+        if unanswered_only:
+            filters = [*filters, {"propertyName": "first_agent_reply_date", "operator": "NOT_HAS_PROPERTY"}]
         found = self._search_all(
             "search open tickets", self._apis.tickets_search.do_search, tickets.PublicObjectSearchRequest,
-            filter_groups=[{"filters": open_filter}] if open_filter else [],
+            filter_groups=[{"filters": filters}] if filters else [],
             sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}],
             properties=TICKET_PROPERTIES, limit=limit)
-        requesters = self._requesters([obj.id for obj in found])
+        requesters = self._associated_contacts("tickets", [obj.id for obj in found], TICKET_TO_CONTACT)
         return [Ticket.from_sdk(obj, requesters.get(obj.id)) for obj in found]
+
+    def deal_contacts(self, deal_ids: list[str]) -> dict[str, Contact]:
+        """Each deal's contact (the deal-to-contact type first): whom a follow-up goes to."""
+        return self._associated_contacts("deals", deal_ids, DEAL_TO_CONTACT)
+
+    def marketing_contacts(self, *, limit: int = SEARCH_MAX_RESULTS) -> list[Contact]:
+        """Contacts with an email that are marketing contacts (hs_marketable_status) and have not
+        opted out of email (hs_email_optout unset or false): a newsletter's audience."""
+        base = [{"propertyName": "email", "operator": "HAS_PROPERTY"},
+                {"propertyName": "hs_marketable_status", "operator": "EQ", "value": "true"}]
+        found = self._search_all(
+            "search marketing contacts", self._apis.contacts_search.do_search, contacts.PublicObjectSearchRequest,
+            filter_groups=[
+                {"filters": [*base, {"propertyName": "hs_email_optout", "operator": "NOT_HAS_PROPERTY"}]},
+                {"filters": [*base, {"propertyName": "hs_email_optout", "operator": "EQ", "value": "false"}]},
+            ],
+            sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}],
+            properties=CONTACT_PROPERTIES, limit=limit)
+        return [Contact.from_sdk(obj) for obj in found]
 
     def find_engagement(self, kind: EngagementKind, marker: str) -> Engagement | None:
         """The note or task whose body carries `marker`, if HubSpot has one."""
@@ -214,11 +236,15 @@ class HubSpotClient:
         return Engagement(id=created.id, kind="note", created_at=created.created_at)
 
     def create_task(self, *, object_type: ObjectType, object_id: str, subject: str, body: str, due: datetime,
-                    priority: Literal["LOW", "MEDIUM", "HIGH"], marker: str) -> Engagement:
+                    priority: Literal["LOW", "MEDIUM", "HIGH"], marker: str,
+                    owner_id: str | None = None) -> Engagement:
+        properties = {"hs_timestamp": to_ms(due), "hs_task_subject": subject,
+                      "hs_task_body": _with_marker(body, marker), "hs_task_status": "NOT_STARTED",
+                      "hs_task_priority": priority, "hs_task_type": "TODO"}
+        if owner_id is not None:
+            properties["hubspot_owner_id"] = owner_id
         task = tasks.SimplePublicObjectInputForCreate(
-            properties={"hs_timestamp": to_ms(due), "hs_task_subject": subject,
-                        "hs_task_body": _with_marker(body, marker), "hs_task_status": "NOT_STARTED",
-                        "hs_task_priority": priority, "hs_task_type": "TODO"},
+            properties=properties,
             associations=[tasks.PublicAssociationsForObject(
                 to=tasks.PublicObjectId(id=object_id),
                 types=[tasks.AssociationSpec(association_category="HUBSPOT_DEFINED",
@@ -260,17 +286,18 @@ class HubSpotClient:
                 break
         return results[:limit]
 
-    def _requesters(self, ticket_ids: list[str]) -> dict[str, Contact]:
-        """Each ticket's requester: its associated contact (the ticket-to-contact type first)."""
+    def _associated_contacts(self, from_type: Literal["tickets", "deals"], ids: list[str],
+                             preferred_type: int) -> dict[str, Contact]:
+        """Each object's associated contact (the association type `preferred_type` first)."""
         contact_of: dict[str, str] = {}
-        for chunk in _chunks(ticket_ids, 100):
+        for chunk in _chunks(ids, 100):
             batch = associations_v4.BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[associations_v4.PublicFetchAssociationsBatchRequest(id=ticket_id) for ticket_id in chunk])
-            answer = self._call("read ticket contacts", self._apis.associations_batch.get_page, "tickets",
+                inputs=[associations_v4.PublicFetchAssociationsBatchRequest(id=object_id) for object_id in chunk])
+            answer = self._call(f"read {from_type} contacts", self._apis.associations_batch.get_page, from_type,
                                 "contacts", batch_input_public_fetch_associations_batch_request=batch)
             for row in answer.results:
                 ranked = sorted(row.to or [], key=lambda to: not any(
-                    spec.type_id == TICKET_TO_CONTACT for spec in to.association_types or []))
+                    spec.type_id == preferred_type for spec in to.association_types or []))
                 if ranked:
                     contact_of[row._from.id] = str(ranked[0].to_object_id)
         contacts_by_id: dict[str, Contact] = {}
@@ -278,10 +305,10 @@ class HubSpotClient:
             batch = contacts.BatchReadInputSimplePublicObjectId(
                 inputs=[contacts.SimplePublicObjectId(id=contact_id) for contact_id in chunk],
                 properties=CONTACT_PROPERTIES, properties_with_history=[])
-            answer = self._call("read ticket requesters", self._apis.contacts_batch.read,
+            answer = self._call(f"read {from_type} contact records", self._apis.contacts_batch.read,
                                 batch_read_input_simple_public_object_id=batch)
             contacts_by_id.update({obj.id: Contact.from_sdk(obj) for obj in answer.results})
-        return {ticket: contacts_by_id[contact] for ticket, contact in contact_of.items() if contact in contacts_by_id}
+        return {owner: contacts_by_id[contact] for owner, contact in contact_of.items() if contact in contacts_by_id}
 
     def _call(self, what: str, method: Callable[..., T], *args: Any, search: bool = False,
               write_once: bool = False, **kwargs: Any) -> T:

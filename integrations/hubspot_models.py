@@ -19,7 +19,7 @@ CONTACT_PROPERTIES = ["email", "firstname", "lastname", "createdate"]
 DEAL_PROPERTIES = ["dealname", "dealstage", "pipeline", "amount", "notes_last_updated", "closedate",
                    "createdate", "hubspot_owner_id"]
 TICKET_PROPERTIES = ["subject", "content", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_priority",
-                     "createdate"]
+                     "createdate", "first_agent_reply_date", "last_reply_date"]
 
 
 def properties_of(obj: Any) -> dict[str, str | None]:
@@ -79,6 +79,7 @@ class Ticket(_FromHubSpot):
     stage: str | None
     priority: str | None
     created_at: datetime
+    last_customer_reply_at: datetime | None  # last_reply_date: the customer wrote again
     requester_contact_id: str | None
     requester_email: str | None  # from the associated contact record, never from the ticket text
 
@@ -88,6 +89,7 @@ class Ticket(_FromHubSpot):
         return cls(id=obj.id, subject=props.get("subject"), content=props.get("content"),
                    pipeline=props.get("hs_pipeline"), stage=props.get("hs_pipeline_stage"),
                    priority=props.get("hs_ticket_priority"), created_at=obj.created_at,
+                   last_customer_reply_at=props.get("last_reply_date"),
                    requester_contact_id=requester.id if requester else None,
                    requester_email=requester.email if requester else None)
 

@@ -1,7 +1,8 @@
 """A fake Discord webhook on 127.0.0.1 that answers like Discord: execute with `wait=true` returns
 a message object, edit replaces a stored message. It records every request that reaches it, can
 be scripted to answer 429 / 5xx / 4xx for the next requests, checks the documented limits (400
-50035 like Discord), and can go down (connection refused) and come back on the same port."""
+50035 like Discord), and can go down (connection refused) and come back on the same port. A post
+with files comes as multipart/form-data (`payload_json` and `files[n]`), as Discord takes it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -62,11 +66,20 @@ def limit_violations(payload: dict[str, Any]) -> list[str]:
 
 
 @dataclass
+class Upload:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass
 class Request:
     method: str
     path: str
     query: dict[str, list[str]]
     body: dict[str, Any]
+    files: dict[str, Upload] = field(default_factory=dict)  # multipart field name -> file
+    content_type: str = ""
 
     @property
     def message_id(self) -> str | None:
@@ -89,6 +102,24 @@ def rate_limited(retry_after: float | None, *, header: str | None = None) -> Ans
 
 
 UNKNOWN_WEBHOOK = Answer(404, {"message": "Unknown Webhook", "code": 10015})
+
+
+def parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], dict[str, Upload]]:
+    """The JSON of `payload_json` and the uploaded files of a multipart/form-data body."""
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    body: dict[str, Any] = {}
+    files: dict[str, Upload] = {}
+    for part in message.iter_parts():
+        assert isinstance(part, Message)
+        name = part.get_param("name", header="content-disposition")
+        content = part.get_payload(decode=True)
+        assert isinstance(name, str) and isinstance(content, bytes)
+        filename = part.get_filename()
+        if filename is None and name == "payload_json":
+            body = json.loads(content)
+        elif filename is not None:
+            files[name] = Upload(filename, part.get_content_type(), content)
+    return body, files
 
 
 class FakeDiscord:
@@ -128,7 +159,12 @@ class FakeDiscord:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 parts = urlsplit(self.path)
-                request = Request(self.command, parts.path, parse_qs(parts.query), json.loads(raw) if raw else {})
+                content_type = self.headers.get("Content-Type", "")
+                if content_type.startswith("multipart/form-data"):
+                    body, files = parse_multipart(content_type, raw)
+                else:
+                    body, files = (json.loads(raw) if raw else {}), {}
+                request = Request(self.command, parts.path, parse_qs(parts.query), body, files, content_type)
                 answer = fake._answer(request)
                 payload = json.dumps(answer.body).encode()
                 self.send_response(answer.status)

@@ -48,6 +48,9 @@ DOCS = {
 }
 
 
+KIND_INDEXES = ["decision", "feedback", "kb_article", "report", "ticket"]  # MEMORY_VECTOR_INDEX_KINDS' default
+
+
 def items(docs: dict[str, tuple[str, str]] = DOCS, kind: str = "kb_article") -> list[MemoryItem]:
     return [MemoryItem(kind=kind, source="file", source_id=name, title=title, content=content)
             for name, (title, content) in docs.items()]
@@ -386,7 +389,7 @@ def test_start_up_fixes_the_model_then_refuses_another(database_url: str, tmp_pa
                           embeddings_model="text-embedding-3-small")
     with open_database(local) as db:
         assert db.call("memory_settings") == {"model": "openai/text-embedding-3-small", "dimension": 384,
-                                              "column_dimension": 384, "index": True}
+                                              "column_dimension": 384, "index": True, "kind_indexes": KIND_INDEXES}
     other = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="voyage",
                           voyage_api_key="pa-test-0123456789")
     with pytest.raises(EmbeddingsMismatch, match=r"openai/text-embedding-3-small \(384 dimensions\).*"
@@ -403,6 +406,31 @@ def test_start_up_fixes_the_model_then_refuses_another(database_url: str, tmp_pa
                     "values ('note', 'x', '1', 'y', %s::text::vector)", ("[1,2,3]",))
 
 
+def test_kinds_get_their_own_hnsw_index_and_a_kind_filter_uses_it(
+    db: Database, fts_settings: Settings, fake: WordTopicEmbedder, sql: psycopg.Connection,
+) -> None:
+    configure = {"model": fake.spec.name, "dimension": fake.spec.dimension, "reset": False}
+    assert db.call("configure_memory", **configure, indexed_kinds=["ticket", "decision"])["kind_indexes"] == [
+        "decision", "ticket"]
+    assert db.call("configure_memory", **configure)["kind_indexes"] == ["decision", "ticket"]  # null: kept
+    assert db.call("configure_memory", **configure, indexed_kinds=["ticket"])["kind_indexes"] == ["ticket"]
+    with pytest.raises(InvalidInput, match="lower-case"):
+        db.call("configure_memory", **configure, indexed_kinds=["Ticket; drop table memory"])
+    store = MemoryStore(db, fts_settings, embedder=fake)
+    store.upsert(items() + [MemoryItem(kind="ticket", source="hubspot", source_id=f"t{n}",
+                                       content=f"Invoice {n} was charged twice") for n in range(5)])
+    store.embed_pending()
+    answer = store.search("courier parcel", mode="vector", kinds=["ticket"])  # far from every ticket
+    assert sorted(ids(answer)) == [f"t{n}" for n in range(5)]
+    # the statement search_memory runs for a one-kind filter, as planned with the kind's value
+    with sql.transaction():
+        sql.execute("set local enable_seqscan = off")
+        plan = "\n".join(row[0] for row in sql.execute(
+            "explain select m.id from memory m where m.embedding is not null and m.kind = any ('{ticket}'::text[]) "
+            "order by m.embedding <=> %s::text::vector limit 30", (str(fake.vector("parcel")),)))
+    assert "memory_embedding_hnsw_ticket" in plan, plan
+
+
 def test_reindex_moves_every_row_to_the_new_model(db: Database, fts_settings: Settings,
                                                   sql: psycopg.Connection) -> None:
     old = WordTopicEmbedder("topics-v1", 8)
@@ -417,7 +445,7 @@ def test_reindex_moves_every_row_to_the_new_model(db: Database, fts_settings: Se
     report = MemoryStore(db, fts_settings, embedder=new).reindex(started=totals.append, progress=done.append)
     assert report.embedded == len(DOCS) and totals == [len(DOCS)] and sum(done) == len(DOCS)
     assert db.call("memory_settings") == {"model": "local/topics-v2", "dimension": 12, "column_dimension": 12,
-                                          "index": True}
+                                          "index": True, "kind_indexes": KIND_INDEXES}
     assert sql.execute("select distinct embedding_model, vector_dims(embedding) from memory").fetchall() == [
         ("local/topics-v2", 12)]
     answer = MemoryStore(db, fts_settings, embedder=new).search("parcel courier", mode="vector")

@@ -1,0 +1,358 @@
+"""What one run of an agent is: gather -> prompt -> typed plan -> actions -> submit, recorded.
+
+1. `start_agent_run` records the run (agent, trigger, start).
+2. The agent lists its sources (a stale deal, a ticket, this week's newsletter); `Source.version`
+   names the input, so (ref, version) is "the same input". Sources already handled are dropped
+   (`agent_sources_handled`: an action for the same input in any state, or one for an earlier
+   input still open), then at most AGENT_MAX_SOURCES are kept.
+3. The prompt: the stable system prompt (brand voice, rules, the kinds it may lead to, a worked
+   example; cached by the Claude client), then one user message with the reviewers' latest
+   feedback and the untrusted data fenced (agents.prompt).
+4. `ClaudeClient.structured` returns the agent's pydantic plan (one repair try, else the run fails).
+5. Each proposal is checked and built by code into ActionRequests: recipients from the CRM record,
+   money validated, kind fixed by which part of the plan it came from, and tiered by the policy
+   (`ApprovalQueue.prepare`). A proposal failing a check is refused whole (none of its actions is
+   built), listed in the report, and the agent may flag it for a person instead (support does).
+6. Everything built is submitted, and the run finished, in ONE transaction
+   (`submit_agent_actions`): a failure leaves no action of the run behind. Every action's dedupe
+   key is `<agent>/<ref>/<version>/<slot>`, so a repeated run cannot open a second action for the
+   same input.
+A run that fails (HubSpot down, Claude timing out or overloaded, an answer that does not fit the
+schema, the budget spent) is finished as `failed` with its error, having submitted nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.drafting import clip
+from agents.prompt import DataBlock, guidance, new_boundary, system_prompt, user_message
+from app.approval_queue import ApprovalQueue, submit_result
+from app.clients import Clients
+from app.database import Database
+from app.errors import InvalidInput, OpsdeskError
+from app.memory import MemoryStore
+from app.models import ActionMetadata, ActionRequest, Impact, Status, Tier
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from integrations.claude import ModelResolution
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_LIMIT = 12
+ERROR_CHARS = 2000
+# refs and versions: no `/` (the key's separator) and nothing a LIKE pattern treats specially
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:+-]{0,99}$")
+
+RecordT = TypeVar("RecordT")
+OutputT = TypeVar("OutputT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Source(Generic[RecordT]):
+    """Something an agent may draft for: `ref` names it in the prompt and the plan, `version` the
+    state of its input (the day for a stale deal, the customer's last message for a ticket)."""
+
+    ref: str
+    version: str
+    record: RecordT
+
+    def __post_init__(self) -> None:
+        for name in ("ref", "version"):
+            if not _TOKEN.match(getattr(self, name)):
+                raise ValueError(f"source {name} {getattr(self, name)!r} must match {_TOKEN.pattern}")
+
+    def prefix(self, agent: str) -> str:
+        return f"{agent}/{self.ref}/"
+
+    def input_prefix(self, agent: str) -> str:
+        return f"{agent}/{self.ref}/{self.version}/"
+
+
+class Proposal(BaseModel):
+    """What every proposal carries; each agent's plan adds its own parts. Fields the schema does not
+    have (an address, a "bcc", a "kind") are dropped, never acted on."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ref: str = Field(description="The ref of the source this is for, exactly as in its fence label")
+    rationale: str = Field("", description="One or two sentences for the reviewer")
+    confidence: float = Field(0.5, description="From 0 to 1")
+    suggested_tier: Tier | None = Field(None, description="Only to ask for more scrutiny; null otherwise")
+
+
+ProposalT = TypeVar("ProposalT", bound=Proposal)
+
+
+class Plan(BaseModel):
+    """The model's answer; each agent narrows `proposals` to its own proposal model."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    proposals: list[Proposal]
+
+
+class Refused(Exception):
+    """A proposal that cannot become actions as it stands; the message says why, in plain words."""
+
+
+@dataclass
+class Briefing:
+    """What the model is shown: the fenced data and the task."""
+
+    blocks: list[DataBlock]
+    task: str
+
+
+BriefingT = TypeVar("BriefingT", bound=Briefing)
+
+
+class Planner(Protocol):
+    """integrations.claude.ClaudeClient, the only way to Claude."""
+
+    def structured(self, agent: str, system: str, messages: Sequence[Mapping[str, Any]], output: type[OutputT], *,
+                   max_tokens: int = 4096, call_ids: list[int] | None = None) -> OutputT: ...
+
+    def resolve_model(self) -> ModelResolution: ...
+
+
+@dataclass
+class AgentEnv:
+    settings: Settings
+    db: Database
+    queue: ApprovalQueue
+    clients: Clients
+    memory: MemoryStore
+    planner: Callable[[], Planner]  # built on first use: a run with nothing to do needs no key
+    now: datetime  # the database's clock, as the queue and the links see it
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(self.settings.time_zone).date()
+
+
+class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
+    name: ClassVar[str]
+    kinds: ClassVar[Mapping[str, str]]  # the action kinds it may lead to -> what the prompt says of each
+    rules: ClassVar[str]
+    example: ClassVar[str]  # a source as the prompt shows it, and a good answer for it
+    plan_model: ClassVar[type[Plan]]
+
+    @abstractmethod
+    def find_sources(self, env: AgentEnv) -> list[Source[RecordT]]: ...
+
+    @abstractmethod
+    def brief(self, env: AgentEnv, sources: Sequence[Source[RecordT]]) -> BriefingT: ...
+
+    @abstractmethod
+    def build(self, env: AgentEnv, source: Source[RecordT], proposal: ProposalT,
+              briefing: BriefingT) -> list[ActionRequest]:
+        """The proposal's actions, every fact computed here; raise Refused when it cannot be done."""
+
+    def when_refused(self, env: AgentEnv, source: Source[RecordT], reason: str) -> list[ActionRequest]:
+        """What to submit instead of a refused proposal (nothing, unless the agent flags it)."""
+        return []
+
+    def when_left_out(self, env: AgentEnv, source: Source[RecordT]) -> list[ActionRequest]:
+        """What to submit for a source the plan said nothing about."""
+        return []
+
+    def request(self, source: Source[RecordT], slot: str, *, kind: str, summary: str, reasoning: str,
+                payload: dict[str, Any], impact: Impact | None = None, proposal: Proposal | None = None,
+                floor: Tier | None = None, **metadata: Any) -> ActionRequest:
+        """An ActionRequest for `source`, keyed to its input. The tier asked for is the highest of
+        `floor` and the model's suggestion: the policy may only be raised by either."""
+        asked = [tier for tier in (floor, proposal.suggested_tier if proposal else None) if tier is not None]
+        return ActionRequest(
+            agent=self.name, kind=kind, summary=clip(summary, 1000), reasoning=clip(reasoning, 20_000),
+            payload=payload, impact=impact or Impact(), task_type=f"{self.name}.{slot}",
+            dedupe_key=f"{source.input_prefix(self.name)}{slot}",
+            suggested_tier=max(asked, key=lambda tier: tier.rank) if asked else None,
+            metadata=ActionMetadata(
+                confidence=_confidence(proposal),
+                input_snapshot={"source": source.ref, "version": source.version},
+                output_snapshot=proposal.model_dump(mode="json") if proposal else None,
+                **metadata),
+        )
+
+
+# --- what a run reports -----------------------------------------------------------------------
+class ProposedAction(BaseModel):
+    source: str
+    kind: str
+    summary: str
+    tier: Tier
+    recipients: int
+    cost_usd: Decimal
+    status: Status | None  # None: a dry run, nothing submitted
+    action_id: UUID | None = None
+    duplicate: bool = False
+
+
+class Refusal(BaseModel):
+    ref: str
+    reason: str
+
+
+class AgentRunReport(BaseModel):
+    run_id: UUID
+    agent: str
+    trigger: str
+    dry_run: bool
+    outcome: Literal["ok", "failed"]
+    error: str | None = None
+    sources: int = 0  # put before the model
+    already_handled: int = 0
+    actions: list[ProposedAction] = Field(default_factory=list)
+    refused: list[Refusal] = Field(default_factory=list)
+    tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+
+
+@dataclass
+class _Built:
+    source: str
+    request: ActionRequest
+    params: dict[str, Any]  # ApprovalQueue.prepare's answer: the policy's tier and reasons
+
+
+@dataclass
+class _Draft:
+    sources: int = 0
+    handled: int = 0
+    built: list[_Built] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+# --- the run ----------------------------------------------------------------------------------
+def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str, dry_run: bool = False) -> AgentRunReport:
+    started = env.db.call("start_agent_run", agent=agent.name, trigger=trigger)
+    run_id = UUID(str(started["id"]))
+    call_ids: list[int] = []
+    draft = _Draft()
+    try:
+        draft = _draft(agent, env, run_id, call_ids)
+        if dry_run or not draft.built:
+            row = env.db.call("close_agent_run", run_id=run_id, outcome="ok", proposals=len(draft.built),
+                              call_ids=call_ids, error=None)
+            actions = [_proposed(built, None) for built in draft.built]
+        else:
+            answer = env.db.call("submit_agent_actions", run_id=run_id,
+                                 items=[built.params for built in draft.built], call_ids=call_ids,
+                                 actor=f"agent:{agent.name}", request_id=f"agent-run:{run_id}")
+            row = answer["run"]
+            actions = [_proposed(built, result) for built, result in zip(draft.built, answer["results"], strict=True)]
+    except Exception as exc:
+        error = clip(exc.message if isinstance(exc, OpsdeskError) else f"{type(exc).__name__}: {exc}", ERROR_CHARS)
+        row = env.db.call("close_agent_run", run_id=run_id, outcome="failed", proposals=0, call_ids=call_ids,
+                          error=error)
+        if not isinstance(exc, OpsdeskError):
+            raise  # a bug: recorded, and loud
+        log.warning("agent %s run %s failed: %s", agent.name, run_id, error)
+        return _report(agent, trigger, dry_run, row, draft, [])
+    return _report(agent, trigger, dry_run, row, draft, actions)
+
+
+def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: list[int]) -> _Draft:
+    candidates = agent.find_sources(env)
+    handled = set(env.db.call("agent_sources_handled", sources=[
+        {"ref": s.ref, "source_prefix": s.prefix(agent.name), "input_prefix": s.input_prefix(agent.name)}
+        for s in candidates]))
+    fresh = [s for s in candidates if s.ref not in handled][: env.settings.agent_max_sources]
+    draft = _Draft(sources=len(fresh), handled=len(handled))
+    if not fresh:
+        return draft
+    briefing = agent.brief(env, fresh)
+    settings = env.settings
+    system = system_prompt(agent=agent.name, brand_voice=settings.brand_voice, rules=agent.rules, kinds=agent.kinds,
+                           example=agent.example)
+    message = user_message(boundary=new_boundary(), today=env.today, time_zone=settings.cron_timezone,
+                           guidance_lines=guidance(env.queue.recent_feedback(agent.name, None, limit=FEEDBACK_LIMIT)),
+                           blocks=briefing.blocks, task=briefing.task)
+    planner = env.planner()
+    plan = planner.structured(agent.name, system, [{"role": "user", "content": message}], agent.plan_model,
+                              max_tokens=settings.agent_max_output_tokens, call_ids=call_ids)
+    model_id = planner.resolve_model().resolved  # the one `structured` just used, kept in the database
+    by_ref = {source.ref: source for source in fresh}
+    answered: set[str] = set()
+
+    def prepare(source: Source[Any], requests: list[ActionRequest]) -> list[_Built]:
+        return [_prepared(agent, env, source, request, run_id, model_id) for request in requests]
+
+    for proposal in plan.proposals:
+        source = by_ref.get(proposal.ref)
+        if source is None or source.ref in answered:
+            why = "a second proposal for it" if source else "not one of this run's sources"
+            draft.refused.append(Refusal(ref=clip(str(proposal.ref), 100), reason=why))
+            continue
+        answered.add(source.ref)
+        try:
+            draft.built.extend(prepare(source, agent.build(env, source, proposal, briefing)))
+        except (Refused, InvalidInput) as exc:
+            reason = _reason(exc)
+            log.info("agent %s: proposal for %s refused: %s", agent.name, source.ref, reason)
+            draft.refused.append(Refusal(ref=source.ref, reason=reason))
+            draft.built.extend(prepare(source, agent.when_refused(env, source, reason)))
+    for source in fresh:
+        if source.ref not in answered:
+            draft.built.extend(prepare(source, agent.when_left_out(env, source)))
+    return draft
+
+
+def _prepared(agent: Agent[Any, Any, Any], env: AgentEnv, source: Source[Any], request: ActionRequest,
+              run_id: UUID, model_id: str | None) -> _Built:
+    """The last line of defence, in code: only the agent's own kinds, only keyed to this source."""
+    if request.kind not in agent.kinds or request.agent != agent.name:
+        raise RuntimeError(f"{agent.name} built a {request.kind} action as {request.agent!r}: not allowed")
+    if not (request.dedupe_key or "").startswith(source.input_prefix(agent.name)):
+        raise RuntimeError(f"{agent.name} built an action not keyed to {source.ref}")
+    metadata = request.metadata.model_copy(update={"model_id": model_id, "agent_run": str(run_id)})
+    request = request.model_copy(update={"metadata": metadata})
+    return _Built(source.ref, request, env.queue.prepare(request))
+
+
+def _confidence(proposal: Proposal | None) -> float | None:
+    """The model's own estimate, kept only when it is one (a number from 0 to 1)."""
+    if proposal is None or not math.isfinite(proposal.confidence):
+        return None
+    return min(max(proposal.confidence, 0.0), 1.0)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, InvalidInput):
+        errors = exc.details.get("errors") or []
+        first = errors[0] if errors else None
+        where = ".".join(str(part) for part in first.get("loc", ())) if isinstance(first, dict) else ""
+        return clip(f"{exc.message}" + (f" ({where}: {first.get('msg')})" if first else ""), 500)
+    return clip(str(exc), 500)
+
+
+def _proposed(built: _Built, result: Mapping[str, Any] | None) -> ProposedAction:
+    impact = built.params["action"]["impact"]
+    submitted = submit_result(result) if result is not None else None
+    return ProposedAction(
+        source=built.source, kind=built.request.kind, summary=built.request.summary,
+        tier=submitted.risk_tier if submitted else Tier(built.params["risk_level"]),
+        recipients=impact["recipients"], cost_usd=Decimal(str(impact["cost_usd"])),
+        status=submitted.status if submitted else None, action_id=submitted.id if submitted else None,
+        duplicate=submitted.duplicate if submitted else False)
+
+
+def _report(agent: Agent[Any, Any, Any], trigger: str, dry_run: bool, row: Mapping[str, Any], draft: _Draft,
+            actions: list[ProposedAction]) -> AgentRunReport:
+    return AgentRunReport(
+        run_id=row["id"], agent=agent.name, trigger=trigger, dry_run=dry_run, outcome=row["outcome"],
+        error=row.get("error"), sources=draft.sources, already_handled=draft.handled, actions=actions,
+        refused=draft.refused, tokens=int(row["tokens"]), cost_usd=Decimal(str(row["cost_usd"])))

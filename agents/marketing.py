@@ -1,0 +1,175 @@
+"""The marketing agent, weekly: a blog post drafted into Notion and a newsletter to HubSpot's
+marketing contacts.
+
+Source: this ISO week in CRON_TIMEZONE (`week-2026-w47`, also its version): one blog draft and one
+newsletter a week, whatever becomes of them.
+
+Context: topics from memory of the last MARKETING_TOPIC_DAYS (recent tickets and our replies for
+the questions customers ask; decisions, notes and reports for the wins), found with a few sets of
+topic words, and the brand voice. The recipients are read from HubSpot by code (marketing contacts
+that have not opted out of email); the model only learns how many there are.
+
+A proposal becomes:
+- `blog` -> notion.blog_draft (a draft is not public, so LOW: publishing stays a person's act in
+  Notion); only when NOTION_BLOG_DATABASE_ID is set.
+- `newsletter` -> email.campaign to those recipients, `impact.recipients` their count: 50-300 is
+  MEDIUM, over 300 HIGH, and the campaign handler sends it in batches over as many days as Brevo's
+  quota needs, all under the one approval.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agents.drafting import clip, email_html, one_line
+from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
+from agents.prompt import DataBlock
+from app.email_actions import Recipient
+from app.memory import SearchHit
+from app.models import ActionRequest, Impact
+
+log = logging.getLogger(__name__)
+
+# What a week's topics are looked for with: the questions customers ask, and what went well.
+TOPIC_SEARCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("question or problem or help or issue or confused or wrong or trouble", ("ticket", "email_sent")),
+    ("thank or great or love or happy or recommend or glad or success or launch",
+     ("ticket", "email_sent", "decision", "note", "report")),
+)
+TOPICS_PER_SEARCH = 6
+TOPIC_CHARS = 1500
+MAX_TAGS = 10
+
+
+class BlogPost(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    title: str = Field(description="One line")
+    body: str = Field(description="The post: paragraphs separated by blank lines, '# ' for headings")
+    tags: list[str] = Field(default_factory=list, description="A few short topic tags")
+
+
+class Newsletter(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    subject: str = Field(description="One line")
+    body: str = Field(description="Plain text; paragraphs separated by blank lines; no email addresses")
+
+
+class MarketingProposal(Proposal):
+    blog: BlogPost | None = Field(None, description="This week's blog post draft")
+    newsletter: Newsletter | None = Field(None, description="This week's newsletter")
+    topics: list[str] = Field(default_factory=list, description="Refs (mem-N) of the memory items it draws on")
+
+
+class MarketingPlan(Plan):
+    proposals: list[MarketingProposal]
+
+
+@dataclass
+class MarketingBriefing(Briefing):
+    recipients: list[Recipient]
+    topics: dict[str, SearchHit]
+
+
+class MarketingAgent(Agent[str, MarketingProposal, MarketingBriefing]):
+    name = "marketing"
+    plan_model = MarketingPlan
+    kinds: ClassVar[Mapping[str, str]] = {
+        "notion.blog_draft": "your `blog`, saved as a draft in Notion (a person publishes it)",
+        "email.campaign": "your `newsletter`, sent to every HubSpot marketing contact (opsdesk picks them)",
+    }
+    rules = """You write the business's weekly blog post and newsletter.
+- Draw the topics from the memory items: the questions customers keep asking (answer them
+  helpfully), and what went well. List the refs you drew on in `topics`.
+- Never invent facts, prices, offers, dates or customer names; do not quote customers or name
+  them. Use only what the memory items support.
+- The blog post teaches something useful; the newsletter is short and points to it.
+- Write no email addresses: opsdesk chooses the newsletter's recipients."""
+
+    example = """Data blocks week-2026-w10 (this week), mem-40 (ticket) and mem-41 (ticket), both asking how
+to keep a ceramic planter from cracking in winter.
+A good answer:
+{"proposals": [{"ref": "week-2026-w10", "topics": ["mem-40", "mem-41"], "blog": {"title": "Keeping
+ceramic planters whole through a cold snap", "body": "# Why planters crack\n\n...", "tags":
+["plant care"]}, "newsletter": {"subject": "Cold nights and ceramic planters", "body": "Hello,\n\n
+A few of you asked how to ... Our new post has the details.\n\nThe team"}, "rationale": "Two
+customers asked the same question this month.", "confidence": 0.7, "suggested_tier": null}]}"""
+
+    def find_sources(self, env: AgentEnv) -> list[Source[str]]:
+        year, week, _ = env.today.isocalendar()
+        week_ref = f"week-{year}-w{week:02d}"
+        return [Source(week_ref, week_ref, week_ref)]
+
+    def brief(self, env: AgentEnv, sources: Sequence[Source[str]]) -> MarketingBriefing:
+        settings = env.settings
+        since = env.now - timedelta(days=settings.marketing_topic_days)
+        topics: dict[str, SearchHit] = {}
+        for query, kinds in TOPIC_SEARCHES:
+            answer = env.memory.search(query, kinds=kinds, since=since, limit=TOPICS_PER_SEARCH, include_content=True)
+            topics.update({f"mem-{hit.id}": hit for hit in answer.results})
+        recipients = _recipients(env)
+        blog = ("a Notion draft" if settings.notion_blog_database_id
+                else "not configured: leave `blog` empty")
+        blocks = [DataBlock(f"{source.ref} (this week)",
+                            f"newsletter audience: {len(recipients)} HubSpot marketing contacts\nblog: {blog}\n"
+                            f"memory items this week: {', '.join(topics) or 'none'}") for source in sources]
+        blocks += [DataBlock(f"{ref} (memory: {hit.kind}, {hit.occurred_at:%Y-%m-%d})",
+                             f"title: {hit.title or '(none)'}\n{clip(hit.content or hit.snippet, TOPIC_CHARS)}")
+                   for ref, hit in topics.items()]
+        task = (f"Propose this week's `blog` and `newsletter` for {sources[0].ref}, drawn from the memory "
+                "items above and in the brand voice.")
+        return MarketingBriefing(blocks, task, recipients, topics)
+
+    def build(self, env: AgentEnv, source: Source[str], proposal: MarketingProposal,
+              briefing: MarketingBriefing) -> list[ActionRequest]:
+        if proposal.blog is None and proposal.newsletter is None:
+            raise Refused("it has neither a blog post nor a newsletter")
+        topics = [ref for ref in dict.fromkeys(proposal.topics) if ref in briefing.topics]
+        drawn = ", ".join(f"{briefing.topics[ref].title or briefing.topics[ref].source_id} ({ref})"
+                          for ref in topics) or "none"
+        reasoning = f"{proposal.rationale}\nDrawn from: {drawn}"
+        requests = []
+        if proposal.blog is not None and env.settings.notion_blog_database_id:
+            blog = proposal.blog
+            title = one_line(blog.title, 200)
+            # a Notion multi-select option cannot hold a comma
+            tags = list(dict.fromkeys(one_line(tag.replace(",", " "), 100) for tag in blog.tags if tag.strip()))
+            tags = tags[:MAX_TAGS]
+            requests.append(self.request(
+                source, "blog", kind="notion.blog_draft", summary=f"Blog draft: {title}", reasoning=reasoning,
+                proposal=proposal, payload={"title": title, "body": blog.body.strip(), "tags": tags},
+                topics=topics))
+        if proposal.newsletter is not None:
+            if not briefing.recipients:
+                raise Refused("HubSpot has no marketing contacts to send the newsletter to")
+            subject, body = one_line(proposal.newsletter.subject, 200), proposal.newsletter.body.strip()
+            requests.append(self.request(
+                source, "newsletter", kind="email.campaign",
+                summary=f"Newsletter to {len(briefing.recipients):,} contacts: {subject}", reasoning=reasoning,
+                proposal=proposal, impact=Impact(recipients=len(briefing.recipients)), topics=topics,
+                payload={"subject": subject, "html": email_html(body), "text": body,
+                         "recipients": [r.model_dump(exclude_none=True) for r in briefing.recipients]}))
+        return requests
+
+
+def _recipients(env: AgentEnv) -> list[Recipient]:
+    """HubSpot's marketing contacts as campaign recipients: each address once, and an address the
+    campaign kind would refuse (so refusing the whole newsletter) left out here instead."""
+    chosen: dict[str, Recipient] = {}
+    for contact in env.clients.hubspot.marketing_contacts(limit=env.settings.newsletter_max_recipients):
+        if not contact.email:
+            continue
+        try:
+            recipient = Recipient(email=contact.email, name=contact.name and one_line(contact.name, 200))
+        except ValidationError:
+            log.info("marketing: contact %s has an address the campaign cannot take; left out", contact.id)
+            continue
+        chosen.setdefault(recipient.email, recipient)
+    return list(chosen.values())

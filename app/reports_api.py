@@ -1,0 +1,106 @@
+"""`GET /reports/daily?date=YYYY-MM-DD` (Bearer): the daily report as JSON, or as an HTML page with
+its chart when the client asks for `text/html`; `GET /reports/daily/chart.png?date=` is the chart.
+
+The stored report (the one posted to Discord) is served as it was stored; a day without one is
+built on demand and not stored: a GET changes nothing. Without `date`: yesterday in CRON_TIMEZONE.
+A day that is not over yet is 422. The settings and database come from the app (`app.state`).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import BaseModel
+
+from app.api_auth import ApiAuth
+from app.daily_report import DailyReport, DailyReports, StoredReport
+from app.report_chart import render_chart
+from app.report_delivery import COUNT_LABELS
+
+router = APIRouter(tags=["reports"])
+_pages = Environment(loader=PackageLoader("app", "templates"), autoescape=True, undefined=StrictUndefined,
+                     trim_blocks=True, lstrip_blocks=True)
+# The page runs no script and loads nothing but its own inline chart. It carries signed review
+# links: not cached, and never sent on as a Referer.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+ReportDay = Annotated[date | None, Query(alias="date",
+                                         description="YYYY-MM-DD; yesterday in CRON_TIMEZONE if left out")]
+
+
+class ReportAnswer(BaseModel):
+    report: DailyReport
+    stored: bool  # False: built for this request from the database as it is now
+    built_at: datetime | None
+    sent_at: datetime | None  # when it was posted to Discord
+    discord_message_id: str | None
+    chart_url: str
+
+
+def daily_reports(request: Request) -> DailyReports:
+    return DailyReports(request.app.state.db, request.app.state.settings)
+
+
+Reports = Annotated[DailyReports, Depends(daily_reports)]
+
+
+def wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    html, json_ = accept.find("text/html"), accept.find("application/json")
+    return html >= 0 and (json_ < 0 or html < json_)
+
+
+def _report(reports: DailyReports, day: date | None, *, with_chart: bool) -> tuple[DailyReport, StoredReport | None]:
+    day = day or reports.yesterday()
+    stored = reports.load(day, with_chart=with_chart)
+    return (stored.report if stored is not None else reports.build(day)), stored
+
+
+@router.get("/reports/daily", dependencies=[ApiAuth], response_model=ReportAnswer,
+            summary="The daily report (JSON; an HTML page with Accept: text/html)",
+            responses={200: {"content": {"text/html": {}}}})
+def daily_report(request: Request, reports: Reports, day: ReportDay = None) -> Response | ReportAnswer:
+    html = wants_html(request)
+    report, stored = _report(reports, day, with_chart=html)
+    if html:
+        chart = (stored.chart if stored is not None else None) or render_chart(report)
+        return HTMLResponse(render_page(report, stored, chart), headers=PAGE_HEADERS)
+    base = reports.settings.public_base_url.rstrip("/")
+    return ReportAnswer(report=report, stored=stored is not None, built_at=stored.built_at if stored else None,
+                        sent_at=stored.sent_at if stored else None,
+                        discord_message_id=stored.discord_message_id if stored else None,
+                        chart_url=f"{base}/reports/daily/chart.png?date={report.day.isoformat()}")
+
+
+@router.get("/reports/daily/chart.png", dependencies=[ApiAuth], response_class=Response,
+            summary="The daily report's chart (PNG)", responses={200: {"content": {"image/png": {}}}})
+def daily_report_chart(reports: Reports, day: ReportDay = None) -> Response:
+    report, stored = _report(reports, day, with_chart=True)
+    chart = (stored.chart if stored is not None else None) or render_chart(report)
+    return Response(chart, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def render_page(report: DailyReport, stored: StoredReport | None, chart: bytes) -> str:
+    zone = ZoneInfo(report.time_zone)
+
+    def when(moment: datetime | None) -> str:
+        return "" if moment is None else f"{moment.astimezone(zone):%a %d %b %H:%M}"
+
+    def money(value: Decimal) -> str:
+        return f"${value:,.2f}"
+
+    return _pages.get_template("daily_report.html").render(
+        report=report, stored=stored, labels=COUNT_LABELS, totals=report.totals.model_dump(),
+        chart=base64.b64encode(chart).decode(), when=when, money=money)

@@ -1,0 +1,125 @@
+"""The jobs the schedule runs: each one's name, cron trigger, grace, lease and callable.
+
+User-facing jobs run in CRON_TIMEZONE (America/Phoenix): the daily report, the three agents, and
+Brevo's campaign batches (in the quota day's zone; the first run after BREVO_SEND_HOUR sends the
+day's batches, the later hourly ones pick up batches a transient failure put off). Infrastructure
+jobs run in UTC: expiring approvals, queuing Discord reminders, recovering lost leases, pruning
+old job runs.
+
+The agents' jobs call `agents.run_agent(name, trigger)`, looked up each time a job fires, with
+this process's settings and database (so a run does not open a database of its own). Where
+agents/ does not provide it, a run is recorded as `skipped`, "agent not available", rather than
+pretending to have run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic_core import to_jsonable_python
+
+from app.approval_queue import ApprovalQueue
+from app.cron import parse_crontab
+from app.daily_report import DailyReports
+from app.database import Database
+from app.job_schedule import Firing, Job, JobFunc, JobResult
+from app.notifications import NotificationSender
+from app.report_delivery import ReportJob
+from app.settings import Settings
+
+UTC = ZoneInfo("UTC")
+AGENT_TRIGGER = "schedule"
+EVERY_MINUTE = "* * * * *"
+INFRA_GRACE = timedelta(minutes=5)  # after downtime, one run catches up: their work is in the database
+INFRA_LEASE = timedelta(minutes=10)
+REPORT_LEASE = timedelta(minutes=15)
+AGENT_LEASE = timedelta(hours=1)
+CAMPAIGN_GRACE = timedelta(hours=1)  # the job fires hourly: a later firing does the same work
+CAMPAIGN_LEASE = timedelta(hours=1)
+RECOVERY_LIMIT = 500
+
+AgentRunner = Callable[..., object]  # run_agent(name, trigger, *, settings=..., db=...)
+AGENT_NOT_AVAILABLE = "agent not available: agents/ does not provide run_agent(name, trigger)"
+
+
+def agent_runner() -> AgentRunner | None:
+    """`agents.run_agent`, once agents/ provides it."""
+    runner = getattr(importlib.import_module("agents"), "run_agent", None)
+    return runner if callable(runner) else None
+
+
+def agent_job(name: str, db: Database, settings: Settings) -> JobFunc:
+    def run(firing: Firing) -> JobResult:
+        runner = agent_runner()
+        if runner is None:
+            return JobResult(outcome="skipped", note={"agent": name, "reason": AGENT_NOT_AVAILABLE})
+        result = runner(name, AGENT_TRIGGER, settings=settings, db=db)
+        return JobResult(note={"agent": name, "result": to_jsonable_python(result, fallback=str)})
+
+    return run
+
+
+def agent_crons(settings: Settings) -> dict[str, str]:
+    return {"sales": settings.sales_agent_cron, "support": settings.support_agent_cron,
+            "marketing": settings.marketing_agent_cron}
+
+
+def build_jobs(db: Database, settings: Settings, *, worker_id: str,
+               notifications: NotificationSender | None = None) -> list[Job]:
+    """Every scheduled job of this configuration. Crons are checked by Settings already."""
+    local = settings.time_zone
+    queue = ApprovalQueue(db, settings)
+    actor = f"scheduler:{worker_id}"
+
+    def expire(firing: Firing) -> JobResult:
+        return JobResult(note={"expired": len(queue.expire_due())})
+
+    def recover(firing: Firing) -> JobResult:
+        # the executor and the outbox sender recover leases on each cycle; this covers the time
+        # when no instance runs them
+        actions = db.call("recover_expired_leases", actor=actor, limit=RECOVERY_LIMIT)["recovered"]
+        notes = db.call("recover_notification_leases", actor=actor, limit=RECOVERY_LIMIT)["recovered"]
+        return JobResult(note={"actions": len(actions), "notifications": len(notes)})
+
+    def prune(firing: Firing) -> JobResult:
+        return JobResult(note=db.call("prune_job_runs", days=settings.job_runs_retention_days))
+
+    jobs = [
+        Job("daily_report", parse_crontab(settings.report_cron, local),
+            ReportJob.from_settings(DailyReports(db, settings), settings, worker_id=actor),
+            grace=timedelta(hours=settings.report_grace_hours), lease=REPORT_LEASE,
+            description="yesterday's report: stored, and posted to Discord"),
+        *(Job(f"agent_{name}", parse_crontab(cron, local), agent_job(name, db, settings),
+              grace=timedelta(minutes=settings.agent_grace_minutes), lease=AGENT_LEASE,
+              description=f"the {name} agent")
+          for name, cron in agent_crons(settings).items()),
+        Job("expire_approvals", parse_crontab(EVERY_MINUTE, UTC), expire, grace=INFRA_GRACE, lease=INFRA_LEASE,
+            description="cancel approvals past their expiry"),
+        Job("recover_leases", parse_crontab(EVERY_MINUTE, UTC), recover, grace=INFRA_GRACE, lease=INFRA_LEASE,
+            description="recover actions and notifications whose worker died"),
+        Job("prune_job_runs", parse_crontab("40 3 * * *", UTC), prune, grace=timedelta(hours=24), lease=INFRA_LEASE,
+            description="delete job runs past JOB_RUNS_RETENTION_DAYS"),
+    ]
+    if notifications is not None:
+        def remind(firing: Firing) -> JobResult:
+            return JobResult(note=notifications.enqueue_reminders())
+
+        jobs.append(Job("discord_reminders", parse_crontab(EVERY_MINUTE, UTC), remind, grace=INFRA_GRACE,
+                        lease=INFRA_LEASE, description="queue reminders and escalations for waiting approvals"))
+    if settings.brevo_api_key is not None or settings.brevo_dry_run:
+        from app.clients import Clients
+        from app.email_campaigns import CampaignSender  # loads Brevo's SDK: only where email is configured
+
+        campaigns = CampaignSender(db, settings, Clients(settings), worker_id=f"{actor}:campaigns")
+
+        def send_batches(firing: Firing) -> JobResult:
+            return JobResult(note={"batches": campaigns.send_due()})
+
+        jobs.append(Job("campaign_batches",
+                        parse_crontab(f"5 {settings.brevo_send_hour}-23 * * *", settings.email_quota_timezone),
+                        send_batches, grace=CAMPAIGN_GRACE, lease=CAMPAIGN_LEASE,
+                        description="send the campaign batches due today, retry those put off"))
+    return jobs
