@@ -41,7 +41,7 @@ from agents.prompt import DataBlock, guidance, new_boundary, system_prompt, user
 from app.approval_queue import ApprovalQueue, submit_result
 from app.clients import Clients
 from app.database import Database
-from app.errors import InvalidInput, OpsdeskError
+from app.errors import InvalidInput, OpsdeskError, TransientError
 from app.memory import MemoryStore
 from app.models import ActionMetadata, ActionRequest, Impact, Status, Tier
 from app.settings import Settings
@@ -213,6 +213,7 @@ class AgentRunReport(BaseModel):
     dry_run: bool
     outcome: Literal["ok", "failed"]
     error: str | None = None
+    retryable: bool = False  # failed for a reason that may pass (timeout, overload, rate limit)
     sources: int = 0  # put before the model
     already_handled: int = 0
     actions: list[ProposedAction] = Field(default_factory=list)
@@ -261,7 +262,8 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str, dry_run: bo
         if not isinstance(exc, OpsdeskError):
             raise  # a bug: recorded, and loud
         log.warning("agent %s run %s failed: %s", agent.name, run_id, error)
-        return _report(agent, trigger, dry_run, row, draft, [])
+        return _report(agent, trigger, dry_run, row, draft, []).model_copy(
+            update={"retryable": isinstance(exc, TransientError)})
     return _report(agent, trigger, dry_run, row, draft, actions)
 
 

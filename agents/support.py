@@ -42,7 +42,9 @@ from integrations.hubspot_models import Ticket
 
 log = logging.getLogger(__name__)
 
-SEARCH_LIMIT = 100
+# Replies go out through Brevo, so HubSpot still shows answered tickets as unanswered until a person
+# closes them: read well past AGENT_MAX_SOURCES, or those would hide the new ones (oldest first).
+SEARCH_LIMIT = 500
 MEMORY_KINDS = ("kb_article", "email_sent")
 TICKET_CHARS = 6000
 ARTICLE_CHARS = 3000
@@ -135,7 +137,7 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
             items.update(found[source.ref])
             blocks.append(DataBlock(f"{source.ref} (HubSpot ticket #{ticket.id})", "\n".join([
                 f"subject: {ticket.subject or '(none)'}", f"priority: {ticket.priority or 'unknown'}",
-                f"opened: {ticket.created_at:%Y-%m-%d %H:%M} UTC",
+                f"opened: {ticket.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
                 f"memory found for it: {', '.join(found[source.ref]) or 'nothing'}",
                 "message:", clip(ticket.content or "(empty)", TICKET_CHARS)])))
         for ref, hit in items.items():

@@ -24,8 +24,10 @@ from app.clients import Clients
 from app.config_check import check
 from app.database import Database
 from app.errors import Conflict, DatabaseError
+from app.job_schedule import Firing
 from app.memory import MemoryStore
 from app.models import ActionRequest, FeedbackItem
+from app.scheduled_jobs import agent_job
 from app.settings import Settings
 from integrations.claude import ClaudeClient
 from tests.agent_world import World, agent_world
@@ -73,6 +75,7 @@ def test_a_failed_model_call_ends_the_run_cleanly_recorded_with_nothing_submitte
     report = world.run("sales", **overrides)
 
     assert report.outcome == "failed" and report.error == error and report.actions == []
+    assert report.retryable is (failure != "not the schema")  # a timeout or an overload may pass
     assert world.actions() == []
     [row] = world.runs()
     assert (row["outcome"], row["error"], row["proposals"]) == ("failed", error, 0) and row["finished_at"]
@@ -178,7 +181,16 @@ def test_text_helpers() -> None:
     assert issubclass(Refused, Exception)
 
 
-# --- the CLI and the configuration ----------------------------------------------------------------
+# --- the schedule, the CLI and the configuration ---------------------------------------------------
+def test_the_schedules_agent_job_runs_the_agent_with_the_process_database(world: World) -> None:
+    deal = a_stale_deal(world)
+    world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "Hello", "body": "Hi Ann"}}]})
+    job = agent_job("sales", world.db, world.settings)
+    result = job(Firing("agent_sales", world.now(), 1))
+    assert result.note["result"]["outcome"] == "ok" and len(result.note["result"]["actions"]) == 2
+    assert world.runs()[0]["trigger"] == "schedule" and len(world.actions()) == 2
+
+
 def test_the_cli_runs_an_agent_dry(world: World, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     deal = a_stale_deal(world)
