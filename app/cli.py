@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from app.database_setup import open_database
 from app.errors import InvalidInput, OpsdeskError
 from app.executor import Executor
 from app.local_secrets import with_local_secrets
+from app.log_setup import configure_logging
 from app.memory_cli import memory_app
 from app.models import ActionRequest, DecisionRequest, Status, Tier
 from app.schedule_cli import jobs_command, report_command
@@ -123,7 +123,7 @@ def run(
     from app.service import Parts, run_service
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     if not (api or scheduler or executor):
         raise typer.BadParameter("nothing to run: enable at least one of --api, --scheduler, --executor")
     run_service(settings, Parts(api=api, scheduler=scheduler, executor=executor, workers=workers),

@@ -46,8 +46,13 @@ def test_scheduler_py_serves_healthz_ok_on_the_embedded_database(tmp_path: Path)
         assert cli.returncode == 0, cli.stderr
         assert '"total": 0' in cli.stdout
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
+        # a signed link's token must not reach the access log
+        httpx.get(f"http://127.0.0.1:{port}/approvals/00000000-0000-0000-0000-000000000000?t=tok-SECRET-123",
+                  timeout=5)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
+    assert "GET /approvals/00000000-0000-0000-0000-000000000000?" in output  # the access log is on
+    assert "tok-SECRET-123" not in output
     assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists(), "the embedded server kept running"
