@@ -171,8 +171,13 @@ class ReviewPages(LinkPages):
             if refused is not None:
                 return refused
 
-        decision = DecisionRequest(decision=posted.decision, reason=posted.reason, decided_by=posted.reviewer,
-                                   modifications=posted.edits if posted.decision == "modify" else None)
+        # the form posts every editable field; only what the reviewer changed is an edit (an empty
+        # box shown for a missing field is not a change from null to "")
+        edits = {name: value for name, value in posted.edits.items()
+                 if value != shown(action.requested_action.get(name))}
+        kind = "approve" if posted.decision == "modify" and not edits else posted.decision
+        decision = DecisionRequest(decision=kind, reason=posted.reason, decided_by=posted.reviewer,
+                                   modifications=edits if kind == "modify" else None)
         try:
             self.queue.decide(action_id, decision, actor=posted.reviewer, request_id=request_id,
                               expected_hash=action.draft_hash)

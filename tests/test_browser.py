@@ -1,5 +1,6 @@
 """The review page in real headless Chromium (Debian's `chromium`, driven by Playwright) against the
-running service: edit then approve from the page; a hostile draft runs no script; a screenshot.
+running service: an email's Review link taken from the message a fake Discord captured, its subject
+edited then approved from the page; a hostile draft runs no script; a screenshot.
 
 CI installs the browser with `apt-get install -y chromium`; never `playwright install`."""
 
@@ -7,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from app.approval_queue import ApprovalQueue
 from app.database import Database
+from app.models import ActionMetadata, ActionRequest, Impact, Tier
+from app.notifications import NotificationSender
+from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
+from tests.fake_discord import FakeDiscord
 from tests.link_support import Site, running_site
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,6 +49,27 @@ def site(db: Database, database_url: str) -> Iterator[Site]:
 
 
 @pytest.fixture
+def discord() -> Iterator[FakeDiscord]:
+    with FakeDiscord() as fake:
+        yield fake
+
+
+@pytest.fixture
+def brevo() -> Iterator[FakeBrevo]:
+    with FakeBrevo() as fake:
+        yield fake
+
+
+@pytest.fixture
+def mail_site(db: Database, database_url: str, discord: FakeDiscord, brevo: FakeBrevo) -> Iterator[Site]:
+    """The service with Discord pointed at the fake (its links built from the live address) and Brevo
+    configured against a fake that must receive nothing: no executor runs here."""
+    with running_site(db, database_url, discord_webhook_url=discord.webhook_url, brevo_api_key=API_KEY,
+                      brevo_sender_email=SENDER, brevo_base_url=brevo.url) as running:
+        yield running
+
+
+@pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 420, "height": 900})  # a phone-sized window
     context.set_default_timeout(10_000)
@@ -50,30 +78,67 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def test_edit_the_draft_and_approve_from_the_review_link(site: Site, page: Page, sql: psycopg.Connection) -> None:
-    action = site.submit(body="Followed up with ACME")
-    review, approve = site.link(action), site.link(action, "approve")
+def link_buttons(message: dict[str, Any]) -> dict[str, str]:
+    """The URLs of a Discord message's link buttons (style 5), by label."""
+    return {button["label"]: button["url"] for row in message.get("components") or []
+            for button in row["components"] if button["type"] == 2 and button["style"] == 5}
 
-    page.goto(review)
-    assert page.locator("h1").inner_text() == "Log the follow-up"
-    ARTEFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTEFACTS / "review-page.png"), full_page=True)
 
-    edit = page.locator("section#edit form")
-    edit.locator('[name="edit.body"]').fill("Called ACME: they sign on Tuesday")
-    edit.locator('input[name="reviewer"]').fill("ann")
-    edit.get_by_role("button", name="Save edits and approve").click()
-    page.wait_for_url(review)
+def test_edit_the_subject_and_approve_from_the_discord_review_link(
+    mail_site: Site, db: Database, discord: FakeDiscord, brevo: FakeBrevo, page: Page, sql: psycopg.Connection,
+) -> None:
+    old, new = "Re: your invoice", "Re: your invoice for March"
+    request = ActionRequest(
+        agent="support", kind="email.send", summary="Reply to ticket #42: your invoice",
+        reasoning="the customer asked why the invoice doubled", suggested_tier=Tier.MEDIUM,
+        payload={"to": {"email": "ann@example.com", "name": "Ann"}, "subject": old,
+                 "html": "<p>Hello Ann,</p><p>The invoice covers two months.</p>",
+                 "text": "Hello Ann, the invoice covers two months."},
+        impact=Impact(recipients=1), metadata=ActionMetadata(model_id="claude-sonnet-5-5", confidence=0.8))
+    action_id = ApprovalQueue(db, mail_site.settings).submit(request, actor="test").id
 
-    assert "Already decided by ann at" in page.locator("#outcome").inner_text()
-    row = sql.execute("select status, decision, decided_by, modifications from actions where id = %s",
-                      (action.id,)).fetchone()
-    assert row == ("approved", "modified", "ann",
-                   {"body": {"from": "Followed up with ACME", "to": "Called ACME: they sign on Tuesday"}})
+    sender = NotificationSender(db, mail_site.settings, worker_id="browser-test", rng=lambda: 1.0)
+    try:
+        assert sender.run_until_idle() == 1
+        [post] = discord.posts()
+        links = link_buttons(post.body)
+        assert set(links) == {"Review", "Approve", "Reject"}
+        review, approve = links["Review"], links["Approve"]
+        assert review.startswith(f"{mail_site.url}/approvals/{action_id}?t=")
+        assert approve.startswith(f"{mail_site.url}/approvals/{action_id}?t=") and approve != review
 
-    page.goto(approve)  # the Approve link again: the outcome, nothing to click
-    assert "Already decided by ann at" in page.locator("#outcome").inner_text()
-    assert page.locator("form").count() == 0
+        page.goto(review)
+        assert page.locator("h1").inner_text() == "Reply to ticket #42: your invoice"
+        assert page.frame_locator("iframe.email").locator("p").first.inner_text() == "Hello Ann,"
+        ARTEFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTEFACTS / "review-page.png"), full_page=True)
+
+        edit = page.locator("section#edit form")
+        subject = edit.locator('[name="edit.subject"]')
+        assert subject.input_value() == old
+        subject.fill(new)
+        edit.locator('input[name="reviewer"]').fill("ann")
+        edit.get_by_role("button", name="Save edits and approve").click()
+        page.wait_for_url(review)
+
+        assert "Already decided by ann at" in page.locator("#outcome").inner_text()
+        row = sql.execute("select status, decision, decided_by, modifications, requested_action ->> 'subject' "
+                          "from actions where id = %s", (action_id,)).fetchone()
+        assert row == ("approved", "modified", "ann", {"subject": {"from": old, "to": new}}, new)
+
+        page.goto(approve)  # the Approve link from the same message: the outcome, nothing to click
+        assert "Already decided by ann at" in page.locator("#outcome").inner_text()
+        assert page.locator("form").count() == 0
+
+        # the Discord message is edited to the outcome, its buttons gone; no email left (no executor)
+        assert sender.run_until_idle() == 1
+        [message_id] = discord.messages
+        [edited] = discord.edits()
+        assert edited.message_id == message_id
+        assert link_buttons(discord.messages[message_id]) == {}
+        assert brevo.requests == []
+    finally:
+        sender.close()
 
 
 def test_approve_link_is_one_click_once_the_name_is_known(site: Site, page: Page, sql: psycopg.Connection) -> None:

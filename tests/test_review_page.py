@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from app.config_check import check
 from app.database import Database
 from app.draft_view import ChangeDraft, EmailDraft, TextDraft, draft_view, reach
+from app.models import ActionRequest, Impact, Tier
 from tests.conftest import API_TOKEN, make_settings
 from tests.link_support import Site, running_site, snapshot, token_of
 
@@ -151,6 +152,32 @@ def test_edit_then_approve_stores_the_difference(site: Site, sql: psycopg.Connec
     page = site.http.get(site.link(action)).text  # the old hash: decided, so it shows the outcome
     assert "Already decided by ann at" in page and "edited, then approved" in page
     assert '<tr class="changed"><td>body</td><td class="text">Followed up with ACME</td>' in page
+
+
+def test_only_changed_fields_are_edits(site: Site, sql: psycopg.Connection) -> None:
+    """The form posts every editable field; an untouched one (an empty box for a missing text
+    part, or an unchanged subject) is not recorded as a change."""
+    submitted = site.queue.submit(ActionRequest(
+        agent="support", kind="email.send", summary="Reply to Ann", suggested_tier=Tier.MEDIUM,
+        payload={"to": {"email": "ann@example.com"}, "subject": "Your order", "html": "<p>Hi Ann</p>"},
+        impact=Impact(recipients=1)), actor="test")
+    action = site.action(submitted.id)
+    assert action.requested_action["text"] is None
+    form = {"t": token_of(site.link(action)), "decision": "modify", "reviewer": "ann",
+            "edit.subject": "Your order", "edit.html": "<p>Hi Ann, it ships today</p>", "edit.text": ""}
+    assert site.post_form(action.id, form).status_code == 303
+    row = sql.execute("select decision, modifications, requested_action->'text' from actions where id = %s",
+                      (action.id,)).fetchone()
+    assert row == ("modified", {"html": {"from": "<p>Hi Ann</p>", "to": "<p>Hi Ann, it ships today</p>"}}, None)
+
+
+def test_modify_with_nothing_changed_is_a_plain_approval(site: Site, sql: psycopg.Connection) -> None:
+    action = site.submit(body="Followed up with ACME")
+    form = {"t": token_of(site.link(action)), "decision": "modify", "reviewer": "ann",
+            "edit.body": "Followed up with ACME"}
+    assert site.post_form(action.id, form).status_code == 303
+    assert sql.execute("select decision, modifications from actions where id = %s",
+                       (action.id,)).fetchone() == ("approved", None)
 
 
 @pytest.mark.parametrize(("form", "message"), [
