@@ -3167,6 +3167,47 @@ language sql set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Outgoing rate limits (integrations/rate_limit.py) shared by every process: a vendor counts the
+-- app's calls together, so a per-process limiter would give each process the whole allowance.
+-- A bucket has fixed windows of p_window_seconds aligned on the epoch; each call takes one slot.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists rate_windows (
+  bucket       text not null,
+  window_start timestamptz not null,
+  used         integer not null,
+  primary key (bucket, window_start)
+);
+
+-- Take a slot in the bucket's current window if fewer than p_limit are taken. The upsert is atomic:
+-- concurrent callers queue on the row and the `where` sees the latest count. retry_after: seconds
+-- until the current window ends (when a refused caller may try again).
+create or replace function take_rate_slot(p_bucket text, p_limit integer, p_window_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_start timestamptz;
+  v_opened boolean;
+  v_granted boolean;
+begin
+  if p_bucket is null or p_limit is null or p_limit < 1 or p_window_seconds is null or p_window_seconds <= 0 then
+    raise exception 'a rate limit needs a bucket, limit >= 1 and window > 0' using errcode = 'OD422';
+  end if;
+  v_start := to_timestamp(floor(extract(epoch from v_now) / p_window_seconds) * p_window_seconds);
+  insert into rate_windows as w (bucket, window_start, used) values (p_bucket, v_start, 1)
+  on conflict (bucket, window_start) do update set used = w.used + 1 where w.used < p_limit
+  returning w.xmax = 0 into v_opened;  -- xmax = 0: this call inserted the row, i.e. opened the window
+  v_granted := found;  -- no row returned: the window is full
+  if v_opened then  -- once per window and bucket: drop windows long past, so the table stays small
+    delete from rate_windows where window_start < v_now - interval '1 minute';
+  end if;
+  return jsonb_build_object(
+    'granted', v_granted,
+    'retry_after', extract(epoch from v_start + make_interval(secs => p_window_seconds) - v_now)::double precision);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- Access. Row Level Security on every table with no policy: Supabase's anon and authenticated
 -- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
 -- the same file runs where those roles do not exist (the embedded server, plain Postgres).
@@ -3184,7 +3225,7 @@ begin
                                         'memory_config', 'memory', 'maintenance_leases',
                                         'email_quota_days', 'email_quota_reservations', 'email_campaigns',
                                         'campaign_batches', 'campaign_recipients',
-                                        'job_runs', 'agent_runs', 'daily_reports'] loop
+                                        'job_runs', 'agent_runs', 'daily_reports', 'rate_windows'] loop
     execute format('alter table public.%I enable row level security', v_table);
     if v_supabase then
       execute format('revoke all on table public.%I from anon, authenticated', v_table);

@@ -53,7 +53,7 @@ def run_agent(name: str, trigger: str, *, dry_run: bool = False, settings: Setti
     with ExitStack() as stack:
         database = db if db is not None else stack.enter_context(open_database(settings))
         if clients is None:
-            clients = Clients(settings)
+            clients = Clients(settings, database)
             stack.callback(clients.close)
         if memory is None:
             memory = MemoryStore(database, settings)

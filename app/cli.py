@@ -302,7 +302,7 @@ def brevo_send_due() -> None:
     from app.email_campaigns import CampaignSender
 
     with _database() as (settings, db):
-        clients = Clients(settings)
+        clients = Clients(settings, db)
         try:
             sender = CampaignSender(db, settings, clients, worker_id=f"cli:{getpass.getuser()}")
             outcomes = sender.send_due()
@@ -327,7 +327,7 @@ def brevo_settle_batch(
     if outcome not in ("sent", "not_sent"):
         raise typer.BadParameter("--outcome is sent or not_sent")
     with _database() as (settings, db):
-        sender = CampaignSender(db, settings, Clients(settings), worker_id=_actor(as_))
+        sender = CampaignSender(db, settings, Clients(settings, db), worker_id=_actor(as_))
         _print_json(sender.settle(campaign_id, batch_no, "sent" if outcome == "sent" else "not_sent",
                                   actor=_actor(as_), reason=reason))
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from app.database import Database
 from app.errors import PermanentError
 from app.settings import Settings
 from integrations.webhook import WebhookClient
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 @dataclass
 class Clients:
     settings: Settings
+    # HubSpot's rate limit is counted in the database (shared by every process); only processes
+    # that never call HubSpot may leave it out
+    db: Database | None = None
     sleep: Callable[[float], None] = time.sleep  # tests inject a recorder instead of waiting
     _built: dict[str, Any] = field(default_factory=dict)
 
@@ -44,7 +48,11 @@ class Clients:
     def hubspot(self) -> HubSpotClient:
         from integrations.hubspot import HubSpotClient  # the SDK takes ~0.6 s to import: only when used
 
-        return self._get("hubspot", lambda: HubSpotClient.from_settings(self.settings, sleep=self.sleep))
+        db = self.db
+        if db is None:
+            raise PermanentError("HubSpot's rate limit is shared through the database: Clients needs it",
+                                 system="hubspot")
+        return self._get("hubspot", lambda: HubSpotClient.from_settings(self.settings, db, sleep=self.sleep))
 
     @property
     def notion(self) -> NotionClient:

@@ -53,7 +53,7 @@ class Executor:
         self.settings = settings
         self.kinds = kinds if kinds is not None else kind_registry()
         self.worker_id = worker_id or default_worker_id()
-        self.clients = clients or Clients(settings)
+        self.clients = clients or Clients(settings, db)
         self._rng = rng
         self.checks = tuple(checks) if checks is not None else default_checks(settings)
 

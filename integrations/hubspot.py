@@ -5,8 +5,8 @@
 - Retries with backoff, Retry-After and the breaker come from `integrations.resilience`.
 - Every call passes `_request_timeout`: the SDK otherwise sends `timeout=None`, which overrides any
   pool default and waits forever.
-- Calls go through a per-process limiter: HubSpot's rolling 10-second burst limit for all calls, and
-  the CRM search API's own lower limit for searches.
+- Calls go through a limiter counted in the database, so every process shares HubSpot's 10-second
+  burst limit for all calls, and the CRM search API's own lower limit for searches.
 - Creating a note or task is not idempotent at HubSpot. So a create is never repeated in-process
   after a failure that may have reached HubSpot (timeout, 5xx, dropped connection): that failure
   asks to be tried again only after `write_recheck_seconds`, longer than the in-process wait, so the
@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, Literal, TypeVar
 
 import hubspot.crm.associations.v4 as associations_v4
@@ -31,6 +30,7 @@ import hubspot.crm.tickets as tickets
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from app.database import Database
 from app.errors import (
     ConfigError,
     IntegrationError,
@@ -52,7 +52,7 @@ from integrations.hubspot_models import (
     Ticket,
 )
 from integrations.hubspot_sdk import API_ERRORS, SdkApis, error_details
-from integrations.rate_limit import RollingWindowLimiter
+from integrations.rate_limit import SharedRateLimiter
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "hubspot"
@@ -75,23 +75,21 @@ T = TypeVar("T")
 
 
 class HubSpotLimiter:
-    """HubSpot's burst limit per rolling 10 s for every call, and the search API's per-second one."""
+    """HubSpot's burst limit per 10 s for every call, and the search API's per-second one, counted in
+    the database: HubSpot counts all of the app's calls together, whichever process makes them."""
 
-    def __init__(self, per_10_seconds: int, searches_per_second: int, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst = RollingWindowLimiter(per_10_seconds, 10.0, clock=clock)
-        self.search = RollingWindowLimiter(searches_per_second, 1.0, clock=clock)
+    def __init__(self, db: Database, per_10_seconds: int, searches_per_second: int, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.burst = SharedRateLimiter(db, "hubspot", per_10_seconds, 10.0, sleep=sleep)
+        self.search = SharedRateLimiter(db, "hubspot-search", searches_per_second, 1.0, sleep=sleep)
 
-    def reserve(self, *, search: bool) -> float:
-        wait = self.search.reserve() if search else 0.0
-        return self.burst.reserve(not_before=wait)
-
-
-@cache
-def process_limiter(per_10_seconds: int, searches_per_second: int) -> HubSpotLimiter:
-    """One limiter per process and limit, shared by every HubSpotClient the process builds (each
-    executor worker has its own clients, but HubSpot counts the app's calls together)."""
-    return HubSpotLimiter(per_10_seconds, searches_per_second)
+    def acquire(self, *, search: bool) -> None:
+        # The burst slot first: waiting for a search slot takes at most a second, so the call still
+        # goes out in (or next to) the 10-s window it was counted in; the other order could wait
+        # up to 10 s after taking its search second.
+        self.burst.acquire()
+        if search:
+            self.search.acquire()
 
 
 def to_ms(moment: datetime) -> str:
@@ -108,7 +106,7 @@ class HubSpotClient:
         *,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 10.0,
-        limiter: HubSpotLimiter | None = None,
+        limiter: HubSpotLimiter,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = 3,
@@ -119,7 +117,7 @@ class HubSpotClient:
         if write_recheck_seconds <= MAX_IN_PROCESS_WAIT:
             raise ValueError(f"write_recheck_seconds must exceed {MAX_IN_PROCESS_WAIT:g} s")
         self.timeout = timeout
-        self.limiter = limiter or process_limiter(100, 4)
+        self.limiter = limiter
         self.breaker = breaker or CircuitBreaker(SYSTEM)
         self.attempts = attempts
         self.write_recheck_seconds = write_recheck_seconds
@@ -127,7 +125,8 @@ class HubSpotClient:
         self._apis = SdkApis(access_token, base_url)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> HubSpotClient:
+    def from_settings(cls, settings: Settings, db: Database, *,
+                      sleep: Callable[[float], None] = time.sleep) -> HubSpotClient:
         token = settings.hubspot_private_app_token
         if token is None:
             raise PermanentError("HUBSPOT_PRIVATE_APP_TOKEN is not configured", system=SYSTEM)
@@ -135,7 +134,8 @@ class HubSpotClient:
             token.get_secret_value(),
             base_url=settings.hubspot_base_url or DEFAULT_BASE_URL,
             timeout=settings.hubspot_timeout_seconds,
-            limiter=process_limiter(settings.hubspot_requests_per_10s, settings.hubspot_searches_per_second),
+            limiter=HubSpotLimiter(db, settings.hubspot_requests_per_10s, settings.hubspot_searches_per_second,
+                                   sleep=sleep),
             sleep=sleep,
             write_recheck_seconds=settings.hubspot_write_recheck_seconds,
         )
@@ -316,9 +316,7 @@ class HubSpotClient:
         `write_once`: a create that must not be repeated after a failure that may have reached HubSpot."""
 
         def once() -> T:
-            wait = self.limiter.reserve(search=search)
-            if wait > 0:
-                self._sleep(wait)
+            self.limiter.acquire(search=search)
             try:
                 return method(*args, _request_timeout=self.timeout, **kwargs)
             except Exception as exc:

@@ -78,7 +78,7 @@ class World:
     # --- running --------------------------------------------------------------------------------
     def run(self, agent: str, *, dry_run: bool = False, **overrides: Any) -> AgentRunReport:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        clients = Clients(settings, sleep=self.sleeps.append)
+        clients = Clients(settings, self.db, sleep=self.sleeps.append)
         planner = ClaudeClient(settings, self.db, sleep=self.sleeps.append)
         memory = MemoryStore(self.db, settings)
         try:
@@ -91,7 +91,7 @@ class World:
 
     def execute(self) -> int:
         executor = Executor(self.db, self.settings, worker_id="test-executor",
-                            clients=Clients(self.settings, sleep=self.sleeps.append), rng=lambda: 1.0)
+                            clients=Clients(self.settings, self.db, sleep=self.sleeps.append), rng=lambda: 1.0)
         try:
             return executor.run_until_idle()
         finally:

@@ -137,7 +137,7 @@ class WrongKindSales(SalesAgent):
 def test_an_action_of_a_kind_the_agent_does_not_have_fails_the_run(world: World) -> None:
     deal = a_stale_deal(world)
     world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "s", "body": "b"}}]})
-    clients = Clients(world.settings, sleep=world.sleeps.append)
+    clients = Clients(world.settings, world.db, sleep=world.sleeps.append)
     planner = ClaudeClient(world.settings, world.db, sleep=world.sleeps.append)
     queue = ApprovalQueue(world.db, world.settings)
     env = AgentEnv(world.settings, world.db, queue, clients, MemoryStore(world.db, world.settings),

@@ -87,7 +87,7 @@ def test_a_750_contact_newsletter_is_high_one_approval_three_days(world: World) 
     [page] = world.notion.pages_in(BLOG_DS)
     assert page["properties"]["Name"]["title"][0]["text"]["content"] == "How shipping works"
 
-    clients = Clients(world.settings, sleep=world.sleeps.append)
+    clients = Clients(world.settings, world.db, sleep=world.sleeps.append)
     try:
         for day in (DAY + timedelta(days=1), DAY + timedelta(days=2)):
             set_clock(world.sql, phoenix(day, 9, 5))

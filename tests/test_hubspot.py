@@ -24,7 +24,6 @@ from app.models import ActionRequest, DecisionRequest, Impact, Tier
 from app.settings import Settings
 from integrations import hubspot as hubspot_module
 from integrations.hubspot import HubSpotClient, HubSpotLimiter
-from integrations.rate_limit import RollingWindowLimiter
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import Reply
@@ -36,11 +35,23 @@ NOTES = "/crm/v3/objects/notes"
 
 
 class Clock:
-    def __init__(self) -> None:
+    """The breaker's clock and the database's (where HubSpot's rate limit is counted), moved together."""
+
+    def __init__(self, sql: psycopg.Connection) -> None:
         self.now = 0.0
+        self.sql = sql
+        # start at the beginning of a 10-s window (so of a 1-s one too): a short test then never
+        # straddles a window boundary, and the limiter's waits are predictable
+        epoch = sql.execute("select extract(epoch from db_now())::double precision").fetchone()
+        assert epoch is not None
+        advance_clock(sql, 10.0 - epoch[0] % 10.0)
 
     def __call__(self) -> float:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        advance_clock(self.sql, seconds)
 
 
 @pytest.fixture
@@ -50,8 +61,8 @@ def fake() -> Iterator[FakeHubSpot]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock(sql: psycopg.Connection) -> Clock:
+    return Clock(sql)
 
 
 @pytest.fixture
@@ -59,21 +70,21 @@ def sleeps() -> list[float]:
     return []
 
 
-def make_client(base_url: str, clock: Clock, sleeps: list[float], *, per_10s: int = 100,
+def make_client(base_url: str, db: Database, clock: Clock, sleeps: list[float], *, per_10s: int = 100,
                 timeout: float = 2.0) -> HubSpotClient:
     def sleep(seconds: float) -> None:  # time passes for the limiter and the breaker, not for the test
         sleeps.append(seconds)
-        clock.now += seconds
+        clock.advance(seconds)
 
     return HubSpotClient(TOKEN, base_url=base_url, timeout=timeout,
-                         limiter=HubSpotLimiter(per_10s, 4, clock=clock),
+                         limiter=HubSpotLimiter(db, per_10s, 4, sleep=sleep),
                          breaker=CircuitBreaker("hubspot", failure_threshold=5, reset_after=30, clock=clock),
                          sleep=sleep)
 
 
 @pytest.fixture
-def client(fake: FakeHubSpot, clock: Clock, sleeps: list[float]) -> Iterator[HubSpotClient]:
-    made = make_client(fake.url, clock, sleeps)
+def client(fake: FakeHubSpot, db: Database, clock: Clock, sleeps: list[float]) -> Iterator[HubSpotClient]:
+    made = make_client(fake.url, db, clock, sleeps)
     yield made
     made.close()
 
@@ -107,22 +118,29 @@ def test_every_call_carries_the_bearer_token(fake: FakeHubSpot, client: HubSpotC
     assert not any("hapikey" in r.path for r in fake.requests)
 
 
-def test_a_refused_token_is_permanent_and_not_retried(fake: FakeHubSpot, clock: Clock, sleeps: list[float]) -> None:
+def test_a_refused_token_is_permanent_and_not_retried(fake: FakeHubSpot, db: Database, clock: Clock,
+                                                      sleeps: list[float]) -> None:
     fake.inject(lambda _: True, error(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION"))
     with pytest.raises(PermanentError, match="HTTP 401") as refused:
-        make_client(fake.url, clock, sleeps).get_contact("1")
+        make_client(fake.url, db, clock, sleeps).get_contact("1")
     assert refused.value.details["category"] == "INVALID_AUTHENTICATION"
     assert len(fake.requests) == 1
 
 
-def test_without_a_token_hubspot_actions_fail_clearly() -> None:
+def test_without_a_token_hubspot_actions_fail_clearly(db: Database) -> None:
     with pytest.raises(PermanentError, match="HUBSPOT_PRIVATE_APP_TOKEN is not configured"):
-        _ = Clients(make_settings()).hubspot
+        _ = Clients(make_settings(), db).hubspot
 
 
-def test_a_legacy_api_key_is_refused() -> None:
+def test_a_legacy_api_key_is_refused(db: Database) -> None:
     with pytest.raises(ConfigError, match="legacy API keys"):
-        HubSpotClient("0a1b2c3d-1111-2222-3333-444455556666")
+        HubSpotClient("0a1b2c3d-1111-2222-3333-444455556666", limiter=HubSpotLimiter(db, 100, 4))
+
+
+def test_without_the_database_hubspot_is_refused() -> None:
+    settings = make_settings(hubspot_private_app_token=TOKEN)
+    with pytest.raises(PermanentError, match="shared through the database"):
+        _ = Clients(settings).hubspot
     with pytest.raises(ValidationError, match="legacy HubSpot API key"):
         make_settings(hubspot_private_app_token="0a1b2c3d-1111-2222-3333-444455556666")
 
@@ -211,22 +229,14 @@ def test_deal_stage_update_is_a_patch_of_dealstage(fake: FakeHubSpot, client: Hu
 
 
 # --- limits and faults ------------------------------------------------------------------------
-def test_rolling_window_limiter_books_slots_in_order() -> None:
-    clock = Clock()
-    limiter = RollingWindowLimiter(3, 10.0, clock=clock)
-    assert [limiter.reserve() for _ in range(4)] == [0.0, 0.0, 0.0, 10.0]
-    clock.now = 4.0
-    assert limiter.reserve() == 6.0  # the second slot frees at 10
-    clock.now = 25.0
-    assert limiter.reserve() == 0.0
-
-
-def test_burst_limit_makes_the_next_call_wait(fake: FakeHubSpot, clock: Clock, sleeps: list[float]) -> None:
+def test_burst_limit_makes_the_next_call_wait(fake: FakeHubSpot, db: Database, clock: Clock,
+                                              sleeps: list[float]) -> None:
     contact = fake.add("contacts", email="a@example.com")
-    client = make_client(fake.url, clock, sleeps, per_10s=3)
+    client = make_client(fake.url, db, clock, sleeps, per_10s=3)
     for _ in range(4):
         client.get_contact(contact)
-    assert sleeps == [10.0] and len(fake.requests) == 4
+    [waited] = sleeps  # the fourth call waited for the rest of the 10-s window
+    assert 9.0 < waited <= 10.0 and len(fake.requests) == 4
 
 
 def test_searches_keep_to_four_a_second(fake: FakeHubSpot, client: HubSpotClient, sleeps: list[float],
@@ -235,7 +245,8 @@ def test_searches_keep_to_four_a_second(fake: FakeHubSpot, client: HubSpotClient
     for n in range(6):
         fake.add("contacts", email=f"c{n}@example.com")
     assert len(client.contacts_created_since(datetime(2025, 1, 1, tzinfo=UTC))) == 6
-    assert sleeps == [1.0]  # the fifth search waited for the first one's second to pass
+    [waited] = sleeps  # the fifth search waited for the first four's second to pass
+    assert 0.0 < waited <= 1.0
 
 
 @pytest.mark.parametrize(("retry_after", "waited"), [("3", 3.0), (None, 10.0)])
@@ -264,24 +275,25 @@ def test_500_then_success(fake: FakeHubSpot, client: HubSpotClient, sleeps: list
     assert len(fake.requests) == 2 and len(sleeps) == 1
 
 
-def test_a_read_that_times_out_is_tried_again(fake: FakeHubSpot, clock: Clock, sleeps: list[float]) -> None:
+def test_a_read_that_times_out_is_tried_again(fake: FakeHubSpot, db: Database, clock: Clock,
+                                              sleeps: list[float]) -> None:
     contact = fake.add("contacts", email="a@example.com")
     fake.inject(lambda _: True, Reply(200, {}), hold=True)
-    client = make_client(fake.url, clock, sleeps, timeout=0.3)
+    client = make_client(fake.url, db, clock, sleeps, timeout=0.3)
     assert client.get_contact(contact).email == "a@example.com"
     assert len(fake.requests) == 2 and len(sleeps) == 1
 
 
 @pytest.mark.parametrize("failure", ["timeout", "502"])
 def test_a_create_that_may_have_happened_is_not_repeated_in_process(
-    fake: FakeHubSpot, clock: Clock, sleeps: list[float], failure: str,
+    fake: FakeHubSpot, db: Database, clock: Clock, sleeps: list[float], failure: str,
 ) -> None:
     contact = fake.add("contacts", email="a@example.com")
     if failure == "timeout":
         fake.inject(is_call("POST", NOTES), Reply(201, {}), apply=True, hold=True)
     else:
         fake.inject(is_call("POST", NOTES), error(502, "Bad gateway", "INTERNAL_ERROR"), apply=True)
-    client = make_client(fake.url, clock, sleeps, timeout=0.3)
+    client = make_client(fake.url, db, clock, sleeps, timeout=0.3)
     with pytest.raises(TransientError, match="may have been created") as failed:
         client.create_note(object_type="contact", object_id=contact, body="x", marker="opsdeskabc", timestamp=NOW)
     assert failed.value.retry_after == 60.0 and failed.value.details["may_have_applied"]
@@ -296,8 +308,8 @@ def test_a_create_refused_by_the_rate_limit_is_safe_to_repeat(fake: FakeHubSpot,
     assert len(fake.calls("POST", NOTES)) == 2 and len(fake.objects["notes"]) == 1 and sleeps == [1.0]
 
 
-def test_no_connection_is_transient_and_safe_to_repeat(clock: Clock, sleeps: list[float]) -> None:
-    client = make_client(f"http://127.0.0.1:{free_port()}", clock, sleeps)
+def test_no_connection_is_transient_and_safe_to_repeat(db: Database, clock: Clock, sleeps: list[float]) -> None:
+    client = make_client(f"http://127.0.0.1:{free_port()}", db, clock, sleeps)
     with pytest.raises(TransientError, match="cannot connect") as failed:
         client.create_note(object_type="contact", object_id="1", body="x", marker="opsdeskabc", timestamp=NOW)
     assert "may_have_applied" not in failed.value.details and len(sleeps) == 2  # three attempts
@@ -339,7 +351,7 @@ def run(db: Database, hs_settings: Settings) -> Iterator[Any]:
     def run_all() -> int:
         if not executors:  # waits are recorded, never slept
             executors.append(Executor(db, hs_settings, worker_id="w1",
-                                      clients=Clients(hs_settings, sleep=lambda _: None), rng=lambda: 1.0))
+                                      clients=Clients(hs_settings, db, sleep=lambda _: None), rng=lambda: 1.0))
         return executors[0].run_until_idle()
 
     yield run_all
