@@ -50,7 +50,7 @@ def build_scheduler(queue: ApprovalQueue, notifications: NotificationSender | No
         scheduler.add_job(notifications.run_until_idle,
                           IntervalTrigger(seconds=notifications.settings.discord_poll_seconds, timezone=UTC),
                           id="discord_outbox", replace_existing=True)
-    add_memory_jobs(scheduler, queue.db, settings)  # embed waiting memory rows; prune daily
+    add_memory_jobs(scheduler, queue.db, settings)  # embed waiting memory rows
     return scheduler
 
 

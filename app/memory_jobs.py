@@ -1,7 +1,7 @@
-"""Memory's scheduled jobs: embed rows that wait for a vector, and prune past retention daily.
+"""Memory's frequent job: embed rows that wait for a vector.
 
-Both are safe with several instances: embedding claims rows (SKIP LOCKED and a lease), pruning
-takes a lease in the database.
+Safe with several instances: embedding claims rows (SKIP LOCKED and a lease). The daily prune past
+retention is a claimed job of the schedule (app/scheduled_jobs.py), listed by `opsdesk jobs`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ import logging
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from app.database import Database
 from app.errors import OpsdeskError
 from app.memory import MemoryStore
-from app.memory_retention import prune
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,8 +27,6 @@ def add_memory_jobs(scheduler: BaseScheduler, db: Database, settings: Settings) 
     if store.spec is not None:
         scheduler.add_job(_embed, IntervalTrigger(seconds=settings.memory_embed_interval_seconds, timezone=UTC),
                           args=(store,), id="memory_embed", replace_existing=True)
-    scheduler.add_job(_prune, CronTrigger(hour=3, minute=17, timezone=UTC), args=(db, settings),
-                      id="memory_prune", replace_existing=True)
 
 
 def _embed(store: MemoryStore) -> None:
@@ -41,9 +37,3 @@ def _embed(store: MemoryStore) -> None:
         return
     if report.embedded:
         log.info("memory: embedded %d row(s) with %s", report.embedded, report.model)
-
-
-def _prune(db: Database, settings: Settings) -> None:
-    report = prune(db, settings)
-    for name, rows in report.archived.items():
-        log.info("memory retention: archived and deleted %d %s row(s)", rows, name)

@@ -4,7 +4,7 @@ User-facing jobs run in CRON_TIMEZONE (America/Phoenix): the daily report, the t
 Brevo's campaign batches (in the quota day's zone; the first run after BREVO_SEND_HOUR sends the
 day's batches, the later hourly ones pick up batches a transient failure put off). Infrastructure
 jobs run in UTC: expiring approvals, queuing Discord reminders, recovering lost leases, pruning
-old job runs.
+old job runs, and archiving and pruning memory and the audit log past retention.
 
 The agents' jobs call `agents.run_agent(name, trigger)`, looked up each time a job fires, with
 this process's settings and database (so a run does not open a database of its own). Where
@@ -26,6 +26,8 @@ from app.cron import parse_crontab
 from app.daily_report import DailyReports
 from app.database import Database
 from app.job_schedule import Firing, Job, JobFunc, JobResult
+from app.memory_retention import LEASE_SECONDS as RETENTION_LEASE_SECONDS
+from app.memory_retention import prune as prune_retention
 from app.notifications import NotificationSender
 from app.report_delivery import ReportJob
 from app.settings import Settings
@@ -87,6 +89,12 @@ def build_jobs(db: Database, settings: Settings, *, worker_id: str,
     def prune(firing: Firing) -> JobResult:
         return JobResult(note=db.call("prune_job_runs", days=settings.job_runs_retention_days))
 
+    def retention(firing: Firing) -> JobResult:
+        # prune() still takes its maintenance lease: a run that outlives this job's lease and is
+        # taken over never overlaps the new one (same length as that lease)
+        report = prune_retention(db, settings, holder=actor)
+        return JobResult(outcome="skipped" if report.skipped else "ok", note=report.model_dump(exclude_none=True))
+
     jobs = [
         Job("daily_report", parse_crontab(settings.report_cron, local),
             ReportJob.from_settings(DailyReports(db, settings), settings, worker_id=actor),
@@ -102,6 +110,9 @@ def build_jobs(db: Database, settings: Settings, *, worker_id: str,
             description="recover actions and notifications whose worker died"),
         Job("prune_job_runs", parse_crontab("40 3 * * *", UTC), prune, grace=timedelta(hours=24), lease=INFRA_LEASE,
             description="delete job runs past JOB_RUNS_RETENTION_DAYS"),
+        Job("memory_retention", parse_crontab("17 3 * * *", UTC), retention, grace=timedelta(hours=24),
+            lease=timedelta(seconds=RETENTION_LEASE_SECONDS),
+            description="archive, then delete, memory and audit rows past their retention"),
     ]
     if notifications is not None:
         def remind(firing: Firing) -> JobResult:
@@ -113,7 +124,7 @@ def build_jobs(db: Database, settings: Settings, *, worker_id: str,
         from app.clients import Clients
         from app.email_campaigns import CampaignSender  # loads Brevo's SDK: only where email is configured
 
-        campaigns = CampaignSender(db, settings, Clients(settings), worker_id=f"{actor}:campaigns")
+        campaigns = CampaignSender(db, settings, Clients(settings, db), worker_id=f"{actor}:campaigns")
 
         def send_batches(firing: Firing) -> JobResult:
             return JobResult(note={"batches": campaigns.send_due()})

@@ -175,7 +175,36 @@ def test_user_jobs_run_in_cron_timezone_and_infrastructure_in_utc(db: Database, 
         "daily_report": "America/Phoenix", "agent_sales": "America/Phoenix", "agent_support": "America/Phoenix",
         "agent_marketing": "America/Phoenix", "campaign_batches": "America/Phoenix",
         "expire_approvals": "UTC", "recover_leases": "UTC", "prune_job_runs": "UTC", "discord_reminders": "UTC",
+        "memory_retention": "UTC",
     }
+
+
+def test_memory_retention_is_a_claimed_job_that_runs_once_per_firing(
+    db: Database, ssettings: Settings, sql: psycopg.Connection,
+) -> None:
+    """Two instances tick the same minutes around 03:17 UTC: the prune runs once, on a claimed
+    job_runs row (so `opsdesk jobs` lists it); a prune still running elsewhere makes it skip."""
+    recorder = Recorder()
+    jobs = recorder.wrap([job for job in real_jobs(db, ssettings) if job.name == "memory_retention"])
+    start, end = datetime(2027, 7, 15, 3, 15, tzinfo=UTC), datetime(2027, 7, 16, 3, 20, tzinfo=UTC)
+    instances = [instance(db, jobs, name, start) for name in ("a", "b")]
+    day_two = datetime(2027, 7, 16, 3, 0, tzinfo=UTC)
+    moment = start
+    while moment < end:
+        if moment == day_two:  # a prune still running elsewhere holds the maintenance lease
+            set_db_clock(sql, moment)
+            assert db.call("take_maintenance_lease", name="memory_prune", holder="manual", seconds=3600)["taken"]
+        for schedule, clock in instances:
+            clock.now = moment
+            set_db_clock(sql, moment)
+            schedule.tick()
+        moment += MINUTE if moment.hour == 3 else timedelta(hours=1)
+    assert recorder.of("memory_retention") == [datetime(2027, 7, 15, 3, 17, tzinfo=UTC),
+                                               datetime(2027, 7, 16, 3, 17, tzinfo=UTC)]
+    runs = sorted(job_runs(db, "memory_retention"), key=lambda row: row["scheduled_for"])
+    assert [(row["outcome"], row["attempts"]) for row in runs] == [("ok", 1), ("skipped", 1)]
+    assert runs[0]["note"] == {"archived": {}, "files": []}
+    assert runs[1]["note"]["skipped"] == "another prune is running (manual)"
 
 
 # --- validation at start-up ------------------------------------------------------------------------
@@ -250,6 +279,7 @@ def test_three_instances_run_every_job_exactly_once_per_firing_through_a_day(
     assert {name: len(moments) for name, moments in expected.items()} == {
         "daily_report": 1, "agent_sales": 1, "agent_support": 40, "agent_marketing": 1, "expire_approvals": 1440,
         "recover_leases": 1440, "prune_job_runs": 1, "discord_reminders": 1440, "campaign_batches": 15,
+        "memory_retention": 1,
     }
     assert all(count == 1 for count in recorder.calls.values())  # never twice
     assert {name: recorder.of(name) for name in expected} == expected  # never missed
@@ -455,7 +485,7 @@ def test_apscheduler_wakes_each_job_on_its_own_trigger_and_catches_up_every_minu
     scheduler = build_scheduler(ApprovalQueue(db, ssettings), notifications)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     names = {job.name for job in real_jobs(db, ssettings, notifications)}
-    assert set(jobs) - {"memory_embed", "memory_prune"} == names | {"schedule_catch_up", "discord_outbox"}
+    assert set(jobs) - {"memory_embed"} == names | {"schedule_catch_up", "discord_outbox"}
     report = jobs["daily_report"]
     assert (str(report.trigger), str(report.trigger.timezone)) == (
         "cron[month='*', day='*', day_of_week='*', hour='9', minute='0']", "America/Phoenix")
