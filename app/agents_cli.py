@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from enum import StrEnum
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from app.local_secrets import with_local_secrets
+from app.log_setup import configure_logging
 from app.settings import Settings
 
 agents_app = typer.Typer(help="Run the sales, support and marketing agents.", no_args_is_help=True)
@@ -35,7 +35,7 @@ def agents_run(
     from agents import run_agent
 
     settings = with_local_secrets(Settings())
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)  # keeps webhook tokens in request URLs out of the log
     report = run_agent(name.value, "cli:dry-run" if dry_run else "cli", dry_run=dry_run, settings=settings)
     if as_json:
         console.print_json(report.model_dump_json())
