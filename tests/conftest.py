@@ -3,6 +3,12 @@ with schema.sql applied, and a fresh clone of it for every test that touches the
 
 from __future__ import annotations
 
+import os
+
+# The CLI's Rich consoles are made when app.cli is imported and read COLUMNS then: render them
+# wide in every worker, so a message (or a leaked secret) is never wrapped out of an assertion.
+os.environ["COLUMNS"] = "200"
+
 import shutil
 import tempfile
 import uuid
