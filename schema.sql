@@ -1795,17 +1795,44 @@ begin
 end
 $$;
 
--- What executed actions and decisions put into memory. The payload is shown field by field
--- (this is "what was sent to whom"), HTML tags stripped so neither search nor embeddings see them.
+-- What executed actions and decisions put into memory: "what was sent to whom", briefly. Without
+-- limits a 40,000-recipient campaign makes a tsvector over its 1 MB limit and the row is lost.
+create or replace function memory_clip(p_text text, p_max integer) returns text
+language sql immutable as $$
+  select case when length(p_text) > p_max then left(p_text, p_max) || ' …' else p_text end
+$$;
+
+-- One list item or object: a recipient as "Name <email>", anything else as (clipped) JSON.
+create or replace function memory_item_text(p_value jsonb) returns text
+language sql immutable as $$
+  select case
+    when jsonb_typeof(p_value) = 'string' then memory_clip(p_value #>> '{}', 500)
+    when jsonb_typeof(p_value) = 'object' and p_value ? 'email'
+      then coalesce(nullif(p_value->>'name', '') || ' <' || (p_value->>'email') || '>', p_value->>'email')
+    else memory_clip(p_value::text, 500)
+  end
+$$;
+
+-- One payload field: a list as its first five items and its size; text (an email's html) with
+-- its tags stripped and cut at 20,000 characters, enough to search what was said.
+create or replace function memory_value_text(p_value jsonb) returns text
+language sql immutable as $$
+  select case jsonb_typeof(p_value)
+    when 'string' then memory_clip(btrim(regexp_replace(regexp_replace(p_value #>> '{}', '<[^>]*>', ' ', 'g'),
+                                                        '[ \t]+', ' ', 'g')), 20000)
+    when 'array' then coalesce((select string_agg(memory_item_text(p_value->i), ', ' order by i)
+                                  from generate_series(0, least(jsonb_array_length(p_value), 5) - 1) i), '')
+                      || case when jsonb_array_length(p_value) > 5
+                              then format(' … and %s more (%s in all)', jsonb_array_length(p_value) - 5,
+                                          jsonb_array_length(p_value)) else '' end
+    when 'object' then memory_item_text(p_value)
+    else p_value::text
+  end
+$$;
+
 create or replace function memory_payload_text(p_payload jsonb) returns text
 language sql immutable as $$
-  select string_agg(format('%s: %s', e.key, btrim(regexp_replace(regexp_replace(
-           case jsonb_typeof(e.value)
-             when 'string' then e.value #>> '{}'
-             when 'array' then (select string_agg(coalesce(x.value #>> '{}', ''), ', ')
-                                  from jsonb_array_elements(e.value) x)
-             else e.value::text
-           end, '<[^>]*>', ' ', 'g'), '[ \t]+', ' ', 'g'))), E'\n' order by e.key)
+  select string_agg(format('%s: %s', e.key, memory_value_text(e.value)), E'\n' order by e.key)
     from jsonb_each(case when jsonb_typeof(p_payload) = 'object' then p_payload else '{}' end) e
 $$;
 
@@ -1836,23 +1863,25 @@ begin
   begin
     if v_ran then
       perform memory_put(memory_kind_of_action(new.kind), 'action', new.id::text, new.summary,
-                         concat_ws(E'\n', format('Done by the %s agent (%s): %s', new.agent, new.kind, new.summary),
-                                   memory_payload_text(new.requested_action)),
+                         memory_clip(concat_ws(E'\n',
+                           format('Done by the %s agent (%s): %s', new.agent, new.kind, new.summary),
+                           memory_payload_text(new.requested_action)), 100000),
                          v_base || jsonb_build_object('decided_by', new.decided_by),
                          coalesce(new.finished_at, db_now()));
     end if;
     if v_decided then
       perform memory_put('decision', 'decision', new.id::text, new.summary,
-                         concat_ws(E'\n',
+                         memory_clip(concat_ws(E'\n',
                            format('Decision: %s by %s on a %s draft by the %s agent: %s', new.decision,
                                   coalesce(new.decided_by, 'someone'), new.kind, new.agent, new.summary),
                            'Reason: ' || new.rejection_reason,
                            case when new.feedback is distinct from new.rejection_reason
                                 then 'Feedback: ' || new.feedback end,
-                           (select 'Edits:' || string_agg(format(E'\n- %s: %s -> %s', e.key, e.value->'from',
-                                                                 e.value->'to'), '' order by e.key)
+                           (select 'Edits:' || string_agg(format(E'\n- %s: %s -> %s', e.key,
+                                                                 memory_value_text(e.value->'from'),
+                                                                 memory_value_text(e.value->'to')), '' order by e.key)
                               from jsonb_each(coalesce(new.modifications, '{}')) e having count(*) > 0),
-                           memory_payload_text(new.requested_action)),
+                           memory_payload_text(new.requested_action)), 100000),
                          v_base || jsonb_build_object('decision', new.decision, 'decided_by', new.decided_by),
                          coalesce(new.decided_at, db_now()));
     end if;

@@ -367,6 +367,47 @@ def test_decisions_and_executed_actions_are_remembered(db: Database, fts_setting
     assert ids(store.search("pushy", mode="fts", kinds=["decision"])) == [str(rejected.id)]
 
 
+def test_an_edit_then_approval_is_remembered_with_its_edits(db: Database, fts_settings: Settings,
+                                                           sql: psycopg.Connection) -> None:
+    queue = ApprovalQueue(db, fts_settings)
+    action = queue.submit(ActionRequest(agent="support", kind="note.record", summary="Reply about the kettle",
+                                        payload={"body": "We will refund the kettle"}, impact=Impact(recipients=120)),
+                          actor="test")
+    queue.decide(action.id, DecisionRequest(decision="modify", modifications={"body": "We will repair the kettle"}),
+                 actor="ann")
+    Executor(db, fts_settings).run_until_idle()
+    rows = dict(sql.execute("select source, content from memory where source_id = %s", (str(action.id),)).fetchall())
+    assert "Decision: modified by ann" in rows["decision"]
+    assert "Edits:\n- body: We will refund the kettle -> We will repair the kettle" in rows["decision"]
+    assert "body: We will repair the kettle" in rows["action"]  # what ran is the edited draft
+    store = MemoryStore(db, fts_settings)
+    assert ids(store.search("refund", mode="fts", kinds=["decision"])) == [str(action.id)]
+
+
+def test_a_huge_campaign_is_remembered_in_brief(db: Database, fts_settings: Settings,
+                                                sql: psycopg.Connection) -> None:
+    count = 40_000
+    words = " ".join(f"paragraph{n}" for n in range(30_000))  # every word unique: the costliest text to index
+    payload = {"subject": "Winter sale", "html": f"<h1>Winter sale</h1><p>{words}</p>", "text": words,
+               "recipients": [{"email": f"customer{n:05d}@example.com", **({"name": "Pat Lee"} if n == 0 else {})}
+                              for n in range(count)]}
+    queue = ApprovalQueue(db, fts_settings)
+    action = queue.submit(ActionRequest(agent="marketing", kind="email.campaign", summary="Winter sale to everyone",
+                                        payload=payload, impact=Impact(recipients=count)), actor="test")
+    queue.decide(action.id, DecisionRequest(decision="reject", reason="too many at once"), actor="ann")
+    [(content,)] = sql.execute("select content from memory where source = 'decision' and source_id = %s",
+                               (str(action.id),)).fetchall()
+    assert len(content) <= 100_002
+    assert ("recipients: Pat Lee <customer00000@example.com>, customer00001@example.com, customer00002@example.com, "
+            "customer00003@example.com, customer00004@example.com … and 39995 more (40000 in all)") in content
+    assert "customer00005@example.com" not in content
+    assert "html: Winter sale paragraph0 paragraph1" in content and "<p>" not in content
+    html = next(line for line in content.splitlines() if line.startswith("html: "))
+    assert len(html) <= len("html: ") + 20_002 and html.endswith(" …")
+    store = MemoryStore(db, fts_settings)
+    assert ids(store.search("too many at once", mode="fts", kinds=["decision"])) == [str(action.id)]
+
+
 def test_a_failing_memory_write_never_blocks_the_action(db: Database, fts_settings: Settings,
                                                         sql: psycopg.Connection) -> None:
     sql.execute("alter table memory add constraint refuse_all check (false) not valid")
