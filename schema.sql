@@ -2998,6 +2998,47 @@ language sql stable as $$
                                'chart_base64', case when p_with_chart then encode(d.chart_png, 'base64') end)
 $$;
 
+-- The report as memory keeps it: plain lines to search ("the day the support job broke"), without
+-- the review links (signed URLs do not belong in memory).
+create or replace function report_counts_text(p_counts jsonb) returns text
+language sql immutable as $$
+  select coalesce(string_agg(format('%s %s', l.label, p_counts->>l.key), ', ' order by l.n)
+                    filter (where coalesce((p_counts->>l.key)::integer, 0) > 0), 'nothing')
+    from unnest(array['drafted', 'auto_run', 'approved', 'modified', 'rejected', 'expired', 'succeeded', 'failed',
+                      'unknown'],
+                array['drafted', 'auto-run', 'approved', 'edited', 'rejected', 'expired', 'succeeded', 'failed',
+                      'unknown']) with ordinality l(key, label, n)
+$$;
+
+create or replace function report_memory_text(p_body jsonb) returns text
+language sql immutable as $$
+  select concat_ws(E'\n',
+    format('Daily report for %s (%s)', p_body->>'day', p_body->>'time_zone'),
+    'Actions: ' || report_counts_text(p_body->'totals'),
+    (select string_agg(format('- %s, %s: %s', r->>'agent', r->>'tier', report_counts_text(r)), E'\n' order by n)
+       from jsonb_array_elements(p_body->'by_agent_and_tier') with ordinality x(r, n)),
+    (select 'Agent runs:' || string_agg(format(E'\n- %s: %s run(s), %s ok, %s failed, %s proposal(s), %s tokens, $%s',
+                                               r->>'agent', r->>'runs', r->>'ok', r->>'failed', r->>'proposals',
+                                               r->>'tokens', r->>'cost_usd'), '' order by n)
+       from jsonb_array_elements(p_body->'agent_runs') with ordinality x(r, n)),
+    format('Emails sent: %s of %s', e->>'sent', e->>'daily_limit')
+      || coalesce(' (closed: ' || (e->>'closed_reason') || ')', ''),
+    (select 'Campaign batches ahead: ' || string_agg(format('%s: %s recipient(s) in %s batch(es)', r->>'day',
+                                                            r->>'recipients', r->>'batches'), '; ' order by n)
+       from jsonb_array_elements(e->'scheduled') with ordinality x(r, n)),
+    format('LLM spend: $%s of $%s in %s call(s)', l->>'spent_usd', l->>'budget_usd', l->>'calls')
+      || case when (l->>'refused')::integer > 0 then format(', %s refused by the budget', l->>'refused') else '' end,
+    format('Waiting for approval: %s', p_body->>'waiting_total')
+      || coalesce((select string_agg(format(E'\n- %s %s %s: %s', r->>'tier', r->>'agent', r->>'kind', r->>'summary'),
+                                     '' order by n)
+                     from jsonb_array_elements(p_body->'waiting') with ordinality x(r, n)), ''),
+    format('Failures: %s', p_body->>'failures_total')
+      || coalesce((select string_agg(format(E'\n- %s %s: %s', r->>'source', r->>'status', r->>'title')
+                                     || coalesce(' — ' || memory_clip(r->>'error', 300), ''), '' order by n)
+                     from jsonb_array_elements(p_body->'failures') with ordinality x(r, n)), ''))
+    from (select p_body->'emails' as e, p_body->'llm' as l) v
+$$;
+
 -- Store a built report (the chart as base64: both transports carry text). A report being sent or
 -- already sent is kept as it is: what was posted is what stays on record.
 create or replace function store_daily_report(p_day date, p_body jsonb, p_chart_base64 text) returns jsonb
@@ -3014,6 +3055,15 @@ begin
    where r.status = 'built'
   returning * into d;
   if found then
+    begin
+      -- memory learns the report in the same transaction; rebuilding the day replaces its one row
+      perform memory_put('report', 'report', p_day::text, format('Daily report %s', p_day),
+                         report_memory_text(p_body), jsonb_build_object('day', p_day),
+                         (select lo from report_window(p_day, p_body->>'time_zone')));
+    exception when others then
+      -- memory must never stop the 9 AM report
+      raise warning 'memory could not record the report for %: % (%)', p_day, sqlerrm, sqlstate;
+    end;
     return daily_report_view(d, false) || '{"stored": true}';
   end if;
   select * into d from daily_reports where day = p_day;

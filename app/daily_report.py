@@ -3,7 +3,8 @@
 Every number comes from the database as an exact count (`daily_report_data` in schema.sql); this
 module only shapes it, signs the review links of the approvals still waiting, draws the chart
 (app.report_chart) and stores the result: one row per day in `daily_reports`, body and PNG, so the
-API, the CLI and Discord all show the same report. Posting it is app.report_delivery.
+API, the CLI and Discord all show the same report, and, in the same transaction, one `report` row
+in memory. Posting it is app.report_delivery.
 """
 
 from __future__ import annotations

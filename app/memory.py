@@ -3,9 +3,9 @@
 The SQL lives in schema.sql (section "Memory"); this module is the Python face agents, the API
 and the CLI share:
 
-- `MemoryStore.upsert` (and `remember_ticket`, `remember_report`) write rows keyed by
-  (source, source_id). Executed actions and decisions need no call: a trigger on `actions`
-  records them in the same transaction as the change.
+- `MemoryStore.upsert` (and `remember_ticket`) write rows keyed by (source, source_id).
+  Executed actions and decisions need no call: a trigger on `actions` records them in the same
+  transaction as the change; `store_daily_report` does the same for each day's report.
 - Rows are written without a vector. `MemoryStore.embed_pending` (a scheduled job, and the end of
   every import) embeds what is waiting with the configured provider.
 - `MemoryStore.search` runs one SQL function for fts, vector or hybrid (reciprocal rank fusion).
@@ -199,15 +199,6 @@ class MemoryStore:
             metadata={key: value for key, value in {"requester": ticket.requester, "status": ticket.status,
                                                     "url": ticket.url}.items() if value},
             occurred_at=ticket.created_at,
-        )])
-
-    def remember_report(self, day: date, text: str, *, title: str | None = None,
-                        metadata: Mapping[str, Any] | None = None) -> UpsertCounts:
-        """The daily report for `day`; building it again replaces it."""
-        return self.upsert([MemoryItem(
-            kind="report", source="report", source_id=day.isoformat(),
-            title=title or f"Daily report {day.isoformat()}", content=text, metadata=dict(metadata or {}),
-            occurred_at=datetime.combine(day, time(), tzinfo=self.settings.time_zone),
         )])
 
     def forget_missing(self, source: str, kept_ids: Sequence[str]) -> int:

@@ -21,12 +21,14 @@ from apscheduler.triggers.cron import CronTrigger
 
 from app.api import create_app
 from app.approval_links import LinkSigner
+from app.approval_queue import ApprovalQueue
 from app.cron import parse_crontab
 from app.daily_report import DailyReports, Failure
 from app.database import Database
 from app.errors import Conflict, InvalidInput, NotFound, TransientError
 from app.job_schedule import Firing, Job, Schedule
-from app.models import Tier
+from app.memory import MemoryStore
+from app.models import DecisionRequest, Tier
 from app.report_chart import render_chart
 from app.report_delivery import ReportJob, ReportSender, report_message
 from app.settings import Settings
@@ -410,3 +412,22 @@ def test_without_discord_the_report_is_stored_and_the_run_says_why(
     with pytest.raises(TransientError):  # the sender refuses the unreachable webhook as a transient failure
         ReportSender(reports, worker_id="w", client_factory=lambda: DiscordClient(
             "http://127.0.0.1:9/api/webhooks/1/t", timeout=1, sleep=lambda _: None)).send(DAY)
+
+
+# --- memory ----------------------------------------------------------------------------------------
+def test_a_stored_report_is_found_in_memory_and_rebuilding_it_updates_one_row(
+    db: Database, sql: psycopg.Connection, seeded: Seeded, reports: DailyReports, rsettings: Settings,
+) -> None:
+    reports.build_and_store(DAY)
+    store = MemoryStore(db, rsettings)
+    [hit] = store.search("support broke", mode="fts", kinds=["report"], include_content=True).results
+    assert (hit.source, hit.source_id, hit.title) == ("report", str(DAY), f"Daily report {DAY}")
+    assert hit.occurred_at == phoenix(DAY, 0)
+    assert hit.content is not None and "Waiting for approval: 3" in hit.content and "buy ads" in hit.content
+    assert "https://" not in hit.content  # signed review links stay out of memory
+
+    ApprovalQueue(db, rsettings).decide(seeded.waiting[2], DecisionRequest(decision="reject", reason="no"),
+                                        actor="owner")
+    reports.build_and_store(DAY)  # rebuilt before it was sent: memory follows
+    rows = sql.execute("select content from memory where kind = 'report'").fetchall()
+    assert len(rows) == 1 and "Waiting for approval: 2" in rows[0][0] and "buy ads" not in rows[0][0]

@@ -327,20 +327,15 @@ def test_embeddings_of_another_size_or_model_are_refused(vector_store: MemorySto
         db.call("set_memory_embeddings", model="openai/other", items=[])
 
 
-def test_tickets_and_reports_have_their_own_rows(fts_store: MemoryStore, sql: psycopg.Connection) -> None:
-    from datetime import date
-
+def test_tickets_have_their_own_rows(fts_store: MemoryStore, sql: psycopg.Connection) -> None:
+    # daily reports reach memory from store_daily_report: tests/test_daily_report.py
     from app.memory import TicketMemory
 
     fts_store.remember_ticket(TicketMemory(id="881", subject="Kettle leaks", body="My kettle leaks water.",
                                            requester="pat@example.com", status="open"))
-    fts_store.remember_report(date(2026, 11, 20), "Yesterday: 3 emails sent, 1 rejected.")
-    fts_store.remember_report(date(2026, 11, 20), "Yesterday: 4 emails sent, 1 rejected.")  # rebuilt
-    assert sql.execute("select kind, source, source_id from memory where kind in ('ticket', 'report') "
-                       "order by kind").fetchall() == [("report", "report", "2026-11-20"),
-                                                       ("ticket", "hubspot", "881")]
+    assert sql.execute("select kind, source, source_id from memory where kind = 'ticket'").fetchall() == [
+        ("ticket", "hubspot", "881")]
     assert ids(fts_store.search("leaking kettle", mode="fts")) == ["881"]
-    assert "4 emails" in sql.execute("select content from memory where kind = 'report'").fetchone()[0]
 
 
 # --- what the actions trigger records ---------------------------------------------------------------
