@@ -35,6 +35,7 @@ KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{0,39}$"
 EMBED_LEASE_SECONDS = 300.0
 _UPSERT_BATCH = 200
+MAX_CONTENT_CHARS = 500_000  # one row's text; imports skip longer files
 
 Kind = Annotated[str, Field(pattern=KIND_PATTERN)]
 
@@ -52,7 +53,7 @@ class MemoryItem(BaseModel):
     source: str = Field(pattern=SOURCE_PATTERN)
     source_id: str = Field(min_length=1, max_length=500)
     title: str = Field("", max_length=1000)
-    content: str = Field(min_length=1, max_length=500_000)
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime | None = None  # when it happened; None: now for a new row, kept on update
 

@@ -13,16 +13,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from app.errors import InvalidInput
-from app.memory import MemoryItem, MemoryStore, UpsertCounts
+from app.errors import DatabaseError, InvalidInput
+from app.memory import MAX_CONTENT_CHARS, MemoryItem, MemoryStore, UpsertCounts
 
 if TYPE_CHECKING:
     from integrations.notion import KBPage
 
 TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
-MAX_FILE_BYTES = 2_000_000
+MAX_FILE_BYTES = 2_000_000  # read no further: more bytes than MAX_CONTENT_CHARS characters anyway
+IMPORT_BATCH = 100  # files per database call: a refused file costs at most this many retries
+TOO_LONG_HINT = "split it into smaller files to import it"
 _HEADING = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
@@ -80,12 +82,19 @@ def read_documents(root: Path) -> tuple[list[TextDocument], dict[str, str]]:
             continue
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            skipped[relative] = f"larger than {MAX_FILE_BYTES:,} bytes"
+            skipped[relative] = f"larger than {MAX_FILE_BYTES:,} bytes: {TOO_LONG_HINT}"
             continue
         try:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
             skipped[relative] = "not UTF-8 text"
+            continue
+        if "\x00" in text:  # PostgreSQL text cannot hold NUL; UTF-16 files are full of them
+            skipped[relative] = "contains NUL bytes, so it is not plain UTF-8 text (UTF-16? save it as UTF-8)"
+            continue
+        if len(text) > MAX_CONTENT_CHARS:
+            skipped[relative] = (f"{len(text):,} characters, more than the {MAX_CONTENT_CHARS:,} a memory row "
+                                 f"holds: {TOO_LONG_HINT}")
             continue
         if not text.strip():
             skipped[relative] = "empty"
@@ -96,13 +105,31 @@ def read_documents(root: Path) -> tuple[list[TextDocument], dict[str, str]]:
 
 
 def import_files(store: MemoryStore, root: Path, *, kind: str = "kb_article") -> ImportReport:
-    """source='file', source_id = the relative path: importing the same folder again updates."""
+    """source='file', source_id = the relative path: importing the same folder again updates.
+    A file that does not fit is skipped with the reason; it never costs the other files."""
     documents, skipped = read_documents(root)
-    counts = store.upsert(
-        MemoryItem(kind=kind, source="file", source_id=doc.relative, title=doc.title, content=doc.text,
-                   metadata={"path": doc.relative}, occurred_at=doc.modified)
-        for doc in documents)
-    return ImportReport(**counts.model_dump(), skipped=skipped)
+    report = ImportReport(skipped=skipped)
+    items: list[MemoryItem] = []
+    for doc in documents:
+        try:
+            items.append(MemoryItem(kind=kind, source="file", source_id=doc.relative, title=doc.title,
+                                    content=doc.text, metadata={"path": doc.relative}, occurred_at=doc.modified))
+        except ValidationError as exc:
+            report.skipped[doc.relative] = "; ".join(
+                f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors(include_url=False))
+    for start in range(0, len(items), IMPORT_BATCH):
+        batch = items[start:start + IMPORT_BATCH]
+        try:
+            report.add(store.upsert(batch).model_dump())
+        except DatabaseError:
+            # one call per batch, so nothing of it was written: find the file the database refuses
+            # (text it cannot index, say) and keep the others
+            for item in batch:
+                try:
+                    report.add(store.upsert([item]).model_dump())
+                except DatabaseError as exc:
+                    report.skipped[item.source_id] = f"the database refused it: {exc.message}"
+    return report
 
 
 def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, source: str = "notion") -> SyncReport:
