@@ -1549,6 +1549,13 @@ begin
 end
 $$;
 
+-- How many rows a source holds: a sync whose source suddenly lists nothing (a permissions change
+-- hides every page) asks before forgetting them all.
+create or replace function count_memory_source(p_source text) returns jsonb
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select jsonb_build_object('rows', count(*)) from memory where source = p_source
+$$;
+
 -- Rows waiting for a vector, claimed for p_lease_seconds so parallel embedders (several
 -- instances, a reindex beside the service) never embed the same row twice. `hash` identifies the
 -- text that was embedded: set_memory_embeddings drops a vector whose row changed meanwhile.

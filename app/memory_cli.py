@@ -128,6 +128,8 @@ def import_(
 @memory_app.command("sync-notion")
 def sync_notion(
     embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Embed the new text now")] = True,
+    allow_empty: Annotated[bool, typer.Option(
+        "--allow-empty", help="Forget every synced page when Notion lists none (refused otherwise)")] = False,
 ) -> None:
     """Sync the knowledge base from Notion (NOTION_KB_DATABASE_ID): every page one kb_article;
     pages deleted in Notion are forgotten."""
@@ -136,7 +138,7 @@ def sync_notion(
     with _store() as store:
         notion = NotionClient(store.settings)
         try:
-            report = sync_knowledge_base(store, notion)
+            report = sync_knowledge_base(store, notion, allow_empty=allow_empty)
         finally:
             notion.close()
         console.print(f"{report.pages} page(s): [green]{report.created} created[/green], {report.updated} "

@@ -132,15 +132,26 @@ def import_files(store: MemoryStore, root: Path, *, kind: str = "kb_article") ->
     return report
 
 
-def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, source: str = "notion") -> SyncReport:
+def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, source: str = "notion",
+                        allow_empty: bool = False) -> SyncReport:
     """Every page becomes (or updates) one kb_article row; pages gone from the knowledge base are
-    forgotten, but only after the whole read succeeded, so a failed sync removes nothing."""
+    forgotten, but only after the whole read succeeded, so a failed sync removes nothing. A read
+    that finds no page at all while memory holds some forgets nothing unless `allow_empty`: that
+    is far more often lost access than an emptied knowledge base."""
     pages = knowledge_base.read_kb()
     items = [MemoryItem(kind="kb_article", source=source, source_id=page.id, title=page.title[:1000],
                         content=page.text if page.text.strip() else page.title,
                         metadata={"url": page.url, "last_edited": page.last_edited.isoformat()},
                         occurred_at=page.last_edited)
              for page in pages if page.text.strip() or page.title.strip()]
+    if not items and not allow_empty:
+        held = int(store.db.call("count_memory_source", source=source)["rows"])
+        if held:
+            raise InvalidInput(
+                f"the knowledge base returned no pages, but memory holds {held} from it: nothing was "
+                "forgotten. Check that the Notion integration still has access to the knowledge-base "
+                "database (NOTION_KB_DATABASE_ID); if it really is empty now, sync again with --allow-empty.",
+                details={"source": source, "rows": held, "pages": len(pages)})
     counts = store.upsert(items)
     removed = store.forget_missing(source, [item.source_id for item in items])
     return SyncReport(**counts.model_dump(), pages=len(pages), removed=removed)

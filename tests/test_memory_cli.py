@@ -1,7 +1,9 @@
-"""`opsdesk memory import` end to end, in-process: the real CLI on the test database."""
+"""`opsdesk memory import` and `opsdesk memory sync-notion` end to end, in-process: the real CLI on
+the test database, Notion through the real SDK against tests/test_notion.py's fake server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -11,6 +13,7 @@ import app.memory_sources as memory_sources
 from app.cli import main
 from app.settings import Settings
 from tests.conftest import API_TOKEN
+from tests.test_notion import KB_DB, KB_DS, TOKEN, FakeNotion, rich
 
 
 @pytest.fixture
@@ -62,3 +65,52 @@ def test_import_skips_files_that_do_not_fit_and_keeps_the_rest(
     assert "source_id: String should have at most 500 characters" in out
     assert "skipped r-refused.md: the database refused it:" in out and "refuse_one" in out
     assert files(sql) == ["c-faq.md", "s-shipping.md", "t-terms.md"]  # the batches after the refusal too
+
+
+# --- sync-notion ---------------------------------------------------------------------------------
+@pytest.fixture
+def notion(env: pytest.MonkeyPatch) -> Iterator[FakeNotion]:
+    fake = FakeNotion()
+    env.setenv("NOTION_API_KEY", TOKEN)
+    env.setenv("NOTION_BASE_URL", fake.server.url)
+    env.setenv("NOTION_KB_DATABASE_ID", KB_DB)
+    with fake.server:
+        yield fake
+
+
+def kb_page(fake: FakeNotion, title: str, text: str) -> str:
+    return fake.add_page(KB_DS, {"Title": {"id": "title", "type": "title", "title": rich(title)}},
+                         [{"type": "paragraph", "paragraph": {"rich_text": rich(text)}}])
+
+
+def test_sync_notion_indexes_updates_and_forgets_pages(
+    notion: FakeNotion, sql: psycopg.Connection, capsys: pytest.CaptureFixture[str],
+) -> None:
+    shipping = kb_page(notion, "Shipping times", "Orders ship in two business days.")
+    hours = kb_page(notion, "Opening hours", "We open at 9 AM Phoenix time.")
+    assert run("memory", "sync-notion", "--no-embed") == 0
+    assert "2 page(s): 2 created, 0 updated, 0 unchanged, 0 removed" in capsys.readouterr().out
+    assert run("memory", "search", "business days", "--mode", "fts") == 0
+    out = capsys.readouterr().out
+    assert f"notion:{shipping}" in out and "Shipping times" in out
+
+    del notion.pages[hours]
+    notion.children[shipping][0]["paragraph"]["rich_text"] = rich("Orders ship in one business day.")
+    assert run("memory", "sync-notion", "--no-embed") == 0
+    assert "1 page(s): 0 created, 1 updated, 0 unchanged, 1 removed" in capsys.readouterr().out
+    assert sql.execute("select source_id, content from memory where source = 'notion'").fetchall() == [
+        (shipping, "Orders ship in one business day.")]
+
+
+def test_sync_notion_forgets_nothing_when_notion_suddenly_lists_no_page(
+    notion: FakeNotion, sql: psycopg.Connection, capsys: pytest.CaptureFixture[str],
+) -> None:
+    kb_page(notion, "Shipping times", "Orders ship in two business days.")
+    assert run("memory", "sync-notion", "--no-embed") == 0
+    notion.pages.clear()  # what a revoked share looks like: the query answers, with no page
+    assert run("memory", "sync-notion", "--no-embed") == 4
+    err = capsys.readouterr().err
+    assert "returned no pages, but memory holds 1 from it: nothing was forgotten" in err and "--allow-empty" in err
+    assert sql.execute("select count(*) from memory where source = 'notion'").fetchone() == (1,)
+    assert run("memory", "sync-notion", "--no-embed", "--allow-empty") == 0
+    assert "0 page(s): 0 created, 0 updated, 0 unchanged, 1 removed" in capsys.readouterr().out
