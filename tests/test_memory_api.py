@@ -13,9 +13,9 @@ from app.cli import main
 from app.database import Database
 from app.memory import MemoryItem, MemoryStore
 from app.settings import Settings
-from integrations.embeddings import local_extra_installed
 from tests.conftest import API_TOKEN, make_settings
 from tests.live_server import serve
+from tests.local_extra import require_local_extra
 from tests.memory_fakes import WordTopicEmbedder
 
 DOCS = [
@@ -170,8 +170,7 @@ def test_cli_prune_and_reindex_refusal(env: pytest.MonkeyPatch, capsys: pytest.C
 def test_cli_reindex_embeds_everything_and_a_new_model_is_refused_until_then(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if not local_extra_installed():
-        pytest.skip("the `local` extra is not installed: pip install torch==2.13.0, then pip install -e '.[local]'")
+    require_local_extra()
     folder = tmp_path / "kb"
     folder.mkdir()
     (folder / "shipping.md").write_text("# Shipping\n\nOrders ship within two business days.\n")
