@@ -1,5 +1,5 @@
 """integrations.embeddings: choosing the provider, Voyage and OpenAI against a local fake server
-(request shape, batching, retries, refusals), and the local model itself."""
+(request shape; batching, retries and refusals for both), and the local model itself."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import integrations.embeddings as embeddings
 from app.errors import CircuitOpen, ConfigError, PermanentError, TransientError
 from integrations.embeddings import (
     LOCAL_DIMENSION,
+    MAX_BATCH_CHARS,
     EmbeddingSpec,
     OpenAIEmbedder,
+    Provider,
     VoyageEmbedder,
     embedding_spec,
     local_extra_installed,
@@ -69,6 +71,28 @@ def voyage(server: FakeServer, opened: list[Any]) -> MakeVoyage:
     return make
 
 
+HTTP_PROVIDERS: dict[str, tuple[type[VoyageEmbedder] | type[OpenAIEmbedder], str]] = {
+    "voyage": (VoyageEmbedder, "voyage-3.5"), "openai": (OpenAIEmbedder, "text-embedding-3-small")}
+MakeEmbedder = Callable[..., VoyageEmbedder | OpenAIEmbedder]
+
+
+@pytest.fixture(params=sorted(HTTP_PROVIDERS))
+def embedder(request: pytest.FixtureRequest, server: FakeServer, opened: list[Any]) -> MakeEmbedder:
+    """Voyage, then OpenAI: a test using this runs once for each, against the fake server."""
+    provider: Provider = request.param
+    kind, model = HTTP_PROVIDERS[provider]
+
+    def make(*, dimension: int = 4, batch_size: int = 64, max_chars: int = 50, sleeps: list[float] | None = None,
+             breaker: CircuitBreaker | None = None) -> VoyageEmbedder | OpenAIEmbedder:
+        client = kind(EmbeddingSpec(provider, model, dimension), api_key=KEY, base_url=f"{server.url}/v1",
+                      batch_size=batch_size, max_chars=max_chars,
+                      sleep=(sleeps if sleeps is not None else []).append, breaker=breaker)
+        opened.append(client)
+        return client
+
+    return make
+
+
 # --- choosing ------------------------------------------------------------------------------------
 def test_the_spec_comes_from_the_settings_alone() -> None:
     assert embedding_spec(make_settings(embeddings_provider="none")) is None
@@ -108,13 +132,10 @@ def test_a_missing_local_extra_says_how_to_install_it(monkeypatch: pytest.Monkey
 
 
 # --- Voyage and OpenAI over HTTP -----------------------------------------------------------------
-def test_voyage_request_shape_and_batching(server: FakeServer, voyage: MakeVoyage) -> None:
+def test_voyage_request_shape(server: FakeServer, voyage: MakeVoyage) -> None:
     server.responder = lambda request: vectors_for(request, 4)
-    client = voyage(batch_size=2)
-    texts = ["a", "bb", "ccc", "dddd", "e" * 80]
-    vectors = client.embed_documents(texts)
-    assert [vector[0] for vector in vectors] == [1, 2, 3, 4, 50]  # order kept; the long text clipped to 50
-    assert [len(request.json()["input"]) for request in server.requests] == [2, 2, 1]
+    client = voyage()
+    client.embed_documents(["a", "bb"])
     first = server.requests[0]
     assert (first.method, first.path) == ("POST", "/v1/embeddings")
     assert first.headers["authorization"] == f"Bearer {KEY}"
@@ -122,6 +143,7 @@ def test_voyage_request_shape_and_batching(server: FakeServer, voyage: MakeVoyag
                             "output_dimension": 4, "truncation": True}
     client.embed_query("where is my parcel")
     assert server.requests[-1].json()["input_type"] == "query"
+
 
 
 def test_openai_request_shape(server: FakeServer, opened: list[Any]) -> None:
@@ -139,52 +161,76 @@ def test_openai_request_shape(server: FakeServer, opened: list[Any]) -> None:
                               "encoding_format": "float"}
 
 
-def test_retries_5xx_and_honours_retry_after(server: FakeServer, voyage: MakeVoyage) -> None:
+def test_batches_keep_their_order_and_clip_long_texts(server: FakeServer, embedder: MakeEmbedder) -> None:
+    server.responder = lambda request: vectors_for(request, 4)
+    vectors = embedder(batch_size=2).embed_documents(["a", "bb", "ccc", "dddd", "e" * 80])
+    assert [vector[0] for vector in vectors] == [1, 2, 3, 4, 50]  # order kept; the long text clipped to 50
+    assert [request.json()["input"] for request in server.requests] == [["a", "bb"], ["ccc", "dddd"], ["e" * 50]]
+    assert all(request.headers["authorization"] == f"Bearer {KEY}" for request in server.requests)
+
+
+def test_a_batch_never_passes_max_batch_chars(server: FakeServer, embedder: MakeEmbedder) -> None:
+    server.responder = lambda request: vectors_for(request, 4)
+    size = 45_000  # 13 texts fit in MAX_BATCH_CHARS (600,000), 14 would not
+    texts = [str(n % 10) * size for n in range(30)]
+    vectors = embedder(batch_size=1000, max_chars=size).embed_documents(texts)
+    batches = [request.json()["input"] for request in server.requests]
+    assert [len(batch) for batch in batches] == [13, 13, 4]
+    assert all(sum(map(len, batch)) <= MAX_BATCH_CHARS for batch in batches)
+    assert [text for batch in batches for text in batch] == texts and len(vectors) == len(texts)
+
+
+def test_retries_5xx_and_429_and_honours_retry_after(server: FakeServer, embedder: MakeEmbedder) -> None:
     answers = iter([Reply(503, {"detail": "busy"}), Reply(429, {"detail": "slow down"}, {"Retry-After": "2"})])
     server.responder = lambda request: next(answers, None) or vectors_for(request, 4)
     sleeps: list[float] = []
-    assert voyage(sleeps=sleeps).embed_query("hi")[0] == 2.0
+    assert embedder(sleeps=sleeps).embed_documents(["hi"])[0][0] == 2.0
     assert len(server.requests) == 3 and len(sleeps) == 2 and sleeps[1] == 2.0
 
 
-def test_refusals_are_not_retried(server: FakeServer, voyage: MakeVoyage) -> None:
+
+def test_refusals_are_not_retried(server: FakeServer, embedder: MakeEmbedder) -> None:
     server.responder = lambda request: Reply(401, {"detail": "bad key"})
     with pytest.raises(PermanentError, match="API key was refused"):
-        voyage().embed_query("hi")
-    server.responder = lambda request: Reply(400, {"detail": "output_dimension 4 is not supported"})
+        embedder().embed_documents(["hi"])
+    server.responder = lambda request: Reply(400, {"detail": "dimension 4 is not supported"})
     with pytest.raises(PermanentError, match="not supported"):
-        voyage().embed_query("hi")
+        embedder().embed_documents(["hi"])
     assert len(server.requests) == 2
 
 
-def test_a_wrong_dimension_or_count_is_an_error_not_a_vector(server: FakeServer, voyage: MakeVoyage) -> None:
+
+def test_a_wrong_dimension_or_count_is_an_error_not_a_vector(server: FakeServer, embedder: MakeEmbedder) -> None:
     server.responder = lambda request: vectors_for(request, 5)
     with pytest.raises(PermanentError, match="dimensions"):
-        voyage(dimension=4).embed_documents(["a", "b"])
+        embedder(dimension=4).embed_documents(["a", "b"])
     server.responder = lambda request: Reply(200, {"data": [{"index": 0, "embedding": [1, 2, 3, 4]}]})
     with pytest.raises(PermanentError, match="asked for 2 embeddings"):
-        voyage().embed_documents(["a", "b"])
+        embedder().embed_documents(["a", "b"])
     server.responder = lambda request: Reply(200, b"<html>proxy error</html>")
     with pytest.raises(PermanentError, match="not an embeddings list"):
-        voyage().embed_documents(["a"])
+        embedder().embed_documents(["a"])
 
 
-def test_the_breaker_opens_after_repeated_failures(server: FakeServer, voyage: MakeVoyage) -> None:
+
+def test_the_breaker_opens_after_repeated_failures(server: FakeServer, embedder: MakeEmbedder) -> None:
     server.responder = lambda request: Reply(502, {})
-    breaker = CircuitBreaker("voyage", failure_threshold=3, reset_after=60, clock=lambda: 0.0)
-    client = voyage(breaker=breaker)
+    breaker = CircuitBreaker("embeddings", failure_threshold=3, reset_after=60, clock=lambda: 0.0)
+    client = embedder(breaker=breaker)
     with pytest.raises(TransientError):
-        client.embed_query("hi")  # three attempts, three failures
+        client.embed_documents(["hi"])  # three attempts, three failures
     with pytest.raises(CircuitOpen):
         client.embed_query("hi")
     assert len(server.requests) == 3
 
 
-def test_the_api_key_never_appears_in_errors(server: FakeServer, voyage: MakeVoyage) -> None:
+
+def test_the_api_key_never_appears_in_errors(server: FakeServer, embedder: MakeEmbedder) -> None:
     server.responder = lambda request: Reply(422, {"detail": "input too long"})
     with pytest.raises(PermanentError) as raised:
-        voyage().embed_query("hi")
+        embedder().embed_documents(["hi"])
     assert KEY not in str(raised.value) and KEY not in json.dumps(raised.value.details)
+
 
 
 # --- the local model -----------------------------------------------------------------------------
