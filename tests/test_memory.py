@@ -558,6 +558,23 @@ def test_prune_archives_expired_rows_before_deleting_them(db: Database, database
         db.call("drop_archived_audit", days=60, cutoff=datetime.now(UTC) + timedelta(days=65), through_id=10**9)
 
 
+def test_decisions_feedback_and_the_audit_log_are_kept_seven_years_by_default(
+    db: Database, database_url: str, tmp_path: Path, sql: psycopg.Connection,
+) -> None:
+    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none")
+    seven_years = 7 * 365 + 2  # days, with the leap days any seven years hold
+    assert settings.memory_retention_days["decision"] == settings.memory_retention_days["feedback"] == seven_years
+    assert settings.audit_retention_days == seven_years
+    MemoryStore(db, settings).upsert([MemoryItem(kind=kind, source="test", source_id=kind, content=f"a {kind}")
+                                      for kind in ("decision", "feedback")])
+    sql.execute("insert into audit_log (actor, event) values ('t', 'decided')")
+    advance_clock(sql, (seven_years - 1) * 86400)
+    assert prune(db, settings).archived == {}
+    advance_clock(sql, 2 * 86400)
+    assert prune(db, settings).archived == {"memory:decision": 1, "memory:feedback": 1, "audit_log": 1}
+    assert sql.execute("select count(*) from memory").fetchone() == (0,)
+
+
 def test_only_one_prune_runs_at_a_time(db: Database, fts_settings: Settings) -> None:
     assert db.call("take_maintenance_lease", name="memory_prune", holder="other", seconds=600)["taken"]
     report = prune(db, fts_settings, holder="me")
