@@ -139,6 +139,11 @@ def call_with_retries(
             else:
                 breaker.record_success()  # the system answered; the request was at fault
             raise
+        except BaseException:
+            # anything else (our database, a bug, an interrupt) still ends a half-open trial, or
+            # the breaker would refuse every later call until the process restarts
+            breaker.record_failure()
+            raise
         breaker.record_success()
         return result
 

@@ -16,7 +16,15 @@ from app.action_kinds import ActionKind, impact_as_given, kind_registry
 from app.approval_queue import ApprovalQueue
 from app.clients import Clients
 from app.database import Database
-from app.errors import CircuitOpen, ConfigError, InvalidInput, PermanentError, RateLimited, TransientError
+from app.errors import (
+    CircuitOpen,
+    ConfigError,
+    DatabaseError,
+    InvalidInput,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
 from app.executor import Executor
 from app.handlers import idempotency_key
 from app.hubspot_actions import engagement_marker, is_stage_regression
@@ -329,6 +337,30 @@ def test_breaker_opens_after_repeated_failures_and_closes_again(fake: FakeHubSpo
     assert len(fake.requests) == 5  # nothing sent while open
     clock.now += 30
     assert client.get_deal(deal_id).id == deal_id  # the half-open trial succeeds
+    assert client.breaker.state == "closed"
+
+
+def test_a_half_open_trial_that_fails_outside_the_sdk_lets_the_breaker_trial_again(
+    fake: FakeHubSpot, client: HubSpotClient, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deal_id = deal(fake, "qualifiedtobuy", active_days_ago=1)
+    fake.inject(lambda _: True, *[error(503, "unavailable", "INTERNAL_ERROR")] * 5)
+    for _ in range(2):
+        with pytest.raises((TransientError, CircuitOpen)):
+            client.get_deal(deal_id)
+    assert client.breaker.state == "open"
+    clock.now += 30
+
+    def database_down(*, search: bool) -> None:
+        raise DatabaseError("the rate-limit table is unreachable")
+
+    with monkeypatch.context() as patched:  # the trial's limiter call (a database call) fails
+        patched.setattr(client.limiter, "acquire", database_down)
+        with pytest.raises(DatabaseError):
+            client.get_deal(deal_id)
+    assert client.breaker.state == "open"  # the failed trial counts as a failure...
+    clock.now += 30
+    assert client.get_deal(deal_id).id == deal_id  # ...and does not leave the breaker stuck
     assert client.breaker.state == "closed"
 
 
