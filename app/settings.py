@@ -144,7 +144,9 @@ class Settings(BaseSettings):
     hubspot_client_secret: SecretStr | None = None
     hubspot_base_url: str | None = None
     hubspot_timeout_seconds: float = Field(10.0, gt=0)
-    hubspot_requests_per_10s: PositiveInt = 100  # the app's burst limit (Free/Starter 100, Pro/Ent 190)
+    # below the app's burst limit (Free/Starter 100, Pro/Ent 190): the limiter's fixed windows let
+    # more through across a window boundary than HubSpot's rolling one allows
+    hubspot_requests_per_10s: PositiveInt = 90
     hubspot_searches_per_second: int = Field(4, ge=1, le=5)  # CRM search has its own, lower limit
     # after a create that may have reached HubSpot, wait this long (search lags writes) before
     # looking for it; above the client's 30 s in-process wait, so the executor reschedules instead

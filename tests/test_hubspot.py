@@ -364,6 +364,11 @@ def test_a_half_open_trial_that_fails_outside_the_sdk_lets_the_breaker_trial_aga
     assert client.breaker.state == "closed"
 
 
+def test_the_default_burst_limit_leaves_room_below_hubspots_own() -> None:
+    # a fixed window lets up to twice the limit through across a boundary; stay under 100 anyway
+    assert make_settings().hubspot_requests_per_10s == 90
+
+
 def test_write_recheck_must_outlast_the_in_process_wait() -> None:
     with pytest.raises(ValidationError):
         make_settings(hubspot_write_recheck_seconds=30)
