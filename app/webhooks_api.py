@@ -3,7 +3,8 @@ database clock, no replays) and recorded once each.
 
 Refusals change nothing and answer in the API's error format: a missing or wrong signature and a
 timestamp outside the window 401, a replayed delivery 409, a body that is not HubSpot's event array
-400. The settings and the database come from the app (`app.state`), so the router needs no setup.
+400, a body over MAX_BODY_BYTES 413 (found before it is all read). The settings and the database
+come from the app (`app.state`), so the router needs no setup.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from integrations.hubspot_webhooks import (
 log = logging.getLogger(__name__)
 
 HUBSPOT_WEBHOOK_PATH = "/webhooks/hubspot"
+# HubSpot sends at most 100 events (~250 bytes each) per request; this leaves room for MAX_EVENTS
+# and keeps an unsigned caller from making us buffer the API's whole request limit
+MAX_BODY_BYTES = 512 * 1024
 router = APIRouter()
 
 
@@ -39,6 +43,20 @@ def _refuse(request: Request, status: int, code: str, message: str) -> JSONRespo
     log.warning("HubSpot webhook refused (%s, request %s): %s", code, request_id, message)
     return JSONResponse({"error": {"code": code, "message": message, "request_id": request_id}},
                         status_code=status)
+
+
+async def _capped_body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY_BYTES: read no further than that, whatever the
+    Content-Length says (it may be absent, with a chunked body, or lie)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
 
 
 def signed_uri(settings: Settings, request: Request) -> str:
@@ -58,7 +76,9 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     timestamp = request.headers.get(TIMESTAMP_HEADER, "")
     if not signature or not TIMESTAMP_MS.match(timestamp):
         return _refuse(request, 401, "bad_signature", f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER}")
-    body = await request.body()
+    body = await _capped_body(request)
+    if body is None:
+        return _refuse(request, 413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
     if not signature_matches(secret.get_secret_value(), request.method, signed_uri(settings, request), body,
                              timestamp, signature):
         return _refuse(request, 401, "bad_signature", "the HubSpot signature does not match")

@@ -17,6 +17,7 @@ from hubspot.utils.signature import Signature
 from app.api import create_app
 from app.database import Database
 from app.settings import Settings
+from app.webhooks_api import MAX_BODY_BYTES
 from integrations.hubspot_webhooks import delivery_hash, v3_signature
 from tests.conftest import advance_clock, make_settings
 from tests.live_server import serve
@@ -148,4 +149,18 @@ def test_without_a_client_secret_webhooks_are_off(settings: Settings, db: Databa
     body = json.dumps([event(1)]).encode()
     with serve(create_app(settings, db)) as url:
         refused(post(url, body, signed(body, db_now_ms(db))), 503, "not_configured")
+    assert recorded(sql) == (0, 0)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_webhook_cap_is_refused_before_it_is_read(base_url: str, db: Database,
+                                                                  sql: psycopg.Connection, chunked: bool) -> None:
+    body = json.dumps([event(n) for n in range(3000)]).encode()  # signed, but no HubSpot delivery is this big
+    assert MAX_BODY_BYTES < len(body) < make_settings().max_request_bytes  # under the API-wide limit
+    headers = signed(body, db_now_ms(db))
+    content: bytes | Iterator[bytes] = body
+    if chunked:  # no Content-Length: the cap holds while the body streams in
+        content = iter([body[start:start + 65_536] for start in range(0, len(body), 65_536)])
+    answer = httpx.post(f"{base_url}/webhooks/hubspot", content=content, headers=headers, timeout=30)
+    refused(answer, 413, "payload_too_large")
     assert recorded(sql) == (0, 0)
