@@ -175,6 +175,13 @@ def test_the_request_carries_the_model_the_cached_system_prompt_and_the_schema(
     assert [row[:3] for row in calls(sql)] == [("support", "claude-sonnet-5-5", "ok")]
 
 
+def test_the_request_carries_a_configured_non_default_model(claude_for: ClientFactory, fake: FakeAnthropic,
+                                                            sql: psycopg.Connection) -> None:
+    ask(claude_for(anthropic_model="claude-opus-5-5"))
+    assert fake.messages[0]["model"] == "claude-opus-5-5"
+    assert [row[:3] for row in calls(sql)] == [("support", "claude-opus-5-5", "ok")]
+
+
 def test_a_one_hour_prompt_cache_is_asked_for_when_configured(claude_for: ClientFactory,
                                                              fake: FakeAnthropic) -> None:
     ask(claude_for(anthropic_prompt_cache_ttl="1h"))
