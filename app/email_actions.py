@@ -100,7 +100,10 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     except CreditsExhausted as exc:
         quota.close_day(exc.message)
         quota.release(grant)
-        raise
+        # Brevo's quota is spent, not the email at fault: it waits for the next quota day like
+        # the replies after it (and a campaign's batch), instead of failing for good
+        raise QuotaExhausted(f"Brevo reported its credits spent ({exc.message}); it goes out on the next "
+                             "quota day", system=SYSTEM, retry_after=grant.seconds_to_next_day) from exc
     except OutcomeUncertain:
         raise  # it may have gone out, so it stays counted; the retry reuses the idempotency key
     except IntegrationError:
