@@ -2451,8 +2451,9 @@ $$;
 -- Ends a batch's attempt. Recipients still `sending` (no answer recorded) become unknown; the
 -- quota keeps what may have reached Brevo and gives back the rest. Pending recipients wait:
 -- p_rest 'next_day' moves them to the next day with campaign room (the day is full or closed),
--- 'later' keeps them on today after p_retry_in_seconds (a transient failure). A batch that sent
--- nothing moves as a whole; otherwise the rest becomes a new batch.
+-- 'later' keeps them on today after p_retry_in_seconds (a transient failure), 'stop' leaves them in
+-- the batch, which fails (Brevo refused the request itself: sending it again cannot help). A batch
+-- that sent nothing moves as a whole; otherwise the rest becomes a new batch.
 create or replace function campaign_batch_close(
   b campaign_batches, p_rest text, p_retry_in_seconds double precision, p_error text,
   p_daily_limit integer, p_reserve integer, p_time_zone text, p_actor text
@@ -2474,8 +2475,8 @@ declare
   v_moved jsonb;
   v_out jsonb;
 begin
-  if p_rest is null or p_rest not in ('next_day', 'later') then
-    raise exception 'the rest of a batch goes to the next day or later' using errcode = 'OD422';
+  if p_rest is null or p_rest not in ('next_day', 'later', 'stop') then
+    raise exception 'the rest of a batch goes to the next day or later, or stops' using errcode = 'OD422';
   end if;
   perform email_quota_check_limits(p_daily_limit, p_reserve);
   perform campaign_plan_lock();
@@ -2497,7 +2498,7 @@ begin
 
   v_not_before := case when p_rest = 'later'
                        then v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0)) end;
-  if v_pending > 0 then
+  if v_pending > 0 and p_rest <> 'stop' then
     v_day := case when p_rest = 'next_day' then campaign_next_day(v_today + 1, p_daily_limit, p_reserve)
                   else v_today end;
     if v_sent + v_dry + v_refused + v_unknown = 0 then
@@ -2518,13 +2519,15 @@ begin
     v_moved := jsonb_build_object('batch_no', v_no, 'send_on', v_day, 'recipients', v_pending);
   end if;
 
-  v_status := case when v_unknown > 0 then 'unknown' when v_sent + v_dry > 0 then 'sent' else 'failed' end;
+  v_status := case when v_unknown > 0 then 'unknown' when p_rest = 'stop' and v_pending > 0 then 'failed'
+                   when v_sent + v_dry > 0 then 'sent' else 'failed' end;
   update campaign_batches
      set status = v_status, lease_expires_at = null, finished_at = v_now, last_error = p_error, updated_at = v_now
    where campaign_id = b.campaign_id and batch_no = b.batch_no;
   v_out := jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'status', v_status,
                               'send_on', b.send_on, 'sent', v_sent, 'dry_run', v_dry, 'refused', v_refused,
-                              'unknown', v_unknown, 'moved', v_moved);
+                              'unknown', v_unknown, 'moved', v_moved,
+                              'stopped', case when p_rest = 'stop' then v_pending else 0 end, 'error', p_error);
   perform write_audit(b.campaign_id, p_actor, 'campaign_batch_' || v_status, null, null, p_error, null, v_out);
   return v_out;
 end

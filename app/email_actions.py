@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.action_kinds import ActionKind
 from app.email_campaigns import CampaignSender
 from app.email_quota import EmailQuota, QuotaExhausted
-from app.errors import IntegrationError, InvalidInput, OutcomeUnknown
+from app.errors import IntegrationError, InvalidInput, OutcomeUnknown, PermanentError
 from app.handlers import HandlerContext
 from app.models import Impact
 from integrations.brevo import SYSTEM, Address, CreditsExhausted, Message, OutcomeUncertain
@@ -123,6 +123,11 @@ def send_campaign(ctx: HandlerContext) -> dict[str, Any]:
     if unknown:
         raise OutcomeUnknown(f"batch(es) {unknown} may or may not have gone out; settle them with "
                              "`opsdesk brevo settle-batch`", system=SYSTEM)
+    stopped = [outcome for outcome in outcomes if outcome.get("stopped")]
+    if stopped:
+        raise PermanentError(f"Brevo refused batch {stopped[0]['batch_no']} as a whole; its "
+                             f"{stopped[0]['stopped']} recipients were not sent: {stopped[0]['error']}",
+                             system=SYSTEM)
     return {"campaign": sender.campaign(ctx.action.id), "sent_now": outcomes}
 
 

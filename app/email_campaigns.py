@@ -44,6 +44,7 @@ _REQUEST_NAMESPACE = uuid5(NAMESPACE_URL, "https://opsdesk.invalid/brevo-request
 RETRY_DELAY_SECONDS = 900.0
 # Brevo refuses a whole request with 400 when one address is bad. Halving the request finds the bad
 # addresses in about log2(n) requests each; this caps the extra requests one batch may make.
+# A 400 that blames no address (the content, the sender) stops the batch instead.
 SPLIT_REQUESTS = 20
 
 
@@ -81,7 +82,7 @@ class BatchGrant(BaseModel):
 class Stop:
     """How a batch's attempt ends: where its unsent recipients go, and why."""
 
-    rest: Literal["next_day", "later"]
+    rest: Literal["next_day", "later", "stop"]
     error: str | None
     retry_in: float = 0.0
 
@@ -162,9 +163,11 @@ class CampaignSender:
             self._record(batch, _each(emails, "pending"))
             return Stop(rest="next_day", error=exc.message)
         except BrevoRefused as exc:
-            if exc.status != 400:  # the key, the account or the sender: no address is at fault
+            if not exc.blames_recipient(emails):  # no address is at fault, so none is refused for it
                 self._record(batch, _each(emails, "pending"))
-                return Stop(rest="later", error=exc.message, retry_in=RETRY_DELAY_SECONDS)
+                if exc.status == 400:  # the request itself (a template parameter, the subject): no retry helps
+                    return Stop(rest="stop", error=exc.message)
+                return Stop(rest="later", error=exc.message, retry_in=RETRY_DELAY_SECONDS)  # the key, the account
             if len(chunk) == 1:
                 self._record(batch, _each(emails, "refused", error_code=exc.brevo_code, error=exc.message))
                 return None

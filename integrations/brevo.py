@@ -16,8 +16,9 @@ key once within 30 minutes, so our retries of one request cannot send it twice.
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sib_api_v3_sdk
@@ -33,6 +34,9 @@ DEFAULT_BASE_URL = "https://api.brevo.com/v3"
 # Brevo's batch limits: 1000 message versions and 2000 recipients per request. We put one recipient
 # in each version (recipients of one version see each other in To:), so versions are the limit.
 MAX_VERSIONS_PER_REQUEST = 1000
+# The error body has only `code` and `message` (sib's ErrorModel). A bad recipient reads e.g.
+# {"code": "invalid_parameter", "message": "email is not valid in to"}.
+_RECIPIENT_FAULT = re.compile(r"\bemail is not valid in (to|cc|bcc|messageversions)\b|\binvalid email address\b")
 
 
 class BrevoRefused(PermanentError):
@@ -40,10 +44,20 @@ class BrevoRefused(PermanentError):
 
     code = "brevo_refused"
 
-    def __init__(self, message: str, *, status: int, brevo_code: str | None) -> None:
+    def __init__(self, message: str, *, status: int, brevo_code: str | None, brevo_message: str = "") -> None:
         super().__init__(message, system=SYSTEM, details={"status": status, "brevo_code": brevo_code})
         self.status = status
         self.brevo_code = brevo_code
+        self.brevo_message = brevo_message
+
+    def blames_recipient(self, emails: Sequence[str]) -> bool:
+        """A 400 `invalid_parameter` whose message is about a recipient's address (or quotes one of
+        `emails`): splitting the request finds the address. Anything else (a template parameter, the
+        subject, the sender) is the whole request's fault, and no recipient's."""
+        if self.status != 400 or self.brevo_code != "invalid_parameter":
+            return False
+        text = self.brevo_message.lower()
+        return bool(_RECIPIENT_FAULT.search(text)) or any(email.lower() in text for email in emails)
 
 
 class CreditsExhausted(BrevoRefused):
@@ -177,8 +191,10 @@ def _api_error(exc: ApiException) -> IntegrationError:
     if status >= 500:
         return TransientError(f"HTTP {status}: {text}", system=SYSTEM, details={"reached": True})
     if status == 402 or brevo_code == "not_enough_credits":
-        return CreditsExhausted(f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code)
-    return BrevoRefused(f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code)
+        return CreditsExhausted(f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code,
+                                brevo_message=text)
+    return BrevoRefused(f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code,
+                        brevo_message=text)
 
 
 def _error_body(body: Any) -> tuple[str | None, str]:

@@ -57,7 +57,7 @@ class FakeBrevo:
         versions = body.get("messageVersions") or []
         emails = [a["email"] for a in body.get("to") or []] + [a["email"] for v in versions for a in v["to"]]
         if any(email in self.invalid for email in emails):
-            return Reply(400, {"code": "invalid_parameter", "message": "Invalid email address"})
+            return Reply(400, {"code": "invalid_parameter", "message": "email is not valid in to"})
         key = body["headers"]["idempotencyKey"]
         with self._lock:
             if key in self.accepted:

@@ -150,6 +150,21 @@ def test_402_is_credits_exhausted_and_never_retried(brevo: FakeBrevo, sleeps: li
     assert len(brevo.requests) == 1 and sleeps == []
 
 
+@pytest.mark.parametrize(("status", "code", "message", "blames"), [
+    (400, "invalid_parameter", "email is not valid in to", True),
+    (400, "invalid_parameter", "Invalid email address", True),
+    (400, "invalid_parameter", "bad@example.com is not a valid address", True),  # quotes a recipient
+    (400, "invalid_parameter", "params.name is not valid", False),  # the content: nobody's address
+    (400, "invalid_parameter", "sender email is not valid", False),
+    (400, "missing_parameter", "subject is missing", False),
+    (401, "unauthorized", "email is not valid in to", False),
+])
+def test_only_a_400_about_an_address_blames_a_recipient(status: int, code: str, message: str, blames: bool) -> None:
+    refused = BrevoRefused(f"HTTP {status} {code}: {message}", status=status, brevo_code=code,
+                           brevo_message=message)
+    assert refused.blames_recipient(["bad@example.com", "good@example.com"]) is blames
+
+
 @pytest.mark.parametrize(("status", "code"), [(400, "invalid_parameter"), (401, "unauthorized")])
 def test_refusals_are_not_retried(brevo: FakeBrevo, sleeps: list[float], status: int, code: str) -> None:
     brevo.script = [Reply(status, {"code": code, "message": "no"})]

@@ -384,6 +384,23 @@ def test_invalid_addresses_are_refused_per_recipient(
                                              if n not in (7, 31))
 
 
+def test_a_400_that_blames_no_address_stops_the_batch_and_refuses_nobody(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    sql: psycopg.Connection,
+) -> None:
+    set_clock(sql, phoenix(DAY, 14))
+    brevo.script = [Reply(400, {"code": "invalid_parameter", "message": "params.name is not valid"})] * 10
+    campaign_id = approve(db, mail_settings, campaign(40))
+    executor.run_until_idle()
+    status, error = sql.execute("select status, last_error from actions where id = %s", (campaign_id,)).fetchone()
+    assert status == "failed" and "params.name is not valid" in error
+    assert batches(sql, campaign_id) == [(1, DAY, "failed", 40)]
+    assert recipient_states(sql, campaign_id) == {"pending": 40}  # none of them is to blame
+    assert len(brevo.requests) == 1 and daily_use(sql)[DAY] == (0, 0, 0)  # not split; quota given back
+    set_clock(sql, phoenix(DAY + timedelta(days=1), 9, 5))
+    assert daily_job(db, mail_settings, clients) == [] and len(brevo.requests) == 1
+
+
 def test_a_transient_failure_puts_the_batch_off_and_a_later_run_sends_it(
     db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
     sql: psycopg.Connection,
