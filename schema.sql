@@ -423,6 +423,23 @@ begin
 end
 $$;
 
+-- A long handler's heartbeat: its lease runs p_lease_seconds from now, so lease recovery does not
+-- take a live attempt for a dead one. Only the current attempt may renew (OD499 otherwise).
+create or replace function renew_action_lease(p_id uuid, p_attempt_token uuid, p_lease_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions := locked_attempt(p_id, p_attempt_token);
+  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
+begin
+  if p_lease_seconds is null or p_lease_seconds <= 0 then
+    raise exception 'a lease must last some time' using errcode = 'OD422';
+  end if;
+  update actions set lease_expires_at = v_until, updated_at = db_now() where id = a.id;
+  return jsonb_build_object('id', a.id, 'lease_expires_at', v_until);
+end
+$$;
+
 create or replace function finish_action(
   p_id uuid, p_attempt_token uuid, p_outcome text, p_result jsonb, p_error text,
   p_retry_in_seconds double precision, p_count_attempt boolean
@@ -2365,6 +2382,24 @@ begin
       using errcode = 'OD499', detail = jsonb_build_object('status', b.status)::text;
   end if;
   return b;
+end
+$$;
+
+-- A batch's heartbeat before each request to Brevo, like renew_action_lease.
+create or replace function renew_campaign_batch_lease(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_lease_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
+begin
+  if p_lease_seconds is null or p_lease_seconds <= 0 then
+    raise exception 'a lease must last some time' using errcode = 'OD422';
+  end if;
+  update campaign_batches set lease_expires_at = v_until, updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  return jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'lease_expires_at', v_until);
 end
 $$;
 

@@ -94,6 +94,7 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
         why = "Brevo reported its credits spent" if grant.closed else f"all {grant.daily_limit} are used"
         raise QuotaExhausted(f"no email left on {grant.day} ({why}); it goes out on the next quota day",
                              system=SYSTEM, retry_after=grant.seconds_to_next_day)
+    ctx.heartbeat()
     ctx.mark_dispatched()
     try:
         ids = brevo.send(message, idempotency_key=ctx.action.idempotency_key)
@@ -116,7 +117,8 @@ def send_campaign(ctx: HandlerContext) -> dict[str, Any]:
     payload = EmailCampaignPayload.model_validate(ctx.action.requested_action)
     if not ctx.settings.brevo_dry_run:
         _ = ctx.clients.brevo  # not configured: fail before planning anything
-    sender = CampaignSender(ctx.db, ctx.settings, ctx.clients, worker_id=f"action:{ctx.action.id}")
+    sender = CampaignSender(ctx.db, ctx.settings, ctx.clients, worker_id=f"action:{ctx.action.id}",
+                            heartbeat=ctx.heartbeat)
     sender.plan(ctx.action.id, [Address(email=r.email, name=r.name) for r in payload.recipients])
     outcomes = sender.send_due(campaign_id=ctx.action.id, before_send=ctx.mark_dispatched)
     unknown = [outcome["batch_no"] for outcome in outcomes if outcome["status"] == "unknown"]

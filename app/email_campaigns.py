@@ -6,7 +6,9 @@ BREVO_BATCH_SIZE, each day filled up to what campaigns may still use of it. Send
 it (SKIP LOCKED, a lease), reserves quota for it (what the day cannot take moves to the next day
 with room), marks the recipients of each request `sending` before the request and records Brevo's
 answer per recipient after it. A worker that dies in between leaves those recipients, and their
-batch, `unknown`: lease recovery never sends them again; a person settles them.
+batch, `unknown`: lease recovery never sends them again; a person settles them. Before each request
+the batch's lease is renewed (and the caller's, through `heartbeat`), so a long batch (splits,
+retries with backoff) is never taken for a dead worker's.
 """
 
 from __future__ import annotations
@@ -88,11 +90,14 @@ class Stop:
 
 
 class CampaignSender:
-    def __init__(self, db: Database, settings: Settings, clients: Clients, *, worker_id: str) -> None:
+    def __init__(self, db: Database, settings: Settings, clients: Clients, *, worker_id: str,
+                 heartbeat: Callable[[], None] | None = None) -> None:
+        """`heartbeat`: the caller's own lease renewal (an executor attempt), run before each request."""
         self.db = db
         self.settings = settings
         self.clients = clients
         self.worker_id = worker_id
+        self.heartbeat = heartbeat
         self.quota = EmailQuota(db, settings)
 
     def plan(self, campaign_id: UUID, recipients: Sequence[Address]) -> dict[str, Any]:
@@ -123,6 +128,8 @@ class CampaignSender:
                 try:
                     outcomes.append(self._send_batch(batch, brevo, before_send))
                 except StaleAttempt:
+                    if self.heartbeat is not None:
+                        self.heartbeat()  # the caller's attempt superseded too: its StaleAttempt ends the run
                     log.warning("campaign %s batch %s: a newer attempt took over", batch.campaign_id,
                                 batch.batch_no)
         return outcomes
@@ -152,6 +159,9 @@ class CampaignSender:
                     budget: list[int]) -> Stop | None:
         """One request for `chunk`; returns a Stop when the rest of the batch must wait."""
         emails = [recipient.email for recipient in chunk]
+        self._call("renew_campaign_batch_lease", batch, lease_seconds=self.settings.executor_lease_seconds)
+        if self.heartbeat is not None:
+            self.heartbeat()
         self._call("campaign_recipients_sending", batch, emails=emails)
         content = batch.content
         message = Message(subject=content.subject, html=content.html, text=content.text, versions=chunk,

@@ -1,9 +1,10 @@
 """The executor: runs approved and auto-run actions, each exactly once.
 
 Work is claimed in the database (`claim_actions`: FOR UPDATE SKIP LOCKED, a lease, a fresh attempt
-token). Finishing presents the token, so a worker that stalled past its lease can never overwrite
-a newer attempt's outcome. Expired leases are recovered on every cycle: back to `approved` when the
-handler had not reached the outside world, `unknown` when it may have.
+token). Handlers renew the lease before each outside request (`ctx.heartbeat`). Finishing presents
+the token, so a worker that stalled past its lease can never overwrite a newer attempt's outcome.
+Expired leases are recovered on every cycle: back to `approved` when the handler had not reached
+the outside world, `unknown` when it may have.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class Executor:
             action=action,
             mark_dispatched=lambda: self.db.call(
                 "mark_dispatched", id=action.id, attempt_token=action.attempt_token
+            ),
+            heartbeat=lambda: self.db.call(
+                "renew_action_lease", id=action.id, attempt_token=action.attempt_token,
+                lease_seconds=self.settings.executor_lease_seconds,
             ),
             clients=self.clients,
         )

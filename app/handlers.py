@@ -2,7 +2,9 @@
 
 A handler gets a `HandlerContext` and returns a JSON-able result. Before it makes an outside call
 that could take effect, it calls `ctx.mark_dispatched()`: a worker that dies after that point
-leaves the action `unknown` for a person, never re-sent blindly.
+leaves the action `unknown` for a person, never re-sent blindly. A handler that makes several
+outside requests calls `ctx.heartbeat()` before each: its lease then runs another full term, so
+a slow but live attempt is never taken for a dead one (it raises StaleAttempt once superseded).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class HandlerContext:
     settings: Settings
     action: ClaimedAction
     mark_dispatched: Callable[[], None]
+    heartbeat: Callable[[], None]
     clients: Clients
 
 

@@ -90,6 +90,7 @@ def _made_earlier(ctx: HandlerContext, kind: EngagementKind, marker: str) -> Eng
     """An earlier attempt may have created it before failing in a way that hid the answer."""
     if ctx.action.attempts <= 1:
         return None
+    ctx.heartbeat()
     return ctx.clients.hubspot.find_engagement(kind, marker)
 
 
@@ -105,6 +106,7 @@ def create_note(ctx: HandlerContext) -> dict[str, Any]:
     if earlier is not None:
         return _engagement_result(earlier, payload.object_type, payload.object_id, created=False)
     hubspot = ctx.clients.hubspot
+    ctx.heartbeat()
     ctx.mark_dispatched()
     note = hubspot.create_note(object_type=payload.object_type, object_id=payload.object_id, body=payload.body,
                                marker=marker, timestamp=datetime.now(UTC))
@@ -118,6 +120,7 @@ def create_task(ctx: HandlerContext) -> dict[str, Any]:
     if earlier is not None:
         return _engagement_result(earlier, payload.object_type, payload.object_id, created=False)
     hubspot = ctx.clients.hubspot
+    ctx.heartbeat()
     ctx.mark_dispatched()
     task = hubspot.create_task(object_type=payload.object_type, object_id=payload.object_id,
                                subject=payload.subject, body=payload.body, due=payload.due,
@@ -129,6 +132,7 @@ def change_deal_stage(ctx: HandlerContext) -> dict[str, Any]:
     """Moves the deal only from the stage the approval was for; already there counts as done."""
     payload = DealStagePayload.model_validate(ctx.action.requested_action)
     hubspot = ctx.clients.hubspot
+    ctx.heartbeat()
     deal = hubspot.get_deal(payload.deal_id)
     result = {"deal_id": payload.deal_id, "from_stage": payload.from_stage, "to_stage": payload.to_stage}
     if deal.stage == payload.to_stage:
@@ -137,6 +141,7 @@ def change_deal_stage(ctx: HandlerContext) -> dict[str, Any]:
         raise PermanentError(
             f"deal {payload.deal_id} is at stage {deal.stage!r}, not {payload.from_stage!r} as approved; "
             "left as it is", system="hubspot")
+    ctx.heartbeat()
     ctx.mark_dispatched()
     hubspot.update_deal_stage(payload.deal_id, payload.to_stage)
     return {**result, "changed": True}

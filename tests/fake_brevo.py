@@ -24,6 +24,7 @@ class FakeBrevo:
         self.script: list[Scripted] = []  # answers given, in order, before any request is accepted
         self.invalid: set[str] = set()
         self.hold = False  # hold accepted requests open until the server stops (crash tests)
+        self.on_request: Callable[[Recorded], None] | None = None  # runs first for every send (slow Brevo)
         self.accepted: dict[str, list[str]] = {}  # idempotencyKey -> the message ids it got
         self.delivered: list[str] = []  # every address of every request accepted
         self.repeats = 0  # requests whose idempotencyKey had been accepted before
@@ -49,6 +50,8 @@ class FakeBrevo:
             return Reply(404, {"code": "document_not_found", "message": "Not found"})
         if request.headers.get("api-key") != API_KEY:
             return Reply(401, {"code": "unauthorized", "message": "Key not found"})
+        if self.on_request is not None:
+            self.on_request(request)
         with self._lock:
             scripted = self.script.pop(0) if self.script else None
         if scripted is not None:

@@ -23,14 +23,14 @@ from app.clients import Clients
 from app.database import Database
 from app.email_campaigns import CampaignSender
 from app.email_quota import EmailQuota
-from app.errors import InvalidInput
+from app.errors import InvalidInput, StaleAttempt
 from app.executor import Executor
 from app.models import ActionRequest, DecisionRequest, Impact, Status, Tier
 from app.settings import Settings
 from integrations.brevo import Address
 from tests.conftest import advance_clock, make_settings
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
-from tests.fake_http import Reply
+from tests.fake_http import Recorded, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOENIX = ZoneInfo("America/Phoenix")
@@ -399,6 +399,47 @@ def test_a_400_that_blames_no_address_stops_the_batch_and_refuses_nobody(
     assert len(brevo.requests) == 1 and daily_use(sql)[DAY] == (0, 0, 0)  # not split; quota given back
     set_clock(sql, phoenix(DAY + timedelta(days=1), 9, 5))
     assert daily_job(db, mail_settings, clients) == [] and len(brevo.requests) == 1
+
+
+def test_a_batch_lease_renewed_before_each_request_outlasts_its_term(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
+) -> None:
+    set_clock(sql, phoenix(DAY, 14))
+    brevo.invalid = {"customer0007@example.com", "customer0031@example.com"}  # the batch is split ~10 times
+    rescued: list[Any] = []
+
+    def slow_brevo(_: Recorded) -> None:  # 40 s per request, while another worker rescues lost leases
+        advance_clock(sql, 40)
+        rescued.extend(db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"])
+        rescued.extend(db.call("recover_campaign_batches", actor="rescue", limit=10, daily_limit=300, reserve=30,
+                               time_zone="America/Phoenix")["recovered"])
+
+    brevo.on_request = slow_brevo
+    campaign_id = approve(db, mail_settings, campaign(40))
+    executor.run_until_idle()
+    assert len(brevo.requests) > 3 and rescued == []
+    assert action_status(sql, campaign_id) == "succeeded"
+    assert recipient_states(sql, campaign_id) == {"sent": 38, "refused": 2}
+
+
+def test_a_stale_batch_attempt_cannot_renew_its_lease(db: Database, mail_settings: Settings, clients: Clients,
+                                                      sql: psycopg.Connection) -> None:
+    set_clock(sql, phoenix(DAY, 14))
+    campaign_id = approve(db, mail_settings, campaign(30))
+    CampaignSender(db, mail_settings, clients, worker_id="w").plan(
+        campaign_id, [Address(email=f"customer{n:04d}@example.com") for n in range(30)])
+    [claimed] = db.call("claim_campaign_batches", worker="w", lease_seconds=60, limit=5,
+                        time_zone="America/Phoenix", campaign_id=None)
+    key = {"campaign_id": campaign_id, "batch_no": 1, "attempt_token": claimed["attempt_token"]}
+    advance_clock(sql, 50)
+    db.call("renew_campaign_batch_lease", **key, lease_seconds=60)
+    advance_clock(sql, 50)  # past the first term, within the renewed one
+    recover = {"actor": "rescue", "limit": 10, "daily_limit": 300, "reserve": 30, "time_zone": "America/Phoenix"}
+    assert db.call("recover_campaign_batches", **recover)["recovered"] == []
+    advance_clock(sql, 11)
+    assert len(db.call("recover_campaign_batches", **recover)["recovered"]) == 1
+    with pytest.raises(StaleAttempt):
+        db.call("renew_campaign_batch_lease", **key, lease_seconds=60)
 
 
 def test_a_transient_failure_puts_the_batch_off_and_a_later_run_sends_it(

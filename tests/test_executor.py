@@ -17,12 +17,13 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from app.action_kinds import ActionKind
 from app.approval_queue import ApprovalQueue
 from app.clients import Clients
 from app.database import Database
 from app.errors import StaleAttempt
 from app.executor import Executor
-from app.handlers import idempotency_key
+from app.handlers import HandlerContext, NoteRecordPayload, idempotency_key
 from app.models import ActionRequest, Impact
 from app.settings import Settings
 from tests.conftest import advance_clock, make_settings
@@ -218,6 +219,39 @@ def test_a_late_finish_cannot_overwrite_a_newer_attempt(db: Database, settings: 
         db.call("mark_dispatched", id=action.id, attempt_token=first["attempt_token"])
     assert sql.execute("select status, result from actions where id = %s", (action.id,)).fetchone() == (
         "succeeded", {"by": "fast"})
+
+
+def test_a_renewed_lease_is_not_rescued_and_a_stale_attempt_cannot_renew(
+    db: Database, database_url: str, sql: psycopg.Connection, executor_for: ExecutorFactory,
+) -> None:
+    settings = make_settings(database_url=database_url, executor_lease_seconds=60)
+    rescued: list[Any] = []
+
+    def slow(ctx: HandlerContext) -> dict[str, Any]:
+        for _ in range(3):  # outside requests taking 150 s in all, each well within the 60-s lease
+            ctx.heartbeat()
+            advance_clock(sql, 50)
+            rescued.extend(db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"])
+        return {"done": True}
+
+    kinds = {"note.record": ActionKind(name="note.record", description="slow", payload_model=NoteRecordPayload,
+                                       handler=slow)}
+    action = ApprovalQueue(db, settings).submit(note_action(), actor="t")
+    executor = Executor(db, settings, kinds=kinds, worker_id="w1", clients=Clients(settings))
+    try:
+        assert executor.run_until_idle() == 1
+    finally:
+        executor.close()
+    assert rescued == [] and status_of(sql, action.id) == "succeeded"
+
+    other = ApprovalQueue(db, settings).submit(note_action("other"), actor="t")
+    stalled = claim(db, "stalled")
+    advance_clock(sql, 61)
+    assert db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"] == [
+        {"id": str(other.id), "status": "approved"}]
+    with pytest.raises(StaleAttempt):
+        db.call("renew_action_lease", id=other.id, attempt_token=stalled["attempt_token"], lease_seconds=60)
+    assert status_of(sql, other.id) == "approved"
 
 
 def test_a_rescue_racing_a_completion_leaves_it_completed(db: Database, settings: Settings,
