@@ -88,6 +88,9 @@ create index if not exists actions_leases on actions (lease_expires_at) where st
 create index if not exists actions_expiring on actions (expires_at) where status = 'pending';
 create unique index if not exists actions_open_dedupe on actions (dedupe_key)
   where dedupe_key is not null and status in ('pending', 'approved', 'running');
+-- The dispatch time of the first attempt that may have reached the outside world without an answer.
+-- Brevo drops a repeated idempotency key for 30 minutes only, so a re-send is safe only that long.
+alter table actions add column if not exists uncertain_since timestamptz;
 
 -- The audit trail: one row per transition. Append-only, enforced by the database itself.
 create table if not exists audit_log (
@@ -440,6 +443,30 @@ begin
 end
 $$;
 
+-- How long ago an earlier attempt may have gone out without an answer (null: none did).
+create or replace function uncertain_dispatch(p_id uuid, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions := locked_attempt(p_id, p_attempt_token);
+begin
+  return jsonb_build_object('uncertain_since', a.uncertain_since,
+                            'age_seconds', extract(epoch from db_now() - a.uncertain_since));
+end
+$$;
+
+-- This attempt may have gone out without an answer: keeps the first such attempt's dispatch time.
+create or replace function note_uncertain_dispatch(p_id uuid, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions := locked_attempt(p_id, p_attempt_token);
+begin
+  update actions set uncertain_since = coalesce(uncertain_since, dispatched_at, db_now()), updated_at = db_now()
+   where id = a.id returning * into a;
+  return jsonb_build_object('uncertain_since', a.uncertain_since,
+                            'age_seconds', extract(epoch from db_now() - a.uncertain_since));
+end
+$$;
+
 create or replace function finish_action(
   p_id uuid, p_attempt_token uuid, p_outcome text, p_result jsonb, p_error text,
   p_retry_in_seconds double precision, p_count_attempt boolean
@@ -554,7 +581,7 @@ begin
   update actions
      set status = case when p_outcome = 'retry' then 'approved' else p_outcome end,
          run_after = case when p_outcome = 'retry' then v_now else run_after end,
-         attempt_token = null, dispatched_at = null, updated_at = v_now
+         attempt_token = null, dispatched_at = null, uncertain_since = null, updated_at = v_now
    where id = p_id returning * into a;
   perform write_audit(a.id, p_actor, 'settled', 'unknown', a.status, p_reason, p_request_id);
   return action_view(a);

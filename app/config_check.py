@@ -54,7 +54,7 @@ PARTS: tuple[Part, ...] = (
          required=("hubspot_private_app_token",)),
     Part("brevo", ("brevo_api_key", "brevo_sender_email", "brevo_sender_name", "brevo_daily_limit",
                    "brevo_batch_size", "brevo_transactional_reserve", "brevo_quota_timezone", "brevo_dry_run",
-                   "brevo_timeout_seconds", "brevo_send_hour", "brevo_base_url"),
+                   "brevo_timeout_seconds", "brevo_send_hour", "brevo_resend_window_seconds", "brevo_base_url"),
          required=("brevo_api_key", "brevo_sender_email")),
     Part("notion", ("notion_api_key", "notion_blog_database_id", "notion_base_url", "notion_kb_database_id",
                     "notion_timeout_seconds", "notion_max_attempts", "notion_title_property",

@@ -88,6 +88,10 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     if ctx.settings.brevo_dry_run:
         return {"dry_run": True, "would_send": message.model_dump(mode="json", exclude_none=True)}
     brevo = ctx.clients.brevo  # not configured: fails here, before any quota is taken
+    window = ctx.settings.brevo_resend_window_seconds
+    earlier = ctx.db.call("uncertain_dispatch", id=ctx.action.id, attempt_token=ctx.action.attempt_token)
+    if earlier["uncertain_since"] is not None and earlier["age_seconds"] > window:
+        raise _past_the_window(earlier)  # a backlog or a stopped executor: too late to re-send safely
     quota = EmailQuota(ctx.db, ctx.settings)
     grant = quota.reserve(f"email.send:{ctx.action.id}", 1, "transactional")
     if grant.held < 1:
@@ -105,12 +109,24 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
         # the replies after it (and a campaign's batch), instead of failing for good
         raise QuotaExhausted(f"Brevo reported its credits spent ({exc.message}); it goes out on the next "
                              "quota day", system=SYSTEM, retry_after=grant.seconds_to_next_day) from exc
-    except OutcomeUncertain:
-        raise  # it may have gone out, so it stays counted; the retry reuses the idempotency key
+    except OutcomeUncertain as exc:
+        # it may have gone out, so it stays counted; a retry reuses the idempotency key, which
+        # protects it only within Brevo's window from the first send that may have gone out
+        since = ctx.db.call("note_uncertain_dispatch", id=ctx.action.id, attempt_token=ctx.action.attempt_token)
+        if exc.retry_after is not None and since["age_seconds"] + exc.retry_after > window:
+            raise _past_the_window(since) from exc
+        raise
     except IntegrationError:
         quota.release(grant)  # refused, or it never reached Brevo
         raise
     return {"message_id": ids[0] if ids else None, "to": payload.to.email, "quota_day": grant.day.isoformat()}
+
+
+def _past_the_window(uncertain: Mapping[str, Any]) -> OutcomeUnknown:
+    return OutcomeUnknown(
+        f"an attempt at {uncertain['uncertain_since']} may have sent it, and Brevo drops a repeated "
+        "idempotency key for 30 minutes only: not sent again; check Brevo's log, then `opsdesk actions settle`",
+        system=SYSTEM)
 
 
 def send_campaign(ctx: HandlerContext) -> dict[str, Any]:

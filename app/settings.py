@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     brevo_dry_run: bool = False  # send nothing, record what would have been sent
     brevo_timeout_seconds: float = Field(15.0, gt=0)
     brevo_send_hour: int = Field(9, ge=0, le=23)  # campaign batches go out hourly from this hour on
+    # an email that may have gone out is re-sent (same idempotency key) only this long after that
+    # first send, then becomes `unknown`: Brevo drops a repeated key for 30 minutes only
+    brevo_resend_window_seconds: float = Field(1500.0, gt=0, le=1800)
 
     notion_api_key: SecretStr | None = None
     notion_blog_database_id: str | None = None

@@ -254,6 +254,38 @@ def test_email_send_uncertain_then_retried_counts_once(db: Database, mail_settin
     assert {r.json()["headers"]["idempotencyKey"] for r in brevo.requests} == {idempotency_key(action.id)}
 
 
+def test_an_uncertain_send_whose_retry_would_miss_brevo_s_window_is_unknown(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
+) -> None:
+    # a 5xx (it may have gone out), then a 429 asking for an hour: Brevo no longer dedupes by then
+    brevo.script = [Reply(500, {"code": "internal_error", "message": "oops"}),
+                    Reply(429, {"code": "too_many_requests", "message": "x"},
+                          headers={"x-sib-ratelimit-reset": "3600"})]
+    action = ApprovalQueue(db, mail_settings).submit(email_send(), actor="t")
+    executor.run_until_idle()
+    status, _, error = action_row(sql, action.id)
+    assert status == "unknown" and "30 minutes" in error
+    advance_clock(sql, 3601)
+    executor.run_until_idle()
+    assert len(brevo.requests) == 2 and quota_used(sql) == 1  # never re-sent; it stays counted
+
+
+@pytest.mark.parametrize(("late", "outcome"), [(1400, "succeeded"), (1600, "unknown")])
+def test_a_retry_after_an_uncertain_send_goes_out_only_within_the_window(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
+    late: float, outcome: str,
+) -> None:
+    brevo.script = [Reply(500, "oops")] * 3
+    action = ApprovalQueue(db, mail_settings).submit(email_send(), actor="t")
+    executor.run_until_idle()
+    assert action_row(sql, action.id)[0] == "approved"  # retried in a second or so...
+    advance_clock(sql, late)  # ...but the executor was stopped, or behind a backlog
+    executor.run_until_idle()
+    assert action_row(sql, action.id)[0] == outcome
+    assert len(brevo.requests) == (4 if outcome == "succeeded" else 3)
+    assert {r.json()["headers"]["idempotencyKey"] for r in brevo.requests} == {idempotency_key(action.id)}
+
+
 def test_an_invalid_address_fails_and_gives_its_quota_back(db: Database, mail_settings: Settings,
                                                            brevo: FakeBrevo, executor: Executor,
                                                            sql: psycopg.Connection) -> None:
