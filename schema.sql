@@ -1683,28 +1683,42 @@ $$;
 
 -- The full-text query: websearch syntax ("quoted phrase", or, -word) with the english config
 -- the tsvector is built with. A last word ending in `*` is a prefix (`ship*`, `warrant*`); it is
--- reduced to letters and digits before `:*` is added, so it cannot smuggle in tsquery operators.
+-- reduced to letters and digits before `:*` is added, so it cannot smuggle in tsquery operators,
+-- and the operator written before it keeps its meaning (`refund -ship*`, `refund or ship*`).
 -- It is stemmed like the documents (`deliveries*` finds "delivery"); a stop word (`the*`) is kept
 -- as typed instead of vanishing.
 create or replace function memory_tsquery(p_query text) returns tsquery
 language plpgsql immutable set search_path = public, pg_temp as $$
 declare
   v_last text := substring(coalesce(p_query, '') from '([[:alnum:]]+)\*\s*$');
+  v_rest text;
+  v_operator text := 'and';
   v_words tsquery;
   v_prefix tsquery;
 begin
   if v_last is null then
     return websearch_to_tsquery('english', coalesce(p_query, ''));
   end if;
-  v_words := websearch_to_tsquery('english', regexp_replace(p_query, '[[:alnum:]]+\*\s*$', ''));
+  v_rest := regexp_replace(p_query, '[[:alnum:]]+\*\s*$', '');
+  if v_rest ~ '(^|\s)-$' then
+    v_operator := 'not';
+    v_rest := regexp_replace(v_rest, '-$', '');
+  elsif v_rest ~* '(^|\s)or\s+$' then
+    v_operator := 'or';
+    v_rest := regexp_replace(v_rest, 'or\s+$', '', 'i');
+  end if;
+  v_words := websearch_to_tsquery('english', v_rest);
   v_prefix := to_tsquery('english', v_last || ':*');
   if numnode(v_prefix) = 0 then
     v_prefix := to_tsquery('simple', v_last || ':*');
   end if;
+  if v_operator = 'not' then
+    v_prefix := !! v_prefix;
+  end if;
   if numnode(v_words) = 0 then
     return v_prefix;
   end if;
-  return v_words && v_prefix;
+  return case v_operator when 'or' then v_words || v_prefix else v_words && v_prefix end;
 end
 $$;
 
@@ -1716,38 +1730,64 @@ language sql immutable as $$
 $$;
 
 -- Search. Modes: fts (websearch syntax, ranked by ts_rank; ts_rank_cd costs three times as
--- much per row), vector (cosine distance to
--- p_embedding, a JSON array of the configured dimension), hybrid (both, fused by reciprocal rank:
--- sum of weight / (p_rrf_k + rank) over the methods that found the row). Each method contributes
+-- much per row), vector (cosine distance to p_embedding, a JSON array of the configured
+-- dimension made by p_model), hybrid (both, fused by reciprocal rank: sum of
+-- weight / (p_rrf_k + rank) over the methods that found the row). Each method contributes
 -- its best p_candidates rows; kind and date filters apply inside each method, before the limit.
--- Ranking every match of a very common word is the slow path of full-text search: when more than
--- p_fts_rank_limit rows match, only the most recent p_fts_rank_limit of them are ranked and
--- `fts_limited` says so (null: rank every match).
--- Returns {mode, fts_query, fts_limited, fts_candidates, vector_candidates, results: [{id, kind,
--- source, source_id, title, snippet, score, fts_rank, fts_score, vector_rank, similarity,
--- occurred_at, metadata}]}.
+--
+-- Full text ranks the newest p_fts_rank_limit matches (null: every match); `fts_limited` says
+-- there were more. Finding them costs one heap fetch per match through the GIN index (cheap for
+-- rare words, slow for a word in every tenth row) or one row read per row walking the time index
+-- newest first until enough match (cheap for common words, slow for rare ones). The planner
+-- picks badly between the two: it multiplies the words' frequencies, so words that come together
+-- ("milk frother") look a hundred times rarer than they are. Instead a pilot reads the newest
+-- rows: if enough match there, that is the answer; otherwise the share that matched prices both
+-- ways and the cheaper one runs. Neither then passes about 2 x sqrt(rank limit x rows) row visits.
+-- `fts_strategy` says which way ran: newest (the pilot sufficed), scan (read on newest first),
+-- index (GIN) or all (no rank limit); null when full text did not run.
+-- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
+-- results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score, vector_rank,
+-- similarity, occurred_at, metadata}]}.
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean);
 create or replace function search_memory(
   p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
   p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
-  p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean
+  p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean,
+  p_model text default null
 ) returns jsonb
 language plpgsql
 set search_path = public, extensions, pg_temp
--- plan each call with its values: the mode and the optional filters then fold away, instead of
--- a generic plan that has to keep every branch
+-- plan each statement with its values: the mode and the optional filters then fold away (and a
+-- one-kind filter finds its partial HNSW index), instead of a generic plan keeping every branch
 set plan_cache_mode = force_custom_plan
 -- pgvector 0.8: a filtered HNSW scan goes on until enough rows pass the filter; the relaxed
 -- order is put right by the exact sort below. Both settings end with the call.
 set hnsw.iterative_scan = relaxed_order
 set hnsw.ef_search = 40
+-- the GIN bitmap of a word in 40,000 of a million rows does not fit the default 4MB: it turns
+-- lossy, and every row of a lossy page is tested again
+set work_mem = '32MB'
 as $$
 declare
   v_mode text := lower(coalesce(p_mode, 'hybrid'));
   v_tsq tsquery := memory_tsquery(p_query);
   v_candidates integer := least(greatest(coalesce(p_candidates, 50), coalesce(p_limit, 10)), 1000);
   v_kinds text[];
-  v_dimension integer;
+  v_kind text;  -- a single kind: its (kind, occurred_at) index and partial HNSW index apply
+  v_config memory_config;
   v_vector vector;
+  v_want integer := p_fts_rank_limit + 1;  -- one more than are ranked, to know whether there were more
+  v_pilot integer := 10 * (p_fts_rank_limit + 1);
+  v_strategy text;  -- how full text found its matches: newest, scan, index or all
+  v_seen integer;
+  v_share double precision;
+  v_rows double precision;
+  v_newest bigint[];
+  v_fts_ids bigint[] := '{}';
+  v_fts_scores double precision[] := '{}';
+  v_limited boolean := false;
+  v_indexscan text := current_setting('enable_indexscan');
   v_result jsonb;
 begin
   if v_mode not in ('fts', 'vector', 'hybrid') then
@@ -1759,6 +1799,9 @@ begin
   if p_limit is null or p_limit not between 1 and 100 then
     raise exception 'limit must be from 1 to 100' using errcode = 'OD422';
   end if;
+  if p_fts_rank_limit is not null and p_fts_rank_limit < 1 then
+    raise exception 'the full-text rank limit must be positive' using errcode = 'OD422';
+  end if;
   if coalesce(p_rrf_k, 60) < 1 or coalesce(p_fts_weight, 1) < 0 or coalesce(p_vector_weight, 1) < 0 then
     raise exception 'rrf_k must be positive and the weights not negative' using errcode = 'OD422';
   end if;
@@ -1766,48 +1809,117 @@ begin
     if jsonb_typeof(p_kinds) <> 'array' then
       raise exception 'p_kinds must be a JSON array of kinds' using errcode = 'OD422';
     end if;
-    v_kinds := nullif(array(select jsonb_array_elements_text(p_kinds)), '{}');
+    v_kinds := nullif(array(select distinct jsonb_array_elements_text(p_kinds)), '{}');
+    if cardinality(v_kinds) = 1 then
+      v_kind := v_kinds[1];
+      v_kinds := null;
+    end if;
   end if;
   if v_mode <> 'fts' then
-    select dimension into v_dimension from memory_config where id;
-    if v_dimension is null then
+    select * into v_config from memory_config where id;
+    if v_config.dimension is null then
       raise exception 'vector search needs embeddings: none are configured' using errcode = 'OD422';
     end if;
+    -- vectors of two models are not comparable, even at one dimension: a service started before
+    -- `opsdesk memory reindex` moved memory to another model must not rank with its old one
+    if p_model is not null and p_model <> v_config.model then
+      raise exception 'the query was embedded with %, but memory is embedded with %', p_model, v_config.model
+        using errcode = 'OD409',
+              detail = jsonb_build_object('query_model', p_model, 'model', v_config.model)::text;
+    end if;
     if p_embedding is null or jsonb_typeof(p_embedding) <> 'array'
-       or jsonb_array_length(p_embedding) <> v_dimension then
-      raise exception 'the query embedding must be an array of % numbers', v_dimension using errcode = 'OD422';
+       or jsonb_array_length(p_embedding) <> v_config.dimension then
+      raise exception 'the query embedding must be an array of % numbers', v_config.dimension
+        using errcode = 'OD422';
     end if;
     v_vector := (p_embedding::text)::vector;
     perform set_config('hnsw.ef_search', least(greatest(coalesce(p_ef_search, 40), v_candidates), 1000)::text,
                        true);
   end if;
 
-  -- The newest matches, one more than are ranked (to know whether there were more). A rare word
-  -- is a bitmap scan of the GIN index and a sort of its few rows; a very common one a backward
-  -- scan of memory_occurred that stops early: the planner picks by the words' statistics.
-  with recent as materialized (
-    select m.id, m.fts, m.occurred_at
-      from memory m
-     where v_mode <> 'vector' and numnode(v_tsq) > 0 and m.fts @@ v_tsq
-       and (v_kinds is null or m.kind = any (v_kinds))
-       and (p_since is null or m.occurred_at >= p_since)
-     order by m.occurred_at desc
-     limit p_fts_rank_limit + 1
-  ), fts as materialized (
-    select r.id, ts_rank(r.fts, v_tsq, 1) as score
-      from (select id, fts from recent order by occurred_at desc limit p_fts_rank_limit) r
-     order by score desc, r.id
-     limit v_candidates
+  if v_mode <> 'vector' and numnode(v_tsq) > 0 then
+    if p_fts_rank_limit is null then
+      v_newest := null;  -- rank every match
+      v_strategy := 'all';
+    else
+      v_strategy := 'newest';
+      -- the pilot: the newest rows, each tested (ts_match_vq is @@ in a form no index serves)
+      select coalesce(array_agg(r.id order by r.occurred_at desc, r.id) filter (where r.hit), '{}'), count(*)
+        into v_newest, v_seen
+        from (select m.id, m.occurred_at, ts_match_vq(m.fts, v_tsq) as hit
+                from memory m
+               where (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                 and (p_since is null or m.occurred_at >= p_since)
+               order by m.occurred_at desc
+               limit v_pilot) r;
+      if cardinality(v_newest) >= v_want then
+        v_limited := true;
+      elsif v_seen = v_pilot then
+        -- more rows than the pilot read: price reading on (want / share rows) against fetching
+        -- every match through GIN (share x rows), taking half a match for none
+        v_share := greatest(cardinality(v_newest), 0.5) / v_seen;
+        v_rows := greatest((select c.reltuples from pg_class c where c.oid = 'public.memory'::regclass), v_seen);
+        v_newest := null;
+        if v_want / v_share < v_share * v_rows then
+          v_strategy := 'scan';
+          select coalesce(array_agg(r.id order by r.occurred_at desc, r.id), '{}') into v_newest
+            from (select s.id, s.occurred_at
+                    from (select m.id, m.fts, m.occurred_at
+                            from memory m
+                           where (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                             and (p_since is null or m.occurred_at >= p_since)
+                           order by m.occurred_at desc
+                           limit least(4 * v_want / v_share, 2e9)::integer) s
+                   where ts_match_vq(s.fts, v_tsq)
+                   order by s.occurred_at desc
+                   limit v_want) r;
+          if cardinality(v_newest) >= v_want then
+            v_limited := true;
+          else
+            v_newest := null;  -- the matches are older than the share promised: fetch them all
+          end if;
+        end if;
+        if v_newest is null then
+          -- bitmap scans only: the GIN index, not a walk down the time index with every row tested
+          v_strategy := 'index';
+          perform set_config('enable_indexscan', 'off', true);
+          select coalesce(array_agg(r.id order by r.occurred_at desc, r.id), '{}') into v_newest
+            from (select m.id, m.occurred_at
+                    from memory m
+                   where m.fts @@ v_tsq
+                     and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                     and (p_since is null or m.occurred_at >= p_since)
+                   order by m.occurred_at desc
+                   limit v_want) r;
+          perform set_config('enable_indexscan', v_indexscan, true);
+          v_limited := cardinality(v_newest) >= v_want;
+        end if;
+      end if;
+      v_newest := v_newest[1:p_fts_rank_limit];
+    end if;
+    select coalesce(array_agg(r.id order by r.score desc, r.id), '{}'),
+           coalesce(array_agg(r.score order by r.score desc, r.id), '{}')
+      into v_fts_ids, v_fts_scores
+      from (select m.id, ts_rank(m.fts, v_tsq, 1) as score
+              from memory m
+             where (v_newest is not null and m.id = any (v_newest))
+                or (v_newest is null and m.fts @@ v_tsq
+                    and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                    and (p_since is null or m.occurred_at >= p_since))
+             order by score desc, m.id
+             limit v_candidates) r;
+  end if;
+
+  with fts_ranked as (
+    select f.id, f.score, f.rank from unnest(v_fts_ids, v_fts_scores) with ordinality as f(id, score, rank)
   ), vec as materialized (
     select m.id, m.embedding <=> v_vector as distance
       from memory m
      where v_mode <> 'fts' and m.embedding is not null
-       and (v_kinds is null or m.kind = any (v_kinds))
+       and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
        and (p_since is null or m.occurred_at >= p_since)
      order by m.embedding <=> v_vector
      limit v_candidates
-  ), fts_ranked as (
-    select id, score, row_number() over (order by score desc, id) as rank from fts
   ), vec_ranked as (
     select id, distance, row_number() over (order by distance, id) as rank from vec
   ), fused as (
@@ -1826,8 +1938,9 @@ begin
   select jsonb_build_object(
     'mode', v_mode,
     'fts_query', v_tsq::text,
-    'fts_limited', (select count(*) from recent) > p_fts_rank_limit,
-    'fts_candidates', (select count(*) from fts),
+    'fts_limited', v_limited,
+    'fts_strategy', v_strategy,
+    'fts_candidates', cardinality(v_fts_ids),
     'vector_candidates', (select count(*) from vec),
     'results', coalesce(jsonb_agg(
       jsonb_build_object(

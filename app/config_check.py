@@ -68,8 +68,9 @@ PARTS: tuple[Part, ...] = (
          required=("discord_webhook_url",)),
     # the provider validator requires VOYAGE_API_KEY / OPENAI_API_KEY for the provider chosen
     Part("memory", ("embeddings_provider", "embeddings_model", "embeddings_dimension", "embeddings_batch_size",
-                    "embeddings_max_chars", "embeddings_timeout_seconds", "voyage_api_key", "voyage_base_url",
-                    "openai_api_key", "openai_base_url", "memory_search_candidates", "memory_rrf_k",
+                    "embeddings_max_chars", "embeddings_timeout_seconds", "embeddings_query_timeout_seconds",
+                    "voyage_api_key", "voyage_base_url", "openai_api_key", "openai_base_url",
+                    "memory_search_candidates", "memory_rrf_k",
                     "memory_fts_weight", "memory_vector_weight", "memory_hnsw_ef_search", "memory_fts_rank_limit",
                     "memory_embed_interval_seconds", "memory_vector_index_kinds", "memory_retention_days",
                     "audit_retention_days", "memory_archive_dir"), always_on=True),

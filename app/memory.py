@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from app.database import Database
-from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput
+from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
 from app.settings import Settings
 from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
 
@@ -84,7 +84,8 @@ class TicketMemory(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=1000)
+    # no control characters: PostgreSQL cannot hold a NUL, and none belongs in a search
+    query: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
     mode: SearchMode | None = None  # None: hybrid
     kinds: list[Kind] = Field(default_factory=list, max_length=20)
     since: datetime | None = None
@@ -116,6 +117,9 @@ class SearchAnswer(BaseModel):
     embeddings: str | None  # the model of the query vector, None when none was used
     fts_query: str  # the tsquery the words became ('' when they are all stop words)
     fts_limited: bool  # so many rows matched that only the most recent MEMORY_FTS_RANK_LIMIT were ranked
+    # how full text found its matches: newest rows sufficed, scan (read on newest first), index
+    # (GIN), all (every match ranked); None when it did not run (schema.sql, search_memory)
+    fts_strategy: Literal["newest", "scan", "index", "all"] | None = None
     fts_candidates: int
     vector_candidates: int
     notices: list[str]
@@ -196,7 +200,8 @@ class MemoryStore:
                   *([f"Status: {ticket.status}"] if ticket.status else [])]
         return self.upsert([MemoryItem(
             kind="ticket", source=ticket.source, source_id=ticket.id, title=ticket.subject,
-            content="\n".join(header) + "\n\n" + ticket.body,
+            # the requester's text may fill a row by itself: the header comes first, the body is clipped
+            content=("\n".join(header) + "\n\n" + ticket.body.replace("\x00", ""))[:MAX_CONTENT_CHARS],
             metadata={key: value for key, value in {"requester": ticket.requester, "status": ticket.status,
                                                     "url": ticket.url}.items() if value},
             occurred_at=ticket.created_at,
@@ -273,43 +278,63 @@ class MemoryStore:
         notices: list[str] = []
         embedding: list[float] | None = None
         if requested != "fts":
-            embedding, failure = self._query_vector(request.query)
+            embedding, failure, error = self._query_vector(request.query)
             if embedding is None:
                 if requested == "vector":
+                    if error is not None:  # the provider failed (502/503), not the request
+                        raise error
                     raise VectorSearchUnavailable(f"vector search is unavailable: {failure}",
                                                   details={"mode": "vector"})
                 used = "fts"
                 notices.append(f"full-text results only: {failure}")
-        raw = self.db.call(
-            "search_memory", query=request.query, mode=used, embedding=embedding,
-            kinds=request.kinds or None, since=request.since, limit=request.limit,
-            candidates=self.settings.memory_search_candidates, fts_weight=self.settings.memory_fts_weight,
-            vector_weight=self.settings.memory_vector_weight, rrf_k=self.settings.memory_rrf_k,
-            ef_search=self.settings.memory_hnsw_ef_search, fts_rank_limit=self.settings.memory_fts_rank_limit,
-            include_content=request.include_content,
-        )
+        try:
+            raw = self._search(request, used, embedding)
+        except Conflict as exc:
+            # memory was re-embedded with another model since this process started: its query
+            # vectors mean nothing there any more
+            failure = (f"memory is now embedded with {exc.details.get('model')}, this process embeds queries "
+                       f"with {exc.details.get('query_model')}: restart it")
+            if requested == "vector":
+                raise EmbeddingsMismatch(f"vector search is unavailable: {failure}", details=exc.details) from exc
+            log.warning("memory search: %s", failure)
+            used, embedding = "fts", None
+            notices.append(f"full-text results only: {failure}")
+            raw = self._search(request, used, embedding)
         answer = SearchAnswer(
             query=request.query, mode=used, requested_mode=requested,
             embeddings=self.spec.name if embedding is not None and self.spec else None,
-            fts_query=raw["fts_query"], fts_limited=raw["fts_limited"], fts_candidates=raw["fts_candidates"],
+            fts_query=raw["fts_query"], fts_limited=raw["fts_limited"], fts_strategy=raw.get("fts_strategy"),
+            fts_candidates=raw["fts_candidates"],
             vector_candidates=raw["vector_candidates"], notices=notices,
             results=[SearchHit.model_validate(hit) for hit in raw["results"]],
         )
         answer.notices.extend(_result_notices(answer))
         return answer
 
-    def _query_vector(self, query: str) -> tuple[list[float] | None, str]:
+    def _search(self, request: SearchRequest, mode: SearchMode, embedding: list[float] | None) -> dict[str, Any]:
+        return self.db.call(
+            "search_memory", query=request.query, mode=mode, embedding=embedding,
+            kinds=request.kinds or None, since=request.since, limit=request.limit,
+            candidates=self.settings.memory_search_candidates, fts_weight=self.settings.memory_fts_weight,
+            vector_weight=self.settings.memory_vector_weight, rrf_k=self.settings.memory_rrf_k,
+            ef_search=self.settings.memory_hnsw_ef_search, fts_rank_limit=self.settings.memory_fts_rank_limit,
+            include_content=request.include_content,
+            model=self.spec.name if embedding is not None and self.spec is not None else None,
+        )
+
+    def _query_vector(self, query: str) -> tuple[list[float] | None, str, OpsdeskError | None]:
+        """The query's vector, or why there is none (and the provider's error, if it failed)."""
         if self.spec is None:
             return None, ("EMBEDDINGS_PROVIDER is none (install opsdesk[local], or configure voyage "
-                          "or openai, for vector search)")
+                          "or openai, for vector search)"), None
         try:
             embedder = self.embedder
             if embedder is None:
-                return None, "no embeddings provider"
-            return embedder.embed_query(query), ""
+                return None, "no embeddings provider", None
+            return embedder.embed_query(query), "", None
         except (IntegrationError, ConfigError) as exc:
             log.warning("memory search: query embedding failed: %s", exc.message)
-            return None, f"embedding the query failed ({exc.message})"
+            return None, f"embedding the query failed ({exc.message})", exc
 
 
 def _result_notices(answer: SearchAnswer) -> list[str]:

@@ -139,11 +139,16 @@ def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, so
     that finds no page at all while memory holds some forgets nothing unless `allow_empty`: that
     is far more often lost access than an emptied knowledge base."""
     pages = knowledge_base.read_kb()
+    # one odd page (a pasted dump, a NUL PostgreSQL cannot hold) must not stop the whole sync:
+    # its text is cleaned and clipped to what a row holds, and the row says so
     items = [MemoryItem(kind="kb_article", source=source, source_id=page.id, title=page.title[:1000],
-                        content=page.text if page.text.strip() else page.title,
-                        metadata={"url": page.url, "last_edited": page.last_edited.isoformat()},
+                        content=(text if text.strip() else page.title.replace("\x00", ""))[:MAX_CONTENT_CHARS],
+                        metadata={"url": page.url, "last_edited": page.last_edited.isoformat(),
+                                  **({"clipped_from_chars": len(text)} if len(text) > MAX_CONTENT_CHARS else {})},
                         occurred_at=page.last_edited)
-             for page in pages if page.text.strip() or page.title.strip()]
+             for page in pages
+             for text in [page.text.replace("\x00", "")]
+             if text.strip() or page.title.strip()]
     if not items and not allow_empty:
         held = int(store.db.call("count_memory_source", source=source)["rows"])
         if held:

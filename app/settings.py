@@ -202,12 +202,13 @@ class Settings(BaseSettings):
     embeddings_batch_size: int = Field(64, ge=1, le=1000)
     embeddings_max_chars: int = Field(8000, ge=100, le=200_000)  # per text; the rest is not embedded
     embeddings_timeout_seconds: float = Field(30.0, gt=0)
+    embeddings_query_timeout_seconds: float = Field(5.0, gt=0)  # a search's query: one try, then full text
     memory_search_candidates: int = Field(30, ge=1, le=1000)  # rows each method brings to the fusion
     memory_rrf_k: PositiveInt = 60
     memory_fts_weight: float = Field(1.0, ge=0)
     memory_vector_weight: float = Field(1.0, ge=0)
     memory_hnsw_ef_search: int = Field(100, ge=1, le=1000)
-    memory_fts_rank_limit: int = Field(1000, ge=100, le=10_000_000)  # more matches: rank the newest only
+    memory_fts_rank_limit: int = Field(200, ge=10, le=100_000)  # more matches: rank the newest only
     memory_embed_interval_seconds: float = Field(60.0, gt=0)
     # kinds often searched on their own get a partial HNSW index each (comma-separated)
     memory_vector_index_kinds: Annotated[list[str], NoDecode] = ["kb_article", "decision", "feedback", "ticket",

@@ -114,7 +114,8 @@ def make_embedder(
     base_url = settings.voyage_base_url if spec.provider == "voyage" else settings.openai_base_url
     return kind(spec, api_key=key.get_secret_value(), base_url=base_url,
                 batch_size=settings.embeddings_batch_size, max_chars=settings.embeddings_max_chars,
-                timeout=settings.embeddings_timeout_seconds, sleep=sleep, transport=transport)
+                timeout=settings.embeddings_timeout_seconds,
+                query_timeout=settings.embeddings_query_timeout_seconds, sleep=sleep, transport=transport)
 
 
 def _clip(text: str, max_chars: int) -> str:
@@ -193,6 +194,7 @@ class _HttpEmbedder(ABC):
         batch_size: int = 64,
         max_chars: int = 8000,
         timeout: float = 30.0,
+        query_timeout: float = 5.0,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
@@ -202,6 +204,7 @@ class _HttpEmbedder(ABC):
         self._batch_size = batch_size
         self._max_chars = max_chars
         self._sleep = sleep
+        self._query_timeout = query_timeout
         self._http = httpx.Client(
             base_url=base_url, timeout=timeout, transport=transport, follow_redirects=False,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "opsdesk"},
@@ -218,7 +221,10 @@ class _HttpEmbedder(ABC):
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
-        return self._embed([_clip(text, self._max_chars)], "query")[0]
+        # a person is waiting, and search falls back to full text: one short try, no retries
+        body = self._body([_clip(text, self._max_chars)], "query")
+        return call_with_retries(lambda: self._post(body, 1, timeout=self._query_timeout), breaker=self.breaker,
+                                 attempts=1, sleep=self._sleep)[0]
 
     def _batches(self, texts: list[str]) -> Iterator[list[str]]:
         batch: list[str] = []
@@ -236,9 +242,10 @@ class _HttpEmbedder(ABC):
         body = self._body(texts, input_type)
         return call_with_retries(lambda: self._post(body, len(texts)), breaker=self.breaker, sleep=self._sleep)
 
-    def _post(self, body: dict[str, Any], count: int) -> list[list[float]]:
+    def _post(self, body: dict[str, Any], count: int, *, timeout: float | None = None) -> list[list[float]]:
         try:
-            response = self._http.post("/embeddings", json=body)
+            response = self._http.post("/embeddings", json=body,
+                                       timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
         except httpx.TimeoutException as exc:
             raise TransientError(f"timed out ({type(exc).__name__})", system=self.system) from exc
         except httpx.TransportError as exc:

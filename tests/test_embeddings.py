@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,10 +62,11 @@ def opened() -> Iterator[list[Any]]:
 @pytest.fixture
 def voyage(server: FakeServer, opened: list[Any]) -> MakeVoyage:
     def make(*, dimension: int = 4, batch_size: int = 64, sleeps: list[float] | None = None,
-             breaker: CircuitBreaker | None = None) -> VoyageEmbedder:
+             breaker: CircuitBreaker | None = None, query_timeout: float = 5.0) -> VoyageEmbedder:
         client = VoyageEmbedder(EmbeddingSpec("voyage", "voyage-3.5", dimension), api_key=KEY,
                                 base_url=f"{server.url}/v1", batch_size=batch_size, max_chars=50,
-                                sleep=(sleeps if sleeps is not None else []).append, breaker=breaker)
+                                sleep=(sleeps if sleeps is not None else []).append, breaker=breaker,
+                                query_timeout=query_timeout)
         opened.append(client)
         return client
 
@@ -187,6 +189,18 @@ def test_retries_5xx_and_429_and_honours_retry_after(server: FakeServer, embedde
     assert embedder(sleeps=sleeps).embed_documents(["hi"])[0][0] == 2.0
     assert len(server.requests) == 3 and len(sleeps) == 2 and sleeps[1] == 2.0
 
+
+
+def test_a_search_query_gets_one_short_try(server: FakeServer, voyage: MakeVoyage) -> None:
+    server.responder = lambda request: Reply(503, {"detail": "busy"})
+    sleeps: list[float] = []
+    with pytest.raises(TransientError):
+        voyage(sleeps=sleeps).embed_query("hi")  # a person is waiting: full text answers instead
+    assert len(server.requests) == 1 and sleeps == []
+    # a server slower than the query's timeout (documents would wait the client's 30 s)
+    server.responder = lambda request: (time.sleep(1.0), vectors_for(request, 4))[1]
+    with pytest.raises(TransientError, match="timed out"):
+        voyage(query_timeout=0.2).embed_query("hi")
 
 
 def test_refusals_are_not_retried(server: FakeServer, embedder: MakeEmbedder) -> None:
