@@ -8,7 +8,9 @@ A draft is idempotent without help from Notion (which has no idempotency keys): 
 action's key in a rich-text property (NOTION_ID_PROPERTY), and every attempt first looks the key
 up. An attempt that failed after Notion may have created the page (a timeout, a 5xx, a crash)
 therefore finds that page on the next try and only appends the blocks it is missing, since the
-blocks are always written in order.
+blocks are always written in order. A data-source query can lag a page created moments before, so
+such a create is not retried in-process: it asks to be tried again after
+NOTION_CREATE_RECHECK_SECONDS, longer than any in-process wait, and the executor reschedules it.
 """
 
 from __future__ import annotations
@@ -105,6 +107,15 @@ def as_integration_error(exc: Exception) -> IntegrationError:
     return PermanentError(f"{type(exc).__name__}: {exc}", system=SYSTEM)
 
 
+def may_have_applied(exc: Exception) -> bool:
+    """Whether a failed write may still have been carried out: no answer, or a server error."""
+    if isinstance(exc, RequestTimeoutError):
+        return True
+    if isinstance(exc, HTTPResponseError):
+        return exc.status >= 500
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
 class NotionClient:
     def __init__(
         self,
@@ -180,31 +191,50 @@ class NotionClient:
         return BlogTarget(database_id=database_id, data_source_id=data_source_id,
                           status_type=types[s.notion_status_property])
 
-    def create_draft(self, target: BlogTarget, draft: BlogDraft, *, key: str) -> DraftPage:
-        """Create the draft page (or finish the one an earlier attempt created)."""
+    def create_draft(self, target: BlogTarget, draft: BlogDraft, *, key: str,
+                     heartbeat: Callable[[], None] | None = None) -> DraftPage:
+        """Create the draft page (or finish the one an earlier attempt created). `heartbeat` runs
+        before each request (the executor's lease renewal)."""
         blocks = body_blocks(draft.body)
         first = next(request_batches(blocks), [])
         made: list[Block] = []  # the page this call created, so a later try need not find it again
+        beat = heartbeat or (lambda: None)
 
         def attempt() -> DraftPage:
+            beat()
             page = made[0] if made else self._find_draft(target, key)
             if page is None:
-                page = self._once(lambda: self._client.pages.create(
-                    parent={"type": "data_source_id", "data_source_id": target.data_source_id},
-                    properties=self._draft_properties(target, draft, key),
-                    children=first,
-                ))
+                beat()
+                page = self._create_page(target, draft, key, first)
                 made.append(page)
                 present = len(first)
             else:
                 present = sum(1 for _ in self._children(page["id"], retried=False))
             for batch in request_batches(blocks[present:]):
+                beat()
                 self._once(partial(self._client.blocks.children.append, block_id=page["id"], children=batch))
             return DraftPage(page_id=page["id"], url=page.get("url") or "", created=bool(made), blocks=len(blocks))
 
         # retried as a whole: each attempt looks its page up again before writing anything
         return call_with_retries(attempt, breaker=self.breaker, attempts=self.settings.notion_max_attempts,
                                  sleep=self._sleep)
+
+    def _create_page(self, target: BlogTarget, draft: BlogDraft, key: str, children: list[Block]) -> Block:
+        try:
+            return self._client.pages.create(
+                parent={"type": "data_source_id", "data_source_id": target.data_source_id},
+                properties=self._draft_properties(target, draft, key),
+                children=children,
+            )
+        except (NotionClientErrorBase, httpx.HTTPError) as exc:
+            if not may_have_applied(exc):
+                raise as_integration_error(exc) from exc
+            wait = self.settings.notion_create_recheck_seconds
+            why = as_integration_error(exc).message.removeprefix(f"{SYSTEM}: ")
+            raise TransientError(
+                f"creating the page failed ({why}); it may have been created, "
+                f"so the next attempt first looks for it (in {wait:g} s, once the data source shows it)",
+                system=SYSTEM, retry_after=wait, details={"may_have_applied": True}) from exc
 
     def _draft_properties(self, target: BlogTarget, draft: BlogDraft, key: str) -> Block:
         s = self.settings
