@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     notion_kb_database_id: str | None = None
     notion_timeout_seconds: float = Field(30.0, gt=0)
     notion_max_attempts: PositiveInt = 3
+    # after a page create that may have reached Notion, wait this long (a data-source query lags a
+    # new page) before looking for it; above the 30 s in-process wait, so the executor reschedules
+    notion_create_recheck_seconds: float = Field(60.0, gt=30)
     notion_title_property: str = Field("Name", min_length=1)
     notion_tags_property: str = Field("Tags", min_length=1)
     notion_status_property: str = Field("Status", min_length=1)
