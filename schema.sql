@@ -40,6 +40,27 @@ $$;
 create or replace function schema_version() returns jsonb
 language sql immutable as $$ select to_jsonb(1) $$;
 
+-- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
+-- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
+-- which a CLI command must not take on the tables of a running service.
+create table if not exists schema_applied (
+  id         boolean primary key default true check (id),
+  sha256     text not null,
+  applied_at timestamptz not null
+);
+
+create or replace function applied_schema() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select to_jsonb(s) - 'id' from schema_applied s where s.id
+$$;
+
+create or replace function record_schema_applied(p_sha256 text) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  insert into schema_applied (id, sha256, applied_at) values (true, p_sha256, now())
+  on conflict (id) do update set sha256 = excluded.sha256, applied_at = excluded.applied_at
+  returning to_jsonb(schema_applied) - 'id'
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Actions: what an agent (or an outside caller) wants done, its risk, its decision, its run.
 -- ---------------------------------------------------------------------------------------------
@@ -3482,7 +3503,7 @@ declare
   v_fn regprocedure;
   v_supabase boolean := exists (select 1 from pg_roles where rolname = 'service_role');
 begin
-  foreach v_table in array array['clock_offset', 'actions', 'audit_log', 'notes', 'approval_pin_failures',
+  foreach v_table in array array['clock_offset', 'schema_applied', 'actions', 'audit_log', 'notes', 'approval_pin_failures',
                                         'discord_notifications', 'discord_messages',
                                         'llm_calls', 'llm_model_resolution',
                                         'hubspot_webhook_deliveries', 'hubspot_events',

@@ -7,6 +7,7 @@ that folder (the service and CLI commands) and stops when the last of them exits
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from collections.abc import Iterator
@@ -39,8 +40,32 @@ def start_embedded(data_dir: Path) -> Any:
         raise DatabaseError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
 
 
-def apply_schema(transport: PostgresTransport) -> None:
-    transport.execute_script(schema_sql())
+def apply_schema(transport: PostgresTransport, script: str | None = None) -> None:
+    """Apply schema.sql (always: `opsdesk db init`) and record which text was applied."""
+    script = schema_sql() if script is None else script
+    transport.execute_script(script)
+    Database(transport).call("record_schema_applied", sha256=schema_digest(script))
+
+
+def schema_digest(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+def ensure_schema(transport: PostgresTransport, script: str | None = None) -> bool:
+    """Apply schema.sql only when this database has not had this exact text applied (a fresh
+    database, or an upgraded opsdesk). Returns whether it applied.
+
+    Applying takes ACCESS EXCLUSIVE locks; every CLI command opens the database, and must not
+    take them on the tables of the service running beside it."""
+    script = schema_sql() if script is None else script
+    try:
+        applied = Database(transport).call("applied_schema")
+    except DatabaseError:  # a fresh database, or one from before the fingerprint existed
+        applied = None
+    if applied is not None and applied.get("sha256") == schema_digest(script):
+        return False
+    apply_schema(transport, script)
+    return True
 
 
 @contextmanager
@@ -49,10 +74,11 @@ def open_database(
 ) -> Iterator[Database]:
     """Open the configured database for the life of the block.
 
-    The embedded database always gets schema.sql applied (it is ours alone); an outside database
-    only with `init_schema` (`opsdesk db init`), otherwise its schema version is checked. Then
-    the embeddings provider is checked against the model memory was embedded with (app.memory);
-    only `opsdesk memory reindex`, which changes that model, opens without `check_memory`.
+    The embedded database gets schema.sql applied when it is fresh or the file changed (it is ours
+    alone); an outside database only with `init_schema` (`opsdesk db init`, which always applies),
+    otherwise its schema version is checked. Then the embeddings provider is checked against the
+    model memory was embedded with (app.memory); only `opsdesk memory reindex`, which changes that
+    model, opens without `check_memory`.
     """
     server = None
     mode = settings.database_mode
@@ -72,7 +98,6 @@ def open_database(
         if mode == "embedded":
             server = start_embedded(settings.data_dir)
             dsn = server.get_uri()
-            init_schema = True
         else:
             assert settings.database_url is not None
             dsn = settings.database_url.get_secret_value()
@@ -86,6 +111,8 @@ def open_database(
             raise
         if init_schema:
             apply_schema(transport)
+        elif mode == "embedded":
+            ensure_schema(transport)
     db = Database(transport)
     try:
         db.check_schema()

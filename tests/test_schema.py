@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from app import database_setup
 from app.database import schema_sql
+from tests.conftest import make_settings
 
 
 def test_applies_twice_without_error(sql: psycopg.Connection) -> None:
@@ -81,3 +85,47 @@ def test_supabase_roles_read_nothing_and_only_service_role_runs_functions(
 
 def test_public_cannot_execute_opsdesk_functions_on_plain_postgres(sql: psycopg.Connection) -> None:
     assert not sql.execute("select has_function_privilege('public', 'health()', 'execute')").fetchone()[0]
+
+
+class _Embedded:
+    """Stands in for the embedded server's process: opens the test's own database."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def get_uri(self) -> str:
+        return self.uri
+
+    def cleanup(self) -> None:
+        pass
+
+
+def _stamps(sql: psycopg.Connection) -> tuple[str, str, str]:
+    """What applying schema.sql rewrites: a function's catalogue row, and the fingerprint row."""
+    return sql.execute("select (select xmin::text from pg_proc where proname = 'decide_action'), "
+                       "(select xmin::text from schema_applied), (select sha256 from schema_applied)").fetchone()
+
+
+def test_the_embedded_database_gets_schema_sql_only_when_it_is_new_or_changed(
+    database_url: str, sql: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(database_setup, "start_embedded", lambda _: _Embedded(database_url))
+    settings = make_settings(opsdesk_data_dir=tmp_path)
+    assert settings.database_mode == "embedded"
+    with database_setup.open_database(settings, check_memory=False):
+        pass  # the template was made without a fingerprint: applied, and recorded
+    applied = _stamps(sql)
+    assert applied[2] == hashlib.sha256(schema_sql().encode()).hexdigest()
+    with database_setup.open_database(settings, check_memory=False):  # a CLI command beside the service
+        pass
+    assert _stamps(sql) == applied  # not applied again: no ACCESS EXCLUSIVE lock on the service's tables
+
+    changed = schema_sql() + "\n-- an upgraded opsdesk\n"
+    monkeypatch.setattr(database_setup, "schema_sql", lambda: changed)
+    with database_setup.open_database(settings, check_memory=False):
+        pass
+    upgraded = _stamps(sql)
+    assert upgraded[0] != applied[0] and upgraded[2] == hashlib.sha256(changed.encode()).hexdigest()
+    with database_setup.open_database(settings, init_schema=True, check_memory=False):  # `opsdesk db init`
+        pass
+    assert _stamps(sql)[0] != upgraded[0]  # always applies
