@@ -3534,6 +3534,8 @@ begin
 
   if v_supabase then
     revoke update, delete, truncate on table public.audit_log from service_role;
+    -- the clock offset is a test hook that moves db_now() for everything: only the owner moves it
+    revoke insert, update, delete, truncate on table public.clock_offset from service_role;
   end if;
 end
 $$;

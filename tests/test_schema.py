@@ -87,6 +87,20 @@ def test_public_cannot_execute_opsdesk_functions_on_plain_postgres(sql: psycopg.
     assert not sql.execute("select has_function_privilege('public', 'health()', 'execute')").fetchone()[0]
 
 
+def test_service_role_reads_the_test_clock_but_cannot_move_it(supabase_like: psycopg.Connection) -> None:
+    conn = supabase_like
+    assert conn.execute("select has_table_privilege('service_role', 'clock_offset', 'select')").fetchone()[0]
+    for privilege in ("insert", "update", "delete", "truncate"):
+        assert not conn.execute("select has_table_privilege('service_role', 'clock_offset', %s)",
+                                (privilege,)).fetchone()[0], privilege
+    with conn.transaction():
+        conn.execute("set local role service_role")
+        assert conn.execute("select health()->'now'").fetchone()[0]  # db_now() still reads it
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("update clock_offset set offset_interval = '1 day'")
+    conn.execute("update clock_offset set offset_interval = '1 second'")  # the owner (tests) still can
+
+
 class _Embedded:
     """Stands in for the embedded server's process: opens the test's own database."""
 
