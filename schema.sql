@@ -175,6 +175,11 @@ $$;
 create or replace function raise_decided(a actions) returns void
 language plpgsql as $$
 begin
+  -- expired is gone (410, as before the sweep), not decided by someone (409): DESIGN.md's contract
+  if a.status = 'expired' then
+    raise exception 'action % expired at % without a decision', a.id, a.expires_at using errcode = 'OD410',
+      detail = jsonb_build_object('status', 'expired', 'expires_at', a.expires_at)::text;
+  end if;
   raise exception 'action % is already %: decided by % at %', a.id, a.status,
       coalesce(a.decided_by, 'the system'), coalesce(a.decided_at, a.updated_at)
     using errcode = 'OD409',

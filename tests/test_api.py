@@ -12,7 +12,7 @@ import pytest
 from app.api import create_app
 from app.database import Database
 from app.settings import Settings
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, advance_clock
 from tests.live_server import serve
 
 ACTION: dict[str, Any] = {
@@ -142,6 +142,19 @@ def test_database_outage_degrades_healthz(settings: Settings, db: Database) -> N
         response = httpx.get(f"{url}/healthz", timeout=30)
     assert response.status_code == 503
     assert response.json()["status"] == "degraded" and not response.json()["database"]["ok"]
+
+
+def test_an_expired_action_is_410_before_and_after_the_sweep(api: httpx.Client, db: Database,
+                                                              sql: psycopg.Connection) -> None:
+    created = api.post("/actions", json=ACTION).json()
+    advance_clock(sql, 73 * 3600)
+    decision = {"decision": "approve", "decided_by": "ann"}
+    before = api.post(f"/approvals/{created['id']}/decision", json=decision)
+    assert before.status_code == 410 and before.json()["error"]["code"] == "expired"
+    db.call("expire_pending", actor="expiry", limit=10)
+    after = api.post(f"/approvals/{created['id']}/decision", json=decision)
+    assert after.status_code == 410 and after.json()["error"]["code"] == "expired"
+    assert after.json()["error"]["details"]["status"] == "expired"
 
 
 def test_openapi_is_served(api: httpx.Client) -> None:

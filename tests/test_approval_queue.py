@@ -178,8 +178,11 @@ def test_expired_approvals_are_refused_then_swept(queue: ApprovalQueue, sql: psy
     assert queue.expire_due() == [str(action.id)]
     assert queue.expire_due() == []
     assert audit_rows(sql, action.id)[-1] == ("expiry", "expired", "pending", "expired", "approval time ran out")
-    with pytest.raises(Conflict):
+    with pytest.raises(Gone, match="expired") as swept:  # still 410 once swept: expired, not decided by someone
         queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann")
+    assert swept.value.details["status"] == "expired"
+    with pytest.raises(Gone):
+        queue.cancel(action.id, actor="ann", reason="too late anyway")
 
 
 def test_unknown_action_is_not_found(queue: ApprovalQueue) -> None:
