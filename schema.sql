@@ -242,9 +242,13 @@ begin
 end
 $$;
 
+-- p_expected_round: the expiry (whole unix seconds) of the pending round the decider looked at,
+-- as links carry it. An action sent back to pending gets a new one, so a decision read from the
+-- earlier round is refused here, under the row lock, not only by a check made before the call.
+drop function if exists decide_action(uuid, text, text, text, jsonb, text, text);
 create or replace function decide_action(
   p_id uuid, p_decision text, p_actor text, p_reason text, p_modifications jsonb,
-  p_expected_hash text, p_request_id text
+  p_expected_hash text, p_request_id text, p_expected_round bigint default null
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
@@ -281,6 +285,11 @@ begin
   if p_expected_hash is not null and p_expected_hash <> a.draft_hash then
     raise exception 'the draft of action % changed after this link was issued', a.id
       using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'draft_changed')::text;
+  end if;
+  if p_expected_round is not null
+     and p_expected_round <> coalesce(floor(extract(epoch from a.expires_at))::bigint, 0) then
+    raise exception 'action % was reopened after this decision''s page was read', a.id
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'reopened')::text;
   end if;
 
   if p_decision = 'reject' then

@@ -22,7 +22,7 @@ from app.database import Database
 from app.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized
 from app.inbox_pages import InboxPages
 from app.memory_api import router as memory_router
-from app.models import ActionPage, ActionRecord, ActionRequest, DecisionRequest, Status, SubmitResult, Tier
+from app.models import ActionPage, ActionRecord, ActionRequest, ApiDecisionRequest, Status, SubmitResult, Tier
 from app.reports_api import router as reports_router
 from app.review_pages import ReviewPages
 from app.settings import Settings
@@ -97,7 +97,7 @@ LinkToken = Annotated[str, Query(min_length=1, max_length=4000, description="the
 
 # The decision endpoint takes either body; FastAPI cannot declare two, so the schema is given here.
 _DECISION_BODIES = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": DecisionRequest.model_json_schema()},
+    "application/json": {"schema": ApiDecisionRequest.model_json_schema()},
     "application/x-www-form-urlencoded": {"schema": {
         "type": "object", "required": ["t", "decision", "reviewer"],
         "properties": {"t": {"type": "string"}, "decision": {"enum": ["approve", "modify", "reject"]},
@@ -227,12 +227,14 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             return await run_in_threadpool(review.decide, request, action_id, form)
         require_token(authorization)
         try:
-            decision = DecisionRequest.model_validate_json(await request.body())
+            decision = ApiDecisionRequest.model_validate_json(await request.body())
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
         if not decision.decided_by:
             raise InvalidInput("decided_by is required: say who decides")
-        record = await run_in_threadpool(queue.decide, action_id, decision, actor=decision.decided_by,
+        # the name is the caller's word; the audit shows it came with the API token
+        record = await run_in_threadpool(queue.decide_with_pin, action_id, decision,
+                                         actor=f"api:{decision.decided_by}", pin=decision.pin,
                                          request_id=request_id_of(request))
         return JSONResponse(record.model_dump(mode="json"))
 

@@ -5,6 +5,7 @@ Every state change is one SQL function; this module validates at the edge and ca
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from uuid import UUID
 
 from app.action_kinds import ActionKind, kind_registry, lookup
 from app.database import Database
-from app.errors import InvalidInput, NotFound
+from app.errors import Forbidden, InvalidInput, NotFound
 from app.models import (
     ActionPage,
     ActionRecord,
@@ -27,6 +28,12 @@ from app.models import (
 )
 from app.risk_policy import RiskThresholds, assess
 from app.settings import Settings
+
+
+def round_of(expires_at: datetime | None) -> int:
+    """Which pending round of an action this is: its expiry in whole seconds, as links carry it.
+    An action sent back to pending gets a new expiry, so a new round."""
+    return int(expires_at.timestamp()) if expires_at else 0
 
 
 def submit_result(row: Mapping[str, Any]) -> SubmitResult:
@@ -54,7 +61,7 @@ class ApprovalQueue:
         kind = lookup(self.kinds, request.kind)
         payload = kind.validate_payload(request.payload)
         impact = kind.enforce(kind.impact_for(payload, request.impact))
-        assessment = assess(impact, self.thresholds, request.suggested_tier)
+        assessment = assess(impact, self.thresholds, request.suggested_tier, request.flags)
         metadata = request.metadata.model_dump(mode="json", exclude_none=True)
         if request.suggested_tier is not None:
             metadata["suggested_tier"] = request.suggested_tier.value
@@ -89,7 +96,11 @@ class ApprovalQueue:
         actor: str,
         request_id: str | None = None,
         expected_hash: str | None = None,
+        expected_round: int | None = None,
     ) -> ActionRecord:
+        """`actor` is who decides, as the channel vouches for it (a link's reviewer, `api:<name>`,
+        `cli:<name>`); `expected_round` binds the decision to the pending round the decider saw
+        (`round_of` its expiry), atomically in `decide_action`."""
         modifications = None
         if request.decision == "modify":
             current = self.get(action_id)
@@ -100,13 +111,48 @@ class ApprovalQueue:
             "decide_action",
             id=action_id,
             decision=request.decision,
-            actor=request.decided_by or actor,
+            actor=actor,
             reason=request.reason,
             modifications=modifications,
             expected_hash=expected_hash,
             request_id=request_id,
+            expected_round=expected_round,
         )
         return ActionRecord.model_validate(row)
+
+    def decide_with_pin(
+        self,
+        action_id: UUID,
+        request: DecisionRequest,
+        *,
+        actor: str,
+        pin: str | None,
+        request_id: str | None = None,
+        terminal: bool = False,
+    ) -> ActionRecord:
+        """A decision from the API token or the terminal: approving a CRITICAL action needs the
+        approval PIN when one is set, counted against the same limit as the review page.
+
+        The terminal (`terminal=True`) is where a link locked by wrong PINs can still be approved,
+        as the review page tells: its user holds the database credentials, so a lock would protect
+        nothing there. A wrong PIN is still refused, counted and audited."""
+        current = ActionRecord.model_validate(self.get(action_id))
+        if request.decision != "reject" and current.status is Status.PENDING and self.pin_required(current):
+            if terminal:
+                if not self.pin_matches(pin):
+                    self.pin_try(action_id, correct=False, actor=actor, request_id=request_id)
+                    raise Forbidden("wrong or missing approval PIN: CRITICAL actions need it; nothing was decided")
+            else:
+                attempt = self.pin_try(action_id, correct=self.pin_matches(pin), actor=actor, request_id=request_id)
+                if not attempt.allowed:
+                    raise Forbidden(
+                        "approval is locked after too many wrong PINs; nothing was decided" if attempt.locked
+                        else f"wrong or missing approval PIN: CRITICAL actions need it; nothing was decided "
+                             f"({attempt.remaining} tries left)",
+                        details={"locked": attempt.locked, "remaining": attempt.remaining})
+        # bound to the round whose tier was just checked: reopened since (as CRITICAL, say), it is refused
+        return self.decide(action_id, request, actor=actor, request_id=request_id,
+                           expected_round=round_of(current.expires_at))
 
     def _checked_modifications(self, current: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
         if not edits:
@@ -152,6 +198,15 @@ class ApprovalQueue:
 
     def review_state(self, action_id: UUID) -> ReviewState:
         return ReviewState.model_validate(self.db.call("approval_review", id=action_id))
+
+    def pin_required(self, action: ActionRecord) -> bool:
+        """DESIGN.md: approving a CRITICAL action requires the approval PIN, if one is set."""
+        return self.settings.approval_pin is not None and action.risk_level is Tier.CRITICAL
+
+    def pin_matches(self, pin: str | None) -> bool:
+        expected = self.settings.approval_pin
+        assert expected is not None
+        return hmac.compare_digest((pin or "").strip().encode(), expected.get_secret_value().strip().encode())
 
     def pin_try(self, action_id: UUID, *, correct: bool, actor: str, request_id: str | None = None) -> PinTry:
         """Count one approval-PIN entry (the caller compared it); says whether to go ahead."""

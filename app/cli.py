@@ -28,7 +28,7 @@ from app.executor import Executor
 from app.local_secrets import with_local_secrets
 from app.log_setup import configure_logging
 from app.memory_cli import memory_app
-from app.models import ActionRequest, DecisionRequest, Status, Tier
+from app.models import ActionRecord, ActionRequest, DecisionRequest, Status, Tier
 from app.schedule_cli import jobs_command, report_command
 from app.settings import Settings
 
@@ -79,7 +79,8 @@ def _database(*, init_schema: bool = False) -> Iterator[tuple[Settings, Database
 
 
 def _actor(name: str | None) -> str:
-    return name or f"cli:{getpass.getuser()}"
+    """Who acts, marked as coming from the terminal (as the API marks its callers `api:`)."""
+    return f"cli:{name or getpass.getuser()}"
 
 
 def _print_json(value: Any) -> None:
@@ -177,16 +178,22 @@ def _edits(pairs: list[str]) -> dict[str, Any]:
 @approvals_app.command("approve")
 def approvals_approve(
     action_id: UUID,
-    as_: Annotated[str | None, typer.Option("--as", help="Your name for the audit (default: cli:<user>)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="Your name for the audit, recorded as cli:<name> "
+                                            "(default: your user name)")] = None,
     note: Annotated[str | None, typer.Option(help="A note kept with the decision")] = None,
     edit: Annotated[list[str] | None, typer.Option(help="FIELD=VALUE; edit before approving")] = None,
+    pin: Annotated[str | None, typer.Option(help="The approval PIN, for a CRITICAL action when APPROVAL_PIN is "
+                                            "set (asked for on a terminal when needed)")] = None,
 ) -> None:
     """Approve a pending action (with --edit: modify, then approve)."""
     edits = _edits(edit or [])
     decision = DecisionRequest(decision="modify" if edits else "approve", reason=note,
                                modifications=edits or None)
     with _database() as (settings, db):
-        record = ApprovalQueue(db, settings).decide(action_id, decision, actor=_actor(as_))
+        queue = ApprovalQueue(db, settings)
+        if pin is None and sys.stdin.isatty() and queue.pin_required(ActionRecord.model_validate(queue.get(action_id))):
+            pin = typer.prompt("Approval PIN", hide_input=True)
+        record = queue.decide_with_pin(action_id, decision, actor=_actor(as_), pin=pin, terminal=True)
     console.print(f"[green]{record.decision}[/green] {record.id} by {record.decided_by}")
 
 

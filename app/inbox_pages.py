@@ -20,6 +20,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from app.approval_queue import round_of
 from app.draft_view import Reach, reach
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from app.models import ActionRecord, DecisionRequest, Status, Tier
@@ -69,10 +70,6 @@ class ItemResult:
     id: UUID
     summary: str
     text: str
-
-
-def round_of(expires_at: datetime | None) -> int:
-    return int(expires_at.timestamp()) if expires_at else 0
 
 
 class InboxPages(LinkPages):
@@ -152,10 +149,11 @@ class InboxPages(LinkPages):
         decision = DecisionRequest(decision=posted.decision, reason=posted.reason, decided_by=posted.reviewer)
         try:
             record = self.queue.decide(item.id, decision, actor=posted.reviewer, request_id=request_id,
-                                       expected_hash=item.draft_hash)
+                                       expected_hash=item.draft_hash, expected_round=item.round)
         except Conflict as exc:
-            changed = exc.details.get("reason") == "draft_changed"
-            text = "the draft changed since this page was loaded; look again" if changed else exc.message
+            text = {"draft_changed": "the draft changed since this page was loaded; look again",
+                    "reopened": "reopened since this page was loaded; look again"}.get(exc.details.get("reason"),
+                                                                                       exc.message)
             return False, ItemResult(item.id, action.summary, text)
         except (Gone, InvalidInput, NotFound) as exc:
             return False, ItemResult(item.id, action.summary, exc.message)

@@ -98,6 +98,13 @@ class DecisionRequest(BaseModel):
     decided_by: str | None = Field(None, min_length=1, max_length=200)
 
 
+class ApiDecisionRequest(DecisionRequest):
+    """A decision over the Bearer API. Approving a CRITICAL action needs `pin` when APPROVAL_PIN is
+    set; it is compared and counted, never stored."""
+
+    pin: str | None = Field(None, max_length=200, repr=False)
+
+
 class ActionRecord(BaseModel):
     """An action as the database returns it (attempt tokens never leave the database layer)."""
 

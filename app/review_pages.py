@@ -12,7 +12,6 @@ is checked against the same rule.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from app.approval_links import LinkClaims, Purpose
 from app.draft_view import change_rows, draft_view, reach, shown
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from app.models import ActionRecord, DecisionRequest, ReviewState, Status, Tier
+from app.models import ActionRecord, DecisionRequest, ReviewState, Status
 from app.web_pages import LinkPages, ReviewerName, multiline, outcome
 
 Decision = Literal["approve", "modify", "reject"]
@@ -119,7 +118,7 @@ class ReviewPages(LinkPages):
                      edits=edits)
 
     def _pin_needed(self, action: ActionRecord) -> bool:
-        return self.settings.approval_pin is not None and action.risk_level is Tier.CRITICAL
+        return self.queue.pin_required(action)
 
     def _review(self, state: ReviewState, token: str, claims: LinkClaims, do: str | None,
                 *, reviewer: str) -> HTMLResponse:
@@ -179,8 +178,10 @@ class ReviewPages(LinkPages):
         decision = DecisionRequest(decision=kind, reason=posted.reason, decided_by=posted.reviewer,
                                    modifications=edits if kind == "modify" else None)
         try:
+            # the link's round and draft, checked again under the row lock: decided and sent back
+            # since this request read the action, the old link must not decide the new round
             self.queue.decide(action_id, decision, actor=posted.reviewer, request_id=request_id,
-                              expected_hash=action.draft_hash)
+                              expected_hash=action.draft_hash, expected_round=checked.e)
         except Conflict as exc:
             # someone decided first, or the draft changed between this page's read and the decision
             current = self.queue.review_state(action_id).action
@@ -199,19 +200,18 @@ class ReviewPages(LinkPages):
 
     def _check_pin(self, action: ActionRecord, posted: LinkDecisionForm, request_id: str | None,
                    back: str) -> HTMLResponse | None:
-        expected = self.settings.approval_pin
-        assert expected is not None
-        correct = hmac.compare_digest((posted.pin or "").strip().encode(), expected.get_secret_value().strip().encode())
-        attempt = self.queue.pin_try(action.id, correct=correct, actor=posted.reviewer, request_id=request_id)
+        attempt = self.queue.pin_try(action.id, correct=self.queue.pin_matches(posted.pin), actor=posted.reviewer,
+                                     request_id=request_id)
         if attempt.allowed:
             return None
         if attempt.locked:
             return self.pages.message(
                 "Approval by link is locked",
                 f"Too many wrong PINs ({self.settings.approval_pin_max_tries}): this CRITICAL action can no "
-                "longer be approved by link. Nothing was decided.", status_code=403, link=back,
+                "longer be approved by link or API token. Nothing was decided.", status_code=403, link=back,
                 notes=["It can still be rejected with the Review or Reject link. To approve it, use a "
-                       f"terminal: opsdesk approvals approve {action.id}", "The failed tries are in the audit log."])
+                       f"terminal: opsdesk approvals approve {action.id} (it asks for the PIN)",
+                       "The failed tries are in the audit log."])
         tries = "try" if attempt.remaining == 1 else "tries"
         return self.pages.message("Wrong PIN", f"That approval PIN is wrong; nothing was decided. "
                                   f"{attempt.remaining} {tries} left before approval by link is locked.",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 from app.api import create_app
 from app.database import Database
 from app.settings import Settings
-from tests.conftest import API_TOKEN, advance_clock
+from tests.conftest import API_TOKEN, advance_clock, make_settings
 from tests.live_server import serve
 
 ACTION: dict[str, Any] = {
@@ -67,8 +69,9 @@ def test_submit_list_and_decide(api: httpx.Client, sql: psycopg.Connection) -> N
     again = api.post(f"/approvals/{body['id']}/decision", json={"decision": "approve", "decided_by": "bob"})
     assert again.status_code == 409
     error = again.json()["error"]
-    assert error["code"] == "conflict" and "decided by ann" in error["message"] and error["request_id"]
-    assert error["details"]["decided_by"] == "ann"
+    # the name is the caller's word: the record says it came with the API token
+    assert error["code"] == "conflict" and "decided by api:ann" in error["message"] and error["request_id"]
+    assert error["details"]["decided_by"] == "api:ann"
 
 
 def test_unknown_action_is_404_and_bad_uuid_is_422(api: httpx.Client) -> None:
@@ -155,6 +158,56 @@ def test_an_expired_action_is_410_before_and_after_the_sweep(api: httpx.Client, 
     after = api.post(f"/approvals/{created['id']}/decision", json=decision)
     assert after.status_code == 410 and after.json()["error"]["code"] == "expired"
     assert after.json()["error"]["details"]["status"] == "expired"
+
+
+CRITICAL = {**ACTION, "impact": {**ACTION["impact"], "cost_usd": 500}}
+
+
+@pytest.fixture
+def pin_api(database_url: str, db: Database, tmp_path: Path) -> Iterator[httpx.Client]:
+    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, approval_pin="4321",
+                             approval_pin_max_tries=3)
+    with serve(create_app(settings, db)) as url, httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
+    ) as client:
+        yield client
+
+
+def audit(sql: psycopg.Connection, action_id: str) -> list[tuple[str, str]]:
+    return sql.execute("select event, actor from audit_log where action_id = %s order by id", (action_id,)).fetchall()
+
+
+def test_the_api_token_approves_critical_only_with_the_pin(pin_api: httpx.Client, sql: psycopg.Connection) -> None:
+    critical = pin_api.post("/actions", json=CRITICAL).json()
+    assert critical["risk_tier"] == "CRITICAL"
+    url = f"/approvals/{critical['id']}/decision"
+    missing = pin_api.post(url, json={"decision": "approve", "decided_by": "ann"})
+    assert missing.status_code == 403 and missing.json()["error"]["details"] == {"locked": False, "remaining": 2}
+    wrong = pin_api.post(url, json={"decision": "modify", "modifications": {"body": "x"}, "decided_by": "ann",
+                                    "pin": "0000"})
+    assert wrong.status_code == 403 and "1 tries left" in wrong.json()["error"]["message"]
+    assert sql.execute("select status from actions where id = %s", (critical["id"],)).fetchone() == ("pending",)
+    right = pin_api.post(url, json={"decision": "approve", "decided_by": "ann", "pin": "4321"})
+    assert right.status_code == 200 and right.json()["decided_by"] == "api:ann"
+    assert audit(sql, critical["id"]) == [("submitted", "api"), ("pin_failed", "api:ann"), ("pin_failed", "api:ann"),
+                                          ("decided", "api:ann")]
+    assert "4321" not in json.dumps(sql.execute("select jsonb_agg(a) from audit_log a").fetchone()[0])
+    medium = pin_api.post("/actions", json=ACTION).json()  # below CRITICAL the token is enough
+    assert pin_api.post(f"/approvals/{medium['id']}/decision",
+                        json={"decision": "approve", "decided_by": "bob"}).status_code == 200
+
+
+def test_wrong_pins_over_the_api_lock_approval_but_not_rejection(pin_api: httpx.Client,
+                                                                 sql: psycopg.Connection) -> None:
+    critical = pin_api.post("/actions", json=CRITICAL).json()
+    url = f"/approvals/{critical['id']}/decision"
+    for guess in ("0000", "1111", "2222"):
+        assert pin_api.post(url, json={"decision": "approve", "decided_by": "eve", "pin": guess}).status_code == 403
+    locked = pin_api.post(url, json={"decision": "approve", "decided_by": "eve", "pin": "4321"})
+    assert locked.status_code == 403 and locked.json()["error"]["details"]["locked"] is True
+    assert sql.execute("select failures from approval_pin_failures").fetchone() == (3,)  # the page's own count
+    rejected = pin_api.post(url, json={"decision": "reject", "reason": "not now", "decided_by": "ann"})
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
 
 
 def test_openapi_is_served(api: httpx.Client) -> None:

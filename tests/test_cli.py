@@ -111,7 +111,7 @@ def test_submit_list_approve_with_edit_and_show(
     assert "modified" in capsys.readouterr().out
     assert run("approvals", "show", action_id) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["decided_by"] == "ann" and shown["requested_action"]["body"] == "final text"
+    assert shown["decided_by"] == "cli:ann" and shown["requested_action"]["body"] == "final text"
     assert [row["event"] for row in shown["audit"]] == ["submitted", "decided"]
     assert run("executor", "drain") == 0
     assert sql.execute("select status from actions").fetchone() == ("succeeded",)
@@ -126,7 +126,31 @@ def test_reject_needs_a_reason_and_a_second_decision_conflicts(
     assert run("approvals", "reject", action_id, "--reason", "wrong tone", "--as", "ann") == 0
     capsys.readouterr()
     assert run("approvals", "approve", action_id) == 7
-    assert "decided by ann" in capsys.readouterr().err
+    assert "decided by cli:ann" in capsys.readouterr().err
+
+
+def test_approving_critical_from_the_terminal_needs_the_pin_even_once_links_are_locked(
+    cli_db: str, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    sql: psycopg.Connection,
+) -> None:
+    env.setenv("APPROVAL_PIN", "4321")
+    env.setenv("APPROVAL_PIN_MAX_TRIES", "2")
+    action = {"agent": "ops", "kind": "note.record", "summary": "Pay it", "payload": {"body": "draft"},
+              "impact": {"cost_usd": 500}}
+    (tmp_path / "critical.json").write_text(json.dumps(action))
+    assert run("actions", "submit", str(tmp_path / "critical.json")) == 0
+    action_id = json.loads(capsys.readouterr().out)["id"]
+    assert run("approvals", "approve", action_id, "--as", "ann") == 5  # no PIN given
+    assert run("approvals", "approve", action_id, "--as", "ann", "--pin", "0000") == 5
+    assert "approval PIN" in capsys.readouterr().err
+    # two wrong tries: approval by link (and API) is locked; the terminal, as the page says, still works
+    assert sql.execute("select failures from approval_pin_failures").fetchone() == (2,)
+    assert run("approvals", "approve", action_id, "--as", "ann", "--pin", "4321") == 0
+    row = sql.execute("select status, decided_by from actions where id = %s", (action_id,)).fetchone()
+    assert row == ("approved", "cli:ann")
+    assert [event for (event,) in sql.execute("select event from audit_log where action_id = %s order by id",
+                                              (action_id,))] == ["submitted", "pin_failed", "pin_failed",
+                                                                 "pin_locked", "decided"]
 
 
 def test_submit_refuses_a_bad_file_and_writes_nothing(

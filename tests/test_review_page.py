@@ -7,18 +7,25 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from uuid import UUID
 
 import httpx
 import psycopg
 import pytest
 from pydantic import ValidationError
 
+from app.api import create_app
+from app.approval_links import LinkSigner
+from app.approval_queue import ApprovalQueue
+from app.clients import Clients
 from app.config_check import check
 from app.database import Database
 from app.draft_view import ChangeDraft, EmailDraft, TextDraft, draft_view, reach
-from app.models import ActionRequest, Impact, Tier
+from app.executor import Executor
+from app.models import ActionRequest, DecisionRequest, Impact, ReviewState, Tier
 from tests.conftest import API_TOKEN, make_settings
 from tests.link_support import Site, running_site, snapshot, token_of
+from tests.live_server import free_port, serve
 
 
 @pytest.fixture
@@ -300,3 +307,45 @@ def test_a_weak_pin_setting_is_refused(pin: str, message: str) -> None:
     report = check(_env_file=None, approval_pin=pin)
     part = next(part for part in report.parts if part.name == "approval links")
     assert part.state == "malformed" and not report.ok
+
+
+def test_an_old_link_cannot_decide_a_round_reopened_while_its_post_was_checked(
+    db: Database, database_url: str, sql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page checks the link's round, then decides. If, in between, the action is approved by
+    someone else and sent back as CRITICAL, the old HIGH-round link must not approve the new round
+    (which would skip its PIN): the database refuses the stale round under the row lock."""
+    port = free_port()
+    settings = make_settings(database_url=database_url, public_base_url=f"http://127.0.0.1:{port}",
+                             approval_pin="4321")
+    app = create_app(settings, db)
+    queue: ApprovalQueue = app.state.queue
+    high = queue.submit(ActionRequest(agent="ops", kind="note.record", summary="Pay the ad invoice",
+                                      payload={"body": "pay"}, impact=Impact(cost_usd=Decimal("80"))), actor="t")
+    assert high.risk_tier is Tier.HIGH
+    action = queue.review_state(high.id).action
+    assert action is not None and action.expires_at is not None
+    old_link = LinkSigner(settings).token(action.id, action.draft_hash, "approve", action.expires_at)
+    read = queue.review_state
+
+    def read_then_reopen_as_critical(action_id: UUID) -> ReviewState:
+        state = read(action_id)
+        if state.action is not None and state.action.risk_level is Tier.HIGH:
+            # bob approves from his own link; before it runs the money threshold drops, so the
+            # executor sends it back: the same draft, now CRITICAL, in a new round
+            queue.decide(action_id, DecisionRequest(decision="approve"), actor="bob")
+            stricter = make_settings(database_url=database_url, risk_money_critical=Decimal("70"))
+            worker = Executor(db, stricter, worker_id="w", clients=Clients(stricter))
+            try:
+                worker.run_once()
+            finally:
+                worker.close()
+        return state
+
+    monkeypatch.setattr(queue, "review_state", read_then_reopen_as_critical)
+    with serve(app, port=port) as url, httpx.Client(base_url=url, timeout=30) as http:
+        refused = http.post(f"/approvals/{action.id}/decision",
+                            data={"t": old_link, "decision": "approve", "reviewer": "ann"})
+    assert refused.status_code == 409 and "Not decided" in refused.text
+    row = sql.execute("select status, risk_level, decided_by from actions where id = %s", (action.id,)).fetchone()
+    assert row == ("pending", "CRITICAL", None)  # waits for a decision with the PIN
