@@ -613,9 +613,13 @@ begin
     raise exception 'only unknown actions are settled by hand; % is %', a.id, a.status
       using errcode = 'OD409', detail = jsonb_build_object('status', a.status)::text;
   end if;
+  -- a retry is a fresh run a person asked for: its attempts start again, or an action that went
+  -- unknown on its last attempt would be given up on at its first failure (or lease loss)
   update actions
      set status = case when p_outcome = 'retry' then 'approved' else p_outcome end,
          run_after = case when p_outcome = 'retry' then v_now else run_after end,
+         attempts = case when p_outcome = 'retry' then 0 else attempts end,
+         finished_at = case when p_outcome = 'retry' then null else finished_at end,
          attempt_token = null, dispatched_at = null, uncertain_since = null, updated_at = v_now
    where id = p_id returning * into a;
   perform write_audit(a.id, p_actor, 'settled', 'unknown', a.status, p_reason, p_request_id);

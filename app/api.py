@@ -165,7 +165,11 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
                               "for this request id")
 
     @app.get("/healthz")
-    def healthz() -> JSONResponse:
+    def healthz(authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+        """The status and each part's state for anyone (a load balancer, a monitor); the counts and
+        the database's error text only with the API token: they tell an outsider too much."""
+        if authorization is not None:
+            require_token(authorization)  # a wrong token is refused, not quietly shown less
         integrations = {
             "anthropic": settings.anthropic_api_key is not None,
             "hubspot": settings.hubspot_private_app_token is not None,
@@ -177,13 +181,17 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             "integrations": {name: "configured" if on else "not_configured"
                              for name, on in integrations.items()},
         }
+        detailed = authorization is not None
         try:
             health = db.call("health")
         except DatabaseError as exc:
-            body |= {"status": "degraded", "database": {"ok": False, "mode": settings.database_mode,
-                                                        "error": exc.message}}
+            database: dict[str, Any] = {"ok": False, "mode": settings.database_mode}
+            if detailed:
+                database["error"] = exc.message
+            body |= {"status": "degraded", "database": database}
             return JSONResponse(body, status_code=503)
-        body |= {"status": "ok", "database": {"ok": True, "mode": settings.database_mode, **health}}
+        body |= {"status": "ok", "database": {"ok": True, "mode": settings.database_mode,
+                                              **(health if detailed else {})}}
         return JSONResponse(body)
 
     @app.get("/approvals", response_model=ActionPage, dependencies=auth)

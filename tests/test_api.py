@@ -40,12 +40,17 @@ def counts(sql: psycopg.Connection) -> tuple[int, int]:
             sql.execute("select count(*) from audit_log").fetchone()[0])
 
 
-def test_healthz_is_ok_without_a_token(api: httpx.Client) -> None:
+def test_healthz_is_ok_without_a_token_and_shows_counts_only_with_it(api: httpx.Client) -> None:
     response = httpx.get(f"{api.base_url}/healthz")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok" and body["database"]["ok"] and body["database"]["schema_version"] == 1
+    assert body["status"] == "ok" and body["database"] == {"ok": True, "mode": "postgres"}
     assert body["integrations"]["discord"] == "not_configured"
+    detailed = api.get("/healthz").json()  # the client sends the API token
+    assert detailed["database"]["schema_version"] == 1 and detailed["database"]["pending"] == 0
+    assert "unknown" in detailed["database"]
+    wrong = httpx.get(f"{api.base_url}/healthz", headers={"Authorization": "Bearer wrong-token"})
+    assert wrong.status_code == 401 and "pending" not in wrong.text
 
 
 def test_submit_list_and_decide(api: httpx.Client, sql: psycopg.Connection) -> None:
@@ -139,12 +144,16 @@ def test_missing_or_wrong_token_is_401_and_writes_nothing(
     assert counts(sql) == (0, 0)
 
 
-def test_database_outage_degrades_healthz(settings: Settings, db: Database) -> None:
+def test_database_outage_degrades_healthz_and_its_error_text_needs_the_token(settings: Settings,
+                                                                              db: Database) -> None:
     with serve(create_app(settings, db)) as url:
         db.close()
         response = httpx.get(f"{url}/healthz", timeout=30)
+        detailed = httpx.get(f"{url}/healthz", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30)
     assert response.status_code == 503
-    assert response.json()["status"] == "degraded" and not response.json()["database"]["ok"]
+    assert response.json()["status"] == "degraded" and response.json()["database"] == {"ok": False,
+                                                                                       "mode": "postgres"}
+    assert detailed.status_code == 503 and detailed.json()["database"]["error"]
 
 
 def test_an_expired_action_is_410_before_and_after_the_sweep(api: httpx.Client, db: Database,

@@ -208,3 +208,21 @@ def test_cancel_and_settle(queue: ApprovalQueue, sql: psycopg.Connection) -> Non
     assert queue.cancel(action.id, actor="ann", reason="customer called back").status is Status.CANCELLED
     with pytest.raises(Conflict):
         queue.settle(action.id, "succeeded", actor="ann", reason="checked")
+
+
+def test_settling_unknown_as_retry_gives_a_real_new_run(db: Database, database_url: str,
+                                                        sql: psycopg.Connection) -> None:
+    queue = ApprovalQueue(db, make_settings(database_url=database_url, executor_max_attempts=2))
+    action = queue.submit(note(), actor="t")  # LOW: approved at once
+    [first] = db.call("claim_actions", worker="w1", lease_seconds=60, limit=1)
+    db.call("mark_dispatched", id=action.id, attempt_token=first["attempt_token"])
+    advance_clock(sql, 61)  # the worker died after the outside call started
+    assert db.call("recover_expired_leases", actor="t", limit=10)["recovered"][0]["status"] == "unknown"
+    retried = queue.settle(action.id, "retry", actor="ann", reason="checked: it never arrived")
+    assert retried.status is Status.APPROVED and retried.attempts == 0
+    [second] = db.call("claim_actions", worker="w2", lease_seconds=60, limit=1)
+    assert second["attempts"] == 1  # a first attempt again
+    # so a transient failure of the new run is retried, not the end of the action's attempts
+    after = db.call("finish_action", id=action.id, attempt_token=second["attempt_token"], outcome="retry",
+                    result=None, error="HTTP 503", retry_in_seconds=1, count_attempt=True)
+    assert after["status"] == "approved"
