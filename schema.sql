@@ -738,9 +738,14 @@ $$;
 -- attempt may do this, and only before its handler reached the outside world. The claim's
 -- attempt is given back: nothing was tried. Links carry the expiry in whole seconds and tell a
 -- reopened approval from the earlier round by it, so the new expiry always differs to the second.
+-- A handler that re-read facts living outside opsdesk (a deal's current stage) passes the draft
+-- and impact those facts give: the person then approves what would really happen, and links to
+-- the old draft stop working (its hash changes).
+drop function if exists requeue_action(uuid, uuid, text, jsonb, double precision, text);
 create or replace function requeue_action(
   p_id uuid, p_attempt_token uuid, p_risk_level text, p_risk_reasons jsonb,
-  p_ttl_seconds double precision, p_reason text
+  p_ttl_seconds double precision, p_reason text,
+  p_requested_action jsonb default null, p_estimated_impact jsonb default null
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
@@ -748,6 +753,7 @@ declare
   a actions := locked_attempt(p_id, p_attempt_token);
   v_from_tier text := a.risk_level;
   v_expires timestamptz := v_now + make_interval(secs => p_ttl_seconds);
+  v_draft jsonb := coalesce(p_requested_action, a.requested_action);
 begin
   if p_risk_level is null or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL') then
     raise exception 'risk level must be LOW, MEDIUM, HIGH or CRITICAL' using errcode = 'OD422';
@@ -767,11 +773,15 @@ begin
      set status = 'pending', risk_level = p_risk_level, risk_reasons = coalesce(p_risk_reasons, '[]'),
          decision = null, decided_by = null, decided_at = null,
          attempts = attempts - 1, attempt_token = null, lease_expires_at = null, started_at = null,
-         run_after = null, expires_at = v_expires, updated_at = v_now
+         run_after = null, expires_at = v_expires, updated_at = v_now,
+         requested_action = v_draft,
+         draft_hash = case when p_requested_action is null then draft_hash else draft_hash(v_draft) end,
+         estimated_impact = coalesce(p_estimated_impact, estimated_impact)
    where id = a.id returning * into a;
   perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), 'requeued', 'running', 'pending', p_reason, null,
                       jsonb_build_object('from_tier', v_from_tier, 'to_tier', p_risk_level,
-                                         'reasons', p_risk_reasons));
+                                         'reasons', p_risk_reasons,
+                                         'draft_changed', p_requested_action is not null));
   return action_view(a);
 end
 $$;

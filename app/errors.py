@@ -10,6 +10,7 @@
     ├── NotFound                    no such record                          404
     ├── Conflict                    the record moved on (already decided)   409
     │   └── StaleAttempt            a worker's attempt was superseded       409
+    │       └── SentBack            ...by its own send-back to pending      409
     ├── Gone                        the approval expired                    410
     └── PayloadTooLarge             request body over the limit             413
 
@@ -80,6 +81,13 @@ class Conflict(OpsdeskError):
 
 class StaleAttempt(Conflict):
     code = "stale_attempt"
+
+
+class SentBack(StaleAttempt):
+    """A handler found the facts changed since approval and sent its action back to pending: the
+    attempt is over and has no outcome to record."""
+
+    code = "sent_back"
 
 
 class Gone(OpsdeskError):

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.action_kinds import ActionKind
 from app.errors import PermanentError
 from app.handlers import HandlerContext
 from app.models import Impact
+from app.prerun_checks import send_back_with_new_facts
 from integrations.hubspot_models import Engagement, EngagementKind
 
 HubSpotId = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
@@ -129,7 +130,9 @@ def create_task(ctx: HandlerContext) -> dict[str, Any]:
 
 
 def change_deal_stage(ctx: HandlerContext) -> dict[str, Any]:
-    """Moves the deal only from the stage the approval was for; already there counts as done."""
+    """Moves the deal only from the stage the approval was for; already there counts as done.
+    A deal that moved elsewhere since goes back to a person as the move from where it is now (the
+    policy tiers that move again: from there it may be a regression)."""
     payload = DealStagePayload.model_validate(ctx.action.requested_action)
     hubspot = ctx.clients.hubspot
     ctx.heartbeat()
@@ -138,9 +141,12 @@ def change_deal_stage(ctx: HandlerContext) -> dict[str, Any]:
     if deal.stage == payload.to_stage:
         return {**result, "changed": False}
     if deal.stage != payload.from_stage:
-        raise PermanentError(
-            f"deal {payload.deal_id} is at stage {deal.stage!r}, not {payload.from_stage!r} as approved; "
-            "left as it is", system="hubspot")
+        why = f"deal {payload.deal_id} is now at stage {deal.stage!r}, not {payload.from_stage!r} as approved"
+        try:
+            moved = DealStagePayload(deal_id=payload.deal_id, from_stage=deal.stage, to_stage=payload.to_stage)
+        except ValidationError as exc:  # a stage id this kind cannot express: nothing to ask anyone
+            raise PermanentError(f"{why}; left as it is", system="hubspot") from exc
+        send_back_with_new_facts(ctx, moved.model_dump(mode="json"), why)
     ctx.heartbeat()
     ctx.mark_dispatched()
     hubspot.update_deal_stage(payload.deal_id, payload.to_stage)

@@ -3,19 +3,27 @@
 Facts can change between approval and run (a longer recipient list, a higher amount, stricter
 thresholds in the settings). A check that finds the action no longer covered by its approval
 returns a `SendBack`; the executor then puts the action back to `pending` for a person instead of
-running it. The executor runs `default_checks` in order; a new check (the email quota, say) is one
-more callable in that tuple.
+running it. The executor runs `default_checks` in order; a new check is one more callable in that
+tuple.
+
+Facts that live outside opsdesk (a HubSpot deal's current stage) are re-read by the kind's
+handler, which reads them anyway just before it acts: when they changed, it calls
+`send_back_with_new_facts` with the draft they now give, instead of failing. The email quota is
+checked by the email handlers when they reserve it: a full day defers the send to the next quota
+day without using an attempt (QuotaExhausted is a RateLimited), so it is not a check here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from app.action_kinds import ActionKind
-from app.handlers import ClaimedAction
+from app.action_kinds import ActionKind, kind_registry
+from app.errors import SentBack
+from app.handlers import ClaimedAction, HandlerContext
 from app.models import Impact, Reason, Tier
-from app.risk_policy import RiskThresholds, assess
+from app.risk_policy import Assessment, RiskThresholds, assess
 from app.settings import Settings
 
 
@@ -38,10 +46,7 @@ class PolicyRecheck:
         self.thresholds = RiskThresholds.from_settings(settings)
 
     def __call__(self, action: ClaimedAction, kind: ActionKind) -> SendBack | None:
-        stored = Impact.model_validate(action.estimated_impact)
-        impact = kind.enforce(kind.impact_for(action.requested_action, stored))
-        suggested = action.metadata.get("suggested_tier")
-        assessment = assess(impact, self.thresholds, Tier(suggested) if suggested else None)
+        _, assessment = assess_now(kind, action.requested_action, action, self.thresholds)
         if assessment.tier.rank <= action.risk_level.rank:
             return None
         details = "; ".join(reason.detail for reason in assessment.reasons if reason.tier is assessment.tier)
@@ -50,6 +55,37 @@ class PolicyRecheck:
             reasons=assessment.reasons,
             why=f"approved as {action.risk_level.value}, the policy now says {assessment.tier.value}: {details}",
         )
+
+
+def assess_now(kind: ActionKind, payload: Mapping[str, Any], action: ClaimedAction,
+               thresholds: RiskThresholds) -> tuple[Impact, Assessment]:
+    """The policy on `payload` as `ApprovalQueue.submit` computes it: the action's stored facts,
+    what the payload implies, its kind's rules, the model's suggested tier."""
+    stored = Impact.model_validate(action.estimated_impact)
+    impact = kind.enforce(kind.impact_for(payload, stored))
+    suggested = action.metadata.get("suggested_tier")
+    return impact, assess(impact, thresholds, Tier(suggested) if suggested else None)
+
+
+def send_back_with_new_facts(ctx: HandlerContext, payload: dict[str, Any], why: str) -> NoReturn:
+    """For a handler that re-read outside facts and found them changed since approval: the action
+    goes back to pending with `payload` (the draft those facts give), tiered again, with a fresh
+    expiry; the approval was for something that can no longer happen. Never returns."""
+    kind = kind_registry()[ctx.action.kind]
+    draft = kind.validate_payload(payload)
+    impact, assessment = assess_now(kind, draft, ctx.action, RiskThresholds.from_settings(ctx.settings))
+    ctx.db.call(
+        "requeue_action",
+        id=ctx.action.id,
+        attempt_token=ctx.action.attempt_token,
+        risk_level=assessment.tier.value,
+        risk_reasons=[reason.model_dump(mode="json") for reason in assessment.reasons],
+        ttl_seconds=ctx.settings.approval_ttl_hours(assessment.tier.value) * 3600,
+        reason=why,
+        requested_action=draft,
+        estimated_impact=impact.model_dump(mode="json"),
+    )
+    raise SentBack(f"action {ctx.action.id} is back to pending: {why}")
 
 
 def default_checks(settings: Settings) -> tuple[PreRunCheck, ...]:

@@ -495,15 +495,29 @@ def test_a_deal_stage_regression_waits_as_high_and_a_forward_move_runs(
     assert action_row(sql, lost.id)["result"]["changed"] is True
 
 
-def test_a_deal_that_moved_since_approval_is_left_alone(db: Database, hs_settings: Settings, fake: FakeHubSpot,
-                                                        sql: psycopg.Connection, run: Any) -> None:
-    deal_id = deal(fake, "presentationscheduled", active_days_ago=1)
+def test_a_deal_that_moved_since_approval_goes_back_to_a_person_as_the_move_from_where_it_is(
+    db: Database, hs_settings: Settings, fake: FakeHubSpot, client: HubSpotClient, sql: psycopg.Connection, run: Any,
+) -> None:
+    deal_id = deal(fake, "qualifiedtobuy", active_days_ago=1)
     action = submit(db, hs_settings, "hubspot.deal_stage",
                     {"deal_id": deal_id, "from_stage": "qualifiedtobuy", "to_stage": "contractsent"})
-    run()
-    row = action_row(sql, action.id)
-    assert row["status"] == "failed" and "not 'qualifiedtobuy' as approved" in row["last_error"]
-    assert fake.calls("PATCH", f"/crm/v3/objects/deals/{deal_id}") == []
+    assert action.risk_tier is Tier.LOW and action.status == "approved"  # forward: runs without approval
+    client.update_deal_stage(deal_id, "closedwon")  # before it ran, someone closed the deal in HubSpot
+    patches = len(fake.calls("PATCH", f"/crm/v3/objects/deals/{deal_id}"))
+    assert run() == 1
+    row = sql.execute("select status, risk_level, requested_action, attempts, decision from actions where id = %s",
+                      (action.id,)).fetchone()
+    # from closedwon, contractsent is a step back: irreversible, so HIGH, and a person decides it
+    assert row == ("pending", "HIGH", {"deal_id": deal_id, "from_stage": "closedwon", "to_stage": "contractsent"},
+                   0, None)
+    assert len(fake.calls("PATCH", f"/crm/v3/objects/deals/{deal_id}")) == patches  # nothing was changed
+    event, reason, details = sql.execute("select event, reason, details from audit_log where action_id = %s "
+                                         "order by id desc limit 1", (action.id,)).fetchone()
+    assert (event, details["draft_changed"], details["to_tier"]) == ("requeued", True, "HIGH")
+    assert reason == f"deal {deal_id} is now at stage 'closedwon', not 'qualifiedtobuy' as approved"
+    ApprovalQueue(db, hs_settings).decide(action.id, DecisionRequest(decision="approve"), actor="owner")
+    assert run() == 1 and action_row(sql, action.id)["status"] == "succeeded"
+    assert fake.objects["deals"][deal_id]["properties"]["dealstage"] == "contractsent"
 
 
 def test_the_impact_hook_only_sees_the_validated_payload(db: Database, settings: Settings) -> None:

@@ -14,6 +14,7 @@ from app.action_kinds import kind_registry
 from app.approval_queue import ApprovalQueue
 from app.clients import Clients
 from app.database import Database
+from app.email_quota import EmailQuota
 from app.errors import Conflict, StaleAttempt
 from app.executor import Executor
 from app.handlers import ClaimedAction
@@ -21,6 +22,7 @@ from app.models import ActionRequest, DecisionRequest, Impact, Reason, Tier
 from app.prerun_checks import SendBack
 from app.settings import Settings
 from tests.conftest import advance_clock, make_settings
+from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
 from tests.link_support import running_site, token_of
 
 
@@ -173,3 +175,37 @@ def test_links_of_the_earlier_round_stop_working_once_sent_back(
         assert refused.status_code == 409 and site.action(action.id).status.value == "pending"
         new_page = site.http.get(site.link(reopened)).text
         assert "HIGH" in new_page and "400 recipients is over 300" in new_page
+
+
+def test_an_approved_email_whose_quota_day_filled_up_is_deferred_to_the_next_day_not_failed(
+    db: Database, database_url: str, sql: psycopg.Connection,
+) -> None:
+    """The quota is checked again when the email runs (the handler reserves it before sending):
+    a day that filled up after the approval puts the send off to the next quota day, no attempt used."""
+    with FakeBrevo() as brevo:
+        settings = make_settings(database_url=database_url, brevo_api_key=API_KEY, brevo_sender_email=SENDER,
+                                 brevo_base_url=brevo.url, auto_run_low=False)
+        queue = ApprovalQueue(db, settings)
+        action_id = queue.submit(ActionRequest(
+            agent="support", kind="email.send", summary="Reply to Ann",
+            payload={"to": {"email": "ann@example.com"}, "subject": "Re: your order", "html": "<p>Shipped</p>"},
+            impact=Impact(recipients=1)), actor="t").id
+        queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+        # other sends used the whole day after the approval
+        taken = EmailQuota(db, settings).reserve("other-sends", settings.brevo_daily_limit, "transactional")
+        assert taken.held == settings.brevo_daily_limit
+        worker = Executor(db, settings, worker_id="w5", clients=Clients(settings, sleep=lambda _: None))
+        try:
+            assert worker.run_once() == 1
+            deferred = row(sql, action_id)
+            assert (deferred["status"], deferred["attempts"]) == ("approved", 0) and brevo.requests == []
+            assert "goes out on the next quota day" in deferred["last_error"]
+            wait = sql.execute("select extract(epoch from run_after - db_now())::float from actions where id = %s",
+                               (action_id,)).fetchone()[0]
+            assert 0 < wait <= taken.seconds_to_next_day + 1
+            assert worker.run_once() == 0  # not before the next quota day
+            advance_clock(sql, wait + 1)
+            assert worker.run_once() == 1
+        finally:
+            worker.close()
+        assert row(sql, action_id)["status"] == "succeeded" and len(brevo.requests) == 1
