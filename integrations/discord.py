@@ -296,7 +296,7 @@ class DiscordClient:
     def execute(self, message: WebhookMessage, files: Sequence[Attachment] = ()) -> str:
         """Post `message`, with `files` attached (multipart: `payload_json` and `files[n]`);
         returns Discord's message id. A POST that may have reached Discord without its answer
-        reaching us raises OutcomeUnknown and is not retried here."""
+        reaching us (a read timeout, a 5xx) raises OutcomeUnknown and is not retried here."""
         body = render(message)
         if files:
             body["attachments"] = [{"id": index, "filename": file.filename} for index, file in enumerate(files)]
@@ -342,6 +342,12 @@ class DiscordClient:
                                      "have been posted", system=SYSTEM) from exc
             raise TransientError(f"no answer ({type(exc).__name__})", system=SYSTEM) from exc
         self._note_bucket(response)
+        if method == "POST" and response.status_code >= 500:
+            # A 5xx can come after the message was posted (a gateway's 502/504 while Discord
+            # carried on, a 500 after the write), and a webhook post has no idempotency key: like
+            # a lost answer, it goes back to the outbox, whose repost says it may be a copy.
+            raise OutcomeUnknown(f"HTTP {response.status_code} after sending; the message may have been posted",
+                                 system=SYSTEM, details={"status": response.status_code})
         return self._answer(response)
 
     def _note_bucket(self, response: httpx.Response) -> None:

@@ -1,7 +1,9 @@
 """A fake Discord webhook on 127.0.0.1 that answers like Discord: execute with `wait=true` returns
 a message object, edit replaces a stored message. It records every request that reaches it, can
-be scripted to answer 429 / 5xx / 4xx for the next requests, checks the documented limits (400
-50035 like Discord), and can go down (connection refused) and come back on the same port. A post
+be scripted to answer 429 / 5xx / 4xx for the next requests (a 5xx after posting all the same, as a
+gateway's 502 or 504 can, or no answer at all until the client's read timeout), checks the
+documented limits (400 50035 like Discord), and can go down (connection refused) and come back on
+the same port. A post
 with files comes as multipart/form-data (`payload_json` and `files[n]`), as Discord takes it."""
 
 from __future__ import annotations
@@ -92,6 +94,16 @@ class Answer:
     status: int
     body: Any = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    lands: bool = False   # a POST answered this way was posted all the same (a gateway's 502 or 504)
+    silent: bool = False  # no answer until the client gives up (its read timeout)
+
+
+def gateway_error(status: int, *, landed: bool) -> Answer:
+    return Answer(status, {"message": f"{status}: Gateway error", "code": 0}, lands=landed)
+
+
+def no_answer(*, landed: bool) -> Answer:
+    return Answer(504, lands=landed, silent=True)
 
 
 def rate_limited(retry_after: float | None, *, header: str | None = None) -> Answer:
@@ -132,6 +144,7 @@ class FakeDiscord:
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._released = threading.Event()  # ends every silent answer still waiting
 
     @property
     def webhook_url(self) -> str:
@@ -166,6 +179,9 @@ class FakeDiscord:
                     body, files = (json.loads(raw) if raw else {}), {}
                 request = Request(self.command, parts.path, parse_qs(parts.query), body, files, content_type)
                 answer = fake._answer(request)
+                if answer.silent:
+                    fake._released.wait(30)  # the client times out first; the fake's exit ends the wait
+                    return
                 payload = json.dumps(answer.body).encode()
                 self.send_response(answer.status)
                 for name, value in {"Content-Type": "application/json", **answer.headers}.items():
@@ -197,6 +213,7 @@ class FakeDiscord:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._released.set()
         self.down()
 
     # --- behaving like Discord ----------------------------------------------------------------
@@ -204,19 +221,25 @@ class FakeDiscord:
         with self._lock:
             self.requests.append(request)
             if self.scripted:
-                return self.scripted.pop(0)
+                answer = self.scripted.pop(0)
+                if answer.lands and request.method == "POST" and request.path == WEBHOOK_PATH:
+                    self._store(request)
+                return answer
             problems = limit_violations(request.body)
             if problems:
                 return Answer(400, {"message": "Invalid Form Body", "code": 50035, "errors": problems})
             if request.method == "POST" and request.path == WEBHOOK_PATH:
                 if request.query.get("wait") != ["true"]:
                     return Answer(400, {"message": "this fake only answers wait=true", "code": 0})
-                message_id = str(next(self._ids))
-                self.messages[message_id] = {"id": message_id, "type": 0, **request.body}
-                return Answer(200, self.messages[message_id])
+                return Answer(200, self._store(request))
             if request.method == "PATCH" and request.message_id is not None:
                 if request.message_id not in self.messages:
                     return Answer(404, {"message": "Unknown Message", "code": 10008})
                 self.messages[request.message_id].update(request.body)
                 return Answer(200, self.messages[request.message_id])
             return UNKNOWN_WEBHOOK
+
+    def _store(self, request: Request) -> dict[str, Any]:
+        message_id = str(next(self._ids))
+        self.messages[message_id] = {"id": message_id, "type": 0, **request.body}
+        return self.messages[message_id]

@@ -270,21 +270,22 @@ def test_a_post_that_may_have_gone_out_is_posted_again_marked_as_a_possible_repe
 def test_discord_down_at_9_the_report_is_posted_on_a_retry(
     db: Database, sql: psycopg.Connection, seeded: Seeded, reports: DailyReports, discord: FakeDiscord,
 ) -> None:
-    discord.script(Answer(502, {}), Answer(502, {}), Answer(502, {}))  # each of the client's three tries
+    discord.script(Answer(502, {}))  # a 5xx to a post may come after the post: not retried in-process
     job = Job("daily_report", reports_trigger(reports), ReportJob(reports, quiet_sender(reports)),
               grace=timedelta(hours=6), lease=timedelta(minutes=15), description="report")
     clock = SimClock(phoenix(NEXT, 9))
     schedule = Schedule(db, [job], instance="a", clock=clock)
     run_minutes(schedule, clock, sql, phoenix(NEXT, 9), phoenix(NEXT, 9, 1))
     [run] = job_runs(db, "daily_report")
-    assert (run["outcome"], run["error"]) == ("retry", "discord: HTTP 502")
+    assert run["outcome"] == "retry" and "may or may not have been posted" in run["error"]
     stored = reports.load(DAY)
-    assert stored is not None and (stored.status, stored.last_error, stored.maybe_posted) == (
-        "built", "discord: HTTP 502", False)
+    assert stored is not None and (stored.status, stored.maybe_posted) == ("built", True)
+    assert "HTTP 502" in (stored.last_error or "")
     run_minutes(schedule, clock, sql, phoenix(NEXT, 9, 1), phoenix(NEXT, 9, 3))  # retried after a minute
     [run] = job_runs(db, "daily_report")
     assert (run["outcome"], run["attempts"]) == ("ok", 2)
-    assert len(discord.posts()) == 4 and len(discord.messages) == 1
+    assert len(discord.posts()) == 2 and len(discord.messages) == 1
+    assert "an earlier copy of this report may exist" in discord.posts()[1].body["content"]
 
 
 def test_a_huge_report_still_fits_discords_limits(seeded: Seeded, reports: DailyReports) -> None:

@@ -26,7 +26,7 @@ from integrations.discord import (
     webhook_unusable,
 )
 from integrations.resilience import CircuitBreaker
-from tests.fake_discord import UNKNOWN_WEBHOOK, Answer, FakeDiscord, limit_violations, rate_limited
+from tests.fake_discord import UNKNOWN_WEBHOOK, Answer, FakeDiscord, gateway_error, limit_violations, rate_limited
 
 ROLE = "987654321098765432"
 
@@ -214,17 +214,34 @@ def test_an_empty_bucket_is_waited_out_before_the_next_request(
     assert sleeps == [1.5] and len(discord.requests) == 2
 
 
-def test_500s_are_retried_with_backoff(discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float]) -> None:
+@pytest.mark.parametrize("landed", [True, False], ids=["posted-anyway", "not-posted"])
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_5xx_to_a_post_may_have_posted_so_it_is_outcome_unknown_and_not_retried(
+    discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float], status: int, landed: bool,
+) -> None:
+    discord.script(gateway_error(status, landed=landed))  # the client cannot tell these two apart
+    with pytest.raises(OutcomeUnknown, match=f"HTTP {status} after sending"):
+        client_for(discord.webhook_url).execute(simple())
+    assert len(discord.posts()) == 1 and len(discord.messages) == int(landed) and sleeps == []
+
+
+def test_5xx_to_an_edit_are_retried_with_backoff(discord: FakeDiscord, client_for: ClientFactory,
+                                                 sleeps: list[float]) -> None:
+    client = client_for(discord.webhook_url)
+    message_id = client.execute(simple())
     discord.script(Answer(500), Answer(502))
-    client_for(discord.webhook_url).execute(simple())
-    assert len(discord.posts()) == 3 and len(discord.messages) == 1 and len(sleeps) == 2
+    client.edit(message_id, simple("edited"))
+    assert len(discord.edits()) == 3 and len(sleeps) == 2
+    assert discord.messages[message_id]["content"] == "edited"
 
 
-def test_persistent_5xx_raises_a_transient_error(discord: FakeDiscord, client_for: ClientFactory) -> None:
+def test_persistent_5xx_to_an_edit_raises_a_transient_error(discord: FakeDiscord, client_for: ClientFactory) -> None:
+    client = client_for(discord.webhook_url)
+    message_id = client.execute(simple())
     discord.script(*[Answer(503)] * 3)
     with pytest.raises(TransientError, match="HTTP 503"):
-        client_for(discord.webhook_url).execute(simple())
-    assert len(discord.requests) == 3
+        client.edit(message_id, simple("edited"))
+    assert len(discord.edits()) == 3
 
 
 def test_connection_refused_is_transient_and_nothing_was_sent(discord: FakeDiscord, client_for: ClientFactory,

@@ -27,7 +27,16 @@ from integrations.discord import ZWSP, DiscordClient
 from integrations.resilience import CircuitBreaker
 from scheduler import build_scheduler
 from tests.conftest import advance_clock, make_settings
-from tests.fake_discord import UNKNOWN_WEBHOOK, Answer, FakeDiscord, Request, limit_violations, rate_limited
+from tests.fake_discord import (
+    UNKNOWN_WEBHOOK,
+    Answer,
+    FakeDiscord,
+    Request,
+    gateway_error,
+    limit_violations,
+    no_answer,
+    rate_limited,
+)
 
 ROLE = "112233445566778899"
 BASE = "https://ops.example.com"
@@ -81,10 +90,10 @@ def sender_for(db: Database, sleeps: list[float], clocks: Clocks) -> Iterator[Se
     made: list[NotificationSender] = []
 
     def make(settings: Settings, worker: str = "s1", transport: httpx.BaseTransport | None = None,
-             breaker_threshold: int = 5) -> NotificationSender:
+             breaker_threshold: int = 5, timeout: float = 5) -> NotificationSender:
         assert settings.discord_webhook_url is not None
         breaker = CircuitBreaker("discord", failure_threshold=breaker_threshold, clock=clocks)
-        client = DiscordClient(settings.discord_webhook_url.get_secret_value(), timeout=5, sleep=sleeps.append,
+        client = DiscordClient(settings.discord_webhook_url.get_secret_value(), timeout=timeout, sleep=sleeps.append,
                                clock=clocks, breaker=breaker, transport=transport)
         sender = NotificationSender(db, settings, client=client, worker_id=worker, rng=lambda: 1.0)
         made.append(sender)
@@ -270,15 +279,24 @@ def test_a_long_429_reschedules_in_the_database_without_using_an_attempt(
     assert len(discord.messages) == 1 and outbox(sql, action_id) == [("announce", "sent", 1)]
 
 
-def test_500s_are_retried_and_post_once(
+def test_a_5xx_to_a_post_is_posted_again_only_with_a_flag(
     queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sleeps: list[float],
-    sql: psycopg.Connection,
+    sql: psycopg.Connection, clocks: Clocks,
 ) -> None:
-    discord.script(Answer(500, {"message": "500: Internal Server Error", "code": 0}), Answer(502))
+    discord.script(gateway_error(502, landed=True))  # Discord posted it; its gateway answered 502
     action_id = submit(queue, "HIGH")
     sender.run_until_idle()
-    assert len(discord.posts()) == 3 and len(discord.messages) == 1 and len(sleeps) == 2
+    assert len(discord.posts()) == 1 and sleeps == []  # not re-posted blindly in the same breath
+    assert outbox(sql, action_id) == [("announce", "queued", 1)]
+    clocks.tick(HOUR)
+    sender.run_until_idle()
+    first, second = sorted(discord.messages.values(), key=lambda message: int(message["id"]))
+    assert "Sent again" not in first["content"] and "Sent again after an interrupted attempt" in second["content"]
+    assert first["embeds"][0]["footer"] == second["embeds"][0]["footer"]  # same ref: a reader can match them
     assert outbox(sql, action_id) == [("announce", "sent", 1)]
+    notified = sql.execute("select details from audit_log where action_id = %s and event = 'notified'",
+                           (action_id,)).fetchone()[0]
+    assert notified["possible_repeat"] is True
 
 
 def test_a_ten_minute_outage_then_recovery_posts_every_notification_exactly_once(
@@ -301,6 +319,38 @@ def test_a_ten_minute_outage_then_recovery_posts_every_notification_exactly_once
     clocks.tick(3600)
     sender.run_until_idle()
     assert len(discord.posts()) == len(ids)
+
+
+def test_an_outage_of_timeouts_and_gateway_errors_posts_each_once_or_visibly_marked(
+    queue: ApprovalQueue, sender_for: SenderFactory, nsettings: Settings, discord: FakeDiscord,
+    sql: psycopg.Connection, clocks: Clocks,
+) -> None:
+    """Ten minutes of a sick gateway: posts time out or get a 5xx, and some of them were posted all
+    the same. Afterwards every notification is out, and any second copy says it may be one."""
+    discord.script(no_answer(landed=True), gateway_error(502, landed=True), no_answer(landed=False),
+                   gateway_error(504, landed=False), no_answer(landed=True), gateway_error(500, landed=False),
+                   gateway_error(504, landed=True), no_answer(landed=False))
+    sender = sender_for(nsettings, timeout=0.3)  # a short read timeout: the silent answers cost little
+    ids = [submit(queue, tier) for tier in ("MEDIUM", "HIGH", "CRITICAL", "MEDIUM")]
+    for _ in range(20):  # the scheduler's job every 30 s of database time
+        sender.run_until_idle()
+        clocks.tick(30)
+    clocks.tick(600)  # the longest backoff
+    sender.run_until_idle()
+    assert discord.scripted == []  # the whole outage was met
+    assert {status for (status,) in sql.execute("select status from discord_notifications")} == {"sent"}
+    by_action: dict[str, list[dict[str, Any]]] = {}
+    for message in sorted(discord.messages.values(), key=lambda message: int(message["id"])):
+        by_action.setdefault(about(message), []).append(message)
+    assert sorted(by_action) == sorted(str(i) for i in ids)
+    for copies in by_action.values():
+        unmarked = [m for m in copies if "Sent again after an interrupted attempt" not in m["content"]]
+        assert len(unmarked) <= 1, copies  # never two copies a reader could take for two approvals
+    assert any(len(copies) > 1 for copies in by_action.values())  # the outage did leave copies
+    clocks.tick(HOUR)
+    posted = len(discord.posts())
+    sender.run_until_idle()
+    assert len(discord.posts()) == posted  # nothing more once all is recorded
 
 
 def test_an_outage_of_503s_then_recovery_posts_each_once(
@@ -360,7 +410,7 @@ def test_persistent_failure_gives_up_after_max_attempts(
     row = sql.execute("select status, attempts, last_error from discord_notifications where action_id = %s",
                       (action_id,)).fetchone()
     assert row[0] == "failed" and row[1] == 2 and row[2].startswith("gave up after 2 attempts")
-    assert discord.messages == {} and len(discord.requests) == 6
+    assert discord.messages == {} and len(discord.requests) == 2  # a 5xx'd post is not retried in-process
 
 
 # --- outcomes ---------------------------------------------------------------------------------------
