@@ -349,7 +349,7 @@ def test_a_half_open_trial_that_fails_outside_the_sdk_lets_the_breaker_trial_aga
         with pytest.raises((TransientError, CircuitOpen)):
             client.get_deal(deal_id)
     assert client.breaker.state == "open"
-    clock.now += 30
+    clock.now += 31  # past reset_after whatever the float sum of the backoff waits
 
     def database_down(*, search: bool) -> None:
         raise DatabaseError("the rate-limit table is unreachable")
@@ -359,7 +359,7 @@ def test_a_half_open_trial_that_fails_outside_the_sdk_lets_the_breaker_trial_aga
         with pytest.raises(DatabaseError):
             client.get_deal(deal_id)
     assert client.breaker.state == "open"  # the failed trial counts as a failure...
-    clock.now += 30
+    clock.now += 31
     assert client.get_deal(deal_id).id == deal_id  # ...and does not leave the breaker stuck
     assert client.breaker.state == "closed"
 
