@@ -73,10 +73,13 @@ class ActionRequest(BaseModel):
     metadata: ActionMetadata = Field(default_factory=ActionMetadata)
     dedupe_key: str | None = Field(None, min_length=1, max_length=300)
     suggested_tier: Tier | None = None
+    # what code found in the draft that a person should see (an address the data did not give):
+    # each raises the tier to at least its own, and is listed with the policy's reasons
+    flags: list[Reason] = Field(default_factory=list, max_length=20)
 
 
 class Reason(BaseModel):
-    dimension: Literal["recipients", "money", "public", "irreversible", "model", "none"]
+    dimension: Literal["recipients", "money", "public", "irreversible", "model", "content", "none"]
     tier: Tier
     detail: str
 

@@ -6,6 +6,7 @@ model suggests may raise the result, never lower it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -61,9 +62,12 @@ def _money(amount: Decimal, t: RiskThresholds) -> Reason | None:
     return None
 
 
-def assess(impact: Impact, thresholds: RiskThresholds, suggested: Tier | None = None) -> Assessment:
+def assess(impact: Impact, thresholds: RiskThresholds, suggested: Tier | None = None,
+           flags: Sequence[Reason] = ()) -> Assessment:
+    """`flags`: what the submitter's own checks found in the draft; each can only raise the tier."""
     reasons = [r for r in (_recipients(impact.recipients, thresholds), _money(impact.cost_usd, thresholds))
                if r is not None]
+    reasons.extend(flags)
     if impact.public:
         reasons.append(Reason(dimension="public", tier=Tier.MEDIUM, detail="public content"))
     if not impact.reversible:
