@@ -3138,7 +3138,8 @@ language sql stable set search_path = public, pg_temp as $$
 $$;
 
 -- Failures worth a look on the day: actions that failed or became unknown, Discord notifications
--- and campaign batches that did, and scheduled runs that failed or were lost.
+-- and campaign batches that did, agent runs that failed, and scheduled runs that failed or were
+-- lost (a scheduled agent run that failed is listed once, as its agent run).
 create or replace function report_failures(p_day date, p_time_zone text, p_limit integer) returns jsonb
 language sql stable set search_path = public, pg_temp as $$
   with w as (select * from report_window(p_day, p_time_zone)),
@@ -3158,13 +3159,20 @@ language sql stable set search_path = public, pg_temp as $$
       from campaign_batches b cross join w
      where b.status in ('failed', 'unknown') and b.updated_at >= w.lo and b.updated_at < w.hi
     union all
+    select 'agent_run', r.id::text, format('%s agent run (%s)', r.agent, r.trigger), r.outcome, r.error,
+           r.finished_at
+      from agent_runs r cross join w
+     where r.outcome = 'failed' and r.finished_at >= w.lo and r.finished_at < w.hi
+    union all
     select 'job', r.id::text,
            format('%s, due %s', r.job, to_char(r.scheduled_for at time zone p_time_zone, 'YYYY-MM-DD HH24:MI')),
            job_run_view(r)->>'state', r.error,
            coalesce(r.finished_at, r.started_at)
       from job_runs r cross join w
      where (r.outcome = 'failed' or (r.outcome = 'running' and r.lease_expires_at <= db_now()))
-       and coalesce(r.finished_at, r.started_at) >= w.lo and coalesce(r.finished_at, r.started_at) < w.hi)
+       and coalesce(r.finished_at, r.started_at) >= w.lo and coalesce(r.finished_at, r.started_at) < w.hi
+       and not exists (select 1 from agent_runs a
+                        where a.id::text = r.note->'result'->>'run_id' and a.outcome = 'failed'))
   select jsonb_build_object(
     'total', (select count(*) from found),
     'items', coalesce((select jsonb_agg(to_jsonb(f) order by f.at)

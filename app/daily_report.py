@@ -101,7 +101,7 @@ class LlmUsage(BaseModel):
 
 
 class Failure(BaseModel):
-    source: Literal["action", "notification", "campaign_batch", "job"]
+    source: Literal["action", "notification", "campaign_batch", "agent_run", "job"]
     ref: str
     title: str
     status: str

@@ -52,10 +52,13 @@ class Firing:
 
 
 class JobResult(BaseModel):
-    """What a job reports: `skipped` when it had nothing it could do (say why in the note)."""
+    """What a job reports: `skipped` when it had nothing it could do (say why in the note);
+    `failed`, with the error, when its work failed without raising (an agent run records its own
+    failure and hands it back)."""
 
-    outcome: Literal["ok", "skipped"] = "ok"
+    outcome: Literal["ok", "skipped", "failed"] = "ok"
     note: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
 
 
 JobFunc = Callable[[Firing], JobResult | None]
@@ -167,7 +170,7 @@ class Schedule:
         outcome, note, error, retry_in = "ok", {}, None, None
         try:
             result = job.run(firing) or JobResult()
-            outcome, note = result.outcome, result.model_dump(mode="json")["note"]
+            outcome, note, error = result.outcome, result.model_dump(mode="json")["note"], result.error
         except TransientError as exc:
             outcome, error = "retry", exc.message
             retry_in = exc.retry_after or min(RETRY_BASE * 2 ** (claim.attempt - 1), RETRY_MAX).total_seconds()

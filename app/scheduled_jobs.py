@@ -7,9 +7,9 @@ jobs run in UTC: expiring approvals, queuing Discord reminders, recovering lost 
 old job runs, and archiving and pruning memory and the audit log past retention.
 
 The agents' jobs call `agents.run_agent(name, trigger)`, looked up each time a job fires, with
-this process's settings and database (so a run does not open a database of its own). Where
-agents/ does not provide it, a run is recorded as `skipped`, "agent not available", rather than
-pretending to have run.
+this process's settings and database (so a run does not open a database of its own). A run that
+failed is recorded as a `failed` job run with the run's error. Where agents/ does not provide it,
+a run is recorded as `skipped`, "agent not available", rather than pretending to have run.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
 from app.approval_queue import ApprovalQueue
@@ -53,13 +55,28 @@ def agent_runner() -> AgentRunner | None:
     return runner if callable(runner) else None
 
 
+class AgentOutcome(BaseModel):
+    """What the job reads of the run's report (agents.framework.AgentRunReport)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    outcome: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+
+
 def agent_job(name: str, db: Database, settings: Settings) -> JobFunc:
     def run(firing: Firing) -> JobResult:
         runner = agent_runner()
         if runner is None:
             return JobResult(outcome="skipped", note={"agent": name, "reason": AGENT_NOT_AVAILABLE})
-        result = runner(name, AGENT_TRIGGER, settings=settings, db=db)
-        return JobResult(note={"agent": name, "result": to_jsonable_python(result, fallback=str)})
+        result = to_jsonable_python(runner(name, AGENT_TRIGGER, settings=settings, db=db), fallback=str)
+        note = {"agent": name, "result": result}
+        # the run records a failure (the model down, HubSpot down, the budget spent) instead of
+        # raising: the job's run must say so too, or the schedule shows it as done
+        ran = AgentOutcome.model_validate(result) if isinstance(result, dict) else AgentOutcome()
+        if ran.outcome == "failed":
+            return JobResult(outcome="failed", note=note, error=ran.error or f"the {name} agent's run failed")
+        return JobResult(note=note)
 
     return run
 

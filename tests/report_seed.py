@@ -99,6 +99,12 @@ def seed(db: Database, sql: psycopg.Connection, settings: Settings) -> Seeded:
     seeded.waiting.append(queue.submit(note("marketing", "announce the sale", high), actor="marketing").id)
     db.call("finish_agent_run", id=marketing_run["id"], outcome="failed", proposals=0, tokens=3_000,
             cost_usd="0.10", error="model answer did not fit")
+    # its scheduled job failed with it: the report lists the failure once, as the agent run
+    job = db.call("claim_job_run", job="agent_marketing", scheduled_for=phoenix(DAY, 10, 59), instance="i",
+                  lease_seconds=60)
+    db.call("finish_job_run", id=job["id"], attempt_token=job["attempt_token"], outcome="failed",
+            note={"agent": "marketing", "result": {"run_id": marketing_run["id"], "outcome": "failed"}},
+            error="model answer did not fit", retry_in_seconds=None)
     at(DAY, 11, 10)
     seeded.waiting.append(queue.submit(note("marketing", "post the sale", high), actor="marketing").id)
     at(DAY, 11, 30)

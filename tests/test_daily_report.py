@@ -128,9 +128,12 @@ def test_every_number_matches_the_seeded_day(db: Database, sql: psycopg.Connecti
         Decimal("0.05"), Decimal("5"), 2, 1, 0)
     assert (llm.input_tokens, llm.output_tokens, llm.cache_read_input_tokens, llm.tokens) == (3000, 600, 300, 3900)
 
-    assert report.failures_total == 4
+    assert report.failures_total == 5
     assert sorted((item.source, item.status) for item in report.failures) == [
-        ("action", "failed"), ("action", "unknown"), ("job", "failed"), ("notification", "failed")]
+        ("action", "failed"), ("action", "unknown"), ("agent_run", "failed"), ("job", "failed"),
+        ("notification", "failed")]
+    [failed_run] = [item for item in report.failures if item.source == "agent_run"]
+    assert (failed_run.title, failed_run.error) == ("marketing agent run (schedule)", "model answer did not fit")
     refs = {item.ref for item in report.failures if item.source == "action"}
     assert refs == {str(seeded.failed_action), str(seeded.unknown_action)}
 
@@ -220,7 +223,7 @@ def test_the_report_is_posted_once_with_the_chart_attached(
     assert post.query["wait"] == ["true"] and stored.discord_message_id in discord.messages
     fields = {field["name"]: field["value"] for field in body["embeds"][0]["fields"]}
     assert (fields["Drafted"], fields["Auto-run"], fields["Edited"], fields["Unknown"]) == ("10", "3", "1", "1")
-    assert "Failures worth a look (4)" in [embed["title"] for embed in body["embeds"]]
+    assert "Failures worth a look (5)" in [embed["title"] for embed in body["embeds"]]
 
     again = job(Firing("daily_report", phoenix(NEXT, 9), attempt=2))
     assert (again.note["posted_now"], again.note["sent"]) == (False, True)

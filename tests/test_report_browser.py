@@ -63,7 +63,7 @@ def test_the_report_page_renders_with_its_chart(browser: Browser, db: Database, 
             waiting = page.locator("#waiting tbody tr")
             assert waiting.count() == 3
             assert waiting.first.locator("a").get_attribute("href").startswith(f"{url}/approvals/")
-            assert page.locator("#failures tbody tr").count() == 4
+            assert page.locator("#failures tbody tr").count() == 5
             assert page.evaluate("document.scripts.length") == 0
             ARTEFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTEFACTS / "daily-report.png"), full_page=True)
