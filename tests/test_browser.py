@@ -2,7 +2,7 @@
 running service: an email's Review link taken from the message a fake Discord captured, its subject
 edited then approved from the page; a hostile draft runs no script; a screenshot.
 
-CI installs the browser with `apt-get install -y chromium`; never `playwright install`."""
+Without Chromium these tests skip, or fail where CI is set (tests.browser_support)."""
 
 from __future__ import annotations
 
@@ -12,34 +12,26 @@ from typing import Any
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from app.approval_queue import ApprovalQueue
 from app.database import Database
 from app.models import ActionMetadata, ActionRequest, Impact, Tier
 from app.notifications import NotificationSender
+from tests.browser_support import launched_chromium
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
 from tests.fake_discord import FakeDiscord
 from tests.link_support import Site, running_site
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
 HOSTILE = ('<script>window.pwned = 1; document.title = "pwned"; console.log("PWNED script")</script>'
            '<img src=x onerror="window.pwned = 2; document.title = \'pwned\'; console.log(\'PWNED onerror\')">')
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

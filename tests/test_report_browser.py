@@ -2,7 +2,7 @@
 against the running service, on the seeded day: it renders, its chart decodes, it runs no script,
 and a screenshot is kept under tests/artefacts/.
 
-CI installs the browser with `apt-get install -y chromium`; never `playwright install`."""
+Without Chromium these tests skip, or fail where CI is set (tests.browser_support)."""
 
 from __future__ import annotations
 
@@ -11,30 +11,22 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from app.api import create_app
 from app.database import Database
+from tests.browser_support import launched_chromium, require_chromium
 from tests.conftest import API_TOKEN
 from tests.live_server import free_port, serve
 from tests.report_seed import DAY, EXPECTED_TOTALS, seed, seed_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def test_the_report_page_renders_with_its_chart(browser: Browser, db: Database, sql: psycopg.Connection,
@@ -70,3 +62,15 @@ def test_the_report_page_renders_with_its_chart(browser: Browser, db: Database, 
         finally:
             context.close()
     assert not [text for text in messages if "Content Security Policy" in text]
+
+
+def test_without_chromium_a_browser_test_skips_or_fails_where_ci_is_set(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    missing = tmp_path / "no-chromium"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium(missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set: needs Debian's chromium"):
+        require_chromium(missing)
+    assert require_chromium(tmp_path) == tmp_path  # there: used
