@@ -6,7 +6,11 @@ instances' clocks and the database clock are moved by the test."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +47,7 @@ from tests.schedule_support import (
     set_db_clock,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 MONDAY = date(2027, 1, 18)  # a Monday in January (Phoenix: UTC-7, no DST, all year)
 
 
@@ -291,6 +296,58 @@ def test_three_instances_run_every_job_exactly_once_per_firing_through_a_day(
     assert {row["instance"] for row in rows} == {"instance-0", "instance-1", "instance-2"}  # whoever wakes first
     [report] = job_runs(db, "daily_report")
     assert datetime.fromisoformat(report["scheduled_for"]) == datetime(2027, 1, 18, 16, 0, tzinfo=UTC)
+    posts = discord.posts()
+    assert len(posts) == 1 and posts[0].files["files[0]"].filename == "chart.png"  # one report
+
+
+def test_three_processes_run_every_job_exactly_once_per_firing_through_a_day(
+    db: Database, ssettings: Settings, sql: psycopg.Connection, database_url: str,
+    notifications: NotificationSender, discord: FakeDiscord, tmp_path: Path,
+) -> None:
+    """The same, with three separate OS processes (tests/schedule_process.py) against the one
+    database: each builds the real jobs and ticks on its own simulated clock, seconds apart, which
+    the test moves a minute at a time, all three together. Each process counts what its jobs were
+    called for; added up, every firing ran exactly once."""
+    start, end = phoenix(MONDAY, 0), phoenix(MONDAY + timedelta(days=1), 0)
+    set_db_clock(sql, start)
+    webhook = ssettings.discord_webhook_url
+    assert webhook is not None
+    skews = (0, 7, 21)
+    logs = [(tmp_path / f"process-{n}.log").open("w") for n in range(len(skews))]  # a pipe could fill up
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "tests.schedule_process", database_url, f"process-{n}", str(skew),
+         webhook.get_secret_value(), str(tmp_path)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}) for (n, skew), log in zip(enumerate(skews), logs, strict=True)]
+    try:
+        moment = start
+        while moment < end:
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write(f"{moment.isoformat()}\n")
+                process.stdin.flush()
+            for n, process in enumerate(processes):  # all three tick the same minute before the clock moves on
+                assert process.stdout is not None
+                assert process.stdout.readline() == "ticked\n", (tmp_path / f"process-{n}.log").read_text()
+            moment += MINUTE
+        outputs = [process.communicate(timeout=60)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
+    assert all(process.returncode == 0 for process in processes)
+
+    calls = Counter((job, datetime.fromisoformat(moment)) for out in outputs
+                    for job, moment in json.loads(out.removeprefix("calls ")))
+    expected = {job.name: firings(job, start, end) for job in real_jobs(db, ssettings, notifications)}
+    assert set(calls.values()) == {1}  # never twice
+    assert sorted(calls) == sorted((name, moment) for name, moments in expected.items() for moment in moments)
+    rows = job_runs(db)
+    assert len(rows) == sum(calls.values()) and {row["outcome"] for row in rows} == {"ok"}
+    assert {row["instance"] for row in rows} == {"process-0", "process-1", "process-2"}  # shared out
     posts = discord.posts()
     assert len(posts) == 1 and posts[0].files["files[0]"].filename == "chart.png"  # one report
 
