@@ -4,29 +4,38 @@ Recipients come from the source record the caller or agent read (the HubSpot con
 requester), never from model text; a reviewer may edit the subject and the body, never who gets it.
 An action's `impact.recipients` must equal its recipient count, so the risk policy judges the real
 reach. One approval covers every batch of a campaign.
+
+An `email.send` may name a HubSpot deal or contact to log it on (`crm_note`): once Brevo took the
+email, and only then, a LOW `hubspot.note` with what was really sent (the reviewer's edits
+included) is queued, keyed to the email action, so the CRM never shows a follow-up that did not
+happen (a rejected or failed email logs nothing).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.action_kinds import ActionKind
+from app.approval_queue import ApprovalQueue
 from app.email_campaigns import CampaignSender
 from app.email_quota import EmailQuota, QuotaExhausted
-from app.errors import IntegrationError, InvalidInput, OutcomeUnknown, PermanentError
+from app.errors import IntegrationError, InvalidInput, OpsdeskError, OutcomeUnknown, PermanentError
 from app.handlers import HandlerContext
-from app.models import Impact
+from app.hubspot_actions import HubSpotId
+from app.models import ActionMetadata, ActionRequest, Impact
 from integrations.brevo import SYSTEM, Address, CreditsExhausted, Message, OutcomeUncertain
 
 # Deliberately loose: Brevo is the judge of an address, and its refusals are recorded per recipient.
 # This only keeps out what cannot be an address (and anything that could smuggle a second header).
 _EMAIL = re.compile(r"^[^@\s<>,;\"'()]+@[^@\s<>,;\"'()]+\.[^@\s<>,;\"'()]+$")
 OneLine = Annotated[str, Field(pattern=r"^[^\r\n]*$")]
+log = logging.getLogger(__name__)
 
 
 class Recipient(BaseModel):
@@ -52,8 +61,18 @@ class EmailContent(BaseModel):
     text: str | None = Field(None, max_length=500_000)
 
 
+class CrmNote(BaseModel):
+    """The HubSpot record an email is logged on once it is sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    object_type: Literal["contact", "deal"]
+    object_id: HubSpotId
+
+
 class EmailSendPayload(EmailContent):
     to: Recipient
+    crm_note: CrmNote | None = None
 
 
 class EmailCampaignPayload(EmailContent):
@@ -119,7 +138,28 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     except IntegrationError:
         quota.release(grant)  # refused, or it never reached Brevo
         raise
-    return {"message_id": ids[0] if ids else None, "to": payload.to.email, "quota_day": grant.day.isoformat()}
+    sent = {"message_id": ids[0] if ids else None, "to": payload.to.email, "quota_day": grant.day.isoformat()}
+    if payload.crm_note is not None:
+        sent["crm_note"] = _log_in_crm(ctx, payload, payload.crm_note)
+    return sent
+
+
+def _log_in_crm(ctx: HandlerContext, payload: EmailSendPayload, on: CrmNote) -> dict[str, Any]:
+    """Queue the note that logs the sent email. The email is out whatever happens here, so a
+    failure to queue it is kept in the email's result, never turned into a failed send."""
+    body = f"opsdesk sent this email to {payload.to.name or payload.to.email}.\nSubject: {payload.subject}\n\n"
+    body += payload.text or payload.html
+    note = ActionRequest(
+        agent=ctx.action.agent, kind="hubspot.note", summary=f"Log the email sent to {payload.to.email}"[:1000],
+        reasoning="The email went out; the CRM shows it.", dedupe_key=f"crm-note/{ctx.action.id}",
+        payload={"object_type": on.object_type, "object_id": on.object_id, "body": body[:50_000]},
+        metadata=ActionMetadata(email_action=str(ctx.action.id)))
+    try:
+        queued = ApprovalQueue(ctx.db, ctx.settings).submit(note, actor=f"action:{ctx.action.id}")
+    except OpsdeskError as exc:
+        log.warning("action %s: sent, but its CRM note was not queued: %s", ctx.action.id, exc.message)
+        return {"error": exc.message}
+    return {"action_id": str(queued.id), "status": queued.status.value}
 
 
 def _past_the_window(uncertain: Mapping[str, Any]) -> OutcomeUnknown:
