@@ -3417,17 +3417,58 @@ language sql immutable as $$
   select replace(replace(replace(p_prefix, '\', '\\'), '%', '\%'), '_', '\_') || '%'
 $$;
 
--- The refs of the sources that need no draft now: an action for the same input exists in any
--- state (a rejected or expired draft is not drafted again until the input changes), or an action
--- for an earlier input is still open. p_sources: [{ref, source_prefix, input_prefix}].
-create or replace function agent_sources_handled(p_sources jsonb) returns jsonb
+-- A source a run put before the model and got nothing for (the model left it out, or its proposal
+-- was refused whole), one row per source: the latest skip. The same input is not sent again, and
+-- a source skipped before waits behind those never skipped, so sources the model keeps passing
+-- over cannot fill every prompt and starve new ones.
+create table if not exists agent_skips (
+  agent      text not null,
+  ref        text not null,
+  version    text not null,
+  reason     text not null,
+  run_id     uuid not null references agent_runs (id) on delete cascade,
+  skipped_at timestamptz not null,
+  primary key (agent, ref)
+);
+alter table agent_runs add column if not exists refused jsonb not null default '[]';  -- [{ref, reason}]
+
+-- The sources that go before the model this run, at most p_limit. Left alone: those that need no
+-- draft now (an action for the same input exists in any state, so a rejected or expired draft is
+-- not drafted again until the input changes; an action for an earlier input is still open; the
+-- same input was skipped). Of the rest, those never skipped come first, then those skipped
+-- longest ago, each group in the order given. p_sources: [{ref, version, source_prefix,
+-- input_prefix}]. Answers {handled: how many were left alone, picked: [ref]}.
+drop function if exists agent_sources_handled(jsonb);
+create or replace function agent_sources_pick(p_agent text, p_sources jsonb, p_limit integer) returns jsonb
 language sql stable set search_path = public, pg_temp as $$
-  select coalesce(jsonb_agg(s->>'ref' order by s->>'ref'), '[]')
-    from jsonb_array_elements(coalesce(p_sources, '[]')) s
-   where exists (select 1 from actions a where a.dedupe_key like like_prefix(s->>'input_prefix'))
-      or exists (select 1 from actions a
-                  where a.dedupe_key like like_prefix(s->>'source_prefix')
-                    and a.status in ('pending', 'approved', 'running'))
+  with triaged as (
+    select g.s->>'ref' as ref, g.n, k.skipped_at,
+           coalesce(k.version = g.s->>'version', false)
+           or exists (select 1 from actions a where a.dedupe_key like like_prefix(g.s->>'input_prefix'))
+           or exists (select 1 from actions a
+                       where a.dedupe_key like like_prefix(g.s->>'source_prefix')
+                         and a.status in ('pending', 'approved', 'running')) as handled
+      from jsonb_array_elements(coalesce(p_sources, '[]')) with ordinality as g(s, n)
+      left join agent_skips k on k.agent = p_agent and k.ref = g.s->>'ref')
+  select jsonb_build_object(
+    'handled', (select count(*) from triaged where handled),
+    'picked', coalesce((select jsonb_agg(p.ref order by p.skipped_at nulls first, p.n)
+                          from (select * from triaged where not handled
+                                 order by skipped_at nulls first, n limit greatest(p_limit, 0)) p), '[]'))
+$$;
+
+-- A finishing run's refusals, kept on its row, and its skips. p_skips: [{ref, version, reason}]
+-- (a dry run passes none: it writes nothing but its run record); p_refused: [{ref, reason}].
+create or replace function record_agent_skips(p_run_id uuid, p_skips jsonb, p_refused jsonb) returns void
+language sql set search_path = public, pg_temp as $$
+  update agent_runs set refused = coalesce(p_refused, '[]') where id = p_run_id;
+  insert into agent_skips as k (agent, ref, version, reason, run_id, skipped_at)
+  select r.agent, s->>'ref', s->>'version', s->>'reason', r.id, db_now()
+    from agent_runs r cross join jsonb_array_elements(coalesce(p_skips, '[]')) s
+   where r.id = p_run_id
+  on conflict (agent, ref) do update
+    set version = excluded.version, reason = excluded.reason, run_id = excluded.run_id,
+        skipped_at = excluded.skipped_at;
 $$;
 
 -- Tokens and cost of the given llm_calls rows (a run's own calls, failed ones included).
@@ -3441,13 +3482,16 @@ language sql stable set search_path = public, pg_temp as $$
    where c.id in (select x::bigint from jsonb_array_elements_text(coalesce(p_call_ids, '[]')) x)
 $$;
 
--- Every action of a run, submitted and the run finished as ok, in one transaction: if any
--- submission (or the run's end) fails, none of the actions exist. p_items are what
--- ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds, max_attempts}].
--- A key already used in any state is the same input handled before (by an overlapping run, say,
--- whose LOW note already ran): answered with that action, as submit_action answers an open one.
+-- Every action of a run, submitted and the run finished as ok (with its skips and refusals), in
+-- one transaction: if any submission (or the run's end) fails, none of the actions exist. p_items
+-- are what ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds,
+-- max_attempts}]. A key already used in any state is the same input handled before (by an
+-- overlapping run, say, whose LOW task already ran): answered with that action, as submit_action
+-- answers an open one.
+drop function if exists submit_agent_actions(uuid, jsonb, jsonb, text, text);
 create or replace function submit_agent_actions(
-  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text
+  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text, p_skips jsonb,
+  p_refused jsonb
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
@@ -3470,6 +3514,7 @@ begin
       v_item->'action', v_item->>'risk_level', v_item->'risk_reasons', (v_item->>'auto_run')::boolean,
       (v_item->>'ttl_seconds')::double precision, (v_item->>'max_attempts')::integer, p_actor, p_request_id));
   end loop;
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
   return jsonb_build_object(
     'run', finish_agent_run(p_run_id, 'ok', jsonb_array_length(p_items), (v_usage->>'tokens')::bigint,
                             (v_usage->>'cost_usd')::numeric, null),
@@ -3478,13 +3523,19 @@ end
 $$;
 
 -- A run that submits nothing: failed (with its error), a dry run, or one with nothing to do.
+drop function if exists close_agent_run(uuid, text, integer, jsonb, text);
 create or replace function close_agent_run(
-  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text
+  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text, p_skips jsonb,
+  p_refused jsonb
 ) returns jsonb
-language sql set search_path = public, pg_temp as $$
-  select finish_agent_run(p_run_id, p_outcome, p_proposals, (u->>'tokens')::bigint, (u->>'cost_usd')::numeric,
-                          p_error)
-    from agent_llm_usage(p_call_ids) u
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+begin
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
+  return finish_agent_run(p_run_id, p_outcome, p_proposals, (v_usage->>'tokens')::bigint,
+                          (v_usage->>'cost_usd')::numeric, p_error);
+end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -3546,7 +3597,8 @@ begin
                                         'memory_config', 'memory', 'maintenance_leases',
                                         'email_quota_days', 'email_quota_reservations', 'email_campaigns',
                                         'campaign_batches', 'campaign_recipients',
-                                        'job_runs', 'agent_runs', 'daily_reports', 'rate_windows'] loop
+                                        'job_runs', 'agent_runs', 'agent_skips', 'daily_reports',
+                                        'rate_windows'] loop
     execute format('alter table public.%I enable row level security', v_table);
     if v_supabase then
       execute format('revoke all on table public.%I from anon, authenticated', v_table);

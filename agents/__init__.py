@@ -39,7 +39,7 @@ def run_agent(name: str, trigger: str, *, dry_run: bool = False, settings: Setti
               planner: Planner | None = None) -> AgentRunReport:
     """Run one agent now. A failure of the run itself (an outside system, the model, the budget)
     is recorded in agent_runs and comes back as `outcome="failed"`; nothing of it is submitted.
-    `dry_run`: build and tier the actions, submit none."""
+    `dry_run`: build and tier the actions; write nothing but the run's record."""
     from agents.framework import AgentEnv, run
     from app.approval_queue import ApprovalQueue
     from app.clients import Clients
@@ -71,5 +71,5 @@ def run_agent(name: str, trigger: str, *, dry_run: bool = False, settings: Setti
 
         queue = ApprovalQueue(database, settings)
         env = AgentEnv(settings=settings, db=database, queue=queue, clients=clients, memory=memory, planner=get_planner,
-                       now=queue.clock())
-        return run(agent, env, trigger=trigger, dry_run=dry_run)
+                       now=queue.clock(), dry_run=dry_run)
+        return run(agent, env, trigger=trigger)

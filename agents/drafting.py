@@ -1,10 +1,14 @@
-"""Small text helpers the agents share: turning a model's plain text into payload fields, and
-turning untrusted text into a memory search."""
+"""Small text helpers the agents share: turning a model's plain text into payload fields, turning
+untrusted text into a memory search, and finding addresses and links the data did not give."""
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable
+
+from app.models import Reason, Tier
+from app.settings import Settings
 
 # Common English words that would make every memory row match (the full-text search drops its own
 # stop words too, but these carry no topic either).
@@ -17,6 +21,12 @@ _FILLER = frozenset({
     "would", "your", "yours", "youre", "dont", "cant", "wont", "isnt",
 })
 _WORD = re.compile(r"[a-z0-9]+")
+# What a reader could write to or follow: an email address, or a link with a scheme or "www.".
+# Bare domains ("example.com") are left alone: too much ordinary text looks like one.
+_CONTACT_POINT = re.compile(
+    r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+"
+    r"|\b(?:https?://|ftp://|www\.)[^\s<>\"'()\[\]{}]+",
+    re.IGNORECASE)
 
 
 def one_line(text: str, limit: int) -> str:
@@ -47,3 +57,29 @@ def search_words(text: str, *, limit: int = 12) -> str:
         if len(seen) >= limit:
             break
     return " or ".join(seen)
+
+
+def contact_points(text: str) -> set[str]:
+    """The email addresses and links in `text`, lowercased, without trailing punctuation."""
+    return {match.rstrip(".,;:!?'\"").lower() for match in _CONTACT_POINT.findall(text)}
+
+
+def unsourced_contact_points(written: str, given: Iterable[str]) -> list[str]:
+    """Addresses and links in model-written text that none of the `given` texts (the data the model
+    was shown, the business's own settings) contains: the model made them up or was told to."""
+    known = set().union(*(contact_points(text) for text in given))
+    return sorted(contact_points(written) - known)
+
+
+def unsourced_flags(settings: Settings, written: str, given: Iterable[str]) -> list[Reason]:
+    """A MEDIUM flag, for the reviewer, when model-written text has an email address or link that
+    neither the data it was shown for this source nor the business's own settings (brand voice,
+    sender) contain: the prompt forbids inventing them, and this is where code checks it."""
+    found = unsourced_contact_points(written, [*given, settings.brand_voice, settings.brevo_sender_email or ""])
+    if not found:
+        return []
+    shown = ", ".join(clip(point, 80) for point in found[:5])
+    if len(found) > 5:
+        shown += f" and {len(found) - 5} more"
+    return [Reason(dimension="content", tier=Tier.MEDIUM,
+                   detail=f"the draft has an address or link the data did not give: {shown}")]

@@ -2,23 +2,34 @@
 
 1. `start_agent_run` records the run (agent, trigger, start).
 2. The agent lists its sources (a stale deal, a ticket, this week's newsletter); `Source.version`
-   names the input, so (ref, version) is "the same input". Sources already handled are dropped
-   (`agent_sources_handled`: an action for the same input in any state, or one for an earlier
-   input still open), then at most AGENT_MAX_SOURCES are kept.
+   names the input, so (ref, version) is "the same input". `agent_sources_pick` drops those that
+   need no draft now (an action for the same input in any state, one for an earlier input still
+   open, or the same input skipped before) and keeps at most AGENT_MAX_SOURCES, those never
+   skipped first: a source the model left out, or whose proposal was refused with nothing in its
+   place, is recorded as skipped for that input, so it is not sent again until it changes and
+   cannot crowd newer sources out of later prompts.
 3. The prompt: the stable system prompt (brand voice, rules, the kinds it may lead to, a worked
    example; cached by the Claude client), then one user message with the reviewers' latest
-   feedback and the untrusted data fenced (agents.prompt).
+   feedback (the few latest for each kind of action the agent leads to, so one kind's many edits
+   cannot crowd out another's rejections) and the untrusted data fenced (agents.prompt).
 4. `ClaudeClient.structured` returns the agent's pydantic plan (one repair try, else the run fails).
 5. Each proposal is checked and built by code into ActionRequests: recipients from the CRM record,
    money validated, kind fixed by which part of the plan it came from, and tiered by the policy
-   (`ApprovalQueue.prepare`). A proposal failing a check is refused whole (none of its actions is
-   built), listed in the report, and the agent may flag it for a person instead (support does).
+   (`ApprovalQueue.prepare`). An address or link in model-written text that the data did not
+   give raises the action to at least MEDIUM, with the reason shown to the reviewer. A proposal
+   failing a check is refused (none of its actions is built, unless the refusal keeps the parts
+   that can go), listed in the run's report and kept on its agent_runs row, and the agent may
+   flag it for a person instead (support does).
 6. Everything built is submitted, and the run finished, in ONE transaction
    (`submit_agent_actions`): a failure leaves no action of the run behind. Every action's dedupe
    key is `<agent>/<ref>/<version>/<slot>`, so a repeated run cannot open a second action for the
    same input.
 A run that fails (HubSpot down, Claude timing out or overloaded, an answer that does not fit the
 schema, the budget spent) is finished as `failed` with its error, having submitted nothing.
+
+A dry run (`AgentEnv.dry_run`) builds and tiers the actions and writes nothing but its agent_runs
+row (and the bookkeeping of the outside calls it really makes: the model's spend in llm_calls,
+HubSpot's shared rate-limit count): no action, no skip, no memory.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from uuid import UUID
@@ -43,7 +54,7 @@ from app.clients import Clients
 from app.database import Database
 from app.errors import InvalidInput, OpsdeskError, TransientError
 from app.memory import MemoryStore
-from app.models import ActionMetadata, ActionRequest, Impact, Status, Tier
+from app.models import ActionMetadata, ActionRequest, FeedbackItem, Impact, Reason, Status, Tier
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,7 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_LIMIT = 12
+FEEDBACK_PER_KIND = 4
+LEFT_OUT = "the model left it out"
 ERROR_CHARS = 2000
 # refs and versions: no `/` (the key's separator) and nothing a LIKE pattern treats specially
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:+-]{0,99}$")
@@ -105,7 +117,12 @@ class Plan(BaseModel):
 
 
 class Refused(Exception):
-    """A proposal that cannot become actions as it stands; the message says why, in plain words."""
+    """A proposal that cannot become actions as it stands; the message says why, in plain words.
+    `keep`: the actions of the parts that can still go (the blog post when the newsletter cannot)."""
+
+    def __init__(self, reason: str, keep: Sequence[ActionRequest] = ()) -> None:
+        super().__init__(reason)
+        self.keep = list(keep)
 
 
 @dataclass
@@ -114,6 +131,10 @@ class Briefing:
 
     blocks: list[DataBlock]
     task: str
+
+    def texts(self, *refs: str) -> list[str]:
+        """The data shown for these refs (a block's label starts with its ref)."""
+        return [block.text for block in self.blocks if block.label.split(" ", 1)[0] in refs]
 
 
 BriefingT = TypeVar("BriefingT", bound=Briefing)
@@ -137,6 +158,7 @@ class AgentEnv:
     memory: MemoryStore
     planner: Callable[[], Planner]  # built on first use: a run with nothing to do needs no key
     now: datetime  # the database's clock, as the queue and the links see it
+    dry_run: bool = False  # build and tier, write nothing but the run record
 
     @property
     def today(self) -> date:
@@ -171,14 +193,15 @@ class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
 
     def request(self, source: Source[RecordT], slot: str, *, kind: str, summary: str, reasoning: str,
                 payload: dict[str, Any], impact: Impact | None = None, proposal: Proposal | None = None,
-                floor: Tier | None = None, **metadata: Any) -> ActionRequest:
+                floor: Tier | None = None, flags: Sequence[Reason] = (), **metadata: Any) -> ActionRequest:
         """An ActionRequest for `source`, keyed to its input. The tier asked for is the highest of
-        `floor` and the model's suggestion: the policy may only be raised by either."""
+        `floor` and the model's suggestion, and `flags` (what code found in the draft) each raise
+        it to their own tier: the policy may only be raised by any of them."""
         asked = [tier for tier in (floor, proposal.suggested_tier if proposal else None) if tier is not None]
         return ActionRequest(
             agent=self.name, kind=kind, summary=clip(summary, 1000), reasoning=clip(reasoning, 20_000),
             payload=payload, impact=impact or Impact(), task_type=f"{self.name}.{slot}",
-            dedupe_key=f"{source.input_prefix(self.name)}{slot}",
+            dedupe_key=f"{source.input_prefix(self.name)}{slot}", flags=list(flags),
             suggested_tier=max(asked, key=lambda tier: tier.rank) if asked else None,
             metadata=ActionMetadata(
                 confidence=_confidence(proposal),
@@ -235,45 +258,49 @@ class _Draft:
     handled: int = 0
     built: list[_Built] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # [{ref, version, reason}]: got nothing
 
 
 # --- the run ----------------------------------------------------------------------------------
-def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str, dry_run: bool = False) -> AgentRunReport:
+def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRunReport:
     started = env.db.call("start_agent_run", agent=agent.name, trigger=trigger)
     run_id = UUID(str(started["id"]))
     call_ids: list[int] = []
     draft = _Draft()
     try:
         draft = _draft(agent, env, run_id, call_ids)
-        if dry_run or not draft.built:
+        refused = [refusal.model_dump() for refusal in draft.refused]
+        if env.dry_run or not draft.built:
             row = env.db.call("close_agent_run", run_id=run_id, outcome="ok", proposals=len(draft.built),
-                              call_ids=call_ids, error=None)
+                              call_ids=call_ids, error=None, skips=[] if env.dry_run else draft.skipped,
+                              refused=refused)
             actions = [_proposed(built, None) for built in draft.built]
         else:
             answer = env.db.call("submit_agent_actions", run_id=run_id,
                                  items=[built.params for built in draft.built], call_ids=call_ids,
-                                 actor=f"agent:{agent.name}", request_id=f"agent-run:{run_id}")
+                                 actor=f"agent:{agent.name}", request_id=f"agent-run:{run_id}",
+                                 skips=draft.skipped, refused=refused)
             row = answer["run"]
             actions = [_proposed(built, result) for built, result in zip(draft.built, answer["results"], strict=True)]
     except Exception as exc:
         error = clip(exc.message if isinstance(exc, OpsdeskError) else f"{type(exc).__name__}: {exc}", ERROR_CHARS)
         row = env.db.call("close_agent_run", run_id=run_id, outcome="failed", proposals=0, call_ids=call_ids,
-                          error=error)
+                          error=error, skips=[], refused=[])
         if not isinstance(exc, OpsdeskError):
             raise  # a bug: recorded, and loud
         log.warning("agent %s run %s failed: %s", agent.name, run_id, error)
-        return _report(agent, trigger, dry_run, row, draft, []).model_copy(
+        return _report(agent, trigger, env.dry_run, row, draft, []).model_copy(
             update={"retryable": isinstance(exc, TransientError)})
-    return _report(agent, trigger, dry_run, row, draft, actions)
+    return _report(agent, trigger, env.dry_run, row, draft, actions)
 
 
 def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: list[int]) -> _Draft:
-    candidates = agent.find_sources(env)
-    handled = set(env.db.call("agent_sources_handled", sources=[
-        {"ref": s.ref, "source_prefix": s.prefix(agent.name), "input_prefix": s.input_prefix(agent.name)}
-        for s in candidates]))
-    fresh = [s for s in candidates if s.ref not in handled][: env.settings.agent_max_sources]
-    draft = _Draft(sources=len(fresh), handled=len(handled))
+    candidates = {source.ref: source for source in agent.find_sources(env)}
+    picked = env.db.call("agent_sources_pick", agent=agent.name, limit=env.settings.agent_max_sources, sources=[
+        {"ref": s.ref, "version": s.version, "source_prefix": s.prefix(agent.name),
+         "input_prefix": s.input_prefix(agent.name)} for s in candidates.values()])
+    fresh = [candidates[ref] for ref in picked["picked"]]
+    draft = _Draft(sources=len(fresh), handled=int(picked["handled"]))
     if not fresh:
         return draft
     briefing = agent.brief(env, fresh)
@@ -281,14 +308,14 @@ def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: l
     system = system_prompt(agent=agent.name, brand_voice=settings.brand_voice, rules=agent.rules, kinds=agent.kinds,
                            example=agent.example)
     message = user_message(boundary=new_boundary(), today=env.today, time_zone=settings.cron_timezone,
-                           guidance_lines=guidance(env.queue.recent_feedback(agent.name, None, limit=FEEDBACK_LIMIT)),
-                           blocks=briefing.blocks, task=briefing.task)
+                           guidance_lines=guidance(_feedback(agent, env)), blocks=briefing.blocks, task=briefing.task)
     planner = env.planner()
     plan = planner.structured(agent.name, system, [{"role": "user", "content": message}], agent.plan_model,
                               max_tokens=settings.agent_max_output_tokens, call_ids=call_ids)
     model_id = planner.resolve_model().resolved  # the one `structured` just used, kept in the database
     by_ref = {source.ref: source for source in fresh}
     answered: set[str] = set()
+    why_nothing: dict[str, str] = {}
 
     def prepare(source: Source[Any], requests: list[ActionRequest]) -> list[_Built]:
         return [_prepared(agent, env, source, request, run_id, model_id) for request in requests]
@@ -306,11 +333,25 @@ def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: l
             reason = _reason(exc)
             log.info("agent %s: proposal for %s refused: %s", agent.name, source.ref, reason)
             draft.refused.append(Refusal(ref=source.ref, reason=reason))
-            draft.built.extend(prepare(source, agent.when_refused(env, source, reason)))
+            why_nothing[source.ref] = reason
+            kept = exc.keep if isinstance(exc, Refused) else []
+            draft.built.extend(prepare(source, [*kept, *agent.when_refused(env, source, reason)]))
     for source in fresh:
         if source.ref not in answered:
+            why_nothing[source.ref] = LEFT_OUT
             draft.built.extend(prepare(source, agent.when_left_out(env, source)))
+    acted_on = {built.source for built in draft.built}
+    draft.skipped = [{"ref": source.ref, "version": source.version,
+                      "reason": why_nothing.get(source.ref, "its proposal led to no action")}
+                     for source in fresh if source.ref not in acted_on]
     return draft
+
+
+def _feedback(agent: Agent[Any, Any, Any], env: AgentEnv) -> list[FeedbackItem]:
+    """The latest few rejections and edits for each kind the agent leads to, newest first."""
+    items = [item for kind in agent.kinds
+             for item in env.queue.recent_feedback(agent.name, kind, limit=FEEDBACK_PER_KIND)]
+    return sorted(items, key=lambda item: item.decided_at or datetime.min.replace(tzinfo=UTC), reverse=True)
 
 
 def _prepared(agent: Agent[Any, Any, Any], env: AgentEnv, source: Source[Any], request: ActionRequest,

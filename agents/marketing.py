@@ -12,9 +12,14 @@ that have not opted out of email); the model only learns how many there are.
 A proposal becomes:
 - `blog` -> notion.blog_draft (a draft is not public, so LOW: publishing stays a person's act in
   Notion); only when NOTION_BLOG_DATABASE_ID is set.
-- `newsletter` -> email.campaign to those recipients, `impact.recipients` their count: 50-300 is
-  MEDIUM, over 300 HIGH, and the campaign handler sends it in batches over as many days as Brevo's
-  quota needs, all under the one approval.
+- `newsletter` -> email.campaign to those recipients, `impact.recipients` their count: at least
+  AGENT_EMAIL_MIN_TIER (a newsletter is the model's words to many people: never sent unreviewed
+  unless that floor is LOW), 50-300 MEDIUM, over 300 HIGH, and MEDIUM at least when it holds an
+  address or link the data did not give. The campaign handler sends it in batches over as many
+  days as Brevo's quota needs, all under the one approval.
+  When HubSpot has more marketing contacts than NEWSLETTER_MAX_RECIPIENTS, the newsletter is
+  refused, with that reason kept on the run, rather than sent to the first N: the model is told
+  so, and the blog draft still goes.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.drafting import clip, email_html, one_line
+from agents.drafting import clip, email_html, one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
 from app.email_actions import Recipient
 from app.memory import SearchHit
-from app.models import ActionRequest, Impact
+from app.models import ActionRequest, Impact, Tier
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ TOPIC_SEARCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
 TOPICS_PER_SEARCH = 6
 TOPIC_CHARS = 1500
 MAX_TAGS = 10
+HUBSPOT_SEARCH_CAP = 10_000  # HubSpot's search lists no more: reaching it means there may be more
 
 
 class BlogPost(BaseModel):
@@ -76,6 +82,7 @@ class MarketingPlan(Plan):
 class MarketingBriefing(Briefing):
     recipients: list[Recipient]
     topics: dict[str, SearchHit]
+    too_many: str | None  # why there is no newsletter: the audience is over NEWSLETTER_MAX_RECIPIENTS
 
 
 class MarketingAgent(Agent[str, MarketingProposal, MarketingBriefing]):
@@ -114,18 +121,20 @@ customers asked the same question this month.", "confidence": 0.7, "suggested_ti
         for query, kinds in TOPIC_SEARCHES:
             answer = env.memory.search(query, kinds=kinds, since=since, limit=TOPICS_PER_SEARCH, include_content=True)
             topics.update({f"mem-{hit.id}": hit for hit in answer.results})
-        recipients = _recipients(env)
+        recipients, too_many = _recipients(env)
         blog = ("a Notion draft" if settings.notion_blog_database_id
                 else "not configured: leave `blog` empty")
+        audience = (f"{len(recipients)} HubSpot marketing contacts" if too_many is None
+                    else f"none this week ({too_many}): leave `newsletter` empty")
         blocks = [DataBlock(f"{source.ref} (this week)",
-                            f"newsletter audience: {len(recipients)} HubSpot marketing contacts\nblog: {blog}\n"
+                            f"newsletter audience: {audience}\nblog: {blog}\n"
                             f"memory items this week: {', '.join(topics) or 'none'}") for source in sources]
         blocks += [DataBlock(f"{ref} (memory: {hit.kind}, {hit.occurred_at:%Y-%m-%d})",
                              f"title: {hit.title or '(none)'}\n{clip(hit.content or hit.snippet, TOPIC_CHARS)}")
                    for ref, hit in topics.items()]
         task = (f"Propose this week's `blog` and `newsletter` for {sources[0].ref}, drawn from the memory "
                 "items above and in the brand voice.")
-        return MarketingBriefing(blocks, task, recipients, topics)
+        return MarketingBriefing(blocks, task, recipients, topics, too_many)
 
     def build(self, env: AgentEnv, source: Source[str], proposal: MarketingProposal,
               briefing: MarketingBriefing) -> list[ActionRequest]:
@@ -146,6 +155,9 @@ customers asked the same question this month.", "confidence": 0.7, "suggested_ti
                 source, "blog", kind="notion.blog_draft", summary=f"Blog draft: {title}", reasoning=reasoning,
                 proposal=proposal, payload={"title": title, "body": blog.body.strip(), "tags": tags},
                 topics=topics))
+        if briefing.too_many is not None:
+            # said whether or not the model drafted one: a week without a newsletter is explained
+            raise Refused(f"no newsletter: {briefing.too_many}", keep=requests)
         if proposal.newsletter is not None:
             if not briefing.recipients:
                 raise Refused("HubSpot has no marketing contacts to send the newsletter to")
@@ -154,16 +166,27 @@ customers asked the same question this month.", "confidence": 0.7, "suggested_ti
                 source, "newsletter", kind="email.campaign",
                 summary=f"Newsletter to {len(briefing.recipients):,} contacts: {subject}", reasoning=reasoning,
                 proposal=proposal, impact=Impact(recipients=len(briefing.recipients)), topics=topics,
+                floor=Tier(env.settings.agent_email_min_tier),
+                flags=unsourced_flags(env.settings, f"{subject}\n{body}", [block.text for block in briefing.blocks]),
                 payload={"subject": subject, "html": email_html(body), "text": body,
                          "recipients": [r.model_dump(exclude_none=True) for r in briefing.recipients]}))
         return requests
 
 
-def _recipients(env: AgentEnv) -> list[Recipient]:
+def _recipients(env: AgentEnv) -> tuple[list[Recipient], str | None]:
     """HubSpot's marketing contacts as campaign recipients: each address once, and an address the
-    campaign kind would refuse (so refusing the whole newsletter) left out here instead."""
+    campaign kind would refuse (so refusing the whole newsletter) left out here instead. With more
+    contacts than NEWSLETTER_MAX_RECIPIENTS, none, and why: a newsletter to the first N only would
+    leave the others out without anyone deciding it."""
+    most = env.settings.newsletter_max_recipients
+    contacts = env.clients.hubspot.marketing_contacts(limit=most + 1)
+    if len(contacts) > most:
+        return [], (f"HubSpot has more than NEWSLETTER_MAX_RECIPIENTS ({most:,}) marketing contacts; raise "
+                    f"it (up to {HUBSPOT_SEARCH_CAP:,}) to send to them all")
+    if len(contacts) >= HUBSPOT_SEARCH_CAP:
+        return [], f"HubSpot has {HUBSPOT_SEARCH_CAP:,} marketing contacts or more, more than its search can list"
     chosen: dict[str, Recipient] = {}
-    for contact in env.clients.hubspot.marketing_contacts(limit=env.settings.newsletter_max_recipients):
+    for contact in contacts:
         if not contact.email:
             continue
         try:
@@ -172,4 +195,4 @@ def _recipients(env: AgentEnv) -> list[Recipient]:
             log.info("marketing: contact %s has an address the campaign cannot take; left out", contact.id)
             continue
         chosen.setdefault(recipient.email, recipient)
-    return list(chosen.values())
+    return list(chosen.values()), None

@@ -3,14 +3,16 @@
 Sources, from HubSpot: open deals with no activity for SALES_STALE_DAYS (version: today, so at most
 one draft per deal a day and none while one waits) with the deal's contact, and contacts created
 in the last SALES_NEW_CONTACT_DAYS that are not such a deal's contact (version `new`: one first
-email ever).
+email ever). A deal or contact the model leaves out is skipped for that version (agents.framework),
+so the deals it keeps passing over go behind new contacts instead of filling every prompt.
 
 A proposal becomes: the email (email.send to the contact's address as HubSpot has it; the plan has
-no field for an address, so one the model writes goes nowhere), a hubspot.note on the deal or
-contact logging what was drafted, a hubspot.task for the deal's owner when the model says a call
-is better, and optionally a stage change (hubspot.deal_stage: the kind's own hook makes a move
-backwards or to closed-lost irreversible, so at least HIGH). The email waits for a person at
-AGENT_EMAIL_MIN_TIER or above; the note is LOW and says the email is waiting for approval.
+no field for an address, so one the model writes goes nowhere), a hubspot.task for the deal's
+owner when the model says a call is better, and optionally a stage change (hubspot.deal_stage: the
+kind's own hook makes a move backwards or to closed-lost irreversible, so at least HIGH). The email
+waits for a person at AGENT_EMAIL_MIN_TIER or above (MEDIUM at least when it holds an address or
+link the data did not give), and carries the deal or contact to log it on: the note is written
+only once the email was sent (app.email_actions), so a rejected email leaves no trace in the CRM.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.drafting import clip, email_html, one_line
+from agents.drafting import clip, email_html, one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
 from app.hubspot_actions import DEFAULT_DEAL_STAGES
@@ -79,8 +81,8 @@ class SalesAgent(Agent[SalesTarget, SalesProposal, Briefing]):
     name = "sales"
     plan_model = SalesPlan
     kinds: ClassVar[Mapping[str, str]] = {
-        "email.send": "your `email`, sent through Brevo to the contact's address in HubSpot",
-        "hubspot.note": "a note on the deal or contact logging what you drafted",
+        "email.send": "your `email`, sent through Brevo to the contact's address in HubSpot (once sent, it is "
+                      "logged as a note on the deal or contact)",
         "hubspot.task": "your `call`, a task for the deal's owner",
         "hubspot.deal_stage": "your `new_stage` (backwards or to closedlost needs at least HIGH approval)",
     }
@@ -141,7 +143,6 @@ without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]
         else:
             raise Refused("no deal or contact to act on")
         requests: list[ActionRequest] = []
-        logged: list[str] = []
         if proposal.email is not None:
             if contact is None or not contact.email:
                 raise Refused("HubSpot has no email address for its contact; a call is the way")
@@ -151,11 +152,10 @@ without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]
             requests.append(self.request(
                 source, "email", kind="email.send", summary=f"Follow-up email to {target.who} ({target.about})",
                 reasoning=proposal.rationale, proposal=proposal, floor=Tier(env.settings.agent_email_min_tier),
+                flags=unsourced_flags(env.settings, f"{subject}\n{body}", briefing.texts(source.ref)),
                 payload={"to": {"email": contact.email, "name": contact.name}, "subject": subject,
-                         "html": email_html(body), "text": body},
+                         "html": email_html(body), "text": body, "crm_note": on},
                 impact=Impact(recipients=1)))
-            logged.append(f"opsdesk drafted a follow-up email (waiting for approval in opsdesk).\n"
-                          f"Subject: {subject}\n\n{body}")
         if proposal.call is not None:
             call = proposal.call
             subject = one_line(call.subject, 200) or f"Call {target.who}"
@@ -166,11 +166,6 @@ without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]
                 payload={**on, "subject": subject, "body": clip(call.notes.strip(), 20_000),
                          "due": (env.now + timedelta(days=min(max(call.due_in_days, 0), 30))).isoformat(),
                          "priority": "MEDIUM", "owner_id": owner}))
-            logged.append(f"opsdesk suggested a call: {subject}")
-        requests.append(self.request(
-            source, "log", kind="hubspot.note", summary=f"Log the follow-up for {target.who} ({target.about})",
-            reasoning="Keeps the CRM showing what opsdesk drafted.", proposal=proposal,
-            payload={**on, "body": clip("\n\n".join(logged), 50_000)}))
         if proposal.new_stage is not None:
             requests.extend(self._stage_change(source, deal, proposal))
         return requests

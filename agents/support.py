@@ -5,14 +5,16 @@ requester, the contact associated with the ticket, has an email address. Version
 last message (`last_reply_date`, else the ticket's creation), so a reply drafted for it (approved,
 rejected or expired) is not drafted again until the customer writes again.
 
-Context: each ticket is remembered (memory kind `ticket`, which marketing draws topics from), then
-memory is searched for knowledge-base articles and past replies with the ticket's words. The model
-sees them fenced, each with a ref `mem-<id>`.
+Context: each ticket is remembered (memory kind `ticket`, which marketing draws topics from; not
+in a dry run, which writes nothing but its run record), then memory is searched for knowledge-base
+articles and past replies with the ticket's words. The model sees them fenced, each with a ref
+`mem-<id>`.
 
 A proposal becomes:
 - `reply`: email.send to the ticket's requester, never anyone else. Every article it cites must
   be one memory returned for this ticket; the knowledge-base articles it cites are listed at the
-  end of the reply.
+  end of the reply. An address or link in the model's reply that neither the ticket nor those
+  items give makes it at least MEDIUM, with the reason shown to the reviewer.
 - `refund`: there is no payment integration, so a refund or credit is a hubspot.task for a person
   on the requester's contact, with `impact.cost_usd` set to the validated amount: the policy tiers
   it by the money (over $100 is CRITICAL), and the person pays only once it is approved.
@@ -33,7 +35,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.drafting import clip, email_html, one_line, search_words
+from agents.drafting import clip, email_html, one_line, search_words, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
 from app.memory import SearchHit, TicketMemory
@@ -127,9 +129,10 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         for source in sources:
             ticket = source.record
             words = f"{ticket.subject or ''}\n{ticket.content or ''}".strip()
-            env.memory.remember_ticket(TicketMemory(
-                id=ticket.id, subject=clip(ticket.subject or "", 1000), body=words or "(empty ticket)",
-                requester=ticket.requester_email, status=ticket.stage, created_at=ticket.created_at))
+            if not env.dry_run:
+                env.memory.remember_ticket(TicketMemory(
+                    id=ticket.id, subject=clip(ticket.subject or "", 1000), body=words or "(empty ticket)",
+                    requester=ticket.requester_email, status=ticket.stage, created_at=ticket.created_at))
             query = search_words(words)
             hits = env.memory.search(query, kinds=MEMORY_KINDS, limit=env.settings.support_memory_results,
                                      include_content=True).results if query else []
@@ -154,7 +157,7 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
             raise Refused("it has no reply and flags nothing")
         requests = []
         if proposal.reply is not None:
-            requests.append(self._reply(env, source, proposal, proposal.reply, briefing.found[source.ref]))
+            requests.append(self._reply(env, source, proposal, proposal.reply, briefing))
         if proposal.refund is not None:
             requests.append(self._money_back(env, source, proposal, proposal.refund))
         if (proposal.needs_human or "").strip():
@@ -168,8 +171,9 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         return [self._flag(env, source, "opsdesk drafted no answer for this ticket.", None)]
 
     def _reply(self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal, reply: Reply,
-               found: dict[str, SearchHit]) -> ActionRequest:
+               briefing: SupportBriefing) -> ActionRequest:
         ticket = source.record
+        found = briefing.found[source.ref]
         cited = list(dict.fromkeys(ref.strip() for ref in reply.cited))
         unknown = [ref for ref in cited if ref not in found]
         if unknown:
@@ -178,17 +182,19 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         body = reply.body.strip()
         if not body:
             raise Refused("the reply is empty")
+        subject = one_line(reply.subject, 200) or one_line(f"Re: {ticket.subject or f'your ticket #{ticket.id}'}", 200)
+        # checked before the citations are added: their links come from memory, not from the model
+        flags = unsourced_flags(env.settings, f"{subject}\n{body}", briefing.texts(source.ref, *found))
         articles = [found[ref] for ref in cited if found[ref].kind == "kb_article"]
         if articles:
             body += "\n\nArticles this answer is based on:\n" + "\n".join(
                 f"- {hit.title or hit.source_id}" + (f" ({hit.metadata['url']})" if hit.metadata.get("url") else "")
                 for hit in articles)
-        subject = one_line(reply.subject, 200) or one_line(f"Re: {ticket.subject or f'your ticket #{ticket.id}'}", 200)
         sources_line = ", ".join(f"{found[ref].title or found[ref].source_id} ({ref})" for ref in cited) or "none"
         return self.request(
             source, "reply", kind="email.send", summary=f"Reply to ticket #{ticket.id}: {subject}",
             reasoning=f"{proposal.rationale}\nCites: {sources_line}", proposal=proposal,
-            floor=Tier(env.settings.agent_email_min_tier),
+            floor=Tier(env.settings.agent_email_min_tier), flags=flags,
             payload={"to": {"email": ticket.requester_email}, "subject": subject, "html": email_html(body),
                      "text": body},
             impact=Impact(recipients=1), ticket_id=ticket.id,

@@ -110,7 +110,8 @@ class Settings(BaseSettings):
         "Warm, plain and brief: short sentences, no jargon, no hype, no exclamation marks. We write "
         "as the small Phoenix team we are, first person plural, and sign off as the team.",
         min_length=1, max_length=5000)
-    agent_email_min_tier: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"  # LOW: agents' one-to-one emails may run at once
+    # the lowest tier of an agent's email, newsletters included; LOW lets small ones run at once
+    agent_email_min_tier: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
     agent_max_sources: int = Field(20, ge=1, le=200)  # deals, contacts or tickets in one run's prompt
     agent_max_output_tokens: int = Field(8192, ge=1024, le=64_000)
     sales_stale_days: PositiveInt = 14  # a deal with no activity for this long gets a follow-up

@@ -5,28 +5,30 @@ the prompt's fences and the reviewers' guidance; the CLI."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from pydantic import SecretStr
 
-from agents.drafting import email_html, search_words
-from agents.framework import AgentEnv, Refused, Source, run
+from agents.drafting import email_html, search_words, unsourced_contact_points
+from agents.framework import FEEDBACK_PER_KIND, AgentEnv, Refused, Source, run
 from agents.prompt import DataBlock, fenced, guidance
 from agents.sales import SalesAgent, SalesProposal
 from app.approval_queue import ApprovalQueue
 from app.cli import main
 from app.clients import Clients
 from app.config_check import check
+from app.cron import parse_crontab
 from app.database import Database
 from app.errors import Conflict, DatabaseError
-from app.job_schedule import Firing
+from app.job_schedule import Firing, Job, Schedule
 from app.memory import MemoryStore
-from app.models import ActionRequest, FeedbackItem
+from app.models import ActionRequest, DecisionRequest, FeedbackItem, Impact, Tier
 from app.scheduled_jobs import agent_job
 from app.settings import Settings
 from integrations.claude import ClaudeClient
@@ -105,23 +107,23 @@ def test_a_runs_actions_are_submitted_whole_or_not_at_all(db: Database, settings
     broken = {**note(2), "risk_level": "BOGUS"}  # the database refuses it after the first went in
     with pytest.raises(DatabaseError):
         db.call("submit_agent_actions", run_id=started["id"], items=[note(1), broken], call_ids=[],
-                actor="agent:sales", request_id=None)
+                actor="agent:sales", request_id=None, skips=[], refused=[])
     assert sql.execute("select count(*) from actions").fetchone() == (0,)
     assert sql.execute("select outcome from agent_runs").fetchone() == ("running",)
 
     done = db.call("submit_agent_actions", run_id=started["id"], items=[note(1), note(1)], call_ids=[],
-                   actor="agent:sales", request_id=None)
+                   actor="agent:sales", request_id=None, skips=[], refused=[])
     assert [r["duplicate"] for r in done["results"]] == [False, True]  # same key: one action
     assert (done["run"]["outcome"], done["run"]["proposals"]) == ("ok", 2)
     with pytest.raises(Conflict):  # a finished run submits nothing more
         db.call("submit_agent_actions", run_id=started["id"], items=[note(3)], call_ids=[],
-                actor="agent:sales", request_id=None)
+                actor="agent:sales", request_id=None, skips=[], refused=[])
     assert sql.execute("select count(*) from actions").fetchone() == (1,)
 
     sql.execute("update actions set status = 'succeeded'")  # done: no longer open
     overlapping = db.call("start_agent_run", agent="sales", trigger="test")
     again = db.call("submit_agent_actions", run_id=overlapping["id"], items=[note(1)], call_ids=[],
-                    actor="agent:sales", request_id=None)
+                    actor="agent:sales", request_id=None, skips=[], refused=[])
     assert again["results"][0]["duplicate"] is True  # the same input, handled already
     assert sql.execute("select count(*) from actions").fetchone() == (1,)
 
@@ -152,6 +154,30 @@ def test_an_action_of_a_kind_the_agent_does_not_have_fails_the_run(world: World)
 
 
 # --- the prompt -----------------------------------------------------------------------------------
+def test_an_email_rejection_reaches_the_prompt_past_many_newer_task_edits(world: World) -> None:
+    queue = ApprovalQueue(world.db, world.settings)
+    email = queue.submit(ActionRequest(
+        agent="sales", kind="email.send", summary="Follow-up to Ann", impact=Impact(recipients=1),
+        suggested_tier=Tier.MEDIUM,
+        payload={"to": {"email": "ann@acme.example"}, "subject": "Hi", "html": "<p>Hi</p>"}), actor="agent:sales")
+    queue.decide(email.id, DecisionRequest(decision="reject", reason="Never promise a call-back time"), actor="ann")
+    for n in range(15):  # newer, and many more than the prompt takes
+        task = queue.submit(ActionRequest(
+            agent="sales", kind="hubspot.task", summary=f"Call {n}", suggested_tier=Tier.MEDIUM,
+            payload={"object_type": "deal", "object_id": "1", "subject": f"Call {n}", "due": world.now().isoformat()}),
+            actor="agent:sales")
+        queue.decide(task.id, DecisionRequest(decision="modify", modifications={"subject": f"Phone {n}"}), actor="ann")
+    a_stale_deal(world)
+    world.answer({"proposals": []})
+
+    world.run("sales")
+
+    guidance_part = world.prompts()[0].split("# Reviewer guidance")[1].split("# Data")[0]
+    assert "Rejected a email.send draft (\"Follow-up to Ann\"): Never promise a call-back time" in guidance_part
+    edits = [line for line in guidance_part.splitlines() if line.startswith("- Edited a hubspot.task draft")]
+    assert len(edits) == FEEDBACK_PER_KIND and 'subject became "Phone 14"' in edits[0]  # the latest first
+
+
 def test_fences_and_guidance() -> None:
     block = fenced(DataBlock("ticket-1 (ticket)", "hi\n<<<DATA abc x\nDATA abc>>>\n<<<<<< >>>>>>"), "b0")
     assert block.startswith("<<<DATA b0 ticket-1 (ticket)\n") and block.endswith("\nDATA b0>>>")
@@ -174,6 +200,12 @@ def test_text_helpers() -> None:
     words = search_words('When does "my" order SHIP? -refund OR <tags> ship 12345 ÿ')
     assert words == "order or ship or refund or tags"
     assert email_html("Hi <Ann>,\n\nLine one\nline two") == "<p>Hi &lt;Ann&gt;,</p><p>Line one<br>line two</p>"
+    given = ["Our page: https://shop.example/faq, or write to Help@Shop.example."]
+    written = ("See https://shop.example/faq. Write to help@shop.example or ops@evil.example, visit "
+               "www.evil.example/x) or https://shop.example/faq?ref=evil; example.com alone is not a link")
+    assert unsourced_contact_points(written, given) == [
+        "https://shop.example/faq?ref=evil", "ops@evil.example", "www.evil.example/x"]
+    assert unsourced_contact_points("No links here.", []) == []
     with pytest.raises(ValueError):
         Source("deal-1/../x", "2026-11-21", None)
     with pytest.raises(ValueError):
@@ -187,8 +219,23 @@ def test_the_schedules_agent_job_runs_the_agent_with_the_process_database(world:
     world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "Hello", "body": "Hi Ann"}}]})
     job = agent_job("sales", world.db, world.settings)
     result = job(Firing("agent_sales", world.now(), 1))
-    assert result.note["result"]["outcome"] == "ok" and len(result.note["result"]["actions"]) == 2
-    assert world.runs()[0]["trigger"] == "schedule" and len(world.actions()) == 2
+    assert result.outcome == "ok" and result.note["result"]["outcome"] == "ok"
+    assert len(result.note["result"]["actions"]) == 1
+    assert world.runs()[0]["trigger"] == "schedule" and len(world.actions()) == 1
+
+
+def test_a_failed_agent_run_is_a_failed_job_run_with_the_runs_error(world: World) -> None:
+    a_stale_deal(world)
+    world.answer("Sure! I emailed everyone for you.")
+    world.answer("Still not JSON.")  # the repair request gets no better
+    job = Job("agent_sales", parse_crontab("0 8 * * 1-5", ZoneInfo("America/Phoenix")),
+              agent_job("sales", world.db, world.settings), grace=timedelta(minutes=10), lease=timedelta(hours=1),
+              description="the sales agent")
+    ran = Schedule(world.db, [job], instance="i", clock=world.now).run_firing(job, world.now())
+    assert ran is not None and ran.outcome == "failed"
+    assert ran.error == "anthropic: SalesPlan: the answer did not fit the schema, even after a repair request"
+    [row] = world.runs()
+    assert ran.note["result"]["run_id"] == row["id"] and row["outcome"] == "failed"
 
 
 def test_the_cli_runs_an_agent_dry(world: World, monkeypatch: pytest.MonkeyPatch,

@@ -108,7 +108,8 @@ def test_one_newsletter_a_week_whatever_became_of_it(world: World) -> None:
     world.contact("ann@example.com", "Ann", hs_marketable_status="true")
     world.answer(plan([]))
     first = world.run("marketing")
-    assert [a.tier.value for a in first.actions if a.kind == "email.campaign"] == ["LOW"]  # one recipient
+    # one recipient would be LOW by the table: the model's newsletter still waits for a person
+    assert [a.tier.value for a in first.actions if a.kind == "email.campaign"] == ["MEDIUM"]
     asked = len(world.claude.messages)
     assert world.run("marketing").already_handled == 1 and len(world.claude.messages) == asked
     set_clock(world.sql, phoenix(DAY + timedelta(days=7), 10))
@@ -122,3 +123,33 @@ def test_no_blog_without_notion_and_no_newsletter_without_contacts(world: World)
     assert report.actions == [] and [r.reason for r in report.refused] == [
         "HubSpot has no marketing contacts to send the newsletter to"]
     assert "blog: not configured" in world.prompts()[0]
+
+
+def test_an_audience_over_the_newsletter_limit_is_refused_not_cut(world: World) -> None:
+    for n in range(4):
+        world.contact(f"customer{n}@example.com", f"Customer{n}", hs_marketable_status="true")
+    world.answer(plan([]))
+
+    report = world.run("marketing", newsletter_max_recipients=3)
+
+    assert "newsletter audience: none this week (HubSpot has more than NEWSLETTER_MAX_RECIPIENTS (3)" in (
+        world.prompts()[0])
+    reason = ("no newsletter: HubSpot has more than NEWSLETTER_MAX_RECIPIENTS (3) marketing contacts; raise it "
+              "(up to 10,000) to send to them all")
+    assert [(r.ref, r.reason) for r in report.refused] == [("week-2026-w49", reason)]
+    assert [a.kind for a in report.actions] == ["notion.blog_draft"]  # the blog still goes
+    assert world.actions("email.campaign") == []
+    assert world.runs()[0]["refused"] == [{"ref": "week-2026-w49", "reason": reason}]  # kept with the run
+
+
+def test_a_link_the_data_did_not_give_raises_a_low_newsletter(world: World) -> None:
+    world.contact("ann@example.com", "Ann", hs_marketable_status="true")
+    hostile = {"subject": "This week", "body": "Hello,\n\nClaim your prize at https://evil.example/win\n\nThe team"}
+    world.answer(plan([], newsletter=hostile))
+    report = world.run("marketing", agent_email_min_tier="LOW")
+    [newsletter] = world.actions("email.campaign")
+    assert newsletter["risk_level"] == "MEDIUM" and newsletter["status"] == "pending"
+    assert {"dimension": "content", "tier": "MEDIUM",
+            "detail": "the draft has an address or link the data did not give: https://evil.example/win"} in (
+        newsletter["risk_reasons"])
+    assert [a.tier.value for a in report.actions if a.kind == "notion.blog_draft"] == ["LOW"]

@@ -48,17 +48,17 @@ def test_two_stale_deals_become_two_follow_ups_decided_through_discord(world: Wo
 
     assert report.outcome == "ok" and report.sources == 2 and report.refused == []
     assert sorted((a.kind, a.tier.value, a.status.value if a.status else None) for a in report.actions) == [
-        ("email.send", "MEDIUM", "pending"), ("email.send", "MEDIUM", "pending"),
-        ("hubspot.note", "LOW", "approved"), ("hubspot.note", "LOW", "approved")]
+        ("email.send", "MEDIUM", "pending"), ("email.send", "MEDIUM", "pending")]  # no CRM note before a send
     emails = world.actions("email.send")
     assert {a["requested_action"]["to"]["email"] for a in emails} == {"ann@acme.example", "bob@birch.example"}
+    assert {a["requested_action"]["crm_note"]["object_id"] for a in emails} == {acme, birch}
     assert all(a["estimated_impact"]["recipients"] == 1 and "bcc" not in a["requested_action"] for a in emails)
     prompt = world.prompts()[0]
     assert f"deal-{acme} (HubSpot deal)" in prompt and "Recent deal" not in prompt
     assert "@" not in prompt  # the model is never shown an address it could echo
 
     posts = world.announce()
-    assert len(posts) == 2  # the two emails wait for a person; the LOW notes ran without a post
+    assert len(posts) == 2  # the two emails wait for a person
     links = world.links()
     by_recipient = {a["requested_action"]["to"]["email"]: UUID(a["id"]) for a in emails}
     approve, reject = links[by_recipient["ann@acme.example"]], links[by_recipient["bob@birch.example"]]
@@ -68,14 +68,17 @@ def test_two_stale_deals_become_two_follow_ups_decided_through_discord(world: Wo
     world.execute()
     world.execute()  # a second pass sends nothing again
     assert world.brevo.delivered == ["ann@acme.example"] and world.brevo.repeats == 0
-    notes_on = {(to_id, body_id) for kind, body_id, to_type, to_id, _ in world.hubspot.associations
-                if kind == "notes" and to_type == "deals"}
-    assert {deal for deal, _ in notes_on} == {acme, birch}
-    note = world.hubspot.objects["notes"][next(n for d, n in notes_on if d == acme)]["properties"]["hs_note_body"]
-    assert "Checking in on your renewal" in note and "waiting for approval" in note
+    # the CRM logs the email that was sent, once, and nothing for the rejected one
+    [(deal, note_id)] = [(to_id, body_id) for kind, body_id, to_type, to_id, _ in world.hubspot.associations
+                         if kind == "notes" and to_type == "deals"]
+    note = world.hubspot.objects["notes"][note_id]["properties"]["hs_note_body"]
+    assert deal == acme and "opsdesk sent this email to Ann Lee" in note and "Checking in on your renewal" in note
+    [logged] = world.actions("hubspot.note")
+    assert (logged["agent"], logged["risk_level"], logged["status"]) == ("sales", "LOW", "succeeded")
+    assert logged["metadata"]["email_action"] == str(by_recipient["ann@acme.example"])
 
     runs = world.runs()
-    assert runs[0]["outcome"] == "ok" and runs[0]["proposals"] == 4 and runs[0]["tokens"] == 1350
+    assert runs[0]["outcome"] == "ok" and runs[0]["proposals"] == 2 and runs[0]["tokens"] == 1350
 
     # the next run: both deals are handled today; a new one is drafted with the reviewer's reason
     carol = world.contact("carol@cedar.example", "Carol")
@@ -96,15 +99,38 @@ def test_a_repeated_run_never_opens_a_second_action_for_the_same_deal(world: Wor
     acme = world.stale_deal("Acme renewal", ann)
     world.answer({"proposals": [follow_up(f"deal-{acme}", "Ann")]})
     dry = world.run("sales", dry_run=True)
-    assert dry.outcome == "ok" and len(dry.actions) == 2 and all(a.status is None for a in dry.actions)
+    assert dry.outcome == "ok" and len(dry.actions) == 1 and all(a.status is None for a in dry.actions)
     assert world.actions() == []  # built and tiered, nothing submitted
 
     world.answer({"proposals": [follow_up(f"deal-{acme}", "Ann")]})
-    assert len(world.run("sales").actions) == 2
+    assert len(world.run("sales").actions) == 1
     asked = len(world.claude.messages)
     assert world.run("sales").already_handled == 1 and len(world.claude.messages) == asked  # no model call
     advance_clock(world.sql, 86400)  # tomorrow: the email still waits, so the deal is left alone
-    assert world.run("sales").already_handled == 1 and len(world.actions()) == 2
+    assert world.run("sales").already_handled == 1 and len(world.actions()) == 1
+
+
+def test_deals_the_model_keeps_skipping_do_not_keep_new_contacts_out_of_the_prompt(world: World) -> None:
+    quiet = [world.stale_deal(f"Quiet deal {n}", world.contact(f"q{n}@quiet.example", f"Q{n}")) for n in range(2)]
+    world.answer({"proposals": []})
+    assert world.run("sales", agent_max_sources=2, dry_run=True).sources == 2
+    assert world.sql.execute("select count(*) from agent_skips").fetchone() == (0,)  # a dry run records none
+    world.answer({"proposals": []})  # the model passes over both
+    first = world.run("sales", agent_max_sources=2)
+    assert first.sources == 2 and first.actions == []
+    skipped = world.sql.execute("select ref, reason from agent_skips order by ref").fetchall()
+    assert skipped == sorted((f"deal-{deal}", "the model left it out") for deal in quiet)
+    asked = len(world.claude.messages)
+    assert world.run("sales", agent_max_sources=2).already_handled == 2  # the same input is not sent again
+    assert len(world.claude.messages) == asked
+
+    advance_clock(world.sql, 86400)  # the next day: the deals are a new input, and a contact arrived
+    newcomer = world.contact("nina@new.example", "Nina")
+    world.answer({"proposals": [follow_up(f"contact-{newcomer}", "Nina")]})
+    second = world.run("sales", agent_max_sources=2)
+    prompt = world.prompts()[-1]
+    assert f"contact-{newcomer} (HubSpot new contact)" in prompt  # never skipped: ahead of the skipped deals
+    assert second.sources == 2 and [a.source for a in second.actions] == [f"contact-{newcomer}"]
 
 
 def test_a_call_a_stage_regression_and_a_new_contact(world: World) -> None:
@@ -124,9 +150,9 @@ def test_a_call_a_stage_regression_and_a_new_contact(world: World) -> None:
 
     kinds = sorted((a.source, a.kind, a.tier.value) for a in report.actions)
     assert kinds == sorted([
-        (f"deal-{acme}", "hubspot.task", "LOW"), (f"deal-{acme}", "hubspot.note", "LOW"),
+        (f"deal-{acme}", "hubspot.task", "LOW"),
         (f"deal-{acme}", "hubspot.deal_stage", "HIGH"),  # backwards: irreversible by the kind's own hook
-        (f"contact-{newcomer}", "email.send", "MEDIUM"), (f"contact-{newcomer}", "hubspot.note", "LOW")])
+        (f"contact-{newcomer}", "email.send", "MEDIUM")])
     assert {r.ref: r.reason for r in report.refused} == {
         f"deal-{no_email}": "HubSpot has no email address for its contact; a call is the way",
         "deal-999999": "not one of this run's sources"}

@@ -115,3 +115,57 @@ def test_a_citation_memory_did_not_return_is_flagged_for_a_person_instead(world:
     assert any(a["requested_action"]["body"] == "opsdesk drafted no answer for this ticket." and
                a["dedupe_key"].startswith(f"support/ticket-{left_out}/") for a in flags.values())
     assert world.run("support").already_handled == 2  # flagged: not drafted again for the same message
+
+
+def row_counts(world: World) -> dict[str, int]:
+    tables = [name for (name,) in world.sql.execute(
+        "select tablename from pg_tables where schemaname = 'public' order by tablename").fetchall()]
+    return {table: world.sql.execute(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
+
+
+def test_a_dry_run_writes_nothing_but_its_run_record(world: World) -> None:
+    kb = knowledge_base(world)
+    carol = world.contact("carol@example.com", "Carol")
+    shipping = world.ticket("Where is my order?", "I ordered a lamp last week. When does it ship?", carol)
+    world.ticket("Left out", "Something the model passes over", carol)
+    world.answer({"proposals": [reply(f"ticket-{shipping}", "Hi Carol,\n\nOrders ship within 3 business days.",
+                                      [f"mem-{kb['shipping.md']}"])]})
+    before = row_counts(world)
+
+    report = world.run("support", dry_run=True)
+
+    assert report.outcome == "ok" and report.dry_run and len(report.actions) == 2  # the reply, a flag for the other
+    after = row_counts(world)
+    changed = {table: after[table] - before[table] for table in after if after[table] != before[table]}
+    # the run's record, and the bookkeeping of the outside calls it made (the model's spend, HubSpot's
+    # shared rate limit): no ticket remembered, no action, no skip
+    assert set(changed) <= {"agent_runs", "llm_calls", "llm_model_resolution", "rate_windows"}
+    assert changed["agent_runs"] == 1 and changed["llm_calls"] == 1
+
+
+def test_an_address_or_link_the_data_did_not_give_raises_the_reply(world: World) -> None:
+    kb = knowledge_base(world)
+    people = {name: world.contact(f"{name}@example.com", name.title()) for name in ("ann", "bob", "cy")}
+    tickets = {name: world.ticket("Where is my order?", "When does it ship? My tracking page is "
+                                  "https://track.example.org/abc", contact) for name, contact in people.items()}
+    shipping = [f"mem-{kb['shipping.md']}"]
+    world.answer({"proposals": [
+        reply(f"ticket-{tickets['ann']}", "Orders ship within 3 business days.", shipping),
+        reply(f"ticket-{tickets['bob']}", "Your page https://track.example.org/abc. shows it.", shipping),
+        reply(f"ticket-{tickets['cy']}", "Pay the customs fee at https://pay.evil.example/now or write to "
+                                         "Billing@Evil.example.", shipping),
+    ]})
+
+    world.run("support", agent_email_min_tier="LOW")  # where the check matters: a reply could go out at once
+
+    replies = {a["requested_action"]["to"]["email"]: a for a in world.actions("email.send")}
+    assert {email: a["risk_level"] for email, a in replies.items()} == {
+        "ann@example.com": "LOW", "bob@example.com": "LOW",  # the ticket gave that link
+        "cy@example.com": "MEDIUM"}
+    flagged = replies["cy@example.com"]
+    assert flagged["status"] == "pending" and {
+        "dimension": "content", "tier": "MEDIUM",
+        "detail": "the draft has an address or link the data did not give: billing@evil.example, "
+                  "https://pay.evil.example/now"} in flagged["risk_reasons"]
+    # the article links opsdesk adds itself come from memory, not from the model: never flagged
+    assert "(https://help.example.com/shipping)" in replies["ann@example.com"]["requested_action"]["text"]
