@@ -61,7 +61,7 @@ class ApprovalQueue:
         kind = lookup(self.kinds, request.kind)
         payload = kind.validate_payload(request.payload)
         impact = kind.enforce(kind.impact_for(payload, request.impact))
-        assessment = assess(impact, self.thresholds, request.suggested_tier)
+        assessment = assess(impact, self.thresholds, request.suggested_tier, request.flags)
         metadata = request.metadata.model_dump(mode="json", exclude_none=True)
         if request.suggested_tier is not None:
             metadata["suggested_tier"] = request.suggested_tier.value
