@@ -194,15 +194,19 @@ class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
     def request(self, source: Source[RecordT], slot: str, *, kind: str, summary: str, reasoning: str,
                 payload: dict[str, Any], impact: Impact | None = None, proposal: Proposal | None = None,
                 floor: Tier | None = None, flags: Sequence[Reason] = (), **metadata: Any) -> ActionRequest:
-        """An ActionRequest for `source`, keyed to its input. The tier asked for is the highest of
-        `floor` and the model's suggestion, and `flags` (what code found in the draft) each raise
-        it to their own tier: the policy may only be raised by any of them."""
-        asked = [tier for tier in (floor, proposal.suggested_tier if proposal else None) if tier is not None]
+        """An ActionRequest for `source`, keyed to its input. `floor` (an agent email's
+        AGENT_EMAIL_MIN_TIER), the model's suggested tier and `flags` (what code found in the
+        draft) each raise the tier, each with its own reason; none can lower it."""
+        if floor is not None and floor is not Tier.LOW:
+            flags = [Reason(dimension="policy", tier=floor,
+                            detail=f"an agent's email waits for a person at {floor.value} or above "
+                                   "(AGENT_EMAIL_MIN_TIER)"), *flags]
+        suggested = proposal.suggested_tier if proposal else None
         return ActionRequest(
             agent=self.name, kind=kind, summary=clip(summary, 1000), reasoning=clip(reasoning, 20_000),
             payload=payload, impact=impact or Impact(), task_type=f"{self.name}.{slot}",
             dedupe_key=f"{source.input_prefix(self.name)}{slot}", flags=list(flags),
-            suggested_tier=max(asked, key=lambda tier: tier.rank) if asked else None,
+            suggested_tier=suggested,
             metadata=ActionMetadata(
                 confidence=_confidence(proposal),
                 input_snapshot={"source": source.ref, "version": source.version},

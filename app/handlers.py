@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.clients import Clients
 from app.database import Database
-from app.models import Tier
+from app.models import Reason, Tier
 from app.settings import Settings
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://opsdesk.invalid/actions")
@@ -38,6 +38,7 @@ class ClaimedAction(BaseModel):
     requested_action: dict[str, Any]
     estimated_impact: dict[str, Any]
     risk_level: Tier  # the tier it was approved at
+    risk_reasons: list[Reason] = []
     metadata: dict[str, Any]
     attempt_token: UUID
     attempts: int

@@ -79,7 +79,8 @@ class ActionRequest(BaseModel):
 
 
 class Reason(BaseModel):
-    dimension: Literal["recipients", "money", "public", "irreversible", "model", "content", "none"]
+    # policy: a floor from the settings (AGENT_EMAIL_MIN_TIER), not from the action's facts
+    dimension: Literal["recipients", "money", "public", "irreversible", "model", "content", "policy", "none"]
     tier: Tier
     detail: str
 

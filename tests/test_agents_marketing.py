@@ -110,6 +110,10 @@ def test_one_newsletter_a_week_whatever_became_of_it(world: World) -> None:
     first = world.run("marketing")
     # one recipient would be LOW by the table: the model's newsletter still waits for a person
     assert [a.tier.value for a in first.actions if a.kind == "email.campaign"] == ["MEDIUM"]
+    # and the reviewer reads why: the setting's floor, not a model that never asked
+    reasons = world.sql.execute("select risk_reasons from actions where kind = 'email.campaign'").fetchone()[0]
+    assert [reason["dimension"] for reason in reasons] == ["policy"]
+    assert "AGENT_EMAIL_MIN_TIER" in reasons[0]["detail"]
     asked = len(world.claude.messages)
     assert world.run("marketing").already_handled == 1 and len(world.claude.messages) == asked
     set_clock(world.sql, phoenix(DAY + timedelta(days=7), 10))
