@@ -14,7 +14,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from app.api import create_app
-from app.database import Database
+from app.database import Database, schema_sql
 from app.errors import InvalidInput
 from app.memory import MAX_CONTENT_CHARS, EmbeddingsMismatch, MemoryItem, MemoryStore, TicketMemory
 from app.memory_sources import sync_knowledge_base
@@ -234,3 +234,23 @@ def test_an_oversized_page_or_ticket_is_clipped_not_refused(docs: MemoryStore, s
                                      requester="a@example.com"))  # the header pushes it over
     content = sql.execute("select content from memory where source_id = 't1'").fetchone()[0]
     assert len(content) == MAX_CONTENT_CHARS and content.startswith("Ticket: Log attached\nFrom: a@example.com")
+
+
+def test_the_kind_is_a_lexeme_no_text_can_reach(docs: MemoryStore, sql: psycopg.Connection) -> None:
+    docs.upsert([MemoryItem(kind="ticket", source="test", source_id="t", content="A ticket about a kind refund.")])
+    assert sql.execute("select count(*) from memory where fts @@ '''kind:note'''::tsquery").fetchone() == (3,)
+    assert {hit.source_id for hit in docs.search("kind:note", mode="fts").results} == set()
+    assert {hit.source_id for hit in docs.search("kind:ticket", mode="fts").results} == {"t"}  # the words
+
+
+def test_an_older_memory_table_gets_the_kind_lexeme_when_the_schema_is_applied(
+    docs: MemoryStore, sql: psycopg.Connection
+) -> None:
+    sql.execute("alter table memory drop column fts")
+    sql.execute("alter table memory add column fts tsvector generated always as ("
+                "setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', content), 'B')) "
+                "stored")
+    sql.execute(schema_sql().encode())
+    assert sql.execute("select count(*) from memory where fts @@ '''kind:note'''::tsquery").fetchone() == (3,)
+    assert sql.execute("select to_regclass('public.memory_fts') is not null").fetchone() == (True,)
+    assert {hit.source_id for hit in docs.search("refund", mode="fts", kinds=["note"]).results} == {"refund", "both"}
