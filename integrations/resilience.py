@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from app.errors import CircuitOpen, IntegrationError
+from app.errors import CircuitOpen, IntegrationError, OutcomeUnknown
 
 T = TypeVar("T")
 
@@ -134,10 +134,13 @@ def call_with_retries(
         try:
             result = call()
         except IntegrationError as exc:
-            if exc.retryable:
+            # a refusal (4xx) is the system answering: the request was at fault. No answer after
+            # sending (OutcomeUnknown: a timeout, a gateway's 5xx) is the system failing, even if
+            # it is not retried here for fear of doing it twice
+            if exc.retryable or isinstance(exc, OutcomeUnknown):
                 breaker.record_failure()
             else:
-                breaker.record_success()  # the system answered; the request was at fault
+                breaker.record_success()
             raise
         except BaseException:
             # anything else (our database, a bug, an interrupt) still ends a half-open trial, or

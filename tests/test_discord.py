@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.errors import InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
+from app.errors import CircuitOpen, InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.discord import (
     ELLIPSIS,
     ZWSP,
@@ -223,6 +223,19 @@ def test_a_5xx_to_a_post_may_have_posted_so_it_is_outcome_unknown_and_not_retrie
     with pytest.raises(OutcomeUnknown, match=f"HTTP {status} after sending"):
         client_for(discord.webhook_url).execute(simple())
     assert len(discord.posts()) == 1 and len(discord.messages) == int(landed) and sleeps == []
+
+
+def test_posts_that_get_no_clear_answer_open_the_breaker(discord: FakeDiscord, client_for: ClientFactory) -> None:
+    # not retried (they may have posted), but a Discord answering 502 to every post is down
+    discord.script(*[gateway_error(502, landed=False)] * 5)
+    client = client_for(discord.webhook_url, breaker=CircuitBreaker("discord", failure_threshold=5,
+                                                                    clock=lambda: 0.0))
+    for _ in range(5):
+        with pytest.raises(OutcomeUnknown):
+            client.execute(simple())
+    with pytest.raises(CircuitOpen):
+        client.execute(simple())
+    assert len(discord.posts()) == 5
 
 
 def test_5xx_to_an_edit_are_retried_with_backoff(discord: FakeDiscord, client_for: ClientFactory,
