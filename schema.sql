@@ -37,8 +37,12 @@ language sql stable set search_path = public, pg_temp as $$
   select now() + coalesce((select offset_interval from clock_offset where id), interval '0')
 $$;
 
+-- Raised whenever a function the application calls changes its parameters or goes away, so an
+-- outside database (Supabase) still on an older schema.sql is refused at start-up (app/database.py
+-- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
+-- agent_sources_pick, lease renewal.
 create or replace function schema_version() returns jsonb
-language sql immutable as $$ select to_jsonb(1) $$;
+language sql immutable as $$ select to_jsonb(2) $$;
 
 -- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
 -- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
@@ -518,7 +522,12 @@ begin
     raise exception 'outcome must be succeeded, failed, unknown or retry' using errcode = 'OD422';
   end if;
   if p_outcome = 'retry' then
-    if p_count_attempt and a.attempts >= a.max_attempts then
+    if p_count_attempt and a.attempts >= a.max_attempts and a.uncertain_since is not null then
+      -- an earlier try may have gone out unanswered: giving up must not read as "never happened"
+      v_to := 'unknown';
+      v_error := format('gave up after %s attempts, and an earlier one may have gone out: %s', a.attempts,
+                        p_error);
+    elsif p_count_attempt and a.attempts >= a.max_attempts then
       v_to := 'failed';
       v_error := format('gave up after %s attempts: %s', a.attempts, p_error);
     else
@@ -613,12 +622,14 @@ begin
     raise exception 'only unknown actions are settled by hand; % is %', a.id, a.status
       using errcode = 'OD409', detail = jsonb_build_object('status', a.status)::text;
   end if;
-  -- a retry is a fresh run a person asked for: its attempts start again, or an action that went
-  -- unknown on its last attempt would be given up on at its first failure (or lease loss)
+  -- a retry is a fresh run a person asked for: it gets a whole new budget of attempts, or an
+  -- action that went unknown on its last attempt would be given up on at its first failure. The
+  -- count goes on, so a handler still sees a later attempt and looks for what an earlier one did
+  -- (a HubSpot note, a Notion page) before making it again.
   update actions
      set status = case when p_outcome = 'retry' then 'approved' else p_outcome end,
          run_after = case when p_outcome = 'retry' then v_now else run_after end,
-         attempts = case when p_outcome = 'retry' then 0 else attempts end,
+         max_attempts = case when p_outcome = 'retry' then attempts + max_attempts else max_attempts end,
          finished_at = case when p_outcome = 'retry' then null else finished_at end,
          attempt_token = null, dispatched_at = null, uncertain_since = null, updated_at = v_now
    where id = p_id returning * into a;
@@ -1432,27 +1443,28 @@ create table if not exists memory (
   fts                 tsvector generated always as (
                         setweight(to_tsvector('english', title), 'A')
                         || setweight(to_tsvector('english', content), 'B')
-                        || array_to_tsvector(array['kind:' || kind])) stored,
+                        || array_to_tsvector(array['#kind=' || kind])) stored,
   embedding           vector,                   -- vector(N) once configure_memory ran
   embedding_model     text,                     -- the model that made `embedding`
   embedded_at         timestamptz,
   embed_claimed_until timestamptz,              -- an embedder holds the row until then
   unique (source, source_id)
 );
--- The kind is a lexeme of fts too ('kind:ticket': no text can make one, the parser splits at ':'),
--- so a kind filter narrows the GIN scan itself instead of fetching every row with the words. A
--- table made before carries the older column, rebuilt here once.
+-- The kind is a lexeme of fts too, '#kind=ticket', so a kind filter narrows the GIN scan itself
+-- instead of fetching every row with the words. No text reaches it: the parser drops '#', and a
+-- prefix query (`kind*`) is letters and digits, so it never starts with one. The column's comment
+-- names its version; a table made with an older column gets it rebuilt here, once.
 do $$
 begin
-  if not exists (select 1 from pg_attrdef d
-                   join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum
-                  where d.adrelid = 'public.memory'::regclass and a.attname = 'fts'
-                    and pg_get_expr(d.adbin, d.adrelid) like '%kind:%') then
+  if col_description('public.memory'::regclass,
+                     (select attnum from pg_attribute
+                       where attrelid = 'public.memory'::regclass and attname = 'fts')) is distinct from 'fts v2' then
     alter table memory drop column fts;
     alter table memory add column fts tsvector generated always as (
       setweight(to_tsvector('english', title), 'A')
       || setweight(to_tsvector('english', content), 'B')
-      || array_to_tsvector(array['kind:' || kind])) stored;
+      || array_to_tsvector(array['#kind=' || kind])) stored;
+    comment on column memory.fts is 'fts v2';
   end if;
 end
 $$;
@@ -1809,7 +1821,8 @@ $$;
 -- picks badly between the two: it multiplies the words' frequencies, so words that come together
 -- ("milk frother") look a hundred times rarer than they are. Instead a pilot reads the newest
 -- rows: if enough match there, that is the answer; otherwise the share that matched prices both
--- ways and the cheaper one runs. Neither then passes about 2 x sqrt(rank limit x rows) row visits.
+-- ways and the cheaper one runs: either way visits a few times sqrt(rank limit x rows) rows at most
+-- (bench/README.md measures it).
 -- `fts_strategy` says which way ran: newest (the pilot sufficed), scan (read on newest first),
 -- index (GIN) or all (no rank limit); null when full text did not run.
 -- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
@@ -1881,7 +1894,7 @@ begin
     if exists (select 1 from unnest(v_kinds) k where k !~ '^[a-z][a-z0-9_]{0,39}$') then
       raise exception 'a kind is a lower-case name' using errcode = 'OD422';
     end if;
-    v_kind_tsq := (select string_agg(format('''kind:%s''', k), ' | ') from unnest(v_kinds) k)::tsquery;
+    v_kind_tsq := (select string_agg(format('''#kind=%s''', k), ' | ') from unnest(v_kinds) k)::tsquery;
     if cardinality(v_kinds) = 1 then
       v_kind := v_kinds[1];
       v_kinds := null;
@@ -2731,6 +2744,7 @@ declare
   v_status text;
   v_moved jsonb;
   v_out jsonb;
+  v_stopped_batches integer := 0;
 begin
   if p_rest is null or p_rest not in ('next_day', 'later', 'stop') then
     raise exception 'the rest of a batch goes to the next day or later, or stops' using errcode = 'OD422';
@@ -2781,10 +2795,19 @@ begin
   update campaign_batches
      set status = v_status, lease_expires_at = null, finished_at = v_now, last_error = p_error, updated_at = v_now
    where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  if p_rest = 'stop' then
+    -- Brevo refused the content itself, and every batch still waiting carries the same content:
+    -- they fail too, instead of going out on later days under an action marked failed
+    update campaign_batches
+       set status = 'failed', finished_at = v_now, last_error = p_error, updated_at = v_now
+     where campaign_id = b.campaign_id and status = 'pending';
+    get diagnostics v_stopped_batches = row_count;
+  end if;
   v_out := jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'status', v_status,
                               'send_on', b.send_on, 'sent', v_sent, 'dry_run', v_dry, 'refused', v_refused,
                               'unknown', v_unknown, 'moved', v_moved,
-                              'stopped', case when p_rest = 'stop' then v_pending else 0 end, 'error', p_error);
+                              'stopped', case when p_rest = 'stop' then v_pending else 0 end,
+                              'stopped_batches', v_stopped_batches, 'error', p_error);
   perform write_audit(b.campaign_id, p_actor, 'campaign_batch_' || v_status, null, null, p_error, null, v_out);
   return v_out;
 end
@@ -3468,15 +3491,16 @@ alter table agent_runs add column if not exists refused jsonb not null default '
 -- The sources that go before the model this run, at most p_limit. Left alone: those that need no
 -- draft now (an action for the same input exists in any state, so a rejected or expired draft is
 -- not drafted again until the input changes; an action for an earlier input is still open; the
--- same input was skipped). Of the rest, those never skipped come first, then those skipped
--- longest ago, each group in the order given. p_sources: [{ref, version, source_prefix,
--- input_prefix}]. Answers {handled: how many were left alone, picked: [ref]}.
+-- same input was skipped: its skip is one of the source's `skipped_as` versions). Of the rest,
+-- those never skipped come first, then those skipped longest ago, each group in the order given.
+-- p_sources: [{ref, skipped_as: [version], source_prefix, input_prefix}]. Answers {handled: how
+-- many were left alone, picked: [ref]}.
 drop function if exists agent_sources_handled(jsonb);
 create or replace function agent_sources_pick(p_agent text, p_sources jsonb, p_limit integer) returns jsonb
 language sql stable set search_path = public, pg_temp as $$
   with triaged as (
     select g.s->>'ref' as ref, g.n, k.skipped_at,
-           coalesce(k.version = g.s->>'version', false)
+           coalesce(k.version in (select jsonb_array_elements_text(g.s->'skipped_as')), false)
            or exists (select 1 from actions a where a.dedupe_key like like_prefix(g.s->>'input_prefix'))
            or exists (select 1 from actions a
                        where a.dedupe_key like like_prefix(g.s->>'source_prefix')

@@ -301,7 +301,7 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
 def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: list[int]) -> _Draft:
     candidates = {source.ref: source for source in agent.find_sources(env)}
     picked = env.db.call("agent_sources_pick", agent=agent.name, limit=env.settings.agent_max_sources, sources=[
-        {"ref": s.ref, "version": s.version, "source_prefix": s.prefix(agent.name),
+        {"ref": s.ref, "skipped_as": [s.version, _left_out_version(s, env)], "source_prefix": s.prefix(agent.name),
          "input_prefix": s.input_prefix(agent.name)} for s in candidates.values()])
     fresh = [candidates[ref] for ref in picked["picked"]]
     draft = _Draft(sources=len(fresh), handled=int(picked["handled"]))
@@ -345,10 +345,20 @@ def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: l
             why_nothing[source.ref] = LEFT_OUT
             draft.built.extend(prepare(source, agent.when_left_out(env, source)))
     acted_on = {built.source for built in draft.built}
-    draft.skipped = [{"ref": source.ref, "version": source.version,
+    # A refusal holds until the source changes (its version). Left out holds for the day only: a
+    # long prompt may crowd a source out, and a new contact (one version, ever) would otherwise
+    # never get its first email; it comes back tomorrow, behind sources never skipped.
+    draft.skipped = [{"ref": source.ref,
+                      "version": _left_out_version(source, env) if why_nothing.get(source.ref) == LEFT_OUT
+                      else source.version,
                       "reason": why_nothing.get(source.ref, "its proposal led to no action")}
                      for source in fresh if source.ref not in acted_on]
     return draft
+
+
+def _left_out_version(source: Source[Any], env: AgentEnv) -> str:
+    """What a source the model left out is skipped as: this version, today only."""
+    return f"{source.version}/left-out-{env.today.isoformat()}"
 
 
 def _feedback(agent: Agent[Any, Any, Any], env: AgentEnv) -> list[FeedbackItem]:

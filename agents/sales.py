@@ -3,8 +3,9 @@
 Sources, from HubSpot: open deals with no activity for SALES_STALE_DAYS (version: today, so at most
 one draft per deal a day and none while one waits) with the deal's contact, and contacts created
 in the last SALES_NEW_CONTACT_DAYS that are not such a deal's contact (version `new`: one first
-email ever). A deal or contact the model leaves out is skipped for that version (agents.framework),
-so the deals it keeps passing over go behind new contacts instead of filling every prompt.
+email ever). A deal or contact the model leaves out is skipped for the day (agents.framework), so
+the ones it keeps passing over go behind new contacts instead of filling every prompt, and come
+back the next day.
 
 A proposal becomes: the email (email.send to the contact's address as HubSpot has it; the plan has
 no field for an address, so one the model writes goes nowhere), a hubspot.task for the deal's

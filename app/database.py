@@ -34,7 +34,7 @@ from app.errors import SQLSTATE_ERRORS, DatabaseError, OpsdeskError, SchemaMisma
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 

@@ -17,6 +17,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
+from html import escape
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -147,8 +148,10 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
 def _log_in_crm(ctx: HandlerContext, payload: EmailSendPayload, on: CrmNote) -> dict[str, Any]:
     """Queue the note that logs the sent email. The email is out whatever happens here, so a
     failure to queue it is kept in the email's result, never turned into a failed send."""
-    body = f"opsdesk sent this email to {payload.to.name or payload.to.email}.\nSubject: {payload.subject}\n\n"
-    body += payload.text or payload.html
+    # HubSpot shows a note's body as HTML: plain text keeps its lines only as <br>
+    body = (f"<p>opsdesk sent this email to {escape(payload.to.name or payload.to.email)}.<br>"
+            f"Subject: {escape(payload.subject)}</p>")
+    body += f"<p>{escape(payload.text).replace(chr(10), '<br>')}</p>" if payload.text else payload.html
     note = ActionRequest(
         agent=ctx.action.agent, kind="hubspot.note", summary=f"Log the email sent to {payload.to.email}"[:1000],
         reasoning="The email went out; the CRM shows it.", dedupe_key=f"crm-note/{ctx.action.id}",

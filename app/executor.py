@@ -24,6 +24,7 @@ from app.errors import (
     IntegrationError,
     OutcomeUnknown,
     RateLimited,
+    SentBack,
     StaleAttempt,
     TransientError,
 )
@@ -116,6 +117,9 @@ class Executor:
             if self._sent_back(action, kind):
                 return
             result = kind.handler(ctx)
+        except SentBack as exc:
+            log.info("action %s: %s", action.id, exc.message)
+            return
         except StaleAttempt:
             log.warning("action %s: attempt superseded before it finished; dropping it", action.id)
             return

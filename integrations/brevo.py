@@ -152,7 +152,8 @@ class BrevoClient:
 
         try:
             return call_with_retries(attempt, breaker=self.breaker, attempts=self.attempts, sleep=self._sleep)
-        except TransientError as exc:
+        except IntegrationError as exc:
+            # whatever a later attempt met (a 429, a 402, a refusal), an earlier one may have sent it
             if reached and not isinstance(exc, OutcomeUncertain):
                 raise OutcomeUncertain(
                     f"no clear answer after {self.attempts} attempts, and one may have been sent ({exc.message})",

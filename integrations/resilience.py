@@ -71,6 +71,12 @@ class CircuitBreaker:
             self._opened_at = None
             self._trial_running = False
 
+    def abandon_trial(self) -> None:
+        """The call failed on our side (our database, a lost lease, a bug): it says nothing about
+        the outside system, but a half-open trial is over, so the next call may trial again."""
+        with self._lock:
+            self._trial_running = False
+
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
@@ -143,9 +149,10 @@ def call_with_retries(
                 breaker.record_success()
             raise
         except BaseException:
-            # anything else (our database, a bug, an interrupt) still ends a half-open trial, or
-            # the breaker would refuse every later call until the process restarts
-            breaker.record_failure()
+            # anything else (our database, a lost lease, a bug) is not the system's failure, but
+            # it must end a half-open trial, or the breaker would refuse every later call until
+            # the process restarts
+            breaker.abandon_trial()
             raise
         breaker.record_success()
         return result

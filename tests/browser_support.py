@@ -6,13 +6,13 @@ variable CI is set: a CI that lost its browser must not go green with the browse
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Browser, sync_playwright
+
+from tests.ci import skip_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -22,10 +22,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 def require_chromium(path: Path = CHROMIUM) -> Path:
     if path.exists():
         return path
-    why = f"needs Debian's chromium at {path} (apt-get install -y chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set: {why}", pytrace=False)
-    pytest.skip(why)
+    skip_or_fail(f"needs Debian's chromium at {path} (apt-get install -y chromium)")
 
 
 @contextmanager

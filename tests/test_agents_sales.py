@@ -133,6 +133,17 @@ def test_deals_the_model_keeps_skipping_do_not_keep_new_contacts_out_of_the_prom
     assert second.sources == 2 and [a.source for a in second.actions] == [f"contact-{newcomer}"]
 
 
+def test_a_new_contact_the_model_leaves_out_comes_back_the_next_day(world: World) -> None:
+    nina = world.contact("nina@new.example", "Nina")  # a new contact has one version: `new`
+    world.answer({"proposals": []})
+    assert world.run("sales").sources == 1
+    asked = len(world.claude.messages)
+    assert world.run("sales").already_handled == 1 and len(world.claude.messages) == asked  # not again today
+    advance_clock(world.sql, 86400)
+    world.answer({"proposals": [follow_up(f"contact-{nina}", "Nina")]})
+    assert [a.source for a in world.run("sales").actions] == [f"contact-{nina}"]  # not skipped forever
+
+
 def test_a_call_a_stage_regression_and_a_new_contact(world: World) -> None:
     ann = world.contact("ann@acme.example", "Ann")
     acme = world.stale_deal("Acme renewal", ann, stage="contractsent", owner="777")

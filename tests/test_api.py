@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from app.api import create_app
-from app.database import Database
+from app.database import SCHEMA_VERSION, Database
 from app.settings import Settings
 from tests.conftest import API_TOKEN, advance_clock, make_settings
 from tests.live_server import serve
@@ -47,7 +47,7 @@ def test_healthz_is_ok_without_a_token_and_shows_counts_only_with_it(api: httpx.
     assert body["status"] == "ok" and body["database"] == {"ok": True, "mode": "postgres"}
     assert body["integrations"]["discord"] == "not_configured"
     detailed = api.get("/healthz").json()  # the client sends the API token
-    assert detailed["database"]["schema_version"] == 1 and detailed["database"]["pending"] == 0
+    assert detailed["database"]["schema_version"] == SCHEMA_VERSION and detailed["database"]["pending"] == 0
     assert "unknown" in detailed["database"]
     wrong = httpx.get(f"{api.base_url}/healthz", headers={"Authorization": "Bearer wrong-token"})
     assert wrong.status_code == 401 and "pending" not in wrong.text

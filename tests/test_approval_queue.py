@@ -219,10 +219,11 @@ def test_settling_unknown_as_retry_gives_a_real_new_run(db: Database, database_u
     advance_clock(sql, 61)  # the worker died after the outside call started
     assert db.call("recover_expired_leases", actor="t", limit=10)["recovered"][0]["status"] == "unknown"
     retried = queue.settle(action.id, "retry", actor="ann", reason="checked: it never arrived")
-    assert retried.status is Status.APPROVED and retried.attempts == 0
+    assert retried.status is Status.APPROVED and retried.attempts == 1
     [second] = db.call("claim_actions", worker="w2", lease_seconds=60, limit=1)
-    assert second["attempts"] == 1  # a first attempt again
-    # so a transient failure of the new run is retried, not the end of the action's attempts
+    # a later attempt, so a handler looks for what the first may have made before making it again
+    assert (second["attempts"], second["max_attempts"]) == (2, 3)
+    # and a transient failure of the new run is retried, not the end of the action's attempts
     after = db.call("finish_action", id=action.id, attempt_token=second["attempt_token"], outcome="retry",
                     result=None, error="HTTP 503", retry_in_seconds=1, count_attempt=True)
     assert after["status"] == "approved"

@@ -121,6 +121,14 @@ def test_persistent_5xx_is_an_uncertain_outcome(brevo: FakeBrevo, sleeps: list[f
     assert len(brevo.requests) == 3
 
 
+def test_a_refusal_after_a_5xx_is_still_an_uncertain_outcome(brevo: FakeBrevo, sleeps: list[float]) -> None:
+    # the 5xx may have come after the email went out: the 402 that follows says nothing about it
+    brevo.script = [Reply(502, "bad gateway"), Reply(402, {"code": "not_enough_credits", "message": "x"})]
+    with pytest.raises(OutcomeUncertain, match="may have been sent"):
+        client(brevo.url, sleeps).send(reply_to(), idempotency_key=KEY)
+    assert len(brevo.requests) == 2
+
+
 def test_a_timeout_is_retried_with_the_same_key(brevo: FakeBrevo, sleeps: list[float]) -> None:
     def no_answer(_: Recorded) -> Reply:
         brevo.server.release.wait(30)
@@ -268,6 +276,20 @@ def test_an_uncertain_send_whose_retry_would_miss_brevo_s_window_is_unknown(
     advance_clock(sql, 3601)
     executor.run_until_idle()
     assert len(brevo.requests) == 2 and quota_used(sql) == 1  # never re-sent; it stays counted
+
+
+def test_giving_up_after_a_send_that_may_have_gone_out_is_unknown_not_failed(
+    db: Database, database_url: str, brevo: FakeBrevo, sleeps: list[float], sql: psycopg.Connection,
+) -> None:
+    settings = make_settings(database_url=database_url, brevo_api_key=API_KEY, brevo_sender_email=SENDER,
+                             brevo_base_url=brevo.url, executor_max_attempts=1)
+    brevo.script = [Reply(500, "oops")] * 3
+    action = ApprovalQueue(db, settings).submit(email_send(), actor="t")
+    executor = Executor(db, settings, worker_id="w1", clients=Clients(settings, sleep=sleeps.append), rng=lambda: 1.0)
+    executor.run_until_idle()
+    executor.close()
+    status, _, error = action_row(sql, action.id)
+    assert status == "unknown" and "may have gone out" in error  # never "failed": that reads as not sent
 
 
 @pytest.mark.parametrize(("late", "outcome"), [(1400, "succeeded"), (1600, "unknown")])

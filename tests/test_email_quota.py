@@ -401,6 +401,21 @@ def test_a_400_that_blames_no_address_stops_the_batch_and_refuses_nobody(
     assert daily_job(db, mail_settings, clients) == [] and len(brevo.requests) == 1
 
 
+def test_a_refused_content_stops_every_later_batch_of_the_campaign(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    sql: psycopg.Connection,
+) -> None:
+    set_clock(sql, phoenix(DAY, 14))
+    brevo.script = [Reply(400, {"code": "invalid_parameter", "message": "params.name is not valid"})]
+    campaign_id = approve(db, mail_settings, campaign(750))  # batches on three days
+    executor.run_until_idle()
+    assert [status for _, _, status, _ in batches(sql, campaign_id)] == ["failed", "failed", "failed"]
+    for day in (1, 2):  # the sender was fixed meanwhile: still nothing goes out under a failed action
+        set_clock(sql, phoenix(DAY + timedelta(days=day), 9, 5))
+        assert daily_job(db, mail_settings, clients) == []
+    assert len(brevo.requests) == 1 and brevo.delivered == []
+
+
 def test_a_batch_lease_renewed_before_each_request_outlasts_its_term(
     db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
 ) -> None:

@@ -358,9 +358,14 @@ def test_a_half_open_trial_that_fails_outside_the_sdk_lets_the_breaker_trial_aga
         patched.setattr(client.limiter, "acquire", database_down)
         with pytest.raises(DatabaseError):
             client.get_deal(deal_id)
-    assert client.breaker.state == "open"  # the failed trial counts as a failure...
-    clock.now += 31
+    assert client.breaker.state == "half_open"  # our database's failure is not HubSpot's...
     assert client.get_deal(deal_id).id == deal_id  # ...and does not leave the breaker stuck
+    assert client.breaker.state == "closed"
+    with monkeypatch.context() as patched:  # nor do our failures open a closed breaker
+        patched.setattr(client.limiter, "acquire", database_down)
+        for _ in range(client.breaker.failure_threshold + 1):
+            with pytest.raises(DatabaseError):
+                client.get_deal(deal_id)
     assert client.breaker.state == "closed"
 
 
@@ -440,6 +445,27 @@ def test_a_retry_after_an_ambiguous_failure_finds_the_note_instead_of_creating_a
     assert len(fake.calls("POST", NOTES)) == 1
     [search] = fake.calls("POST", "/crm/v3/objects/notes/search")
     assert body_of(search)["filterGroups"][0]["filters"][0]["value"] == engagement_marker(idempotency_key(action.id))
+
+
+def test_a_note_settled_as_retry_after_it_went_unknown_is_looked_for_not_made_again(
+    db: Database, hs_settings: Settings, fake: FakeHubSpot, sql: psycopg.Connection, run: Any,
+    client: HubSpotClient,
+) -> None:
+    contact = fake.add("contacts", email="ana@example.com")
+    action = submit(db, hs_settings, "hubspot.note",
+                    {"object_type": "contact", "object_id": contact, "body": "Asked for pricing"})
+    # the note reached HubSpot, then the worker died before recording it
+    [claimed] = db.call("claim_actions", worker="w1", lease_seconds=60, limit=1)
+    db.call("mark_dispatched", id=action.id, attempt_token=claimed["attempt_token"])
+    client.create_note(object_type="contact", object_id=contact, body="Asked for pricing",
+                       marker=engagement_marker(idempotency_key(action.id)), timestamp=NOW)
+    advance_clock(sql, 61)
+    db.call("recover_expired_leases", actor="t", limit=10)
+    ApprovalQueue(db, hs_settings).settle(action.id, "retry", actor="ann", reason="not sure it went")
+    advance_clock(sql, 61)  # HubSpot's search has caught up
+    assert run() == 1
+    assert action_row(sql, action.id)["result"]["created"] is False
+    assert len(fake.calls("POST", NOTES)) == 1 and len(fake.objects["notes"]) == 1
 
 
 def test_task_action_with_an_edited_subject(db: Database, database_url: str, fake: FakeHubSpot,

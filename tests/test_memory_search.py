@@ -236,11 +236,13 @@ def test_an_oversized_page_or_ticket_is_clipped_not_refused(docs: MemoryStore, s
     assert len(content) == MAX_CONTENT_CHARS and content.startswith("Ticket: Log attached\nFrom: a@example.com")
 
 
-def test_the_kind_is_a_lexeme_no_text_can_reach(docs: MemoryStore, sql: psycopg.Connection) -> None:
-    docs.upsert([MemoryItem(kind="ticket", source="test", source_id="t", content="A ticket about a kind refund.")])
-    assert sql.execute("select count(*) from memory where fts @@ '''kind:note'''::tsquery").fetchone() == (3,)
-    assert {hit.source_id for hit in docs.search("kind:note", mode="fts").results} == set()
-    assert {hit.source_id for hit in docs.search("kind:ticket", mode="fts").results} == {"t"}  # the words
+def test_the_kind_is_a_lexeme_no_text_or_prefix_can_reach(docs: MemoryStore, sql: psycopg.Connection) -> None:
+    docs.upsert([MemoryItem(kind="ticket", source="test", source_id="t", content="A ticket about a kind refund."),
+                 MemoryItem(kind="note", source="test", source_id="k", content="Kindness wins customers.")])
+    assert sql.execute("select count(*) from memory where fts @@ '''#kind=note'''::tsquery").fetchone() == (4,)
+    assert {hit.source_id for hit in docs.search("kind*", mode="fts").results} == {"t", "k"}  # words only
+    assert {hit.source_id for hit in docs.search("refund -kind*", mode="fts").results} == {"refund", "both"}
+    assert {hit.source_id for hit in docs.search("#kind=note", mode="fts").results} == set()
 
 
 def test_an_older_memory_table_gets_the_kind_lexeme_when_the_schema_is_applied(
@@ -251,6 +253,10 @@ def test_an_older_memory_table_gets_the_kind_lexeme_when_the_schema_is_applied(
                 "setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', content), 'B')) "
                 "stored")
     sql.execute(schema_sql().encode())
-    assert sql.execute("select count(*) from memory where fts @@ '''kind:note'''::tsquery").fetchone() == (3,)
+    assert sql.execute("select count(*) from memory where fts @@ '''#kind=note'''::tsquery").fetchone() == (3,)
     assert sql.execute("select to_regclass('public.memory_fts') is not null").fetchone() == (True,)
     assert {hit.source_id for hit in docs.search("refund", mode="fts", kinds=["note"]).results} == {"refund", "both"}
+    column = "select attnum from pg_attribute where attrelid = 'memory'::regclass and attname = 'fts'"
+    before = sql.execute(column).fetchone()
+    sql.execute(schema_sql().encode())
+    assert sql.execute(column).fetchone() == before  # applied again: the column is current, not rebuilt

@@ -12,14 +12,14 @@ import psycopg
 import pytest
 
 from app import database_setup
-from app.database import schema_sql
+from app.database import SCHEMA_VERSION, schema_sql
 from tests.conftest import make_settings
 
 
 def test_applies_twice_without_error(sql: psycopg.Connection) -> None:
     sql.execute(schema_sql().encode())
     sql.execute(schema_sql().encode())
-    assert sql.execute("select health()->>'schema_version'").fetchone() == ("1",)
+    assert sql.execute("select health()->>'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     assert sql.execute("select extversion from pg_extension where extname = 'vector'").fetchone()[0] >= "0.8"
 
 

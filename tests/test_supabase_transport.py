@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.database import Database, SupabaseTransport
+from app.database import SCHEMA_VERSION, Database, SupabaseTransport
 from app.database_setup import open_database
 from app.errors import (
     Conflict,
@@ -290,15 +290,15 @@ def test_fractional_timeout_is_not_truncated_to_zero(fake: FakePostgrest) -> Non
 # --- schema check ---------------------------------------------------------------------------
 
 
-def test_check_schema_passes_on_version_1(fake: FakePostgrest, db: Database) -> None:
-    fake.answer(200, 1)
+def test_check_schema_passes_on_the_current_version(fake: FakePostgrest, db: Database) -> None:
+    fake.answer(200, SCHEMA_VERSION)
     db.check_schema()
     assert fake.requests[0].path == "/rest/v1/rpc/schema_version"
 
 
 def test_check_schema_rejects_another_version(fake: FakePostgrest, db: Database) -> None:
-    fake.answer(200, 2)
-    with pytest.raises(SchemaMismatch, match="version 2"):
+    fake.answer(200, SCHEMA_VERSION - 1)  # an outside database still on an older schema.sql
+    with pytest.raises(SchemaMismatch, match=f"version {SCHEMA_VERSION - 1}, this opsdesk needs {SCHEMA_VERSION}"):
         db.check_schema()
 
 
@@ -317,11 +317,11 @@ def test_open_database_uses_supabase_when_configured(fake: FakePostgrest, tmp_pa
     settings = make_settings(supabase_url=fake.url, supabase_service_role_key=KEY,
                              opsdesk_data_dir=tmp_path, embeddings_provider="none")
     assert settings.database_mode == "supabase"
-    fake.answer(200, 1)
+    fake.answer(200, SCHEMA_VERSION)
 
     with open_database(settings) as database:
         assert isinstance(database.transport, SupabaseTransport)
-        assert database.call("schema_version") == 1
+        assert database.call("schema_version") == SCHEMA_VERSION
 
     assert [seen.path for seen in fake.requests] == ["/rest/v1/rpc/schema_version"] * 2
     assert fake.requests[0].headers["apikey"] == KEY
