@@ -29,13 +29,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -58,6 +56,7 @@ from app.executor import Executor
 from app.handlers import ClaimedAction
 from app.models import ActionMetadata, ActionRequest, DecisionRequest, Impact, Status, Tier
 from app.settings import Settings
+from bench.provenance import code_version
 
 TEMPLATE = "bench_template"
 DEFAULT_OUT = ROOT / "bench" / "results" / "queue.json"
@@ -438,23 +437,6 @@ def postmaster_pid(server: Any) -> int | None:
         return int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def code_version(schema: str) -> dict[str, Any]:
-    """Which code was measured: the commit, the files changed since it, and schema.sql's hash."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10,
-                                  check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    changed = git("status", "--porcelain", "--", "app", "integrations", "schema.sql")
-    return {"commit": git("rev-parse", "HEAD"),
-            "uncommitted_changes": None if changed is None else [line[3:] for line in changed.splitlines()],
-            "schema_sql_sha256": hashlib.sha256(schema.encode()).hexdigest()}
 
 
 def parse_clients(text: str) -> list[int]:
