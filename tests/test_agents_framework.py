@@ -245,7 +245,6 @@ def test_the_cli_runs_an_agent_dry(world: World, monkeypatch: pytest.MonkeyPatch
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(world.settings.opsdesk_data_dir)
-    monkeypatch.setenv("COLUMNS", "200")
     given = world.settings.model_dump(include={"database_url", "anthropic_api_key", "anthropic_base_url",
                                                 "hubspot_base_url", "hubspot_private_app_token"})
     for name, value in given.items():

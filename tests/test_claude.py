@@ -451,7 +451,6 @@ def test_models_check_prints_configured_and_resolved(
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("OPS_API_TOKEN", "test-api-token-0123456789")
     monkeypatch.setenv("APPROVAL_LINK_SECRET", "test-link-secret-0123456789")

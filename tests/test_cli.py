@@ -8,25 +8,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.cli import main
-from app.settings import Settings
+from tests.cli_support import clean_env, run
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """A clean environment: no setting leaks in from the machine or a developer's .env."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPSDESK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("COLUMNS", "200")
-    return monkeypatch
-
-
-def run(*args: str) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    return int(exited.value.code or 0)
+    return clean_env(monkeypatch, tmp_path)
 
 
 def test_config_check_passes_on_a_fresh_machine(env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

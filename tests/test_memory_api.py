@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from app.api import create_app
-from app.cli import main
 from app.database import Database
 from app.memory import MemoryItem, MemoryStore
 from app.settings import Settings
+from tests.cli_support import database_env, run
 from tests.conftest import API_TOKEN, make_settings
 from tests.live_server import serve
 from tests.local_extra import require_local_extra
@@ -120,22 +120,7 @@ def test_vector_and_hybrid_over_http(settings: Settings, db: Database) -> None:
 # --- the CLI -------------------------------------------------------------------------------------
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> pytest.MonkeyPatch:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("OPS_API_TOKEN", API_TOKEN)
-    monkeypatch.setenv("APPROVAL_LINK_SECRET", "test-link-secret-0123456789")
-    monkeypatch.setenv("OPSDESK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMBEDDINGS_PROVIDER", "none")
-    monkeypatch.setenv("COLUMNS", "200")
-    return monkeypatch
-
-
-def run(*args: str) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    return int(exited.value.code or 0)
+    return database_env(monkeypatch, tmp_path, database_url)
 
 
 def test_cli_imports_then_searches_as_a_table(env: pytest.MonkeyPatch, tmp_path: Path,

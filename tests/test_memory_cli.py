@@ -10,30 +10,13 @@ import psycopg
 import pytest
 
 import app.memory_sources as memory_sources
-from app.cli import main
-from app.settings import Settings
-from tests.conftest import API_TOKEN
+from tests.cli_support import database_env, run
 from tests.test_notion import KB_DB, KB_DS, TOKEN, FakeNotion, rich
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> pytest.MonkeyPatch:
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("OPS_API_TOKEN", API_TOKEN)
-    monkeypatch.setenv("APPROVAL_LINK_SECRET", "test-link-secret-0123456789")
-    monkeypatch.setenv("OPSDESK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EMBEDDINGS_PROVIDER", "none")
-    monkeypatch.setenv("COLUMNS", "200")
-    return monkeypatch
-
-
-def run(*args: str) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    return int(exited.value.code or 0)
+    return database_env(monkeypatch, tmp_path, database_url)
 
 
 def files(sql: psycopg.Connection) -> list[str]:

@@ -567,7 +567,6 @@ def test_opsdesk_jobs_lists_upcoming_firings_and_recent_runs(
     schedule, clock = instance(db, real_jobs(db, settings), "instance-a", phoenix(MONDAY, 8))
     run_minutes(schedule, clock, sql, phoenix(MONDAY, 8), phoenix(MONDAY, 8, 2))
     monkeypatch.setattr("app.schedule_cli.utc_now", lambda: phoenix(MONDAY, 8, 30))
-    monkeypatch.setenv("COLUMNS", "250")
     with pytest.raises(SystemExit) as exited:
         main(["jobs", "--runs", "50"])
     assert exited.value.code == 0
