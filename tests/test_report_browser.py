@@ -71,6 +71,6 @@ def test_without_chromium_a_browser_test_skips_or_fails_where_ci_is_set(monkeypa
     with pytest.raises(pytest.skip.Exception):
         require_chromium(missing)
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="needs Debian's chromium.*CI is set"):
+    with pytest.raises(pytest.fail.Exception, match=r"needs Debian's chromium.*CI is set"):
         require_chromium(missing)
     assert require_chromium(tmp_path) == tmp_path  # there: used
