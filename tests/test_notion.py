@@ -299,25 +299,30 @@ def test_a_body_of_wide_characters_is_split_by_request_size(notion_for: Callable
     assert fake.text_of(page.page_id) == paragraphs
 
 
+def first_create_lands_but_answers(fake: FakeNotion, reply: Reply, *, hold: bool = False) -> None:
+    """The first page create reaches Notion, but its caller gets `reply` (late, past its timeout, if `hold`)."""
+    tripped = threading.Event()
+
+    def fault(request: Recorded) -> Reply | None:
+        if request.method != "POST" or request.path != "/v1/pages" or tripped.is_set():
+            return None
+        tripped.set()
+        with fake.lock:
+            fake.route(request)
+        if hold:
+            fake.server.release.wait(10)
+        return reply
+
+    fake.faults.append(fault)
+
 @pytest.mark.parametrize("lost", ["502", "timeout"])
 def test_a_retry_after_an_ambiguous_create_finds_the_page_instead_of_creating_another(
     notion_for: Callable[..., NotionClient], fake: FakeNotion, sleeps: list[float], lost: str
 ) -> None:
     """Notion created the page, but its answer was lost: no retry in-process (a query could miss
     the new page); the later retry finds the page by its key and only appends the blocks missing."""
-    tripped = threading.Event()
-
-    def create_then_lose_the_answer(request: Recorded) -> Reply | None:
-        if request.method != "POST" or request.path != "/v1/pages" or tripped.is_set():
-            return None
-        tripped.set()
-        with fake.lock:
-            fake.route(request)
-        if lost == "timeout":
-            fake.server.release.wait(10)  # past the client's timeout
-        return notion_error(502, "internal_server_error", "Bad gateway")
-
-    fake.faults.append(create_then_lose_the_answer)
+    first_create_lands_but_answers(fake, notion_error(502, "internal_server_error", "Bad gateway"),
+                                   hold=lost == "timeout")
     paragraphs = [f"Section {n}" for n in range(150)]
     client, draft = notion_for(notion_timeout_seconds=0.5), BlogDraft(title="Once", body="\n\n".join(paragraphs))
     with pytest.raises(TransientError, match="may have been created") as failed:
@@ -414,17 +419,7 @@ def test_an_executor_retry_after_an_ambiguous_create_makes_no_second_page(
 ) -> None:
     settings = make_settings(database_url=database_url, notion_api_key=TOKEN, notion_base_url=fake.server.url,
                              notion_blog_database_id=BLOG_DB, notion_max_attempts=1)
-    tripped = threading.Event()
-
-    def create_then_fail(request: Recorded) -> Reply | None:
-        if request.method == "POST" and request.path == "/v1/pages" and not tripped.is_set():
-            tripped.set()
-            with fake.lock:
-                fake.route(request)
-            return notion_error(504, "gateway_timeout", "Timed out.")
-        return None
-
-    fake.faults.append(create_then_fail)
+    first_create_lands_but_answers(fake, notion_error(504, "gateway_timeout", "Timed out."))
     submitted = ApprovalQueue(db, settings).submit(draft_action(), actor="t")
     executor = Executor(db, settings, clients=Clients(settings, sleep=sleeps.append), rng=lambda: 1.0)
     try:
@@ -444,15 +439,7 @@ def test_an_ambiguous_create_is_looked_for_only_once_the_data_source_shows_it(
     db: Database, notion_settings: Settings, fake: FakeNotion, sql: psycopg.Connection, sleeps: list[float]
 ) -> None:
     fake.lagging = True  # a query right after the create would not see the page yet
-
-    def create_then_fail(request: Recorded) -> Reply | None:
-        if request.method == "POST" and request.path == "/v1/pages" and not fake.pages:
-            with fake.lock:
-                fake.route(request)
-            return notion_error(500, "internal_server_error", "Unexpected error.")
-        return None
-
-    fake.faults.append(create_then_fail)
+    first_create_lands_but_answers(fake, notion_error(500, "internal_server_error", "Unexpected error."))
     submitted = ApprovalQueue(db, notion_settings).submit(draft_action(), actor="t")
     executor = Executor(db, notion_settings, clients=Clients(notion_settings, sleep=sleeps.append), rng=lambda: 1.0)
     try:
