@@ -28,6 +28,7 @@ class FakeBrevo:
         self.accepted: dict[str, list[str]] = {}  # idempotencyKey -> the message ids it got
         self.delivered: list[str] = []  # every address of every request accepted
         self.repeats = 0  # requests whose idempotencyKey had been accepted before
+        self.accepted_one = threading.Event()  # set once a request is accepted (after `delivered`)
         self._lock = threading.Lock()
 
     def __enter__(self) -> FakeBrevo:
@@ -69,6 +70,7 @@ class FakeBrevo:
                 self.accepted[key] = [f"<{uuid4()}@smtp-relay.mailin.fr>" for _ in versions or [None]]
                 self.delivered.extend(emails)
             ids = self.accepted[key]
+        self.accepted_one.set()
         if self.hold:
             self.server.release.wait(60)
         return Reply(201, {"messageIds": ids} if versions else {"messageId": ids[0]})
