@@ -45,7 +45,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.drafting import clip
 from agents.prompt import DataBlock, guidance, new_boundary, system_prompt, user_message
@@ -56,6 +56,7 @@ from app.errors import InvalidInput, OpsdeskError, TransientError
 from app.memory import MemoryStore
 from app.models import ActionMetadata, ActionRequest, FeedbackItem, Impact, Reason, Status, Tier
 from app.settings import Settings
+from app.untrusted import storable_text, validation_errors
 
 if TYPE_CHECKING:
     from integrations.claude import ModelResolution
@@ -287,7 +288,8 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
             row = answer["run"]
             actions = [_proposed(built, result) for built, result in zip(draft.built, answer["results"], strict=True)]
     except Exception as exc:
-        error = clip(exc.message if isinstance(exc, OpsdeskError) else f"{type(exc).__name__}: {exc}", ERROR_CHARS)
+        error = clip(exc.message if isinstance(exc, OpsdeskError) else storable_text(f"{type(exc).__name__}: {exc}"),
+                     ERROR_CHARS)
         row = env.db.call("close_agent_run", run_id=run_id, outcome="failed", proposals=0, call_ids=call_ids,
                           error=error, skips=[], refused=[])
         if not isinstance(exc, OpsdeskError):
@@ -333,7 +335,8 @@ def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: l
         answered.add(source.ref)
         try:
             draft.built.extend(prepare(source, agent.build(env, source, proposal, briefing)))
-        except (Refused, InvalidInput) as exc:
+        except (Refused, InvalidInput, ValidationError) as exc:
+            # one source's proposal that cannot become a valid action costs that source only
             reason = _reason(exc)
             log.info("agent %s: proposal for %s refused: %s", agent.name, source.ref, reason)
             draft.refused.append(Refusal(ref=source.ref, reason=reason))
@@ -388,6 +391,8 @@ def _confidence(proposal: Proposal | None) -> float | None:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        exc = InvalidInput("an action it led to does not fit its kind", details={"errors": validation_errors(exc)})
     if isinstance(exc, InvalidInput):
         errors = exc.details.get("errors") or []
         first = errors[0] if errors else None

@@ -33,12 +33,13 @@ from datetime import UTC, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.drafting import clip, email_html, one_line, search_words, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
-from app.memory import SearchHit, TicketMemory
+from app.errors import DatabaseError, InvalidInput
+from app.memory import MAX_CONTENT_CHARS, SearchHit, TicketMemory
 from app.models import ActionRequest, Impact, Tier
 from integrations.hubspot_models import Ticket
 
@@ -130,9 +131,7 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
             ticket = source.record
             words = f"{ticket.subject or ''}\n{ticket.content or ''}".strip()
             if not env.dry_run:
-                env.memory.remember_ticket(TicketMemory(
-                    id=ticket.id, subject=clip(ticket.subject or "", 1000), body=words or "(empty ticket)",
-                    requester=ticket.requester_email, status=ticket.stage, created_at=ticket.created_at))
+                self._remember(env, ticket, words)
             query = search_words(words)
             hits = env.memory.search(query, kinds=MEMORY_KINDS, limit=env.settings.support_memory_results,
                                      include_content=True).results if query else []
@@ -150,6 +149,18 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         task = ("For each ticket above, propose a reply grounded in the memory found for it, `needs_human`, "
                 "or both; add `refund` only where the policy in those articles supports it.")
         return SupportBriefing(blocks, task, found)
+
+    @staticmethod
+    def _remember(env: AgentEnv, ticket: Ticket, words: str) -> None:
+        """Memory keeps the ticket for marketing's topics; one it cannot keep (text the full-text
+        index refuses, say) is still answered: it costs this ticket its memory row, not the run."""
+        try:
+            env.memory.remember_ticket(TicketMemory(
+                id=ticket.id, subject=clip(ticket.subject or "", 1000),
+                body=clip(words, MAX_CONTENT_CHARS) or "(empty ticket)", requester=ticket.requester_email,
+                status=ticket.stage, created_at=ticket.created_at))
+        except (InvalidInput, DatabaseError, ValidationError) as exc:
+            log.warning("support: ticket %s not kept in memory: %s", ticket.id, exc)
 
     def build(self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal,
               briefing: SupportBriefing) -> list[ActionRequest]:

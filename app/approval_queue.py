@@ -28,6 +28,7 @@ from app.models import (
 )
 from app.risk_policy import RiskThresholds, assess
 from app.settings import Settings
+from app.untrusted import first_problem
 
 
 def round_of(expires_at: datetime | None) -> int:
@@ -65,18 +66,25 @@ class ApprovalQueue:
         metadata = request.metadata.model_dump(mode="json", exclude_none=True)
         if request.suggested_tier is not None:
             metadata["suggested_tier"] = request.suggested_tier.value
+        action = {
+            "agent": request.agent,
+            "kind": request.kind,
+            "task_type": request.task_type or metadata.get("task_type"),
+            "summary": request.summary,
+            "reasoning": request.reasoning,
+            "payload": payload,
+            "impact": impact.model_dump(mode="json"),
+            "metadata": metadata,
+            "dedupe_key": request.dedupe_key,
+        }
+        # refused here, naming the field, rather than by the database (a 503 for the API, and a
+        # failed transaction for every other source of an agent run)
+        problem = first_problem(action)
+        if problem is not None:
+            raise InvalidInput(f"{problem.where} {problem.what}",
+                               details={"errors": [{"loc": problem.loc, "msg": problem.what, "type": "unstorable"}]})
         return {
-            "action": {
-                "agent": request.agent,
-                "kind": request.kind,
-                "task_type": request.task_type or metadata.get("task_type"),
-                "summary": request.summary,
-                "reasoning": request.reasoning,
-                "payload": payload,
-                "impact": impact.model_dump(mode="json"),
-                "metadata": metadata,
-                "dedupe_key": request.dedupe_key,
-            },
+            "action": action,
             "risk_level": assessment.tier.value,
             "risk_reasons": [reason.model_dump(mode="json") for reason in assessment.reasons],
             "auto_run": assessment.tier is Tier.LOW and self.settings.auto_run_low,
