@@ -1374,8 +1374,23 @@ create table if not exists hubspot_events (
 );
 create index if not exists hubspot_events_type_occurred on hubspot_events (subscription_type, occurred_at);
 
+-- Events of a signed delivery that could not be recorded as sent (a NaN, nesting no event has,
+-- not HubSpot's shape): kept, clipped, with the reason, for a person; the rest of the delivery is
+-- recorded as usual, so one bad event never costs the others (nor a retry of the whole batch).
+create table if not exists hubspot_events_set_aside (
+  delivery_hash text not null,
+  position      integer not null,          -- its index in the delivery's array
+  reason        text not null,
+  raw           text not null,             -- the event's text as sent, clipped: untrusted input
+  received_at   timestamptz not null default db_now(),
+  primary key (delivery_hash, position)
+);
+create index if not exists hubspot_events_set_aside_received on hubspot_events_set_aside (received_at);
+
+drop function if exists record_hubspot_webhook(text, bigint, integer, jsonb);
 create or replace function record_hubspot_webhook(
-  p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb
+  p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb,
+  p_set_aside jsonb default '[]'
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
@@ -1403,7 +1418,12 @@ begin
     from jsonb_array_elements(p_events) e
   on conflict (event_id) do nothing;
   get diagnostics v_recorded = row_count;
-  return jsonb_build_object('accepted', true, 'received', jsonb_array_length(p_events),
+  insert into hubspot_events_set_aside (delivery_hash, position, reason, raw)
+  select p_delivery_hash, (e->>'index')::integer, e->>'reason', e->>'raw'
+    from jsonb_array_elements(coalesce(p_set_aside, '[]')) e
+  on conflict do nothing;
+  return jsonb_build_object('accepted', true,
+                            'received', jsonb_array_length(p_events) + jsonb_array_length(coalesce(p_set_aside, '[]')),
                             'recorded', v_recorded);
 end
 $$;
@@ -3650,7 +3670,7 @@ begin
   foreach v_table in array array['clock_offset', 'schema_applied', 'actions', 'audit_log', 'notes', 'approval_pin_failures',
                                         'discord_notifications', 'discord_messages',
                                         'llm_calls', 'llm_model_resolution',
-                                        'hubspot_webhook_deliveries', 'hubspot_events',
+                                        'hubspot_webhook_deliveries', 'hubspot_events', 'hubspot_events_set_aside',
                                         'memory_config', 'memory', 'maintenance_leases',
                                         'email_quota_days', 'email_quota_reservations', 'email_campaigns',
                                         'campaign_batches', 'campaign_recipients',

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from app.errors import InvalidInput
 from app.handlers import HandlerContext, NoteRecordPayload, WebhookPostPayload, post_webhook, record_note
 from app.models import Impact
+from app.untrusted import validation_errors
 
 
 def impact_as_given(payload: Mapping[str, Any], impact: Impact) -> Impact:
@@ -37,7 +38,7 @@ class ActionKind:
         except ValidationError as exc:
             raise InvalidInput(
                 f"payload does not fit {self.name}",
-                details={"errors": exc.errors(include_url=False, include_context=False)},
+                details={"errors": validation_errors(exc)},
             ) from exc
 
     def enforce(self, impact: Impact) -> Impact:

@@ -31,6 +31,7 @@ from app.memory_cli import memory_app
 from app.models import ActionRecord, ActionRequest, DecisionRequest, Status, Tier
 from app.schedule_cli import jobs_command, report_command
 from app.settings import Settings
+from app.untrusted import UnusableJson, strict_json, validation_errors
 
 app = typer.Typer(help="opsdesk: AI agents draft, a risk policy sorts, a person approves.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -232,10 +233,15 @@ def actions_submit(
     """Submit an action: the same policy, queue and audit as the agents' actions."""
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     try:
+        strict_json(text)  # what JSON may hold but opsdesk cannot keep, named (app.untrusted)
+    except UnusableJson as exc:
+        raise InvalidInput(f"the action's {exc.problem.where} {exc.problem.what}") from exc
+    except ValueError:
+        pass  # not JSON at all: the schema check below says so
+    try:
         request = ActionRequest.model_validate_json(text)
     except ValidationError as exc:
-        raise InvalidInput("the action does not fit the schema",
-                           details={"errors": exc.errors(include_url=False, include_context=False)}) from exc
+        raise InvalidInput("the action does not fit the schema", details={"errors": validation_errors(exc)}) from exc
     with _database() as (settings, db):
         result = ApprovalQueue(db, settings).submit(request, actor=_actor(None))
     _print_json(result.model_dump(mode="json"))

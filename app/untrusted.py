@@ -29,6 +29,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # what changes the nesting depth of JSON text, and what can hide a bracket (a string)
 _JSON_TOKENS = re.compile(r'[\[\]{}"\\]')
+_ARRAY_TOKENS = re.compile(r'[\[\]{}",\\]')
 MAX_JSON_DEPTH = 64  # a request nested deeper is no request opsdesk takes
 
 Loc = list[str | int]
@@ -143,6 +144,48 @@ def depth_passes(text: str, limit: int) -> bool:
         elif char in "]}":
             depth -= 1
     return False
+
+
+def array_items(text: str) -> list[str]:
+    """The items of the JSON array `text` as unparsed text, found without parsing them (so each can
+    be read, or refused, on its own). ValueError when `text` is not one array of items."""
+    opened = text.lstrip()
+    if not opened.startswith("["):
+        raise ValueError("not a JSON array")
+    offset = len(text) - len(opened)
+    items: list[str] = []
+    depth = 0
+    start = offset + 1
+    in_string = escaped = False
+    for token in _ARRAY_TOKENS.finditer(text, offset + 1):
+        char, at = token.group(), token.start()
+        if in_string:
+            if escaped:
+                escaped = False
+                continue
+            if char == "\\":
+                escaped = token.end() < len(text) and text[token.end()] in '\\"'
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}" and depth:
+            depth -= 1
+        elif char in ",]" and not depth:
+            item = text[start:at].strip()
+            if not item and (char == "," or items):
+                raise ValueError(f"an empty item at character {at}")
+            if item:
+                items.append(item)
+            if char == "]":
+                if text[at + 1:].strip():
+                    raise ValueError(f"more after the array at character {at + 1}")
+                return items
+            start = at + 1
+    raise ValueError("the array is not closed")
 
 
 def strict_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:

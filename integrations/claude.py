@@ -45,7 +45,7 @@ from app.errors import (
 )
 from app.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
 from app.settings import Settings
-from app.untrusted import storable, storable_text
+from app.untrusted import storable, storable_text, validation_errors
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "anthropic"
@@ -256,7 +256,7 @@ class ClaudeClient:
             turns = [Turn.model_validate(message).model_dump() for message in messages]
         except ValidationError as exc:
             raise InvalidInput("messages must be {role: user|assistant, content}",
-                               details={"errors": exc.errors(include_url=False, include_context=False)}) from exc
+                               details={"errors": validation_errors(exc)}) from exc
         if not turns or turns[-1]["role"] != "user":
             # current models refuse an assistant prefill (FACTS.md 5.3)
             raise InvalidInput("the conversation must end with a user message")
