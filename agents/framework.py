@@ -15,9 +15,10 @@
 4. `ClaudeClient.structured` returns the agent's pydantic plan (one repair try, else the run fails).
 5. Each proposal is checked and built by code into ActionRequests: recipients from the CRM record,
    money validated, kind fixed by which part of the plan it came from, and tiered by the policy
-   (`ApprovalQueue.prepare`). An address or link in model-written text that the data did not
-   give raises the action to at least MEDIUM, with the reason shown to the reviewer. A proposal
-   failing a check is refused (none of its actions is built, unless the refusal keeps the parts
+   (`ApprovalQueue.prepare`). An address or link in model-written text that no trusted source
+   gives (the business's settings and knowledge base; never what customers or CRM users wrote,
+   agents.drafting) raises the action to at least MEDIUM, with the reason shown to the reviewer. A
+   proposal failing a check is refused (none of its actions is built, unless the refusal keeps the parts
    that can go), listed in the run's report and kept on its agent_runs row, and the agent may
    flag it for a person instead (support does).
 6. Everything built is submitted, and the run finished, in ONE transaction
@@ -132,10 +133,6 @@ class Briefing:
 
     blocks: list[DataBlock]
     task: str
-
-    def texts(self, *refs: str) -> list[str]:
-        """The data shown for these refs (a block's label starts with its ref)."""
-        return [block.text for block in self.blocks if block.label.split(" ", 1)[0] in refs]
 
 
 BriefingT = TypeVar("BriefingT", bound=Briefing)

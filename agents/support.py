@@ -13,8 +13,9 @@ articles and past replies with the ticket's words. The model sees them fenced, e
 A proposal becomes:
 - `reply`: email.send to the ticket's requester, never anyone else. Every article it cites must
   be one memory returned for this ticket; the knowledge-base articles it cites are listed at the
-  end of the reply. An address or link in the model's reply that neither the ticket nor those
-  items give makes it at least MEDIUM, with the reason shown to the reviewer.
+  end of the reply. An address or link in the model's reply that no knowledge-base article found
+  for it gives (the ticket itself is the customer's text: never trusted for that) makes it at
+  least MEDIUM, with the reason shown to the reviewer.
 - `refund`: there is no payment integration, so a refund or credit is a hubspot.task for a person
   on the requester's contact, with `impact.cost_usd` set to the validated amount: the policy tiers
   it by the money (over $100 is CRITICAL), and the person pays only once it is approved.
@@ -35,7 +36,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.drafting import clip, email_html, one_line, search_words, unsourced_flags
+from agents.drafting import business_written, clip, email_html, one_line, search_words, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
 from app.errors import DatabaseError, InvalidInput
@@ -194,8 +195,9 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         if not body:
             raise Refused("the reply is empty")
         subject = one_line(reply.subject, 200) or one_line(f"Re: {ticket.subject or f'your ticket #{ticket.id}'}", 200)
-        # checked before the citations are added: their links come from memory, not from the model
-        flags = unsourced_flags(env.settings, f"{subject}\n{body}", briefing.texts(source.ref, *found))
+        # checked before the citations are added: their links come from memory, not from the model;
+        # the ticket is the customer's text, so only the articles found for it are trusted
+        flags = unsourced_flags(env.settings, f"{subject}\n{body}", business_written(found.values()))
         articles = [found[ref] for ref in cited if found[ref].kind == "kb_article"]
         if articles:
             body += "\n\nArticles this answer is based on:\n" + "\n".join(
