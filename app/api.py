@@ -248,7 +248,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             raise InvalidInput("decided_by is required: say who decides")
         # the name is the caller's word; the audit shows it came with the API token
         record = await run_in_threadpool(queue.decide_with_pin, action_id, decision,
-                                         actor=f"api:{decision.decided_by}", pin=decision.pin,
+                                         actor=f"api:{decision.decided_by}", channel="api", pin=decision.pin,
                                          request_id=request_id_of(request))
         return JSONResponse(record.model_dump(mode="json"))
 

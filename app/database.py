@@ -34,7 +34,7 @@ from app.errors import SQLSTATE_ERRORS, DatabaseError, InvalidInput, OpsdeskErro
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 

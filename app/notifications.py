@@ -59,6 +59,8 @@ TIER_ICONS = {Tier.LOW: "\U0001f7e2", Tier.MEDIUM: "\U0001f7e1", Tier.HIGH: "\U0
 SETTLED_COLOUR = 0x95A5A6  # grey: the message no longer asks anything of the reader
 REASONING_CHARS = 1500     # the review page has the rest; a phone screen does not
 DRAFT_LINE_CHARS = 200
+VIA_LABELS = {"link": "via a review link", "inbox": "via the inbox", "api": "via the API token",
+              "cli": "in the terminal"}  # the channel, recorded apart from the name (decided_via)
 OUTCOME_LABELS = {
     "approved": "\u2705 Approved",
     "modified": "\u270f\ufe0f Edited and approved",
@@ -76,6 +78,7 @@ class Outcome(BaseModel):
     status: str
     decision: Literal["approved", "rejected", "modified"] | None = None
     decided_by: str | None = None
+    via: str | None = None
     at: datetime | None = None
     reason: str | None = None
 
@@ -207,6 +210,8 @@ def outcome_message(notification: Notification) -> WebhookMessage:
     content = f"**{outcome.label}**"
     if outcome.decided_by:
         content += f" by {literal(_one_line(outcome.decided_by))}"
+        if outcome.via in VIA_LABELS:
+            content += f" {VIA_LABELS[outcome.via]}"
     if outcome.at is not None:
         content += f" \u00b7 {_when(outcome.at, 'f')}"
     embed = action_embed(action, notification.ref, colour=SETTLED_COLOUR)
