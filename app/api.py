@@ -111,7 +111,9 @@ _DECISION_BODIES = {"requestBody": {"required": True, "content": {
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
     queue = ApprovalQueue(db, settings)
-    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs", redoc_url=None)
+    # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
+    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None,
+                  redoc_url=None)
     app.router.route_class = CheckedRoute  # every input checked before a route reads it (app.request_guard)
     app.add_middleware(RequestIdMiddleware, max_bytes=settings.max_request_bytes)
     app.state.settings = settings

@@ -58,7 +58,7 @@ console = Console()
 errors = Console(stderr=True)
 
 _STATE_STYLE = {"ok": "green", "not configured": "dim", "incomplete": "yellow", "malformed": "red"}
-_ROW_STYLE = {"missing": "yellow", "malformed": "red", "generated": "cyan", "set": "green"}
+_ROW_STYLE = {"missing": "yellow", "malformed": "red", "generated": "cyan", "set": "green", "warning": "yellow"}
 
 
 def _settings() -> Settings:
