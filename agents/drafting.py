@@ -26,6 +26,7 @@ _FILLER = frozenset({
     "would", "your", "yours", "youre", "dont", "cant", "wont", "isnt",
 })
 _WORD = re.compile(r"[a-z0-9]+")
+MAX_SEARCH_WORD = 40
 # What a reader could write to or follow: an email address, or a link with a scheme or "www.".
 # Bare domains ("example.com") are left alone: too much ordinary text looks like one.
 _CONTACT_POINT = re.compile(
@@ -57,7 +58,9 @@ def search_words(text: str, *, limit: int = 12) -> str:
     and digits survive, so the text cannot inject search operators."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(text.lower()):
-        if len(word) >= 4 and word not in _FILLER and not word.isdigit():
+        # a "word" longer than any real one (a pasted token, a key, 200,000 x's) is no topic, and
+        # would make the search too long to run
+        if 4 <= len(word) <= MAX_SEARCH_WORD and word not in _FILLER and not word.isdigit():
             seen.setdefault(word)
         if len(seen) >= limit:
             break
