@@ -2,23 +2,26 @@
 (auth.buffer.com, tests/fake_buffer_oauth.py), each on its own port, sharing one state and clock.
 
 The API answers `POST /` (and `/graphql`) with a JSON body `{"query", "variables", "operationName"}`
-and a Bearer token (the personal API key or a live OAuth access token). It models `account`,
-`channels`, `channel`, `posts` (Relay cursors: `first`/`after`, `edges{cursor node}`, `pageInfo`),
-`post`, `dailyPostingLimits` and `createPost` (the `PostActionPayload` union), checks every
-selection against Buffer's schema (tests/fake_buffer_schema.py) and answers only what was selected.
+and a Bearer token (the personal API key or a live OAuth access token). graphql-core runs each
+request against Buffer's schema (tests/fake_buffer_schema.graphql), so selections, fragments,
+variables and input coercion behave as a GraphQL server's do, and only what was selected comes
+back. Modelled: `account`, `channels`, `channel`, `posts` (Relay cursors `first`/`after`,
+`edges{cursor node}`, `pageInfo`), `post`, `dailyPostingLimits`, `createPost` (the
+`PostActionPayload` union); anything else of Buffer's answers HTTP 501, never a guess.
 Errors come in Buffer's documented shapes: typed `MutationError` members in `data` at HTTP 200,
 `errors[].extensions.code` (UNAUTHORIZED, FORBIDDEN, NOT_FOUND, UNEXPECTED, RATE_LIMIT_EXCEEDED) at
 HTTP 200, HTTP 401 `UNAUTHENTICATED`, and HTTP 429 with `retryAfter` in the body and
 `RateLimit-Limit/-Remaining/-Reset` headers over rolling per-client windows. Tests inject `Fault`s:
-a typed error, an error code, a raw reply, or a lost answer (the post is made, the answer is held
-until the client times out, or the connection drops). What the fake decides where Buffer documents
-nothing (queue slots, statuses per mode, default page size and order) is listed in ../notes/vendors.md."""
+a typed error, an error code, a raw reply, or a lost answer (the post is made, then the answer is
+held until the client times out, or the connection drops). What the fake decides where Buffer
+documents nothing (queue slots, statuses per mode, default page size and order) is listed in
+../notes/vendors.md."""
 
 from __future__ import annotations
 
 import itertools
-import math
 import mimetypes
+import re
 import threading
 import traceback
 from collections.abc import Callable
@@ -28,10 +31,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import graphql as gql
+from graphql import GraphQLError, GraphQLResolveInfo
+
+from tests import fake_buffer_graphql as bgql
 from tests import fake_buffer_model as model
-from tests import fake_graphql as gq
 from tests.fake_buffer_oauth import FakeBufferAuth, ManualClock
-from tests.fake_buffer_schema import POST_STATUSES, SCHEMA
 from tests.fake_http import DropConnection, FakeServer, Recorded, Reply, quiet_disconnects
 
 API_KEY = "buf_test_personal_key_0123456789abcdef"
@@ -44,8 +49,6 @@ TOO_MANY = "Too many requests from this client. Please try again later."
 # (window name, requests, seconds): Buffer's Free plan (developers.buffer.com/guides/api-limits.html)
 FREE_PLAN_LIMITS = (("15m", 100, 900), ("24h", 100, 86_400), ("30d", 3_000, 2_592_000))
 DEFAULT_PAGE_SIZE = 20  # the fake's choice: Buffer documents none
-
-
 @dataclass
 class Fault:
     """Answered instead of the next request whose top-level field is `operation` ("*": any)."""
@@ -81,7 +84,7 @@ class FakeBuffer:
         self.lost_answers = 0
         self.lost = threading.Event()  # set once the work of a lost answer is done
         self.internal_errors: list[str] = []
-        self._hits: dict[str, list[datetime]] = {}
+        self.windows = model.RateWindows()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         if seed:
@@ -154,7 +157,7 @@ class FakeBuffer:
             return self._api(request)
         except DropConnection:
             raise
-        except gq.NotModelled as exc:
+        except model.NotModelled as exc:
             return Reply(501, {"errors": [{"message": f"fake_buffer does not model this: {exc}"}]})
         except Exception:
             self.internal_errors.append(traceback.format_exc())
@@ -179,102 +182,87 @@ class FakeBuffer:
                                            "extensions": {"code": "UNAUTHENTICATED"}}]})
         if request.method != "POST" or urlsplit(request.path).path not in ("/", "/graphql"):
             return Reply(404, {"errors": [{"message": "Not found"}]})
-        allowed, headers, retry_after = self._take(client)
+        allowed, headers, retry_after = self.windows.take(client, self.clock(), self.limits)
         if not allowed:
             if self.retry_after_header:
                 headers["Retry-After"] = str(retry_after)
             return Reply(429, {"errors": [{"message": TOO_MANY, "extensions": {
                 "code": "RATE_LIMIT_EXCEEDED", "limitType": "CLIENT_ACCOUNT", "retryAfter": retry_after}}]}, headers)
-        try:
-            reply = self._graphql(request)
-        except model.RequestError as exc:
-            reply = Reply(exc.status, {"errors": [{"message": exc.message, "extensions": {"code": exc.code}}]})
+        reply = self._graphql(request)
         for name, value in headers.items():
             reply.headers.setdefault(name, value)
         return reply
 
-    def _take(self, client: str) -> tuple[bool, dict[str, str], int]:
-        """Rolling windows per client (API key or OAuth client): refuse when any window is full."""
-        now = self.clock()
-        with self._lock:
-            hits = self._hits.setdefault(client, [])
-            states = []
-            for _, limit, seconds in self.limits:
-                inside = [h for h in hits if h > now - timedelta(seconds=seconds)]
-                states.append((limit, seconds, inside))
-            full = [(min(inside) + timedelta(seconds=seconds) - now).total_seconds()
-                    for limit, seconds, inside in states if len(inside) >= limit]
-            if full:
-                wait = math.ceil(max(full))
-                return False, self._rate_headers(states, now, extra=0), wait
-            hits.append(now)
-            return True, self._rate_headers(states, now, extra=1), 0
-
-    @staticmethod
-    def _rate_headers(states: list[tuple[int, int, list[datetime]]], now: datetime, extra: int) -> dict[str, str]:
-        limit, seconds, inside = min(states, key=lambda s: s[0] - len(s[2]))  # the tightest window
-        oldest = min(inside, default=now)
-        return {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(max(limit - len(inside) - extra, 0)),
-                "RateLimit-Reset": model.iso(oldest + timedelta(seconds=seconds))}
-
     def _graphql(self, request: Recorded) -> Reply:
         try:
             body = request.json()
-        except ValueError as exc:
-            raise model.RequestError(400, "BAD_REQUEST", "POST body must be JSON") from exc
+        except ValueError:
+            body = None
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            raise model.RequestError(400, "BAD_REQUEST", "POST body missing 'query'")
-        variables = body.get("variables") or {}
+            return Reply(400, {"errors": [{"message": "POST body missing, invalid, or missing 'query'",
+                                           "extensions": {"code": "BAD_REQUEST"}}]})
         try:
-            operation = gq.parse(body["query"], body.get("operationName"))
-        except gq.GraphQLSyntaxError as exc:
-            raise model.RequestError(400, "GRAPHQL_PARSE_FAILED", str(exc)) from exc
-        try:
-            root = {"query": "Query", "mutation": "Mutation"}.get(operation.kind)
-            if root is None:
-                raise gq.GraphQLValidationError("Subscriptions are not supported.")
-            gq.validate(SCHEMA, root, operation.selections, operation.fragments)
-        except gq.GraphQLValidationError as exc:
-            raise model.RequestError(400, "GRAPHQL_VALIDATION_FAILED", str(exc)) from exc
-        data: dict[str, Any] = {}
-        errors: list[dict[str, Any]] = []
-        lost: Literal["hold", "drop"] | None = None
-        for selection in operation.selections:
-            if not isinstance(selection, gq.Field):
-                raise gq.NotModelled("fragments at the root of an operation")
-            args = gq.resolve_args(selection.args, variables, operation.variable_defaults)
-            with self._lock:
-                self.operations.append((selection.name, args))
-                fault = next((f for f in self.faults if f.operation in (selection.name, "*")), None)
-                if fault is not None:
-                    self.faults.remove(fault)
-            if fault is not None and fault.reply is not None:
-                return fault.reply
-            try:
-                if fault is not None and fault.code is not None:
-                    raise model.FieldError(fault.code, fault.message)
-                if fault is not None and fault.typed_error is not None:
-                    value: Any = {"__typename": fault.typed_error, "message": fault.message, **fault.extra}
-                else:
-                    value = self._resolve(selection.name, args)
-            except model.FieldError as exc:
-                errors.append({"message": exc.message, "path": [selection.key], "extensions": {"code": exc.code}})
-                continue
-            if fault is not None and fault.lost is not None:
-                lost = fault.lost
-            data[selection.key] = value if selection.selections is None else gq.project(
-                SCHEMA, value, selection.selections, operation.fragments)
-        payload: dict[str, Any] = {"data": None if errors else data}
+            document = gql.parse(body["query"])
+        except gql.GraphQLSyntaxError as exc:
+            return Reply(400, {"errors": [{"message": exc.message, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}}]})
+        problems = gql.validate(bgql.SCHEMA, document)
+        if gql.get_operation_ast(document, body.get("operationName")) is None:
+            problems.append(GraphQLError("Must provide a known operation name when the query holds several."))
+        for problem in problems:
+            named = set(re.findall(r"'(\w+)'", problem.message))
+            if named & (bgql.UNMODELLED | {"Unmodelled"}) or any(n.endswith("PostMetadata") for n in named):
+                raise model.NotModelled(problem.message)
+        if problems:
+            return Reply(400, {"errors": [{"message": p.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}
+                                          for p in problems]})
+        context: dict[str, Any] = {"lost": None, "reply": None}
+        result: gql.ExecutionResult = gql.execute(  # type: ignore[assignment]
+            bgql.SCHEMA, document, root_value=bgql.Root(self), context_value=context, field_resolver=bgql.resolve_field,
+            variable_values=body.get("variables") or {}, operation_name=body.get("operationName"))
+        if context["reply"] is not None:
+            return context["reply"]
+        errors = result.errors or []
+        for cause in map(bgql.original, errors):
+            if isinstance(cause, model.NotModelled):
+                raise cause
+        if errors and all(e.path is None for e in errors):  # the variables did not coerce: nothing ran
+            return Reply(400, {"errors": [{"message": e.message, "extensions": {"code": "BAD_USER_INPUT"}}
+                                          for e in errors]})
+        for cause in map(bgql.original, errors):
+            if cause is not None and not isinstance(cause, GraphQLError):  # a resolver of this fake broke
+                self.internal_errors.append("".join(traceback.format_exception(cause)))
+                return Reply(500, {"errors": [{"message": "fake_buffer internal error (see internal_errors)"}]})
+        payload: dict[str, Any] = {"data": result.data}
         if errors:
-            payload["errors"] = errors
-        if lost is not None:
+            payload["errors"] = [e.formatted for e in errors]
+        if context["lost"] is not None:
             with self._lock:
                 self.lost_answers += 1
             self.lost.set()
-            if lost == "drop":
+            if context["lost"] == "drop":
                 raise DropConnection
             self.release.wait(30)  # the client times out first; the fake's exit ends the wait
         return Reply(200, payload)
+
+    def _top_level(self, name: str, info: GraphQLResolveInfo, args: dict[str, Any]) -> Any:
+        for arg, value in args.items():
+            bgql.refuse_unmodelled(value, info.parent_type.fields[name].args[arg].type)
+        with self._lock:
+            self.operations.append((name, args))
+            fault = next((f for f in self.faults if f.operation in (name, "*")), None)
+            if fault is not None:
+                self.faults.remove(fault)
+        if fault is not None and fault.reply is not None:
+            info.context["reply"] = fault.reply
+            raise bgql.error("FAKE", "answered by a scripted reply")
+        if fault is not None and fault.code is not None:
+            raise bgql.error(fault.code, fault.message)
+        if fault is not None and fault.typed_error is not None:
+            return {"__typename": fault.typed_error, "message": fault.message, **fault.extra}
+        value = self._resolve(name, args)
+        if fault is not None and fault.lost is not None:
+            info.context["lost"] = fault.lost
+        return value
 
     # --- resolvers -------------------------------------------------------------------------------
     def _resolve(self, name: str, args: dict[str, Any]) -> Any:
@@ -282,7 +270,7 @@ class FakeBuffer:
             "account": self._account, "channels": self._channels, "channel": self._channel, "posts": self._posts,
             "post": self._post, "dailyPostingLimits": self._daily_limits, "createPost": self._create_post}
         if name not in resolvers:
-            raise gq.NotModelled(name)
+            raise model.NotModelled(name)
         with self._lock:
             return resolvers[name](args)
 
@@ -298,50 +286,40 @@ class FakeBuffer:
                 "backupEmail": None, "avatar": "", "createdAt": "2025-01-01T00:00:00.000Z", "organizations": orgs,
                 "timezone": "America/Phoenix", "name": "Owner", "preferences": None, "connectedApps": None}
 
-    def _input(self, args: dict[str, Any], type_name: str) -> dict[str, Any]:
-        value = args.get("input")
-        if not isinstance(value, dict):
-            raise model.RequestError(400, "BAD_USER_INPUT",
-                               f'Variable "$input" of required type "{type_name}!" was not provided.')
-        return value
-
     def _org(self, org_id: Any) -> str:
         if org_id not in {o["id"] for o in self.organizations}:
-            raise model.FieldError("FORBIDDEN", "You do not have access to this organization")
+            raise bgql.error("FORBIDDEN", "You do not have access to this organization")
         return str(org_id)
 
     def _channels(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        given = self._input(args, "ChannelsInput")
+        given = args["input"]
         org = self._org(given.get("organizationId"))
         locked = (given.get("filter") or {}).get("isLocked")
         return [c.graphql() for c in self.channels.values()
                 if c.organization_id == org and (locked is None or c.is_locked == locked)]
 
     def _channel(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel = self.channels.get(self._input(args, "ChannelInput").get("id"))
+        channel = self.channels.get(args["input"].get("id"))
         if channel is None:
-            raise model.FieldError("NOT_FOUND", "Channel not found")
+            raise bgql.error("NOT_FOUND", "Channel not found")
         return channel.graphql()
 
     def _post(self, args: dict[str, Any]) -> dict[str, Any]:
-        post = self.posts.get(self._input(args, "PostInput").get("id"))
+        post = self.posts.get(args["input"].get("id"))
         if post is None:
-            raise model.FieldError("NOT_FOUND", "Post not found")
+            raise bgql.error("NOT_FOUND", "Post not found")
         return post.graphql(self._author())
 
     def _posts(self, args: dict[str, Any]) -> dict[str, Any]:
-        given = self._input(args, "PostsInput")
+        given = args["input"]
         org = self._org(given.get("organizationId"))
         wanted = given.get("filter") or {}
-        unknown = set(wanted) - {"channelIds", "status", "tags", "tagIds", "dueAt", "dueAtPresence", "createdAt",
-                                 "startDate", "endDate"}
-        if unknown:
-            raise model.RequestError(400, "BAD_USER_INPUT",
-                               f'Field "{sorted(unknown)[0]}" is not defined by type "PostsFiltersInput".')
         if wanted.get("tags") or wanted.get("tagIds"):
-            raise gq.NotModelled("filtering posts by tags")
-        if any(s not in POST_STATUSES for s in wanted.get("status") or []):
-            raise model.RequestError(400, "BAD_USER_INPUT", 'Value does not exist in "PostStatus" enum.')
+            raise model.NotModelled("filtering posts by tags")
+        for moment in [wanted.get("startDate"), wanted.get("endDate"), *(wanted.get("createdAt") or {}).values(),
+                       *(wanted.get("dueAt") or {}).values()]:
+            if moment is not None:
+                bgql.as_time(moment)
         posts = sorted((p for p in self.posts.values() if p.channel.organization_id == org
                         and model.matches(p, wanted)), key=lambda p: p.id, reverse=True)
         for order in reversed(given.get("sort") or [{"field": "createdAt", "direction": "desc"}]):
@@ -352,13 +330,13 @@ class FakeBuffer:
         first = args.get("first")
         first = DEFAULT_PAGE_SIZE if first is None else first
         if first < 0:
-            raise model.RequestError(400, "BAD_USER_INPUT", "first must be a non-negative integer")
+            raise bgql.error("BAD_USER_INPUT", "first must be a non-negative integer")
         start = 0
         if args.get("after"):
             ids = [p.id for p in posts]
             after = model.decode_cursor(args["after"])
             if after not in ids:
-                raise gq.NotModelled("an `after` cursor that is not in the current result set")
+                raise model.NotModelled("an `after` cursor that is not in the current result set")
             start = ids.index(after) + 1
         page = posts[start:start + first]
         edges = [{"__typename": "PostsEdge", "cursor": model.cursor(p.id), "node": p.graphql(self._author())}
@@ -368,14 +346,14 @@ class FakeBuffer:
             "startCursor": edges[0]["cursor"] if edges else None, "endCursor": edges[-1]["cursor"] if edges else None}}
 
     def _daily_limits(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        given = self._input(args, "DailyPostingLimitsInput")
+        given = args["input"]
         out = []
         for channel_id in given.get("channelIds") or []:
             channel = self.channels.get(channel_id)
             if channel is None:
-                raise model.FieldError("NOT_FOUND", "Channel not found")
+                raise bgql.error("NOT_FOUND", "Channel not found")
             zone = ZoneInfo(channel.timezone)
-            day = (model.parse_time(given["date"]) if given.get("date") else self.clock()).astimezone(zone).date()
+            day = (bgql.as_time(given["date"]) if given.get("date") else self.clock()).astimezone(zone).date()
             same_day = [p for p in self.posts.values() if p.channel is channel and p.due_at is not None
                         and p.due_at.astimezone(zone).date() == day]
             sent = sum(p.status == "sent" for p in same_day)
@@ -386,15 +364,14 @@ class FakeBuffer:
         return out
 
     def _create_post(self, args: dict[str, Any]) -> dict[str, Any]:
-        given = self._input(args, "CreatePostInput")
-        problem = model.input_problem(given)
-        if problem:
-            raise model.RequestError(400, "BAD_USER_INPUT", f'Variable "$input" got invalid value; {problem}')
+        given = args["input"]
+        if any(len([v for v in entry.values() if v is not None]) != 1 for entry in given["assets"]):
+            raise bgql.error("BAD_USER_INPUT", "Each AssetInput gives exactly one of image, video, document or link.")
         channel = self.channels.get(given["channelId"])
         if channel is None or channel.organization_id not in {o["id"] for o in self.organizations}:
             return {"__typename": "NotFoundError", "message": "Channel not found"}
         if channel.is_locked or channel.is_disconnected:
-            raise gq.NotModelled("posting to a locked or disconnected channel")
+            raise model.NotModelled("posting to a locked or disconnected channel")
         assets = given.get("assets") or []
         if assets and any((v or {}).get("linkAttachment") for v in (given.get("metadata") or {}).values()):
             return {"__typename": "InvalidInputError",
@@ -402,7 +379,7 @@ class FakeBuffer:
         if not (given.get("text") or "").strip() and not assets:
             return {"__typename": "InvalidInputError", "message": "Text is required"}
         mode, now = given["mode"], self.clock()
-        due = model.parse_time(given["dueAt"]) if given.get("dueAt") else None
+        due = bgql.as_time(given["dueAt"]) if given.get("dueAt") else None
         if mode == "customScheduled" and due is None:
             return {"__typename": "InvalidInputError", "message": "dueAt is required when mode is customScheduled"}
         if given.get("saveToDraft") or given.get("needsApproval"):
@@ -417,14 +394,13 @@ class FakeBuffer:
                           and p.due_at is not None and mode == "addToQueue"]
                 due = (max([now, *queued]) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
         post = model.Post(self.new_id(), channel, given.get("text") or "", status, mode, given["schedulingType"], now,
-                          due,
-                    assets=[self._asset(a) for a in assets if "link" not in a],
-                    link_url=next((a["link"]["url"] for a in assets if "link" in a), None))
+                          due, assets=[self._asset(a) for a in assets if "link" not in a],
+                          link_url=next((a["link"]["url"] for a in assets if a.get("link")), None))
         self.posts[post.id] = post
         return {"__typename": "PostActionSuccess", "post": post.graphql(self._author())}
 
     def _asset(self, entry: dict[str, Any]) -> dict[str, Any]:
-        kind, value = next(iter(entry.items()))
+        kind, value = next((k, v) for k, v in entry.items() if v is not None)
         typename = {"image": "ImageAsset", "video": "VideoAsset", "document": "DocumentAsset"}[kind]
         mime = mimetypes.guess_type(urlsplit(value["url"]).path)[0] or f"{kind}/*"
         return {"__typename": typename, "id": self.new_id(), "type": kind, "mimeType": mime, "source": value["url"],

@@ -1,15 +1,14 @@
 """The data of the fake Buffer (tests/fake_buffer.py): channels and posts as Buffer's GraphQL
-types render them, the errors a request or a field can end in, and the input checks GraphQL
-coercion makes before any resolver runs."""
+types render them, Buffer's DateTime scalar, opaque cursors, and the posts query's filters."""
 
 from __future__ import annotations
 
 import base64
+import math
+import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from tests.fake_buffer_schema import CREATE_POST_INPUT, SCHEDULING_TYPES, SHARE_MODES
 
 ORG_ID = "64f000000000000000000001"
 
@@ -18,16 +17,8 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class RequestError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-class FieldError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+class NotModelled(Exception):  # the fake answers HTTP 501, never a guess
+    """Buffer has it; this fake does not answer it (a test needs a richer fake, not a pass)."""
 
 
 @dataclass
@@ -100,12 +91,13 @@ def decode_cursor(cursor: str) -> str:
 
 
 def parse_time(text: str) -> datetime:
+    """Buffer's DateTime: ISO 8601; the fake also insists on an offset (a naive time is ambiguous)."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise RequestError(400, "BAD_USER_INPUT", f"DateTime cannot represent an invalid date-time: {text}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"DateTime cannot represent an invalid date-time string {text!r}") from exc
     if moment.tzinfo is None:
-        raise RequestError(400, "BAD_USER_INPUT", f"DateTime needs a time zone offset: {text}")
+        raise ValueError(f"DateTime needs a time zone offset: {text!r}")
     return moment
 
 
@@ -135,24 +127,32 @@ def matches(post: Post, wanted: dict[str, Any]) -> bool:
     return _within(post.created_at, wanted.get("createdAt")) and _within(post.due_at, wanted.get("dueAt"))
 
 
-def input_problem(given: dict[str, Any]) -> str | None:
-    """What GraphQL input coercion refuses before any resolver runs (HTTP 400, BAD_USER_INPUT)."""
-    unknown = sorted(set(given) - CREATE_POST_INPUT)
-    if unknown:
-        return f'Field "{unknown[0]}" is not defined by type "CreatePostInput".'
-    for name in ("channelId", "schedulingType", "mode"):
-        if given.get(name) is None:
-            return f'Field "{name}" of required type was not provided.'
-    if given["mode"] not in SHARE_MODES:
-        return f'Value "{given["mode"]}" does not exist in "ShareMode" enum.'
-    if given["schedulingType"] not in SCHEDULING_TYPES:
-        return f'Value "{given["schedulingType"]}" does not exist in "SchedulingType" enum.'
-    for entry in given.get("assets") or []:
-        if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in ("image", "video", "document",
-                                                                                          "link"):
-            return 'Each "AssetInput" must specify exactly one of image, video, document or link.'
-        if not isinstance(next(iter(entry.values())), dict) or "url" not in next(iter(entry.values())):
-            return 'Field "url" of required type "String!" was not provided.'
-    if given.get("dueAt") is not None:
-        parse_time(given["dueAt"])
-    return None
+class RateWindows:
+    """Buffer's rolling windows, counted per client (an API key or an OAuth client): a request is
+    refused while any window is full; the headers describe the window closest to full."""
+
+    def __init__(self) -> None:
+        self._hits: dict[str, list[datetime]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, client: str, now: datetime, limits: list[tuple[str, int, int]]) -> tuple[bool, dict[str, str], int]:
+        with self._lock:
+            hits = self._hits.setdefault(client, [])
+            states = []
+            for _, limit, seconds in limits:
+                inside = [h for h in hits if h > now - timedelta(seconds=seconds)]
+                states.append((limit, seconds, inside))
+            full = [(min(inside) + timedelta(seconds=seconds) - now).total_seconds()
+                    for limit, seconds, inside in states if len(inside) >= limit]
+            if full:
+                wait = math.ceil(max(full))
+                return False, self._headers(states, now, extra=0), wait
+            hits.append(now)
+            return True, self._headers(states, now, extra=1), 0
+
+    @staticmethod
+    def _headers(states: list[tuple[int, int, list[datetime]]], now: datetime, extra: int) -> dict[str, str]:
+        limit, seconds, inside = min(states, key=lambda s: s[0] - len(s[2]))  # the tightest window
+        oldest = min(inside, default=now)
+        return {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(max(limit - len(inside) - extra, 0)),
+                "RateLimit-Reset": iso(oldest + timedelta(seconds=seconds))}
