@@ -312,6 +312,15 @@ def test_buffer_refresh_tokens_rotate_and_a_reused_one_revokes_the_grant(buffer:
     assert len(buffer.oauth.revoked_grants()) == 1
 
 
+def test_buffer_grants_made_for_set_up_work_until_the_user_revokes_the_app(buffer: FakeBuffer) -> None:
+    pair = buffer.oauth.issue(CLIENT_ID)
+    assert gql(buffer, "{ account { id } }", token=str(pair["access_token"])).status_code == 200
+    [grant] = buffer.oauth.grants
+    buffer.oauth.revoke_grant(grant)
+    assert gql(buffer, "{ account { id } }", token=str(pair["access_token"])).status_code == 401
+    assert token(buffer, grant_type="refresh_token", refresh_token=str(pair["refresh_token"])).status_code == 400
+
+
 def test_buffer_racing_refreshes_with_one_token_revoke_the_grant(buffer: FakeBuffer) -> None:
     pair = connect(buffer)
     buffer.oauth.refresh_gate = threading.Event()
@@ -461,7 +470,8 @@ def test_plausible_answers_unmodelled_queries_501_and_can_hold_an_answer(plausib
 
 def test_the_fakes_import_nothing_from_the_application() -> None:
     """They are reused as-is by the integration's tests, whatever the application's layout."""
-    for name in ("fake_http", "fake_buffer", "fake_buffer_model", "fake_buffer_oauth", "fake_plausible"):
+    for name in ("fake_http", "fake_buffer", "fake_buffer_graphql", "fake_buffer_model", "fake_buffer_oauth",
+                 "fake_plausible"):
         tree = ast.parse((Path(__file__).parent / f"{name}.py").read_text())
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
             a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
