@@ -134,8 +134,8 @@ def guidance(feedback: Iterable[FeedbackItem]) -> list[str]:
 
 def user_message(*, boundary: str, today: date, time_zone: str, guidance_lines: Sequence[str],
                  blocks: Sequence[DataBlock], task: str) -> str:
-    feedback = fenced(DataBlock(FEEDBACK_LABEL, "\n".join(f"- {line}" for line in guidance_lines) or "(none yet)"),
-                      boundary)
+    feedback = (fenced(DataBlock(FEEDBACK_LABEL, "\n".join(f"- {line}" for line in guidance_lines)), boundary)
+                if guidance_lines else "(none yet)")
     data = "\n\n".join(fenced(block, boundary) for block in blocks)
     return f"""Fence token for this message: {boundary}
 Today is {today:%A %Y-%m-%d} ({time_zone}).
