@@ -30,11 +30,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from app.errors import SQLSTATE_ERRORS, DatabaseError, OpsdeskError, SchemaMismatch
+from app.errors import SQLSTATE_ERRORS, DatabaseError, InvalidInput, OpsdeskError, SchemaMismatch
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -90,6 +90,13 @@ class PostgresTransport:
         try:
             with self.pool.connection() as conn:
                 row = conn.execute(query, values).fetchone()
+        except (UnicodeEncodeError, psycopg.DataError) as exc:
+            # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
+            # where outside data enters (app.untrusted): the caller's input, not a database failure
+            if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
+                raise error_from_sqlstate(exc.sqlstate, exc.diag.message_primary or str(exc),
+                                          exc.diag.message_detail) from exc
+            raise InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({exc})") from exc
         except psycopg.Error as exc:
             diag = exc.diag
             raise error_from_sqlstate(

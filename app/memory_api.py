@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from app.api_auth import ApiAuth
 from app.memory import MemoryStore, SearchAnswer, SearchMode
+from app.request_guard import CheckedRoute
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)  # every input checked (app.request_guard)
 _store_lock = threading.Lock()
 
 
