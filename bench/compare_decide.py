@@ -53,8 +53,7 @@ def submit_pending(queue: OpsdeskQueue, count: int, start: int) -> list[UUID]:
     return [action_id for action_id in ids if action_id is not None]
 
 
-def timed_clients(clients: int, count: int, call: Callable[[int, int], None],
-                  setup: Callable[[int], Any] | None = None) -> dict[str, float]:
+def timed_clients(clients: int, count: int, call: Callable[[int, int], None]) -> dict[str, float]:
     """`call(k, i)` for i = k, k + clients, ... on `clients` threads; latency and throughput."""
     samples: list[list[float]] = [[] for _ in range(clients)]
 
