@@ -11,6 +11,9 @@ and the CLI share:
 - `MemoryStore.search` runs one SQL function for fts, vector or hybrid (reciprocal rank fusion).
 - `check_embeddings`, called by `open_database` at start-up, fixes the deployment's model and
   dimension on first use and refuses a provider that would give other vectors.
+- `MemoryStore.maintain_indexes` makes a missing HNSW index over existing vectors in bounded steps
+  (schema.sql, memory_index_step): no call outlasts Supabase's API statement timeout, and start-up
+  never waits for an index. Meanwhile search runs full text and says so.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{0,39}$"
 EMBED_LEASE_SECONDS = 300.0
 _UPSERT_BATCH = 200
+INDEX_PARK_ROWS = 1000  # vectors set aside per index step: plain row updates, no HNSW work
 MAX_CONTENT_CHARS = 500_000  # one row's text; imports skip longer files
 
 Kind = Annotated[str, Field(pattern=KIND_PATTERN)]
@@ -46,6 +50,14 @@ class EmbeddingsMismatch(ConfigError):
 
 class VectorSearchUnavailable(InvalidInput):
     code = "vector_search_unavailable"
+
+
+class VectorIndexBuilding(OpsdeskError):
+    """mode=vector while the HNSW index is being made: it comes back by itself."""
+
+    status_code = 503
+    code = "vector_index_building"
+    exit_code = 3
 
 
 class MemoryItem(BaseModel):
@@ -130,12 +142,23 @@ class EmbedReport(BaseModel):
     embedded: int = 0
     stale: int = 0  # embedded, but the row changed meanwhile: it waits for the next run
     model: str | None = None
+    resumed: bool = False  # a reindex that carried on with one begun earlier
+
+
+class IndexReport(BaseModel):
+    state: Literal["done", "busy", "unfinished"] = "done"  # unfinished: max_steps reached
+    steps: int = 0
+    created: list[str] = Field(default_factory=list)
+    parked: int = 0
+    filled: int = 0
 
 
 def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     """Start-up: the first run with a provider fixes the deployment's model and dimension (and
-    builds the HNSW indexes, one more per MEMORY_VECTOR_INDEX_KINDS kind); after that another
-    model or dimension is an error, never a search comparing vectors of two models."""
+    creates the HNSW indexes, one more per MEMORY_VECTOR_INDEX_KINDS kind, while their rows have no
+    vector: cheap); after that another model or dimension is an error, never a search comparing
+    vectors of two models. It never builds an index over vectors: that is maintain_indexes' work,
+    in steps, so start-up fits any statement timeout."""
     spec = embedding_spec(settings)
     if spec is None:
         return None
@@ -239,18 +262,49 @@ class MemoryStore:
                 progress(len(rows))
         return report
 
+    def maintain_indexes(self, *, max_steps: int | None = None,
+                         progress: Callable[[dict[str, Any]], None] | None = None) -> IndexReport:
+        """Step until every wanted HNSW index exists and holds every vector (or `max_steps`). Each
+        step is one short call: creating an index, or parking or filling one batch of vectors."""
+        report = IndexReport()
+        while True:
+            step = self.db.call("memory_index_step", park_rows=INDEX_PARK_ROWS,
+                                fill_rows=self.settings.embeddings_batch_size)
+            if step["state"] in ("done", "busy"):
+                report.state = step["state"]
+                return report
+            report.steps += 1
+            if step["state"] == "created":
+                report.created.append(step["index"])
+            elif step["state"] == "parked":
+                report.parked += int(step["rows"])
+            else:
+                report.filled += int(step["rows"])
+            if progress is not None:
+                progress(step)
+            if max_steps is not None and report.steps >= max_steps:
+                report.state = "unfinished"
+                return report
+
     def reindex(self, *, progress: Callable[[int], None] | None = None,
                 started: Callable[[int], None] | None = None) -> EmbedReport:
-        """Start over with the configured provider: forget every vector (and the index), embed
-        every row again, then build the index once over the full table."""
+        """Start over with the configured provider: forget every vector at once, make the empty
+        HNSW indexes, embed every row again (each batch grows the indexes). A reindex to the same
+        model that did not finish (a crash, a lost connection) carries on where it stopped."""
         if self.spec is None:
             raise ConfigError("reindexing needs an embeddings provider: EMBEDDINGS_PROVIDER is none")
-        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=True)
+        current = self.stats()
+        resumed = (current.get("reindex_started_at") is not None and current["model"] == self.spec.name
+                   and current["dimension"] == self.spec.dimension)
+        if not resumed:
+            self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=True,
+                         indexed_kinds=self.settings.memory_vector_index_kinds)
         if started is not None:
             started(int(self.stats()["to_embed"]))
+        self.maintain_indexes()
         report = self.embed_pending(progress=progress)
-        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=False,
-                     indexed_kinds=self.settings.memory_vector_index_kinds)
+        self.maintain_indexes()
+        report.resumed = resumed
         return report
 
     def stats(self) -> dict[str, Any]:
@@ -289,6 +343,13 @@ class MemoryStore:
                 notices.append(f"full-text results only: {failure}")
         try:
             raw = self._search(request, used, embedding)
+            if raw.get("vector_index") is False and used != "fts":
+                failure = ("the vector index is being made (the service finishes it in the background, "
+                           "or run `opsdesk memory embed`)")
+                if used == "vector":
+                    raise VectorIndexBuilding(f"vector search is unavailable: {failure}", details={"mode": "vector"})
+                used, embedding = "fts", None
+                notices.append(f"full-text results only: {failure}")
         except Conflict as exc:
             # memory was re-embedded with another model since this process started: its query
             # vectors mean nothing there any more
