@@ -44,13 +44,13 @@ from app.errors import (
     SchemaMismatch,
     SchemaMissing,
     SchemaOutdated,
+    StatementTimeout,
 )
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
-_TIMEOUT_HINT = ("the database stopped the call at its statement timeout (Supabase allows API calls 8 s): "
-                 "please report it, every call opsdesk makes is meant to fit")
+_TIMEOUT_HINT = "the database stopped the call at its statement timeout (Supabase allows API calls 8 s)"
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -107,7 +107,7 @@ class PostgresTransport:
             with self.pool.connection() as conn:
                 row = conn.execute(query, values).fetchone()
         except psycopg.errors.QueryCanceled as exc:
-            raise DatabaseError(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})") from exc
+            raise StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})") from exc
         except psycopg.Error as exc:
             diag = exc.diag
             raise error_from_sqlstate(
@@ -216,7 +216,7 @@ class SupabaseTransport:
                     "URL, https://<project-ref>.supabase.co")
             return DatabaseError(f"Supabase REST API answered HTTP {code} ({message})")
         if code == "57014":
-            return DatabaseError(f"{function}: {_TIMEOUT_HINT} ({message})")
+            return StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({message})")
         detail = exc.details
         if detail is not None and not isinstance(detail, str):
             detail = json.dumps(detail)

@@ -5,6 +5,7 @@
     ├── DatabaseError               the database failed                     503  (exit 3)
     │   ├── DatabaseUnreachable     no answer from DATABASE_URL/SUPABASE_URL 503 (exit 11)
     │   ├── DatabaseAuthRefused     the database refused our key or user    503  (exit 5)
+    │   ├── StatementTimeout        a call outlasted the statement timeout  503
     │   └── SchemaMismatch          schema.sql is not applied / out of date 503
     │       ├── SchemaMissing       not applied (exit 3)
     │       └── SchemaOutdated      applied, but older than this opsdesk    (exit 12)
@@ -57,6 +58,12 @@ class DatabaseUnreachable(DatabaseError):
 class DatabaseAuthRefused(DatabaseError):
     code = "database_auth_refused"
     exit_code = 5
+
+
+class StatementTimeout(DatabaseError):
+    """The database stopped the call at its statement timeout; it changed nothing."""
+
+    code = "statement_timeout"
 
 
 class SchemaMismatch(DatabaseError):

@@ -13,7 +13,8 @@ and the CLI share:
   dimension on first use and refuses a provider that would give other vectors.
 - `MemoryStore.maintain_indexes` makes a missing HNSW index over existing vectors in bounded steps
   (schema.sql, memory_index_step): no call outlasts Supabase's API statement timeout, and start-up
-  never waits for an index. Meanwhile search runs full text and says so.
+  never waits for an index. Meanwhile search runs full text and says so. Vectors are written in
+  calls sized to fit the timeout (app.memory_index).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app.database import Database
 from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
+from app.memory_index import IndexReport, WritePacer, maintain_indexes
 from app.settings import Settings
 from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
 
@@ -38,7 +40,6 @@ KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{0,39}$"
 EMBED_LEASE_SECONDS = 300.0
 _UPSERT_BATCH = 200
-INDEX_PARK_ROWS = 1000  # vectors set aside per index step: plain row updates, no HNSW work
 MAX_CONTENT_CHARS = 500_000  # one row's text; imports skip longer files
 
 Kind = Annotated[str, Field(pattern=KIND_PATTERN)]
@@ -145,14 +146,6 @@ class EmbedReport(BaseModel):
     resumed: bool = False  # a reindex that carried on with one begun earlier
 
 
-class IndexReport(BaseModel):
-    state: Literal["done", "busy", "unfinished"] = "done"  # unfinished: max_steps reached
-    steps: int = 0
-    created: list[str] = Field(default_factory=list)
-    parked: int = 0
-    filled: int = 0
-
-
 def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     """Start-up: the first run with a provider fixes the deployment's model and dimension (and
     creates the HNSW indexes, one more per MEMORY_VECTOR_INDEX_KINDS kind, while their rows have no
@@ -189,6 +182,7 @@ class MemoryStore:
         self.spec: EmbeddingSpec | None = embedder.spec if embedder is not None else embedding_spec(settings)
         self._embedder = embedder
         self._lock = threading.Lock()
+        self._writes = WritePacer(settings.embeddings_batch_size)  # learns what fits the timeout
 
     @property
     def embedder(self) -> Embedder | None:
@@ -253,11 +247,12 @@ class MemoryStore:
             except Exception:
                 self.db.call("release_memory_claims", ids=[row["id"] for row in rows])
                 raise
-            stored = self.db.call("set_memory_embeddings", model=self.spec.name, items=[
-                {"id": row["id"], "hash": row["hash"], "embedding": vector}
-                for row, vector in zip(rows, vectors, strict=True)])
-            report.embedded += int(stored["stored"])
-            report.stale += int(stored["stale"])
+            items = [{"id": row["id"], "hash": row["hash"], "embedding": vector}
+                     for row, vector in zip(rows, vectors, strict=True)]
+            for stored in self._writes.write(items, lambda chunk: self.db.call(
+                    "set_memory_embeddings", model=self.spec.name if self.spec else None, items=list(chunk))):
+                report.embedded += int(stored["stored"])
+                report.stale += int(stored["stale"])
             if progress is not None:
                 progress(len(rows))
         return report
@@ -266,25 +261,7 @@ class MemoryStore:
                          progress: Callable[[dict[str, Any]], None] | None = None) -> IndexReport:
         """Step until every wanted HNSW index exists and holds every vector (or `max_steps`). Each
         step is one short call: creating an index, or parking or filling one batch of vectors."""
-        report = IndexReport()
-        while True:
-            step = self.db.call("memory_index_step", park_rows=INDEX_PARK_ROWS,
-                                fill_rows=self.settings.embeddings_batch_size)
-            if step["state"] in ("done", "busy"):
-                report.state = step["state"]
-                return report
-            report.steps += 1
-            if step["state"] == "created":
-                report.created.append(step["index"])
-            elif step["state"] == "parked":
-                report.parked += int(step["rows"])
-            else:
-                report.filled += int(step["rows"])
-            if progress is not None:
-                progress(step)
-            if max_steps is not None and report.steps >= max_steps:
-                report.state = "unfinished"
-                return report
+        return maintain_indexes(self.db, self._writes, max_steps=max_steps, progress=progress)
 
     def reindex(self, *, progress: Callable[[int], None] | None = None,
                 started: Callable[[int], None] | None = None) -> EmbedReport:
