@@ -1584,7 +1584,6 @@ begin
       raise exception 'indexed kinds are lower-case names' using errcode = 'OD422';
     end if;
   end if;
-  perform pg_advisory_xact_lock(7245190312);
   select * into c from memory_config where id;
   if found and (c.model, c.dimension) is distinct from (p_model, p_dimension)
      and not coalesce(p_reset, false) then
@@ -1593,6 +1592,18 @@ begin
       using errcode = 'OD409',
             detail = jsonb_build_object('model', c.model, 'dimension', c.dimension,
                                         'wanted_model', p_model, 'wanted_dimension', p_dimension)::text;
+  end if;
+  if not coalesce(p_reset, false) and found then
+    v_plan := memory_index_plan(c);
+    -- start-up never waits: with nothing to change, or while a step holds the lock (an index build
+    -- on a server without a timeout may take minutes), it answers as things are
+    if (v_kinds is null or v_kinds = c.indexed_kinds) and cardinality(v_plan.missing) = 0
+       and cardinality(v_plan.unwanted) = 0 or not pg_try_advisory_xact_lock(7245190312) then
+      return memory_settings();
+    end if;
+  else
+    perform pg_advisory_xact_lock(7245190312);
+    select * into c from memory_config where id;
   end if;
   if not found or coalesce(p_reset, false) then
     -- dropping `embedding` drops its HNSW indexes and memory_to_embed with it

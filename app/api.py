@@ -193,7 +193,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             return JSONResponse(body, status_code=503)
         body |= {"status": "ok", "database": {"ok": True, "mode": settings.database_mode,
                                               **(health if detailed else {})},
-                 "memory": memory_health(db, detailed=detailed)}
+                 "memory": memory_health(db, settings, detailed=detailed)}
         return JSONResponse(body)
 
     @app.get("/approvals", response_model=ActionPage, dependencies=auth)

@@ -20,6 +20,8 @@ from app.api_auth import ApiAuth
 from app.database import Database
 from app.errors import DatabaseError
 from app.memory import MemoryStore, SearchAnswer, SearchMode
+from app.settings import Settings
+from integrations.embeddings import embedding_spec
 
 router = APIRouter()
 _store_lock = threading.Lock()
@@ -50,9 +52,11 @@ def search_memory(
     return store.search(q, mode=mode, kinds=kinds, since=since, limit=limit, include_content=content)
 
 
-def memory_health(db: Database, *, detailed: bool) -> dict[str, Any]:
+def memory_health(db: Database, settings: Settings, *, detailed: bool) -> dict[str, Any]:
     """`/healthz`'s memory part: whether vector search is ready or its index is being made (search
     is full text meanwhile); with the API token, what is left to do."""
+    if embedding_spec(settings) is None:
+        return {"vector_search": "off"}
     try:
         status = db.call("memory_index_status")
     except DatabaseError:  # the database part of /healthz already reports the outage

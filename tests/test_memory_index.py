@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import psycopg
 import pytest
 
 from app.errors import StatementTimeout
@@ -59,3 +60,18 @@ def test_one_row_that_does_not_fit_is_an_error() -> None:
 
     with pytest.raises(StatementTimeout):
         WritePacer(4, clock=Clock(0)).write([1, 2, 3], write)
+
+
+def test_start_up_never_waits_for_an_index_being_made(database_url: str, sql: psycopg.Connection) -> None:
+    """While a step holds the memory lock (an index built in one statement on a server without a
+    timeout may take minutes), configure_memory at start-up answers at once; a second step is busy."""
+    sql.execute("select configure_memory('local/m', 4, false, '[\"ticket\"]')")
+    with psycopg.connect(database_url) as builder, psycopg.connect(database_url, autocommit=True) as starting:
+        builder.execute("select pg_advisory_xact_lock(7245190312)")  # holds it until its transaction ends
+        starting.execute("set lock_timeout = '2s'")  # waiting would fail the test instead of hanging it
+        settings = starting.execute("select configure_memory('local/m', 4, false, '[\"ticket\", \"note\"]')"
+                                    ).fetchone()[0]
+        assert settings["kind_indexes"] == ["ticket"]  # the new kind waits for a start with the lock free
+        assert starting.execute("select memory_index_step(10, 10)").fetchone()[0] == {"state": "busy"}
+    assert sql.execute("select configure_memory('local/m', 4, false, '[\"ticket\", \"note\"]')").fetchone()[0][
+        "kind_indexes"] == ["note", "ticket"]

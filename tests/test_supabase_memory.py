@@ -95,8 +95,8 @@ def test_start_up_search_and_the_missing_index_fit_the_api_timeout(
         assert any("vector index is being made" in notice for notice in meanwhile.notices)
         with pytest.raises(VectorIndexBuilding):
             store.search("kettle", mode="vector")
-        assert memory_health(db, detailed=False) == {"vector_search": "building"}
-        assert memory_health(db, detailed=True)["missing_indexes"][0] == "memory_embedding_hnsw"
+        assert memory_health(db, api_settings, detailed=False) == {"vector_search": "building"}
+        assert memory_health(db, api_settings, detailed=True)["missing_indexes"][0] == "memory_embedding_hnsw"
 
         report = store.maintain_indexes()
         assert report.state == "done"
@@ -104,7 +104,7 @@ def test_start_up_search_and_the_missing_index_fit_the_api_timeout(
         # the kinds without rows got theirs at start-up, made while empty
         assert report.created == ["memory_embedding_hnsw", "memory_embedding_hnsw_ticket"]
 
-        assert memory_health(db, detailed=False) == {"vector_search": "ready"}
+        assert memory_health(db, api_settings, detailed=False) == {"vector_search": "ready"}
         found = store.search(text(42), mode="vector", limit=3)
         assert found.mode == "vector" and found.results[0].source_id == "r42"
         assert store.search(text(40), mode="vector", kinds=["ticket"], limit=1).results[0].source_id == "r40"
