@@ -162,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     label = f"{args.rows // 1000}k"
     out = args.out or ROOT / "bench" / "results" / f"rest-memory-{label}.json"
+    code = code_version(schema_sql())  # now: the tree may change while the benchmark runs
     shutil.rmtree(args.data, ignore_errors=True)  # each run starts from Supabase's shape
     args.data.mkdir(parents=True)
     (args.data / "trusted").mkdir()
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{reference['total_s']} s")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "rows": args.rows, "dimension": SPEC.dimension, "code": code_version(schema_sql()),
+        "rows": args.rows, "dimension": SPEC.dimension, "code": code,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_at_end": [round(load, 2) for load in os.getloadavg()]},
