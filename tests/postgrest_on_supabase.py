@@ -66,6 +66,9 @@ class PostgrestOnSupabase:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two sends: with Nagle's algorithm the second waits for
+            # the client's delayed ACK, 40 ms on every kept-alive request
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

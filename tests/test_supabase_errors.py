@@ -130,3 +130,22 @@ def test_a_client_side_key_is_refused_before_any_call(key: str) -> None:
         make_settings(supabase_url="https://abc.supabase.co", supabase_service_role_key=key)
     assert make_settings(supabase_url="https://abc.supabase.co",
                          supabase_service_role_key=jwt("service_role")).database_mode == "supabase"
+
+
+@pytest.mark.parametrize(("key", "kind", "code"), [
+    (KEY, "a secret key (sb_secret_…)", 0),
+    (jwt("service_role"), "a legacy service_role key (JWT)", 0),
+    ("sb_publishable_abc0123456789", "the publishable key (sb_publishable_…)", 1),
+])
+def test_config_check_says_which_supabase_key_it_sees(
+    key: str, kind: str, code: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("SUPABASE_URL", "https://abcdefghijklmnop.supabase.co")
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", key)
+    monkeypatch.setenv("OPS_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("APPROVAL_LINK_SECRET", "test-link-secret-0123456789")
+    assert run("config", "check") == code
+    out = capsys.readouterr().out
+    assert kind in out and key not in out
