@@ -98,8 +98,10 @@ def advance_clock(conn: psycopg.Connection, seconds: float) -> None:
 @pytest.fixture(scope="session")
 def supabase(pg_server: Any) -> Iterator[SupabaseShape]:
     folder = Path(tempfile.mkdtemp(prefix="odsb", dir="/tmp"))
-    yield SupabaseShape(pg_server, folder)
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        yield SupabaseShape(pg_server, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
