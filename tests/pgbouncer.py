@@ -76,7 +76,11 @@ logfile = {self.folder / 'pgbouncer.log'}
                 shutil.chown(file, user)
         self.process = subprocess.Popen([binary, str(self.folder / "pgbouncer.ini")], preexec_fn=_as_user(user),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_until_listening()
+        try:
+            self._wait_until_listening()
+        except RuntimeError:
+            self.stop()
+            raise
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + 15
@@ -92,7 +96,8 @@ logfile = {self.folder / 'pgbouncer.log'}
 
     def log(self) -> str:
         path = self.folder / "pgbouncer.log"
-        stderr = self.process.stderr.read().decode() if self.process.poll() is not None and self.process.stderr else ""
+        exited = self.process.poll() is not None and self.process.stderr is not None
+        stderr = self.process.stderr.read().decode() if exited and self.process.stderr else ""
         return (path.read_text() if path.exists() else "") + stderr
 
     def uri(self, database: str, user: str) -> str:
