@@ -67,10 +67,9 @@ max_client_conn = 500
 default_pool_size = 20
 logfile = {self.folder / 'pgbouncer.log'}
 """)
-        user = None
+        user: str | None = None
         if os.geteuid() == 0:  # pgbouncer will not run as root; the server's own user reaches its socket
-            user = Path(target["host"]).stat().st_uid
-            user = pwd.getpwuid(user).pw_name
+            user = pwd.getpwuid(Path(target["host"]).stat().st_uid).pw_name
             shutil.chown(self.folder, user)
             for file in self.folder.iterdir():
                 shutil.chown(file, user)
