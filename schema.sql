@@ -1645,7 +1645,7 @@ $$;
 -- when none is left the index is created (`created`). Once every index exists, up to p_fill_rows
 -- parked vectors go back (`filled`: each goes into the HNSW graphs, the costly part). A session
 -- without a statement timeout (the embedded database, a plain server) builds a missing index over
--- its vectors in one statement instead, three to four times faster than parking and filling
+-- its vectors in one statement instead, over twice as fast as parking and filling at 100,000 rows
 -- (bench/README.md); Supabase limits every statement (8 s over the API, 2 minutes otherwise).
 -- `busy`: another step or configure_memory holds the lock.
 create or replace function memory_index_step(p_park_rows integer, p_fill_rows integer)

@@ -2,8 +2,9 @@
 
 Every vector written grows the HNSW graphs that hold its row (schema.sql, the memory section). That
 costs more as the graph grows, and much more once it no longer fits in the database's memory: at
-100,000 rows of 384 dimensions, 64 vectors took from 0.5 s to over 4 s on the same machine
-(bench/README.md). Supabase stops an API call after 8 s, so the size of each write is not fixed:
+100,000 rows of 384 dimensions, one write of 64 vectors took from 0.5 s to over 4 s on this
+project's machine, with other work on it (bench/README.md has the REST numbers). Supabase stops an
+API call after 8 s, so the size of each write is not fixed:
 
 - `WritePacer` sizes each call: it halves when a call took longer than WRITE_TARGET_SECONDS (a
   quarter of Supabase's 8 s) and doubles back, up to EMBEDDINGS_BATCH_SIZE, when calls take under
