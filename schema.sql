@@ -42,9 +42,11 @@ $$;
 -- Raised whenever a function the application calls changes its parameters or goes away, so an
 -- outside database (Supabase) still on an older schema.sql is refused at start-up (app/database.py
 -- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
--- agent_sources_pick, lease renewal. 3: memory's index steps (memory_index_step, memory_index_status).
+-- agent_sources_pick, lease renewal. 3: decide_action's channel and re-tiered edits,
+-- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
+-- memory_index_status).
 create or replace function schema_version() returns jsonb
-language sql immutable as $$ select to_jsonb(3) $$;
+language sql immutable as $$ select to_jsonb(4) $$;
 
 -- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
 -- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
@@ -118,6 +120,16 @@ create unique index if not exists actions_open_dedupe on actions (dedupe_key)
 -- The dispatch time of the first attempt that may have reached the outside world without an answer.
 -- Brevo drops a repeated idempotency key for 30 minutes only, so a re-send is safe only that long.
 alter table actions add column if not exists uncertain_since timestamptz;
+-- How the action left pending, apart from the name typed in `decided_by`: a signed review link, the
+-- inbox link, the API token, the terminal, or opsdesk itself (auto-approval, expiry). Databases
+-- from before it learn it from the `api:` and `cli:` prefixes those channels always wrote; every
+-- other name was typed on a signed link (the review page or the inbox).
+alter table actions add column if not exists decided_via text
+  check (decided_via in ('link', 'inbox', 'api', 'cli', 'system'));
+update actions
+   set decided_via = case when decided_by like 'api:%' then 'api' when decided_by like 'cli:%' then 'cli'
+                          else 'link' end
+ where decided_via is null and decided_by is not null;
 
 -- The audit trail: one row per transition. Append-only, enforced by the database itself.
 create table if not exists audit_log (
@@ -239,7 +251,7 @@ begin
   perform write_audit(a.id, p_actor, 'submitted', null, 'pending', null, p_request_id,
                       jsonb_build_object('risk_level', p_risk_level, 'reasons', p_risk_reasons));
   if p_auto_run then
-    update actions set status = 'approved', run_after = v_now, updated_at = v_now
+    update actions set status = 'approved', run_after = v_now, decided_via = 'system', updated_at = v_now
      where id = a.id returning * into a;
     perform write_audit(a.id, 'policy', 'auto_approved', 'pending', 'approved',
                         'LOW risk runs without approval', p_request_id);
@@ -251,16 +263,22 @@ $$;
 -- p_expected_round: the expiry (whole unix seconds) of the pending round the decider looked at,
 -- as links carry it. An action sent back to pending gets a new one, so a decision read from the
 -- earlier round is refused here, under the row lock, not only by a check made before the call.
+-- p_channel: how the decision came (link, inbox, api, cli, system), kept apart from the name.
+-- p_risk_level, p_risk_reasons, p_estimated_impact: an edit's facts and tier as the policy gives
+-- them for the edited draft (app.approval_queue), stored with it; modify only.
 drop function if exists decide_action(uuid, text, text, text, jsonb, text, text);
+drop function if exists decide_action(uuid, text, text, text, jsonb, text, text, bigint);
 create or replace function decide_action(
   p_id uuid, p_decision text, p_actor text, p_reason text, p_modifications jsonb,
-  p_expected_hash text, p_request_id text, p_expected_round bigint default null
+  p_expected_hash text, p_request_id text, p_expected_round bigint default null, p_channel text default null,
+  p_risk_level text default null, p_risk_reasons jsonb default null, p_estimated_impact jsonb default null
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
   v_now timestamptz := db_now();
   v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
   v_diff jsonb;
+  v_retier jsonb;
   a actions;
 begin
   if p_decision is null or p_decision not in ('approve', 'reject', 'modify') then
@@ -269,12 +287,23 @@ begin
   if nullif(btrim(coalesce(p_actor, '')), '') is null then
     raise exception 'the decider''s name is required' using errcode = 'OD422';
   end if;
+  if p_actor ~ E'[\\x01-\\x1f\\x7f\\u0085\\u2028\\u2029]' then
+    raise exception 'the decider''s name must be one line' using errcode = 'OD422';
+  end if;
+  if p_channel is null or p_channel not in ('link', 'inbox', 'api', 'cli', 'system') then
+    raise exception 'a decision needs its channel: link, inbox, api, cli or system' using errcode = 'OD422';
+  end if;
   if p_decision = 'reject' and v_reason is null then
     raise exception 'a rejection needs a reason' using errcode = 'OD422';
   end if;
   if p_decision = 'modify' and (p_modifications is null or jsonb_typeof(p_modifications) <> 'object'
                                 or p_modifications = '{}') then
     raise exception 'modify needs the edited fields' using errcode = 'OD422';
+  end if;
+  if p_risk_level is not null and (p_decision <> 'modify' or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL')
+                                   or jsonb_typeof(p_risk_reasons) is distinct from 'array'
+                                   or jsonb_typeof(p_estimated_impact) is distinct from 'object') then
+    raise exception 'only an edit is tiered again, with its tier, reasons and facts' using errcode = 'OD422';
   end if;
 
   select * into a from actions where id = p_id for update;
@@ -300,8 +329,8 @@ begin
 
   if p_decision = 'reject' then
     update actions
-       set status = 'rejected', decision = 'rejected', decided_by = p_actor, decided_at = v_now,
-           rejection_reason = v_reason, feedback = v_reason, updated_at = v_now
+       set status = 'rejected', decision = 'rejected', decided_by = p_actor, decided_via = p_channel,
+           decided_at = v_now, rejection_reason = v_reason, feedback = v_reason, updated_at = v_now
      where id = p_id returning * into a;
   else
     if p_decision = 'modify' then
@@ -310,6 +339,12 @@ begin
         from jsonb_each(p_modifications) e
        where a.requested_action -> e.key is distinct from e.value;
     end if;
+    if v_diff is not null and p_risk_level is not null
+       and (p_risk_level, p_risk_reasons, p_estimated_impact)
+           is distinct from (a.risk_level, a.risk_reasons, a.estimated_impact) then
+      v_retier := jsonb_build_object('risk_level', jsonb_build_object('from', a.risk_level, 'to', p_risk_level),
+                                     'estimated_impact', p_estimated_impact, 'risk_reasons', p_risk_reasons);
+    end if;
     update actions
        set status = 'approved',
            decision = case when v_diff is null then 'approved' else 'modified' end,
@@ -317,13 +352,17 @@ begin
                                    else requested_action || p_modifications end,
            draft_hash = case when v_diff is null then draft_hash
                              else draft_hash(requested_action || p_modifications) end,
-           modifications = v_diff, feedback = v_reason, decided_by = p_actor, decided_at = v_now,
-           run_after = v_now, updated_at = v_now
+           risk_level = case when v_retier is null then risk_level else p_risk_level end,
+           risk_reasons = case when v_retier is null then risk_reasons else p_risk_reasons end,
+           estimated_impact = case when v_retier is null then estimated_impact else p_estimated_impact end,
+           modifications = v_diff, feedback = v_reason, decided_by = p_actor, decided_via = p_channel,
+           decided_at = v_now, run_after = v_now, updated_at = v_now
      where id = p_id returning * into a;
   end if;
 
   perform write_audit(a.id, p_actor, 'decided', 'pending', a.status, v_reason, p_request_id,
-                      jsonb_build_object('decision', a.decision, 'modifications', v_diff));
+                      jsonb_build_object('decision', a.decision, 'channel', p_channel, 'modifications', v_diff)
+                      || case when v_retier is null then '{}' else jsonb_build_object('retiered', v_retier) end);
   return action_view(a);
 end
 $$;
@@ -366,7 +405,7 @@ begin
      order by expires_at limit p_limit
        for update skip locked
   ), expired as (
-    update actions a set status = 'expired', updated_at = v_now
+    update actions a set status = 'expired', decided_via = 'system', updated_at = v_now
       from due where a.id = due.id
     returning a.id
   ), audited as (
@@ -854,7 +893,7 @@ create index if not exists discord_messages_episode on discord_messages (action_
 create or replace function discord_outcome(a actions) returns jsonb
 language sql stable as $$
   select jsonb_build_object(
-    'status', a.status, 'decision', a.decision, 'decided_by', a.decided_by,
+    'status', a.status, 'decision', a.decision, 'decided_by', a.decided_by, 'via', a.decided_via,
     'at', coalesce(a.decided_at, a.updated_at),
     'reason', coalesce(a.rejection_reason, a.feedback, case when a.status = 'cancelled' then a.last_error end))
 $$;
@@ -1376,8 +1415,23 @@ create table if not exists hubspot_events (
 );
 create index if not exists hubspot_events_type_occurred on hubspot_events (subscription_type, occurred_at);
 
+-- Events of a signed delivery that could not be recorded as sent (a NaN, nesting no event has,
+-- not HubSpot's shape): kept, clipped, with the reason, for a person; the rest of the delivery is
+-- recorded as usual, so one bad event never costs the others (nor a retry of the whole batch).
+create table if not exists hubspot_events_set_aside (
+  delivery_hash text not null,
+  position      integer not null,          -- its index in the delivery's array
+  reason        text not null,
+  raw           text not null,             -- the event's text as sent, clipped: untrusted input
+  received_at   timestamptz not null default db_now(),
+  primary key (delivery_hash, position)
+);
+create index if not exists hubspot_events_set_aside_received on hubspot_events_set_aside (received_at);
+
+drop function if exists record_hubspot_webhook(text, bigint, integer, jsonb);
 create or replace function record_hubspot_webhook(
-  p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb
+  p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb,
+  p_set_aside jsonb default '[]'
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
@@ -1405,7 +1459,12 @@ begin
     from jsonb_array_elements(p_events) e
   on conflict (event_id) do nothing;
   get diagnostics v_recorded = row_count;
-  return jsonb_build_object('accepted', true, 'received', jsonb_array_length(p_events),
+  insert into hubspot_events_set_aside (delivery_hash, position, reason, raw)
+  select p_delivery_hash, (e->>'index')::integer, e->>'reason', e->>'raw'
+    from jsonb_array_elements(coalesce(p_set_aside, '[]')) e
+  on conflict do nothing;
+  return jsonb_build_object('accepted', true,
+                            'received', jsonb_array_length(p_events) + jsonb_array_length(coalesce(p_set_aside, '[]')),
                             'recorded', v_recorded);
 end
 $$;
@@ -3805,7 +3864,7 @@ begin
   foreach v_table in array array['clock_offset', 'schema_applied', 'actions', 'audit_log', 'notes', 'approval_pin_failures',
                                         'discord_notifications', 'discord_messages',
                                         'llm_calls', 'llm_model_resolution',
-                                        'hubspot_webhook_deliveries', 'hubspot_events',
+                                        'hubspot_webhook_deliveries', 'hubspot_events', 'hubspot_events_set_aside',
                                         'memory_config', 'memory', 'maintenance_leases',
                                         'email_quota_days', 'email_quota_reservations', 'email_campaigns',
                                         'campaign_batches', 'campaign_recipients',

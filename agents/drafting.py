@@ -1,5 +1,5 @@
 """Small text helpers the agents share: turning a model's plain text into payload fields, turning
-untrusted text into a memory search, and finding addresses and links the data did not give."""
+untrusted text into a memory search, and finding addresses and links no trusted source gave."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ import html
 import re
 from collections.abc import Iterable
 
+from app.memory import SearchHit
 from app.models import Reason, Tier
 from app.settings import Settings
+
+# Memory kinds the business writes itself: a link or address in one may appear in outbound text.
+# Every other kind (tickets, replies, CRM notes, decisions quoting drafts) holds outsiders' words.
+BUSINESS_WRITTEN_KINDS = frozenset({"kb_article"})
 
 # Common English words that would make every memory row match (the full-text search drops its own
 # stop words too, but these carry no topic either).
@@ -21,6 +26,7 @@ _FILLER = frozenset({
     "would", "your", "yours", "youre", "dont", "cant", "wont", "isnt",
 })
 _WORD = re.compile(r"[a-z0-9]+")
+MAX_SEARCH_WORD = 40
 # What a reader could write to or follow: an email address, or a link with a scheme or "www.".
 # Bare domains ("example.com") are left alone: too much ordinary text looks like one.
 _CONTACT_POINT = re.compile(
@@ -52,7 +58,9 @@ def search_words(text: str, *, limit: int = 12) -> str:
     and digits survive, so the text cannot inject search operators."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(text.lower()):
-        if len(word) >= 4 and word not in _FILLER and not word.isdigit():
+        # a "word" longer than any real one (a pasted token, a key, 200,000 x's) is no topic, and
+        # would make the search too long to run
+        if 4 <= len(word) <= MAX_SEARCH_WORD and word not in _FILLER and not word.isdigit():
             seen.setdefault(word)
         if len(seen) >= limit:
             break
@@ -64,18 +72,28 @@ def contact_points(text: str) -> set[str]:
     return {match.rstrip(".,;:!?'\"").lower() for match in _CONTACT_POINT.findall(text)}
 
 
-def unsourced_contact_points(written: str, given: Iterable[str]) -> list[str]:
-    """Addresses and links in model-written text that none of the `given` texts (the data the model
-    was shown, the business's own settings) contains: the model made them up or was told to."""
-    known = set().union(*(contact_points(text) for text in given))
+def unsourced_contact_points(written: str, trusted: Iterable[str]) -> list[str]:
+    """Addresses and links in model-written text that none of the `trusted` texts contains: the
+    model made them up, or was told to by the data it read."""
+    known = set().union(*(contact_points(text) for text in trusted))
     return sorted(contact_points(written) - known)
 
 
-def unsourced_flags(settings: Settings, written: str, given: Iterable[str]) -> list[Reason]:
+def business_written(hits: Iterable[SearchHit]) -> list[str]:
+    """The texts among memory's `hits` that the business wrote itself (BUSINESS_WRITTEN_KINDS),
+    each with its own address: the only memory a link or address in outbound text may come from."""
+    return [f"{hit.title}\n{hit.content or hit.snippet}\n{hit.metadata.get('url') or ''}"
+            for hit in hits if hit.kind in BUSINESS_WRITTEN_KINDS]
+
+
+def unsourced_flags(settings: Settings, written: str, trusted: Iterable[str]) -> list[Reason]:
     """A MEDIUM flag, for the reviewer, when model-written text has an email address or link that
-    neither the data it was shown for this source nor the business's own settings (brand voice,
-    sender) contain: the prompt forbids inventing them, and this is where code checks it."""
-    found = unsourced_contact_points(written, [*given, settings.brand_voice, settings.brevo_sender_email or ""])
+    no trusted source gives: the business's own settings (brand voice, sender) and the `trusted`
+    texts, which only ever hold what the business wrote (its knowledge-base articles). What
+    customers and CRM users wrote (tickets, their replies, CRM records and notes) is never
+    trusted, even when the model was shown it: a link planted there is exactly what this catches.
+    The prompt forbids inventing them; this is where code checks it."""
+    found = unsourced_contact_points(written, [*trusted, settings.brand_voice, settings.brevo_sender_email or ""])
     if not found:
         return []
     shown = ", ".join(clip(point, 80) for point in found[:5])

@@ -15,9 +15,10 @@
 4. `ClaudeClient.structured` returns the agent's pydantic plan (one repair try, else the run fails).
 5. Each proposal is checked and built by code into ActionRequests: recipients from the CRM record,
    money validated, kind fixed by which part of the plan it came from, and tiered by the policy
-   (`ApprovalQueue.prepare`). An address or link in model-written text that the data did not
-   give raises the action to at least MEDIUM, with the reason shown to the reviewer. A proposal
-   failing a check is refused (none of its actions is built, unless the refusal keeps the parts
+   (`ApprovalQueue.prepare`). An address or link in model-written text that no trusted source
+   gives (the business's settings and knowledge base; never what customers or CRM users wrote,
+   agents.drafting) raises the action to at least MEDIUM, with the reason shown to the reviewer. A
+   proposal failing a check is refused (none of its actions is built, unless the refusal keeps the parts
    that can go), listed in the run's report and kept on its agent_runs row, and the agent may
    flag it for a person instead (support does).
 6. Everything built is submitted, and the run finished, in ONE transaction
@@ -45,7 +46,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.drafting import clip
 from agents.prompt import DataBlock, guidance, new_boundary, system_prompt, user_message
@@ -56,6 +57,7 @@ from app.errors import InvalidInput, OpsdeskError, TransientError
 from app.memory import MemoryStore
 from app.models import ActionMetadata, ActionRequest, FeedbackItem, Impact, Reason, Status, Tier
 from app.settings import Settings
+from app.untrusted import storable_text, validation_errors
 
 if TYPE_CHECKING:
     from integrations.claude import ModelResolution
@@ -131,10 +133,6 @@ class Briefing:
 
     blocks: list[DataBlock]
     task: str
-
-    def texts(self, *refs: str) -> list[str]:
-        """The data shown for these refs (a block's label starts with its ref)."""
-        return [block.text for block in self.blocks if block.label.split(" ", 1)[0] in refs]
 
 
 BriefingT = TypeVar("BriefingT", bound=Briefing)
@@ -287,7 +285,8 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
             row = answer["run"]
             actions = [_proposed(built, result) for built, result in zip(draft.built, answer["results"], strict=True)]
     except Exception as exc:
-        error = clip(exc.message if isinstance(exc, OpsdeskError) else f"{type(exc).__name__}: {exc}", ERROR_CHARS)
+        error = clip(exc.message if isinstance(exc, OpsdeskError) else storable_text(f"{type(exc).__name__}: {exc}"),
+                     ERROR_CHARS)
         row = env.db.call("close_agent_run", run_id=run_id, outcome="failed", proposals=0, call_ids=call_ids,
                           error=error, skips=[], refused=[])
         if not isinstance(exc, OpsdeskError):
@@ -333,7 +332,8 @@ def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: l
         answered.add(source.ref)
         try:
             draft.built.extend(prepare(source, agent.build(env, source, proposal, briefing)))
-        except (Refused, InvalidInput) as exc:
+        except (Refused, InvalidInput, ValidationError) as exc:
+            # one source's proposal that cannot become a valid action costs that source only
             reason = _reason(exc)
             log.info("agent %s: proposal for %s refused: %s", agent.name, source.ref, reason)
             draft.refused.append(Refusal(ref=source.ref, reason=reason))
@@ -388,6 +388,8 @@ def _confidence(proposal: Proposal | None) -> float | None:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        exc = InvalidInput("an action it led to does not fit its kind", details={"errors": validation_errors(exc)})
     if isinstance(exc, InvalidInput):
         errors = exc.details.get("errors") or []
         first = errors[0] if errors else None

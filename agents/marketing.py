@@ -15,8 +15,9 @@ A proposal becomes:
 - `newsletter` -> email.campaign to those recipients, `impact.recipients` their count: at least
   AGENT_EMAIL_MIN_TIER (a newsletter is the model's words to many people: never sent unreviewed
   unless that floor is LOW), 50-300 MEDIUM, over 300 HIGH, and MEDIUM at least when it holds an
-  address or link the data did not give. The campaign handler sends it in batches over as many
-  days as Brevo's quota needs, all under the one approval.
+  address or link the business did not write (its settings, a knowledge-base article): a
+  customer's ticket among the topics never vouches for one. The campaign handler sends it in
+  batches over as many days as Brevo's quota needs, all under the one approval.
   When HubSpot has more marketing contacts than NEWSLETTER_MAX_RECIPIENTS, the newsletter is
   refused, with that reason kept on the run, rather than sent to the first N: the model is told
   so, and the blog draft still goes.
@@ -32,7 +33,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.drafting import clip, email_html, one_line, unsourced_flags
+from agents.drafting import business_written, clip, email_html, one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
 from app.email_actions import Recipient
@@ -167,7 +168,8 @@ customers asked the same question this month.", "confidence": 0.7, "suggested_ti
                 summary=f"Newsletter to {len(briefing.recipients):,} contacts: {subject}", reasoning=reasoning,
                 proposal=proposal, impact=Impact(recipients=len(briefing.recipients)), topics=topics,
                 floor=Tier(env.settings.agent_email_min_tier),
-                flags=unsourced_flags(env.settings, f"{subject}\n{body}", [block.text for block in briefing.blocks]),
+                # tickets and replies are topic material, never a source of links or addresses
+                flags=unsourced_flags(env.settings, f"{subject}\n{body}", business_written(briefing.topics.values())),
                 payload={"subject": subject, "html": email_html(body), "text": body,
                          "recipients": [r.model_dump(exclude_none=True) for r in briefing.recipients]}))
         return requests

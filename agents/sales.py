@@ -12,8 +12,9 @@ no field for an address, so one the model writes goes nowhere), a hubspot.task f
 owner when the model says a call is better, and optionally a stage change (hubspot.deal_stage: the
 kind's own hook makes a move backwards or to closed-lost irreversible, so at least HIGH). The email
 waits for a person at AGENT_EMAIL_MIN_TIER or above (MEDIUM at least when it holds an address or
-link the data did not give), and carries the deal or contact to log it on: the note is written
-only once the email was sent (app.email_actions), so a rejected email leaves no trace in the CRM.
+link not in the business's own settings: CRM text is never trusted for one), and carries the deal
+or contact to log it on: the note is written only once the email was sent (app.email_actions), so a
+rejected email leaves no trace in the CRM.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]
             requests.append(self.request(
                 source, "email", kind="email.send", summary=f"Follow-up email to {target.who} ({target.about})",
                 reasoning=proposal.rationale, proposal=proposal, floor=Tier(env.settings.agent_email_min_tier),
-                flags=unsourced_flags(env.settings, f"{subject}\n{body}", briefing.texts(source.ref)),
+                # a deal's and a contact's text come from CRM users and web forms: never trusted for links
+                flags=unsourced_flags(env.settings, f"{subject}\n{body}", ()),
                 payload={"to": {"email": contact.email, "name": contact.name}, "subject": subject,
                          "html": email_html(body), "text": body, "crm_note": on},
                 impact=Impact(recipients=1)))

@@ -13,8 +13,9 @@ articles and past replies with the ticket's words. The model sees them fenced, e
 A proposal becomes:
 - `reply`: email.send to the ticket's requester, never anyone else. Every article it cites must
   be one memory returned for this ticket; the knowledge-base articles it cites are listed at the
-  end of the reply. An address or link in the model's reply that neither the ticket nor those
-  items give makes it at least MEDIUM, with the reason shown to the reviewer.
+  end of the reply. An address or link in the model's reply that no knowledge-base article found
+  for it gives (the ticket itself is the customer's text: never trusted for that) makes it at
+  least MEDIUM, with the reason shown to the reviewer.
 - `refund`: there is no payment integration, so a refund or credit is a hubspot.task for a person
   on the requester's contact, with `impact.cost_usd` set to the validated amount: the policy tiers
   it by the money (over $100 is CRITICAL), and the person pays only once it is approved.
@@ -33,12 +34,13 @@ from datetime import UTC, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.drafting import clip, email_html, one_line, search_words, unsourced_flags
+from agents.drafting import business_written, clip, email_html, one_line, search_words, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
-from app.memory import SearchHit, TicketMemory
+from app.errors import DatabaseError, InvalidInput
+from app.memory import MAX_CONTENT_CHARS, SearchHit, TicketMemory
 from app.models import ActionRequest, Impact, Tier
 from integrations.hubspot_models import Ticket
 
@@ -130,9 +132,7 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
             ticket = source.record
             words = f"{ticket.subject or ''}\n{ticket.content or ''}".strip()
             if not env.dry_run:
-                env.memory.remember_ticket(TicketMemory(
-                    id=ticket.id, subject=clip(ticket.subject or "", 1000), body=words or "(empty ticket)",
-                    requester=ticket.requester_email, status=ticket.stage, created_at=ticket.created_at))
+                self._remember(env, ticket, words)
             query = search_words(words)
             hits = env.memory.search(query, kinds=MEMORY_KINDS, limit=env.settings.support_memory_results,
                                      include_content=True).results if query else []
@@ -150,6 +150,18 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         task = ("For each ticket above, propose a reply grounded in the memory found for it, `needs_human`, "
                 "or both; add `refund` only where the policy in those articles supports it.")
         return SupportBriefing(blocks, task, found)
+
+    @staticmethod
+    def _remember(env: AgentEnv, ticket: Ticket, words: str) -> None:
+        """Memory keeps the ticket for marketing's topics; one it cannot keep (text the full-text
+        index refuses, say) is still answered: it costs this ticket its memory row, not the run."""
+        try:
+            env.memory.remember_ticket(TicketMemory(
+                id=ticket.id, subject=clip(ticket.subject or "", 1000),
+                body=clip(words, MAX_CONTENT_CHARS) or "(empty ticket)", requester=ticket.requester_email,
+                status=ticket.stage, created_at=ticket.created_at))
+        except (InvalidInput, DatabaseError, ValidationError) as exc:
+            log.warning("support: ticket %s not kept in memory: %s", ticket.id, exc)
 
     def build(self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal,
               briefing: SupportBriefing) -> list[ActionRequest]:
@@ -183,8 +195,9 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         if not body:
             raise Refused("the reply is empty")
         subject = one_line(reply.subject, 200) or one_line(f"Re: {ticket.subject or f'your ticket #{ticket.id}'}", 200)
-        # checked before the citations are added: their links come from memory, not from the model
-        flags = unsourced_flags(env.settings, f"{subject}\n{body}", briefing.texts(source.ref, *found))
+        # checked before the citations are added: their links come from memory, not from the model;
+        # the ticket is the customer's text, so only the articles found for it are trusted
+        flags = unsourced_flags(env.settings, f"{subject}\n{body}", business_written(found.values()))
         articles = [found[ref] for ref in cited if found[ref].kind == "kb_article"]
         if articles:
             body += "\n\nArticles this answer is based on:\n" + "\n".join(

@@ -1,5 +1,5 @@
 """The action kinds opsdesk knows: each one's payload shape, editable fields, facts the policy must
-assume whatever the caller says, and the handler that performs it."""
+assume whatever the caller says, what an edit may not change, and the handler that performs it."""
 
 from __future__ import annotations
 
@@ -11,11 +11,17 @@ from pydantic import BaseModel, ValidationError
 
 from app.errors import InvalidInput
 from app.handlers import HandlerContext, NoteRecordPayload, WebhookPostPayload, post_webhook, record_note
-from app.models import Impact
+from app.models import Impact, Reason, Tier
+from app.risk_policy import Assessment, RiskThresholds, assess
+from app.untrusted import validation_errors
 
 
 def impact_as_given(payload: Mapping[str, Any], impact: Impact) -> Impact:
     return impact
+
+
+def any_edit(before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+    """Every edit of the editable fields is fine: nothing in them carries a fact."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,9 @@ class ActionKind:
     # facts only the payload shows (a deal stage moving backwards is irreversible): computed by
     # code at submission, so the policy never relies on the caller's word for them
     impact_for: Callable[[Mapping[str, Any], Impact], Impact] = impact_as_given
+    # an edit that would make the draft's text and its facts disagree raises InvalidInput, naming
+    # the field (a task's text given money it does not carry); given the draft before and after
+    check_edit: Callable[[Mapping[str, Any], Mapping[str, Any]], None] = any_edit
 
     def validate_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -37,7 +46,7 @@ class ActionKind:
         except ValidationError as exc:
             raise InvalidInput(
                 f"payload does not fit {self.name}",
-                details={"errors": exc.errors(include_url=False, include_context=False)},
+                details={"errors": validation_errors(exc)},
             ) from exc
 
     def enforce(self, impact: Impact) -> Impact:
@@ -46,6 +55,24 @@ class ActionKind:
             "public": impact.public or self.always_public,
             "reversible": impact.reversible and not self.always_irreversible,
         })
+
+    def reassess(self, payload: Mapping[str, Any], stored: Mapping[str, Any], thresholds: RiskThresholds) -> Assessed:
+        """The policy on `payload` as `ApprovalQueue.submit` computes it, for an action already
+        stored (`stored`: its estimated_impact, metadata and risk_reasons): its facts, what the payload
+        implies, this kind's rules, the model's suggested tier, and what the submitter's own checks
+        flagged (a settings floor, unsourced links), which stay. Used again whenever the draft or the
+        thresholds may have changed: an edit, and just before the action runs."""
+        impact = self.enforce(self.impact_for(payload, Impact.model_validate(stored["estimated_impact"])))
+        suggested = (stored.get("metadata") or {}).get("suggested_tier")
+        flags = [Reason.model_validate(reason) for reason in stored.get("risk_reasons") or []
+                 if Reason.model_validate(reason).dimension in ("content", "policy")]
+        return Assessed(impact, assess(impact, thresholds, Tier(suggested) if suggested else None, flags))
+
+
+@dataclass(frozen=True)
+class Assessed:
+    impact: Impact
+    assessment: Assessment
 
 
 BUILTIN_KINDS: tuple[ActionKind, ...] = (

@@ -25,8 +25,10 @@ from app.memory_api import memory_health
 from app.memory_api import router as memory_router
 from app.models import ActionPage, ActionRecord, ActionRequest, ApiDecisionRequest, Status, SubmitResult, Tier
 from app.reports_api import router as reports_router
+from app.request_guard import CheckedRoute
 from app.review_pages import ReviewPages
 from app.settings import Settings
+from app.untrusted import json_safe
 from app.web_pages import Pages, is_link_request
 from app.webhooks_api import router as webhooks_router
 
@@ -110,7 +112,10 @@ _DECISION_BODIES = {"requestBody": {"required": True, "content": {
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
     queue = ApprovalQueue(db, settings)
-    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs", redoc_url=None)
+    # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
+    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None,
+                  redoc_url=None)
+    app.router.route_class = CheckedRoute  # every input checked before a route reads it (app.request_guard)
     app.add_middleware(RequestIdMiddleware, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     app.state.db = db
@@ -128,7 +133,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             return pages.message("Something went wrong" if status_code >= 500 else "This request was refused",
                                  message, status_code=status_code,
                                  notes=[f"Request id: {request_id_of(request)}"])
-        return JSONResponse(error_body(code, message, request_id_of(request), details),
+        # json_safe: an error body must never fail to serialise what it echoes (a NaN, say)
+        return JSONResponse(json_safe(error_body(code, message, request_id_of(request), details)),
                             status_code=status_code, headers=headers)
 
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -150,7 +156,9 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             return error_response(request, 400, "malformed_json", "the request body is not valid JSON")
         shown = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
                  for err in errors]
-        return error_response(request, 422, "invalid_input", "the request does not fit the schema",
+        first = shown[0] if shown else None
+        where = f" ({'.'.join(map(str, first['loc']))}: {first['msg']})" if first else ""
+        return error_response(request, 422, "invalid_input", f"the request does not fit the schema{where}",
                               {"errors": shown})
 
     @app.exception_handler(StarletteHTTPException)
@@ -244,7 +252,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             raise InvalidInput("decided_by is required: say who decides")
         # the name is the caller's word; the audit shows it came with the API token
         record = await run_in_threadpool(queue.decide_with_pin, action_id, decision,
-                                         actor=f"api:{decision.decided_by}", pin=decision.pin,
+                                         actor=f"api:{decision.decided_by}", channel="api", pin=decision.pin,
                                          request_id=request_id_of(request))
         return JSONResponse(record.model_dump(mode="json"))
 

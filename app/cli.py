@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -28,9 +28,10 @@ from app.executor import Executor
 from app.local_secrets import with_local_secrets
 from app.log_setup import configure_logging
 from app.memory_cli import memory_app
-from app.models import ActionRecord, ActionRequest, DecisionRequest, Status, Tier
+from app.models import ActionRecord, ActionRequest, DecisionRequest, ReviewerName, Status, Tier
 from app.schedule_cli import jobs_command, report_command
 from app.settings import Settings
+from app.untrusted import UnusableJson, strict_json, validation_errors
 
 app = typer.Typer(help="opsdesk: AI agents draft, a risk policy sorts, a person approves.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -57,7 +58,7 @@ console = Console()
 errors = Console(stderr=True)
 
 _STATE_STYLE = {"ok": "green", "not configured": "dim", "incomplete": "yellow", "malformed": "red"}
-_ROW_STYLE = {"missing": "yellow", "malformed": "red", "generated": "cyan", "set": "green"}
+_ROW_STYLE = {"missing": "yellow", "malformed": "red", "generated": "cyan", "set": "green", "warning": "yellow"}
 
 
 def _settings() -> Settings:
@@ -78,9 +79,16 @@ def _database(*, init_schema: bool = False) -> Iterator[tuple[Settings, Database
         yield settings, db
 
 
+_REVIEWER: TypeAdapter[str] = TypeAdapter(ReviewerName)
+
+
 def _actor(name: str | None) -> str:
-    """Who acts, marked as coming from the terminal (as the API marks its callers `api:`)."""
-    return f"cli:{name or getpass.getuser()}"
+    """Who acts, marked as coming from the terminal (as the API marks its callers `api:`): a
+    person's name (app.models.ReviewerName: one line, not one opsdesk uses for itself)."""
+    try:
+        return f"cli:{_REVIEWER.validate_python(name or getpass.getuser())}"
+    except ValidationError as exc:
+        raise InvalidInput(f"--as: {validation_errors(exc)[0]['msg']}") from exc
 
 
 def _print_json(value: Any) -> None:
@@ -191,9 +199,10 @@ def approvals_approve(
                                modifications=edits or None)
     with _database() as (settings, db):
         queue = ApprovalQueue(db, settings)
-        if pin is None and sys.stdin.isatty() and queue.pin_required(ActionRecord.model_validate(queue.get(action_id))):
+        if pin is None and sys.stdin.isatty() and queue.pin_required_after(
+                ActionRecord.model_validate(queue.get(action_id)), decision):
             pin = typer.prompt("Approval PIN", hide_input=True)
-        record = queue.decide_with_pin(action_id, decision, actor=_actor(as_), pin=pin, terminal=True)
+        record = queue.decide_with_pin(action_id, decision, actor=_actor(as_), channel="cli", pin=pin, terminal=True)
     console.print(f"[green]{record.decision}[/green] {record.id} by {record.decided_by}")
 
 
@@ -206,7 +215,7 @@ def approvals_reject(
     """Reject a pending action with a reason."""
     with _database() as (settings, db):
         record = ApprovalQueue(db, settings).decide(
-            action_id, DecisionRequest(decision="reject", reason=reason), actor=_actor(as_))
+            action_id, DecisionRequest(decision="reject", reason=reason), actor=_actor(as_), channel="cli")
     console.print(f"[yellow]rejected[/yellow] {record.id} by {record.decided_by}")
 
 
@@ -232,10 +241,15 @@ def actions_submit(
     """Submit an action: the same policy, queue and audit as the agents' actions."""
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     try:
+        strict_json(text)  # what JSON may hold but opsdesk cannot keep, named (app.untrusted)
+    except UnusableJson as exc:
+        raise InvalidInput(f"the action's {exc.problem.where} {exc.problem.what}") from exc
+    except ValueError:
+        pass  # not JSON at all: the schema check below says so
+    try:
         request = ActionRequest.model_validate_json(text)
     except ValidationError as exc:
-        raise InvalidInput("the action does not fit the schema",
-                           details={"errors": exc.errors(include_url=False, include_context=False)}) from exc
+        raise InvalidInput("the action does not fit the schema", details={"errors": validation_errors(exc)}) from exc
     with _database() as (settings, db):
         result = ApprovalQueue(db, settings).submit(request, actor=_actor(None))
     _print_json(result.model_dump(mode="json"))

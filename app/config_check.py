@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
 from app.credential_kinds import HUBSPOT_TOKEN_NOTES, SUPABASE_KEY_NOTES, hubspot_token_kind, supabase_key_kind
-from app.settings import Settings
+from app.settings import Settings, is_loopback_host
 
 State = Literal["ok", "not configured", "incomplete", "malformed"]
 
@@ -28,7 +29,8 @@ class Part:
 
 PARTS: tuple[Part, ...] = (
     Part("service", ("opsdesk_env", "opsdesk_host", "opsdesk_port", "public_base_url", "ops_api_token",
-                     "approval_link_secret", "approval_link_old_secrets", "max_request_bytes", "log_level"),
+                     "approval_link_secret", "approval_link_old_secrets", "max_request_bytes", "log_level",
+                     "api_docs", "http_keep_alive_seconds", "http_max_concurrency"),
          required=("ops_api_token", "approval_link_secret"), always_on=True),
     Part("approval links", ("approval_pin", "approval_pin_max_tries", "inbox_link_hours"), always_on=True),
     Part("database", ("database_url", "supabase_url", "supabase_service_role_key", "opsdesk_data_dir",
@@ -175,6 +177,7 @@ def check(**overrides: Any) -> ConfigReport:
             else:
                 rows.append(Row(env, "unset", ""))
         parts.append(PartReport(part.name, state, rows))
+    _warn_plain_http(settings, next(p for p in parts if p.name == "service"))
     database = next(p for p in parts if p.name == "database")
     if settings.supabase_url and settings.supabase_service_role_key is None and "supabase_url" not in problems:
         database.state = "incomplete"
@@ -192,6 +195,15 @@ def _webhooks_note(settings: Settings) -> str:
         return "signed with HUBSPOT_CLIENT_SECRET (v3); service keys cannot receive webhooks, apps can"
     return ("set HUBSPOT_CLIENT_SECRET to receive them: the client secret of a project-based app (or of a "
             "legacy private app); a service key receives no webhooks")
+
+
+def _warn_plain_http(settings: Settings, service: PartReport) -> None:
+    """A warning, not a failure: a production PUBLIC_BASE_URL on plain http sends every signed
+    link's token and the reviewer cookie in clear (loopback is the one exception: nothing leaves)."""
+    url = urlsplit(settings.public_base_url)
+    if settings.opsdesk_env == "production" and url.scheme == "http" and not is_loopback_host(url.hostname):
+        service.rows.append(Row("PUBLIC_BASE_URL", "warning", "plain http in production: approval links' tokens "
+                                "and the reviewer cookie travel in clear; serve opsdesk over https"))
 
 
 def _mode_note(settings: Settings) -> str:

@@ -40,6 +40,7 @@ from app.errors import (
     DatabaseAuthRefused,
     DatabaseError,
     DatabaseUnreachable,
+    InvalidInput,
     OpsdeskError,
     SchemaMismatch,
     SchemaMissing,
@@ -49,7 +50,7 @@ from app.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _TIMEOUT_HINT = "the database stopped the call at its statement timeout (Supabase allows API calls 8 s)"
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -108,6 +109,13 @@ class PostgresTransport:
                 row = conn.execute(query, values).fetchone()
         except psycopg.errors.QueryCanceled as exc:
             raise StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})") from exc
+        except (UnicodeEncodeError, psycopg.DataError) as exc:
+            # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
+            # where outside data enters (app.untrusted): the caller's input, not a database failure
+            if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
+                raise error_from_sqlstate(exc.sqlstate, exc.diag.message_primary or str(exc),
+                                          exc.diag.message_detail) from exc
+            raise InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({exc})") from exc
         except psycopg.Error as exc:
             diag = exc.diag
             raise error_from_sqlstate(

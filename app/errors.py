@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.untrusted import storable, storable_text
+
 
 class OpsdeskError(Exception):
     status_code: int = 500
@@ -33,9 +35,12 @@ class OpsdeskError(Exception):
     exit_code: int = 1
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        # messages and details often carry an outside system's words, and end up in the database
+        # (an action's last error, a run's error): made storable here, once for every error
+        message = storable_text(message)
         super().__init__(message)
         self.message = message
-        self.details = details or {}
+        self.details = storable(details) if details else {}
 
 
 class ConfigError(OpsdeskError):

@@ -31,6 +31,7 @@ from app.errors import (
 from app.handlers import ClaimedAction, HandlerContext
 from app.prerun_checks import PreRunCheck, default_checks
 from app.settings import Settings
+from app.untrusted import storable, storable_text
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,8 @@ class Executor:
                 id=action.id,
                 attempt_token=action.attempt_token,
                 outcome=outcome,
-                result=result,
-                error=error,
+                result=storable(result),  # what an outside system answered: its text made storable
+                error=storable_text(error) if error is not None else None,
                 retry_in_seconds=retry_in,
                 count_attempt=count,
             )

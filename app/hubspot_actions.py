@@ -9,6 +9,8 @@ after HubSpot's search index has caught up (HUBSPOT_WRITE_RECHECK_SECONDS).
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -16,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.action_kinds import ActionKind
-from app.errors import PermanentError
+from app.errors import InvalidInput, PermanentError
 from app.handlers import HandlerContext
 from app.models import Impact
 from app.prerun_checks import send_back_with_new_facts
@@ -79,6 +81,32 @@ def deal_stage_impact(payload: Mapping[str, Any], impact: Impact) -> Impact:
     if is_stage_regression(payload["from_stage"], payload["to_stage"]):
         return impact.model_copy(update={"reversible": False})
     return impact
+
+
+# What reads as money in a task's text: an amount with a currency sign or word ($6,000, 60 USD, 6k
+# dollars), or a currency word or sign alone ("six thousand dollars").
+_MONEY = re.compile(r"(?i)(?:us\$|[$\u20ac\u00a3])\s?\d[\d,]*(?:\.\d+)?(?:\s?[km]\b)?"
+                    r"|\d[\d,]*(?:\.\d+)?\s?[km]?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?|bucks)\b"
+                    r"|\b(?:usd|eur|gbp|dollars?|euros?|pounds?|bucks)\b|[$\u20ac\u00a3]")
+
+
+def _money_in(text: str) -> Counter[str]:
+    return Counter("".join(found.lower().split()) for found in _MONEY.findall(text or ""))
+
+
+def no_money_added(before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+    """A task asks a person to do something, paying included, and the policy tiered it by the money
+    its facts carry (`impact.cost_usd`, from the amount the agent validated). An edit must not make
+    its text ask for money those facts do not carry ("$60" edited to "$6,000"): the money a task's
+    text names may be kept or removed, never added. A different amount is a new draft: reject this
+    one with the amount in the reason."""
+    for field in ("subject", "body"):
+        added = _money_in(after.get(field) or "") - _money_in(before.get(field) or "")
+        if added:
+            raise InvalidInput(
+                f"{field}: the edit writes {', '.join(sorted(added))}, money this task's facts do not carry "
+                "(the policy tiered it without it); a task's money cannot be edited: reject it with the "
+                "amount you want in the reason", details={"field": field, "added": sorted(added)})
 
 
 def engagement_marker(action_key: str) -> str:
@@ -167,6 +195,7 @@ HUBSPOT_KINDS: tuple[ActionKind, ...] = (
         payload_model=HubSpotTaskPayload,
         handler=create_task,
         editable=frozenset({"subject", "body", "due"}),
+        check_edit=no_money_added,
     ),
     ActionKind(
         name="hubspot.deal_stage",

@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from app.approval_queue import round_of
 from app.draft_view import Reach, reach
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from app.models import ActionRecord, DecisionRequest, Status, Tier
-from app.web_pages import LinkPages, ReviewerName, multiline, outcome
+from app.models import ActionRecord, DecisionRequest, ReviewerName, Status, Tier
+from app.web_pages import LinkPages, multiline, outcome
 
 INBOX_LIMIT = 200  # one page; the rest follow once these are decided
 _ITEM = re.compile(r"^(?P<id>[0-9a-f-]{36})\.(?P<hash>[0-9a-f]{64})\.(?P<round>\d{1,12})$")
@@ -148,7 +148,7 @@ class InboxPages(LinkPages):
             return False, ItemResult(item.id, action.summary, "reopened since this page was loaded; look again")
         decision = DecisionRequest(decision=posted.decision, reason=posted.reason, decided_by=posted.reviewer)
         try:
-            record = self.queue.decide(item.id, decision, actor=posted.reviewer, request_id=request_id,
+            record = self.queue.decide(item.id, decision, actor=posted.reviewer, channel="inbox", request_id=request_id,
                                        expected_hash=item.draft_hash, expected_round=item.round)
         except Conflict as exc:
             text = {"draft_changed": "the draft changed since this page was loaded; look again",

@@ -31,6 +31,7 @@ from app.database import Database
 from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
 from app.memory_index import IndexReport, WritePacer, maintain_indexes
 from app.settings import Settings
+from app.untrusted import Storable, validation_errors
 from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class VectorIndexBuilding(OpsdeskError):
     exit_code = 3
 
 
-class MemoryItem(BaseModel):
+class MemoryItem(Storable):  # from files, Notion, tickets: text made storable
     kind: str = Field(pattern=KIND_PATTERN)
     source: str = Field(pattern=SOURCE_PATTERN)
     source_id: str = Field(min_length=1, max_length=500)
@@ -82,9 +83,9 @@ class UpsertCounts(BaseModel):
         self.unchanged += other.get("unchanged", 0)
 
 
-class TicketMemory(BaseModel):
+class TicketMemory(Storable):
     """A support ticket as memory keeps it (the requester's text is untrusted input: it is only
-    stored and searched, never followed)."""
+    stored and searched, never followed; made storable like every text from outside)."""
 
     id: str = Field(min_length=1, max_length=200)
     subject: str = Field("", max_length=1000)
@@ -218,7 +219,7 @@ class MemoryStore:
         return self.upsert([MemoryItem(
             kind="ticket", source=ticket.source, source_id=ticket.id, title=ticket.subject,
             # the requester's text may fill a row by itself: the header comes first, the body is clipped
-            content=("\n".join(header) + "\n\n" + ticket.body.replace("\x00", ""))[:MAX_CONTENT_CHARS],
+            content=("\n".join(header) + "\n\n" + ticket.body)[:MAX_CONTENT_CHARS],
             metadata={key: value for key, value in {"requester": ticket.requester, "status": ticket.status,
                                                     "url": ticket.url}.items() if value},
             occurred_at=ticket.created_at,
@@ -302,8 +303,8 @@ class MemoryStore:
             request = SearchRequest(query=query, mode=mode, kinds=list(kinds), since=since, limit=limit,
                                     include_content=include_content)
         except ValidationError as exc:
-            raise InvalidInput("the search does not fit the schema", details={
-                "errors": exc.errors(include_url=False, include_context=False)}) from exc
+            raise InvalidInput("the search does not fit the schema",
+                               details={"errors": validation_errors(exc)}) from exc
         requested: SearchMode = request.mode or "hybrid"
         used: SearchMode = requested
         notices: list[str] = []

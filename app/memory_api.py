@@ -20,10 +20,11 @@ from app.api_auth import ApiAuth
 from app.database import Database
 from app.errors import DatabaseError
 from app.memory import MemoryStore, SearchAnswer, SearchMode
+from app.request_guard import CheckedRoute
 from app.settings import Settings
 from integrations.embeddings import embedding_spec
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)  # every input checked (app.request_guard)
 _store_lock = threading.Lock()
 
 

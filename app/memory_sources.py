@@ -140,14 +140,14 @@ def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, so
     is far more often lost access than an emptied knowledge base."""
     pages = knowledge_base.read_kb()
     # one odd page (a pasted dump, a NUL PostgreSQL cannot hold) must not stop the whole sync:
-    # its text is cleaned and clipped to what a row holds, and the row says so
+    # its text arrives cleaned (KBPage is Storable) and is clipped to what a row holds, and the row says so
     items = [MemoryItem(kind="kb_article", source=source, source_id=page.id, title=page.title[:1000],
-                        content=(text if text.strip() else page.title.replace("\x00", ""))[:MAX_CONTENT_CHARS],
+                        content=(text if text.strip() else page.title)[:MAX_CONTENT_CHARS],
                         metadata={"url": page.url, "last_edited": page.last_edited.isoformat(),
                                   **({"clipped_from_chars": len(text)} if len(text) > MAX_CONTENT_CHARS else {})},
                         occurred_at=page.last_edited)
              for page in pages
-             for text in [page.text.replace("\x00", "")]
+             for text in [page.text]
              if text.strip() or page.title.strip()]
     if not items and not allow_empty:
         held = int(store.db.call("count_memory_source", source=source)["rows"])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Tier(StrEnum):
@@ -32,6 +34,37 @@ class Status(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     CANCELLED = "cancelled"
+
+
+# How a decision reached opsdesk, recorded apart from the name typed: a signed review link, the
+# inbox link, the API token, the terminal, or opsdesk itself (the policy's auto-approval, expiry).
+Channel = Literal["link", "inbox", "api", "cli", "system"]
+
+# Names opsdesk writes as actors itself (`policy`, `expiry`, `api:<name>`, `agent:<name>`...): a
+# person may not type one, in any case or width, alone or as a prefix before a colon.
+RESERVED_ACTORS = frozenset({"api", "cli", "link", "inbox", "system", "policy", "expiry", "opsdesk", "agent",
+                             "action", "executor", "scheduler", "discord", "recovery", "test"})
+_RESERVED = re.compile(r"^\s*(" + "|".join(sorted(RESERVED_ACTORS)) + r")\s*(:|$)")
+# ZWNJ and ZWJ are the only invisible characters a name may hold (some scripts need them)
+_NAME_JOINERS = {"\u200c", "\u200d"}
+
+
+def _a_person_s_name(name: str) -> str:
+    """One line of visible text, not a name opsdesk uses for itself (app.models.RESERVED_ACTORS):
+    no control, format (bidirectional overrides could show `toor:ilc` as `cli:root`), line or
+    paragraph separator, private-use or unassigned character."""
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") and char not in _NAME_JOINERS:
+            raise ValueError(f"must be one line of visible text (it holds U+{ord(char):04X})")
+    if _RESERVED.match(unicodedata.normalize("NFKC", name).casefold()):
+        raise ValueError(f"{name!r} is a name opsdesk uses for itself ({', '.join(sorted(RESERVED_ACTORS))}, "
+                         "alone or before a colon): sign with your own name")
+    return name
+
+
+# A reviewer's name as typed (a review link, the inbox, `decided_by` over the API, `--as`).
+ReviewerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+                         AfterValidator(_a_person_s_name)]
 
 
 class Impact(BaseModel):
@@ -99,7 +132,7 @@ class DecisionRequest(BaseModel):
     decision: Literal["approve", "reject", "modify"]
     reason: str | None = Field(None, max_length=5000)
     modifications: dict[str, Any] | None = None
-    decided_by: str | None = Field(None, min_length=1, max_length=200)
+    decided_by: ReviewerName | None = None
 
 
 class ApiDecisionRequest(DecisionRequest):
@@ -128,6 +161,7 @@ class ActionRecord(BaseModel):
     status: Status
     draft_hash: str
     decided_by: str | None
+    decided_via: Channel | None = None  # the channel, apart from the name typed
     decision: Literal["approved", "rejected", "modified"] | None
     feedback: str | None
     modifications: dict[str, Any] | None

@@ -5,6 +5,9 @@ The database decides what must be said and when (a trigger queues the announce a
 the transaction that changes the action; `enqueue_reminders` adds reminders); this module only
 turns a claimed row into a message, sends it and records Discord's answer. Links travel only in
 link buttons, never in text, because Discord's unfurler fetches URLs it finds in message content.
+Every text opsdesk did not write itself (the summary, reasoning and draft, the reasons' details, a
+reviewer's name and reason, a cancellation's reason) goes in through `integrations.discord.literal`:
+shown as written, it cannot link, format or ping.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from integrations.discord import (
     WebhookMessage,
     call_budget_seconds,
     fit,
+    literal,
     webhook_unusable,
 )
 
@@ -55,6 +59,8 @@ TIER_ICONS = {Tier.LOW: "\U0001f7e2", Tier.MEDIUM: "\U0001f7e1", Tier.HIGH: "\U0
 SETTLED_COLOUR = 0x95A5A6  # grey: the message no longer asks anything of the reader
 REASONING_CHARS = 1500     # the review page has the rest; a phone screen does not
 DRAFT_LINE_CHARS = 200
+VIA_LABELS = {"link": "via a review link", "inbox": "via the inbox", "api": "via the API token",
+              "cli": "in the terminal"}  # the channel, recorded apart from the name (decided_via)
 OUTCOME_LABELS = {
     "approved": "\u2705 Approved",
     "modified": "\u270f\ufe0f Edited and approved",
@@ -72,6 +78,7 @@ class Outcome(BaseModel):
     status: str
     decision: Literal["approved", "rejected", "modified"] | None = None
     decided_by: str | None = None
+    via: str | None = None
     at: datetime | None = None
     reason: str | None = None
 
@@ -123,16 +130,20 @@ def _draft_preview(payload: dict[str, Any]) -> str:
     lines = []
     for key, value in payload.items():
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        lines.append(f"{key}: {fit(text, DRAFT_LINE_CHARS)}")
+        lines.append(f"{literal(key)}: {fit(literal(text), DRAFT_LINE_CHARS)}")
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def action_embed(action: ActionRecord, ref: str, *, colour: int | None = None) -> Embed:
     impact = action.estimated_impact
     fields = [
         EmbedField(name="Tier", value=action.risk_level.value, inline=True),
-        EmbedField(name="Agent", value=action.agent, inline=True),
-        EmbedField(name="Kind", value=action.kind, inline=True),
+        EmbedField(name="Agent", value=literal(action.agent), inline=True),
+        EmbedField(name="Kind", value=literal(action.kind), inline=True),
         EmbedField(name="Recipients", value=f"{int(impact.get('recipients', 0)):,}", inline=True),
         EmbedField(name="Money", value=_money(impact.get("cost_usd", 0)), inline=True),
         EmbedField(name="Public", value=_yes(impact.get("public")), inline=True),
@@ -146,13 +157,13 @@ def action_embed(action: ActionRecord, ref: str, *, colour: int | None = None) -
         fields.append(EmbedField(name="Model confidence", value=f"{confidence:.0%}", inline=True))
     if action.risk_reasons:
         fields.append(EmbedField(name="Why this tier", value="\n".join(
-            f"\u2022 {reason.get('tier', '?')} \u00b7 {reason.get('dimension', '?')}: {reason.get('detail', '')}"
-            for reason in action.risk_reasons)))
+            f"\u2022 {literal(str(reason.get('tier', '?')))} \u00b7 {literal(str(reason.get('dimension', '?')))}: "
+            f"{literal(str(reason.get('detail', '')))}" for reason in action.risk_reasons)))
     if action.requested_action:
         fields.append(EmbedField(name="Draft", value=_draft_preview(action.requested_action)))
-    reasoning = fit(action.reasoning, REASONING_CHARS)
+    reasoning = fit(literal(action.reasoning), REASONING_CHARS)
     return Embed(
-        title=action.summary,
+        title=literal(action.summary),
         description=f"**Why**\n{reasoning}" if reasoning else None,
         color=TIER_COLOURS[action.risk_level] if colour is None else colour,
         fields=fields,
@@ -178,7 +189,7 @@ def post_message(notification: Notification, signer: LinkSigner, settings: Setti
     if notification.maybe_posted:
         lines.append(f"\u26a0\ufe0f Sent again after an interrupted attempt: an earlier copy (ref {notification.ref}) "
                      "may exist and may not be updated when this is decided.")
-    lines.append(f"{TIER_ICONS[tier]} **{lead}** \u00b7 {tier.value} \u00b7 {action.agent} \u00b7 "
+    lines.append(f"{TIER_ICONS[tier]} **{lead}** \u00b7 {tier.value} \u00b7 {literal(action.agent)} \u00b7 "
                  f"expires {_when(action.expires_at)}")
     buttons = [
         LinkButton(label=label, url=signer.url(action.id, action.draft_hash, purpose, action.expires_at))
@@ -198,15 +209,17 @@ def outcome_message(notification: Notification) -> WebhookMessage:
     action = notification.action
     content = f"**{outcome.label}**"
     if outcome.decided_by:
-        content += f" by {outcome.decided_by}"
+        content += f" by {literal(_one_line(outcome.decided_by))}"
+        if outcome.via in VIA_LABELS:
+            content += f" {VIA_LABELS[outcome.via]}"
     if outcome.at is not None:
         content += f" \u00b7 {_when(outcome.at, 'f')}"
     embed = action_embed(action, notification.ref, colour=SETTLED_COLOUR)
     extra = [EmbedField(name="Outcome", value=content)]
     if outcome.reason:
-        extra.append(EmbedField(name="Reason", value=outcome.reason))
+        extra.append(EmbedField(name="Reason", value=literal(outcome.reason)))
     if outcome.decision == "modified" and action.modifications:
-        extra.append(EmbedField(name="Edited", value=", ".join(sorted(action.modifications))))
+        extra.append(EmbedField(name="Edited", value=literal(", ".join(sorted(action.modifications)))))
     embed.fields = extra + embed.fields
     return WebhookMessage(content=content, embeds=[embed], buttons=[])
 

@@ -23,7 +23,7 @@ from app.action_kinds import ActionKind, kind_registry
 from app.errors import SentBack
 from app.handlers import ClaimedAction, HandlerContext
 from app.models import Impact, Reason, Tier
-from app.risk_policy import Assessment, RiskThresholds, assess
+from app.risk_policy import Assessment, RiskThresholds
 from app.settings import Settings
 
 
@@ -59,14 +59,10 @@ class PolicyRecheck:
 
 def assess_now(kind: ActionKind, payload: Mapping[str, Any], action: ClaimedAction,
                thresholds: RiskThresholds) -> tuple[Impact, Assessment]:
-    """The policy on `payload` as `ApprovalQueue.submit` computes it: the action's stored facts,
-    what the payload implies, its kind's rules, the model's suggested tier, and what the
-    submitter's own checks flagged (a settings floor, unsourced links): those stay."""
-    stored = Impact.model_validate(action.estimated_impact)
-    impact = kind.enforce(kind.impact_for(payload, stored))
-    suggested = action.metadata.get("suggested_tier")
-    flags = [reason for reason in action.risk_reasons if reason.dimension in ("content", "policy")]
-    return impact, assess(impact, thresholds, Tier(suggested) if suggested else None, flags)
+    """The policy on `payload` as `ApprovalQueue.submit` computes it (ActionKind.reassess)."""
+    assessed = kind.reassess(payload, action.model_dump(include={"estimated_impact", "metadata", "risk_reasons"}),
+                             thresholds)
+    return assessed.impact, assessed.assessment
 
 
 def send_back_with_new_facts(ctx: HandlerContext, payload: dict[str, Any], why: str) -> NoReturn:

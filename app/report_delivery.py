@@ -4,6 +4,9 @@ The message is embeds (within Discord's limits: `integrations.discord.render` en
 the chart attached as `chart.png` and shown in the first embed (`attachment://chart.png`). Review
 links travel only in link buttons, never in text: Discord's unfurler fetches URLs it finds there.
 
+Names, summaries and errors in it were written by agents, submitters and outside systems: each goes
+in through `integrations.discord.literal`, so it cannot link, format or ping.
+
 Posting is claimed in `daily_reports` like the notification outbox: two instances racing post it
 once; a crash after the POST leaves `maybe_posted`, and the next post says it may repeat one.
 """
@@ -32,6 +35,7 @@ from integrations.discord import (
     WebhookMessage,
     call_budget_seconds,
     fit,
+    literal,
 )
 
 log = logging.getLogger(__name__)
@@ -74,14 +78,14 @@ def report_message(report: DailyReport, *, with_chart: bool, maybe_posted: bool 
         timestamp=report.generated_at,
     )
     runs = Embed(title="Agent runs", color=COLOUR, description="\n".join(
-        f"**{run.agent}**: {run.runs} run(s), {run.ok} ok, {run.failed} failed, {run.proposals} proposal(s), "
+        f"**{literal(run.agent)}**: {run.runs} run(s), {run.ok} ok, {run.failed} failed, {run.proposals} proposal(s), "
         f"{run.tokens:,} tokens, ${run.cost_usd:,.2f}" for run in report.agent_runs) or "No agent runs.")
     emails, llm = report.emails, report.llm
     scheduled = "\n".join(f"{item.day:%a %d %b}: {item.recipients} in {item.batches} batch(es)"
                           for item in emails.scheduled) or "nothing scheduled"
     usage = Embed(title="Email and model spend", color=COLOUR, fields=[
         EmbedField(name="Emails sent", value=f"{emails.sent} of {emails.daily_limit}"
-                   + (f" (closed: {emails.closed_reason})" if emails.closed_reason else ""), inline=True),
+                   + (f" (closed: {literal(emails.closed_reason)})" if emails.closed_reason else ""), inline=True),
         EmbedField(name="Today so far", value=f"{emails.today_used} used, {emails.today_remaining} left", inline=True),
         EmbedField(name="Campaign batches ahead", value=scheduled),
         EmbedField(name="LLM spend", value=f"${llm.spent_usd:,.2f} of ${llm.budget_usd:,.2f}", inline=True),
@@ -99,7 +103,7 @@ def report_message(report: DailyReport, *, with_chart: bool, maybe_posted: bool 
 
 def _breakdown_lines(report: DailyReport) -> list[str]:
     rows = report.by_agent_and_tier
-    lines = [f"**{fit(row.agent, NAME_CHARS)}** \u00b7 {row.tier.value}: {_counts_line(row.model_dump())}"
+    lines = [f"**{fit(literal(row.agent), NAME_CHARS)}** \u00b7 {row.tier.value}: {_counts_line(row.model_dump())}"
              for row in rows[:LINES_SHOWN]]
     if len(rows) > len(lines):
         lines.append(f"\u2026 and {len(rows) - len(lines)} more agent and tier rows on the report page")
@@ -107,8 +111,8 @@ def _breakdown_lines(report: DailyReport) -> list[str]:
 
 
 def _waiting_embed(report: DailyReport) -> Embed:
-    lines = [f"{TIER_ICONS[item.tier]} {item.tier.value} \u00b7 {fit(item.agent, NAME_CHARS)} \u00b7 "
-             f"{fit(item.summary, SUMMARY_CHARS)} \u00b7 "
+    lines = [f"{TIER_ICONS[item.tier]} {item.tier.value} \u00b7 {fit(literal(item.agent), NAME_CHARS)} \u00b7 "
+             f"{fit(literal(item.summary), SUMMARY_CHARS)} \u00b7 "
              f"waiting since {_when(item.requested_at)}"
              + (f", expires {_when(item.expires_at)}" if item.expires_at else "")
              for item in report.waiting[:LINES_SHOWN]]
@@ -119,8 +123,8 @@ def _waiting_embed(report: DailyReport) -> Embed:
 
 
 def _failures_embed(report: DailyReport) -> Embed:
-    lines = [f"**{item.source}** {item.status}: {fit(item.title, SUMMARY_CHARS)}"
-             + (f" \u2014 {fit(item.error, ERROR_CHARS)}" if item.error else "")
+    lines = [f"**{literal(item.source)}** {literal(item.status)}: {fit(literal(item.title), SUMMARY_CHARS)}"
+             + (f" \u2014 {fit(literal(item.error), ERROR_CHARS)}" if item.error else "")
              for item in report.failures[:LINES_SHOWN]]
     if report.failures_total > len(lines):
         lines.append(f"\u2026 and {report.failures_total - len(lines)} more on the report page")

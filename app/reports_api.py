@@ -23,8 +23,9 @@ from app.api_auth import ApiAuth
 from app.daily_report import DailyReport, DailyReports, StoredReport
 from app.report_chart import render_chart
 from app.report_delivery import COUNT_LABELS
+from app.request_guard import CheckedRoute
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(tags=["reports"], route_class=CheckedRoute)  # every input checked (app.request_guard)
 _pages = Environment(loader=PackageLoader("app", "templates"), autoescape=True, undefined=StrictUndefined,
                      trim_blocks=True, lstrip_blocks=True)
 # The page runs no script and loads nothing but its own inline chart. It carries signed review

@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field, ValidationError
 from app.approval_links import LinkClaims, Purpose
 from app.draft_view import change_rows, draft_view, reach, shown
 from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from app.models import ActionRecord, DecisionRequest, ReviewState, Status
-from app.web_pages import LinkPages, ReviewerName, multiline, outcome
+from app.models import ActionRecord, DecisionRequest, ReviewerName, ReviewState, Status
+from app.web_pages import LinkPages, multiline, outcome
 
 Decision = Literal["approve", "modify", "reject"]
 ALLOWED: dict[Purpose, frozenset[str]] = {
@@ -62,6 +62,7 @@ class Forms:
     focus: str | None
     pin_needed: bool
     pin_locked: bool
+    pin_for_edits: bool  # an edit, tiered again, would be CRITICAL: the edit form asks for the PIN
     edits: list[EditField]
 
 
@@ -115,7 +116,7 @@ class ReviewPages(LinkPages):
         return Forms(approve="approve" in allowed and not pin_locked,
                      modify="modify" in allowed and bool(edits) and not pin_locked,
                      reject="reject" in allowed, focus=focus, pin_needed=pin_needed, pin_locked=pin_locked,
-                     edits=edits)
+                     pin_for_edits=bool(edits) and self.queue.pin_may_follow_an_edit(action), edits=edits)
 
     def _pin_needed(self, action: ActionRecord) -> bool:
         return self.queue.pin_required(action)
@@ -165,11 +166,6 @@ class ReviewPages(LinkPages):
                 "Use the Review link to decide otherwise.", status_code=403, link=back)
 
         request_id = getattr(request.state, "request_id", None)
-        if posted.decision != "reject" and self._pin_needed(action):
-            refused = self._check_pin(action, posted, request_id, back)
-            if refused is not None:
-                return refused
-
         # the form posts every editable field; only what the reviewer changed is an edit (an empty
         # box shown for a missing field is not a change from null to "")
         edits = {name: value for name, value in posted.edits.items()
@@ -178,10 +174,19 @@ class ReviewPages(LinkPages):
         decision = DecisionRequest(decision=kind, reason=posted.reason, decided_by=posted.reviewer,
                                    modifications=edits if kind == "modify" else None)
         try:
+            pin_needed = self.queue.pin_required_after(action, decision)  # an edit into CRITICAL asks too
+        except InvalidInput as exc:
+            return self.pages.message("Not decided", exc.message, status_code=exc.status_code, link=back,
+                                      notes=["Nothing was changed; go back and correct the form."])
+        if pin_needed:
+            refused = self._check_pin(action, posted, request_id, back)
+            if refused is not None:
+                return refused
+        try:
             # the link's round and draft, checked again under the row lock: decided and sent back
             # since this request read the action, the old link must not decide the new round
-            self.queue.decide(action_id, decision, actor=posted.reviewer, request_id=request_id,
-                              expected_hash=action.draft_hash, expected_round=checked.e)
+            self.queue.decide(action_id, decision, actor=posted.reviewer, channel="link", request_id=request_id,
+                              expected_hash=action.draft_hash, expected_round=checked.e, pin_checked=pin_needed)
         except Conflict as exc:
             # someone decided first, or the draft changed between this page's read and the decision
             current = self.queue.review_state(action_id).action

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -38,6 +39,15 @@ class _Server(uvicorn.Server):
         yield
 
 
+def server_config(settings: Settings, app: Any, *, host: str, port: int) -> uvicorn.Config:
+    """uvicorn with opsdesk's limits. It closes idle kept-alive connections and caps connections and
+    requests at once (more get a 503), but has no timeout for a client that sends its request
+    slowly: a public deployment puts a reverse proxy in front that does (README, "Deploying")."""
+    return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), server_header=False,
+                          timeout_keep_alive=settings.http_keep_alive_seconds,
+                          limit_concurrency=settings.http_max_concurrency)
+
+
 def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> None:
     from scheduler import build_scheduler  # the process entry point module holds the schedule
 
@@ -65,8 +75,7 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
         log.info("opsdesk running: api=%s scheduler=%s executor workers=%d database=%s",
                  parts.api, parts.scheduler, len(threads), settings.database_mode)
         server = (
-            _Server(uvicorn.Config(create_app(settings, db), host=host, port=port,
-                                   log_level=settings.log_level.lower(), server_header=False))
+            _Server(server_config(settings, create_app(settings, db), host=host, port=port))
             if parts.api else None
         )
 

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     approval_link_old_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_request_bytes: PositiveInt = 1_048_576
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /docs loads Swagger UI's scripts from a CDN onto the origin of the approval pages: off in
+    # production unless asked for (the OpenAPI schema stays at /openapi.json)
+    api_docs: bool | None = None
+    # uvicorn's own limits (it has no timeout for reading a request: see the README on proxies)
+    http_keep_alive_seconds: PositiveInt = 5  # an idle kept-alive connection is closed after this
+    http_max_concurrency: PositiveInt = 100  # connections and requests at once; more get a 503
 
     # --- approving by link ------------------------------------------------------------------
     approval_pin: SecretStr | None = None  # CRITICAL actions also need it on the review page
@@ -426,6 +432,10 @@ class Settings(BaseSettings):
         if self.supabase_url and self.supabase_service_role_key is not None:
             return "supabase"
         return "embedded"
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else self.opsdesk_env == "development"
 
     @property
     def secure_cookies(self) -> bool:

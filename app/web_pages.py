@@ -11,13 +11,12 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from functools import cached_property
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from pydantic import StringConstraints
 
 from app.approval_links import LinkSigner
 from app.approval_queue import ApprovalQueue
@@ -28,9 +27,6 @@ REVIEWER_COOKIE = "opsdesk_reviewer"
 _REVIEWER_COOKIE_SECONDS = 180 * 24 * 3600
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
-# A reviewer's name as stored in `decided_by`: trimmed, one line, short.
-ReviewerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                                pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def origin_of(url: str) -> str:

@@ -2,8 +2,10 @@
 database clock, no replays) and recorded once each.
 
 Refusals change nothing and answer in the API's error format: a missing or wrong signature and a
-timestamp outside the window 401, a replayed delivery 409, a body that is not HubSpot's event array
-400, a body over MAX_BODY_BYTES 413 (found before it is all read). The settings and the database
+timestamp outside the window 401, a replayed delivery 409, a body that is not an array of events
+HubSpot could have sent (none of them usable) 400, a body over MAX_BODY_BYTES 413 (found before it
+is all read). Each event is read on its own: one that cannot be recorded (a NaN, nesting no event
+has, not HubSpot's shape) is set aside with its reason, and the others are recorded (200). The settings and the database
 come from the app (`app.state`), so the router needs no setup.
 """
 
@@ -25,7 +27,7 @@ from integrations.hubspot_webhooks import (
     TIMESTAMP_HEADER,
     TIMESTAMP_MS,
     delivery_hash,
-    parse_events,
+    parse_delivery,
     signature_matches,
 )
 
@@ -83,15 +85,23 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
                              timestamp, signature):
         return _refuse(request, 401, "bad_signature", "the HubSpot signature does not match")
     try:
-        events = parse_events(body)
+        delivery = parse_delivery(body)
     except InvalidInput as exc:
         return _refuse(request, 400, "malformed_body", exc.message)
+    set_aside = [aside.model_dump() for aside in delivery.set_aside]
     outcome = await run_in_threadpool(
         db.call, "record_hubspot_webhook", delivery_hash=delivery_hash(signature, timestamp),
-        signed_at_ms=int(timestamp), window_seconds=MAX_AGE_SECONDS, events=events)
+        signed_at_ms=int(timestamp), window_seconds=MAX_AGE_SECONDS, events=delivery.events, set_aside=set_aside)
     if not outcome["accepted"]:
         if outcome["reason"] == "replay":
             return _refuse(request, 409, "replayed", "this signed delivery was already received")
         return _refuse(request, 401, "stale_timestamp",
                        f"the request timestamp is more than {MAX_AGE_SECONDS} s from the server's time")
-    return JSONResponse({"received": outcome["received"], "recorded": outcome["recorded"]})
+    answer = {"received": outcome["received"], "recorded": outcome["recorded"]}
+    if set_aside:
+        log.warning("HubSpot webhook: %d event(s) set aside: %s", len(set_aside),
+                    "; ".join(f"#{aside['index']} {aside['reason']}" for aside in set_aside[:5]))
+        answer["set_aside"] = [{"index": aside["index"], "reason": aside["reason"]} for aside in set_aside]
+    # 200 all the same: HubSpot retries any answer but 2xx and 400/401/403/404/405, and the events
+    # set aside would not read any better on a retry
+    return JSONResponse(answer)

@@ -351,7 +351,7 @@ def run_level(server: Any, clients: int, requests: list[ActionRequest], batch_si
             timings = decide_times[k]
             for i in range(k, count, clients):
                 began = time.perf_counter()
-                record = approvals.decide(pending[i], approve, actor="bench")
+                record = approvals.decide(pending[i], approve, actor="bench", channel="link")
                 timings.append(time.perf_counter() - began)
                 if record.status is not Status.APPROVED:
                     raise BenchFailure(f"deciding action {i} left it {record.status}, expected approved")

@@ -45,6 +45,7 @@ from app.errors import (
 )
 from app.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
 from app.settings import Settings
+from app.untrusted import storable, storable_text, validation_errors
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "anthropic"
@@ -161,6 +162,16 @@ def _usage(usage: Usage) -> TokenUsage:
     )
 
 
+def _parsed(text: str, output: type[OutputT]) -> OutputT:
+    """The answer as `output`. The model's words are untrusted text like any other (it may echo a
+    NUL or half a surrogate pair from a ticket): made storable before they are validated."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return output.model_validate_json(text)  # raises the ValidationError that says why
+    return output.model_validate(storable(data))
+
+
 class _SchemaMiss(Exception):
     """An answer that did not validate (internal: becomes a repair request or ModelOutputInvalid)."""
 
@@ -245,7 +256,7 @@ class ClaudeClient:
             turns = [Turn.model_validate(message).model_dump() for message in messages]
         except ValidationError as exc:
             raise InvalidInput("messages must be {role: user|assistant, content}",
-                               details={"errors": exc.errors(include_url=False, include_context=False)}) from exc
+                               details={"errors": validation_errors(exc)}) from exc
         if not turns or turns[-1]["role"] != "user":
             # current models refuse an assistant prefill (FACTS.md 5.3)
             raise InvalidInput("the conversation must end with a user message")
@@ -297,7 +308,7 @@ class ClaudeClient:
         cost = cost_usd(price, usage, requested_ttl=ttl)
         text = "".join(block.text for block in message.content if block.type == "text")
         try:
-            result = output.model_validate_json(text)
+            result = _parsed(text, output)
         except ValidationError as exc:
             self._settle(call_id, "invalid_output", usage, cost, started, error=str(exc))
             raise _SchemaMiss(text, exc, message.stop_reason) from exc
@@ -330,7 +341,8 @@ class ClaudeClient:
             "llm_settle", call_id=call_id, outcome=outcome, input_tokens=tokens.input_tokens,
             output_tokens=tokens.output_tokens, cache_creation_input_tokens=tokens.cache_creation_input_tokens,
             cache_read_input_tokens=tokens.cache_read_input_tokens, cost_usd=cost,
-            latency_ms=round((time.monotonic() - started) * 1000), error=error[:1000] if error else None,
+            latency_ms=round((time.monotonic() - started) * 1000),
+            error=storable_text(error)[:1000] if error else None,
         )
 
     def _with_retries(self, request: Callable[[], R], *, breaker: CircuitBreaker | None = None,

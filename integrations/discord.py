@@ -3,9 +3,18 @@
 Every payload leaves through `render`, which is where Discord's rules are enforced whatever the
 caller built: the length limits (trimmed with an ellipsis, never splitting a character), text that
 cannot ping anyone (`allowed_mentions` locked to `{"parse": []}`, `@everyone`, `@here` and `<@...>`
-defused with a zero-width space), and the one role mention opsdesk adds itself.
+defused with a zero-width space), text in which no URL is live (`unlinked`), and the one role
+mention opsdesk adds itself.
 
-Only link buttons carry URLs: Discord's unfurler fetches URLs found in message content.
+Only link buttons carry URLs: Discord's unfurler fetches URLs found in message content, and a live
+link in text (bare, `<...>`, or masked `[label](url)` under opsdesk's own buttons) is a phishing
+hook. `unlinked` breaks every scheme (`https://`), `www.` and dotted host name with a zero-width
+space, which Discord keeps (the same device defuses mentions) and no link parser reads through.
+`literal` is for text opsdesk did not write (the model's, a submitter's, a link holder's, an outside
+system's): Discord markdown escaped with backslashes too, so it reads exactly as written and cannot
+bold, hide (spoilers), head, quote, link, time-stamp or mention. Callers wrap each such piece in
+`literal` where they put it into a message; opsdesk's own markup around it stays markup. Not used:
+the SUPPRESS_EMBEDS flag, which would also hide opsdesk's own embeds.
 
 Lengths are counted in UTF-16 code units. That is never less than the count of code points, so a
 text within the limit by either way of counting Discord might use (its documentation does not say)
@@ -63,6 +72,13 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MASS_MENTION = re.compile(r"@(?=everyone|here)", re.IGNORECASE)
 _TAG_MENTION = re.compile(r"<@(?!\u200b)")
 _SNOWFLAKE = re.compile(r"^\d{1,25}$")
+_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*)://")
+_WWW = re.compile(r"(?i)\bwww\.")
+_HOST_DOT = re.compile(r"(?<=[A-Za-z0-9])\.(?=[A-Za-z])")
+# every ASCII character Discord's markdown acts on (emphasis, spoilers, code, links, <...> forms,
+# quotes, headings, lists, emoji shortcodes), and the backslash that escapes them
+_MARKDOWN = re.compile(r"([\\*_~|`\[\]()<>#:+-])")
+_ORDERED_ITEM = re.compile(r"(?m)^(\s*\d+)\.")
 
 
 def call_budget_seconds(timeout: float) -> float:
@@ -85,6 +101,20 @@ def clean(text: str) -> str:
 def inert(text: str) -> str:
     """Text that cannot ping anyone, even when pasted somewhere without allowed_mentions."""
     return _TAG_MENTION.sub("<@" + ZWSP, _MASS_MENTION.sub("@" + ZWSP, text))
+
+
+def unlinked(text: str) -> str:
+    """Text in which nothing is a link: a zero-width space after each scheme name (`https\u200b://`),
+    after `www` and before each dot of a host name (`evil\u200b.example`, `discord\u200b.gg`).
+    Reads the same; idempotent."""
+    return _HOST_DOT.sub(ZWSP + ".", _WWW.sub("www" + ZWSP + ".", _SCHEME.sub(lambda m: m[1] + ZWSP + "://", text)))
+
+
+def literal(text: str) -> str:
+    r"""Untrusted text as Discord shows it literally: no link, no mention, and every markdown
+    character escaped (`\*`, `\[`, `\<`, a leading `1\.`, ...), so it neither formats nor links."""
+    escaped = _MARKDOWN.sub(r"\\\1", unlinked(text))
+    return inert(_ORDERED_ITEM.sub(r"\1\\.", escaped))
 
 
 def _extends_previous(char: str) -> bool:
@@ -119,13 +149,13 @@ def _safe_cut(text: str, cut: int) -> int:
 
 
 def fit(text: str, limit: int) -> str:
-    """`text` made fit for Discord: cleaned, mentions defused, stripped, and cut to at most `limit`
-    UTF-16 units; a cut ends in an ellipsis."""
+    """`text` made fit for Discord: cleaned, mentions and links defused, stripped, and cut to at
+    most `limit` UTF-16 units; a cut ends in an ellipsis."""
     window = 2 * limit + 16  # only the start can survive: a megabyte of model text costs nothing
     clipped = len(text) > window
     if clipped:
         text = text[:_safe_cut(text, window)]
-    text = inert(clean(text)).strip()
+    text = inert(unlinked(clean(text))).strip()
     if not clipped and utf16_len(text) <= limit:
         return text
     budget = limit - 1  # room for the ellipsis

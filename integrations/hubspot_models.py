@@ -1,16 +1,21 @@
 """What the agents and handlers get from HubSpot: pydantic models built from the SDK's objects.
 
 HubSpot sends every property as a string ("" when empty; dates as ISO strings or ms epochs); these
-models turn them into typed values once, so nothing downstream parses CRM strings.
+models turn them into typed values once, so nothing downstream parses CRM strings. Every property
+is whatever a CRM user or a web form wrote: its text is made storable (app.untrusted), and an
+optional value that does not read as its type (an amount "NaN", a date "soon") is taken as unknown,
+so one odd record never fails a whole listing.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+
+from app.untrusted import Storable
 
 ObjectType = Literal["contact", "deal"]
 EngagementKind = Literal["note", "task"]
@@ -27,7 +32,17 @@ def properties_of(obj: Any) -> dict[str, str | None]:
     return {name: (value if value not in ("", None) else None) for name, value in (obj.properties or {}).items()}
 
 
-class _FromHubSpot(BaseModel):
+def _unknown_if_unreadable(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        return None
+
+
+OrUnknown = WrapValidator(_unknown_if_unreadable)
+
+
+class _FromHubSpot(Storable):
     model_config = ConfigDict(frozen=True)
 
 
@@ -54,9 +69,9 @@ class Deal(_FromHubSpot):
     name: str | None
     stage: str | None
     pipeline: str | None
-    amount: Decimal | None
-    last_activity_at: datetime | None  # notes_last_updated: HubSpot's "Last Activity Date"
-    close_date: datetime | None
+    amount: Annotated[Decimal | None, OrUnknown]
+    last_activity_at: Annotated[datetime | None, OrUnknown]  # notes_last_updated: HubSpot's "Last Activity Date"
+    close_date: Annotated[datetime | None, OrUnknown]
     owner_id: str | None
     created_at: datetime
 
@@ -79,7 +94,7 @@ class Ticket(_FromHubSpot):
     stage: str | None
     priority: str | None
     created_at: datetime
-    last_customer_reply_at: datetime | None  # last_reply_date: the customer wrote again
+    last_customer_reply_at: Annotated[datetime | None, OrUnknown]  # last_reply_date: the customer wrote again
     requester_contact_id: str | None
     requester_email: str | None  # from the associated contact record, never from the ticket text
 

@@ -18,12 +18,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from app.errors import InvalidInput
+from app.untrusted import array_items, depth_passes, first_problem, storable, storable_text, validation_errors
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 MAX_AGE_SECONDS = 300
 MAX_EVENTS = 1000  # HubSpot batches up to 100 events per request; far above that is not HubSpot
 TIMESTAMP_MS = re.compile(r"^[0-9]{1,15}$")
+MAX_EVENT_DEPTH = 16  # HubSpot's events are flat objects; far deeper is not HubSpot
+RAW_KEPT_CHARS = 4000  # of an event set aside, kept for a person to look at
 
 BigId = StrictInt  # kept strict: the database casts the raw JSON, which must hold an integer
 
@@ -56,18 +59,56 @@ def delivery_hash(signature: str, timestamp: str) -> str:
     return hashlib.sha256(f"{signature}\n{timestamp}".encode()).hexdigest()
 
 
-def parse_events(body: bytes) -> list[dict[str, Any]]:
-    """The delivery's events as sent, once each has the fields we record; InvalidInput otherwise."""
+class SetAside(BaseModel):
+    """An event of a delivery that cannot be recorded as sent, kept (clipped) with the reason."""
+
+    index: int
+    reason: str
+    raw: str
+
+
+class Delivery(BaseModel):
+    events: list[dict[str, Any]]
+    set_aside: list[SetAside]
+
+
+def parse_delivery(body: bytes) -> Delivery:
+    """The delivery's events, each read on its own: one that cannot be recorded (NaN or Infinity,
+    nesting no event has, not HubSpot's shape) is set aside with the reason, the others are kept,
+    their text made storable (a NUL dropped). InvalidInput when the body is not an array of 1 to
+    MAX_EVENTS items, or when no event in it can be recorded."""
     try:
-        events = json.loads(body)
-    except ValueError as exc:
-        raise InvalidInput("the body is not JSON") from exc
-    if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
+        items = array_items(body.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise InvalidInput(f"the body is not a JSON array of events ({exc})") from exc
+    if not 1 <= len(items) <= MAX_EVENTS:
         raise InvalidInput(f"the body must be a JSON array of 1 to {MAX_EVENTS} events")
+    events: list[dict[str, Any]] = []
+    set_aside: list[SetAside] = []
+    for index, item in enumerate(items):
+        try:
+            events.append(_event(item))
+        except InvalidInput as exc:
+            set_aside.append(SetAside(index=index, reason=exc.message, raw=storable_text(item[:RAW_KEPT_CHARS])))
+    if not events:
+        raise InvalidInput("no event in the body can be recorded: "
+                           + "; ".join(f"#{aside.index}: {aside.reason}" for aside in set_aside[:5]))
+    return Delivery(events=events, set_aside=set_aside)
+
+
+def _event(item: str) -> dict[str, Any]:
+    if depth_passes(item, MAX_EVENT_DEPTH):
+        raise InvalidInput(f"nests arrays and objects more than {MAX_EVENT_DEPTH} deep")
     try:
-        for event in events:
-            HubSpotEvent.model_validate(event)
+        event = storable(json.loads(item))  # a NUL or half a surrogate pair: cleaned, the event kept
+    except ValueError as exc:
+        raise InvalidInput(f"not JSON ({exc})") from exc
+    problem = first_problem(event)  # what is left: a NaN or an Infinity, which no event has
+    if problem is not None:
+        raise InvalidInput(f"{problem.where} {problem.what}")
+    try:
+        HubSpotEvent.model_validate(event)
     except ValidationError as exc:
-        raise InvalidInput("an event does not fit HubSpot's shape",
-                           details={"errors": exc.errors(include_url=False, include_context=False)}) from exc
-    return events
+        first = validation_errors(exc)[0]
+        raise InvalidInput(f"not HubSpot's event shape: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+    return event

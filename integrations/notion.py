@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from app.errors import ConfigError, IntegrationError, PermanentError, RateLimited, TransientError
 from app.settings import Settings
+from app.untrusted import Storable
 from integrations.notion_blocks import (
     TEXT_LIMIT,
     Block,
@@ -81,7 +82,7 @@ class DraftPage(BaseModel):
     blocks: int
 
 
-class KBPage(BaseModel):
+class KBPage(Storable):  # a page's text is whatever was pasted into Notion
     id: str
     title: str
     url: str

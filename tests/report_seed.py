@@ -68,7 +68,7 @@ def seed(db: Database, sql: psycopg.Connection, settings: Settings) -> Seeded:
         set_db_clock(sql, phoenix(day, hour, minute, second))
 
     def reject(action_id: UUID, reason: str) -> None:
-        queue.decide(action_id, DecisionRequest(decision="reject", reason=reason), actor="owner")
+        queue.decide(action_id, DecisionRequest(decision="reject", reason=reason), actor="owner", channel="link")
 
     # a minute either side of DAY: nothing of this counts
     at(DAY - timedelta(days=1), 23, 59, 0)
@@ -87,8 +87,9 @@ def seed(db: Database, sql: psycopg.Connection, settings: Settings) -> Seeded:
     db.call("finish_agent_run", id=sales_run["id"], outcome="ok", proposals=7, tokens=12_000, cost_usd="0.42",
             error=None)
     at(DAY, 9, 0)
-    queue.decide(pending[0], DecisionRequest(decision="approve"), actor="owner")
-    queue.decide(pending[1], DecisionRequest(decision="modify", modifications={"body": "edited"}), actor="owner")
+    queue.decide(pending[0], DecisionRequest(decision="approve"), actor="owner", channel="link")
+    queue.decide(pending[1], DecisionRequest(decision="modify", modifications={"body": "edited"}),
+                 actor="owner", channel="link")
     reject(pending[2], "not now")
     at(DAY, 10, 30)  # pending[3]'s two hours are over
     assert queue.expire_due() == [str(pending[3])]
@@ -151,7 +152,7 @@ def seed(db: Database, sql: psycopg.Connection, settings: Settings) -> Seeded:
     db.call("reserve_email_quota", key="today", count=9, purpose="transactional", **LIMITS)
     at(NEXT, 8, 30)  # 400 recipients, planned over the coming days
     submitted = queue.submit(campaign(400), actor="marketing")
-    queue.decide(submitted.id, DecisionRequest(decision="approve"), actor="owner")
+    queue.decide(submitted.id, DecisionRequest(decision="approve"), actor="owner", channel="link")
     db.call("plan_email_campaign", campaign_id=submitted.id, recipients=campaign(400).payload["recipients"],
             batch_size=300, **LIMITS)
     at(NEXT, 9, 0)

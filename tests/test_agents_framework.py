@@ -160,13 +160,15 @@ def test_an_email_rejection_reaches_the_prompt_past_many_newer_task_edits(world:
         agent="sales", kind="email.send", summary="Follow-up to Ann", impact=Impact(recipients=1),
         suggested_tier=Tier.MEDIUM,
         payload={"to": {"email": "ann@acme.example"}, "subject": "Hi", "html": "<p>Hi</p>"}), actor="agent:sales")
-    queue.decide(email.id, DecisionRequest(decision="reject", reason="Never promise a call-back time"), actor="ann")
+    queue.decide(email.id, DecisionRequest(decision="reject", reason="Never promise a call-back time"),
+                 actor="ann", channel="link")
     for n in range(15):  # newer, and many more than the prompt takes
         task = queue.submit(ActionRequest(
             agent="sales", kind="hubspot.task", summary=f"Call {n}", suggested_tier=Tier.MEDIUM,
             payload={"object_type": "deal", "object_id": "1", "subject": f"Call {n}", "due": world.now().isoformat()}),
             actor="agent:sales")
-        queue.decide(task.id, DecisionRequest(decision="modify", modifications={"subject": f"Phone {n}"}), actor="ann")
+        queue.decide(task.id, DecisionRequest(decision="modify", modifications={"subject": f"Phone {n}"}),
+                     actor="ann", channel="link")
     a_stale_deal(world)
     world.answer({"proposals": []})
 

@@ -160,8 +160,14 @@ def test_an_address_or_link_the_data_did_not_give_raises_the_reply(world: World)
 
     replies = {a["requested_action"]["to"]["email"]: a for a in world.actions("email.send")}
     assert {email: a["risk_level"] for email, a in replies.items()} == {
-        "ann@example.com": "LOW", "bob@example.com": "LOW",  # the ticket gave that link
+        "ann@example.com": "LOW",
+        # the ticket gave that link, but a ticket is the customer's text (issue 12): a ticket filed
+        # in someone else's name must not get its link into our reply unreviewed
+        "bob@example.com": "MEDIUM",
         "cy@example.com": "MEDIUM"}
+    assert {"dimension": "content", "tier": "MEDIUM",
+            "detail": "the draft has an address or link the data did not give: https://track.example.org/abc"} in (
+        replies["bob@example.com"]["risk_reasons"])
     flagged = replies["cy@example.com"]
     assert flagged["status"] == "pending" and {
         "dimension": "content", "tier": "MEDIUM",

@@ -90,7 +90,7 @@ def test_same_dedupe_key_never_opens_a_second_action(queue: ApprovalQueue, sql: 
     again = queue.submit(note(recipients=80, dedupe_key="ticket:42"), actor="t")
     assert again.id == first.id and again.duplicate
     assert sql.execute("select count(*) from actions").fetchone() == (1,)
-    queue.decide(first.id, DecisionRequest(decision="reject", reason="not now"), actor="ann")
+    queue.decide(first.id, DecisionRequest(decision="reject", reason="not now"), actor="ann", channel="link")
     assert queue.submit(note(recipients=80, dedupe_key="ticket:42"), actor="t").id != first.id
 
 
@@ -101,11 +101,11 @@ def test_reject_writes_exactly_the_decision_fields(queue: ApprovalQueue, sql: ps
         "select column_name from information_schema.columns where table_name = 'actions'").fetchall()]
     select = "select " + ", ".join(columns) + " from actions where id = %s"
     before = dict(zip(columns, sql.execute(select, (action.id,)).fetchone(), strict=True))
-    queue.decide(action.id, DecisionRequest(decision="reject", reason="Wrong tone"), actor="ann")
+    queue.decide(action.id, DecisionRequest(decision="reject", reason="Wrong tone"), actor="ann", channel="link")
     after = dict(zip(columns, sql.execute(select, (action.id,)).fetchone(), strict=True))
     changed = {name for name in columns if before[name] != after[name]}
-    assert changed == {"status", "decision", "decided_by", "decided_at", "rejection_reason", "feedback",
-                       "updated_at"}
+    assert changed == {"status", "decision", "decided_by", "decided_via", "decided_at", "rejection_reason",
+                       "feedback", "updated_at"}  # decided_via: the channel (issue 12), a decision field too
     assert after["status"] == "rejected" and after["decision"] == "rejected"
     assert after["rejection_reason"] == after["feedback"] == "Wrong tone"
     assert after["decided_by"] == "ann"
@@ -114,7 +114,7 @@ def test_reject_writes_exactly_the_decision_fields(queue: ApprovalQueue, sql: ps
 def test_reject_needs_a_reason(queue: ApprovalQueue, sql: psycopg.Connection) -> None:
     action = queue.submit(note(recipients=75), actor="t")
     with pytest.raises(InvalidInput, match="reason"):
-        queue.decide(action.id, DecisionRequest(decision="reject", reason="  "), actor="ann")
+        queue.decide(action.id, DecisionRequest(decision="reject", reason="  "), actor="ann", channel="link")
     assert sql.execute("select status from actions where id = %s", (action.id,)).fetchone() == ("pending",)
 
 
@@ -123,7 +123,7 @@ def test_modify_stores_the_difference(queue: ApprovalQueue) -> None:
     record = queue.decide(
         action.id,
         DecisionRequest(decision="modify", modifications={"body": "Called Ann; refund sent"}),
-        actor="ann",
+        actor="ann", channel="link",
     )
     assert record.status is Status.APPROVED and record.decision == "modified"
     assert record.modifications == {"body": {"from": "Called Ann about her order", "to": "Called Ann; refund sent"}}
@@ -134,7 +134,7 @@ def test_modify_refuses_fields_that_are_not_editable(queue: ApprovalQueue, sql: 
     action = queue.submit(note(recipients=75), actor="t")
     with pytest.raises(InvalidInput, match="does not allow editing"):
         queue.decide(action.id, DecisionRequest(decision="modify", modifications={"metadata": {"x": 1}}),
-                     actor="ann")
+                     actor="ann", channel="link")
     assert sql.execute("select status from actions where id = %s", (action.id,)).fetchone() == ("pending",)
 
 
@@ -145,7 +145,7 @@ def test_twenty_concurrent_decisions_one_wins(queue: ApprovalQueue, sql: psycopg
         request = (DecisionRequest(decision="approve") if n % 2 else
                    DecisionRequest(decision="reject", reason=f"no ({n})"))
         try:
-            queue.decide(action.id, request, actor=f"reviewer-{n}")
+            queue.decide(action.id, request, actor=f"reviewer-{n}", channel="link")
         except Conflict as exc:
             return f"conflict:{exc.details['decided_by']}"
         return "won"
@@ -162,9 +162,9 @@ def test_twenty_concurrent_decisions_one_wins(queue: ApprovalQueue, sql: psycopg
 
 def test_a_late_decision_says_who_decided_and_when(queue: ApprovalQueue) -> None:
     action = queue.submit(note(recipients=75), actor="t")
-    queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     with pytest.raises(Conflict) as late:
-        queue.decide(action.id, DecisionRequest(decision="reject", reason="x"), actor="bob")
+        queue.decide(action.id, DecisionRequest(decision="reject", reason="x"), actor="bob", channel="link")
     assert "decided by ann" in late.value.message
     assert late.value.details["decided_by"] == "ann" and late.value.details["decided_at"]
 
@@ -173,13 +173,13 @@ def test_expired_approvals_are_refused_then_swept(queue: ApprovalQueue, sql: psy
     action = queue.submit(note(recipients=75), actor="t")
     advance_clock(sql, 73 * 3600)
     with pytest.raises(Gone):
-        queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann")
+        queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     assert sql.execute("select status from actions where id = %s", (action.id,)).fetchone() == ("pending",)
     assert queue.expire_due() == [str(action.id)]
     assert queue.expire_due() == []
     assert audit_rows(sql, action.id)[-1] == ("expiry", "expired", "pending", "expired", "approval time ran out")
     with pytest.raises(Gone, match="expired") as swept:  # still 410 once swept: expired, not decided by someone
-        queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann")
+        queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     assert swept.value.details["status"] == "expired"
     with pytest.raises(Gone):
         queue.cancel(action.id, actor="ann", reason="too late anyway")
@@ -189,7 +189,7 @@ def test_unknown_action_is_not_found(queue: ApprovalQueue) -> None:
     import uuid
 
     with pytest.raises(NotFound):
-        queue.decide(uuid.uuid4(), DecisionRequest(decision="approve"), actor="ann")
+        queue.decide(uuid.uuid4(), DecisionRequest(decision="approve"), actor="ann", channel="link")
 
 
 def test_list_filters_and_paginates(queue: ApprovalQueue) -> None:

@@ -431,7 +431,7 @@ def test_a_stored_report_is_found_in_memory_and_rebuilding_it_updates_one_row(
     assert "https://" not in hit.content  # signed review links stay out of memory
 
     ApprovalQueue(db, rsettings).decide(seeded.waiting[2], DecisionRequest(decision="reject", reason="no"),
-                                        actor="owner")
+                                        actor="owner", channel="link")
     reports.build_and_store(DAY)  # rebuilt before it was sent: memory follows
     rows = sql.execute("select content from memory where kind = 'report'").fetchall()
     assert len(rows) == 1 and "Waiting for approval: 2" in rows[0][0] and "buy ads" not in rows[0][0]

@@ -96,7 +96,7 @@ def approve(db: Database, settings: Settings, request: ActionRequest) -> UUID:
     queue = ApprovalQueue(db, settings)
     submitted = queue.submit(request, actor="marketing")
     if submitted.status is Status.PENDING:  # below 50 recipients the policy runs it at once
-        queue.decide(submitted.id, DecisionRequest(decision="approve"), actor="owner")
+        queue.decide(submitted.id, DecisionRequest(decision="approve"), actor="owner", channel="link")
     return submitted.id
 
 
@@ -229,7 +229,7 @@ def test_a_750_recipient_campaign_goes_out_on_three_phoenix_days_none_twice(
     submitted = queue.submit(campaign(750), actor="marketing")
     assert submitted.risk_tier is Tier.HIGH and submitted.status.value == "pending"
     assert executor.run_until_idle() == 0  # nothing goes out before a person approves
-    queue.decide(submitted.id, DecisionRequest(decision="approve"), actor="owner")
+    queue.decide(submitted.id, DecisionRequest(decision="approve"), actor="owner", channel="link")
     executor.run_until_idle()
 
     assert action_status(sql, submitted.id) == "succeeded"  # one approval for every batch
@@ -505,9 +505,10 @@ def test_a_campaign_list_must_be_clean_and_its_recipients_cannot_be_edited(
         queue.submit(short, actor="t")
     submitted = queue.submit(campaign(60), actor="t")
     with pytest.raises(InvalidInput, match="does not allow editing recipients"):
-        queue.decide(submitted.id, DecisionRequest(decision="modify", modifications={"recipients": []}), actor="o")
+        queue.decide(submitted.id, DecisionRequest(decision="modify", modifications={"recipients": []}),
+                     actor="o", channel="link")
     edited = queue.decide(submitted.id, DecisionRequest(decision="modify", modifications={"subject": "New"}),
-                          actor="o")
+                          actor="o", channel="link")
     assert edited.requested_action["subject"] == "New"
 
 

@@ -21,20 +21,22 @@ def test_recent_feedback_has_reasons_and_edits_newest_first(db: Database, settin
                                                             sql: psycopg.Connection) -> None:
     queue = ApprovalQueue(db, settings)
     rejected = pending(queue, summary="rejected")
-    queue.decide(rejected, DecisionRequest(decision="reject", reason="too pushy"), actor="ann")
+    queue.decide(rejected, DecisionRequest(decision="reject", reason="too pushy"), actor="ann", channel="link")
     advance_clock(sql, 60)
     edited = pending(queue, summary="edited")
-    queue.decide(edited, DecisionRequest(decision="modify", modifications={"body": "softer"}), actor="ann")
+    queue.decide(edited, DecisionRequest(decision="modify", modifications={"body": "softer"}),
+                 actor="ann", channel="link")
     advance_clock(sql, 60)
     plain = pending(queue, summary="approved as drafted")
-    queue.decide(plain, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(plain, DecisionRequest(decision="approve"), actor="ann", channel="link")
     noted = pending(queue, summary="approved with a note")
     advance_clock(sql, 60)
-    queue.decide(noted, DecisionRequest(decision="approve", reason="next time mention the discount"), actor="bob")
+    queue.decide(noted, DecisionRequest(decision="approve", reason="next time mention the discount"),
+                 actor="bob", channel="link")
     other_agent = pending(queue, agent="support")
-    queue.decide(other_agent, DecisionRequest(decision="reject", reason="not ours"), actor="ann")
+    queue.decide(other_agent, DecisionRequest(decision="reject", reason="not ours"), actor="ann", channel="link")
     other_kind = pending(queue, kind="webhook.post")
-    queue.decide(other_kind, DecisionRequest(decision="reject", reason="wrong event"), actor="ann")
+    queue.decide(other_kind, DecisionRequest(decision="reject", reason="wrong event"), actor="ann", channel="link")
     pending(queue, summary="still pending")
 
     items = queue.recent_feedback("sales", "note.record")

@@ -476,10 +476,10 @@ def test_task_action_with_an_edited_subject(db: Database, database_url: str, fak
     action = submit(db, settings, "hubspot.task", {
         "object_type": "deal", "object_id": deal_id, "subject": "Call", "due": "2026-11-25T16:00:00Z"})
     queue.decide(action.id, DecisionRequest(decision="modify", modifications={"subject": "Call the CFO"},
-                                            decided_by="owner"), actor="owner")
+                                            decided_by="owner"), actor="owner", channel="link")
     with pytest.raises(InvalidInput, match="does not allow editing"):
         queue.decide(action.id, DecisionRequest(decision="modify", modifications={"object_id": "1"},
-                                                decided_by="owner"), actor="owner")
+                                                decided_by="owner"), actor="owner", channel="link")
     assert run() == 1 and action_row(sql, action.id)["status"] == "succeeded"
     [task] = fake.objects["tasks"].values()
     assert task["properties"]["hs_task_subject"] == "Call the CFO"
@@ -515,7 +515,7 @@ def test_a_deal_stage_regression_waits_as_high_and_a_forward_move_runs(
     assert fake.objects["deals"][forward_deal]["properties"]["dealstage"] == "contractsent"
     assert fake.objects["deals"][lost_deal]["properties"]["dealstage"] == "contractsent"
     ApprovalQueue(db, hs_settings).decide(lost.id, DecisionRequest(decision="approve", decided_by="owner"),
-                                          actor="owner")
+                                          actor="owner", channel="link")
     assert run() == 1
     assert fake.objects["deals"][lost_deal]["properties"]["dealstage"] == "closedlost"
     assert action_row(sql, lost.id)["result"]["changed"] is True
@@ -541,7 +541,7 @@ def test_a_deal_that_moved_since_approval_goes_back_to_a_person_as_the_move_from
                                          "order by id desc limit 1", (action.id,)).fetchone()
     assert (event, details["draft_changed"], details["to_tier"]) == ("requeued", True, "HIGH")
     assert reason == f"deal {deal_id} is now at stage 'closedwon', not 'qualifiedtobuy' as approved"
-    ApprovalQueue(db, hs_settings).decide(action.id, DecisionRequest(decision="approve"), actor="owner")
+    ApprovalQueue(db, hs_settings).decide(action.id, DecisionRequest(decision="approve"), actor="owner", channel="link")
     assert run() == 1 and action_row(sql, action.id)["status"] == "succeeded"
     assert fake.objects["deals"][deal_id]["properties"]["dealstage"] == "contractsent"
 

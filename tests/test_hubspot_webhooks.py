@@ -164,3 +164,41 @@ def test_a_body_over_the_webhook_cap_is_refused_before_it_is_read(base_url: str,
     answer = httpx.post(f"{base_url}/webhooks/hubspot", content=content, headers=headers, timeout=30)
     refused(answer, 413, "payload_too_large")
     assert recorded(sql) == (0, 0)
+
+
+# --- issue 12: hostile events in a signed delivery ----------------------------------------------
+def set_aside_rows(sql: psycopg.Connection) -> list[tuple[int, str]]:
+    return sql.execute("select position, reason from hubspot_events_set_aside order by position").fetchall()
+
+
+def test_a_hostile_event_is_set_aside_and_the_rest_of_the_batch_recorded(base_url: str, db: Database,
+                                                                         sql: psycopg.Connection) -> None:
+    """A NUL is cleaned and the event kept; NaN, Infinity and 50,000-deep nesting set that one event
+    aside (kept, with the reason); the delivery answers 200, so HubSpot does not retry the batch."""
+    nested = "[" * 50_000 + "]" * 50_000
+    body = ("[" + ", ".join([
+        json.dumps({**event(1), "propertyValue": "Ann\u0000 Lee \ud800", "prop\u0000erty": "x"}),
+        json.dumps({**event(2), "propertyValue": float("nan")}),
+        json.dumps(event(3)).replace('"changeFlag"', f'"deep": {nested}, "changeFlag"'),
+        json.dumps({**event(4), "objectId": float("inf")}),
+        json.dumps(event(5)),
+    ]) + "]").encode()
+    answer = post(base_url, body, signed(body, db_now_ms(db)))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["received"] == 5 and answer.json()["recorded"] == 2
+    assert [aside["index"] for aside in answer.json()["set_aside"]] == [1, 2, 3]
+    kept = sql.execute("select event_id, payload->>'propertyValue', payload ? 'property' from hubspot_events "
+                       "order by event_id").fetchall()
+    assert kept == [(1, "Ann Lee \ufffd", True), (5, None, False)]
+    reasons = dict(set_aside_rows(sql))
+    assert "NaN" in reasons[1] and "16 deep" in reasons[2] and "inf" in reasons[3]
+    assert recorded(sql) == (2, 1) and len(set_aside_rows(sql)) == 3
+
+
+def test_a_delivery_with_no_usable_event_is_a_400_hubspot_does_not_retry(base_url: str, db: Database,
+                                                                          sql: psycopg.Connection) -> None:
+    body = ("[" + json.dumps({**event(2), "propertyValue": float("nan")}) + "]").encode()
+    refused(post(base_url, body, signed(body, db_now_ms(db))), 400, "malformed_body")
+    deep = ("[" + "[" * 50_000 + "]" * 50_000 + "]").encode()
+    refused(post(base_url, deep, signed(deep, db_now_ms(db))), 400, "malformed_body")
+    assert recorded(sql) == (0, 0) and set_aside_rows(sql) == []

@@ -51,7 +51,7 @@ def test_the_inbox_lists_everything_pending_oldest_first(site: Site, sql: psycop
     third = site.submit(summary="third")
     site.submit(recipients=3, summary="low, ran at once")
     decided = site.submit(summary="decided already")
-    site.queue.decide(decided.id, DecisionRequest(decision="approve"), actor="bob")
+    site.queue.decide(decided.id, DecisionRequest(decision="approve"), actor="bob", channel="link")
 
     page = site.http.get(site.inbox_link()).text
     summaries = re.findall(r'<a href="[^"]+">([^<]+)</a>', page)
@@ -86,7 +86,7 @@ def test_items_that_moved_on_since_the_page_was_loaded_are_skipped_and_reported(
     # meanwhile: the draft is revised, someone else decides, an approval is reopened with a new expiry
     sql.execute("update actions set requested_action = '{\"body\": \"v2\"}', draft_hash = draft_hash('{\"body\": "
                 "\"v2\"}') where id = %s", (edited.id,))
-    site.queue.decide(decided.id, DecisionRequest(decision="reject", reason="dup"), actor="bob")
+    site.queue.decide(decided.id, DecisionRequest(decision="reject", reason="dup"), actor="bob", channel="link")
     sql.execute("update actions set expires_at = expires_at + interval '1 hour' where id = %s", (reopened.id,))
     # a hand-made checkbox for the CRITICAL one, which the page never offers
     forged = f"{critical.id}.{critical.draft_hash}.{int(critical.expires_at.timestamp())}"  # type: ignore[union-attr]

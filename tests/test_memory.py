@@ -344,7 +344,8 @@ def test_decisions_and_executed_actions_are_remembered(db: Database, fts_setting
     rejected = queue.submit(ActionRequest(agent="marketing", kind="note.record", summary="Announce the sale",
                                           payload={"body": "50% off everything"}, impact=Impact(recipients=120)),
                             actor="test")
-    queue.decide(rejected.id, DecisionRequest(decision="reject", reason="too pushy for our customers"), actor="ann")
+    queue.decide(rejected.id, DecisionRequest(decision="reject", reason="too pushy for our customers"),
+                 actor="ann", channel="link")
     ran = queue.submit(ActionRequest(agent="ops", kind="note.record", summary="Log the call",
                                      payload={"body": "Called ACME about the <b>late</b> parcel"}), actor="test")
     Executor(db, fts_settings).run_until_idle()
@@ -368,7 +369,7 @@ def test_an_edit_then_approval_is_remembered_with_its_edits(db: Database, fts_se
                                         payload={"body": "We will refund the kettle"}, impact=Impact(recipients=120)),
                           actor="test")
     queue.decide(action.id, DecisionRequest(decision="modify", modifications={"body": "We will repair the kettle"}),
-                 actor="ann")
+                 actor="ann", channel="link")
     Executor(db, fts_settings).run_until_idle()
     rows = dict(sql.execute("select source, content from memory where source_id = %s", (str(action.id),)).fetchall())
     assert "Decision: modified by ann" in rows["decision"]
@@ -388,7 +389,7 @@ def test_a_huge_campaign_is_remembered_in_brief(db: Database, fts_settings: Sett
     queue = ApprovalQueue(db, fts_settings)
     action = queue.submit(ActionRequest(agent="marketing", kind="email.campaign", summary="Winter sale to everyone",
                                         payload=payload, impact=Impact(recipients=count)), actor="test")
-    queue.decide(action.id, DecisionRequest(decision="reject", reason="too many at once"), actor="ann")
+    queue.decide(action.id, DecisionRequest(decision="reject", reason="too many at once"), actor="ann", channel="link")
     [(content,)] = sql.execute("select content from memory where source = 'decision' and source_id = %s",
                                (str(action.id),)).fetchall()
     assert len(content) <= 100_002
@@ -410,7 +411,7 @@ def test_a_failing_memory_write_never_blocks_the_action(db: Database, fts_settin
     queue = ApprovalQueue(db, fts_settings)
     action = queue.submit(ActionRequest(agent="ops", kind="note.record", summary="n", payload={"body": "b"},
                                         impact=Impact(recipients=120)), actor="test")
-    sql.execute("select decide_action(%s, 'reject', 'ann', 'no', null, null, null)", (action.id,))
+    sql.execute("select decide_action(%s, 'reject', 'ann', 'no', null, null, null, p_channel => 'link')", (action.id,))
     assert sql.execute("select status from actions where id = %s", (action.id,)).fetchone() == ("rejected",)
     assert any("memory could not record action" in warning for warning in warnings)
     assert sql.execute("select count(*) from memory").fetchone() == (0,)

@@ -221,7 +221,8 @@ def test_everyone_never_pings(
     action_id = submit(queue, "CRITICAL", summary=f"Sale {ping}", reasoning=f"Because {ping}",
                        payload={"body": f"Hi {ping}"})
     sender.run_until_idle()
-    queue.decide(action_id, DecisionRequest(decision="reject", reason=f"no {ping}"), actor=f"ann {ping}")
+    queue.decide(action_id, DecisionRequest(decision="reject", reason=f"no {ping}"),
+                 actor=f"ann {ping}", channel="link")
     sender.run_until_idle()
     assert [r.method for r in discord.requests] == ["POST", "PATCH"]
     for request in discord.requests:
@@ -420,7 +421,7 @@ def test_a_decision_edits_the_right_message_and_drops_its_buttons(
     decided, other = submit(queue, "MEDIUM"), submit(queue, "HIGH")
     sender.run_until_idle()
     ids = dict(sql.execute("select action_id::text, message_id from discord_messages").fetchall())
-    queue.decide(decided, DecisionRequest(decision="reject", reason="wrong audience"), actor="ann")
+    queue.decide(decided, DecisionRequest(decision="reject", reason="wrong audience"), actor="ann", channel="link")
     sender.run_until_idle()
     [edit] = discord.edits()
     assert edit.message_id == ids[str(decided)] and edit.query == {"with_components": ["true"]}
@@ -439,7 +440,8 @@ def test_expiry_and_an_edit_then_approve_are_shown(
 ) -> None:
     expiring, edited = submit(queue, "MEDIUM"), submit(queue, "MEDIUM")
     sender.run_until_idle()
-    queue.decide(edited, DecisionRequest(decision="modify", modifications={"body": "Hello there"}), actor="bo")
+    queue.decide(edited, DecisionRequest(decision="modify", modifications={"body": "Hello there"}),
+                 actor="bo", channel="link")
     clocks.tick(73 * HOUR)
     queue.expire_due()
     sender.run_until_idle()
@@ -452,7 +454,7 @@ def test_a_decision_before_the_announce_went_out_posts_nothing(
     queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
-    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     sender.run_until_idle()
     assert discord.requests == [] and outbox(sql, action_id) == [("announce", "cancelled", 1)]
 
@@ -462,7 +464,7 @@ def test_a_decision_while_the_announce_is_in_flight_edits_it_once_posted(
 ) -> None:
     action_id = submit(queue, "MEDIUM")
     [claimed] = db.call("claim_notifications", worker="s1", lease_seconds=150, limit=1)
-    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     assert sender.run_until_idle() == 0  # the outcome waits for the post in flight
     sender.deliver(Notification.model_validate(claimed))
     sender.run_until_idle()
@@ -477,7 +479,7 @@ def test_an_action_back_in_pending_is_announced_again(
 ) -> None:
     action_id = submit(queue, "MEDIUM")
     sender.run_until_idle()
-    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     sender.run_until_idle()
     sql.execute("update actions set status = 'pending', decision = null where id = %s", (action_id,))
     sender.run_until_idle()
@@ -513,7 +515,7 @@ def test_reminder_and_critical_escalation_enqueue_once_each_at_the_right_time(
     assert outbox(sql, medium) == [("announce", "sent", 1), ("reminder", "sent", 1)]
     assert [kind for kind, _, _ in outbox(sql, critical)] == ["announce", "reminder", "escalation"]
     # the decision edits all three messages of the critical action
-    queue.decide(critical, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(critical, DecisionRequest(decision="approve"), actor="ann", channel="link")
     sender.run_until_idle()
     assert sorted(edit.message_id for edit in discord.edits()) == sorted(
         m for (m,) in sql.execute("select message_id from discord_messages where action_id = %s", (critical,)))
@@ -525,7 +527,7 @@ def test_no_reminder_for_what_was_decided_or_never_announced(
 ) -> None:
     decided = submit(queue, "MEDIUM")
     sender.run_until_idle()
-    queue.decide(decided, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(decided, DecisionRequest(decision="approve"), actor="ann", channel="link")
     discord.down()
     submit(queue, "MEDIUM")  # never reaches Discord
     sender.run_until_idle()
@@ -589,7 +591,7 @@ def test_a_late_answer_from_a_stalled_sender_settles_the_row_without_a_repost(
     assert late["late"] is True and late["status"] == "sent"
     sender.run_until_idle()
     assert len(discord.posts()) == 1  # no repost: the late answer proved the first one landed
-    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     sender.run_until_idle()
     assert [edit.message_id for edit in discord.edits()] == [message_id]
 

@@ -43,7 +43,7 @@ def approved_note(queue: ApprovalQueue, recipients: int = 120) -> UUID:
                                            payload={"body": "called"}, impact=Impact(recipients=recipients)),
                              actor="t").id
     if recipients >= 50:
-        queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+        queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     return action_id
 
 
@@ -78,7 +78,7 @@ def test_more_recipients_since_approval_send_it_back_to_pending(
     assert audit[4] == "approved as MEDIUM, the policy now says HIGH: 400 recipients is over 300"
     assert audit[5]["from_tier"] == "MEDIUM" and audit[5]["to_tier"] == "HIGH"
     # a person approves the new facts; then it runs
-    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+    queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     assert executor.run_once() == 1 and notes(sql) == 1 and row(sql, action_id)["status"] == "succeeded"
 
 
@@ -158,7 +158,7 @@ def test_links_of_the_earlier_round_stop_working_once_sent_back(
     with running_site(db, database_url) as site:
         action = site.submit()
         old_review, old_approve = site.link(action), site.link(action, "approve")
-        site.queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann")
+        site.queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann", channel="link")
         sql.execute("update actions set estimated_impact = estimated_impact || '{\"recipients\": 400}' "
                     "where id = %s", (action.id,))
         worker = Executor(db, site.settings, worker_id="w4", clients=Clients(site.settings))
@@ -190,7 +190,7 @@ def test_an_approved_email_whose_quota_day_filled_up_is_deferred_to_the_next_day
             agent="support", kind="email.send", summary="Reply to Ann",
             payload={"to": {"email": "ann@example.com"}, "subject": "Re: your order", "html": "<p>Shipped</p>"},
             impact=Impact(recipients=1)), actor="t").id
-        queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann")
+        queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
         # other sends used the whole day after the approval
         taken = EmailQuota(db, settings).reserve("other-sends", settings.brevo_daily_limit, "transactional")
         assert taken.held == settings.brevo_daily_limit

@@ -333,7 +333,7 @@ def test_an_old_link_cannot_decide_a_round_reopened_while_its_post_was_checked(
         if state.action is not None and state.action.risk_level is Tier.HIGH:
             # bob approves from his own link; before it runs the money threshold drops, so the
             # executor sends it back: the same draft, now CRITICAL, in a new round
-            queue.decide(action_id, DecisionRequest(decision="approve"), actor="bob")
+            queue.decide(action_id, DecisionRequest(decision="approve"), actor="bob", channel="link")
             stricter = make_settings(database_url=database_url, risk_money_critical=Decimal("70"))
             worker = Executor(db, stricter, worker_id="w", clients=Clients(stricter))
             try:

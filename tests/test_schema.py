@@ -62,7 +62,7 @@ def test_supabase_roles_read_nothing_and_only_service_role_runs_functions(
                                 "double precision,integer,text,text)', 'execute')", (role,)).fetchone()[0]
         assert not conn.execute("select has_table_privilege(%s, 'audit_log', 'select')", (role,)).fetchone()[0]
     assert conn.execute("select has_function_privilege('service_role', 'decide_action(uuid,text,text,text,"
-                        "jsonb,text,text,bigint)', 'execute')").fetchone()[0]
+                        "jsonb,text,text,bigint,text,text,jsonb,jsonb)', 'execute')").fetchone()[0]
     assert not conn.execute("select has_table_privilege('service_role', 'audit_log', 'update')").fetchone()[0]
     # even with a table grant, RLS with no policy shows anon nothing
     conn.execute("grant select on audit_log to anon")

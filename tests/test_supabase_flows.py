@@ -80,10 +80,10 @@ def test_the_queue_decides_and_runs_once(sb: Database, sb_settings: Settings) ->
     approved = queue.submit(note, actor="test")
     rejected = queue.submit(note.model_copy(update={"summary": "second"}), actor="test")
     assert approved.status == Status.PENDING and approved.risk_tier.value == "MEDIUM"
-    queue.decide(approved.id, DecisionRequest(decision="approve"), actor="ann")
-    queue.decide(rejected.id, DecisionRequest(decision="reject", reason="not now"), actor="ann")
+    queue.decide(approved.id, DecisionRequest(decision="approve"), actor="ann", channel="api")
+    queue.decide(rejected.id, DecisionRequest(decision="reject", reason="not now"), actor="ann", channel="api")
     with pytest.raises(Conflict):
-        queue.decide(rejected.id, DecisionRequest(decision="approve"), actor="bob")
+        queue.decide(rejected.id, DecisionRequest(decision="approve"), actor="bob", channel="api")
     executor = Executor(sb, sb_settings)
     try:
         assert executor.run_until_idle() == 1
