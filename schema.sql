@@ -11,6 +11,8 @@ begin;
 
 -- Two processes applying the schema at once wait for each other instead of racing.
 select pg_advisory_xact_lock(7245190311);
+-- pgvector's type wherever the role's own search_path (Supabase keeps extensions in `extensions`)
+set local search_path = public, extensions;
 
 do $$
 begin
@@ -41,9 +43,10 @@ $$;
 -- outside database (Supabase) still on an older schema.sql is refused at start-up (app/database.py
 -- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
 -- agent_sources_pick, lease renewal. 3: decide_action's channel and re-tiered edits,
--- record_hubspot_webhook's events set aside.
+-- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
+-- memory_index_status).
 create or replace function schema_version() returns jsonb
-language sql immutable as $$ select to_jsonb(3) $$;
+language sql immutable as $$ select to_jsonb(4) $$;
 
 -- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
 -- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
@@ -1473,12 +1476,20 @@ $$;
 --
 -- One embedding model and dimension per deployment. `memory.embedding` is declared without a
 -- dimension so this file stays static and idempotent; configure_memory(), called at start-up with
--- the embeddings provider's model and dimension, records them in memory_config, gives the column
--- that dimension (`vector(N)`) and builds the HNSW index on it. From then on pgvector refuses a
--- vector of any other size on every write, and a provider with another model or size is refused
--- at start-up until `opsdesk memory reindex` (configure_memory with p_reset) starts over.
+-- the embeddings provider's model and dimension, records them in memory_config and gives the
+-- column that dimension (`vector(N)`). From then on pgvector refuses a vector of any other size on
+-- every write, and a provider with another model or size is refused at start-up until `opsdesk
+-- memory reindex` (configure_memory with p_reset) starts over.
 -- Rows are written without embeddings (triggers cannot call a model); embed_pending in Python
 -- claims them (claim_memory_to_embed), embeds and stores the vectors (set_memory_embeddings).
+--
+-- Every call must fit Supabase's API statement timeout (8 s) at 100,000 rows and more, so no call
+-- builds an HNSW graph over many vectors. The indexes are created while the rows they cover have no
+-- vector (the build then only reads the table) and grow with each batch of embeddings. An index
+-- missing over vectors that exist (an upgrade, a kind added to MEMORY_VECTOR_INDEX_KINDS) is made
+-- by memory_index_step in bounded steps: its rows' vectors are parked aside in batches, the index
+-- is created, and the vectors go back in batches. Until the shared index exists, search runs full
+-- text and says so (bench/README.md measures the longest call).
 -- ---------------------------------------------------------------------------------------------
 create table if not exists memory_config (
   id            boolean primary key default true check (id),
@@ -1486,6 +1497,10 @@ create table if not exists memory_config (
   dimension     integer not null check (dimension between 1 and 2000),  -- HNSW on vector: 2,000 max
   configured_at timestamptz not null default db_now()
 );
+-- The kinds with a partial HNSW index of their own (null: none chosen yet), and when the reindex
+-- under way began (null: none; `opsdesk memory reindex` resumes it instead of starting over).
+alter table memory_config add column if not exists indexed_kinds text[];
+alter table memory_config add column if not exists reindex_started_at timestamptz;
 
 create table if not exists memory (
   id                  bigint generated always as identity primary key,
@@ -1530,6 +1545,9 @@ create index if not exists memory_fts on memory using gin (fts);
 create index if not exists memory_kind_occurred on memory (kind, occurred_at);
 create index if not exists memory_occurred on memory (occurred_at);
 create index if not exists memory_to_embed on memory (id) where embedding is null;
+-- A vector set aside while the index that covers its row is created (memory_index_step).
+alter table memory add column if not exists embedding_parked vector;
+create index if not exists memory_parked on memory (id) where embedding_parked is not null;
 
 -- Who holds a maintenance job (pruning) across every instance of the service.
 create table if not exists maintenance_leases (
@@ -1554,16 +1572,51 @@ language sql stable set search_path = public, extensions, pg_temp as $$
                                  and c.relname like 'memory\_embedding\_hnsw\_%'), '[]'))
 $$;
 
--- Start-up and reindex. The first call fixes the model and dimension; a later call with the same
--- ones only makes sure the indexes exist; another model or dimension is refused (OD409) unless
--- p_reset, which forgets every vector, re-types the column and leaves the indexes to be built once
--- the rows are embedded again (a bulk build is far faster than growing HNSW row by row).
--- p_indexed_kinds (a JSON array; null leaves them as they are) are the kinds that get a partial
--- HNSW index: a search filtered to one of them walks that kind's own graph. In the shared graph a
--- filter far from the query (tickets, for a question about newsletters) runs out of scan budget
--- before it finds enough rows, even with iterative scans; partial indexes are pgvector's advice
--- for filtering on a few values.
--- Security definer: changing the column and the indexes needs the table owner, and over
+-- The HNSW index a kind's rows get (null: the shared one over every row).
+create or replace function memory_index_name(p_kind text) returns text
+language sql immutable as $$
+  select 'memory_embedding_hnsw' || coalesce('_' || p_kind, '')
+$$;
+
+-- Whether some row the index of p_kind (null: the shared one) would hold has a vector.
+create or replace function memory_index_covers_vectors(p_kind text) returns boolean
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select exists (select 1 from memory where embedding is not null and (p_kind is null or kind = p_kind))
+$$;
+
+create or replace function memory_create_index(p_kind text) returns void
+language plpgsql set search_path = public, extensions, pg_temp as $$
+begin
+  execute format('create index if not exists %I on public.memory using hnsw (embedding vector_cosine_ops)%s',
+                 memory_index_name(p_kind), case when p_kind is not null then format(' where kind = %L', p_kind) end);
+end
+$$;
+
+-- The wanted indexes that do not exist yet, as kinds (null: the shared index, always first), and
+-- the kind indexes no longer wanted. Kinds never chosen (null) keep the kind indexes there are.
+create or replace function memory_index_plan(c memory_config, out missing text[], out unwanted text[])
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select array(select k from (select null::text as k, 0 as n
+                              union all select k, 1 from unnest(coalesce(c.indexed_kinds, '{}')) k) w
+                where to_regclass('public.' || memory_index_name(k)) is null
+                order by n, k),
+         array(select ic.relname::text from pg_index i join pg_class ic on ic.oid = i.indexrelid
+                where i.indrelid = 'public.memory'::regclass and ic.relname like 'memory\_embedding\_hnsw\_%'
+                  and c.indexed_kinds is not null and not substr(ic.relname, 23) = any (c.indexed_kinds))
+$$;
+
+-- Start-up and reindex: cheap whatever the table's size. The first call fixes the model and
+-- dimension; a later call with the same ones changes nothing but the kinds; another model or
+-- dimension is refused (OD409) unless p_reset, which forgets every vector at once: the vector
+-- columns are dropped and added again (no table rewrite, unlike `alter column type`, which also
+-- rebuilds every index of the table). p_indexed_kinds (a JSON array; null leaves them as they are)
+-- are the kinds that get a partial HNSW index: a search filtered to one of them walks that kind's
+-- own graph. In the shared graph a filter far from the query (tickets, for a question about
+-- newsletters) runs out of scan budget before it finds enough rows, even with iterative scans;
+-- partial indexes are pgvector's advice for filtering on a few values.
+-- Indexes whose rows have no vector yet are created here (the build reads the table, no graph);
+-- one over existing vectors is left to memory_index_step.
+-- Security definer: changing the columns and the indexes needs the table owner, and over
 -- Supabase's REST API the caller is service_role.
 create or replace function configure_memory(
   p_model text, p_dimension integer, p_reset boolean, p_indexed_kinds jsonb default null
@@ -1571,10 +1624,10 @@ create or replace function configure_memory(
 language plpgsql security definer set search_path = public, extensions, pg_temp as $$
 declare
   c memory_config;
-  v_column integer;
   v_kinds text[];
   v_kind text;
   v_index text;
+  v_plan record;
 begin
   if nullif(btrim(coalesce(p_model, '')), '') is null or p_dimension is null
      or p_dimension not between 1 and 2000 then
@@ -1590,7 +1643,6 @@ begin
       raise exception 'indexed kinds are lower-case names' using errcode = 'OD422';
     end if;
   end if;
-  perform pg_advisory_xact_lock(7245190312);
   select * into c from memory_config where id;
   if found and (c.model, c.dimension) is distinct from (p_model, p_dimension)
      and not coalesce(p_reset, false) then
@@ -1600,49 +1652,128 @@ begin
             detail = jsonb_build_object('model', c.model, 'dimension', c.dimension,
                                         'wanted_model', p_model, 'wanted_dimension', p_dimension)::text;
   end if;
+  if not coalesce(p_reset, false) and found then
+    v_plan := memory_index_plan(c);
+    -- start-up never waits: with nothing to change, or while a step holds the lock (an index build
+    -- on a server without a timeout may take minutes), it answers as things are
+    if (v_kinds is null or v_kinds = c.indexed_kinds) and cardinality(v_plan.missing) = 0
+       and cardinality(v_plan.unwanted) = 0 or not pg_try_advisory_xact_lock(7245190312) then
+      return memory_settings();
+    end if;
+  else
+    perform pg_advisory_xact_lock(7245190312);
+    select * into c from memory_config where id;
+  end if;
   if not found or coalesce(p_reset, false) then
-    for v_index in
-      select i.indexrelid::regclass::text from pg_index i join pg_class ic on ic.oid = i.indexrelid
-       where i.indrelid = 'public.memory'::regclass and ic.relname like 'memory\_embedding\_hnsw%'
-    loop
-      execute format('drop index %s', v_index);
-    end loop;
-    update memory set embedding = null, embedding_model = null, embedded_at = null,
-                      embed_claimed_until = null
-     where embedding is not null or embed_claimed_until is not null;
-    select nullif(atttypmod, -1) into v_column from pg_attribute
-     where attrelid = 'public.memory'::regclass and attname = 'embedding';
-    if v_column is distinct from p_dimension then
-      execute format('alter table public.memory alter column embedding type vector(%s)', p_dimension);
-    end if;
-    insert into memory_config (id, model, dimension, configured_at)
-    values (true, p_model, p_dimension, db_now())
+    -- dropping `embedding` drops its HNSW indexes and memory_to_embed with it
+    alter table public.memory drop column if exists embedding, drop column if exists embedding_model,
+      drop column if exists embedded_at, drop column if exists embed_claimed_until,
+      drop column if exists embedding_parked;
+    execute format('alter table public.memory add column embedding vector(%s), add column embedding_model text, '
+                   'add column embedded_at timestamptz, add column embed_claimed_until timestamptz, '
+                   'add column embedding_parked vector', p_dimension);
+    create index memory_to_embed on public.memory (id) where embedding is null;
+    create index memory_parked on public.memory (id) where embedding_parked is not null;
+    insert into memory_config (id, model, dimension, configured_at, indexed_kinds, reindex_started_at)
+    values (true, p_model, p_dimension, db_now(), c.indexed_kinds,
+            case when c.model is not null then db_now() end)
     on conflict (id) do update set model = excluded.model, dimension = excluded.dimension,
-                                   configured_at = excluded.configured_at;
+                                   configured_at = excluded.configured_at,
+                                   reindex_started_at = excluded.reindex_started_at;
   end if;
-  if not coalesce(p_reset, false) then
-    if to_regclass('public.memory_embedding_hnsw') is null then
-      create index memory_embedding_hnsw on memory using hnsw (embedding vector_cosine_ops);
-    end if;
-    if v_kinds is not null then
-      for v_index, v_kind in
-        select ic.relname, substr(ic.relname, 23) from pg_index i join pg_class ic on ic.oid = i.indexrelid
-         where i.indrelid = 'public.memory'::regclass and ic.relname like 'memory\_embedding\_hnsw\_%'
-      loop
-        if not v_kind = any (v_kinds) then
-          execute format('drop index public.%I', v_index);
-        end if;
-      end loop;
-      foreach v_kind in array v_kinds loop
-        if to_regclass(format('public.%I', 'memory_embedding_hnsw_' || v_kind)) is null then
-          execute format('create index %I on public.memory using hnsw (embedding vector_cosine_ops) '
-                         'where kind = %L', 'memory_embedding_hnsw_' || v_kind, v_kind);
-        end if;
-      end loop;
-    end if;
+  if v_kinds is not null then
+    update memory_config set indexed_kinds = v_kinds where id;
   end if;
+  select * into c from memory_config where id;
+  v_plan := memory_index_plan(c);
+  foreach v_index in array v_plan.unwanted loop
+    execute format('drop index public.%I', v_index);
+  end loop;
+  foreach v_kind in array v_plan.missing loop
+    if not memory_index_covers_vectors(v_kind) then
+      perform memory_create_index(v_kind);
+    end if;
+  end loop;
   return memory_settings();
 end
+$$;
+
+-- One bounded step towards every wanted HNSW index existing and holding every vector; called until
+-- it answers `done` (`opsdesk memory embed`, reindex, and the service's embedding job). A missing
+-- index over rows that have vectors: up to p_park_rows of those vectors are parked (`parked`);
+-- when none is left the index is created (`created`). Once every index exists, up to p_fill_rows
+-- parked vectors go back (`filled`: each goes into the HNSW graphs, the costly part). A session
+-- without a statement timeout (the embedded database, a plain server) builds a missing index over
+-- its vectors in one statement instead, over twice as fast as parking and filling at 100,000 rows
+-- (bench/README.md); Supabase limits every statement (8 s over the API, 2 minutes otherwise).
+-- `busy`: another step or configure_memory holds the lock.
+create or replace function memory_index_step(p_park_rows integer, p_fill_rows integer)
+returns jsonb
+language plpgsql security definer set search_path = public, extensions, pg_temp as $$
+declare
+  c memory_config;
+  v_plan record;
+  v_kind text;
+  v_index text;
+  v_rows integer;
+begin
+  if coalesce(p_park_rows, 0) < 1 or coalesce(p_fill_rows, 0) < 1 then
+    raise exception 'a step moves at least one row' using errcode = 'OD422';
+  end if;
+  if not pg_try_advisory_xact_lock(7245190312) then
+    return jsonb_build_object('state', 'busy');
+  end if;
+  select * into c from memory_config where id;
+  if not found then
+    return jsonb_build_object('state', 'done');
+  end if;
+  v_plan := memory_index_plan(c);
+  foreach v_index in array v_plan.unwanted loop
+    execute format('drop index public.%I', v_index);
+  end loop;
+  foreach v_kind in array v_plan.missing loop
+    v_index := memory_index_name(v_kind);
+    if current_setting('statement_timeout') = '0' or not memory_index_covers_vectors(v_kind) then
+      perform memory_create_index(v_kind);
+      return jsonb_build_object('state', 'created', 'index', v_index);
+    end if;
+    with batch as (
+      select id from memory where embedding is not null and (v_kind is null or kind = v_kind)
+       limit p_park_rows for update skip locked)
+    update memory m set embedding_parked = m.embedding, embedding = null from batch where m.id = batch.id;
+    get diagnostics v_rows = row_count;
+    return jsonb_build_object('state', 'parked', 'index', v_index, 'rows', v_rows);
+  end loop;
+  with batch as (
+    select id from memory where embedding_parked is not null order by id limit p_fill_rows for update skip locked)
+  update memory m set embedding = m.embedding_parked, embedding_parked = null from batch where m.id = batch.id;
+  get diagnostics v_rows = row_count;
+  if v_rows > 0 then
+    return jsonb_build_object('state', 'filled', 'rows', v_rows);
+  end if;
+  if c.reindex_started_at is not null
+     and not exists (select 1 from memory where embedding is null and embedding_parked is null) then
+    update memory_config set reindex_started_at = null where id;
+  end if;
+  return jsonb_build_object('state', 'done');
+end
+$$;
+
+-- What search and /healthz say about vectors: whether the shared index exists (without it search
+-- is full text only), the indexes still to make, how many vectors are parked, whether a reindex
+-- is under way. Cheap: the counts read partial indexes.
+create or replace function memory_index_status() returns jsonb
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select jsonb_build_object(
+    'configured', c.model is not null,
+    'model', c.model,
+    'vector_index', to_regclass('public.memory_embedding_hnsw') is not null,
+    'missing_indexes', case when c.model is null then '[]'::jsonb
+                            else (select coalesce(jsonb_agg(memory_index_name(k)), '[]')
+                                    from unnest((memory_index_plan(c)).missing) k) end,
+    'parked', (select count(*) from memory where embedding_parked is not null),
+    'reindex_started_at', c.reindex_started_at)
+    from (select 1) x left join memory_config c on c.id
 $$;
 
 -- Upsert one row by (source, source_id). New words clear the vector (embed_pending makes a new
@@ -1672,7 +1803,9 @@ begin
                             then m.embedded_at end,
          -- an embedder working on the old text loses its claim (its vector will be refused)
          embed_claimed_until = case when (m.title, m.content) = (excluded.title, excluded.content)
-                                    then m.embed_claimed_until end
+                                    then m.embed_claimed_until end,
+         embedding_parked = case when (m.title, m.content) = (excluded.title, excluded.content)
+                                 then m.embedding_parked end
    where (m.kind, m.title, m.content, m.metadata, m.occurred_at)
          is distinct from (excluded.kind, excluded.title, excluded.content, excluded.metadata,
                            coalesce(p_occurred_at, m.occurred_at))
@@ -1752,7 +1885,8 @@ begin
   end if;
   with due as (
     select id from memory
-     where embedding is null and (embed_claimed_until is null or embed_claimed_until <= v_now)
+     where embedding is null and embedding_parked is null
+       and (embed_claimed_until is null or embed_claimed_until <= v_now)
      order by id limit least(greatest(coalesce(p_limit, 64), 1), 1000)
        for update skip locked
   ), claimed as (
@@ -1799,7 +1933,7 @@ begin
   end if;
   update memory m
      set embedding = (i.value->'embedding')::text::vector, embedding_model = p_model,
-         embedded_at = v_now, embed_claimed_until = null
+         embedded_at = v_now, embed_claimed_until = null, embedding_parked = null
     from jsonb_array_elements(p_items) i
    where m.id = (i.value->>'id')::bigint
      and md5(m.title || E'\n' || m.content) = i.value->>'hash';
@@ -1811,9 +1945,9 @@ $$;
 -- Rows, vectors and what is still waiting, per kind (`opsdesk memory status`).
 create or replace function memory_stats() returns jsonb
 language sql stable set search_path = public, extensions, pg_temp as $$
-  select memory_settings() || jsonb_build_object(
+  select memory_settings() || memory_index_status() || jsonb_build_object(
     'rows', (select count(*) from memory),
-    'to_embed', (select count(*) from memory where embedding is null),
+    'to_embed', (select count(*) from memory where embedding is null and embedding_parked is null),
     'kinds', coalesce((select jsonb_object_agg(kind, n) from (
                          select kind, count(*) as n from memory group by kind) k), '{}'))
 $$;
@@ -1883,9 +2017,11 @@ $$;
 -- (bench/README.md measures it).
 -- `fts_strategy` says which way ran: newest (the pilot sufficed), scan (read on newest first),
 -- index (GIN) or all (no rank limit); null when full text did not run.
+-- Without the shared HNSW index (being made: memory_index_step) there is no vector search:
+-- hybrid runs as fts and vector returns no rows, both with `vector_index` false.
 -- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
--- results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score, vector_rank,
--- similarity, occurred_at, metadata}]}.
+-- vector_index, results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score,
+-- vector_rank, similarity, occurred_at, metadata}]}.
 drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
                                       double precision, integer, integer, integer, boolean);
 create or replace function search_memory(
@@ -1899,10 +2035,8 @@ set search_path = public, extensions, pg_temp
 -- plan each statement with its values: the mode and the optional filters then fold away (and a
 -- one-kind filter finds its partial HNSW index), instead of a generic plan keeping every branch
 set plan_cache_mode = force_custom_plan
--- pgvector 0.8: a filtered HNSW scan goes on until enough rows pass the filter; the relaxed
--- order is put right by the exact sort below. Both settings end with the call.
-set hnsw.iterative_scan = relaxed_order
-set hnsw.ef_search = 40
+-- (pgvector's hnsw.* settings are made in the body: attached here, a non-superuser could create
+-- the function only in a session that had already loaded pgvector's library)
 -- the GIN bitmap of a word in 40,000 of a million rows does not fit the default 4MB: it turns
 -- lossy, and every row of a lossy page is tested again
 set work_mem = '32MB'
@@ -1927,6 +2061,9 @@ declare
   v_fts_scores double precision[] := '{}';
   v_limited boolean := false;
   v_indexscan text := current_setting('enable_indexscan');
+  v_vector_index boolean := to_regclass('public.memory_embedding_hnsw') is not null;
+  v_iterative text;
+  v_ef_search text;
   v_result jsonb;
 begin
   if v_mode not in ('fts', 'vector', 'hybrid') then
@@ -1975,7 +2112,20 @@ begin
       raise exception 'the query embedding must be an array of % numbers', v_config.dimension
         using errcode = 'OD422';
     end if;
-    v_vector := (p_embedding::text)::vector;
+    v_vector := (p_embedding::text)::vector;  -- from here pgvector's library is loaded
+    if not v_vector_index then
+      if v_mode = 'vector' then
+        return jsonb_build_object('mode', v_mode, 'fts_query', v_tsq::text, 'fts_limited', false,
+                                  'fts_strategy', null, 'fts_candidates', 0, 'vector_candidates', 0,
+                                  'vector_index', false, 'results', '[]'::jsonb);
+      end if;
+      v_mode := 'fts';
+    end if;
+    -- pgvector 0.8: a filtered HNSW scan goes on until enough rows pass the filter; the relaxed
+    -- order is put right by the exact sort below. Both are put back before returning.
+    v_iterative := current_setting('hnsw.iterative_scan', true);
+    v_ef_search := current_setting('hnsw.ef_search', true);
+    perform set_config('hnsw.iterative_scan', 'relaxed_order', true);
     perform set_config('hnsw.ef_search', least(greatest(coalesce(p_ef_search, 40), v_candidates), 1000)::text,
                        true);
   end if;
@@ -2095,6 +2245,7 @@ begin
     'fts_strategy', v_strategy,
     'fts_candidates', cardinality(v_fts_ids),
     'vector_candidates', (select count(*) from vec),
+    'vector_index', v_vector_index,
     'results', coalesce(jsonb_agg(
       jsonb_build_object(
         'id', m.id, 'kind', m.kind, 'source', m.source, 'source_id', m.source_id, 'title', m.title,
@@ -2108,6 +2259,10 @@ begin
       order by fu.score desc, fu.id), '[]'))
     into v_result
     from fused fu join memory m on m.id = fu.id;
+  if v_iterative is not null then
+    perform set_config('hnsw.iterative_scan', v_iterative, true);
+    perform set_config('hnsw.ef_search', v_ef_search, true);
+  end if;
   return v_result;
 end
 $$;
@@ -3702,6 +3857,7 @@ $$;
 do $$
 declare
   v_table text;
+  v_sequence text;
   v_fn regprocedure;
   v_supabase boolean := exists (select 1 from pg_roles where rolname = 'service_role');
 begin
@@ -3718,6 +3874,14 @@ begin
     if v_supabase then
       execute format('revoke all on table public.%I from anon, authenticated', v_table);
       execute format('grant select, insert, update, delete on table public.%I to service_role', v_table);
+      -- Supabase's default privileges grant new sequences to anon and authenticated too
+      for v_sequence in
+        select s.oid::regclass::text from pg_depend d join pg_class s on s.oid = d.objid
+         where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass
+           and d.refobjid = format('public.%I', v_table)::regclass and s.relkind = 'S'
+      loop
+        execute format('revoke all on sequence %s from anon, authenticated', v_sequence);
+      end loop;
     end if;
   end loop;
 

@@ -21,6 +21,7 @@ from app.approval_queue import ApprovalQueue
 from app.database import Database
 from app.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized
 from app.inbox_pages import InboxPages
+from app.memory_api import memory_health
 from app.memory_api import router as memory_router
 from app.models import ActionPage, ActionRecord, ActionRequest, ApiDecisionRequest, Status, SubmitResult, Tier
 from app.reports_api import router as reports_router
@@ -199,7 +200,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             body |= {"status": "degraded", "database": database}
             return JSONResponse(body, status_code=503)
         body |= {"status": "ok", "database": {"ok": True, "mode": settings.database_mode,
-                                              **(health if detailed else {})}}
+                                              **(health if detailed else {})},
+                 "memory": memory_health(db, settings, detailed=detailed)}
         return JSONResponse(body)
 
     @app.get("/approvals", response_model=ActionPage, dependencies=auth)

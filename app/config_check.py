@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
+from app.credential_kinds import HUBSPOT_TOKEN_NOTES, SUPABASE_KEY_NOTES, hubspot_token_kind, supabase_key_kind
 from app.settings import Settings, is_loopback_host
 
 State = Literal["ok", "not configured", "incomplete", "malformed"]
@@ -136,6 +137,11 @@ def _is_set(value: Any) -> bool:
 def _shown(name: str, value: Any) -> str:
     if isinstance(value, list):
         return f"{len(value)} set"
+    # what a credential looks like, from its shape: never the value
+    if name == "hubspot_private_app_token":
+        return f"looks like {HUBSPOT_TOKEN_NOTES[hubspot_token_kind(value.get_secret_value())]}"
+    if name == "supabase_service_role_key":
+        return f"looks like {SUPABASE_KEY_NOTES[supabase_key_kind(value.get_secret_value())]}"
     if isinstance(value, SecretStr) or name == "database_url":
         return "set"
     return f"{value}"
@@ -177,7 +183,18 @@ def check(**overrides: Any) -> ConfigReport:
         database.state = "incomplete"
         database.rows.append(Row("SUPABASE_SERVICE_ROLE_KEY", "missing", "SUPABASE_URL needs it"))
     database.rows.append(Row("(mode)", settings.database_mode, _mode_note(settings)))
+    hubspot = next(p for p in parts if p.name == "hubspot")
+    if settings.hubspot_private_app_token is not None:
+        webhooks = "on" if settings.hubspot_client_secret else "off"
+        hubspot.rows.append(Row("(webhooks)", webhooks, _webhooks_note(settings)))
     return ConfigReport(parts, settings)
+
+
+def _webhooks_note(settings: Settings) -> str:
+    if settings.hubspot_client_secret:
+        return "signed with HUBSPOT_CLIENT_SECRET (v3); service keys cannot receive webhooks, apps can"
+    return ("set HUBSPOT_CLIENT_SECRET to receive them: the client secret of a project-based app (or of a "
+            "legacy private app); a service key receives no webhooks")
 
 
 def _warn_plain_http(settings: Settings, service: PartReport) -> None:

@@ -2,8 +2,13 @@
 
     OpsdeskError                    base; carries an HTTP status and a CLI exit code
     ├── ConfigError                 a setting is missing or malformed            (exit 2)
-    ├── DatabaseError               the database failed or is unreachable   503  (exit 3)
+    ├── DatabaseError               the database failed                     503  (exit 3)
+    │   ├── DatabaseUnreachable     no answer from DATABASE_URL/SUPABASE_URL 503 (exit 11)
+    │   ├── DatabaseAuthRefused     the database refused our key or user    503  (exit 5)
+    │   ├── StatementTimeout        a call outlasted the statement timeout  503
     │   └── SchemaMismatch          schema.sql is not applied / out of date 503
+    │       ├── SchemaMissing       not applied (exit 3)
+    │       └── SchemaOutdated      applied, but older than this opsdesk    (exit 12)
     ├── InvalidInput                bad request or bad parameters           422
     ├── Unauthorized                missing or wrong API token              401
     ├── Forbidden                   a token that does not grant this        403
@@ -50,8 +55,33 @@ class DatabaseError(OpsdeskError):
     exit_code = 3
 
 
+class DatabaseUnreachable(DatabaseError):
+    code = "database_unreachable"
+    exit_code = 11
+
+
+class DatabaseAuthRefused(DatabaseError):
+    code = "database_auth_refused"
+    exit_code = 5
+
+
+class StatementTimeout(DatabaseError):
+    """The database stopped the call at its statement timeout; it changed nothing."""
+
+    code = "statement_timeout"
+
+
 class SchemaMismatch(DatabaseError):
     code = "schema_mismatch"
+
+
+class SchemaMissing(SchemaMismatch):
+    code = "schema_missing"
+
+
+class SchemaOutdated(SchemaMismatch):
+    code = "schema_outdated"
+    exit_code = 12
 
 
 class InvalidInput(OpsdeskError):

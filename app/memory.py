@@ -11,6 +11,10 @@ and the CLI share:
 - `MemoryStore.search` runs one SQL function for fts, vector or hybrid (reciprocal rank fusion).
 - `check_embeddings`, called by `open_database` at start-up, fixes the deployment's model and
   dimension on first use and refuses a provider that would give other vectors.
+- `MemoryStore.maintain_indexes` makes a missing HNSW index over existing vectors in bounded steps
+  (schema.sql, memory_index_step): no call outlasts Supabase's API statement timeout, and start-up
+  never waits for an index. Meanwhile search runs full text and says so. Vectors are written in
+  calls sized to fit the timeout (app.memory_index).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app.database import Database
 from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
+from app.memory_index import IndexReport, WritePacer, maintain_indexes
 from app.settings import Settings
 from app.untrusted import Storable, validation_errors
 from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
@@ -47,6 +52,14 @@ class EmbeddingsMismatch(ConfigError):
 
 class VectorSearchUnavailable(InvalidInput):
     code = "vector_search_unavailable"
+
+
+class VectorIndexBuilding(OpsdeskError):
+    """mode=vector while the HNSW index is being made: it comes back by itself."""
+
+    status_code = 503
+    code = "vector_index_building"
+    exit_code = 3
 
 
 class MemoryItem(Storable):  # from files, Notion, tickets: text made storable
@@ -131,12 +144,15 @@ class EmbedReport(BaseModel):
     embedded: int = 0
     stale: int = 0  # embedded, but the row changed meanwhile: it waits for the next run
     model: str | None = None
+    resumed: bool = False  # a reindex that carried on with one begun earlier
 
 
 def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     """Start-up: the first run with a provider fixes the deployment's model and dimension (and
-    builds the HNSW indexes, one more per MEMORY_VECTOR_INDEX_KINDS kind); after that another
-    model or dimension is an error, never a search comparing vectors of two models."""
+    creates the HNSW indexes, one more per MEMORY_VECTOR_INDEX_KINDS kind, while their rows have no
+    vector: cheap); after that another model or dimension is an error, never a search comparing
+    vectors of two models. It never builds an index over vectors: that is maintain_indexes' work,
+    in steps, so start-up fits any statement timeout."""
     spec = embedding_spec(settings)
     if spec is None:
         return None
@@ -167,6 +183,7 @@ class MemoryStore:
         self.spec: EmbeddingSpec | None = embedder.spec if embedder is not None else embedding_spec(settings)
         self._embedder = embedder
         self._lock = threading.Lock()
+        self._writes = WritePacer(settings.embeddings_batch_size)  # learns what fits the timeout
 
     @property
     def embedder(self) -> Embedder | None:
@@ -231,27 +248,41 @@ class MemoryStore:
             except Exception:
                 self.db.call("release_memory_claims", ids=[row["id"] for row in rows])
                 raise
-            stored = self.db.call("set_memory_embeddings", model=self.spec.name, items=[
-                {"id": row["id"], "hash": row["hash"], "embedding": vector}
-                for row, vector in zip(rows, vectors, strict=True)])
-            report.embedded += int(stored["stored"])
-            report.stale += int(stored["stale"])
+            items = [{"id": row["id"], "hash": row["hash"], "embedding": vector}
+                     for row, vector in zip(rows, vectors, strict=True)]
+            for stored in self._writes.write(items, lambda chunk: self.db.call(
+                    "set_memory_embeddings", model=self.spec.name if self.spec else None, items=list(chunk))):
+                report.embedded += int(stored["stored"])
+                report.stale += int(stored["stale"])
             if progress is not None:
                 progress(len(rows))
         return report
 
+    def maintain_indexes(self, *, max_steps: int | None = None,
+                         progress: Callable[[dict[str, Any]], None] | None = None) -> IndexReport:
+        """Step until every wanted HNSW index exists and holds every vector (or `max_steps`). Each
+        step is one short call: creating an index, or parking or filling one batch of vectors."""
+        return maintain_indexes(self.db, self._writes, max_steps=max_steps, progress=progress)
+
     def reindex(self, *, progress: Callable[[int], None] | None = None,
                 started: Callable[[int], None] | None = None) -> EmbedReport:
-        """Start over with the configured provider: forget every vector (and the index), embed
-        every row again, then build the index once over the full table."""
+        """Start over with the configured provider: forget every vector at once, make the empty
+        HNSW indexes, embed every row again (each batch grows the indexes). A reindex to the same
+        model that did not finish (a crash, a lost connection) carries on where it stopped."""
         if self.spec is None:
             raise ConfigError("reindexing needs an embeddings provider: EMBEDDINGS_PROVIDER is none")
-        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=True)
+        current = self.stats()
+        resumed = (current.get("reindex_started_at") is not None and current["model"] == self.spec.name
+                   and current["dimension"] == self.spec.dimension)
+        if not resumed:
+            self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=True,
+                         indexed_kinds=self.settings.memory_vector_index_kinds)
         if started is not None:
             started(int(self.stats()["to_embed"]))
+        self.maintain_indexes()
         report = self.embed_pending(progress=progress)
-        self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=False,
-                     indexed_kinds=self.settings.memory_vector_index_kinds)
+        self.maintain_indexes()
+        report.resumed = resumed
         return report
 
     def stats(self) -> dict[str, Any]:
@@ -290,6 +321,13 @@ class MemoryStore:
                 notices.append(f"full-text results only: {failure}")
         try:
             raw = self._search(request, used, embedding)
+            if raw.get("vector_index") is False and used != "fts":
+                failure = ("the vector index is being made (the service finishes it in the background, "
+                           "or run `opsdesk memory embed`)")
+                if used == "vector":
+                    raise VectorIndexBuilding(f"vector search is unavailable: {failure}", details={"mode": "vector"})
+                used, embedding = "fts", None
+                notices.append(f"full-text results only: {failure}")
         except Conflict as exc:
             # memory was re-embedded with another model since this process started: its query
             # vectors mean nothing there any more

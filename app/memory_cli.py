@@ -45,14 +45,26 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 
 
+def _maintain_with_progress(store: MemoryStore) -> None:
+    """Make the missing HNSW indexes: vectors parked and filled back in batches, each a short call."""
+    stats = store.stats()
+    if not stats["missing_indexes"] and not stats["parked"]:
+        return
+    with _progress() as progress:
+        task = progress.add_task(f"vector index ({', '.join(stats['missing_indexes']) or 'filling'})", total=None)
+        store.maintain_indexes(progress=lambda step: progress.advance(task, int(step.get("rows", 1))))
+
+
 def _embed_with_progress(store: MemoryStore) -> EmbedReport:
     if store.spec is None:
         console.print("[dim]no embeddings (EMBEDDINGS_PROVIDER is none): full-text search only[/dim]")
         return EmbedReport()
+    _maintain_with_progress(store)
     waiting = int(store.stats()["to_embed"])
     with _progress() as progress:
         task = progress.add_task(f"embedding with {store.spec.name}", total=waiting)
         report = store.embed_pending(progress=lambda done: progress.advance(task, done))
+    _maintain_with_progress(store)
     return report
 
 
@@ -160,20 +172,26 @@ def reindex(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
 ) -> None:
     """Re-embed all memory with the configured provider: the way to change model or dimension.
-    Vector search finds only the rows done so far until it finishes."""
+    Vector search finds only the rows done so far until it finishes. Run again after an
+    interruption: a reindex to the same model carries on where it stopped."""
     with _store(check_memory=False) as store:
         if store.spec is None:
             raise ConfigError("reindexing needs an embeddings provider: EMBEDDINGS_PROVIDER is none")
         current = store.stats()
-        console.print(f"memory: {current['rows']} row(s), embedded with {current['model'] or 'nothing yet'}; "
-                      f"re-embedding with {store.spec.name} ({store.spec.dimension} dimensions)")
-        if not yes and not typer.confirm("Forget every vector and embed again?"):
-            raise typer.Abort()
+        if current.get("reindex_started_at") and (current["model"], current["dimension"]) == (
+                store.spec.name, store.spec.dimension):
+            console.print(f"memory: {current['rows']} row(s); carrying on with the reindex to {store.spec.name} "
+                          f"begun {current['reindex_started_at']} ({current['to_embed']} row(s) to go)")
+        else:
+            console.print(f"memory: {current['rows']} row(s), embedded with {current['model'] or 'nothing yet'}; "
+                          f"re-embedding with {store.spec.name} ({store.spec.dimension} dimensions)")
+            if not yes and not typer.confirm("Forget every vector and embed again?"):
+                raise typer.Abort()
         with _progress() as progress:
             task = progress.add_task(f"re-embedding with {store.spec.name}", total=None)
             report = store.reindex(started=lambda total: progress.update(task, total=total),
                                    progress=lambda done: progress.advance(task, done))
-    console.print(f"[green]{report.embedded} row(s) embedded[/green] with {report.model}; HNSW index built")
+    console.print(f"[green]{report.embedded} row(s) embedded[/green] with {report.model}; HNSW indexes complete")
 
 
 @memory_app.command("prune")
@@ -202,7 +220,10 @@ def status() -> None:
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_row("embeddings provider", provider)
     table.add_row("database model", f"{stats['model'] or '-'} ({stats['dimension'] or '-'} dimensions)")
-    table.add_row("HNSW index", "yes" if stats["index"] else "no")
+    table.add_row("HNSW index", "yes" if stats["index"] else "being made: search is full text meanwhile")
+    if stats["missing_indexes"] or stats["parked"]:
+        table.add_row("  still to make", ", ".join(stats["missing_indexes"]) or "-")
+        table.add_row("  vectors set aside", str(stats["parked"]))
     table.add_row("rows", str(stats["rows"]))
     table.add_row("waiting for a vector", str(stats["to_embed"]))
     for kind, count in sorted(stats["kinds"].items()):

@@ -1,7 +1,9 @@
-"""Memory's frequent job: embed rows that wait for a vector.
+"""Memory's frequent job: make missing HNSW indexes (a few bounded steps per run) and embed rows
+that wait for a vector.
 
-Safe with several instances: embedding claims rows (SKIP LOCKED and a lease). The daily prune past
-retention is a claimed job of the schedule (app/scheduled_jobs.py), listed by `opsdesk jobs`.
+Safe with several instances: index steps take a lock (a busy one is skipped), embedding claims rows
+(SKIP LOCKED and a lease). The daily prune past retention is a claimed job of the schedule
+(app/scheduled_jobs.py), listed by `opsdesk jobs`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 UTC = ZoneInfo("UTC")
 EMBED_ROWS_PER_RUN = 2000  # a backlog is worked off over several runs instead of one long one
+INDEX_STEPS_PER_RUN = 60  # each a short call; an index over 100,000 vectors takes a few runs
 
 
 def add_memory_jobs(scheduler: BaseScheduler, db: Database, settings: Settings) -> None:
@@ -30,6 +33,13 @@ def add_memory_jobs(scheduler: BaseScheduler, db: Database, settings: Settings) 
 
 
 def _embed(store: MemoryStore) -> None:
+    try:
+        indexes = store.maintain_indexes(max_steps=INDEX_STEPS_PER_RUN)
+    except OpsdeskError as exc:  # the next run carries on: every step is complete in itself
+        log.warning("memory: making the vector index failed, will retry: %s", exc.message)
+    else:
+        if indexes.steps:
+            log.info("memory: vector index steps: %d (%s)", indexes.steps, indexes.state)
     try:
         report = store.embed_pending(max_rows=EMBED_ROWS_PER_RUN)
     except OpsdeskError as exc:  # the provider is down or refuses: the rows wait for the next run

@@ -27,14 +27,19 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.credential_kinds import (
+    SUPABASE_KEY_EXPECTED,
+    SUPABASE_KEY_NOTES,
+    hubspot_token_kind,
+    supabase_key_kind,
+    supabase_key_refused_up_front,
+)
 from app.cron import CronError, parse_crontab
 from app.llm_prices import DEFAULT_PRICES, ModelPrice
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
 _DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}
 _DISCORD_WEBHOOK_PATH = re.compile(r"^/api/(v\d+/)?webhooks/\d+/[\w-]+/?$")
-_HUBSPOT_PRIVATE_APP = re.compile(r"^pat-[a-z]{2}\d+-[0-9a-f-]{20,}$")
-_UUID_LIKE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 NonNegativeMoney = Annotated[Decimal, Field(ge=0)]
 
@@ -275,17 +280,26 @@ class Settings(BaseSettings):
 
     @field_validator("hubspot_private_app_token")
     @classmethod
-    def _private_app_token(cls, value: SecretStr | None) -> SecretStr | None:
+    def _hubspot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Any bearer token but a legacy API key: HubSpot documents no prefix, and a new customer
+        has a service key or a project-based app's token (app.credential_kinds)."""
         if value is None or not value.get_secret_value():
             return None
         token = value.get_secret_value().strip()
-        if _UUID_LIKE.match(token):
-            raise ValueError(
-                "looks like a legacy HubSpot API key (hapikey); use a private-app token (pat-...)"
-            )
-        if not _HUBSPOT_PRIVATE_APP.match(token):
-            raise ValueError("does not look like a HubSpot private-app token (pat-<region>-...)")
+        if hubspot_token_kind(token) == "legacy_api_key":
+            raise ValueError("looks like a legacy HubSpot API key (hapikey), which HubSpot no longer accepts; "
+                             "use a service key, a project-based app's access token or a private-app token")
+        if not re.fullmatch(r"[\x21-\x7e]+", token):
+            raise ValueError("is not a bearer token (it has spaces or characters a header cannot carry)")
         return SecretStr(token)
+
+    @field_validator("supabase_service_role_key")
+    @classmethod
+    def _supabase_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and supabase_key_refused_up_front(value.get_secret_value().strip()):
+            kind = supabase_key_kind(value.get_secret_value().strip())
+            raise ValueError(f"is {SUPABASE_KEY_NOTES[kind]}; {SUPABASE_KEY_EXPECTED}")
+        return value
 
     @field_validator("discord_webhook_url")
     @classmethod

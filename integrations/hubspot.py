@@ -1,7 +1,8 @@
 """HubSpot through hubspot-api-client 12: contacts, deals, tickets, notes, tasks, deal stages.
 
-- Private-app token only (`Authorization: Bearer pat-...`); a legacy API key is refused here as
-  well as in the settings. How the SDK is built (host, no urllib3 retries): `hubspot_sdk`.
+- Any access token as a Bearer (a legacy private app's `pat-…`, a service key, a project-based
+  app's token: HubSpot documents no prefix); a legacy API key is refused here as well as in the
+  settings (app.credential_kinds). How the SDK is built (host, no urllib3 retries): `hubspot_sdk`.
 - Retries with backoff, Retry-After and the breaker come from `integrations.resilience`.
 - Every call passes `_request_timeout`: the SDK otherwise sends `timeout=None`, which overrides any
   pool default and waits forever.
@@ -30,6 +31,7 @@ import hubspot.crm.tickets as tickets
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from app.credential_kinds import hubspot_token_kind
 from app.database import Database
 from app.errors import (
     ConfigError,
@@ -112,8 +114,9 @@ class HubSpotClient:
         attempts: int = 3,
         write_recheck_seconds: float = 60.0,
     ) -> None:
-        if not access_token.startswith("pat-"):
-            raise ConfigError("HubSpot needs a private-app access token (pat-...); legacy API keys are refused")
+        if hubspot_token_kind(access_token) == "legacy_api_key":
+            raise ConfigError("HubSpot needs an access token (service key, app token or private-app token); "
+                              "legacy API keys are refused")
         if write_recheck_seconds <= MAX_IN_PROCESS_WAIT:
             raise ValueError(f"write_recheck_seconds must exceed {MAX_IN_PROCESS_WAIT:g} s")
         self.timeout = timeout

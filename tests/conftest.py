@@ -1,5 +1,9 @@
 """Shared fixtures: one embedded PostgreSQL (with pgvector) per test session, a template database
-with schema.sql applied, and a fresh clone of it for every test that touches the database."""
+with schema.sql applied, and a fresh clone of it for every test that touches the database.
+
+Production parity, made once per session when a test asks for it: a Supabase-shaped set of roles
+and template databases (`supabase`, tests/supabase_shape.py) with a clone per test
+(`supabase_db`), and Debian's pgbouncer in transaction mode in front of the server (`pgbouncer`)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ import pytest
 from app.database import Database, PostgresTransport, schema_sql
 from app.database_setup import start_embedded
 from app.settings import Settings
+from tests.pgbouncer import Pgbouncer, pgbouncer_binary
+from tests.supabase_shape import TEMPLATE as SUPABASE_TEMPLATE
+from tests.supabase_shape import SupabaseShape
 
 TEMPLATE = "opsdesk_template"
 API_TOKEN = "test-api-token-0123456789"
@@ -86,3 +93,30 @@ def advance_clock(conn: psycopg.Connection, seconds: float) -> None:
     """Move the database's clock forward instead of sleeping."""
     conn.execute("update clock_offset set offset_interval = offset_interval + make_interval(secs => %s)",
                  (seconds,))
+
+
+@pytest.fixture(scope="session")
+def supabase(pg_server: Any) -> Iterator[SupabaseShape]:
+    folder = Path(tempfile.mkdtemp(prefix="odsb", dir="/tmp"))
+    try:
+        yield SupabaseShape(pg_server, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def supabase_db(supabase: SupabaseShape) -> Iterator[str]:
+    """A database shaped like a Supabase project's, with schema.sql applied by its owner."""
+    name = supabase.clone(SUPABASE_TEMPLATE)
+    yield name
+    supabase.drop(name)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: Any) -> Iterator[Pgbouncer]:
+    binary = pgbouncer_binary()
+    if binary is None:
+        pytest.fail("pgbouncer is not installed: Debian's package `pgbouncer` (scripts/test installs it)")
+    bouncer = Pgbouncer(pg_server, binary)
+    yield bouncer
+    bouncer.stop()

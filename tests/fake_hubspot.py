@@ -96,6 +96,7 @@ class FakeHubSpot:
         self._lock = threading.Lock()
         self.server = FakeServer(self.respond)
         self.url = self.server.url
+        self.tokens = {TOKEN}  # the access tokens this account accepts
 
     def __enter__(self) -> FakeHubSpot:
         self.server.__enter__()
@@ -127,7 +128,7 @@ class FakeHubSpot:
 
     # --- the HTTP side ----------------------------------------------------------------------
     def respond(self, request: Recorded) -> Reply:
-        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+        if request.headers.get("authorization") not in {f"Bearer {token}" for token in self.tokens}:
             return error(401, "Authentication credentials not found.", "INVALID_AUTHENTICATION")
         with self._lock:
             fault = next((f for f in self.faults if f.when(request)), None)

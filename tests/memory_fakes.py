@@ -4,9 +4,12 @@ The real model is tested on its own (tests/test_embeddings.py) and in the paraph
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Sequence
+
+import numpy as np
 
 from integrations.embeddings import EmbeddingSpec
 
@@ -34,6 +37,33 @@ class WordTopicEmbedder:
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls.append(list(texts))
+        return [self.vector(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.vector(text)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SeededEmbedder:
+    """Random unit vectors of any spec, the same for the same text (the shape of a real model's
+    output, without its cost); `fail_after` batches it raises, as a crash or an outage would."""
+
+    def __init__(self, spec: EmbeddingSpec, *, fail_after: int | None = None) -> None:
+        self.spec = spec
+        self.batches = 0
+        self.fail_after = fail_after
+
+    def vector(self, text: str) -> list[float]:
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big"))
+        values = rng.standard_normal(self.spec.dimension)
+        return (values / np.linalg.norm(values)).tolist()
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if self.fail_after is not None and self.batches >= self.fail_after:
+            raise RuntimeError("the embedding process died")
+        self.batches += 1
         return [self.vector(text) for text in texts]
 
     def embed_query(self, text: str) -> list[float]:

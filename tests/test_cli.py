@@ -24,7 +24,7 @@ def test_config_check_passes_on_a_fresh_machine(env: pytest.MonkeyPatch, capsys:
 
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("HUBSPOT_PRIVATE_APP_TOKEN", "0a1b2c3d-1111-2222-3333-444455556666", "legacy HubSpot API key"),
-    ("HUBSPOT_PRIVATE_APP_TOKEN", "not-a-token", "private-app token"),
+    ("HUBSPOT_PRIVATE_APP_TOKEN", "two words", "not a bearer token"),
     ("DISCORD_WEBHOOK_URL", "https://discord.com/channels/123/456", "not a Discord webhook URL"),
     ("DISCORD_WEBHOOK_URL", "https://evil.example/api/webhooks/1/abc", "not a Discord webhook URL"),
     ("CRON_TIMEZONE", "America/Phoenixx", "unknown time zone"),

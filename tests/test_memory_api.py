@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from app.api import create_app
 from app.database import Database
 from app.memory import MemoryItem, MemoryStore
 from app.settings import Settings
+from integrations.embeddings import EmbeddingSpec
 from tests.cli_support import database_env, run
 from tests.conftest import API_TOKEN, make_settings
 from tests.live_server import serve
@@ -115,6 +117,36 @@ def test_vector_and_hybrid_over_http(settings: Settings, db: Database) -> None:
                          headers={"Authorization": f"Bearer {API_TOKEN}"}).json()
     assert body["mode"] == "vector" and body["embeddings"] == "local/word-topics"
     assert body["results"][0]["source_id"] == "shipping.md" and body["results"][0]["vector_rank"] == 1
+
+
+def test_while_the_vector_index_is_made_search_and_healthz_say_so(
+    database_url: str, tmp_path: Path, db: Database, sql: psycopg.Connection,
+) -> None:
+    fake = WordTopicEmbedder()
+    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="openai",
+                             openai_api_key="sk-test-0123456789", embeddings_model="word-topics",
+                             embeddings_dimension=fake.spec.dimension)
+    fake.spec = EmbeddingSpec("openai", "word-topics", fake.spec.dimension)
+    db.call("configure_memory", model=fake.spec.name, dimension=fake.spec.dimension, reset=False)
+    store = MemoryStore(db, settings, embedder=fake)
+    store.upsert(DOCS)
+    store.embed_pending()
+    sql.execute("drop index memory_embedding_hnsw")  # as an interrupted build left it
+    app = create_app(settings, db)
+    app.state.memory = store
+    with serve(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as api:
+        assert httpx.get(f"{url}/healthz").json()["memory"] == {"vector_search": "building"}
+        detailed = api.get("/healthz").json()
+        assert detailed["status"] == "ok" and detailed["memory"]["missing_indexes"] == ["memory_embedding_hnsw"]
+        body = api.get("/memory/search", params={"q": "refund"}).json()
+        assert (body["requested_mode"], body["mode"]) == ("hybrid", "fts") and body["results"]
+        assert any("vector index is being made" in notice for notice in body["notices"])
+        refused = api.get("/memory/search", params={"q": "courier parcel", "mode": "vector"})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "vector_index_building"
+
+        assert store.maintain_indexes().state == "done"
+        assert httpx.get(f"{url}/healthz").json()["memory"] == {"vector_search": "ready"}
+        assert api.get("/memory/search", params={"q": "courier parcel", "mode": "vector"}).json()["mode"] == "vector"
 
 
 # --- the CLI -------------------------------------------------------------------------------------

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from app import database_setup
 from app.database import SCHEMA_VERSION, schema_sql
 from tests.conftest import make_settings
+from tests.supabase_shape import BASE, SupabaseShape
 
 
 def test_applies_twice_without_error(sql: psycopg.Connection) -> None:
@@ -39,27 +38,18 @@ def test_every_table_has_row_level_security(sql: psycopg.Connection) -> None:
 
 
 @pytest.fixture
-def supabase_like(pg_server: Any) -> Iterator[psycopg.Connection]:
-    """A fresh database on a cluster that has Supabase's roles, with schema.sql applied there."""
-    name = f"sb_{uuid.uuid4().hex[:12]}"
-    roles = ("anon", "authenticated", "service_role")
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
-        for role in roles:
-            admin.execute(f"do $$ begin create role {role} nologin; exception when duplicate_object then null; end $$")
-        admin.execute(f"create database {name}")
+def supabase_like(supabase: SupabaseShape) -> Iterator[psycopg.Connection]:
+    """A Supabase-shaped database (tests/supabase_shape.py) with schema.sql applied twice by its
+    owner, each time in a new session; the connection is the superuser's."""
+    name = supabase.clone(BASE)
     try:
-        with psycopg.connect(pg_server.get_uri(name), autocommit=True) as conn:
-            # Supabase grants table access to these roles by default; RLS must still hide the rows
-            conn.execute("grant usage on schema public to anon, authenticated, service_role")
-            conn.execute("alter default privileges in schema public grant all on tables to anon, authenticated")
-            conn.execute(schema_sql().encode())
-            conn.execute(schema_sql().encode())
+        for _ in range(2):
+            with psycopg.connect(supabase.owner_uri(name), autocommit=True) as owner:
+                owner.execute(schema_sql().encode())
+        with psycopg.connect(supabase.superuser_uri(name), autocommit=True) as conn:
             yield conn
     finally:
-        with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
-            admin.execute(f"drop database if exists {name} with (force)")
-            for role in roles:
-                admin.execute(f"drop role if exists {role}")
+        supabase.drop(name)
 
 
 def test_supabase_roles_read_nothing_and_only_service_role_runs_functions(

@@ -20,6 +20,7 @@ from app.database_setup import open_database
 from app.errors import (
     Conflict,
     DatabaseError,
+    DatabaseUnreachable,
     Gone,
     InvalidInput,
     NotFound,
@@ -260,7 +261,7 @@ def test_refused_connection_is_a_database_error_without_the_key() -> None:
             database.call("schema_version")
     finally:
         database.close()
-    assert type(caught.value) is DatabaseError
+    assert type(caught.value) is DatabaseUnreachable  # its own kind since issue 11 (exit code 11)
     assert "unreachable" in str(caught.value)
     assert KEY not in str(caught.value)
 
