@@ -29,8 +29,13 @@ from app.notifications import NotificationSender
 from app.scheduled_jobs import build_jobs
 
 
-def build_scheduler(queue: ApprovalQueue, notifications: NotificationSender | None = None, *,
-                    clock: Clock = utc_now, instance: str | None = None) -> BackgroundScheduler:
+def build_scheduler(
+    queue: ApprovalQueue,
+    notifications: NotificationSender | None = None,
+    *,
+    clock: Clock = utc_now,
+    instance: str | None = None,
+) -> BackgroundScheduler:
     settings = queue.settings
     instance = instance or default_worker_id()
     jobs = build_jobs(queue.db, settings, worker_id=instance, notifications=notifications)
@@ -41,15 +46,30 @@ def build_scheduler(queue: ApprovalQueue, notifications: NotificationSender | No
     )
     for job in jobs:
         # however late the wake-up, the schedule decides by the job's own grace whether it is due
-        scheduler.add_job(schedule.tick, job.trigger, kwargs={"only": job.name}, id=job.name, name=job.description,
-                          replace_existing=True, misfire_grace_time=None)
-    scheduler.add_job(schedule.tick, CronTrigger(second=30, timezone=UTC), id="schedule_catch_up",
-                      name="missed, retried and lost firings", replace_existing=True,
-                      next_run_time=datetime.now(UTC))
+        scheduler.add_job(
+            schedule.tick,
+            job.trigger,
+            kwargs={"only": job.name},
+            id=job.name,
+            name=job.description,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+    scheduler.add_job(
+        schedule.tick,
+        CronTrigger(second=30, timezone=UTC),
+        id="schedule_catch_up",
+        name="missed, retried and lost firings",
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
+    )
     if notifications is not None:
-        scheduler.add_job(notifications.run_until_idle,
-                          IntervalTrigger(seconds=notifications.settings.discord_poll_seconds, timezone=UTC),
-                          id="discord_outbox", replace_existing=True)
+        scheduler.add_job(
+            notifications.run_until_idle,
+            IntervalTrigger(seconds=notifications.settings.discord_poll_seconds, timezone=UTC),
+            id="discord_outbox",
+            replace_existing=True,
+        )
     add_memory_jobs(scheduler, queue.db, settings)  # embed waiting memory rows
     return scheduler
 

@@ -28,15 +28,26 @@ def agent_named(name: str) -> Agent[Any, Any, Any]:
     from app.errors import InvalidInput
 
     agents: dict[str, Callable[[], Agent[Any, Any, Any]]] = {
-        "sales": SalesAgent, "support": SupportAgent, "marketing": MarketingAgent}
+        "sales": SalesAgent,
+        "support": SupportAgent,
+        "marketing": MarketingAgent,
+    }
     if name not in agents:
         raise InvalidInput(f"no agent {name!r}", details={"agents": list(AGENT_NAMES)})
     return agents[name]()
 
 
-def run_agent(name: str, trigger: str, *, dry_run: bool = False, settings: Settings | None = None,
-              db: Database | None = None, clients: Clients | None = None, memory: MemoryStore | None = None,
-              planner: Planner | None = None) -> AgentRunReport:
+def run_agent(
+    name: str,
+    trigger: str,
+    *,
+    dry_run: bool = False,
+    settings: Settings | None = None,
+    db: Database | None = None,
+    clients: Clients | None = None,
+    memory: MemoryStore | None = None,
+    planner: Planner | None = None,
+) -> AgentRunReport:
     """Run one agent now. A failure of the run itself (an outside system, the model, the budget)
     is recorded in agent_runs and comes back as `outcome="failed"`; nothing of it is submitted.
     `dry_run`: build and tier the actions; write nothing but the run's record."""
@@ -70,6 +81,14 @@ def run_agent(name: str, trigger: str, *, dry_run: bool = False, settings: Setti
             return made[0]
 
         queue = ApprovalQueue(database, settings)
-        env = AgentEnv(settings=settings, db=database, queue=queue, clients=clients, memory=memory, planner=get_planner,
-                       now=queue.clock(), dry_run=dry_run)
+        env = AgentEnv(
+            settings=settings,
+            db=database,
+            queue=queue,
+            clients=clients,
+            memory=memory,
+            planner=get_planner,
+            now=queue.clock(),
+            dry_run=dry_run,
+        )
         return run(agent, env, trigger=trigger)

@@ -17,14 +17,75 @@ BUSINESS_WRITTEN_KINDS = frozenset({"kb_article"})
 
 # Common English words that would make every memory row match (the full-text search drops its own
 # stop words too, but these carry no topic either).
-_FILLER = frozenset({
-    "about", "after", "again", "also", "because", "been", "before", "being", "between", "could", "does",
-    "doing", "from", "have", "having", "here", "hello", "into", "just", "like", "more", "most", "much",
-    "need", "needs", "only", "other", "over", "please", "same", "should", "some", "such", "than",
-    "that", "their", "them", "then", "there", "these", "they", "this", "those", "thanks", "through",
-    "under", "very", "want", "wants", "were", "what", "when", "where", "which", "while", "will", "with",
-    "would", "your", "yours", "youre", "dont", "cant", "wont", "isnt",
-})
+_FILLER = frozenset(
+    {
+        "about",
+        "after",
+        "again",
+        "also",
+        "because",
+        "been",
+        "before",
+        "being",
+        "between",
+        "could",
+        "does",
+        "doing",
+        "from",
+        "have",
+        "having",
+        "here",
+        "hello",
+        "into",
+        "just",
+        "like",
+        "more",
+        "most",
+        "much",
+        "need",
+        "needs",
+        "only",
+        "other",
+        "over",
+        "please",
+        "same",
+        "should",
+        "some",
+        "such",
+        "than",
+        "that",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "thanks",
+        "through",
+        "under",
+        "very",
+        "want",
+        "wants",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "will",
+        "with",
+        "would",
+        "your",
+        "yours",
+        "youre",
+        "dont",
+        "cant",
+        "wont",
+        "isnt",
+    }
+)
 _WORD = re.compile(r"[a-z0-9]+")
 MAX_SEARCH_WORD = 40
 # What a reader could write to or follow: an email address, or a link with a scheme or "www.".
@@ -32,7 +93,8 @@ MAX_SEARCH_WORD = 40
 _CONTACT_POINT = re.compile(
     r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+"
     r"|\b(?:https?://|ftp://|www\.)[^\s<>\"'()\[\]{}]+",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def one_line(text: str, limit: int) -> str:
@@ -82,8 +144,11 @@ def unsourced_contact_points(written: str, trusted: Iterable[str]) -> list[str]:
 def business_written(hits: Iterable[SearchHit]) -> list[str]:
     """The texts among memory's `hits` that the business wrote itself (BUSINESS_WRITTEN_KINDS),
     each with its own address: the only memory a link or address in outbound text may come from."""
-    return [f"{hit.title}\n{hit.content or hit.snippet}\n{hit.metadata.get('url') or ''}"
-            for hit in hits if hit.kind in BUSINESS_WRITTEN_KINDS]
+    return [
+        f"{hit.title}\n{hit.content or hit.snippet}\n{hit.metadata.get('url') or ''}"
+        for hit in hits
+        if hit.kind in BUSINESS_WRITTEN_KINDS
+    ]
 
 
 def unsourced_flags(settings: Settings, written: str, trusted: Iterable[str]) -> list[Reason]:
@@ -99,5 +164,10 @@ def unsourced_flags(settings: Settings, written: str, trusted: Iterable[str]) ->
     shown = ", ".join(clip(point, 80) for point in found[:5])
     if len(found) > 5:
         shown += f" and {len(found) - 5} more"
-    return [Reason(dimension="content", tier=Tier.MEDIUM,
-                   detail=f"the draft has an address or link the data did not give: {shown}")]
+    return [
+        Reason(
+            dimension="content",
+            tier=Tier.MEDIUM,
+            detail=f"the draft has an address or link the data did not give: {shown}",
+        )
+    ]

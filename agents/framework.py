@@ -141,8 +141,16 @@ BriefingT = TypeVar("BriefingT", bound=Briefing)
 class Planner(Protocol):
     """integrations.claude.ClaudeClient, the only way to Claude."""
 
-    def structured(self, agent: str, system: str, messages: Sequence[Mapping[str, Any]], output: type[OutputT], *,
-                   max_tokens: int = 4096, call_ids: list[int] | None = None) -> OutputT: ...
+    def structured(
+        self,
+        agent: str,
+        system: str,
+        messages: Sequence[Mapping[str, Any]],
+        output: type[OutputT],
+        *,
+        max_tokens: int = 4096,
+        call_ids: list[int] | None = None,
+    ) -> OutputT: ...
 
     def resolve_model(self) -> ModelResolution: ...
 
@@ -177,8 +185,9 @@ class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
     def brief(self, env: AgentEnv, sources: Sequence[Source[RecordT]]) -> BriefingT: ...
 
     @abstractmethod
-    def build(self, env: AgentEnv, source: Source[RecordT], proposal: ProposalT,
-              briefing: BriefingT) -> list[ActionRequest]:
+    def build(
+        self, env: AgentEnv, source: Source[RecordT], proposal: ProposalT, briefing: BriefingT
+    ) -> list[ActionRequest]:
         """The proposal's actions, every fact computed here; raise Refused when it cannot be done."""
 
     def when_refused(self, env: AgentEnv, source: Source[RecordT], reason: str) -> list[ActionRequest]:
@@ -189,27 +198,51 @@ class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
         """What to submit for a source the plan said nothing about."""
         return []
 
-    def request(self, source: Source[RecordT], slot: str, *, kind: str, summary: str, reasoning: str,
-                payload: dict[str, Any], impact: Impact | None = None, proposal: Proposal | None = None,
-                floor: Tier | None = None, flags: Sequence[Reason] = (), **metadata: Any) -> ActionRequest:
+    def request(
+        self,
+        source: Source[RecordT],
+        slot: str,
+        *,
+        kind: str,
+        summary: str,
+        reasoning: str,
+        payload: dict[str, Any],
+        impact: Impact | None = None,
+        proposal: Proposal | None = None,
+        floor: Tier | None = None,
+        flags: Sequence[Reason] = (),
+        **metadata: Any,
+    ) -> ActionRequest:
         """An ActionRequest for `source`, keyed to its input. `floor` (an agent email's
         AGENT_EMAIL_MIN_TIER), the model's suggested tier and `flags` (what code found in the
         draft) each raise the tier, each with its own reason; none can lower it."""
         if floor is not None and floor is not Tier.LOW:
-            flags = [Reason(dimension="policy", tier=floor,
-                            detail=f"an agent's email waits for a person at {floor.value} or above "
-                                   "(AGENT_EMAIL_MIN_TIER)"), *flags]
+            flags = [
+                Reason(
+                    dimension="policy",
+                    tier=floor,
+                    detail=f"an agent's email waits for a person at {floor.value} or above (AGENT_EMAIL_MIN_TIER)",
+                ),
+                *flags,
+            ]
         suggested = proposal.suggested_tier if proposal else None
         return ActionRequest(
-            agent=self.name, kind=kind, summary=clip(summary, 1000), reasoning=clip(reasoning, 20_000),
-            payload=payload, impact=impact or Impact(), task_type=f"{self.name}.{slot}",
-            dedupe_key=f"{source.input_prefix(self.name)}{slot}", flags=list(flags),
+            agent=self.name,
+            kind=kind,
+            summary=clip(summary, 1000),
+            reasoning=clip(reasoning, 20_000),
+            payload=payload,
+            impact=impact or Impact(),
+            task_type=f"{self.name}.{slot}",
+            dedupe_key=f"{source.input_prefix(self.name)}{slot}",
+            flags=list(flags),
             suggested_tier=suggested,
             metadata=ActionMetadata(
                 confidence=_confidence(proposal),
                 input_snapshot={"source": source.ref, "version": source.version},
                 output_snapshot=proposal.model_dump(mode="json") if proposal else None,
-                **metadata),
+                **metadata,
+            ),
         )
 
 
@@ -273,48 +306,95 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
         draft = _draft(agent, env, run_id, call_ids)
         refused = [refusal.model_dump() for refusal in draft.refused]
         if env.dry_run or not draft.built:
-            row = env.db.call("close_agent_run", run_id=run_id, outcome="ok", proposals=len(draft.built),
-                              call_ids=call_ids, error=None, skips=[] if env.dry_run else draft.skipped,
-                              refused=refused)
+            row = env.db.call(
+                "close_agent_run",
+                run_id=run_id,
+                outcome="ok",
+                proposals=len(draft.built),
+                call_ids=call_ids,
+                error=None,
+                skips=[] if env.dry_run else draft.skipped,
+                refused=refused,
+            )
             actions = [_proposed(built, None) for built in draft.built]
         else:
-            answer = env.db.call("submit_agent_actions", run_id=run_id,
-                                 items=[built.params for built in draft.built], call_ids=call_ids,
-                                 actor=f"agent:{agent.name}", request_id=f"agent-run:{run_id}",
-                                 skips=draft.skipped, refused=refused)
+            answer = env.db.call(
+                "submit_agent_actions",
+                run_id=run_id,
+                items=[built.params for built in draft.built],
+                call_ids=call_ids,
+                actor=f"agent:{agent.name}",
+                request_id=f"agent-run:{run_id}",
+                skips=draft.skipped,
+                refused=refused,
+            )
             row = answer["run"]
             actions = [_proposed(built, result) for built, result in zip(draft.built, answer["results"], strict=True)]
     except Exception as exc:
-        error = clip(exc.message if isinstance(exc, OpsdeskError) else storable_text(f"{type(exc).__name__}: {exc}"),
-                     ERROR_CHARS)
-        row = env.db.call("close_agent_run", run_id=run_id, outcome="failed", proposals=0, call_ids=call_ids,
-                          error=error, skips=[], refused=[])
+        error = clip(
+            exc.message if isinstance(exc, OpsdeskError) else storable_text(f"{type(exc).__name__}: {exc}"), ERROR_CHARS
+        )
+        row = env.db.call(
+            "close_agent_run",
+            run_id=run_id,
+            outcome="failed",
+            proposals=0,
+            call_ids=call_ids,
+            error=error,
+            skips=[],
+            refused=[],
+        )
         if not isinstance(exc, OpsdeskError):
             raise  # a bug: recorded, and loud
         log.warning("agent %s run %s failed: %s", agent.name, run_id, error)
         return _report(agent, trigger, env.dry_run, row, draft, []).model_copy(
-            update={"retryable": isinstance(exc, TransientError)})
+            update={"retryable": isinstance(exc, TransientError)}
+        )
     return _report(agent, trigger, env.dry_run, row, draft, actions)
 
 
 def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: list[int]) -> _Draft:
     candidates = {source.ref: source for source in agent.find_sources(env)}
-    picked = env.db.call("agent_sources_pick", agent=agent.name, limit=env.settings.agent_max_sources, sources=[
-        {"ref": s.ref, "skipped_as": [s.version, _left_out_version(s, env)], "source_prefix": s.prefix(agent.name),
-         "input_prefix": s.input_prefix(agent.name)} for s in candidates.values()])
+    picked = env.db.call(
+        "agent_sources_pick",
+        agent=agent.name,
+        limit=env.settings.agent_max_sources,
+        sources=[
+            {
+                "ref": s.ref,
+                "skipped_as": [s.version, _left_out_version(s, env)],
+                "source_prefix": s.prefix(agent.name),
+                "input_prefix": s.input_prefix(agent.name),
+            }
+            for s in candidates.values()
+        ],
+    )
     fresh = [candidates[ref] for ref in picked["picked"]]
     draft = _Draft(sources=len(fresh), handled=int(picked["handled"]))
     if not fresh:
         return draft
     briefing = agent.brief(env, fresh)
     settings = env.settings
-    system = system_prompt(agent=agent.name, brand_voice=settings.brand_voice, rules=agent.rules, kinds=agent.kinds,
-                           example=agent.example)
-    message = user_message(boundary=new_boundary(), today=env.today, time_zone=settings.cron_timezone,
-                           guidance_lines=guidance(_feedback(agent, env)), blocks=briefing.blocks, task=briefing.task)
+    system = system_prompt(
+        agent=agent.name, brand_voice=settings.brand_voice, rules=agent.rules, kinds=agent.kinds, example=agent.example
+    )
+    message = user_message(
+        boundary=new_boundary(),
+        today=env.today,
+        time_zone=settings.cron_timezone,
+        guidance_lines=guidance(_feedback(agent, env)),
+        blocks=briefing.blocks,
+        task=briefing.task,
+    )
     planner = env.planner()
-    plan = planner.structured(agent.name, system, [{"role": "user", "content": message}], agent.plan_model,
-                              max_tokens=settings.agent_max_output_tokens, call_ids=call_ids)
+    plan = planner.structured(
+        agent.name,
+        system,
+        [{"role": "user", "content": message}],
+        agent.plan_model,
+        max_tokens=settings.agent_max_output_tokens,
+        call_ids=call_ids,
+    )
     model_id = planner.resolve_model().resolved  # the one `structured` just used, kept in the database
     by_ref = {source.ref: source for source in fresh}
     answered: set[str] = set()
@@ -348,11 +428,15 @@ def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: l
     # A refusal holds until the source changes (its version). Left out holds for the day only: a
     # long prompt may crowd a source out, and a new contact (one version, ever) would otherwise
     # never get its first email; it comes back tomorrow, behind sources never skipped.
-    draft.skipped = [{"ref": source.ref,
-                      "version": _left_out_version(source, env) if why_nothing.get(source.ref) == LEFT_OUT
-                      else source.version,
-                      "reason": why_nothing.get(source.ref, "its proposal led to no action")}
-                     for source in fresh if source.ref not in acted_on]
+    draft.skipped = [
+        {
+            "ref": source.ref,
+            "version": _left_out_version(source, env) if why_nothing.get(source.ref) == LEFT_OUT else source.version,
+            "reason": why_nothing.get(source.ref, "its proposal led to no action"),
+        }
+        for source in fresh
+        if source.ref not in acted_on
+    ]
     return draft
 
 
@@ -363,13 +447,20 @@ def _left_out_version(source: Source[Any], env: AgentEnv) -> str:
 
 def _feedback(agent: Agent[Any, Any, Any], env: AgentEnv) -> list[FeedbackItem]:
     """The latest few rejections and edits for each kind the agent leads to, newest first."""
-    items = [item for kind in agent.kinds
-             for item in env.queue.recent_feedback(agent.name, kind, limit=FEEDBACK_PER_KIND)]
+    items = [
+        item for kind in agent.kinds for item in env.queue.recent_feedback(agent.name, kind, limit=FEEDBACK_PER_KIND)
+    ]
     return sorted(items, key=lambda item: item.decided_at or datetime.min.replace(tzinfo=UTC), reverse=True)
 
 
-def _prepared(agent: Agent[Any, Any, Any], env: AgentEnv, source: Source[Any], request: ActionRequest,
-              run_id: UUID, model_id: str | None) -> _Built:
+def _prepared(
+    agent: Agent[Any, Any, Any],
+    env: AgentEnv,
+    source: Source[Any],
+    request: ActionRequest,
+    run_id: UUID,
+    model_id: str | None,
+) -> _Built:
     """The last line of defence, in code: only the agent's own kinds, only keyed to this source."""
     if request.kind not in agent.kinds or request.agent != agent.name:
         raise RuntimeError(f"{agent.name} built a {request.kind} action as {request.agent!r}: not allowed")
@@ -402,16 +493,37 @@ def _proposed(built: _Built, result: Mapping[str, Any] | None) -> ProposedAction
     impact = built.params["action"]["impact"]
     submitted = submit_result(result) if result is not None else None
     return ProposedAction(
-        source=built.source, kind=built.request.kind, summary=built.request.summary,
+        source=built.source,
+        kind=built.request.kind,
+        summary=built.request.summary,
         tier=submitted.risk_tier if submitted else Tier(built.params["risk_level"]),
-        recipients=impact["recipients"], cost_usd=Decimal(str(impact["cost_usd"])),
-        status=submitted.status if submitted else None, action_id=submitted.id if submitted else None,
-        duplicate=submitted.duplicate if submitted else False)
+        recipients=impact["recipients"],
+        cost_usd=Decimal(str(impact["cost_usd"])),
+        status=submitted.status if submitted else None,
+        action_id=submitted.id if submitted else None,
+        duplicate=submitted.duplicate if submitted else False,
+    )
 
 
-def _report(agent: Agent[Any, Any, Any], trigger: str, dry_run: bool, row: Mapping[str, Any], draft: _Draft,
-            actions: list[ProposedAction]) -> AgentRunReport:
+def _report(
+    agent: Agent[Any, Any, Any],
+    trigger: str,
+    dry_run: bool,
+    row: Mapping[str, Any],
+    draft: _Draft,
+    actions: list[ProposedAction],
+) -> AgentRunReport:
     return AgentRunReport(
-        run_id=row["id"], agent=agent.name, trigger=trigger, dry_run=dry_run, outcome=row["outcome"],
-        error=row.get("error"), sources=draft.sources, already_handled=draft.handled, actions=actions,
-        refused=draft.refused, tokens=int(row["tokens"]), cost_usd=Decimal(str(row["cost_usd"])))
+        run_id=row["id"],
+        agent=agent.name,
+        trigger=trigger,
+        dry_run=dry_run,
+        outcome=row["outcome"],
+        error=row.get("error"),
+        sources=draft.sources,
+        already_handled=draft.handled,
+        actions=actions,
+        refused=draft.refused,
+        tokens=int(row["tokens"]),
+        cost_usd=Decimal(str(row["cost_usd"])),
+    )

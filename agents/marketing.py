@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 # What a week's topics are looked for with: the questions customers ask, and what went well.
 TOPIC_SEARCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("question or problem or help or issue or confused or wrong or trouble", ("ticket", "email_sent")),
-    ("thank or great or love or happy or recommend or glad or success or launch",
-     ("ticket", "email_sent", "decision", "note", "report")),
+    (
+        "thank or great or love or happy or recommend or glad or success or launch",
+        ("ticket", "email_sent", "decision", "note", "report"),
+    ),
 )
 TOPICS_PER_SEARCH = 6
 TOPIC_CHARS = 1500
@@ -123,27 +125,42 @@ customers asked the same question this month.", "confidence": 0.7, "suggested_ti
             answer = env.memory.search(query, kinds=kinds, since=since, limit=TOPICS_PER_SEARCH, include_content=True)
             topics.update({f"mem-{hit.id}": hit for hit in answer.results})
         recipients, too_many = _recipients(env)
-        blog = ("a Notion draft" if settings.notion_blog_database_id
-                else "not configured: leave `blog` empty")
-        audience = (f"{len(recipients)} HubSpot marketing contacts" if too_many is None
-                    else f"none this week ({too_many}): leave `newsletter` empty")
-        blocks = [DataBlock(f"{source.ref} (this week)",
-                            f"newsletter audience: {audience}\nblog: {blog}\n"
-                            f"memory items this week: {', '.join(topics) or 'none'}") for source in sources]
-        blocks += [DataBlock(f"{ref} (memory: {hit.kind}, {hit.occurred_at:%Y-%m-%d})",
-                             f"title: {hit.title or '(none)'}\n{clip(hit.content or hit.snippet, TOPIC_CHARS)}")
-                   for ref, hit in topics.items()]
-        task = (f"Propose this week's `blog` and `newsletter` for {sources[0].ref}, drawn from the memory "
-                "items above and in the brand voice.")
+        blog = "a Notion draft" if settings.notion_blog_database_id else "not configured: leave `blog` empty"
+        audience = (
+            f"{len(recipients)} HubSpot marketing contacts"
+            if too_many is None
+            else f"none this week ({too_many}): leave `newsletter` empty"
+        )
+        blocks = [
+            DataBlock(
+                f"{source.ref} (this week)",
+                f"newsletter audience: {audience}\nblog: {blog}\nmemory items this week: {', '.join(topics) or 'none'}",
+            )
+            for source in sources
+        ]
+        blocks += [
+            DataBlock(
+                f"{ref} (memory: {hit.kind}, {hit.occurred_at:%Y-%m-%d})",
+                f"title: {hit.title or '(none)'}\n{clip(hit.content or hit.snippet, TOPIC_CHARS)}",
+            )
+            for ref, hit in topics.items()
+        ]
+        task = (
+            f"Propose this week's `blog` and `newsletter` for {sources[0].ref}, drawn from the memory "
+            "items above and in the brand voice."
+        )
         return MarketingBriefing(blocks, task, recipients, topics, too_many)
 
-    def build(self, env: AgentEnv, source: Source[str], proposal: MarketingProposal,
-              briefing: MarketingBriefing) -> list[ActionRequest]:
+    def build(
+        self, env: AgentEnv, source: Source[str], proposal: MarketingProposal, briefing: MarketingBriefing
+    ) -> list[ActionRequest]:
         if proposal.blog is None and proposal.newsletter is None:
             raise Refused("it has neither a blog post nor a newsletter")
         topics = [ref for ref in dict.fromkeys(proposal.topics) if ref in briefing.topics]
-        drawn = ", ".join(f"{briefing.topics[ref].title or briefing.topics[ref].source_id} ({ref})"
-                          for ref in topics) or "none"
+        drawn = (
+            ", ".join(f"{briefing.topics[ref].title or briefing.topics[ref].source_id} ({ref})" for ref in topics)
+            or "none"
+        )
         reasoning = f"{proposal.rationale}\nDrawn from: {drawn}"
         requests = []
         if proposal.blog is not None and env.settings.notion_blog_database_id:
@@ -152,10 +169,18 @@ customers asked the same question this month.", "confidence": 0.7, "suggested_ti
             # a Notion multi-select option cannot hold a comma
             tags = list(dict.fromkeys(one_line(tag.replace(",", " "), 100) for tag in blog.tags if tag.strip()))
             tags = tags[:MAX_TAGS]
-            requests.append(self.request(
-                source, "blog", kind="notion.blog_draft", summary=f"Blog draft: {title}", reasoning=reasoning,
-                proposal=proposal, payload={"title": title, "body": blog.body.strip(), "tags": tags},
-                topics=topics))
+            requests.append(
+                self.request(
+                    source,
+                    "blog",
+                    kind="notion.blog_draft",
+                    summary=f"Blog draft: {title}",
+                    reasoning=reasoning,
+                    proposal=proposal,
+                    payload={"title": title, "body": blog.body.strip(), "tags": tags},
+                    topics=topics,
+                )
+            )
         if briefing.too_many is not None:
             # said whether or not the model drafted one: a week without a newsletter is explained
             raise Refused(f"no newsletter: {briefing.too_many}", keep=requests)
@@ -163,15 +188,29 @@ customers asked the same question this month.", "confidence": 0.7, "suggested_ti
             if not briefing.recipients:
                 raise Refused("HubSpot has no marketing contacts to send the newsletter to")
             subject, body = one_line(proposal.newsletter.subject, 200), proposal.newsletter.body.strip()
-            requests.append(self.request(
-                source, "newsletter", kind="email.campaign",
-                summary=f"Newsletter to {len(briefing.recipients):,} contacts: {subject}", reasoning=reasoning,
-                proposal=proposal, impact=Impact(recipients=len(briefing.recipients)), topics=topics,
-                floor=Tier(env.settings.agent_email_min_tier),
-                # tickets and replies are topic material, never a source of links or addresses
-                flags=unsourced_flags(env.settings, f"{subject}\n{body}", business_written(briefing.topics.values())),
-                payload={"subject": subject, "html": email_html(body), "text": body,
-                         "recipients": [r.model_dump(exclude_none=True) for r in briefing.recipients]}))
+            requests.append(
+                self.request(
+                    source,
+                    "newsletter",
+                    kind="email.campaign",
+                    summary=f"Newsletter to {len(briefing.recipients):,} contacts: {subject}",
+                    reasoning=reasoning,
+                    proposal=proposal,
+                    impact=Impact(recipients=len(briefing.recipients)),
+                    topics=topics,
+                    floor=Tier(env.settings.agent_email_min_tier),
+                    # tickets and replies are topic material, never a source of links or addresses
+                    flags=unsourced_flags(
+                        env.settings, f"{subject}\n{body}", business_written(briefing.topics.values())
+                    ),
+                    payload={
+                        "subject": subject,
+                        "html": email_html(body),
+                        "text": body,
+                        "recipients": [r.model_dump(exclude_none=True) for r in briefing.recipients],
+                    },
+                )
+            )
         return requests
 
 
@@ -183,8 +222,10 @@ def _recipients(env: AgentEnv) -> tuple[list[Recipient], str | None]:
     most = env.settings.newsletter_max_recipients
     contacts = env.clients.hubspot.marketing_contacts(limit=most + 1)
     if len(contacts) > most:
-        return [], (f"HubSpot has more than NEWSLETTER_MAX_RECIPIENTS ({most:,}) marketing contacts; raise "
-                    f"it (up to {HUBSPOT_SEARCH_CAP:,}) to send to them all")
+        return [], (
+            f"HubSpot has more than NEWSLETTER_MAX_RECIPIENTS ({most:,}) marketing contacts; raise "
+            f"it (up to {HUBSPOT_SEARCH_CAP:,}) to send to them all"
+        )
     if len(contacts) >= HUBSPOT_SEARCH_CAP:
         return [], f"HubSpot has {HUBSPOT_SEARCH_CAP:,} marketing contacts or more, more than its search can list"
     chosen: dict[str, Recipient] = {}

@@ -124,18 +124,25 @@ def guidance(feedback: Iterable[FeedbackItem]) -> list[str]:
             lines.append(f"Rejected {draft}: {reason}")
             continue
         if item.modifications:
-            edits = "; ".join(f"{field} became \"{clip(one_line(str(change.get('to', '')), 200), 200)}\""
-                              for field, change in sorted(item.modifications.items()) if isinstance(change, dict))
+            edits = "; ".join(
+                f'{field} became "{clip(one_line(str(change.get("to", "")), 200), 200)}"'
+                for field, change in sorted(item.modifications.items())
+                if isinstance(change, dict)
+            )
             lines.append(f"Edited {draft} before approving it: {edits}")
         if item.feedback:
             lines.append(f"Note on {draft}: {clip(one_line(item.feedback, GUIDANCE_CHARS), GUIDANCE_CHARS)}")
     return [neutralize(line) for line in lines]
 
 
-def user_message(*, boundary: str, today: date, time_zone: str, guidance_lines: Sequence[str],
-                 blocks: Sequence[DataBlock], task: str) -> str:
-    feedback = (fenced(DataBlock(FEEDBACK_LABEL, "\n".join(f"- {line}" for line in guidance_lines)), boundary)
-                if guidance_lines else "(none yet)")
+def user_message(
+    *, boundary: str, today: date, time_zone: str, guidance_lines: Sequence[str], blocks: Sequence[DataBlock], task: str
+) -> str:
+    feedback = (
+        fenced(DataBlock(FEEDBACK_LABEL, "\n".join(f"- {line}" for line in guidance_lines)), boundary)
+        if guidance_lines
+        else "(none yet)"
+    )
     data = "\n\n".join(fenced(block, boundary) for block in blocks)
     return f"""Fence token for this message: {boundary}
 Today is {today:%A %Y-%m-%d} ({time_zone}).

@@ -36,8 +36,15 @@ from integrations.hubspot_models import Contact, Deal
 SEARCH_LIMIT = 200  # per HubSpot search; the run keeps AGENT_MAX_SOURCES of what is not handled yet
 # DEFAULT_DEAL_STAGES spelled out for the schema (a test keeps the two equal): the stages whose
 # order hubspot.deal_stage knows, so it can tell a regression
-DealStage = Literal["appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-                    "contractsent", "closedwon", "closedlost"]
+DealStage = Literal[
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+]
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ class SalesAgent(Agent[SalesTarget, SalesProposal, Briefing]):
     plan_model = SalesPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "email.send": "your `email`, sent through Brevo to the contact's address in HubSpot (once sent, it is "
-                      "logged as a note on the deal or contact)",
+        "logged as a note on the deal or contact)",
         "hubspot.task": "your `call`, a task for the deal's owner",
         "hubspot.deal_stage": "your `new_stage` (backwards or to closedlost needs at least HIGH approval)",
     }
@@ -121,19 +128,29 @@ without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]
         newcomers = hubspot.contacts_created_since(since, limit=SEARCH_LIMIT)
         with_deal = {contact.id for contact in contact_of.values()}
         day = env.today.isoformat()
-        return ([Source(f"deal-{deal.id}", day, SalesTarget(deal, contact_of.get(deal.id))) for deal in deals]
-                + [Source(f"contact-{contact.id}", "new", SalesTarget(None, contact))
-                   for contact in newcomers if contact.id not in with_deal])
+        return [Source(f"deal-{deal.id}", day, SalesTarget(deal, contact_of.get(deal.id))) for deal in deals] + [
+            Source(f"contact-{contact.id}", "new", SalesTarget(None, contact))
+            for contact in newcomers
+            if contact.id not in with_deal
+        ]
 
     def brief(self, env: AgentEnv, sources: Sequence[Source[SalesTarget]]) -> Briefing:
-        blocks = [DataBlock(f"{source.ref} (HubSpot {'deal' if source.record.deal else 'new contact'})",
-                            _describe(env, source.record)) for source in sources]
-        task = ("For each deal and contact above, propose a follow-up (`email` and/or `call`), or leave it out. "
-                "Name each by its ref.")
+        blocks = [
+            DataBlock(
+                f"{source.ref} (HubSpot {'deal' if source.record.deal else 'new contact'})",
+                _describe(env, source.record),
+            )
+            for source in sources
+        ]
+        task = (
+            "For each deal and contact above, propose a follow-up (`email` and/or `call`), or leave it out. "
+            "Name each by its ref."
+        )
         return Briefing(blocks, task)
 
-    def build(self, env: AgentEnv, source: Source[SalesTarget], proposal: SalesProposal,
-              briefing: Briefing) -> list[ActionRequest]:
+    def build(
+        self, env: AgentEnv, source: Source[SalesTarget], proposal: SalesProposal, briefing: Briefing
+    ) -> list[ActionRequest]:
         target = source.record
         deal, contact = target.deal, target.contact
         if proposal.email is None and proposal.call is None:
@@ -151,41 +168,73 @@ without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]
             subject, body = one_line(proposal.email.subject, 200), proposal.email.body.strip()
             if not subject or not body:
                 raise Refused("the email has no subject or no body")
-            requests.append(self.request(
-                source, "email", kind="email.send", summary=f"Follow-up email to {target.who} ({target.about})",
-                reasoning=proposal.rationale, proposal=proposal, floor=Tier(env.settings.agent_email_min_tier),
-                # a deal's and a contact's text come from CRM users and web forms: never trusted for links
-                flags=unsourced_flags(env.settings, f"{subject}\n{body}", ()),
-                payload={"to": {"email": contact.email, "name": contact.name}, "subject": subject,
-                         "html": email_html(body), "text": body, "crm_note": on},
-                impact=Impact(recipients=1)))
+            requests.append(
+                self.request(
+                    source,
+                    "email",
+                    kind="email.send",
+                    summary=f"Follow-up email to {target.who} ({target.about})",
+                    reasoning=proposal.rationale,
+                    proposal=proposal,
+                    floor=Tier(env.settings.agent_email_min_tier),
+                    # a deal's and a contact's text come from CRM users and web forms: never trusted for links
+                    flags=unsourced_flags(env.settings, f"{subject}\n{body}", ()),
+                    payload={
+                        "to": {"email": contact.email, "name": contact.name},
+                        "subject": subject,
+                        "html": email_html(body),
+                        "text": body,
+                        "crm_note": on,
+                    },
+                    impact=Impact(recipients=1),
+                )
+            )
         if proposal.call is not None:
             call = proposal.call
             subject = one_line(call.subject, 200) or f"Call {target.who}"
             owner = deal.owner_id if deal is not None and (deal.owner_id or "").isdigit() else None
-            requests.append(self.request(
-                source, "call", kind="hubspot.task", summary=f"Call {target.who} ({target.about})",
-                reasoning=proposal.rationale, proposal=proposal,
-                payload={**on, "subject": subject, "body": clip(call.notes.strip(), 20_000),
-                         "due": (env.now + timedelta(days=min(max(call.due_in_days, 0), 30))).isoformat(),
-                         "priority": "MEDIUM", "owner_id": owner}))
+            requests.append(
+                self.request(
+                    source,
+                    "call",
+                    kind="hubspot.task",
+                    summary=f"Call {target.who} ({target.about})",
+                    reasoning=proposal.rationale,
+                    proposal=proposal,
+                    payload={
+                        **on,
+                        "subject": subject,
+                        "body": clip(call.notes.strip(), 20_000),
+                        "due": (env.now + timedelta(days=min(max(call.due_in_days, 0), 30))).isoformat(),
+                        "priority": "MEDIUM",
+                        "owner_id": owner,
+                    },
+                )
+            )
         if proposal.new_stage is not None:
             requests.extend(self._stage_change(source, deal, proposal))
         return requests
 
-    def _stage_change(self, source: Source[SalesTarget], deal: Deal | None,
-                      proposal: SalesProposal) -> list[ActionRequest]:
+    def _stage_change(
+        self, source: Source[SalesTarget], deal: Deal | None, proposal: SalesProposal
+    ) -> list[ActionRequest]:
         if deal is None:
             raise Refused("a stage change needs a deal, and this is a contact")
         if deal.pipeline not in (None, "default") or deal.stage not in DEFAULT_DEAL_STAGES:
             raise Refused(f"the deal is in pipeline {deal.pipeline!r} at stage {deal.stage!r}, whose order is unknown")
         if deal.stage == proposal.new_stage:
             return []
-        return [self.request(
-            source, "stage", kind="hubspot.deal_stage",
-            summary=f"Move deal {deal.name or deal.id} from {deal.stage} to {proposal.new_stage}",
-            reasoning=proposal.rationale, proposal=proposal,
-            payload={"deal_id": deal.id, "from_stage": deal.stage, "to_stage": proposal.new_stage})]
+        return [
+            self.request(
+                source,
+                "stage",
+                kind="hubspot.deal_stage",
+                summary=f"Move deal {deal.name or deal.id} from {deal.stage} to {proposal.new_stage}",
+                reasoning=proposal.rationale,
+                proposal=proposal,
+                payload={"deal_id": deal.id, "from_stage": deal.stage, "to_stage": proposal.new_stage},
+            )
+        ]
 
 
 def _describe(env: AgentEnv, target: SalesTarget) -> str:
@@ -194,16 +243,21 @@ def _describe(env: AgentEnv, target: SalesTarget) -> str:
         deal = target.deal
         last = deal.last_activity_at
         quiet = f"{last.date().isoformat()} ({(env.now - last).days} days ago)" if last else "none logged"
-        lines += [f"deal name: {deal.name or '(none)'}", f"stage: {deal.stage} (pipeline {deal.pipeline})",
-                  f"amount: {deal.amount if deal.amount is not None else 'unknown'}",
-                  f"last activity: {quiet}",
-                  f"expected close: {deal.close_date.date().isoformat() if deal.close_date else 'unknown'}",
-                  f"created: {deal.created_at.date().isoformat()}"]
+        lines += [
+            f"deal name: {deal.name or '(none)'}",
+            f"stage: {deal.stage} (pipeline {deal.pipeline})",
+            f"amount: {deal.amount if deal.amount is not None else 'unknown'}",
+            f"last activity: {quiet}",
+            f"expected close: {deal.close_date.date().isoformat() if deal.close_date else 'unknown'}",
+            f"created: {deal.created_at.date().isoformat()}",
+        ]
     contact = target.contact
     if contact is None:
         lines.append("contact: none linked (no email possible; propose a call or leave it out)")
     else:
-        lines += [f"contact name: {contact.name or '(unknown)'}",
-                  f"contact email on file: {'yes' if contact.email else 'no (propose a call, not an email)'}",
-                  f"contact created: {contact.created_at.date().isoformat()}"]
+        lines += [
+            f"contact name: {contact.name or '(unknown)'}",
+            f"contact email on file: {'yes' if contact.email else 'no (propose a call, not an email)'}",
+            f"contact created: {contact.created_at.date().isoformat()}",
+        ]
     return "\n".join(lines)

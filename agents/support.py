@@ -134,21 +134,42 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
             if not env.dry_run:
                 self._remember(env, ticket, words)
             query = search_words(words)
-            hits = env.memory.search(query, kinds=MEMORY_KINDS, limit=env.settings.support_memory_results,
-                                     include_content=True).results if query else []
+            hits = (
+                env.memory.search(
+                    query, kinds=MEMORY_KINDS, limit=env.settings.support_memory_results, include_content=True
+                ).results
+                if query
+                else []
+            )
             found[source.ref] = {f"mem-{hit.id}": hit for hit in hits}
             items.update(found[source.ref])
-            blocks.append(DataBlock(f"{source.ref} (HubSpot ticket #{ticket.id})", "\n".join([
-                f"subject: {ticket.subject or '(none)'}", f"priority: {ticket.priority or 'unknown'}",
-                f"opened: {ticket.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-                f"memory found for it: {', '.join(found[source.ref]) or 'nothing'}",
-                "message:", clip(ticket.content or "(empty)", TICKET_CHARS)])))
+            blocks.append(
+                DataBlock(
+                    f"{source.ref} (HubSpot ticket #{ticket.id})",
+                    "\n".join(
+                        [
+                            f"subject: {ticket.subject or '(none)'}",
+                            f"priority: {ticket.priority or 'unknown'}",
+                            f"opened: {ticket.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+                            f"memory found for it: {', '.join(found[source.ref]) or 'nothing'}",
+                            "message:",
+                            clip(ticket.content or "(empty)", TICKET_CHARS),
+                        ]
+                    ),
+                )
+            )
         for ref, hit in items.items():
             what = "knowledge-base article" if hit.kind == "kb_article" else "our past reply"
-            blocks.append(DataBlock(f"{ref} ({what})", f"title: {hit.title or '(none)'}\n"
-                                                       f"{clip(hit.content or hit.snippet, ARTICLE_CHARS)}"))
-        task = ("For each ticket above, propose a reply grounded in the memory found for it, `needs_human`, "
-                "or both; add `refund` only where the policy in those articles supports it.")
+            blocks.append(
+                DataBlock(
+                    f"{ref} ({what})",
+                    f"title: {hit.title or '(none)'}\n{clip(hit.content or hit.snippet, ARTICLE_CHARS)}",
+                )
+            )
+        task = (
+            "For each ticket above, propose a reply grounded in the memory found for it, `needs_human`, "
+            "or both; add `refund` only where the policy in those articles supports it."
+        )
         return SupportBriefing(blocks, task, found)
 
     @staticmethod
@@ -156,15 +177,22 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         """Memory keeps the ticket for marketing's topics; one it cannot keep (text the full-text
         index refuses, say) is still answered: it costs this ticket its memory row, not the run."""
         try:
-            env.memory.remember_ticket(TicketMemory(
-                id=ticket.id, subject=clip(ticket.subject or "", 1000),
-                body=clip(words, MAX_CONTENT_CHARS) or "(empty ticket)", requester=ticket.requester_email,
-                status=ticket.stage, created_at=ticket.created_at))
+            env.memory.remember_ticket(
+                TicketMemory(
+                    id=ticket.id,
+                    subject=clip(ticket.subject or "", 1000),
+                    body=clip(words, MAX_CONTENT_CHARS) or "(empty ticket)",
+                    requester=ticket.requester_email,
+                    status=ticket.stage,
+                    created_at=ticket.created_at,
+                )
+            )
         except (InvalidInput, DatabaseError, ValidationError) as exc:
             log.warning("support: ticket %s not kept in memory: %s", ticket.id, exc)
 
-    def build(self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal,
-              briefing: SupportBriefing) -> list[ActionRequest]:
+    def build(
+        self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal, briefing: SupportBriefing
+    ) -> list[ActionRequest]:
         if proposal.reply is None and proposal.refund is None and not (proposal.needs_human or "").strip():
             raise Refused("it has no reply and flags nothing")
         requests = []
@@ -182,15 +210,18 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
     def when_left_out(self, env: AgentEnv, source: Source[Ticket]) -> list[ActionRequest]:
         return [self._flag(env, source, "opsdesk drafted no answer for this ticket.", None)]
 
-    def _reply(self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal, reply: Reply,
-               briefing: SupportBriefing) -> ActionRequest:
+    def _reply(
+        self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal, reply: Reply, briefing: SupportBriefing
+    ) -> ActionRequest:
         ticket = source.record
         found = briefing.found[source.ref]
         cited = list(dict.fromkeys(ref.strip() for ref in reply.cited))
         unknown = [ref for ref in cited if ref not in found]
         if unknown:
-            raise Refused(f"it cites {', '.join(clip(ref, 40) for ref in unknown[:5])}, "
-                          "which memory did not return for this ticket")
+            raise Refused(
+                f"it cites {', '.join(clip(ref, 40) for ref in unknown[:5])}, "
+                "which memory did not return for this ticket"
+            )
         body = reply.body.strip()
         if not body:
             raise Refused("the reply is empty")
@@ -202,39 +233,83 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
         if articles:
             body += "\n\nArticles this answer is based on:\n" + "\n".join(
                 f"- {hit.title or hit.source_id}" + (f" ({hit.metadata['url']})" if hit.metadata.get("url") else "")
-                for hit in articles)
+                for hit in articles
+            )
         sources_line = ", ".join(f"{found[ref].title or found[ref].source_id} ({ref})" for ref in cited) or "none"
         return self.request(
-            source, "reply", kind="email.send", summary=f"Reply to ticket #{ticket.id}: {subject}",
-            reasoning=f"{proposal.rationale}\nCites: {sources_line}", proposal=proposal,
-            floor=Tier(env.settings.agent_email_min_tier), flags=flags,
-            payload={"to": {"email": ticket.requester_email}, "subject": subject, "html": email_html(body),
-                     "text": body},
-            impact=Impact(recipients=1), ticket_id=ticket.id,
-            citations=[{"ref": ref, "memory_id": found[ref].id, "kind": found[ref].kind, "title": found[ref].title,
-                        "source": found[ref].source, "source_id": found[ref].source_id} for ref in cited])
+            source,
+            "reply",
+            kind="email.send",
+            summary=f"Reply to ticket #{ticket.id}: {subject}",
+            reasoning=f"{proposal.rationale}\nCites: {sources_line}",
+            proposal=proposal,
+            floor=Tier(env.settings.agent_email_min_tier),
+            flags=flags,
+            payload={
+                "to": {"email": ticket.requester_email},
+                "subject": subject,
+                "html": email_html(body),
+                "text": body,
+            },
+            impact=Impact(recipients=1),
+            ticket_id=ticket.id,
+            citations=[
+                {
+                    "ref": ref,
+                    "memory_id": found[ref].id,
+                    "kind": found[ref].kind,
+                    "title": found[ref].title,
+                    "source": found[ref].source,
+                    "source_id": found[ref].source_id,
+                }
+                for ref in cited
+            ],
+        )
 
-    def _money_back(self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal,
-                    money: MoneyBack) -> ActionRequest:
+    def _money_back(
+        self, env: AgentEnv, source: Source[Ticket], proposal: SupportProposal, money: MoneyBack
+    ) -> ActionRequest:
         ticket = source.record
         amount = _amount(money.amount_usd)
         what = "Refund" if money.type == "refund" else "Credit"
         return self.request(
-            source, "money", kind="hubspot.task", summary=f"{what} ${amount:,.2f} for ticket #{ticket.id}",
-            reasoning=proposal.rationale, proposal=proposal, impact=Impact(cost_usd=amount), ticket_id=ticket.id,
-            payload={"object_type": "contact", "object_id": ticket.requester_contact_id,
-                     "subject": f"{what} ${amount:,.2f} for ticket #{ticket.id}: decide and pay",
-                     "body": clip(f"{money.reason.strip()}\n\nTicket #{ticket.id}: {ticket.subject or ''}", 20_000),
-                     "due": (env.now + timedelta(days=1)).isoformat(), "priority": "HIGH"})
+            source,
+            "money",
+            kind="hubspot.task",
+            summary=f"{what} ${amount:,.2f} for ticket #{ticket.id}",
+            reasoning=proposal.rationale,
+            proposal=proposal,
+            impact=Impact(cost_usd=amount),
+            ticket_id=ticket.id,
+            payload={
+                "object_type": "contact",
+                "object_id": ticket.requester_contact_id,
+                "subject": f"{what} ${amount:,.2f} for ticket #{ticket.id}: decide and pay",
+                "body": clip(f"{money.reason.strip()}\n\nTicket #{ticket.id}: {ticket.subject or ''}", 20_000),
+                "due": (env.now + timedelta(days=1)).isoformat(),
+                "priority": "HIGH",
+            },
+        )
 
     def _flag(self, env: AgentEnv, source: Source[Ticket], why: str, proposal: SupportProposal | None) -> ActionRequest:
         ticket = source.record
         return self.request(
-            source, "flag", kind="hubspot.task", summary=f"Ticket #{ticket.id} needs a human",
-            reasoning=clip(why, 2000), proposal=proposal, ticket_id=ticket.id,
-            payload={"object_type": "contact", "object_id": ticket.requester_contact_id,
-                     "subject": clip(f"Needs a human: ticket #{ticket.id} {one_line(ticket.subject or '', 150)}", 500),
-                     "body": clip(why.strip(), 20_000), "due": env.now.isoformat(), "priority": "HIGH"})
+            source,
+            "flag",
+            kind="hubspot.task",
+            summary=f"Ticket #{ticket.id} needs a human",
+            reasoning=clip(why, 2000),
+            proposal=proposal,
+            ticket_id=ticket.id,
+            payload={
+                "object_type": "contact",
+                "object_id": ticket.requester_contact_id,
+                "subject": clip(f"Needs a human: ticket #{ticket.id} {one_line(ticket.subject or '', 150)}", 500),
+                "body": clip(why.strip(), 20_000),
+                "due": env.now.isoformat(),
+                "priority": "HIGH",
+            },
+        )
 
 
 def _amount(text: str) -> Decimal:

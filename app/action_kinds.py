@@ -51,10 +51,12 @@ class ActionKind:
 
     def enforce(self, impact: Impact) -> Impact:
         """A caller can make an action riskier, never less risky than its kind is."""
-        return impact.model_copy(update={
-            "public": impact.public or self.always_public,
-            "reversible": impact.reversible and not self.always_irreversible,
-        })
+        return impact.model_copy(
+            update={
+                "public": impact.public or self.always_public,
+                "reversible": impact.reversible and not self.always_irreversible,
+            }
+        )
 
     def reassess(self, payload: Mapping[str, Any], stored: Mapping[str, Any], thresholds: RiskThresholds) -> Assessed:
         """The policy on `payload` as `ApprovalQueue.submit` computes it, for an action already
@@ -64,8 +66,11 @@ class ActionKind:
         thresholds may have changed: an edit, and just before the action runs."""
         impact = self.enforce(self.impact_for(payload, Impact.model_validate(stored["estimated_impact"])))
         suggested = (stored.get("metadata") or {}).get("suggested_tier")
-        flags = [Reason.model_validate(reason) for reason in stored.get("risk_reasons") or []
-                 if Reason.model_validate(reason).dimension in ("content", "policy")]
+        flags = [
+            Reason.model_validate(reason)
+            for reason in stored.get("risk_reasons") or []
+            if Reason.model_validate(reason).dimension in ("content", "policy")
+        ]
         return Assessed(impact, assess(impact, thresholds, Tier(suggested) if suggested else None, flags))
 
 
@@ -107,6 +112,4 @@ def lookup(kinds: Mapping[str, ActionKind], name: str) -> ActionKind:
     try:
         return kinds[name]
     except KeyError:
-        raise InvalidInput(
-            f"unknown action kind {name!r}", details={"known_kinds": sorted(kinds)}
-        ) from None
+        raise InvalidInput(f"unknown action kind {name!r}", details={"known_kinds": sorted(kinds)}) from None

@@ -40,20 +40,30 @@ def agents_run(
     if as_json:
         console.print_json(report.model_dump_json())
     else:
-        table = Table(title=f"{report.agent}: {len(report.actions)} action(s)"
-                            + (" built, none submitted (dry run)" if report.dry_run else " proposed"))
+        table = Table(
+            title=f"{report.agent}: {len(report.actions)} action(s)"
+            + (" built, none submitted (dry run)" if report.dry_run else " proposed")
+        )
         for column in ("source", "kind", "tier", "status", "recipients", "money", "summary"):
             table.add_column(column)
         for action in report.actions:
             status = "dry run" if action.status is None else action.status.value
-            table.add_row(action.source, action.kind, action.tier.value,
-                          f"{status} (already open)" if action.duplicate else status, f"{action.recipients:,}",
-                          f"${action.cost_usd:,.2f}", escape(action.summary[:80]))
+            table.add_row(
+                action.source,
+                action.kind,
+                action.tier.value,
+                f"{status} (already open)" if action.duplicate else status,
+                f"{action.recipients:,}",
+                f"${action.cost_usd:,.2f}",
+                escape(action.summary[:80]),
+            )
         console.print(table)
         for refusal in report.refused:
             console.print(f"[yellow]refused[/yellow] {escape(refusal.ref)}: {escape(refusal.reason)}")
-        console.print(f"{report.sources} source(s) drafted for, {report.already_handled} already handled; "
-                      f"{report.tokens:,} tokens, ${report.cost_usd:.4f}; run {report.run_id}")
+        console.print(
+            f"{report.sources} source(s) drafted for, {report.already_handled} already handled; "
+            f"{report.tokens:,} tokens, ${report.cost_usd:.4f}; run {report.run_id}"
+        )
     if report.outcome == "failed":
         errors.print(f"[red]the run failed[/red]: {escape(report.error or '')}")
         raise typer.Exit(1)

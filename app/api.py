@@ -73,9 +73,10 @@ class RequestIdMiddleware:
 
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse(error_body("payload_too_large",
-                                               f"the request body is over {self.max_bytes} bytes",
-                                               request_id), status_code=413)
+            response = JSONResponse(
+                error_body("payload_too_large", f"the request body is over {self.max_bytes} bytes", request_id),
+                status_code=413,
+            )
             await response(scope, receive, send_with_id)
             return
 
@@ -99,22 +100,34 @@ def request_id_of(request: Request) -> str:
 LinkToken = Annotated[str, Query(min_length=1, max_length=4000, description="the signed link token")]
 
 # The decision endpoint takes either body; FastAPI cannot declare two, so the schema is given here.
-_DECISION_BODIES = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": ApiDecisionRequest.model_json_schema()},
-    "application/x-www-form-urlencoded": {"schema": {
-        "type": "object", "required": ["t", "decision", "reviewer"],
-        "properties": {"t": {"type": "string"}, "decision": {"enum": ["approve", "modify", "reject"]},
-                       "reviewer": {"type": "string"}, "reason": {"type": "string"},
-                       "pin": {"type": "string"}},
-        "additionalProperties": {"type": "string", "description": "edit.<field>: an edited field"}}},
-}}}
+_DECISION_BODIES = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ApiDecisionRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["t", "decision", "reviewer"],
+                    "properties": {
+                        "t": {"type": "string"},
+                        "decision": {"enum": ["approve", "modify", "reject"]},
+                        "reviewer": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "pin": {"type": "string"},
+                    },
+                    "additionalProperties": {"type": "string", "description": "edit.<field>: an edited field"},
+                }
+            },
+        },
+    }
+}
 
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
     queue = ApprovalQueue(db, settings)
     # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
-    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None,
-                  redoc_url=None)
+    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None, redoc_url=None)
     app.router.route_class = CheckedRoute  # every input checked before a route reads it (app.request_guard)
     app.add_middleware(RequestIdMiddleware, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
@@ -127,15 +140,27 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     review = ReviewPages(settings, queue, pages)
     inbox = InboxPages(settings, queue, pages)
 
-    def error_response(request: Request, status_code: int, code: str, message: str,
-                       details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response:
+    def error_response(
+        request: Request,
+        status_code: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         if is_link_request(request):  # a person's browser: a page, not JSON
-            return pages.message("Something went wrong" if status_code >= 500 else "This request was refused",
-                                 message, status_code=status_code,
-                                 notes=[f"Request id: {request_id_of(request)}"])
+            return pages.message(
+                "Something went wrong" if status_code >= 500 else "This request was refused",
+                message,
+                status_code=status_code,
+                notes=[f"Request id: {request_id_of(request)}"],
+            )
         # json_safe: an error body must never fail to serialise what it echoes (a NaN, say)
-        return JSONResponse(json_safe(error_body(code, message, request_id_of(request), details)),
-                            status_code=status_code, headers=headers)
+        return JSONResponse(
+            json_safe(error_body(code, message, request_id_of(request), details)),
+            status_code=status_code,
+            headers=headers,
+        )
 
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         check_api_token(settings, authorization)
@@ -154,24 +179,28 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         errors = exc.errors()
         if any(err.get("type") == "json_invalid" for err in errors):
             return error_response(request, 400, "malformed_json", "the request body is not valid JSON")
-        shown = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
-                 for err in errors]
+        shown = [
+            {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")} for err in errors
+        ]
         first = shown[0] if shown else None
         where = f" ({'.'.join(map(str, first['loc']))}: {first['msg']})" if first else ""
-        return error_response(request, 422, "invalid_input", f"the request does not fit the schema{where}",
-                              {"errors": shown})
+        return error_response(
+            request, 422, "invalid_input", f"the request does not fit the schema{where}", {"errors": shown}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "http_error")
+            exc.status_code, "http_error"
+        )
         return error_response(request, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("request %s crashed", request_id_of(request))
-        return error_response(request, 500, "internal_error", "opsdesk hit an unexpected error; see the logs "
-                              "for this request id")
+        return error_response(
+            request, 500, "internal_error", "opsdesk hit an unexpected error; see the logs for this request id"
+        )
 
     @app.get("/healthz")
     def healthz(authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
@@ -187,8 +216,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
             "discord": settings.discord_webhook_url is not None,
         }
         body: dict[str, Any] = {
-            "integrations": {name: "configured" if on else "not_configured"
-                             for name, on in integrations.items()},
+            "integrations": {name: "configured" if on else "not_configured" for name, on in integrations.items()},
         }
         detailed = authorization is not None
         try:
@@ -199,9 +227,11 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
                 database["error"] = exc.message
             body |= {"status": "degraded", "database": database}
             return JSONResponse(body, status_code=503)
-        body |= {"status": "ok", "database": {"ok": True, "mode": settings.database_mode,
-                                              **(health if detailed else {})},
-                 "memory": memory_health(db, settings, detailed=detailed)}
+        body |= {
+            "status": "ok",
+            "database": {"ok": True, "mode": settings.database_mode, **(health if detailed else {})},
+            "memory": memory_health(db, settings, detailed=detailed),
+        }
         return JSONResponse(body)
 
     @app.get("/approvals", response_model=ActionPage, dependencies=auth)
@@ -224,22 +254,34 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         form = await request.form()
         return await run_in_threadpool(inbox.decide, request, form, form.getlist("items"))
 
-    @app.get("/approvals/{action_id}", response_model=None,
-             summary="The review page (signed link, HTML) or the action as JSON (Bearer)")
-    def show_approval(action_id: UUID, request: Request, t: LinkToken | None = None,
-                      do: Literal["approve", "reject"] | None = None,
-                      authorization: Annotated[str | None, Header()] = None) -> Any:
+    @app.get(
+        "/approvals/{action_id}",
+        response_model=None,
+        summary="The review page (signed link, HTML) or the action as JSON (Bearer)",
+    )
+    def show_approval(
+        action_id: UUID,
+        request: Request,
+        t: LinkToken | None = None,
+        do: Literal["approve", "reject"] | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Any:
         if t is not None:
             return review.show(request, action_id, t, do)  # never changes anything
         require_token(authorization)
         return queue.get(action_id)
 
-    @app.post("/approvals/{action_id}/decision", response_model=None, openapi_extra=_DECISION_BODIES,
-              summary="Decide: the review page's form (signed token) or JSON (Bearer)",
-              responses={200: {"model": ActionRecord, "description": "JSON: the decided action"},
-                         303: {"description": "form post: decided; back to the review page"}})
-    async def decide(action_id: UUID, request: Request,
-                     authorization: Annotated[str | None, Header()] = None) -> Any:
+    @app.post(
+        "/approvals/{action_id}/decision",
+        response_model=None,
+        openapi_extra=_DECISION_BODIES,
+        summary="Decide: the review page's form (signed token) or JSON (Bearer)",
+        responses={
+            200: {"model": ActionRecord, "description": "JSON: the decided action"},
+            303: {"description": "form post: decided; back to the review page"},
+        },
+    )
+    async def decide(action_id: UUID, request: Request, authorization: Annotated[str | None, Header()] = None) -> Any:
         if is_link_request(request):
             form = await request.form()
             return await run_in_threadpool(review.decide, request, action_id, form)
@@ -251,15 +293,19 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         if not decision.decided_by:
             raise InvalidInput("decided_by is required: say who decides")
         # the name is the caller's word; the audit shows it came with the API token
-        record = await run_in_threadpool(queue.decide_with_pin, action_id, decision,
-                                         actor=f"api:{decision.decided_by}", channel="api", pin=decision.pin,
-                                         request_id=request_id_of(request))
+        record = await run_in_threadpool(
+            queue.decide_with_pin,
+            action_id,
+            decision,
+            actor=f"api:{decision.decided_by}",
+            channel="api",
+            pin=decision.pin,
+            request_id=request_id_of(request),
+        )
         return JSONResponse(record.model_dump(mode="json"))
 
-    @app.post("/actions", response_model=SubmitResult, status_code=status.HTTP_201_CREATED,
-              dependencies=auth)
+    @app.post("/actions", response_model=SubmitResult, status_code=status.HTTP_201_CREATED, dependencies=auth)
     def submit_action(action: ActionRequest, request: Request) -> SubmitResult:
         return queue.submit(action, actor="api", request_id=request_id_of(request))
 
     return app
-

@@ -26,10 +26,10 @@ INBOX = "inbox"
 
 
 class LinkClaims(BaseModel):
-    a: str           # action id, or "inbox"
-    h: str           # draft hash prefix ("" for the inbox)
+    a: str  # action id, or "inbox"
+    h: str  # draft hash prefix ("" for the inbox)
     p: Purpose
-    e: int           # expiry, unix seconds
+    e: int  # expiry, unix seconds
 
 
 class LinkSigner:
@@ -38,14 +38,11 @@ class LinkSigner:
             raise ConfigError("APPROVAL_LINK_SECRET is not configured")
         old = [secret.get_secret_value() for secret in settings.approval_link_old_secrets]
         # itsdangerous signs with the last key and verifies with any of them
-        self._serializer = URLSafeSerializer(
-            [*old, settings.approval_link_secret.get_secret_value()], salt=_SALT
-        )
+        self._serializer = URLSafeSerializer([*old, settings.approval_link_secret.get_secret_value()], salt=_SALT)
         self.base_url = settings.public_base_url.rstrip("/")
 
     def token(self, action_id: UUID | str, draft_hash: str, purpose: Purpose, expires_at: datetime) -> str:
-        claims = LinkClaims(a=str(action_id), h=draft_hash[:_HASH_CHARS], p=purpose,
-                            e=int(expires_at.timestamp()))
+        claims = LinkClaims(a=str(action_id), h=draft_hash[:_HASH_CHARS], p=purpose, e=int(expires_at.timestamp()))
         return self._serializer.dumps(claims.model_dump())
 
     def url(self, action_id: UUID | str, draft_hash: str, purpose: Purpose, expires_at: datetime) -> str:
@@ -59,8 +56,7 @@ class LinkSigner:
         return f"{self.base_url}/approvals/{action_id}?t={quoted}&do={purpose}"
 
     def inbox_url(self, expires_at: datetime) -> str:
-        token = self._serializer.dumps(
-            LinkClaims(a=INBOX, h="", p="inbox", e=int(expires_at.timestamp())).model_dump())
+        token = self._serializer.dumps(LinkClaims(a=INBOX, h="", p="inbox", e=int(expires_at.timestamp())).model_dump())
         return self.link(INBOX, token)
 
     def decision_url(self, action_id: UUID | str) -> str:
@@ -71,8 +67,15 @@ class LinkSigner:
     def inbox_decision_url(self) -> str:
         return f"{self.base_url}/approvals/inbox"
 
-    def verify(self, token: str, *, action_id: UUID | str, draft_hash: str | None,
-               now: datetime | None = None, expires_at: datetime | None = None) -> LinkClaims:
+    def verify(
+        self,
+        token: str,
+        *,
+        action_id: UUID | str,
+        draft_hash: str | None,
+        now: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> LinkClaims:
         """The claims of a valid token for this action and draft; otherwise Forbidden (tampered or
         foreign), Gone (expired) or Conflict (the draft changed since the link was issued).
 
@@ -84,11 +87,14 @@ class LinkSigner:
             raise Forbidden("this link belongs to another approval")
         self._check_expiry(claims, now)
         if draft_hash is not None and claims.h != draft_hash[:_HASH_CHARS]:
-            raise Conflict("the draft changed after this link was issued; use the newest link",
-                           details={"reason": "draft_changed"})
+            raise Conflict(
+                "the draft changed after this link was issued; use the newest link", details={"reason": "draft_changed"}
+            )
         if expires_at is not None and claims.e != int(expires_at.timestamp()):
-            raise Conflict("this approval was reopened after this link was issued; use the newest link",
-                           details={"reason": "reopened"})
+            raise Conflict(
+                "this approval was reopened after this link was issued; use the newest link",
+                details={"reason": "reopened"},
+            )
         return claims
 
     def verify_inbox(self, token: str, *, now: datetime | None = None) -> LinkClaims:

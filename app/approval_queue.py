@@ -59,8 +59,7 @@ def submit_result(row: Mapping[str, Any]) -> SubmitResult:
 
 
 class ApprovalQueue:
-    def __init__(self, db: Database, settings: Settings,
-                 kinds: Mapping[str, ActionKind] | None = None) -> None:
+    def __init__(self, db: Database, settings: Settings, kinds: Mapping[str, ActionKind] | None = None) -> None:
         self.db = db
         self.settings = settings
         self.kinds = kinds if kinds is not None else kind_registry()
@@ -91,8 +90,10 @@ class ApprovalQueue:
         # failed transaction for every other source of an agent run)
         problem = first_problem(action)
         if problem is not None:
-            raise InvalidInput(f"{problem.where} {problem.what}",
-                               details={"errors": [{"loc": problem.loc, "msg": problem.what, "type": "unstorable"}]})
+            raise InvalidInput(
+                f"{problem.where} {problem.what}",
+                details={"errors": [{"loc": problem.loc, "msg": problem.what, "type": "unstorable"}]},
+            )
         return {
             "action": action,
             "risk_level": assessment.tier.value,
@@ -132,9 +133,11 @@ class ApprovalQueue:
             current = ActionRecord.model_validate(self.get(action_id))
             edit = self.edit(current, request.modifications or {})
             modifications = edit.modifications
-            retier = {"risk_level": edit.assessment.tier.value,
-                      "risk_reasons": [reason.model_dump(mode="json") for reason in edit.assessment.reasons],
-                      "estimated_impact": edit.impact.model_dump(mode="json")}
+            retier = {
+                "risk_level": edit.assessment.tier.value,
+                "risk_reasons": [reason.model_dump(mode="json") for reason in edit.assessment.reasons],
+                "estimated_impact": edit.impact.model_dump(mode="json"),
+            }
             # bind the edit to the draft it was validated against
             expected_hash = expected_hash or current.draft_hash
         if not pin_checked and request.decision != "reject" and self.settings.approval_pin is not None:
@@ -142,8 +145,9 @@ class ApprovalQueue:
             # a round other than the one the caller read is refused below (409) whatever its tier
             same_round = expected_round is None or expected_round == round_of(current.expires_at)
             if current.status is Status.PENDING and same_round and self.pin_required_after(current, request):
-                raise Forbidden("approving this needs the approval PIN (it is, or the edit makes it, CRITICAL); "
-                                "nothing was decided")
+                raise Forbidden(
+                    "approving this needs the approval PIN (it is, or the edit makes it, CRITICAL); nothing was decided"
+                )
         row = self.db.call(
             "decide_action",
             id=action_id,
@@ -187,13 +191,22 @@ class ApprovalQueue:
                 attempt = self.pin_try(action_id, correct=self.pin_matches(pin), actor=actor, request_id=request_id)
                 if not attempt.allowed:
                     raise Forbidden(
-                        "approval is locked after too many wrong PINs; nothing was decided" if attempt.locked
+                        "approval is locked after too many wrong PINs; nothing was decided"
+                        if attempt.locked
                         else f"wrong or missing approval PIN: CRITICAL actions need it; nothing was decided "
-                             f"({attempt.remaining} tries left)",
-                        details={"locked": attempt.locked, "remaining": attempt.remaining})
+                        f"({attempt.remaining} tries left)",
+                        details={"locked": attempt.locked, "remaining": attempt.remaining},
+                    )
         # bound to the round whose tier was just checked: reopened since (as CRITICAL, say), it is refused
-        return self.decide(action_id, request, actor=actor, channel=channel, request_id=request_id,
-                           expected_round=round_of(current.expires_at), pin_checked=True)
+        return self.decide(
+            action_id,
+            request,
+            actor=actor,
+            channel=channel,
+            request_id=request_id,
+            expected_round=round_of(current.expires_at),
+            pin_checked=True,
+        )
 
     def edit(self, action: ActionRecord, edits: dict[str, Any]) -> Edit:
         """An edit of `action`'s draft, checked and tiered again: only its kind's editable fields,
@@ -221,8 +234,10 @@ class ApprovalQueue:
         if self.settings.approval_pin is None or self.pin_required(action):
             return False
         kind = lookup(self.kinds, action.kind)
-        return kind.reassess(action.requested_action, action.model_dump(mode="json"),
-                             self.thresholds).assessment.tier is Tier.CRITICAL
+        return (
+            kind.reassess(action.requested_action, action.model_dump(mode="json"), self.thresholds).assessment.tier
+            is Tier.CRITICAL
+        )
 
     def pin_required_after(self, action: ActionRecord, request: DecisionRequest) -> bool:
         """Whether `request` approves something the PIN guards: the action as it is, or as the
@@ -232,7 +247,8 @@ class ApprovalQueue:
         if self.pin_required(action):
             return True
         return request.decision == "modify" and self.edit(action, request.modifications or {}).assessment.tier is (
-            Tier.CRITICAL)
+            Tier.CRITICAL
+        )
 
     def get(self, action_id: UUID) -> dict[str, Any]:
         action = self.db.call("get_action", id=action_id)
@@ -277,9 +293,16 @@ class ApprovalQueue:
 
     def pin_try(self, action_id: UUID, *, correct: bool, actor: str, request_id: str | None = None) -> PinTry:
         """Count one approval-PIN entry (the caller compared it); says whether to go ahead."""
-        return PinTry.model_validate(self.db.call(
-            "approval_pin_try", id=action_id, correct=correct, max_tries=self.settings.approval_pin_max_tries,
-            actor=actor, request_id=request_id))
+        return PinTry.model_validate(
+            self.db.call(
+                "approval_pin_try",
+                id=action_id,
+                correct=correct,
+                max_tries=self.settings.approval_pin_max_tries,
+                actor=actor,
+                request_id=request_id,
+            )
+        )
 
     def recent_feedback(self, agent: str, kind: str | None = None, *, limit: int = 20) -> list[FeedbackItem]:
         """The latest rejection reasons, edits and notes on this agent's drafts, newest first."""
@@ -293,8 +316,10 @@ class ApprovalQueue:
         row = self.db.call("cancel_action", id=action_id, actor=actor, reason=reason, request_id=request_id)
         return ActionRecord.model_validate(row)
 
-    def settle(self, action_id: UUID, outcome: str, *, actor: str, reason: str,
-               request_id: str | None = None) -> ActionRecord:
-        row = self.db.call("settle_action", id=action_id, outcome=outcome, actor=actor, reason=reason,
-                           request_id=request_id)
+    def settle(
+        self, action_id: UUID, outcome: str, *, actor: str, reason: str, request_id: str | None = None
+    ) -> ActionRecord:
+        row = self.db.call(
+            "settle_action", id=action_id, outcome=outcome, actor=actor, reason=reason, request_id=request_id
+        )
         return ActionRecord.model_validate(row)

@@ -33,8 +33,11 @@ from app.schedule_cli import jobs_command, report_command
 from app.settings import Settings
 from app.untrusted import UnusableJson, strict_json, validation_errors
 
-app = typer.Typer(help="opsdesk: AI agents draft, a risk policy sorts, a person approves.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="opsdesk: AI agents draft, a risk policy sorts, a person approves.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 approvals_app = typer.Typer(help="List, show and decide approvals.", no_args_is_help=True)
@@ -100,8 +103,13 @@ def config_check() -> None:
     """Per integration: what is configured, missing or malformed. Never prints a secret."""
     report = check()
     for part in report.parts:
-        table = Table(title=f"{part.name}: [{_STATE_STYLE[part.state]}]{part.state}[/]",
-                      title_justify="left", show_header=False, box=None, padding=(0, 2))
+        table = Table(
+            title=f"{part.name}: [{_STATE_STYLE[part.state]}]{part.state}[/]",
+            title_justify="left",
+            show_header=False,
+            box=None,
+            padding=(0, 2),
+        )
         for row in part.rows:
             table.add_row(row.setting, f"[{_ROW_STYLE.get(row.state, 'white')}]{row.state}[/]", row.note)
         console.print(table)
@@ -135,8 +143,12 @@ def run(
     configure_logging(settings.log_level)
     if not (api or scheduler or executor):
         raise typer.BadParameter("nothing to run: enable at least one of --api, --scheduler, --executor")
-    run_service(settings, Parts(api=api, scheduler=scheduler, executor=executor, workers=workers),
-                host=host or settings.opsdesk_host, port=port or settings.opsdesk_port)
+    run_service(
+        settings,
+        Parts(api=api, scheduler=scheduler, executor=executor, workers=workers),
+        host=host or settings.opsdesk_host,
+        port=port or settings.opsdesk_port,
+    )
 
 
 @approvals_app.command("list")
@@ -151,8 +163,9 @@ def approvals_list(
 ) -> None:
     """List actions (pending ones by default, oldest first)."""
     with _database() as (settings, db):
-        page = ApprovalQueue(db, settings).list(status=None if all_ else status, tier=tier, agent=agent,
-                                                limit=limit, offset=offset)
+        page = ApprovalQueue(db, settings).list(
+            status=None if all_ else status, tier=tier, agent=agent, limit=limit, offset=offset
+        )
     if as_json:
         _print_json(page.model_dump(mode="json"))
         return
@@ -160,9 +173,16 @@ def approvals_list(
     for column in ("id", "status", "tier", "agent", "kind", "summary", "requested", "expires"):
         table.add_column(column)
     for item in page.items:
-        table.add_row(str(item.id), item.status.value, item.risk_level.value, item.agent, item.kind,
-                      item.summary[:60], f"{item.requested_at:%Y-%m-%d %H:%M}",
-                      f"{item.expires_at:%Y-%m-%d %H:%M}" if item.expires_at else "")
+        table.add_row(
+            str(item.id),
+            item.status.value,
+            item.risk_level.value,
+            item.agent,
+            item.kind,
+            item.summary[:60],
+            f"{item.requested_at:%Y-%m-%d %H:%M}",
+            f"{item.expires_at:%Y-%m-%d %H:%M}" if item.expires_at else "",
+        )
     console.print(table)
 
 
@@ -186,21 +206,30 @@ def _edits(pairs: list[str]) -> dict[str, Any]:
 @approvals_app.command("approve")
 def approvals_approve(
     action_id: UUID,
-    as_: Annotated[str | None, typer.Option("--as", help="Your name for the audit, recorded as cli:<name> "
-                                            "(default: your user name)")] = None,
+    as_: Annotated[
+        str | None,
+        typer.Option("--as", help="Your name for the audit, recorded as cli:<name> (default: your user name)"),
+    ] = None,
     note: Annotated[str | None, typer.Option(help="A note kept with the decision")] = None,
     edit: Annotated[list[str] | None, typer.Option(help="FIELD=VALUE; edit before approving")] = None,
-    pin: Annotated[str | None, typer.Option(help="The approval PIN, for a CRITICAL action when APPROVAL_PIN is "
-                                            "set (asked for on a terminal when needed)")] = None,
+    pin: Annotated[
+        str | None,
+        typer.Option(
+            help="The approval PIN, for a CRITICAL action when APPROVAL_PIN is "
+            "set (asked for on a terminal when needed)"
+        ),
+    ] = None,
 ) -> None:
     """Approve a pending action (with --edit: modify, then approve)."""
     edits = _edits(edit or [])
-    decision = DecisionRequest(decision="modify" if edits else "approve", reason=note,
-                               modifications=edits or None)
+    decision = DecisionRequest(decision="modify" if edits else "approve", reason=note, modifications=edits or None)
     with _database() as (settings, db):
         queue = ApprovalQueue(db, settings)
-        if pin is None and sys.stdin.isatty() and queue.pin_required_after(
-                ActionRecord.model_validate(queue.get(action_id)), decision):
+        if (
+            pin is None
+            and sys.stdin.isatty()
+            and queue.pin_required_after(ActionRecord.model_validate(queue.get(action_id)), decision)
+        ):
             pin = typer.prompt("Approval PIN", hide_input=True)
         record = queue.decide_with_pin(action_id, decision, actor=_actor(as_), channel="cli", pin=pin, terminal=True)
     console.print(f"[green]{record.decision}[/green] {record.id} by {record.decided_by}")
@@ -215,14 +244,16 @@ def approvals_reject(
     """Reject a pending action with a reason."""
     with _database() as (settings, db):
         record = ApprovalQueue(db, settings).decide(
-            action_id, DecisionRequest(decision="reject", reason=reason), actor=_actor(as_), channel="cli")
+            action_id, DecisionRequest(decision="reject", reason=reason), actor=_actor(as_), channel="cli"
+        )
     console.print(f"[yellow]rejected[/yellow] {record.id} by {record.decided_by}")
 
 
 @approvals_app.command("inbox-link")
 def approvals_inbox_link(
-    hours: Annotated[float | None, typer.Option(min=0.1, max=24 * 31,
-                                                help="How long the link works (default INBOX_LINK_HOURS)")] = None,
+    hours: Annotated[
+        float | None, typer.Option(min=0.1, max=24 * 31, help="How long the link works (default INBOX_LINK_HOURS)")
+    ] = None,
 ) -> None:
     """Print a signed link to the inbox page: every pending action, several decided at once."""
     with _database() as (settings, db):
@@ -235,8 +266,7 @@ def approvals_inbox_link(
 
 @actions_app.command("submit")
 def actions_submit(
-    file: Annotated[Path, typer.Argument(help="A JSON file with the action ('-' reads stdin)",
-                                         allow_dash=True)],
+    file: Annotated[Path, typer.Argument(help="A JSON file with the action ('-' reads stdin)", allow_dash=True)],
 ) -> None:
     """Submit an action: the same policy, queue and audit as the agents' actions."""
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
@@ -309,8 +339,10 @@ def models_check() -> None:
     style = "yellow" if resolution.fallback else "green"
     console.print(f"configured: {escape(resolution.configured)}")
     console.print(f"resolved:   [{style}]{escape(resolution.resolved)}[/]  ({escape(resolution.reason)})")
-    console.print(f"LLM spend {spend.day}: ${spend.spent_usd:.2f} of ${settings.llm_daily_budget_usd} "
-                  f"({spend.calls} calls, {spend.refused} refused)")
+    console.print(
+        f"LLM spend {spend.day}: ${spend.spent_usd:.2f} of ${settings.llm_daily_budget_usd} "
+        f"({spend.calls} calls, {spend.refused} refused)"
+    )
     if resolution.checked_at is None:
         errors.print("[red]the models list could not be read[/red]")
         raise typer.Exit(1)
@@ -349,8 +381,11 @@ def brevo_settle_batch(
         raise typer.BadParameter("--outcome is sent or not_sent")
     with _database() as (settings, db):
         sender = CampaignSender(db, settings, Clients(settings, db), worker_id=_actor(as_))
-        _print_json(sender.settle(campaign_id, batch_no, "sent" if outcome == "sent" else "not_sent",
-                                  actor=_actor(as_), reason=reason))
+        _print_json(
+            sender.settle(
+                campaign_id, batch_no, "sent" if outcome == "sent" else "not_sent", actor=_actor(as_), reason=reason
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,8 +41,9 @@ class Clients:
         url = self.settings.webhook_post_url
         if not url:
             raise PermanentError("WEBHOOK_POST_URL is not configured", system="webhook")
-        return self._get("webhook", lambda: WebhookClient(
-            url, timeout=self.settings.webhook_post_timeout_seconds, sleep=self.sleep))
+        return self._get(
+            "webhook", lambda: WebhookClient(url, timeout=self.settings.webhook_post_timeout_seconds, sleep=self.sleep)
+        )
 
     @property
     def hubspot(self) -> HubSpotClient:
@@ -50,8 +51,9 @@ class Clients:
 
         db = self.db
         if db is None:
-            raise PermanentError("HubSpot's rate limit is shared through the database: Clients needs it",
-                                 system="hubspot")
+            raise PermanentError(
+                "HubSpot's rate limit is shared through the database: Clients needs it", system="hubspot"
+            )
         return self._get("hubspot", lambda: HubSpotClient.from_settings(self.settings, db, sleep=self.sleep))
 
     @property
@@ -71,9 +73,16 @@ class Clients:
             raise PermanentError("BREVO_API_KEY and BREVO_SENDER_EMAIL must both be configured", system="brevo")
         api_key = settings.brevo_api_key.get_secret_value()
         sender = Address(email=settings.brevo_sender_email, name=settings.brevo_sender_name)
-        return self._get("brevo", lambda: BrevoClient(
-            api_key, sender=sender, base_url=settings.brevo_base_url, timeout=settings.brevo_timeout_seconds,
-            sleep=self.sleep))
+        return self._get(
+            "brevo",
+            lambda: BrevoClient(
+                api_key,
+                sender=sender,
+                base_url=settings.brevo_base_url,
+                timeout=settings.brevo_timeout_seconds,
+                sleep=self.sleep,
+            ),
+        )
 
     def close(self) -> None:
         for client in self._built.values():

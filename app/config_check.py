@@ -28,55 +28,206 @@ class Part:
 
 
 PARTS: tuple[Part, ...] = (
-    Part("service", ("opsdesk_env", "opsdesk_host", "opsdesk_port", "public_base_url", "ops_api_token",
-                     "approval_link_secret", "approval_link_old_secrets", "max_request_bytes", "log_level",
-                     "api_docs", "http_keep_alive_seconds", "http_max_concurrency"),
-         required=("ops_api_token", "approval_link_secret"), always_on=True),
+    Part(
+        "service",
+        (
+            "opsdesk_env",
+            "opsdesk_host",
+            "opsdesk_port",
+            "public_base_url",
+            "ops_api_token",
+            "approval_link_secret",
+            "approval_link_old_secrets",
+            "max_request_bytes",
+            "log_level",
+            "api_docs",
+            "http_keep_alive_seconds",
+            "http_max_concurrency",
+        ),
+        required=("ops_api_token", "approval_link_secret"),
+        always_on=True,
+    ),
     Part("approval links", ("approval_pin", "approval_pin_max_tries", "inbox_link_hours"), always_on=True),
-    Part("database", ("database_url", "supabase_url", "supabase_service_role_key", "opsdesk_data_dir",
-                      "db_pool_max", "db_timeout_seconds"), always_on=True),
-    Part("schedule", ("cron_timezone", "report_cron", "report_grace_hours", "sales_agent_cron", "support_agent_cron",
-                      "marketing_agent_cron", "agent_grace_minutes", "job_runs_retention_days"), always_on=True),
+    Part(
+        "database",
+        (
+            "database_url",
+            "supabase_url",
+            "supabase_service_role_key",
+            "opsdesk_data_dir",
+            "db_pool_max",
+            "db_timeout_seconds",
+        ),
+        always_on=True,
+    ),
+    Part(
+        "schedule",
+        (
+            "cron_timezone",
+            "report_cron",
+            "report_grace_hours",
+            "sales_agent_cron",
+            "support_agent_cron",
+            "marketing_agent_cron",
+            "agent_grace_minutes",
+            "job_runs_retention_days",
+        ),
+        always_on=True,
+    ),
     # the agents also need the anthropic and hubspot parts (and brevo/notion for what they draft)
-    Part("agents", ("brand_voice", "agent_email_min_tier", "agent_max_sources", "agent_max_output_tokens",
-                    "sales_stale_days", "sales_new_contact_days", "support_memory_results",
-                    "marketing_topic_days", "newsletter_max_recipients"), always_on=True),
-    Part("risk policy", ("risk_recipients_medium", "risk_recipients_high", "risk_money_medium",
-                         "risk_money_high", "risk_money_critical", "auto_run_low", "approval_ttl_hours_medium",
-                         "approval_ttl_hours_high", "approval_ttl_hours_critical"), always_on=True),
-    Part("executor", ("executor_lease_seconds", "executor_max_attempts", "executor_poll_seconds",
-                      "executor_batch_size", "executor_backoff_base_seconds", "executor_backoff_max_seconds",
-                      "webhook_post_url", "webhook_post_timeout_seconds"), always_on=True),
-    Part("anthropic", ("anthropic_api_key", "anthropic_model", "anthropic_base_url", "anthropic_timeout_seconds",
-                       "anthropic_max_attempts", "anthropic_model_cache_hours", "anthropic_prompt_cache_ttl",
-                       "llm_daily_budget_usd", "llm_prices_json"),
-         required=("anthropic_api_key",)),
-    Part("hubspot", ("hubspot_private_app_token", "hubspot_client_secret", "hubspot_base_url",
-                     "hubspot_timeout_seconds", "hubspot_requests_per_10s", "hubspot_searches_per_second",
-                     "hubspot_write_recheck_seconds"),
-         required=("hubspot_private_app_token",)),
-    Part("brevo", ("brevo_api_key", "brevo_sender_email", "brevo_sender_name", "brevo_daily_limit",
-                   "brevo_batch_size", "brevo_transactional_reserve", "brevo_quota_timezone", "brevo_dry_run",
-                   "brevo_timeout_seconds", "brevo_send_hour", "brevo_resend_window_seconds", "brevo_base_url"),
-         required=("brevo_api_key", "brevo_sender_email")),
-    Part("notion", ("notion_api_key", "notion_blog_database_id", "notion_base_url", "notion_kb_database_id",
-                    "notion_timeout_seconds", "notion_max_attempts", "notion_create_recheck_seconds",
-                    "notion_title_property", "notion_tags_property", "notion_status_property",
-                    "notion_draft_status", "notion_id_property"),
-         required=("notion_api_key", "notion_blog_database_id")),
-    Part("discord", ("discord_webhook_url", "discord_escalation_role_id", "discord_timeout_seconds",
-                     "discord_poll_seconds", "discord_batch_size", "discord_max_attempts",
-                     "discord_backoff_base_seconds", "discord_backoff_max_seconds", "approval_reminder_hours",
-                     "escalate_before_expiry_hours"),
-         required=("discord_webhook_url",)),
+    Part(
+        "agents",
+        (
+            "brand_voice",
+            "agent_email_min_tier",
+            "agent_max_sources",
+            "agent_max_output_tokens",
+            "sales_stale_days",
+            "sales_new_contact_days",
+            "support_memory_results",
+            "marketing_topic_days",
+            "newsletter_max_recipients",
+        ),
+        always_on=True,
+    ),
+    Part(
+        "risk policy",
+        (
+            "risk_recipients_medium",
+            "risk_recipients_high",
+            "risk_money_medium",
+            "risk_money_high",
+            "risk_money_critical",
+            "auto_run_low",
+            "approval_ttl_hours_medium",
+            "approval_ttl_hours_high",
+            "approval_ttl_hours_critical",
+        ),
+        always_on=True,
+    ),
+    Part(
+        "executor",
+        (
+            "executor_lease_seconds",
+            "executor_max_attempts",
+            "executor_poll_seconds",
+            "executor_batch_size",
+            "executor_backoff_base_seconds",
+            "executor_backoff_max_seconds",
+            "webhook_post_url",
+            "webhook_post_timeout_seconds",
+        ),
+        always_on=True,
+    ),
+    Part(
+        "anthropic",
+        (
+            "anthropic_api_key",
+            "anthropic_model",
+            "anthropic_base_url",
+            "anthropic_timeout_seconds",
+            "anthropic_max_attempts",
+            "anthropic_model_cache_hours",
+            "anthropic_prompt_cache_ttl",
+            "llm_daily_budget_usd",
+            "llm_prices_json",
+        ),
+        required=("anthropic_api_key",),
+    ),
+    Part(
+        "hubspot",
+        (
+            "hubspot_private_app_token",
+            "hubspot_client_secret",
+            "hubspot_base_url",
+            "hubspot_timeout_seconds",
+            "hubspot_requests_per_10s",
+            "hubspot_searches_per_second",
+            "hubspot_write_recheck_seconds",
+        ),
+        required=("hubspot_private_app_token",),
+    ),
+    Part(
+        "brevo",
+        (
+            "brevo_api_key",
+            "brevo_sender_email",
+            "brevo_sender_name",
+            "brevo_daily_limit",
+            "brevo_batch_size",
+            "brevo_transactional_reserve",
+            "brevo_quota_timezone",
+            "brevo_dry_run",
+            "brevo_timeout_seconds",
+            "brevo_send_hour",
+            "brevo_resend_window_seconds",
+            "brevo_base_url",
+        ),
+        required=("brevo_api_key", "brevo_sender_email"),
+    ),
+    Part(
+        "notion",
+        (
+            "notion_api_key",
+            "notion_blog_database_id",
+            "notion_base_url",
+            "notion_kb_database_id",
+            "notion_timeout_seconds",
+            "notion_max_attempts",
+            "notion_create_recheck_seconds",
+            "notion_title_property",
+            "notion_tags_property",
+            "notion_status_property",
+            "notion_draft_status",
+            "notion_id_property",
+        ),
+        required=("notion_api_key", "notion_blog_database_id"),
+    ),
+    Part(
+        "discord",
+        (
+            "discord_webhook_url",
+            "discord_escalation_role_id",
+            "discord_timeout_seconds",
+            "discord_poll_seconds",
+            "discord_batch_size",
+            "discord_max_attempts",
+            "discord_backoff_base_seconds",
+            "discord_backoff_max_seconds",
+            "approval_reminder_hours",
+            "escalate_before_expiry_hours",
+        ),
+        required=("discord_webhook_url",),
+    ),
     # the provider validator requires VOYAGE_API_KEY / OPENAI_API_KEY for the provider chosen
-    Part("memory", ("embeddings_provider", "embeddings_model", "embeddings_dimension", "embeddings_batch_size",
-                    "embeddings_max_chars", "embeddings_timeout_seconds", "embeddings_query_timeout_seconds",
-                    "voyage_api_key", "voyage_base_url", "openai_api_key", "openai_base_url",
-                    "memory_search_candidates", "memory_rrf_k",
-                    "memory_fts_weight", "memory_vector_weight", "memory_hnsw_ef_search", "memory_fts_rank_limit",
-                    "memory_embed_interval_seconds", "memory_vector_index_kinds", "memory_retention_days",
-                    "audit_retention_days", "memory_archive_dir"), always_on=True),
+    Part(
+        "memory",
+        (
+            "embeddings_provider",
+            "embeddings_model",
+            "embeddings_dimension",
+            "embeddings_batch_size",
+            "embeddings_max_chars",
+            "embeddings_timeout_seconds",
+            "embeddings_query_timeout_seconds",
+            "voyage_api_key",
+            "voyage_base_url",
+            "openai_api_key",
+            "openai_base_url",
+            "memory_search_candidates",
+            "memory_rrf_k",
+            "memory_fts_weight",
+            "memory_vector_weight",
+            "memory_hnsw_ef_search",
+            "memory_fts_rank_limit",
+            "memory_embed_interval_seconds",
+            "memory_vector_index_kinds",
+            "memory_retention_days",
+            "audit_retention_days",
+            "memory_archive_dir",
+        ),
+        always_on=True,
+    ),
 )
 
 _RISK_FIELDS = next(part.fields for part in PARTS if part.name == "risk policy")
@@ -156,9 +307,11 @@ def check(**overrides: Any) -> ConfigReport:
     parts = []
     for part in PARTS:
         rows: list[Row] = []
-        switched_on = part.always_on or any(
-            name in given and _is_set(getattr(settings, name)) for name in part.fields
-        ) or any(name in problems for name in part.fields)
+        switched_on = (
+            part.always_on
+            or any(name in given and _is_set(getattr(settings, name)) for name in part.fields)
+            or any(name in problems for name in part.fields)
+        )
         state: State = "ok" if switched_on else "not configured"
         for name in part.fields:
             value = getattr(settings, name)
@@ -193,8 +346,10 @@ def check(**overrides: Any) -> ConfigReport:
 def _webhooks_note(settings: Settings) -> str:
     if settings.hubspot_client_secret:
         return "signed with HUBSPOT_CLIENT_SECRET (v3); service keys cannot receive webhooks, apps can"
-    return ("set HUBSPOT_CLIENT_SECRET to receive them: the client secret of a project-based app (or of a "
-            "legacy private app); a service key receives no webhooks")
+    return (
+        "set HUBSPOT_CLIENT_SECRET to receive them: the client secret of a project-based app (or of a "
+        "legacy private app); a service key receives no webhooks"
+    )
 
 
 def _warn_plain_http(settings: Settings, service: PartReport) -> None:
@@ -202,8 +357,14 @@ def _warn_plain_http(settings: Settings, service: PartReport) -> None:
     link's token and the reviewer cookie in clear (loopback is the one exception: nothing leaves)."""
     url = urlsplit(settings.public_base_url)
     if settings.opsdesk_env == "production" and url.scheme == "http" and not is_loopback_host(url.hostname):
-        service.rows.append(Row("PUBLIC_BASE_URL", "warning", "plain http in production: approval links' tokens "
-                                "and the reviewer cookie travel in clear; serve opsdesk over https"))
+        service.rows.append(
+            Row(
+                "PUBLIC_BASE_URL",
+                "warning",
+                "plain http in production: approval links' tokens "
+                "and the reviewer cookie travel in clear; serve opsdesk over https",
+            )
+        )
 
 
 def _mode_note(settings: Settings) -> str:

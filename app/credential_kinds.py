@@ -25,8 +25,10 @@ HubspotTokenKind = Literal["legacy_api_key", "private_app_or_service_key", "app_
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _PAT = re.compile(r"^pat-[a-z]{2,3}\d+-", re.I)
 
-SUPABASE_KEY_EXPECTED = ("SUPABASE_SERVICE_ROLE_KEY must be the project's secret key (sb_secret_…) or its "
-                         "legacy service_role key, not the publishable (sb_publishable_…) or anon key")
+SUPABASE_KEY_EXPECTED = (
+    "SUPABASE_SERVICE_ROLE_KEY must be the project's secret key (sb_secret_…) or its "
+    "legacy service_role key, not the publishable (sb_publishable_…) or anon key"
+)
 
 SUPABASE_KEY_NOTES: dict[SupabaseKeyKind, str] = {
     "secret": "a secret key (sb_secret_…)",

@@ -82,8 +82,10 @@ def parse_crontab(expression: str, time_zone: str | tzinfo) -> CronTrigger:
     """A CronTrigger in `time_zone` that fires exactly when crontab would; CronError otherwise."""
     fields = expression.strip().lower().split()
     if len(fields) != 5:
-        raise CronError(f"{expression!r} is not a 5-field crontab expression "
-                        "(minute hour day-of-month month day-of-week), e.g. '0 9 * * 1-5'")
+        raise CronError(
+            f"{expression!r} is not a 5-field crontab expression "
+            "(minute hour day-of-month month day-of-week), e.g. '0 9 * * 1-5'"
+        )
     minute, hour, day, month, weekday = fields
     try:
         _MINUTE.values(minute)
@@ -94,14 +96,19 @@ def parse_crontab(expression: str, time_zone: str | tzinfo) -> CronTrigger:
     except CronError as exc:
         raise CronError(f"{expression!r}: {exc}") from None
     if day != "*" and weekday != "*":
-        raise CronError(f"{expression!r} restricts both day-of-month and day-of-week: crontab runs on either, "
-                        "APScheduler only on both; keep one of them '*'")
+        raise CronError(
+            f"{expression!r} restricts both day-of-month and day-of-week: crontab runs on either, "
+            "APScheduler only on both; keep one of them '*'"
+        )
     if not any(value <= _DAYS_IN_MONTH[number - 1] for number in months for value in days):
         raise CronError(f"{expression!r} can never fire: no chosen month has the chosen day")
     zone = ZoneInfo(time_zone) if isinstance(time_zone, str) else time_zone
     try:
         return CronTrigger(
-            minute=minute, hour=hour, day=day, month=month,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
             day_of_week="*" if weekday == "*" else ",".join(_WEEKDAYS[value] for value in sorted(weekdays)),
             timezone=zone,
         )

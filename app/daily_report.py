@@ -24,7 +24,7 @@ from app.report_chart import render_chart
 from app.settings import Settings
 
 HISTORY_DAYS = 14  # the chart's span
-LIST_LIMIT = 25    # waiting approvals and failures listed; the totals count every one
+LIST_LIMIT = 25  # waiting approvals and failures listed; the totals count every one
 
 
 class ActionCounts(BaseModel):
@@ -96,8 +96,7 @@ class LlmUsage(BaseModel):
 
     @property
     def tokens(self) -> int:
-        return (self.input_tokens + self.output_tokens + self.cache_creation_input_tokens
-                + self.cache_read_input_tokens)
+        return self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
 
 class Failure(BaseModel):
@@ -177,9 +176,15 @@ class DailyReports:
         """The report for `day` (InvalidInput unless the day is over), not stored."""
         settings = self.settings
         data = self.db.call(
-            "daily_report_data", day=day, time_zone=settings.cron_timezone, history_days=HISTORY_DAYS,
-            list_limit=LIST_LIMIT, daily_limit=settings.brevo_daily_limit,
-            reserve=settings.brevo_transactional_reserve, quota_time_zone=settings.email_quota_timezone)
+            "daily_report_data",
+            day=day,
+            time_zone=settings.cron_timezone,
+            history_days=HISTORY_DAYS,
+            list_limit=LIST_LIMIT,
+            daily_limit=settings.brevo_daily_limit,
+            reserve=settings.brevo_transactional_reserve,
+            quota_time_zone=settings.email_quota_timezone,
+        )
         outlook = data["emails"]["outlook"]
         generated_at = datetime.fromisoformat(data["generated_at"])
         return DailyReport(
@@ -190,14 +195,22 @@ class DailyReports:
             by_agent_and_tier=data["actions"]["rows"],
             agent_runs=data["agent_runs"],
             emails=EmailSummary(
-                sent=data["emails"]["sent"], closed_reason=data["emails"]["closed_reason"],
-                daily_limit=settings.brevo_daily_limit, reserve=settings.brevo_transactional_reserve,
-                today_used=outlook["today"]["used"], today_remaining=outlook["today"]["remaining"],
-                scheduled=outlook["scheduled"], unknown_batches=outlook["unknown_batches"]),
+                sent=data["emails"]["sent"],
+                closed_reason=data["emails"]["closed_reason"],
+                daily_limit=settings.brevo_daily_limit,
+                reserve=settings.brevo_transactional_reserve,
+                today_used=outlook["today"]["used"],
+                today_remaining=outlook["today"]["remaining"],
+                scheduled=outlook["scheduled"],
+                unknown_batches=outlook["unknown_batches"],
+            ),
             waiting=[self._waiting(row) for row in data["waiting"]["items"]],
             waiting_total=data["waiting"]["total"],
-            inbox_url=(self.signer.inbox_url(generated_at + timedelta(hours=settings.inbox_link_hours))
-                       if self.signer is not None else None),
+            inbox_url=(
+                self.signer.inbox_url(generated_at + timedelta(hours=settings.inbox_link_hours))
+                if self.signer is not None
+                else None
+            ),
             llm=LlmUsage(budget_usd=settings.llm_daily_budget_usd, **data["llm"]),
             failures=data["failures"]["items"],
             failures_total=data["failures"]["total"],
@@ -206,8 +219,11 @@ class DailyReports:
 
     def _waiting(self, row: dict[str, Any]) -> WaitingApproval:
         expires_at = datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None
-        url = (self.signer.url(row["id"], row["draft_hash"], "review", expires_at)
-               if self.signer is not None and expires_at is not None else None)
+        url = (
+            self.signer.url(row["id"], row["draft_hash"], "review", expires_at)
+            if self.signer is not None and expires_at is not None
+            else None
+        )
         return WaitingApproval(review_url=url, **{key: value for key, value in row.items() if key != "draft_hash"})
 
     def build_and_store(self, day: date) -> StoredReport:
@@ -218,8 +234,12 @@ class DailyReports:
             return stored
         report = self.build(day)
         chart = render_chart(report)
-        self.db.call("store_daily_report", day=day, body=report.model_dump(mode="json"),
-                     chart_base64=base64.b64encode(chart).decode())
+        self.db.call(
+            "store_daily_report",
+            day=day,
+            body=report.model_dump(mode="json"),
+            chart_base64=base64.b64encode(chart).decode(),
+        )
         fresh = self.load(day)
         assert fresh is not None
         return fresh

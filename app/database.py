@@ -98,12 +98,9 @@ class PostgresTransport:
     def call(self, function: str, params: Mapping[str, Any]) -> Any:
         query = sql.SQL("select {}({}) as result").format(
             sql.Identifier(function),
-            sql.SQL(", ").join(
-                sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in params
-            ),
+            sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in params),
         )
-        values = {key: Jsonb(value) if isinstance(value, (dict, list)) else value
-                  for key, value in params.items()}
+        values = {key: Jsonb(value) if isinstance(value, (dict, list)) else value for key, value in params.items()}
         try:
             with self.pool.connection() as conn:
                 row = conn.execute(query, values).fetchone()
@@ -113,14 +110,13 @@ class PostgresTransport:
             # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
             # where outside data enters (app.untrusted): the caller's input, not a database failure
             if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
-                raise error_from_sqlstate(exc.sqlstate, exc.diag.message_primary or str(exc),
-                                          exc.diag.message_detail) from exc
+                raise error_from_sqlstate(
+                    exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail
+                ) from exc
             raise InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({exc})") from exc
         except psycopg.Error as exc:
             diag = exc.diag
-            raise error_from_sqlstate(
-                exc.sqlstate, diag.message_primary or str(exc), diag.message_detail
-            ) from exc
+            raise error_from_sqlstate(exc.sqlstate, diag.message_primary or str(exc), diag.message_detail) from exc
         except PoolTimeout as exc:
             raise DatabaseError("no database connection became free in time") from exc
         return None if row is None else row[0]
@@ -182,9 +178,7 @@ class SupabaseTransport:
             self.client = create_client(
                 url,
                 service_role_key,
-                options=ClientOptions(
-                    httpx_client=self._http, auto_refresh_token=False, persist_session=False
-                ),
+                options=ClientOptions(httpx_client=self._http, auto_refresh_token=False, persist_session=False),
             )
         except Exception:
             self._http.close()
@@ -221,7 +215,8 @@ class SupabaseTransport:
             if code == "404":
                 return DatabaseUnreachable(
                     f"SUPABASE_URL ({self._url}) answered HTTP 404 for the REST API: it should be the project's "
-                    "URL, https://<project-ref>.supabase.co")
+                    "URL, https://<project-ref>.supabase.co"
+                )
             return DatabaseError(f"Supabase REST API answered HTTP {code} ({message})")
         if code == "57014":
             return StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({message})")

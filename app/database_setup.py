@@ -69,9 +69,7 @@ def ensure_schema(transport: PostgresTransport, script: str | None = None) -> bo
 
 
 @contextmanager
-def open_database(
-    settings: Settings, *, init_schema: bool = False, check_memory: bool = True
-) -> Iterator[Database]:
+def open_database(settings: Settings, *, init_schema: bool = False, check_memory: bool = True) -> Iterator[Database]:
     """Open the configured database for the life of the block.
 
     The embedded database gets schema.sql applied when it is fresh or the file changed (it is ours
@@ -102,9 +100,7 @@ def open_database(
             assert settings.database_url is not None
             dsn = settings.database_url.get_secret_value()
         try:
-            transport = PostgresTransport(
-                dsn, max_size=settings.db_pool_max, timeout=settings.db_timeout_seconds
-            )
+            transport = PostgresTransport(dsn, max_size=settings.db_pool_max, timeout=settings.db_timeout_seconds)
         except DatabaseError:
             if server is not None:
                 server.cleanup()

@@ -23,8 +23,10 @@ from markupsafe import escape
 
 SAMPLE_SIZE = 5
 _RECIPIENT_FIELDS = ("recipients", "to")
-_PLAIN_EMAIL = ('<!doctype html><meta charset="utf-8"><pre style="white-space:pre-wrap;margin:1rem;'
-                'font:15px/1.5 system-ui,sans-serif">{}</pre>')
+_PLAIN_EMAIL = (
+    '<!doctype html><meta charset="utf-8"><pre style="white-space:pre-wrap;margin:1rem;'
+    'font:15px/1.5 system-ui,sans-serif">{}</pre>'
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,11 @@ def change_rows(changes: Mapping[str, Any]) -> list[ChangeRow]:
 
 
 def _is_diff(value: Any) -> bool:
-    return isinstance(value, Mapping) and bool(value) and all(
-        isinstance(change, Mapping) and {"from", "to"} <= change.keys() for change in value.values())
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(change, Mapping) and {"from", "to"} <= change.keys() for change in value.values())
+    )
 
 
 def draft_view(payload: Mapping[str, Any]) -> DraftView:
@@ -114,8 +119,10 @@ def draft_view(payload: Mapping[str, Any]) -> DraftView:
     before, after = payload.get("before"), payload.get("after")
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         names = [*after, *(name for name in before if name not in after)]
-        rows = [ChangeRow(name, shown(before.get(name)), shown(after.get(name)), before.get(name) != after.get(name))
-                for name in names]
+        rows = [
+            ChangeRow(name, shown(before.get(name)), shown(after.get(name)), before.get(name) != after.get(name))
+            for name in names
+        ]
         return ChangeDraft(rows, _others(payload, {"before", "after"}))
     if _is_diff(payload.get("changes")):
         return ChangeDraft(change_rows(payload["changes"]), _others(payload, {"changes"}))

@@ -96,15 +96,21 @@ def impact_with_recipients(payload: Mapping[str, Any], impact: Impact) -> Impact
     """The caller states the reach; it must be the real one."""
     count = _recipient_count(payload)
     if impact.recipients != count:
-        raise InvalidInput(f"impact.recipients is {impact.recipients} but the email goes to {count}",
-                           details={"recipients": count})
+        raise InvalidInput(
+            f"impact.recipients is {impact.recipients} but the email goes to {count}", details={"recipients": count}
+        )
     return impact
 
 
 def send_email(ctx: HandlerContext) -> dict[str, Any]:
     payload = EmailSendPayload.model_validate(ctx.action.requested_action)
-    message = Message(subject=payload.subject, html=payload.html, text=payload.text,
-                      to=Address(email=payload.to.email, name=payload.to.name), tags=[ctx.action.agent])
+    message = Message(
+        subject=payload.subject,
+        html=payload.html,
+        text=payload.text,
+        to=Address(email=payload.to.email, name=payload.to.name),
+        tags=[ctx.action.agent],
+    )
     if ctx.settings.brevo_dry_run:
         return {"dry_run": True, "would_send": message.model_dump(mode="json", exclude_none=True)}
     brevo = ctx.clients.brevo  # not configured: fails here, before any quota is taken
@@ -116,8 +122,11 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     grant = quota.reserve(f"email.send:{ctx.action.id}", 1, "transactional")
     if grant.held < 1:
         why = "Brevo reported its credits spent" if grant.closed else f"all {grant.daily_limit} are used"
-        raise QuotaExhausted(f"no email left on {grant.day} ({why}); it goes out on the next quota day",
-                             system=SYSTEM, retry_after=grant.seconds_to_next_day)
+        raise QuotaExhausted(
+            f"no email left on {grant.day} ({why}); it goes out on the next quota day",
+            system=SYSTEM,
+            retry_after=grant.seconds_to_next_day,
+        )
     ctx.heartbeat()
     ctx.mark_dispatched()
     try:
@@ -127,8 +136,11 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
         quota.release(grant)
         # Brevo's quota is spent, not the email at fault: it waits for the next quota day like
         # the replies after it (and a campaign's batch), instead of failing for good
-        raise QuotaExhausted(f"Brevo reported its credits spent ({exc.message}); it goes out on the next "
-                             "quota day", system=SYSTEM, retry_after=grant.seconds_to_next_day) from exc
+        raise QuotaExhausted(
+            f"Brevo reported its credits spent ({exc.message}); it goes out on the next quota day",
+            system=SYSTEM,
+            retry_after=grant.seconds_to_next_day,
+        ) from exc
     except OutcomeUncertain as exc:
         # it may have gone out, so it stays counted; a retry reuses the idempotency key, which
         # protects it only within Brevo's window from the first send that may have gone out
@@ -149,14 +161,20 @@ def _log_in_crm(ctx: HandlerContext, payload: EmailSendPayload, on: CrmNote) -> 
     """Queue the note that logs the sent email. The email is out whatever happens here, so a
     failure to queue it is kept in the email's result, never turned into a failed send."""
     # HubSpot shows a note's body as HTML: plain text keeps its lines only as <br>
-    body = (f"<p>opsdesk sent this email to {escape(payload.to.name or payload.to.email)}.<br>"
-            f"Subject: {escape(payload.subject)}</p>")
+    body = (
+        f"<p>opsdesk sent this email to {escape(payload.to.name or payload.to.email)}.<br>"
+        f"Subject: {escape(payload.subject)}</p>"
+    )
     body += f"<p>{escape(payload.text).replace(chr(10), '<br>')}</p>" if payload.text else payload.html
     note = ActionRequest(
-        agent=ctx.action.agent, kind="hubspot.note", summary=f"Log the email sent to {payload.to.email}"[:1000],
-        reasoning="The email went out; the CRM shows it.", dedupe_key=f"crm-note/{ctx.action.id}",
+        agent=ctx.action.agent,
+        kind="hubspot.note",
+        summary=f"Log the email sent to {payload.to.email}"[:1000],
+        reasoning="The email went out; the CRM shows it.",
+        dedupe_key=f"crm-note/{ctx.action.id}",
         payload={"object_type": on.object_type, "object_id": on.object_id, "body": body[:50_000]},
-        metadata=ActionMetadata(email_action=str(ctx.action.id)))
+        metadata=ActionMetadata(email_action=str(ctx.action.id)),
+    )
     try:
         queued = ApprovalQueue(ctx.db, ctx.settings).submit(note, actor=f"action:{ctx.action.id}")
     except OpsdeskError as exc:
@@ -169,26 +187,32 @@ def _past_the_window(uncertain: Mapping[str, Any]) -> OutcomeUnknown:
     return OutcomeUnknown(
         f"an attempt at {uncertain['uncertain_since']} may have sent it, and Brevo drops a repeated "
         "idempotency key for 30 minutes only: not sent again; check Brevo's log, then `opsdesk actions settle`",
-        system=SYSTEM)
+        system=SYSTEM,
+    )
 
 
 def send_campaign(ctx: HandlerContext) -> dict[str, Any]:
     payload = EmailCampaignPayload.model_validate(ctx.action.requested_action)
     if not ctx.settings.brevo_dry_run:
         _ = ctx.clients.brevo  # not configured: fail before planning anything
-    sender = CampaignSender(ctx.db, ctx.settings, ctx.clients, worker_id=f"action:{ctx.action.id}",
-                            heartbeat=ctx.heartbeat)
+    sender = CampaignSender(
+        ctx.db, ctx.settings, ctx.clients, worker_id=f"action:{ctx.action.id}", heartbeat=ctx.heartbeat
+    )
     sender.plan(ctx.action.id, [Address(email=r.email, name=r.name) for r in payload.recipients])
     outcomes = sender.send_due(campaign_id=ctx.action.id, before_send=ctx.mark_dispatched)
     unknown = [outcome["batch_no"] for outcome in outcomes if outcome["status"] == "unknown"]
     if unknown:
-        raise OutcomeUnknown(f"batch(es) {unknown} may or may not have gone out; settle them with "
-                             "`opsdesk brevo settle-batch`", system=SYSTEM)
+        raise OutcomeUnknown(
+            f"batch(es) {unknown} may or may not have gone out; settle them with `opsdesk brevo settle-batch`",
+            system=SYSTEM,
+        )
     stopped = [outcome for outcome in outcomes if outcome.get("stopped")]
     if stopped:
-        raise PermanentError(f"Brevo refused batch {stopped[0]['batch_no']} as a whole; its "
-                             f"{stopped[0]['stopped']} recipients were not sent: {stopped[0]['error']}",
-                             system=SYSTEM)
+        raise PermanentError(
+            f"Brevo refused batch {stopped[0]['batch_no']} as a whole; its "
+            f"{stopped[0]['stopped']} recipients were not sent: {stopped[0]['error']}",
+            system=SYSTEM,
+        )
     return {"campaign": sender.campaign(ctx.action.id), "sent_now": outcomes}
 
 

@@ -90,8 +90,15 @@ class Stop:
 
 
 class CampaignSender:
-    def __init__(self, db: Database, settings: Settings, clients: Clients, *, worker_id: str,
-                 heartbeat: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clients: Clients,
+        *,
+        worker_id: str,
+        heartbeat: Callable[[], None] | None = None,
+    ) -> None:
         """`heartbeat`: the caller's own lease renewal (an executor attempt), run before each request."""
         self.db = db
         self.settings = settings
@@ -103,25 +110,34 @@ class CampaignSender:
     def plan(self, campaign_id: UUID, recipients: Sequence[Address]) -> dict[str, Any]:
         """Batches for the campaign's recipients (the first call plans, later calls return that plan)."""
         return self.db.call(
-            "plan_email_campaign", campaign_id=campaign_id,
+            "plan_email_campaign",
+            campaign_id=campaign_id,
             recipients=[recipient.model_dump(exclude_none=True) for recipient in recipients],
-            batch_size=self.settings.brevo_batch_size, **self.quota.limits)
+            batch_size=self.settings.brevo_batch_size,
+            **self.quota.limits,
+        )
 
     def campaign(self, campaign_id: UUID) -> dict[str, Any] | None:
         return self.db.call("get_email_campaign", campaign_id=campaign_id)
 
-    def send_due(self, *, campaign_id: UUID | None = None,
-                 before_send: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    def send_due(
+        self, *, campaign_id: UUID | None = None, before_send: Callable[[], None] | None = None
+    ) -> list[dict[str, Any]]:
         """Send every batch due today (only this campaign's when given); `before_send` runs before
         the first request that could reach Brevo. Returns how each batch ended."""
-        self.db.call("recover_campaign_batches", actor=f"lease-recovery:{self.worker_id}", limit=100,
-                     **self.quota.limits)
+        self.db.call(
+            "recover_campaign_batches", actor=f"lease-recovery:{self.worker_id}", limit=100, **self.quota.limits
+        )
         # a missing API key fails here, before any batch is claimed
         brevo = None if self.settings.brevo_dry_run else self.clients.brevo
         outcomes: list[dict[str, Any]] = []
         while claimed := self.db.call(
-            "claim_campaign_batches", worker=self.worker_id, lease_seconds=self.settings.executor_lease_seconds,
-            limit=10, time_zone=self.settings.email_quota_timezone, campaign_id=campaign_id,
+            "claim_campaign_batches",
+            worker=self.worker_id,
+            lease_seconds=self.settings.executor_lease_seconds,
+            limit=10,
+            time_zone=self.settings.email_quota_timezone,
+            campaign_id=campaign_id,
         ):
             for row in claimed:
                 batch = ClaimedBatch.model_validate(row)
@@ -130,17 +146,22 @@ class CampaignSender:
                 except StaleAttempt:
                     if self.heartbeat is not None:
                         self.heartbeat()  # the caller's attempt superseded too: its StaleAttempt ends the run
-                    log.warning("campaign %s batch %s: a newer attempt took over", batch.campaign_id,
-                                batch.batch_no)
+                    log.warning("campaign %s batch %s: a newer attempt took over", batch.campaign_id, batch.batch_no)
         return outcomes
 
-    def _send_batch(self, batch: ClaimedBatch, brevo: BrevoClient | None,
-                    before_send: Callable[[], None] | None) -> dict[str, Any]:
-        grant = BatchGrant.model_validate(self._call(
-            "reserve_campaign_batch", batch, dry_run=self.settings.brevo_dry_run, **self.quota.limits))
+    def _send_batch(
+        self, batch: ClaimedBatch, brevo: BrevoClient | None, before_send: Callable[[], None] | None
+    ) -> dict[str, Any]:
+        grant = BatchGrant.model_validate(
+            self._call("reserve_campaign_batch", batch, dry_run=self.settings.brevo_dry_run, **self.quota.limits)
+        )
         # whatever the day could not take (nothing, when all was granted) waits for the next day with room
-        stop = Stop(rest="next_day", error=None if grant.granted == grant.pending
-                    else f"today's campaign quota took {grant.granted} of {grant.pending}")
+        stop = Stop(
+            rest="next_day",
+            error=None
+            if grant.granted == grant.pending
+            else f"today's campaign quota took {grant.granted} of {grant.pending}",
+        )
         if brevo is None:
             self._record(batch, [{"email": r.email, "status": "dry_run"} for r in grant.recipients])
         elif grant.recipients:
@@ -148,15 +169,22 @@ class CampaignSender:
                 before_send()
             budget = [SPLIT_REQUESTS]
             for start in range(0, len(grant.recipients), MAX_VERSIONS_PER_REQUEST):
-                chunk = grant.recipients[start:start + MAX_VERSIONS_PER_REQUEST]
+                chunk = grant.recipients[start : start + MAX_VERSIONS_PER_REQUEST]
                 if halted := self._send_chunk(batch, brevo, chunk, budget):
                     stop = halted
                     break
-        return self._call("finish_campaign_batch", batch, rest=stop.rest, retry_in_seconds=stop.retry_in,
-                          error=stop.error, **self.quota.limits)
+        return self._call(
+            "finish_campaign_batch",
+            batch,
+            rest=stop.rest,
+            retry_in_seconds=stop.retry_in,
+            error=stop.error,
+            **self.quota.limits,
+        )
 
-    def _send_chunk(self, batch: ClaimedBatch, brevo: BrevoClient, chunk: list[Address],
-                    budget: list[int]) -> Stop | None:
+    def _send_chunk(
+        self, batch: ClaimedBatch, brevo: BrevoClient, chunk: list[Address], budget: list[int]
+    ) -> Stop | None:
         """One request for `chunk`; returns a Stop when the rest of the batch must wait."""
         emails = [recipient.email for recipient in chunk]
         self._call("renew_campaign_batch_lease", batch, lease_seconds=self.settings.executor_lease_seconds)
@@ -164,8 +192,13 @@ class CampaignSender:
             self.heartbeat()
         self._call("campaign_recipients_sending", batch, emails=emails)
         content = batch.content
-        message = Message(subject=content.subject, html=content.html, text=content.text, versions=chunk,
-                          tags=[f"campaign-{batch.campaign_id}"])
+        message = Message(
+            subject=content.subject,
+            html=content.html,
+            text=content.text,
+            versions=chunk,
+            tags=[f"campaign-{batch.campaign_id}"],
+        )
         try:
             ids = brevo.send(message, idempotency_key=request_key(batch.campaign_id, batch.batch_no, emails))
         except CreditsExhausted as exc:
@@ -183,38 +216,58 @@ class CampaignSender:
                 return None
             if budget[0] < 2:
                 self._record(batch, _each(emails, "pending"))
-                return Stop(rest="next_day", error=f"Brevo refused a request of {len(chunk)} and the split "
-                                                   f"budget is spent: {exc.message}")
+                return Stop(
+                    rest="next_day",
+                    error=f"Brevo refused a request of {len(chunk)} and the split budget is spent: {exc.message}",
+                )
             budget[0] -= 2
             self._record(batch, _each(emails, "pending"))  # nothing of it went out: try each half
             half = len(chunk) // 2
-            return (self._send_chunk(batch, brevo, chunk[:half], budget)
-                    or self._send_chunk(batch, brevo, chunk[half:], budget))
+            return self._send_chunk(batch, brevo, chunk[:half], budget) or self._send_chunk(
+                batch, brevo, chunk[half:], budget
+            )
         except OutcomeUncertain as exc:
             self._record(batch, _each(emails, "unknown", error=exc.message))
             return Stop(rest="later", error=exc.message, retry_in=RETRY_DELAY_SECONDS)
         except TransientError as exc:  # no connection, 429, breaker open: nothing went out
             self._record(batch, _each(emails, "pending"))
-            return Stop(rest="later", error=exc.message,
-                        retry_in=max(exc.retry_after or 0.0, RETRY_DELAY_SECONDS))
+            return Stop(rest="later", error=exc.message, retry_in=max(exc.retry_after or 0.0, RETRY_DELAY_SECONDS))
         # Brevo answers one message id per version; anything else is kept whole on each recipient
         per_recipient = ids if len(ids) == len(emails) else [",".join(ids) or None] * len(emails)
-        self._record(batch, [{"email": email, "status": "sent", "message_id": message_id}
-                             for email, message_id in zip(emails, per_recipient, strict=True)])
+        self._record(
+            batch,
+            [
+                {"email": email, "status": "sent", "message_id": message_id}
+                for email, message_id in zip(emails, per_recipient, strict=True)
+            ],
+        )
         return None
 
     def _record(self, batch: ClaimedBatch, results: list[dict[str, Any]]) -> None:
         self._call("record_campaign_recipients", batch, results=results)
 
     def _call(self, function: str, batch: ClaimedBatch, **params: Any) -> Any:
-        return self.db.call(function, campaign_id=batch.campaign_id, batch_no=batch.batch_no,
-                            attempt_token=batch.attempt_token, **params)
+        return self.db.call(
+            function,
+            campaign_id=batch.campaign_id,
+            batch_no=batch.batch_no,
+            attempt_token=batch.attempt_token,
+            **params,
+        )
 
-    def settle(self, campaign_id: UUID, batch_no: int, outcome: Literal["sent", "not_sent"], *,
-               actor: str, reason: str) -> dict[str, Any]:
+    def settle(
+        self, campaign_id: UUID, batch_no: int, outcome: Literal["sent", "not_sent"], *, actor: str, reason: str
+    ) -> dict[str, Any]:
         """A person's verdict on an `unknown` batch after checking Brevo's logs."""
-        return self.db.call("settle_campaign_batch", campaign_id=campaign_id, batch_no=batch_no, outcome=outcome,
-                            actor=actor, reason=reason, **self.quota.limits)
+        return self.db.call(
+            "settle_campaign_batch",
+            campaign_id=campaign_id,
+            batch_no=batch_no,
+            outcome=outcome,
+            actor=actor,
+            reason=reason,
+            **self.quota.limits,
+        )
 
 
 def _each(emails: Sequence[str], status: str, **fields: str | None) -> list[dict[str, Any]]:

@@ -57,8 +57,9 @@ class EmailQuota:
         }
 
     def reserve(self, key: str, count: int, purpose: Purpose) -> Grant:
-        return Grant.model_validate(self.db.call("reserve_email_quota", key=key, count=count, purpose=purpose,
-                                                 **self.limits))
+        return Grant.model_validate(
+            self.db.call("reserve_email_quota", key=key, count=count, purpose=purpose, **self.limits)
+        )
 
     def release(self, grant: Grant, count: int | None = None) -> int:
         """Give back `count` (all when None) of a grant whose email did not go out."""

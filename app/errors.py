@@ -213,7 +213,8 @@ class BudgetExceeded(OpsdeskError):
     code = "llm_budget_exceeded"
     exit_code = 10
 
-    def __init__(self, message: str, *, retry_after: float | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after

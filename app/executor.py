@@ -102,11 +102,11 @@ class Executor:
             db=self.db,
             settings=self.settings,
             action=action,
-            mark_dispatched=lambda: self.db.call(
-                "mark_dispatched", id=action.id, attempt_token=action.attempt_token
-            ),
+            mark_dispatched=lambda: self.db.call("mark_dispatched", id=action.id, attempt_token=action.attempt_token),
             heartbeat=lambda: self.db.call(
-                "renew_action_lease", id=action.id, attempt_token=action.attempt_token,
+                "renew_action_lease",
+                id=action.id,
+                attempt_token=action.attempt_token,
                 lease_seconds=self.settings.executor_lease_seconds,
             ),
             clients=self.clients,

@@ -30,8 +30,15 @@ EngagementBody = Annotated[str, Field(max_length=60_000)]  # hs_note_body holds 
 
 # The stages of HubSpot's default deal pipeline, in order. A custom pipeline's stage ids are not
 # here, so a move between them cannot be shown to go forward and counts as a regression.
-DEFAULT_DEAL_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled",
-                       "decisionmakerboughtin", "contractsent", "closedwon", "closedlost")
+DEFAULT_DEAL_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
 
 
 class HubSpotNotePayload(BaseModel):
@@ -85,9 +92,11 @@ def deal_stage_impact(payload: Mapping[str, Any], impact: Impact) -> Impact:
 
 # What reads as money in a task's text: an amount with a currency sign or word ($6,000, 60 USD, 6k
 # dollars), or a currency word or sign alone ("six thousand dollars").
-_MONEY = re.compile(r"(?i)(?:us\$|[$\u20ac\u00a3])\s?\d[\d,]*(?:\.\d+)?(?:\s?[km]\b)?"
-                    r"|\d[\d,]*(?:\.\d+)?\s?[km]?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?|bucks)\b"
-                    r"|\b(?:usd|eur|gbp|dollars?|euros?|pounds?|bucks)\b|[$\u20ac\u00a3]")
+_MONEY = re.compile(
+    r"(?i)(?:us\$|[$\u20ac\u00a3])\s?\d[\d,]*(?:\.\d+)?(?:\s?[km]\b)?"
+    r"|\d[\d,]*(?:\.\d+)?\s?[km]?\s?(?:usd|eur|gbp|dollars?|euros?|pounds?|bucks)\b"
+    r"|\b(?:usd|eur|gbp|dollars?|euros?|pounds?|bucks)\b|[$\u20ac\u00a3]"
+)
 
 
 def _money_in(text: str) -> Counter[str]:
@@ -106,7 +115,9 @@ def no_money_added(before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
             raise InvalidInput(
                 f"{field}: the edit writes {', '.join(sorted(added))}, money this task's facts do not carry "
                 "(the policy tiered it without it); a task's money cannot be edited: reject it with the "
-                "amount you want in the reason", details={"field": field, "added": sorted(added)})
+                "amount you want in the reason",
+                details={"field": field, "added": sorted(added)},
+            )
 
 
 def engagement_marker(action_key: str) -> str:
@@ -124,8 +135,13 @@ def _made_earlier(ctx: HandlerContext, kind: EngagementKind, marker: str) -> Eng
 
 
 def _engagement_result(engagement: Engagement, object_type: str, object_id: str, *, created: bool) -> dict[str, Any]:
-    return {"hubspot_id": engagement.id, "kind": engagement.kind, "object_type": object_type,
-            "object_id": object_id, "created": created}
+    return {
+        "hubspot_id": engagement.id,
+        "kind": engagement.kind,
+        "object_type": object_type,
+        "object_id": object_id,
+        "created": created,
+    }
 
 
 def create_note(ctx: HandlerContext) -> dict[str, Any]:
@@ -137,8 +153,13 @@ def create_note(ctx: HandlerContext) -> dict[str, Any]:
     hubspot = ctx.clients.hubspot
     ctx.heartbeat()
     ctx.mark_dispatched()
-    note = hubspot.create_note(object_type=payload.object_type, object_id=payload.object_id, body=payload.body,
-                               marker=marker, timestamp=datetime.now(UTC))
+    note = hubspot.create_note(
+        object_type=payload.object_type,
+        object_id=payload.object_id,
+        body=payload.body,
+        marker=marker,
+        timestamp=datetime.now(UTC),
+    )
     return _engagement_result(note, payload.object_type, payload.object_id, created=True)
 
 
@@ -151,9 +172,16 @@ def create_task(ctx: HandlerContext) -> dict[str, Any]:
     hubspot = ctx.clients.hubspot
     ctx.heartbeat()
     ctx.mark_dispatched()
-    task = hubspot.create_task(object_type=payload.object_type, object_id=payload.object_id,
-                               subject=payload.subject, body=payload.body, due=payload.due,
-                               priority=payload.priority, marker=marker, owner_id=payload.owner_id)
+    task = hubspot.create_task(
+        object_type=payload.object_type,
+        object_id=payload.object_id,
+        subject=payload.subject,
+        body=payload.body,
+        due=payload.due,
+        priority=payload.priority,
+        marker=marker,
+        owner_id=payload.owner_id,
+    )
     return _engagement_result(task, payload.object_type, payload.object_id, created=True)
 
 

@@ -80,20 +80,35 @@ class InboxPages(LinkPages):
             return refused
         page = self.queue.list(status=Status.PENDING, limit=INBOX_LIMIT)
         return self.pages.render(
-            "inbox.html", items=[self._item(action, now) for action in page.items], total=page.total,
-            token=token, reviewer=self.reviewer_of(request), post_url=self.signer.inbox_decision_url)
+            "inbox.html",
+            items=[self._item(action, now) for action in page.items],
+            total=page.total,
+            token=token,
+            reviewer=self.reviewer_of(request),
+            post_url=self.signer.inbox_decision_url,
+        )
 
     def _refused(self, token: str, now: datetime) -> HTMLResponse | None:
         try:
             self.signer.verify_inbox(token, now=now)
         except Forbidden as exc:
-            return self.pages.message("This inbox link is not valid", exc.message, status_code=403,
-                                      notes=["Nothing was changed. Get a new one with `opsdesk approvals "
-                                             "inbox-link` or from the daily report."])
+            return self.pages.message(
+                "This inbox link is not valid",
+                exc.message,
+                status_code=403,
+                notes=[
+                    "Nothing was changed. Get a new one with `opsdesk approvals inbox-link` or from the daily report."
+                ],
+            )
         except Gone as exc:
-            return self.pages.message("This inbox link has expired", exc.message, status_code=410,
-                                      notes=["Nothing was changed. Get a new one with `opsdesk approvals "
-                                             "inbox-link` or from the daily report."])
+            return self.pages.message(
+                "This inbox link has expired",
+                exc.message,
+                status_code=410,
+                notes=[
+                    "Nothing was changed. Get a new one with `opsdesk approvals inbox-link` or from the daily report."
+                ],
+            )
         return None
 
     def _item(self, action: ActionRecord, now: datetime) -> InboxItem:
@@ -110,20 +125,29 @@ class InboxPages(LinkPages):
         if not self.posted_from_our_pages(request):
             return self.cross_site()
         try:
-            posted = InboxForm(t=form.get("t", ""), decision=form.get("decision", ""),
-                               reviewer=form.get("reviewer", ""), reason=multiline(form.get("reason")) or None,
-                               items=items)
+            posted = InboxForm(
+                t=form.get("t", ""),
+                decision=form.get("decision", ""),
+                reviewer=form.get("reviewer", ""),
+                reason=multiline(form.get("reason")) or None,
+                items=items,
+            )
         except ValidationError as exc:
             problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-            return self.pages.message("The form is not complete", "Nothing was decided.", status_code=422,
-                                      notes=problems)
+            return self.pages.message(
+                "The form is not complete", "Nothing was decided.", status_code=422, notes=problems
+            )
         refused = self._refused(posted.t, self.queue.clock())
         if refused is not None:
             return refused
         back = self.signer.link("inbox", posted.t)
         if posted.decision == "reject" and not (posted.reason or "").strip():
-            return self.pages.message("A rejection needs a reason", "Nothing was decided: say why, so the "
-                                      "agents can learn from it.", status_code=422, link=back)
+            return self.pages.message(
+                "A rejection needs a reason",
+                "Nothing was decided: say why, so the agents can learn from it.",
+                status_code=422,
+                link=back,
+            )
 
         request_id = getattr(request.state, "request_id", None)
         decided: list[ItemResult] = []
@@ -131,8 +155,9 @@ class InboxPages(LinkPages):
         for item in posted.posted():
             done, result = self._decide_one(item, posted, request_id)
             (decided if done else skipped).append(result)
-        response = self.pages.render("inbox_done.html", decided=decided, skipped=skipped,
-                                     decision=posted.decision, back=back)
+        response = self.pages.render(
+            "inbox_done.html", decided=decided, skipped=skipped, decision=posted.decision, back=back
+        )
         self.remember_reviewer(response, posted.reviewer)
         return response
 
@@ -148,12 +173,20 @@ class InboxPages(LinkPages):
             return False, ItemResult(item.id, action.summary, "reopened since this page was loaded; look again")
         decision = DecisionRequest(decision=posted.decision, reason=posted.reason, decided_by=posted.reviewer)
         try:
-            record = self.queue.decide(item.id, decision, actor=posted.reviewer, channel="inbox", request_id=request_id,
-                                       expected_hash=item.draft_hash, expected_round=item.round)
+            record = self.queue.decide(
+                item.id,
+                decision,
+                actor=posted.reviewer,
+                channel="inbox",
+                request_id=request_id,
+                expected_hash=item.draft_hash,
+                expected_round=item.round,
+            )
         except Conflict as exc:
-            text = {"draft_changed": "the draft changed since this page was loaded; look again",
-                    "reopened": "reopened since this page was loaded; look again"}.get(exc.details.get("reason"),
-                                                                                       exc.message)
+            text = {
+                "draft_changed": "the draft changed since this page was loaded; look again",
+                "reopened": "reopened since this page was loaded; look again",
+            }.get(exc.details.get("reason"), exc.message)
             return False, ItemResult(item.id, action.summary, text)
         except (Gone, InvalidInput, NotFound) as exc:
             return False, ItemResult(item.id, action.summary, exc.message)

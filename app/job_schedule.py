@@ -160,9 +160,15 @@ class Schedule:
         return runs
 
     def run_firing(self, job: Job, scheduled_for: datetime) -> JobRun | None:
-        claim = _Claim.model_validate(self.db.call(
-            "claim_job_run", job=job.name, scheduled_for=scheduled_for, instance=self.instance,
-            lease_seconds=job.lease.total_seconds()))
+        claim = _Claim.model_validate(
+            self.db.call(
+                "claim_job_run",
+                job=job.name,
+                scheduled_for=scheduled_for,
+                instance=self.instance,
+                lease_seconds=job.lease.total_seconds(),
+            )
+        )
         if not claim.claimed:
             return None  # another instance has it
         assert claim.id is not None and claim.attempt is not None
@@ -182,8 +188,15 @@ class Schedule:
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("job %s (%s) crashed", job.name, scheduled_for)
         try:
-            row = self.db.call("finish_job_run", id=claim.id, attempt_token=claim.attempt_token, outcome=outcome,
-                               note=note, error=error, retry_in_seconds=retry_in)
+            row = self.db.call(
+                "finish_job_run",
+                id=claim.id,
+                attempt_token=claim.attempt_token,
+                outcome=outcome,
+                note=note,
+                error=error,
+                retry_in_seconds=retry_in,
+            )
         except StaleAttempt:
             log.warning("job %s (%s): its lease ran out and another instance took over", job.name, scheduled_for)
             return None

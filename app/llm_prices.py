@@ -40,8 +40,11 @@ class ModelPrice(BaseModel):
             base = Decimal(str(data["input"]))
         except ArithmeticError:  # not a number: validation fails on `input`, which is what to report
             base = Decimal(0)
-        derived = {"cache_write_5m": base * Decimal("1.25"), "cache_write_1h": base * 2,
-                   "cache_read": base * Decimal("0.1")}
+        derived = {
+            "cache_write_5m": base * Decimal("1.25"),
+            "cache_write_1h": base * 2,
+            "cache_read": base * Decimal("0.1"),
+        }
         return {**derived, **{key: value for key, value in data.items() if value is not None}}
 
     def cache_write(self, ttl: CacheTtl) -> Decimal:

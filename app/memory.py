@@ -157,17 +157,25 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     if spec is None:
         return None
     try:
-        return db.call("configure_memory", model=spec.name, dimension=spec.dimension, reset=False,
-                       indexed_kinds=settings.memory_vector_index_kinds)
+        return db.call(
+            "configure_memory",
+            model=spec.name,
+            dimension=spec.dimension,
+            reset=False,
+            indexed_kinds=settings.memory_vector_index_kinds,
+        )
     except Conflict as exc:
         raise EmbeddingsMismatch(
             f"memory is embedded with {exc.details.get('model')} ({exc.details.get('dimension')} dimensions) "
             f"but the embeddings provider gives {spec.name} ({spec.dimension} dimensions). Run "
             "`opsdesk memory reindex` to re-embed everything with the new model, or set "
             "EMBEDDINGS_PROVIDER / EMBEDDINGS_MODEL / EMBEDDINGS_DIMENSION back.",
-            details={"database_model": exc.details.get("model"),
-                     "database_dimension": exc.details.get("dimension"),
-                     "provider_model": spec.name, "provider_dimension": spec.dimension},
+            details={
+                "database_model": exc.details.get("model"),
+                "database_dimension": exc.details.get("dimension"),
+                "provider_model": spec.name,
+                "provider_dimension": spec.dimension,
+            },
         ) from exc
 
 
@@ -213,24 +221,41 @@ class MemoryStore:
         return counts
 
     def remember_ticket(self, ticket: TicketMemory) -> UpsertCounts:
-        header = [f"Ticket: {ticket.subject}" if ticket.subject else "Ticket",
-                  *([f"From: {ticket.requester}"] if ticket.requester else []),
-                  *([f"Status: {ticket.status}"] if ticket.status else [])]
-        return self.upsert([MemoryItem(
-            kind="ticket", source=ticket.source, source_id=ticket.id, title=ticket.subject,
-            # the requester's text may fill a row by itself: the header comes first, the body is clipped
-            content=("\n".join(header) + "\n\n" + ticket.body)[:MAX_CONTENT_CHARS],
-            metadata={key: value for key, value in {"requester": ticket.requester, "status": ticket.status,
-                                                    "url": ticket.url}.items() if value},
-            occurred_at=ticket.created_at,
-        )])
+        header = [
+            f"Ticket: {ticket.subject}" if ticket.subject else "Ticket",
+            *([f"From: {ticket.requester}"] if ticket.requester else []),
+            *([f"Status: {ticket.status}"] if ticket.status else []),
+        ]
+        return self.upsert(
+            [
+                MemoryItem(
+                    kind="ticket",
+                    source=ticket.source,
+                    source_id=ticket.id,
+                    title=ticket.subject,
+                    # the requester's text may fill a row by itself: the header comes first, the body is clipped
+                    content=("\n".join(header) + "\n\n" + ticket.body)[:MAX_CONTENT_CHARS],
+                    metadata={
+                        key: value
+                        for key, value in {
+                            "requester": ticket.requester,
+                            "status": ticket.status,
+                            "url": ticket.url,
+                        }.items()
+                        if value
+                    },
+                    occurred_at=ticket.created_at,
+                )
+            ]
+        )
 
     def forget_missing(self, source: str, kept_ids: Sequence[str]) -> int:
         return int(self.db.call("forget_missing_memory", source=source, kept=list(kept_ids))["removed"])
 
     # --- embeddings ---------------------------------------------------------------------------
-    def embed_pending(self, *, max_rows: int | None = None,
-                      progress: Callable[[int], None] | None = None) -> EmbedReport:
+    def embed_pending(
+        self, *, max_rows: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> EmbedReport:
         """Embed rows that have no vector yet, a batch at a time, until none are left (or
         `max_rows`). Claims keep parallel embedders off each other's rows."""
         embedder = self.embedder
@@ -248,35 +273,51 @@ class MemoryStore:
             except Exception:
                 self.db.call("release_memory_claims", ids=[row["id"] for row in rows])
                 raise
-            items = [{"id": row["id"], "hash": row["hash"], "embedding": vector}
-                     for row, vector in zip(rows, vectors, strict=True)]
-            for stored in self._writes.write(items, lambda chunk: self.db.call(
-                    "set_memory_embeddings", model=self.spec.name if self.spec else None, items=list(chunk))):
+            items = [
+                {"id": row["id"], "hash": row["hash"], "embedding": vector}
+                for row, vector in zip(rows, vectors, strict=True)
+            ]
+            for stored in self._writes.write(
+                items,
+                lambda chunk: self.db.call(
+                    "set_memory_embeddings", model=self.spec.name if self.spec else None, items=list(chunk)
+                ),
+            ):
                 report.embedded += int(stored["stored"])
                 report.stale += int(stored["stale"])
             if progress is not None:
                 progress(len(rows))
         return report
 
-    def maintain_indexes(self, *, max_steps: int | None = None,
-                         progress: Callable[[dict[str, Any]], None] | None = None) -> IndexReport:
+    def maintain_indexes(
+        self, *, max_steps: int | None = None, progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> IndexReport:
         """Step until every wanted HNSW index exists and holds every vector (or `max_steps`). Each
         step is one short call: creating an index, or parking or filling one batch of vectors."""
         return maintain_indexes(self.db, self._writes, max_steps=max_steps, progress=progress)
 
-    def reindex(self, *, progress: Callable[[int], None] | None = None,
-                started: Callable[[int], None] | None = None) -> EmbedReport:
+    def reindex(
+        self, *, progress: Callable[[int], None] | None = None, started: Callable[[int], None] | None = None
+    ) -> EmbedReport:
         """Start over with the configured provider: forget every vector at once, make the empty
         HNSW indexes, embed every row again (each batch grows the indexes). A reindex to the same
         model that did not finish (a crash, a lost connection) carries on where it stopped."""
         if self.spec is None:
             raise ConfigError("reindexing needs an embeddings provider: EMBEDDINGS_PROVIDER is none")
         current = self.stats()
-        resumed = (current.get("reindex_started_at") is not None and current["model"] == self.spec.name
-                   and current["dimension"] == self.spec.dimension)
+        resumed = (
+            current.get("reindex_started_at") is not None
+            and current["model"] == self.spec.name
+            and current["dimension"] == self.spec.dimension
+        )
         if not resumed:
-            self.db.call("configure_memory", model=self.spec.name, dimension=self.spec.dimension, reset=True,
-                         indexed_kinds=self.settings.memory_vector_index_kinds)
+            self.db.call(
+                "configure_memory",
+                model=self.spec.name,
+                dimension=self.spec.dimension,
+                reset=True,
+                indexed_kinds=self.settings.memory_vector_index_kinds,
+            )
         if started is not None:
             started(int(self.stats()["to_embed"]))
         self.maintain_indexes()
@@ -289,9 +330,16 @@ class MemoryStore:
         return self.db.call("memory_stats")
 
     # --- searching ----------------------------------------------------------------------------
-    def search(self, query: str, *, mode: SearchMode | None = None, kinds: Sequence[str] = (),
-               since: datetime | date | None = None, limit: int = 10,
-               include_content: bool = False) -> SearchAnswer:
+    def search(
+        self,
+        query: str,
+        *,
+        mode: SearchMode | None = None,
+        kinds: Sequence[str] = (),
+        since: datetime | date | None = None,
+        limit: int = 10,
+        include_content: bool = False,
+    ) -> SearchAnswer:
         """Ranked memory for `query`. Without embeddings (EMBEDDINGS_PROVIDER=none) or when the
         provider fails, hybrid falls back to full text and says so in `notices`; vector cannot
         fall back and raises VectorSearchUnavailable (or the provider's error)."""
@@ -300,11 +348,13 @@ class MemoryStore:
         elif since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=self.settings.time_zone)
         try:
-            request = SearchRequest(query=query, mode=mode, kinds=list(kinds), since=since, limit=limit,
-                                    include_content=include_content)
+            request = SearchRequest(
+                query=query, mode=mode, kinds=list(kinds), since=since, limit=limit, include_content=include_content
+            )
         except ValidationError as exc:
-            raise InvalidInput("the search does not fit the schema",
-                               details={"errors": validation_errors(exc)}) from exc
+            raise InvalidInput(
+                "the search does not fit the schema", details={"errors": validation_errors(exc)}
+            ) from exc
         requested: SearchMode = request.mode or "hybrid"
         used: SearchMode = requested
         notices: list[str] = []
@@ -315,15 +365,18 @@ class MemoryStore:
                 if requested == "vector":
                     if error is not None:  # the provider failed (502/503), not the request
                         raise error
-                    raise VectorSearchUnavailable(f"vector search is unavailable: {failure}",
-                                                  details={"mode": "vector"})
+                    raise VectorSearchUnavailable(
+                        f"vector search is unavailable: {failure}", details={"mode": "vector"}
+                    )
                 used = "fts"
                 notices.append(f"full-text results only: {failure}")
         try:
             raw = self._search(request, used, embedding)
             if raw.get("vector_index") is False and used != "fts":
-                failure = ("the vector index is being made (the service finishes it in the background, "
-                           "or run `opsdesk memory embed`)")
+                failure = (
+                    "the vector index is being made (the service finishes it in the background, "
+                    "or run `opsdesk memory embed`)"
+                )
                 if used == "vector":
                     raise VectorIndexBuilding(f"vector search is unavailable: {failure}", details={"mode": "vector"})
                 used, embedding = "fts", None
@@ -331,8 +384,10 @@ class MemoryStore:
         except Conflict as exc:
             # memory was re-embedded with another model since this process started: its query
             # vectors mean nothing there any more
-            failure = (f"memory is now embedded with {exc.details.get('model')}, this process embeds queries "
-                       f"with {exc.details.get('query_model')}: restart it")
+            failure = (
+                f"memory is now embedded with {exc.details.get('model')}, this process embeds queries "
+                f"with {exc.details.get('query_model')}: restart it"
+            )
             if requested == "vector":
                 raise EmbeddingsMismatch(f"vector search is unavailable: {failure}", details=exc.details) from exc
             log.warning("memory search: %s", failure)
@@ -340,11 +395,16 @@ class MemoryStore:
             notices.append(f"full-text results only: {failure}")
             raw = self._search(request, used, embedding)
         answer = SearchAnswer(
-            query=request.query, mode=used, requested_mode=requested,
+            query=request.query,
+            mode=used,
+            requested_mode=requested,
             embeddings=self.spec.name if embedding is not None and self.spec else None,
-            fts_query=raw["fts_query"], fts_limited=raw["fts_limited"], fts_strategy=raw.get("fts_strategy"),
+            fts_query=raw["fts_query"],
+            fts_limited=raw["fts_limited"],
+            fts_strategy=raw.get("fts_strategy"),
             fts_candidates=raw["fts_candidates"],
-            vector_candidates=raw["vector_candidates"], notices=notices,
+            vector_candidates=raw["vector_candidates"],
+            notices=notices,
             results=[SearchHit.model_validate(hit) for hit in raw["results"]],
         )
         answer.notices.extend(_result_notices(answer))
@@ -352,11 +412,19 @@ class MemoryStore:
 
     def _search(self, request: SearchRequest, mode: SearchMode, embedding: list[float] | None) -> dict[str, Any]:
         return self.db.call(
-            "search_memory", query=request.query, mode=mode, embedding=embedding,
-            kinds=request.kinds or None, since=request.since, limit=request.limit,
-            candidates=self.settings.memory_search_candidates, fts_weight=self.settings.memory_fts_weight,
-            vector_weight=self.settings.memory_vector_weight, rrf_k=self.settings.memory_rrf_k,
-            ef_search=self.settings.memory_hnsw_ef_search, fts_rank_limit=self.settings.memory_fts_rank_limit,
+            "search_memory",
+            query=request.query,
+            mode=mode,
+            embedding=embedding,
+            kinds=request.kinds or None,
+            since=request.since,
+            limit=request.limit,
+            candidates=self.settings.memory_search_candidates,
+            fts_weight=self.settings.memory_fts_weight,
+            vector_weight=self.settings.memory_vector_weight,
+            rrf_k=self.settings.memory_rrf_k,
+            ef_search=self.settings.memory_hnsw_ef_search,
+            fts_rank_limit=self.settings.memory_fts_rank_limit,
             include_content=request.include_content,
             model=self.spec.name if embedding is not None and self.spec is not None else None,
         )
@@ -364,8 +432,14 @@ class MemoryStore:
     def _query_vector(self, query: str) -> tuple[list[float] | None, str, OpsdeskError | None]:
         """The query's vector, or why there is none (and the provider's error, if it failed)."""
         if self.spec is None:
-            return None, ("EMBEDDINGS_PROVIDER is none (install opsdesk[local], or configure voyage "
-                          "or openai, for vector search)"), None
+            return (
+                None,
+                (
+                    "EMBEDDINGS_PROVIDER is none (install opsdesk[local], or configure voyage "
+                    "or openai, for vector search)"
+                ),
+                None,
+            )
         try:
             embedder = self.embedder
             if embedder is None:
@@ -382,13 +456,16 @@ def _result_notices(answer: SearchAnswer) -> list[str]:
         notices.append("the query has only common words (stop words), which full-text search ignores")
     elif answer.mode != "vector" and answer.fts_candidates == 0:
         if answer.mode == "fts":
-            notices.append("no memory contains these words, and without vector search differently "
-                           "worded matches cannot be found")
+            notices.append(
+                "no memory contains these words, and without vector search differently worded matches cannot be found"
+            )
         else:
             notices.append("no memory contains these words; the results are by meaning only")
     if answer.fts_limited:
-        notices.append("these words are very common: full text ranked only the most recent matching rows; "
-                       "add words (or a \"phrase\") to narrow it")
+        notices.append(
+            "these words are very common: full text ranked only the most recent matching rows; "
+            'add words (or a "phrase") to narrow it'
+        )
     if answer.mode != "fts" and answer.vector_candidates == 0:
         notices.append("no memory has an embedding yet (they are made in the background)")
     return notices

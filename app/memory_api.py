@@ -40,12 +40,19 @@ def memory_store(request: Request) -> MemoryStore:
 @router.get("/memory/search", response_model=SearchAnswer, dependencies=[ApiAuth], tags=["memory"])
 def search_memory(
     store: Annotated[MemoryStore, Depends(memory_store)],
-    q: Annotated[str, Query(min_length=1, max_length=1000,
-                            description='websearch syntax: "exact phrase", or, -word; end with * for a prefix')],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=1000,
+            description='websearch syntax: "exact phrase", or, -word; end with * for a prefix',
+        ),
+    ],
     mode: Annotated[SearchMode | None, Query(description="fts, vector or hybrid (default)")] = None,
     kind: Annotated[list[str] | None, Query(description="only these kinds (repeat, or comma-separated)")] = None,
-    since: Annotated[datetime | None, Query(description="occurred at or after (a date is its midnight in "
-                                                        "CRON_TIMEZONE)")] = None,
+    since: Annotated[
+        datetime | None, Query(description="occurred at or after (a date is its midnight in CRON_TIMEZONE)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     content: Annotated[bool, Query(description="include each row's full content")] = False,
 ) -> SearchAnswer:

@@ -41,8 +41,15 @@ def _store(*, check_memory: bool = True) -> Iterator[MemoryStore]:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def _maintain_with_progress(store: MemoryStore) -> None:
@@ -74,7 +81,7 @@ def snippet_text(snippet: str) -> Text:
     text = Text()
     position = 0
     for match in _MARK.finditer(snippet):
-        text.append(html.unescape(snippet[position:match.start()]))
+        text.append(html.unescape(snippet[position : match.start()]))
         text.append(html.unescape(match.group(1)), style="bold yellow")
         position = match.end()
     text.append(html.unescape(snippet[position:]))
@@ -86,14 +93,28 @@ def print_answer(answer: SearchAnswer) -> None:
     if answer.mode != answer.requested_mode:
         title += f" (asked {answer.requested_mode})"
     table = Table(title=title, show_lines=True)
-    for column, justify in (("#", "right"), ("score", "right"), ("kind", "left"), ("source", "left"),
-                            ("fts", "right"), ("vec", "right"), ("snippet", "left")):
+    for column, justify in (
+        ("#", "right"),
+        ("score", "right"),
+        ("kind", "left"),
+        ("source", "left"),
+        ("fts", "right"),
+        ("vec", "right"),
+        ("snippet", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for number, hit in enumerate(answer.results, 1):
         cell = Text(hit.title + "\n", style="bold") if hit.title else Text()
         cell.append_text(snippet_text(hit.snippet))
-        table.add_row(str(number), f"{hit.score:.4f}", hit.kind, Text(f"{hit.source}:{hit.source_id}"),
-                      str(hit.fts_rank or "-"), str(hit.vector_rank or "-"), cell)
+        table.add_row(
+            str(number),
+            f"{hit.score:.4f}",
+            hit.kind,
+            Text(f"{hit.source}:{hit.source_id}"),
+            str(hit.fts_rank or "-"),
+            str(hit.vector_rank or "-"),
+            cell,
+        )
     console.print(table)
     for notice in answer.notices:
         console.print(Text(f"note: {notice}", style="yellow"))
@@ -129,8 +150,10 @@ def import_(
         raise InvalidInput(f"--kind {kind!r} is not a memory kind (lower-case letters, digits and _)")
     with _store() as store:
         report = import_files(store, path, kind=kind)
-        console.print(f"[green]{report.created} created[/green], {report.updated} updated, "
-                      f"{report.unchanged} unchanged, {len(report.skipped)} skipped")
+        console.print(
+            f"[green]{report.created} created[/green], {report.updated} updated, "
+            f"{report.unchanged} unchanged, {len(report.skipped)} skipped"
+        )
         for name, why in report.skipped.items():
             console.print(Text(f"  skipped {name}: {why}", style="dim"))
         if embed:
@@ -140,8 +163,9 @@ def import_(
 @memory_app.command("sync-notion")
 def sync_notion(
     embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Embed the new text now")] = True,
-    allow_empty: Annotated[bool, typer.Option(
-        "--allow-empty", help="Forget every synced page when Notion lists none (refused otherwise)")] = False,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Forget every synced page when Notion lists none (refused otherwise)")
+    ] = False,
 ) -> None:
     """Sync the knowledge base from Notion (NOTION_KB_DATABASE_ID): every page one kb_article;
     pages deleted in Notion are forgotten."""
@@ -153,8 +177,10 @@ def sync_notion(
             report = sync_knowledge_base(store, notion, allow_empty=allow_empty)
         finally:
             notion.close()
-        console.print(f"{report.pages} page(s): [green]{report.created} created[/green], {report.updated} "
-                      f"updated, {report.unchanged} unchanged, {report.removed} removed")
+        console.print(
+            f"{report.pages} page(s): [green]{report.created} created[/green], {report.updated} "
+            f"updated, {report.unchanged} unchanged, {report.removed} removed"
+        )
         if embed:
             _embed_with_progress(store)
 
@@ -179,18 +205,26 @@ def reindex(
             raise ConfigError("reindexing needs an embeddings provider: EMBEDDINGS_PROVIDER is none")
         current = store.stats()
         if current.get("reindex_started_at") and (current["model"], current["dimension"]) == (
-                store.spec.name, store.spec.dimension):
-            console.print(f"memory: {current['rows']} row(s); carrying on with the reindex to {store.spec.name} "
-                          f"begun {current['reindex_started_at']} ({current['to_embed']} row(s) to go)")
+            store.spec.name,
+            store.spec.dimension,
+        ):
+            console.print(
+                f"memory: {current['rows']} row(s); carrying on with the reindex to {store.spec.name} "
+                f"begun {current['reindex_started_at']} ({current['to_embed']} row(s) to go)"
+            )
         else:
-            console.print(f"memory: {current['rows']} row(s), embedded with {current['model'] or 'nothing yet'}; "
-                          f"re-embedding with {store.spec.name} ({store.spec.dimension} dimensions)")
+            console.print(
+                f"memory: {current['rows']} row(s), embedded with {current['model'] or 'nothing yet'}; "
+                f"re-embedding with {store.spec.name} ({store.spec.dimension} dimensions)"
+            )
             if not yes and not typer.confirm("Forget every vector and embed again?"):
                 raise typer.Abort()
         with _progress() as progress:
             task = progress.add_task(f"re-embedding with {store.spec.name}", total=None)
-            report = store.reindex(started=lambda total: progress.update(task, total=total),
-                                   progress=lambda done: progress.advance(task, done))
+            report = store.reindex(
+                started=lambda total: progress.update(task, total=total),
+                progress=lambda done: progress.advance(task, done),
+            )
     console.print(f"[green]{report.embedded} row(s) embedded[/green] with {report.model}; HNSW indexes complete")
 
 

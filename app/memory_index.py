@@ -80,19 +80,26 @@ class WritePacer:
         return results
 
 
-def _write_from(rows: Sequence[Row], start: int, write: Callable[[Sequence[Row]], Result],
-                size: int) -> tuple[Result, int]:
-    chunk = rows[start:start + size]
+def _write_from(
+    rows: Sequence[Row], start: int, write: Callable[[Sequence[Row]], Result], size: int
+) -> tuple[Result, int]:
+    chunk = rows[start : start + size]
     return write(chunk), len(chunk)
 
 
-def maintain_indexes(db: Database, pacer: WritePacer, *, max_steps: int | None = None,
-                     progress: Callable[[dict[str, Any]], None] | None = None) -> IndexReport:
+def maintain_indexes(
+    db: Database,
+    pacer: WritePacer,
+    *,
+    max_steps: int | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> IndexReport:
     """Step until every wanted HNSW index exists and holds every vector (or `max_steps`)."""
     report = IndexReport()
     while True:
-        step = pacer.timed(lambda size: db.call("memory_index_step", park_rows=PARKED_PER_WRITTEN * size,
-                                                fill_rows=size))
+        step = pacer.timed(
+            lambda size: db.call("memory_index_step", park_rows=PARKED_PER_WRITTEN * size, fill_rows=size)
+        )
         if step["state"] in ("done", "busy"):
             report.state = step["state"]
             return report

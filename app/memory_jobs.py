@@ -28,8 +28,13 @@ INDEX_STEPS_PER_RUN = 60  # each a short call; an index over 100,000 vectors tak
 def add_memory_jobs(scheduler: BaseScheduler, db: Database, settings: Settings) -> None:
     store = MemoryStore(db, settings)
     if store.spec is not None:
-        scheduler.add_job(_embed, IntervalTrigger(seconds=settings.memory_embed_interval_seconds, timezone=UTC),
-                          args=(store,), id="memory_embed", replace_existing=True)
+        scheduler.add_job(
+            _embed,
+            IntervalTrigger(seconds=settings.memory_embed_interval_seconds, timezone=UTC),
+            args=(store,),
+            id="memory_embed",
+            replace_existing=True,
+        )
 
 
 def _embed(store: MemoryStore) -> None:

@@ -75,11 +75,11 @@ def prune(db: Database, settings: Settings, *, holder: str | None = None) -> Pru
     try:
         for kind, days in sorted(settings.memory_retention_days.items()):
             if days > 0:
-                _prune_memory(db, Archive(settings.archive_dir / f"memory-{kind}-{stamp}.jsonl.gz"),
-                              kind, days, report)
+                _prune_memory(db, Archive(settings.archive_dir / f"memory-{kind}-{stamp}.jsonl.gz"), kind, days, report)
         if settings.audit_retention_days > 0:
-            _prune_audit(db, Archive(settings.archive_dir / f"audit_log-{stamp}.jsonl.gz"),
-                         settings.audit_retention_days, report)
+            _prune_audit(
+                db, Archive(settings.archive_dir / f"audit_log-{stamp}.jsonl.gz"), settings.audit_retention_days, report
+            )
     finally:
         db.call("release_maintenance_lease", name=LEASE, holder=holder)
     return report
@@ -88,8 +88,9 @@ def prune(db: Database, settings: Settings, *, holder: str | None = None) -> Pru
 def _prune_memory(db: Database, archive: Archive, kind: str, days: int, report: PruneReport) -> None:
     while rows := db.call("expired_memory", kind=kind, days=days, limit=BATCH):
         archive.append(rows)
-        deleted = db.call("drop_archived_memory",
-                          rows=[{"id": row["id"], "updated_at": row["updated_at"]} for row in rows])["deleted"]
+        deleted = db.call(
+            "drop_archived_memory", rows=[{"id": row["id"], "updated_at": row["updated_at"]} for row in rows]
+        )["deleted"]
         if deleted == 0:  # every row changed since it was read; the next run takes the new versions
             break
     _record(archive, f"memory:{kind}", report)

@@ -93,14 +93,21 @@ def read_documents(root: Path) -> tuple[list[TextDocument], dict[str, str]]:
             skipped[relative] = "contains NUL bytes, so it is not plain UTF-8 text (UTF-16? save it as UTF-8)"
             continue
         if len(text) > MAX_CONTENT_CHARS:
-            skipped[relative] = (f"{len(text):,} characters, more than the {MAX_CONTENT_CHARS:,} a memory row "
-                                 f"holds: {TOO_LONG_HINT}")
+            skipped[relative] = (
+                f"{len(text):,} characters, more than the {MAX_CONTENT_CHARS:,} a memory row holds: {TOO_LONG_HINT}"
+            )
             continue
         if not text.strip():
             skipped[relative] = "empty"
             continue
-        documents.append(TextDocument(relative=relative, title=_title(text, path), text=text,
-                                   modified=datetime.fromtimestamp(path.stat().st_mtime, UTC)))
+        documents.append(
+            TextDocument(
+                relative=relative,
+                title=_title(text, path),
+                text=text,
+                modified=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            )
+        )
     return documents, skipped
 
 
@@ -112,13 +119,23 @@ def import_files(store: MemoryStore, root: Path, *, kind: str = "kb_article") ->
     items: list[MemoryItem] = []
     for doc in documents:
         try:
-            items.append(MemoryItem(kind=kind, source="file", source_id=doc.relative, title=doc.title,
-                                    content=doc.text, metadata={"path": doc.relative}, occurred_at=doc.modified))
+            items.append(
+                MemoryItem(
+                    kind=kind,
+                    source="file",
+                    source_id=doc.relative,
+                    title=doc.title,
+                    content=doc.text,
+                    metadata={"path": doc.relative},
+                    occurred_at=doc.modified,
+                )
+            )
         except ValidationError as exc:
             report.skipped[doc.relative] = "; ".join(
-                f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors(include_url=False))
+                f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors(include_url=False)
+            )
     for start in range(0, len(items), IMPORT_BATCH):
-        batch = items[start:start + IMPORT_BATCH]
+        batch = items[start : start + IMPORT_BATCH]
         try:
             report.add(store.upsert(batch).model_dump())
         except DatabaseError:
@@ -132,8 +149,9 @@ def import_files(store: MemoryStore, root: Path, *, kind: str = "kb_article") ->
     return report
 
 
-def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, source: str = "notion",
-                        allow_empty: bool = False) -> SyncReport:
+def sync_knowledge_base(
+    store: MemoryStore, knowledge_base: KnowledgeBase, *, source: str = "notion", allow_empty: bool = False
+) -> SyncReport:
     """Every page becomes (or updates) one kb_article row; pages gone from the knowledge base are
     forgotten, but only after the whole read succeeded, so a failed sync removes nothing. A read
     that finds no page at all while memory holds some forgets nothing unless `allow_empty`: that
@@ -141,14 +159,24 @@ def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, so
     pages = knowledge_base.read_kb()
     # one odd page (a pasted dump, a NUL PostgreSQL cannot hold) must not stop the whole sync:
     # its text arrives cleaned (KBPage is Storable) and is clipped to what a row holds, and the row says so
-    items = [MemoryItem(kind="kb_article", source=source, source_id=page.id, title=page.title[:1000],
-                        content=(text if text.strip() else page.title)[:MAX_CONTENT_CHARS],
-                        metadata={"url": page.url, "last_edited": page.last_edited.isoformat(),
-                                  **({"clipped_from_chars": len(text)} if len(text) > MAX_CONTENT_CHARS else {})},
-                        occurred_at=page.last_edited)
-             for page in pages
-             for text in [page.text]
-             if text.strip() or page.title.strip()]
+    items = [
+        MemoryItem(
+            kind="kb_article",
+            source=source,
+            source_id=page.id,
+            title=page.title[:1000],
+            content=(text if text.strip() else page.title)[:MAX_CONTENT_CHARS],
+            metadata={
+                "url": page.url,
+                "last_edited": page.last_edited.isoformat(),
+                **({"clipped_from_chars": len(text)} if len(text) > MAX_CONTENT_CHARS else {}),
+            },
+            occurred_at=page.last_edited,
+        )
+        for page in pages
+        for text in [page.text]
+        if text.strip() or page.title.strip()
+    ]
     if not items and not allow_empty:
         held = int(store.db.call("count_memory_source", source=source)["rows"])
         if held:
@@ -156,7 +184,8 @@ def sync_knowledge_base(store: MemoryStore, knowledge_base: KnowledgeBase, *, so
                 f"the knowledge base returned no pages, but memory holds {held} from it: nothing was "
                 "forgotten. Check that the Notion integration still has access to the knowledge-base "
                 "database (NOTION_KB_DATABASE_ID); if it really is empty now, sync again with --allow-empty.",
-                details={"source": source, "rows": held, "pages": len(pages)})
+                details={"source": source, "rows": held, "pages": len(pages)},
+            )
     counts = store.upsert(items)
     removed = store.forget_missing(source, [item.source_id for item in items])
     return SyncReport(**counts.model_dump(), pages=len(pages), removed=removed)

@@ -42,8 +42,25 @@ Channel = Literal["link", "inbox", "api", "cli", "system"]
 
 # Names opsdesk writes as actors itself (`policy`, `expiry`, `api:<name>`, `agent:<name>`...): a
 # person may not type one, in any case or width, alone or as a prefix before a colon.
-RESERVED_ACTORS = frozenset({"api", "cli", "link", "inbox", "system", "policy", "expiry", "opsdesk", "agent",
-                             "action", "executor", "scheduler", "discord", "recovery", "test"})
+RESERVED_ACTORS = frozenset(
+    {
+        "api",
+        "cli",
+        "link",
+        "inbox",
+        "system",
+        "policy",
+        "expiry",
+        "opsdesk",
+        "agent",
+        "action",
+        "executor",
+        "scheduler",
+        "discord",
+        "recovery",
+        "test",
+    }
+)
 _RESERVED = re.compile(r"^\s*(" + "|".join(sorted(RESERVED_ACTORS)) + r")\s*(:|$)")
 # ZWNJ and ZWJ are the only invisible characters a name may hold (some scripts need them)
 _NAME_JOINERS = {"\u200c", "\u200d"}
@@ -57,14 +74,17 @@ def _a_person_s_name(name: str) -> str:
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") and char not in _NAME_JOINERS:
             raise ValueError(f"must be one line of visible text (it holds U+{ord(char):04X})")
     if _RESERVED.match(unicodedata.normalize("NFKC", name).casefold()):
-        raise ValueError(f"{name!r} is a name opsdesk uses for itself ({', '.join(sorted(RESERVED_ACTORS))}, "
-                         "alone or before a colon): sign with your own name")
+        raise ValueError(
+            f"{name!r} is a name opsdesk uses for itself ({', '.join(sorted(RESERVED_ACTORS))}, "
+            "alone or before a colon): sign with your own name"
+        )
     return name
 
 
 # A reviewer's name as typed (a review link, the inbox, `decided_by` over the API, `--as`).
-ReviewerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-                         AfterValidator(_a_person_s_name)]
+ReviewerName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_a_person_s_name)
+]
 
 
 class Impact(BaseModel):

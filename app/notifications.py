@@ -57,10 +57,14 @@ log = logging.getLogger(__name__)
 TIER_COLOURS = {Tier.LOW: 0x2ECC71, Tier.MEDIUM: 0xF1C40F, Tier.HIGH: 0xE67E22, Tier.CRITICAL: 0xE74C3C}
 TIER_ICONS = {Tier.LOW: "\U0001f7e2", Tier.MEDIUM: "\U0001f7e1", Tier.HIGH: "\U0001f7e0", Tier.CRITICAL: "\U0001f534"}
 SETTLED_COLOUR = 0x95A5A6  # grey: the message no longer asks anything of the reader
-REASONING_CHARS = 1500     # the review page has the rest; a phone screen does not
+REASONING_CHARS = 1500  # the review page has the rest; a phone screen does not
 DRAFT_LINE_CHARS = 200
-VIA_LABELS = {"link": "via a review link", "inbox": "via the inbox", "api": "via the API token",
-              "cli": "in the terminal"}  # the channel, recorded apart from the name (decided_via)
+VIA_LABELS = {
+    "link": "via a review link",
+    "inbox": "via the inbox",
+    "api": "via the API token",
+    "cli": "in the terminal",
+}  # the channel, recorded apart from the name (decided_via)
 OUTCOME_LABELS = {
     "approved": "\u2705 Approved",
     "modified": "\u270f\ufe0f Edited and approved",
@@ -150,15 +154,26 @@ def action_embed(action: ActionRecord, ref: str, *, colour: int | None = None) -
         EmbedField(name="Reversible", value=_yes(impact.get("reversible", True)), inline=True),
     ]
     if action.expires_at is not None:
-        fields.append(EmbedField(name="Expires", value=f"{_when(action.expires_at)} ({_when(action.expires_at, 'f')})",
-                                 inline=True))
+        fields.append(
+            EmbedField(
+                name="Expires", value=f"{_when(action.expires_at)} ({_when(action.expires_at, 'f')})", inline=True
+            )
+        )
     confidence = action.metadata.get("confidence")
     if isinstance(confidence, (int, float)):
         fields.append(EmbedField(name="Model confidence", value=f"{confidence:.0%}", inline=True))
     if action.risk_reasons:
-        fields.append(EmbedField(name="Why this tier", value="\n".join(
-            f"\u2022 {literal(str(reason.get('tier', '?')))} \u00b7 {literal(str(reason.get('dimension', '?')))}: "
-            f"{literal(str(reason.get('detail', '')))}" for reason in action.risk_reasons)))
+        fields.append(
+            EmbedField(
+                name="Why this tier",
+                value="\n".join(
+                    f"\u2022 {literal(str(reason.get('tier', '?')))} "
+                    f"\u00b7 {literal(str(reason.get('dimension', '?')))}: "
+                    f"{literal(str(reason.get('detail', '')))}"
+                    for reason in action.risk_reasons
+                ),
+            )
+        )
     if action.requested_action:
         fields.append(EmbedField(name="Draft", value=_draft_preview(action.requested_action)))
     reasoning = fit(literal(action.reasoning), REASONING_CHARS)
@@ -179,18 +194,25 @@ def post_message(notification: Notification, signer: LinkSigner, settings: Setti
         raise InvalidInput(f"action {action.id} is pending without an expiry; its links cannot be signed")
     tier = action.risk_level
     if notification.kind == "announce":
-        lead = ("Approval needed" if notification.episode == 1
-                else "Back for approval: its facts changed after it was approved")
+        lead = (
+            "Approval needed"
+            if notification.episode == 1
+            else "Back for approval: its facts changed after it was approved"
+        )
     elif notification.kind == "reminder":
         lead = f"Reminder: waiting for a decision since {_when(action.requested_at)}"
     else:
         lead = "Escalation: this CRITICAL approval is about to expire"
     lines = []
     if notification.maybe_posted:
-        lines.append(f"\u26a0\ufe0f Sent again after an interrupted attempt: an earlier copy (ref {notification.ref}) "
-                     "may exist and may not be updated when this is decided.")
-    lines.append(f"{TIER_ICONS[tier]} **{lead}** \u00b7 {tier.value} \u00b7 {literal(action.agent)} \u00b7 "
-                 f"expires {_when(action.expires_at)}")
+        lines.append(
+            f"\u26a0\ufe0f Sent again after an interrupted attempt: an earlier copy (ref {notification.ref}) "
+            "may exist and may not be updated when this is decided."
+        )
+    lines.append(
+        f"{TIER_ICONS[tier]} **{lead}** \u00b7 {tier.value} \u00b7 {literal(action.agent)} \u00b7 "
+        f"expires {_when(action.expires_at)}"
+    )
     buttons = [
         LinkButton(label=label, url=signer.url(action.id, action.draft_hash, purpose, action.expires_at))
         for label, purpose in (("Review", "review"), ("Approve", "approve"), ("Reject", "reject"))
@@ -241,8 +263,9 @@ class NotificationSender:
         if client is None:
             if settings.discord_webhook_url is None:
                 raise ConfigError("DISCORD_WEBHOOK_URL is not configured")
-            client = DiscordClient(settings.discord_webhook_url.get_secret_value(),
-                                   timeout=settings.discord_timeout_seconds)
+            client = DiscordClient(
+                settings.discord_webhook_url.get_secret_value(), timeout=settings.discord_timeout_seconds
+            )
         self.db = db
         self.settings = settings
         self.client = client
@@ -273,9 +296,12 @@ class NotificationSender:
         if self.disabled is not None:
             return 0
         self.db.call("recover_notification_leases", actor=self.worker_id, limit=100)
-        claimed = self.db.call("claim_notifications", worker=self.worker_id,
-                               lease_seconds=self.lease_seconds,
-                               limit=self.settings.discord_batch_size)
+        claimed = self.db.call(
+            "claim_notifications",
+            worker=self.worker_id,
+            lease_seconds=self.lease_seconds,
+            limit=self.settings.discord_batch_size,
+        )
         for row in claimed:
             self.deliver(Notification.model_validate(row))
         return len(claimed)
@@ -295,15 +321,13 @@ class NotificationSender:
             else:
                 self._post(notification)
         except StaleAttempt:
-            log.warning("notification %s: another sender took over after this one's lease ran out",
-                        notification.id)
+            log.warning("notification %s: another sender took over after this one's lease ran out", notification.id)
 
     def _post(self, notification: Notification) -> None:
         try:
             message = post_message(notification, self.signer, self.settings)
             # From here on a crash leaves "may have been posted" behind, never a silent repeat.
-            self.db.call("mark_notification_dispatched", id=notification.id,
-                         attempt_token=notification.attempt_token)
+            self.db.call("mark_notification_dispatched", id=notification.id, attempt_token=notification.attempt_token)
             message_id = self.client.execute(message)
         except (InvalidInput, ConfigError) as exc:
             self._fail(notification, exc.message)
@@ -311,8 +335,12 @@ class NotificationSender:
         except IntegrationError as exc:
             self._call_failed(notification, exc)
             return
-        self.db.call("record_notification_sent", id=notification.id, attempt_token=notification.attempt_token,
-                     message_id=message_id)
+        self.db.call(
+            "record_notification_sent",
+            id=notification.id,
+            attempt_token=notification.attempt_token,
+            message_id=message_id,
+        )
 
     def _edit(self, notification: Notification) -> None:
         message = outcome_message(notification)
@@ -324,8 +352,11 @@ class NotificationSender:
                 except PermanentError as exc:
                     if exc.details.get("discord_code") != UNKNOWN_MESSAGE:
                         raise
-                    log.warning("notification %s: message %s was deleted in Discord; nothing to edit",
-                                notification.id, message_id)
+                    log.warning(
+                        "notification %s: message %s was deleted in Discord; nothing to edit",
+                        notification.id,
+                        message_id,
+                    )
                 edited.append(message_id)
         except InvalidInput as exc:
             self._fail(notification, exc.message)
@@ -333,8 +364,9 @@ class NotificationSender:
         except IntegrationError as exc:
             self._call_failed(notification, exc)
             return
-        self.db.call("record_outcome_edited", id=notification.id, attempt_token=notification.attempt_token,
-                     message_ids=edited)
+        self.db.call(
+            "record_outcome_edited", id=notification.id, attempt_token=notification.attempt_token, message_ids=edited
+        )
 
     def _call_failed(self, notification: Notification, exc: IntegrationError) -> None:
         if isinstance(exc, (RateLimited, CircuitOpen)):
@@ -351,16 +383,24 @@ class NotificationSender:
             self._fail(notification, str(exc))
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.settings.discord_backoff_max_seconds,
-                      self.settings.discord_backoff_base_seconds * 2 ** max(attempt - 1, 0))
+        ceiling = min(
+            self.settings.discord_backoff_max_seconds,
+            self.settings.discord_backoff_base_seconds * 2 ** max(attempt - 1, 0),
+        )
         return ceiling * (0.5 + self._rng() / 2)  # jitter: spread the retries of many notifications
 
-    def _reschedule(self, notification: Notification, error: str, retry_in: float, *, count: bool = True,
-                    maybe_posted: bool = False) -> None:
+    def _reschedule(
+        self, notification: Notification, error: str, retry_in: float, *, count: bool = True, maybe_posted: bool = False
+    ) -> None:
         self.db.call(
-            "reschedule_notification", id=notification.id, attempt_token=notification.attempt_token,
-            error=error, retry_in_seconds=max(retry_in, 1.0), count_attempt=count,
-            max_attempts=self.settings.discord_max_attempts, maybe_posted=maybe_posted,
+            "reschedule_notification",
+            id=notification.id,
+            attempt_token=notification.attempt_token,
+            error=error,
+            retry_in_seconds=max(retry_in, 1.0),
+            count_attempt=count,
+            max_attempts=self.settings.discord_max_attempts,
+            maybe_posted=maybe_posted,
         )
 
     def _fail(self, notification: Notification, error: str) -> None:

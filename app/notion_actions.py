@@ -23,8 +23,9 @@ def create_blog_draft(ctx: HandlerContext) -> dict[str, Any]:
     ctx.heartbeat()
     target = notion.blog_target(database_id, draft)  # reads only: nothing written yet
     ctx.mark_dispatched()
-    return notion.create_draft(target, draft, key=ctx.action.idempotency_key,
-                               heartbeat=ctx.heartbeat).model_dump(mode="json")
+    return notion.create_draft(target, draft, key=ctx.action.idempotency_key, heartbeat=ctx.heartbeat).model_dump(
+        mode="json"
+    )
 
 
 NOTION_KINDS: tuple[ActionKind, ...] = (

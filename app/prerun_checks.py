@@ -57,11 +57,13 @@ class PolicyRecheck:
         )
 
 
-def assess_now(kind: ActionKind, payload: Mapping[str, Any], action: ClaimedAction,
-               thresholds: RiskThresholds) -> tuple[Impact, Assessment]:
+def assess_now(
+    kind: ActionKind, payload: Mapping[str, Any], action: ClaimedAction, thresholds: RiskThresholds
+) -> tuple[Impact, Assessment]:
     """The policy on `payload` as `ApprovalQueue.submit` computes it (ActionKind.reassess)."""
-    assessed = kind.reassess(payload, action.model_dump(include={"estimated_impact", "metadata", "risk_reasons"}),
-                             thresholds)
+    assessed = kind.reassess(
+        payload, action.model_dump(include={"estimated_impact", "metadata", "risk_reasons"}), thresholds
+    )
     return assessed.impact, assessed.assessment
 
 

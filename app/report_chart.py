@@ -13,8 +13,13 @@ if TYPE_CHECKING:
     from app.daily_report import DailyReport
 
 # outcome -> colour, stacked bottom to top
-OUTCOMES = {"succeeded": "#2ecc71", "rejected": "#95a5a6", "expired": "#f1c40f", "failed": "#e74c3c",
-            "unknown": "#8e44ad"}
+OUTCOMES = {
+    "succeeded": "#2ecc71",
+    "rejected": "#95a5a6",
+    "expired": "#f1c40f",
+    "failed": "#e74c3c",
+    "unknown": "#8e44ad",
+}
 WIDTH_PX, HEIGHT_PX, DPI = 960, 600, 100
 
 
@@ -34,8 +39,9 @@ def render_chart(report: DailyReport) -> bytes:
         values = [getattr(day, outcome) for day in days]
         actions.bar(positions, values, bottom=stacked, color=colour, label=outcome, width=0.7)
         stacked = [below + value for below, value in zip(stacked, values, strict=True)]
-    actions.set_title(f"Actions by outcome, {len(days)} days to {report.day:%b %d} ({report.time_zone})",
-                      loc="left", fontsize=11)
+    actions.set_title(
+        f"Actions by outcome, {len(days)} days to {report.day:%b %d} ({report.time_zone})", loc="left", fontsize=11
+    )
     actions.yaxis.set_major_locator(MaxNLocator(integer=True))
     actions.legend(ncols=len(OUTCOMES), fontsize=8, loc="upper left", frameon=False)
     actions.set_ylim(0, max(max(stacked, default=0), 1) * 1.25)  # room for the legend above the bars

@@ -48,9 +48,17 @@ REVIEW_BUTTONS = 4  # plus the inbox button: one row of five
 COLOUR = 0x3498DB
 ALERT_COLOUR = 0xE74C3C
 TIER_ICONS = {Tier.LOW: "\U0001f7e2", Tier.MEDIUM: "\U0001f7e1", Tier.HIGH: "\U0001f7e0", Tier.CRITICAL: "\U0001f534"}
-COUNT_LABELS = {"drafted": "Drafted", "auto_run": "Auto-run", "approved": "Approved", "modified": "Edited",
-                "rejected": "Rejected", "expired": "Expired", "succeeded": "Succeeded", "failed": "Failed",
-                "unknown": "Unknown"}
+COUNT_LABELS = {
+    "drafted": "Drafted",
+    "auto_run": "Auto-run",
+    "approved": "Approved",
+    "modified": "Edited",
+    "rejected": "Rejected",
+    "expired": "Expired",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "unknown": "Unknown",
+}
 
 
 def _when(moment: datetime) -> str:
@@ -69,67 +77,104 @@ def report_message(report: DailyReport, *, with_chart: bool, maybe_posted: bool 
         lines.append("\u26a0\ufe0f Sent again after an interrupted attempt: an earlier copy of this report may exist.")
     totals = report.totals.model_dump()
     summary = Embed(
-        title="Actions", color=COLOUR,
+        title="Actions",
+        color=COLOUR,
         description="\n".join(_breakdown_lines(report)) or "No action events on this day.",
         fields=[EmbedField(name=label, value=str(totals[key]), inline=True) for key, label in COUNT_LABELS.items()],
         image_url=f"attachment://{CHART_FILE}" if with_chart else None,
         footer=f"opsdesk \u00b7 daily report \u00b7 built "
-               f"{report.generated_at.astimezone(ZoneInfo(report.time_zone)):%Y-%m-%d %H:%M %Z}",
+        f"{report.generated_at.astimezone(ZoneInfo(report.time_zone)):%Y-%m-%d %H:%M %Z}",
         timestamp=report.generated_at,
     )
-    runs = Embed(title="Agent runs", color=COLOUR, description="\n".join(
-        f"**{literal(run.agent)}**: {run.runs} run(s), {run.ok} ok, {run.failed} failed, {run.proposals} proposal(s), "
-        f"{run.tokens:,} tokens, ${run.cost_usd:,.2f}" for run in report.agent_runs) or "No agent runs.")
+    runs = Embed(
+        title="Agent runs",
+        color=COLOUR,
+        description="\n".join(
+            f"**{literal(run.agent)}**: {run.runs} run(s), {run.ok} ok, {run.failed} failed, "
+            f"{run.proposals} proposal(s), "
+            f"{run.tokens:,} tokens, ${run.cost_usd:,.2f}"
+            for run in report.agent_runs
+        )
+        or "No agent runs.",
+    )
     emails, llm = report.emails, report.llm
-    scheduled = "\n".join(f"{item.day:%a %d %b}: {item.recipients} in {item.batches} batch(es)"
-                          for item in emails.scheduled) or "nothing scheduled"
-    usage = Embed(title="Email and model spend", color=COLOUR, fields=[
-        EmbedField(name="Emails sent", value=f"{emails.sent} of {emails.daily_limit}"
-                   + (f" (closed: {literal(emails.closed_reason)})" if emails.closed_reason else ""), inline=True),
-        EmbedField(name="Today so far", value=f"{emails.today_used} used, {emails.today_remaining} left", inline=True),
-        EmbedField(name="Campaign batches ahead", value=scheduled),
-        EmbedField(name="LLM spend", value=f"${llm.spent_usd:,.2f} of ${llm.budget_usd:,.2f}", inline=True),
-        EmbedField(name="LLM tokens", value=f"{llm.tokens:,} in {llm.calls} call(s)"
-                   + (f", {llm.refused} refused by the budget" if llm.refused else ""), inline=True),
-    ])
+    scheduled = (
+        "\n".join(f"{item.day:%a %d %b}: {item.recipients} in {item.batches} batch(es)" for item in emails.scheduled)
+        or "nothing scheduled"
+    )
+    usage = Embed(
+        title="Email and model spend",
+        color=COLOUR,
+        fields=[
+            EmbedField(
+                name="Emails sent",
+                value=f"{emails.sent} of {emails.daily_limit}"
+                + (f" (closed: {literal(emails.closed_reason)})" if emails.closed_reason else ""),
+                inline=True,
+            ),
+            EmbedField(
+                name="Today so far", value=f"{emails.today_used} used, {emails.today_remaining} left", inline=True
+            ),
+            EmbedField(name="Campaign batches ahead", value=scheduled),
+            EmbedField(name="LLM spend", value=f"${llm.spent_usd:,.2f} of ${llm.budget_usd:,.2f}", inline=True),
+            EmbedField(
+                name="LLM tokens",
+                value=f"{llm.tokens:,} in {llm.calls} call(s)"
+                + (f", {llm.refused} refused by the budget" if llm.refused else ""),
+                inline=True,
+            ),
+        ],
+    )
     embeds = [summary, runs, usage, _waiting_embed(report)]
     if report.failures_total:
         embeds.append(_failures_embed(report))
     buttons = [LinkButton(label="Open the approval inbox", url=report.inbox_url)] if report.inbox_url else []
-    buttons += [LinkButton(label=f"Review: {item.summary}", url=item.review_url)
-                for item in report.waiting[:REVIEW_BUTTONS] if item.review_url]
+    buttons += [
+        LinkButton(label=f"Review: {item.summary}", url=item.review_url)
+        for item in report.waiting[:REVIEW_BUTTONS]
+        if item.review_url
+    ]
     return WebhookMessage(content="\n".join(lines), embeds=embeds, buttons=buttons)
 
 
 def _breakdown_lines(report: DailyReport) -> list[str]:
     rows = report.by_agent_and_tier
-    lines = [f"**{fit(literal(row.agent), NAME_CHARS)}** \u00b7 {row.tier.value}: {_counts_line(row.model_dump())}"
-             for row in rows[:LINES_SHOWN]]
+    lines = [
+        f"**{fit(literal(row.agent), NAME_CHARS)}** \u00b7 {row.tier.value}: {_counts_line(row.model_dump())}"
+        for row in rows[:LINES_SHOWN]
+    ]
     if len(rows) > len(lines):
         lines.append(f"\u2026 and {len(rows) - len(lines)} more agent and tier rows on the report page")
     return lines
 
 
 def _waiting_embed(report: DailyReport) -> Embed:
-    lines = [f"{TIER_ICONS[item.tier]} {item.tier.value} \u00b7 {fit(literal(item.agent), NAME_CHARS)} \u00b7 "
-             f"{fit(literal(item.summary), SUMMARY_CHARS)} \u00b7 "
-             f"waiting since {_when(item.requested_at)}"
-             + (f", expires {_when(item.expires_at)}" if item.expires_at else "")
-             for item in report.waiting[:LINES_SHOWN]]
+    lines = [
+        f"{TIER_ICONS[item.tier]} {item.tier.value} \u00b7 {fit(literal(item.agent), NAME_CHARS)} \u00b7 "
+        f"{fit(literal(item.summary), SUMMARY_CHARS)} \u00b7 "
+        f"waiting since {_when(item.requested_at)}" + (f", expires {_when(item.expires_at)}" if item.expires_at else "")
+        for item in report.waiting[:LINES_SHOWN]
+    ]
     if report.waiting_total > len(lines):
         lines.append(f"\u2026 and {report.waiting_total - len(lines)} more in the inbox")
-    return Embed(title=f"Waiting for approval ({report.waiting_total})", color=COLOUR,
-                 description="\n".join(lines) or "Nothing is waiting.")
+    return Embed(
+        title=f"Waiting for approval ({report.waiting_total})",
+        color=COLOUR,
+        description="\n".join(lines) or "Nothing is waiting.",
+    )
 
 
 def _failures_embed(report: DailyReport) -> Embed:
-    lines = [f"**{literal(item.source)}** {literal(item.status)}: {fit(literal(item.title), SUMMARY_CHARS)}"
-             + (f" \u2014 {fit(literal(item.error), ERROR_CHARS)}" if item.error else "")
-             for item in report.failures[:LINES_SHOWN]]
+    lines = [
+        f"**{literal(item.source)}** {literal(item.status)}: {fit(literal(item.title), SUMMARY_CHARS)}"
+        + (f" \u2014 {fit(literal(item.error), ERROR_CHARS)}" if item.error else "")
+        for item in report.failures[:LINES_SHOWN]
+    ]
     if report.failures_total > len(lines):
         lines.append(f"\u2026 and {report.failures_total - len(lines)} more on the report page")
-    return Embed(title=f"Failures worth a look ({report.failures_total})", color=ALERT_COLOUR,
-                 description="\n".join(lines))
+    return Embed(
+        title=f"Failures worth a look ({report.failures_total})", color=ALERT_COLOUR, description="\n".join(lines)
+    )
 
 
 class SendOutcome(BaseModel):
@@ -143,8 +188,9 @@ class SendOutcome(BaseModel):
 class ReportSender:
     """Posts a stored report once. `client_factory` makes the Discord client for one send."""
 
-    def __init__(self, reports: DailyReports, *, worker_id: str,
-                 client_factory: Callable[[], DiscordClient] | None = None) -> None:
+    def __init__(
+        self, reports: DailyReports, *, worker_id: str, client_factory: Callable[[], DiscordClient] | None = None
+    ) -> None:
         settings = reports.settings
         if client_factory is None:
             if settings.discord_webhook_url is None:
@@ -162,8 +208,9 @@ class ReportSender:
 
     def send(self, day: date) -> SendOutcome:
         """Post the stored report for `day` unless it is posted already or being posted."""
-        claim = self.db.call("claim_daily_report_send", day=day, worker=self.worker_id,
-                             lease_seconds=self.lease_seconds)
+        claim = self.db.call(
+            "claim_daily_report_send", day=day, worker=self.worker_id, lease_seconds=self.lease_seconds
+        )
         if not claim["claimed"]:
             return _outcome(claim, posted_now=False)
         token = claim["attempt_token"]
@@ -177,14 +224,17 @@ class ReportSender:
             self.db.call("mark_daily_report_dispatched", day=day, attempt_token=token)
             message_id = client.execute(message, files)
         except OutcomeUnknown as exc:
-            self.db.call("release_daily_report_send", day=day, attempt_token=token, error=exc.message,
-                         maybe_posted=True)
+            self.db.call(
+                "release_daily_report_send", day=day, attempt_token=token, error=exc.message, maybe_posted=True
+            )
             # trying again is right for a report: the repost says it may repeat this one
-            raise TransientError(f"the report may or may not have been posted ({exc.message})",
-                                 system="discord") from exc
+            raise TransientError(
+                f"the report may or may not have been posted ({exc.message})", system="discord"
+            ) from exc
         except IntegrationError as exc:
-            self.db.call("release_daily_report_send", day=day, attempt_token=token, error=exc.message,
-                         maybe_posted=False)
+            self.db.call(
+                "release_daily_report_send", day=day, attempt_token=token, error=exc.message, maybe_posted=False
+            )
             raise
         finally:
             client.close()
@@ -192,8 +242,13 @@ class ReportSender:
 
 
 def _outcome(row: dict[str, Any], *, posted_now: bool) -> SendOutcome:
-    return SendOutcome(day=row["day"], sent=row["status"] == "sent", posted_now=posted_now, status=row["status"],
-                       discord_message_id=row["discord_message_id"])
+    return SendOutcome(
+        day=row["day"],
+        sent=row["status"] == "sent",
+        posted_now=posted_now,
+        status=row["status"],
+        discord_message_id=row["discord_message_id"],
+    )
 
 
 class ReportJob:
@@ -213,8 +268,9 @@ class ReportJob:
         day = local.date() - timedelta(days=1)
         self.reports.build_and_store(day)
         if self.sender is None:
-            return JobResult(note={"day": day, "stored": True, "sent": False,
-                                   "reason": "DISCORD_WEBHOOK_URL is not set"})
+            return JobResult(
+                note={"day": day, "stored": True, "sent": False, "reason": "DISCORD_WEBHOOK_URL is not set"}
+            )
         outcome = self.sender.send(day)
         log.info("daily report for %s: %s", day, "posted" if outcome.posted_now else outcome.status)
         return JobResult(note=outcome.model_dump(mode="json"))

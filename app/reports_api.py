@@ -26,19 +26,25 @@ from app.report_delivery import COUNT_LABELS
 from app.request_guard import CheckedRoute
 
 router = APIRouter(tags=["reports"], route_class=CheckedRoute)  # every input checked (app.request_guard)
-_pages = Environment(loader=PackageLoader("app", "templates"), autoescape=True, undefined=StrictUndefined,
-                     trim_blocks=True, lstrip_blocks=True)
+_pages = Environment(
+    loader=PackageLoader("app", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 # The page runs no script and loads nothing but its own inline chart. It carries signed review
 # links: not cached, and never sent on as a Referer.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-ReportDay = Annotated[date | None, Query(alias="date",
-                                         description="YYYY-MM-DD; yesterday in CRON_TIMEZONE if left out")]
+ReportDay = Annotated[
+    date | None, Query(alias="date", description="YYYY-MM-DD; yesterday in CRON_TIMEZONE if left out")
+]
 
 
 class ReportAnswer(BaseModel):
@@ -69,9 +75,13 @@ def _report(reports: DailyReports, day: date | None, *, with_chart: bool) -> tup
     return (stored.report if stored is not None else reports.build(day)), stored
 
 
-@router.get("/reports/daily", dependencies=[ApiAuth], response_model=ReportAnswer,
-            summary="The daily report (JSON; an HTML page with Accept: text/html)",
-            responses={200: {"content": {"text/html": {}}}})
+@router.get(
+    "/reports/daily",
+    dependencies=[ApiAuth],
+    response_model=ReportAnswer,
+    summary="The daily report (JSON; an HTML page with Accept: text/html)",
+    responses={200: {"content": {"text/html": {}}}},
+)
 def daily_report(request: Request, reports: Reports, day: ReportDay = None) -> Response | ReportAnswer:
     html = wants_html(request)
     report, stored = _report(reports, day, with_chart=html)
@@ -79,14 +89,23 @@ def daily_report(request: Request, reports: Reports, day: ReportDay = None) -> R
         chart = (stored.chart if stored is not None else None) or render_chart(report)
         return HTMLResponse(render_page(report, stored, chart), headers=PAGE_HEADERS)
     base = reports.settings.public_base_url.rstrip("/")
-    return ReportAnswer(report=report, stored=stored is not None, built_at=stored.built_at if stored else None,
-                        sent_at=stored.sent_at if stored else None,
-                        discord_message_id=stored.discord_message_id if stored else None,
-                        chart_url=f"{base}/reports/daily/chart.png?date={report.day.isoformat()}")
+    return ReportAnswer(
+        report=report,
+        stored=stored is not None,
+        built_at=stored.built_at if stored else None,
+        sent_at=stored.sent_at if stored else None,
+        discord_message_id=stored.discord_message_id if stored else None,
+        chart_url=f"{base}/reports/daily/chart.png?date={report.day.isoformat()}",
+    )
 
 
-@router.get("/reports/daily/chart.png", dependencies=[ApiAuth], response_class=Response,
-            summary="The daily report's chart (PNG)", responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    "/reports/daily/chart.png",
+    dependencies=[ApiAuth],
+    response_class=Response,
+    summary="The daily report's chart (PNG)",
+    responses={200: {"content": {"image/png": {}}}},
+)
 def daily_report_chart(reports: Reports, day: ReportDay = None) -> Response:
     report, stored = _report(reports, day, with_chart=True)
     chart = (stored.chart if stored is not None else None) or render_chart(report)
@@ -103,5 +122,11 @@ def render_page(report: DailyReport, stored: StoredReport | None, chart: bytes) 
         return f"${value:,.2f}"
 
     return _pages.get_template("daily_report.html").render(
-        report=report, stored=stored, labels=COUNT_LABELS, totals=report.totals.model_dump(),
-        chart=base64.b64encode(chart).decode(), when=when, money=money)
+        report=report,
+        stored=stored,
+        labels=COUNT_LABELS,
+        totals=report.totals.model_dump(),
+        chart=base64.b64encode(chart).decode(),
+        when=when,
+        money=money,
+    )

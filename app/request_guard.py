@@ -26,8 +26,7 @@ _LABELS = {"query": "query parameter", "path": "path parameter", "form": "form f
 
 
 def _refuse(loc: list[str | int], what: str, shown: str) -> InvalidInput:
-    return InvalidInput(f"{shown} {what}",
-                        details={"errors": [{"loc": loc, "msg": what, "type": "unusable_input"}]})
+    return InvalidInput(f"{shown} {what}", details={"errors": [{"loc": loc, "msg": what, "type": "unusable_input"}]})
 
 
 def _pairs(where: str, items: list[tuple[str, Any]]) -> None:

@@ -16,10 +16,10 @@ from app.settings import Settings
 
 @dataclass(frozen=True)
 class RiskThresholds:
-    recipients_medium: int = 50      # at or above: MEDIUM
-    recipients_high: int = 300       # above: HIGH
-    money_medium: Decimal = Decimal("10")    # at or above: MEDIUM
-    money_high: Decimal = Decimal("50")      # above: HIGH
+    recipients_medium: int = 50  # at or above: MEDIUM
+    recipients_high: int = 300  # above: HIGH
+    money_medium: Decimal = Decimal("10")  # at or above: MEDIUM
+    money_high: Decimal = Decimal("50")  # above: HIGH
     money_critical: Decimal = Decimal("100")  # above: CRITICAL
 
     @classmethod
@@ -41,11 +41,13 @@ class Assessment:
 
 def _recipients(count: int, t: RiskThresholds) -> Reason | None:
     if count > t.recipients_high:
-        return Reason(dimension="recipients", tier=Tier.HIGH,
-                      detail=f"{count} recipients is over {t.recipients_high}")
+        return Reason(dimension="recipients", tier=Tier.HIGH, detail=f"{count} recipients is over {t.recipients_high}")
     if count >= t.recipients_medium:
-        return Reason(dimension="recipients", tier=Tier.MEDIUM,
-                      detail=f"{count} recipients is {t.recipients_medium}-{t.recipients_high}")
+        return Reason(
+            dimension="recipients",
+            tier=Tier.MEDIUM,
+            detail=f"{count} recipients is {t.recipients_medium}-{t.recipients_high}",
+        )
     return None
 
 
@@ -54,19 +56,21 @@ def _money(amount: Decimal, t: RiskThresholds) -> Reason | None:
     if amount > t.money_critical:
         return Reason(dimension="money", tier=Tier.CRITICAL, detail=f"{shown} is over ${t.money_critical}")
     if amount > t.money_high:
-        return Reason(dimension="money", tier=Tier.HIGH,
-                      detail=f"{shown} is over ${t.money_high} (up to ${t.money_critical})")
+        return Reason(
+            dimension="money", tier=Tier.HIGH, detail=f"{shown} is over ${t.money_high} (up to ${t.money_critical})"
+        )
     if amount >= t.money_medium:
-        return Reason(dimension="money", tier=Tier.MEDIUM,
-                      detail=f"{shown} is ${t.money_medium}-${t.money_high}")
+        return Reason(dimension="money", tier=Tier.MEDIUM, detail=f"{shown} is ${t.money_medium}-${t.money_high}")
     return None
 
 
-def assess(impact: Impact, thresholds: RiskThresholds, suggested: Tier | None = None,
-           flags: Sequence[Reason] = ()) -> Assessment:
+def assess(
+    impact: Impact, thresholds: RiskThresholds, suggested: Tier | None = None, flags: Sequence[Reason] = ()
+) -> Assessment:
     """`flags`: what the submitter's own checks found in the draft; each can only raise the tier."""
-    reasons = [r for r in (_recipients(impact.recipients, thresholds), _money(impact.cost_usd, thresholds))
-               if r is not None]
+    reasons = [
+        r for r in (_recipients(impact.recipients, thresholds), _money(impact.cost_usd, thresholds)) if r is not None
+    ]
     reasons.extend(flags)
     if impact.public:
         reasons.append(Reason(dimension="public", tier=Tier.MEDIUM, detail="public content"))
@@ -74,8 +78,9 @@ def assess(impact: Impact, thresholds: RiskThresholds, suggested: Tier | None = 
         reasons.append(Reason(dimension="irreversible", tier=Tier.HIGH, detail="cannot be undone"))
     tier = max((r.tier for r in reasons), key=lambda t: t.rank, default=Tier.LOW)
     if suggested is not None and suggested.rank > tier.rank:
-        reasons.append(Reason(dimension="model", tier=suggested,
-                              detail=f"the drafting model asked for {suggested.value}"))
+        reasons.append(
+            Reason(dimension="model", tier=suggested, detail=f"the drafting model asked for {suggested.value}")
+        )
         tier = suggested
     if not reasons:
         reasons.append(Reason(dimension="none", tier=Tier.LOW, detail="every dimension is low risk"))

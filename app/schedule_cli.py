@@ -46,9 +46,16 @@ def jobs_command(
         history = recent_runs(db, limit=runs, job=job)
     now = utc_now()
     if as_json:
-        console.print_json(json.dumps({
-            "upcoming": {item.name: [moment.isoformat() for moment in item.upcoming(now, upcoming)] for item in jobs},
-            "runs": [run.model_dump(mode="json") for run in history]}))
+        console.print_json(
+            json.dumps(
+                {
+                    "upcoming": {
+                        item.name: [moment.isoformat() for moment in item.upcoming(now, upcoming)] for item in jobs
+                    },
+                    "runs": [run.model_dump(mode="json") for run in history],
+                }
+            )
+        )
         return
     local = settings.time_zone
     table = Table(title=f"Scheduled jobs (times in {settings.cron_timezone})")
@@ -68,15 +75,22 @@ def _runs_table(history: list[JobRun], zone: str) -> Table:
     for run in history:
         took = f"{(run.finished_at - run.started_at).total_seconds():.1f}s" if run.finished_at else ""
         detail = run.error or (json.dumps(run.note, default=str) if run.note else "")
-        table.add_row(run.job, f"{run.scheduled_for.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}",
-                      f"[{_STATE_STYLE.get(run.state, 'white')}]{run.state}[/]", str(run.attempts),
-                      escape(run.instance), took, escape(detail[:120]))
+        table.add_row(
+            run.job,
+            f"{run.scheduled_for.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}",
+            f"[{_STATE_STYLE.get(run.state, 'white')}]{run.state}[/]",
+            str(run.attempts),
+            escape(run.instance),
+            took,
+            escape(detail[:120]),
+        )
     return table
 
 
 def report_command(
-    day: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"],
-                                                 help="The day to report on (default: yesterday)")] = None,
+    day: Annotated[
+        datetime | None, typer.Option("--date", formats=["%Y-%m-%d"], help="The day to report on (default: yesterday)")
+    ] = None,
     send: Annotated[bool, typer.Option("--send", help="Post it to Discord unless it was posted already")] = False,
     chart: Annotated[Path | None, typer.Option(help="Also write the chart PNG here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
@@ -96,15 +110,23 @@ def report_command(
                 chart.write_bytes(with_chart.chart)
     report = stored.report
     if as_json:
-        console.print_json(json.dumps({"report": report.model_dump(mode="json"),
-                                       "delivery": outcome.model_dump(mode="json") if outcome else None}))
+        console.print_json(
+            json.dumps(
+                {
+                    "report": report.model_dump(mode="json"),
+                    "delivery": outcome.model_dump(mode="json") if outcome else None,
+                }
+            )
+        )
         return
     _print_report(report)
     if outcome is not None:
         _print_delivery(outcome)
     elif stored.sent_at is not None:
-        console.print(f"posted to Discord at {stored.sent_at.astimezone(settings.time_zone):%Y-%m-%d %H:%M %Z} "
-                      f"(message {stored.discord_message_id})")
+        console.print(
+            f"posted to Discord at {stored.sent_at.astimezone(settings.time_zone):%Y-%m-%d %H:%M %Z} "
+            f"(message {stored.discord_message_id})"
+        )
 
 
 def _print_report(report: DailyReport) -> None:
@@ -121,17 +143,23 @@ def _print_report(report: DailyReport) -> None:
     counts.add_row("[bold]all[/bold]", "", *(f"[bold]{totals[key]}[/bold]" for key in COUNT_LABELS))
     console.print(counts)
     for run in report.agent_runs:
-        console.print(f"agent {escape(run.agent)}: {run.runs} run(s), {run.ok} ok, {run.failed} failed, "
-                      f"{run.proposals} proposal(s), {run.tokens:,} tokens, ${run.cost_usd:,.2f}")
+        console.print(
+            f"agent {escape(run.agent)}: {run.runs} run(s), {run.ok} ok, {run.failed} failed, "
+            f"{run.proposals} proposal(s), {run.tokens:,} tokens, ${run.cost_usd:,.2f}"
+        )
     emails, llm = report.emails, report.llm
-    console.print(f"emails: {emails.sent} of {emails.daily_limit} sent; today {emails.today_used} used; "
-                  f"{sum(item.recipients for item in emails.scheduled)} scheduled ahead")
+    console.print(
+        f"emails: {emails.sent} of {emails.daily_limit} sent; today {emails.today_used} used; "
+        f"{sum(item.recipients for item in emails.scheduled)} scheduled ahead"
+    )
     console.print(f"LLM: ${llm.spent_usd:,.2f} of ${llm.budget_usd:,.2f}, {llm.tokens:,} tokens in {llm.calls} call(s)")
     console.print(f"waiting for approval: {report.waiting_total}")
     zone = ZoneInfo(report.time_zone)
     for item in report.waiting:
-        console.print(f"  {item.requested_at.astimezone(zone):%Y-%m-%d %H:%M} {item.tier.value} {escape(item.agent)}: "
-                      f"{escape(item.summary)}")
+        console.print(
+            f"  {item.requested_at.astimezone(zone):%Y-%m-%d %H:%M} {item.tier.value} {escape(item.agent)}: "
+            f"{escape(item.summary)}"
+        )
         if item.review_url:
             console.print(f"    {item.review_url}", soft_wrap=True, markup=False)
     console.print(f"failures worth a look: {report.failures_total}")

@@ -82,12 +82,16 @@ def agent_job(name: str, db: Database, settings: Settings) -> JobFunc:
 
 
 def agent_crons(settings: Settings) -> dict[str, str]:
-    return {"sales": settings.sales_agent_cron, "support": settings.support_agent_cron,
-            "marketing": settings.marketing_agent_cron}
+    return {
+        "sales": settings.sales_agent_cron,
+        "support": settings.support_agent_cron,
+        "marketing": settings.marketing_agent_cron,
+    }
 
 
-def build_jobs(db: Database, settings: Settings, *, worker_id: str,
-               notifications: NotificationSender | None = None) -> list[Job]:
+def build_jobs(
+    db: Database, settings: Settings, *, worker_id: str, notifications: NotificationSender | None = None
+) -> list[Job]:
     """Every scheduled job of this configuration. Crons are checked by Settings already."""
     local = settings.time_zone
     queue = ApprovalQueue(db, settings)
@@ -113,30 +117,73 @@ def build_jobs(db: Database, settings: Settings, *, worker_id: str,
         return JobResult(outcome="skipped" if report.skipped else "ok", note=report.model_dump(exclude_none=True))
 
     jobs = [
-        Job("daily_report", parse_crontab(settings.report_cron, local),
+        Job(
+            "daily_report",
+            parse_crontab(settings.report_cron, local),
             ReportJob.from_settings(DailyReports(db, settings), settings, worker_id=actor),
-            grace=timedelta(hours=settings.report_grace_hours), lease=REPORT_LEASE,
-            description="yesterday's report: stored, and posted to Discord"),
-        *(Job(f"agent_{name}", parse_crontab(cron, local), agent_job(name, db, settings),
-              grace=timedelta(minutes=settings.agent_grace_minutes), lease=AGENT_LEASE,
-              description=f"the {name} agent")
-          for name, cron in agent_crons(settings).items()),
-        Job("expire_approvals", parse_crontab(EVERY_MINUTE, UTC), expire, grace=INFRA_GRACE, lease=INFRA_LEASE,
-            description="cancel approvals past their expiry"),
-        Job("recover_leases", parse_crontab(EVERY_MINUTE, UTC), recover, grace=INFRA_GRACE, lease=INFRA_LEASE,
-            description="recover actions and notifications whose worker died"),
-        Job("prune_job_runs", parse_crontab("40 3 * * *", UTC), prune, grace=timedelta(hours=24), lease=INFRA_LEASE,
-            description="delete job runs past JOB_RUNS_RETENTION_DAYS"),
-        Job("memory_retention", parse_crontab("17 3 * * *", UTC), retention, grace=timedelta(hours=24),
+            grace=timedelta(hours=settings.report_grace_hours),
+            lease=REPORT_LEASE,
+            description="yesterday's report: stored, and posted to Discord",
+        ),
+        *(
+            Job(
+                f"agent_{name}",
+                parse_crontab(cron, local),
+                agent_job(name, db, settings),
+                grace=timedelta(minutes=settings.agent_grace_minutes),
+                lease=AGENT_LEASE,
+                description=f"the {name} agent",
+            )
+            for name, cron in agent_crons(settings).items()
+        ),
+        Job(
+            "expire_approvals",
+            parse_crontab(EVERY_MINUTE, UTC),
+            expire,
+            grace=INFRA_GRACE,
+            lease=INFRA_LEASE,
+            description="cancel approvals past their expiry",
+        ),
+        Job(
+            "recover_leases",
+            parse_crontab(EVERY_MINUTE, UTC),
+            recover,
+            grace=INFRA_GRACE,
+            lease=INFRA_LEASE,
+            description="recover actions and notifications whose worker died",
+        ),
+        Job(
+            "prune_job_runs",
+            parse_crontab("40 3 * * *", UTC),
+            prune,
+            grace=timedelta(hours=24),
+            lease=INFRA_LEASE,
+            description="delete job runs past JOB_RUNS_RETENTION_DAYS",
+        ),
+        Job(
+            "memory_retention",
+            parse_crontab("17 3 * * *", UTC),
+            retention,
+            grace=timedelta(hours=24),
             lease=timedelta(seconds=RETENTION_LEASE_SECONDS),
-            description="archive, then delete, memory and audit rows past their retention"),
+            description="archive, then delete, memory and audit rows past their retention",
+        ),
     ]
     if notifications is not None:
+
         def remind(firing: Firing) -> JobResult:
             return JobResult(note=notifications.enqueue_reminders())
 
-        jobs.append(Job("discord_reminders", parse_crontab(EVERY_MINUTE, UTC), remind, grace=INFRA_GRACE,
-                        lease=INFRA_LEASE, description="queue reminders and escalations for waiting approvals"))
+        jobs.append(
+            Job(
+                "discord_reminders",
+                parse_crontab(EVERY_MINUTE, UTC),
+                remind,
+                grace=INFRA_GRACE,
+                lease=INFRA_LEASE,
+                description="queue reminders and escalations for waiting approvals",
+            )
+        )
     if settings.brevo_api_key is not None or settings.brevo_dry_run:
         from app.clients import Clients
         from app.email_campaigns import CampaignSender  # loads Brevo's SDK: only where email is configured
@@ -146,8 +193,14 @@ def build_jobs(db: Database, settings: Settings, *, worker_id: str,
         def send_batches(firing: Firing) -> JobResult:
             return JobResult(note={"batches": campaigns.send_due()})
 
-        jobs.append(Job("campaign_batches",
-                        parse_crontab(f"5 {settings.brevo_send_hour}-23 * * *", settings.email_quota_timezone),
-                        send_batches, grace=CAMPAIGN_GRACE, lease=CAMPAIGN_LEASE,
-                        description="send the campaign batches due today, retry those put off"))
+        jobs.append(
+            Job(
+                "campaign_batches",
+                parse_crontab(f"5 {settings.brevo_send_hour}-23 * * *", settings.email_quota_timezone),
+                send_batches,
+                grace=CAMPAIGN_GRACE,
+                lease=CAMPAIGN_LEASE,
+                description="send the campaign batches due today, retry those put off",
+            )
+        )
     return jobs

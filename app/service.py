@@ -43,9 +43,15 @@ def server_config(settings: Settings, app: Any, *, host: str, port: int) -> uvic
     """uvicorn with opsdesk's limits. It closes idle kept-alive connections and caps connections and
     requests at once (more get a 503), but has no timeout for a client that sends its request
     slowly: a public deployment puts a reverse proxy in front that does (README, "Deploying")."""
-    return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), server_header=False,
-                          timeout_keep_alive=settings.http_keep_alive_seconds,
-                          limit_concurrency=settings.http_max_concurrency)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        limit_concurrency=settings.http_max_concurrency,
+    )
 
 
 def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> None:
@@ -57,27 +63,34 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
             from integrations.claude import check_model_at_startup
 
             # in the background: a slow models list must not hold up the start
-            threading.Thread(target=check_model_at_startup, args=(settings, db), name="model-check",
-                             daemon=True).start()
-        executors = [Executor(db, settings, worker_id=f"{default_worker_id()}:w{n}")
-                     for n in range(parts.workers if parts.executor else 0)]
-        threads = [threading.Thread(target=executor.run_forever, args=(stop,), name=f"executor-{n}",
-                                    daemon=True)
-                   for n, executor in enumerate(executors)]
+            threading.Thread(
+                target=check_model_at_startup, args=(settings, db), name="model-check", daemon=True
+            ).start()
+        executors = [
+            Executor(db, settings, worker_id=f"{default_worker_id()}:w{n}")
+            for n in range(parts.workers if parts.executor else 0)
+        ]
+        threads = [
+            threading.Thread(target=executor.run_forever, args=(stop,), name=f"executor-{n}", daemon=True)
+            for n, executor in enumerate(executors)
+        ]
         for thread in threads:
             thread.start()
         # Discord notifications are scheduler jobs; without a webhook the outbox keeps its rows for later
-        notifications = (NotificationSender(db, settings)
-                         if parts.scheduler and settings.discord_webhook_url is not None else None)
+        notifications = (
+            NotificationSender(db, settings) if parts.scheduler and settings.discord_webhook_url is not None else None
+        )
         schedule = build_scheduler(ApprovalQueue(db, settings), notifications) if parts.scheduler else None
         if schedule is not None:
             schedule.start()
-        log.info("opsdesk running: api=%s scheduler=%s executor workers=%d database=%s",
-                 parts.api, parts.scheduler, len(threads), settings.database_mode)
-        server = (
-            _Server(server_config(settings, create_app(settings, db), host=host, port=port))
-            if parts.api else None
+        log.info(
+            "opsdesk running: api=%s scheduler=%s executor workers=%d database=%s",
+            parts.api,
+            parts.scheduler,
+            len(threads),
+            settings.database_mode,
         )
+        server = _Server(server_config(settings, create_app(settings, db), host=host, port=port)) if parts.api else None
 
         def shut_down(*_: object) -> None:
             stop.set()

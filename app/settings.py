@@ -59,7 +59,10 @@ def _http_url(value: str | None, *, field: str) -> str | None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
         env_ignore_empty=True,  # `NAME=` lines copied from .env.example mean "not set"
     )
 
@@ -120,7 +123,9 @@ class Settings(BaseSettings):
     brand_voice: str = Field(
         "Warm, plain and brief: short sentences, no jargon, no hype, no exclamation marks. We write "
         "as the small Phoenix team we are, first person plural, and sign off as the team.",
-        min_length=1, max_length=5000)
+        min_length=1,
+        max_length=5000,
+    )
     # the lowest tier of an agent's email, newsletters included; LOW lets small ones run at once
     agent_email_min_tier: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
     agent_max_sources: int = Field(20, ge=1, le=200)  # deals, contacts or tickets in one run's prompt
@@ -226,12 +231,22 @@ class Settings(BaseSettings):
     memory_fts_rank_limit: int = Field(200, ge=10, le=100_000)  # more matches: rank the newest only
     memory_embed_interval_seconds: float = Field(60.0, gt=0)
     # kinds often searched on their own get a partial HNSW index each (comma-separated)
-    memory_vector_index_kinds: Annotated[list[str], NoDecode] = ["kb_article", "decision", "feedback", "ticket",
-                                                                 "report"]
+    memory_vector_index_kinds: Annotated[list[str], NoDecode] = [
+        "kb_article",
+        "decision",
+        "feedback",
+        "ticket",
+        "report",
+    ]
     # days per kind, merged over these defaults ("ticket=365,email_sent=0"); 0 keeps forever
     memory_retention_days: Annotated[dict[str, NonNegativeInt], NoDecode] = {
-        "decision": 2557, "feedback": 2557, "action": 1095, "email_sent": 1095, "ticket": 1095,
-        "report": 1095, "note": 1095,
+        "decision": 2557,
+        "feedback": 2557,
+        "action": 1095,
+        "email_sent": 1095,
+        "ticket": 1095,
+        "report": 1095,
+        "note": 1095,
     }
     audit_retention_days: NonNegativeInt = 2557  # 7 years; 0 keeps the audit log forever
     memory_archive_dir: Path | None = None  # <data dir>/archive when unset
@@ -257,8 +272,17 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from exc
         return " ".join(value.split())
 
-    @field_validator("public_base_url", "anthropic_base_url", "hubspot_base_url", "brevo_base_url",
-                     "notion_base_url", "webhook_post_url", "supabase_url", "voyage_base_url", "openai_base_url")
+    @field_validator(
+        "public_base_url",
+        "anthropic_base_url",
+        "hubspot_base_url",
+        "brevo_base_url",
+        "notion_base_url",
+        "webhook_post_url",
+        "supabase_url",
+        "voyage_base_url",
+        "openai_base_url",
+    )
     @classmethod
     def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
         return _http_url(value, field=info.field_name.upper())
@@ -287,8 +311,10 @@ class Settings(BaseSettings):
             return None
         token = value.get_secret_value().strip()
         if hubspot_token_kind(token) == "legacy_api_key":
-            raise ValueError("looks like a legacy HubSpot API key (hapikey), which HubSpot no longer accepts; "
-                             "use a service key, a project-based app's access token or a private-app token")
+            raise ValueError(
+                "looks like a legacy HubSpot API key (hapikey), which HubSpot no longer accepts; "
+                "use a service key, a project-based app's access token or a private-app token"
+            )
         if not re.fullmatch(r"[\x21-\x7e]+", token):
             raise ValueError("is not a bearer token (it has spaces or characters a header cannot carry)")
         return SecretStr(token)
@@ -322,9 +348,18 @@ class Settings(BaseSettings):
             raise ValueError("is not a Discord role id (17-20 digits; Server Settings > Roles > Copy Role ID)")
         return value.strip()
 
-    @field_validator("ops_api_token", "approval_link_secret", "approval_pin", "anthropic_api_key",
-                     "brevo_api_key", "notion_api_key", "hubspot_client_secret", "supabase_service_role_key",
-                     "voyage_api_key", "openai_api_key")
+    @field_validator(
+        "ops_api_token",
+        "approval_link_secret",
+        "approval_pin",
+        "anthropic_api_key",
+        "brevo_api_key",
+        "notion_api_key",
+        "hubspot_client_secret",
+        "supabase_service_role_key",
+        "voyage_api_key",
+        "openai_api_key",
+    )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -378,8 +413,9 @@ class Settings(BaseSettings):
     def _index_kinds(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list) and (bad := [kind for kind in value
-                                                if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind))]):
+        if isinstance(value, list) and (
+            bad := [kind for kind in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind))]
+        ):
             raise ValueError(f"{bad[0]!r} is not a memory kind (lower-case letters, digits, _)")
         return value
 

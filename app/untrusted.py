@@ -166,7 +166,7 @@ def array_items(text: str) -> list[str]:
             if item:
                 items.append(item)
             if char == "]":
-                if text[at + 1:].strip():
+                if text[at + 1 :].strip():
                     raise ValueError(f"more after the array at character {at + 1}")
                 return items
             start = at + 1
@@ -201,9 +201,14 @@ def strict_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """A ValidationError as a client may see it: where, what, which rule. Never the input itself
     (it may be huge, secret, or not serialisable: a NaN), never a URL or a context object."""
-    return [{"loc": [part if isinstance(part, int) else storable_text(str(part)) for part in error["loc"]],
-             "msg": storable_text(str(error["msg"])), "type": str(error["type"])}
-            for error in exc.errors(include_url=False, include_context=False, include_input=False)]
+    return [
+        {
+            "loc": [part if isinstance(part, int) else storable_text(str(part)) for part in error["loc"]],
+            "msg": storable_text(str(error["msg"])),
+            "type": str(error["type"]),
+        }
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
 
 
 def json_safe(value: Any) -> Any:

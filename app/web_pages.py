@@ -28,7 +28,6 @@ _REVIEWER_COOKIE_SECONDS = 180 * 24 * 3600
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-
 def origin_of(url: str) -> str:
     """scheme://host[:port] as a browser sends it in the Origin header (default ports dropped)."""
     parts = urlsplit(url)
@@ -49,7 +48,8 @@ def is_link_request(request: Request) -> bool:
     errors are HTML pages, not JSON."""
     content_type = request.headers.get("content-type", "")
     return "t" in request.query_params or content_type.startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data"))
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    )
 
 
 def multiline(text: str | None) -> str | None:
@@ -64,16 +64,28 @@ class Pages:
         self.settings = settings
         self.base_url = settings.public_base_url.rstrip("/")
         self.origin = origin_of(self.base_url)
-        self.env = Environment(loader=PackageLoader("app", "templates"), autoescape=True,
-                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.env = Environment(
+            loader=PackageLoader("app", "templates"),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         self.env.filters["when"] = self.when
         self.headers = {
             # No script source at all. Inline styles are allowed because the sandboxed email
             # preview inherits this policy and e-mail HTML is styled inline; remote images are not
             # loaded (a model-written draft could carry a tracking pixel), only data: ones.
-            "Content-Security-Policy": "; ".join((
-                "default-src 'none'", "style-src 'unsafe-inline'", "img-src data:",
-                f"form-action {self.origin}", "frame-ancestors 'none'", "base-uri 'none'")),
+            "Content-Security-Policy": "; ".join(
+                (
+                    "default-src 'none'",
+                    "style-src 'unsafe-inline'",
+                    "img-src data:",
+                    f"form-action {self.origin}",
+                    "frame-ancestors 'none'",
+                    "base-uri 'none'",
+                )
+            ),
             "X-Frame-Options": "DENY",  # a framed one-click Approve button could be clickjacked
             # same-origin keeps the Origin header on our own form posts (no-referrer would turn it
             # into "null") and never sends a URL holding a token to another site
@@ -92,18 +104,32 @@ class Pages:
         html = self.env.get_template(template).render(**context)
         return HTMLResponse(html, status_code=status_code, headers=self.headers)
 
-    def message(self, title: str, message: str, *, status_code: int, link: str | None = None,
-                link_text: str = "Back", notes: list[str] | None = None) -> HTMLResponse:
-        return self.render("message.html", status_code=status_code, title=title, message=message,
-                           link=link, link_text=link_text, notes=notes or [])
+    def message(
+        self,
+        title: str,
+        message: str,
+        *,
+        status_code: int,
+        link: str | None = None,
+        link_text: str = "Back",
+        notes: list[str] | None = None,
+    ) -> HTMLResponse:
+        return self.render(
+            "message.html",
+            status_code=status_code,
+            title=title,
+            message=message,
+            link=link,
+            link_text=link_text,
+            notes=notes or [],
+        )
 
 
 def outcome(action: ActionRecord, pages: Pages) -> str:
     """What became of an action that is no longer pending, in one sentence."""
     if action.decision is not None:
         shown = {"approved": "approved", "rejected": "rejected", "modified": "edited, then approved"}
-        text = (f"Already decided by {action.decided_by} at {pages.when(action.decided_at)}: "
-                f"{shown[action.decision]}.")
+        text = f"Already decided by {action.decided_by} at {pages.when(action.decided_at)}: {shown[action.decision]}."
         if action.status not in (Status.APPROVED, Status.REJECTED):
             text += f" It is now {action.status.value}."
         return text
@@ -147,8 +173,11 @@ class LinkPages:
 
     def cross_site(self) -> HTMLResponse:
         return self.pages.message(
-            "Not sent from opsdesk", "This form was posted from another site, so nothing was decided. "
-            "Open the link again and decide on opsdesk's own page.", status_code=403)
+            "Not sent from opsdesk",
+            "This form was posted from another site, so nothing was decided. "
+            "Open the link again and decide on opsdesk's own page.",
+            status_code=403,
+        )
 
     @staticmethod
     def reviewer_of(request: Request) -> str:
@@ -156,11 +185,20 @@ class LinkPages:
         return "" if _CONTROL_CHARS.search(name) else name.strip()
 
     def remember_reviewer(self, response: Response, name: str) -> None:
-        response.set_cookie(REVIEWER_COOKIE, quote(name, safe=""), max_age=_REVIEWER_COOKIE_SECONDS,
-                            path="/approvals", httponly=True, samesite="lax",
-                            secure=self.settings.secure_cookies)
+        response.set_cookie(
+            REVIEWER_COOKIE,
+            quote(name, safe=""),
+            max_age=_REVIEWER_COOKIE_SECONDS,
+            path="/approvals",
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.secure_cookies,
+        )
 
     @staticmethod
     def form_fields(form: Mapping[str, Any], prefix: str) -> dict[str, str]:
-        return {key.removeprefix(prefix): value for key, value in form.items()
-                if key.startswith(prefix) and isinstance(value, str)}
+        return {
+            key.removeprefix(prefix): value
+            for key, value in form.items()
+            if key.startswith(prefix) and isinstance(value, str)
+        }

@@ -43,8 +43,7 @@ router = APIRouter()
 def _refuse(request: Request, status: int, code: str, message: str) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
     log.warning("HubSpot webhook refused (%s, request %s): %s", code, request_id, message)
-    return JSONResponse({"error": {"code": code, "message": message, "request_id": request_id}},
-                        status_code=status)
+    return JSONResponse({"error": {"code": code, "message": message, "request_id": request_id}}, status_code=status)
 
 
 async def _capped_body(request: Request) -> bytes | None:
@@ -81,8 +80,9 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
     body = await _capped_body(request)
     if body is None:
         return _refuse(request, 413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
-    if not signature_matches(secret.get_secret_value(), request.method, signed_uri(settings, request), body,
-                             timestamp, signature):
+    if not signature_matches(
+        secret.get_secret_value(), request.method, signed_uri(settings, request), body, timestamp, signature
+    ):
         return _refuse(request, 401, "bad_signature", "the HubSpot signature does not match")
     try:
         delivery = parse_delivery(body)
@@ -90,17 +90,30 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
         return _refuse(request, 400, "malformed_body", exc.message)
     set_aside = [aside.model_dump() for aside in delivery.set_aside]
     outcome = await run_in_threadpool(
-        db.call, "record_hubspot_webhook", delivery_hash=delivery_hash(signature, timestamp),
-        signed_at_ms=int(timestamp), window_seconds=MAX_AGE_SECONDS, events=delivery.events, set_aside=set_aside)
+        db.call,
+        "record_hubspot_webhook",
+        delivery_hash=delivery_hash(signature, timestamp),
+        signed_at_ms=int(timestamp),
+        window_seconds=MAX_AGE_SECONDS,
+        events=delivery.events,
+        set_aside=set_aside,
+    )
     if not outcome["accepted"]:
         if outcome["reason"] == "replay":
             return _refuse(request, 409, "replayed", "this signed delivery was already received")
-        return _refuse(request, 401, "stale_timestamp",
-                       f"the request timestamp is more than {MAX_AGE_SECONDS} s from the server's time")
+        return _refuse(
+            request,
+            401,
+            "stale_timestamp",
+            f"the request timestamp is more than {MAX_AGE_SECONDS} s from the server's time",
+        )
     answer = {"received": outcome["received"], "recorded": outcome["recorded"]}
     if set_aside:
-        log.warning("HubSpot webhook: %d event(s) set aside: %s", len(set_aside),
-                    "; ".join(f"#{aside['index']} {aside['reason']}" for aside in set_aside[:5]))
+        log.warning(
+            "HubSpot webhook: %d event(s) set aside: %s",
+            len(set_aside),
+            "; ".join(f"#{aside['index']} {aside['reason']}" for aside in set_aside[:5]),
+        )
         answer["set_aside"] = [{"index": aside["index"], "reason": aside["reason"]} for aside in set_aside]
     # 200 all the same: HubSpot retries any answer but 2xx and 400/401/403/404/405, and the events
     # set aside would not read any better on a retry

@@ -70,19 +70,37 @@ def parse_list(text: str, *, allowed: Sequence[str] | None = None) -> list[str]:
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", type=lambda t: parse_list(t, allowed=PARTS), default=list(PARTS),
-                        help=f"comma-separated parts to run (default: all of {','.join(PARTS)})")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 2 rounds and small counts (vector: 10k rows unless --vector-rows)")
+    parser.add_argument(
+        "--only",
+        type=lambda t: parse_list(t, allowed=PARTS),
+        default=list(PARTS),
+        help=f"comma-separated parts to run (default: all of {','.join(PARTS)})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 2 rounds and small counts (vector: 10k rows unless --vector-rows)",
+    )
     parser.add_argument("--rounds", type=int, help="rounds per part (default 5, quick 2)")
     parser.add_argument("--decide-clients", type=lambda t: [int(x) for x in parse_list(t)], default=[1, 16])
-    parser.add_argument("--decisions", type=int, help="decisions per round at 16 clients (default 1600, quick 160); "
-                        "a level of c clients makes c * (this / max(c, 4))")
-    parser.add_argument("--api-workers", type=int, default=1,
-                        help="API processes for `opsdesk run` (passed as OPSDESK_API_WORKERS and, where "
-                             "`opsdesk run --help` lists it, --service-workers-flag)")
-    parser.add_argument("--service-workers-flag", default="--api-workers",
-                        help="the `opsdesk run` flag for API processes (default --api-workers)")
+    parser.add_argument(
+        "--decisions",
+        type=int,
+        help="decisions per round at 16 clients (default 1600, quick 160); "
+        "a level of c clients makes c * (this / max(c, 4))",
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        help="API processes for `opsdesk run` (passed as OPSDESK_API_WORKERS and, where "
+        "`opsdesk run --help` lists it, --service-workers-flag)",
+    )
+    parser.add_argument(
+        "--service-workers-flag",
+        default="--api-workers",
+        help="the `opsdesk run` flag for API processes (default --api-workers)",
+    )
     parser.add_argument("--enqueue-clients", type=int, default=4)
     parser.add_argument("--enqueue-jobs", type=int, help="jobs per round (default 2000, quick 300)")
     parser.add_argument("--wal-actions", type=int, help="actions per WAL run (default 500, quick 100)")
@@ -91,8 +109,12 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--vector-rows", type=int, help="rows (default 100000, quick 10000)")
     parser.add_argument("--vectors", choices=("minilm", "random"), default="minilm")
     parser.add_argument("--vector-queries", type=int, help="query vectors (default 200, quick 40)")
-    parser.add_argument("--vector-data", type=Path, default=Path("/tmp/opsdesk-bench-memory"),
-                        help="bench/memory.py's server folder (kept between runs)")
+    parser.add_argument(
+        "--vector-data",
+        type=Path,
+        default=Path("/tmp/opsdesk-bench-memory"),
+        help="bench/memory.py's server folder (kept between runs)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "compare.json")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -130,27 +152,50 @@ def stop_server(server: Server) -> None:
     shutil.rmtree(server.folder, ignore_errors=True)
 
 
-def run_part(name: str, args: argparse.Namespace, server: Server | None, folder: Path,
-             log: Callable[[str], None]) -> dict[str, Any]:
+def run_part(
+    name: str, args: argparse.Namespace, server: Server | None, folder: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
     if name == "decide":
         assert server is not None
         per_client = {c: max(args.decisions // max(c, 4), 5) for c in args.decide_clients}
-        return compare_decide.run(server, TEMPLATES["opsdesk"], folder, rounds=args.rounds,
-                                  clients_levels=args.decide_clients, per_client=per_client,
-                                  api_workers=args.api_workers, workers_flag=args.service_workers_flag, log=log)
+        return compare_decide.run(
+            server,
+            TEMPLATES["opsdesk"],
+            folder,
+            rounds=args.rounds,
+            clients_levels=args.decide_clients,
+            per_client=per_client,
+            api_workers=args.api_workers,
+            workers_flag=args.service_workers_flag,
+            log=log,
+        )
     if name == "enqueue":
         assert server is not None
-        return compare_queue.run_enqueue(server, TEMPLATES, rounds=args.rounds, clients=args.enqueue_clients,
-                                         count=args.enqueue_jobs, log=log)
+        return compare_queue.run_enqueue(
+            server, TEMPLATES, rounds=args.rounds, clients=args.enqueue_clients, count=args.enqueue_jobs, log=log
+        )
     if name == "wal":
         assert server is not None
         return compare_queue.run_wal(server, TEMPLATES, count=args.wal_actions, reps=args.wal_runs, log=log)
     if name == "cli":
         assert server is not None
-        return compare_cli.run(server, TEMPLATES["opsdesk"], folder / "cli", args.out.parent, rounds=args.rounds,
-                               runs=args.cli_runs, log=log)
-    return compare_vector.run(args.vector_data, rows=args.vector_rows, vectors=args.vectors,
-                              queries=args.vector_queries, rounds=args.rounds, log=log)
+        return compare_cli.run(
+            server,
+            TEMPLATES["opsdesk"],
+            folder / "cli",
+            args.out.parent,
+            rounds=args.rounds,
+            runs=args.cli_runs,
+            log=log,
+        )
+    return compare_vector.run(
+        args.vector_data,
+        rows=args.vector_rows,
+        vectors=args.vectors,
+        queries=args.vector_queries,
+        rounds=args.rounds,
+        log=log,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,10 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = machine_load()
             began = datetime.now(UTC)
             result = run_part(name, args, server, folder, log)
-            parts[name] = {**result, "generated_at": began.isoformat(timespec="seconds"),
-                           "seconds": round((datetime.now(UTC) - began).total_seconds(), 1),
-                           "load_average_before": before, "load_average_after": machine_load(),
-                           "code": code_version(schema_sql())}
+            parts[name] = {
+                **result,
+                "generated_at": began.isoformat(timespec="seconds"),
+                "seconds": round((datetime.now(UTC) - began).total_seconds(), 1),
+                "load_average_before": before,
+                "load_average_after": machine_load(),
+                "code": code_version(schema_sql()),
+            }
             if server_settings and name in SERVER_PARTS:
                 parts[name]["postgres"] = server_settings
     finally:
@@ -194,11 +243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
     results = {
-        "benchmark": "compare", "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "benchmark": "compare",
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/compare.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "psycopg": psycopg.__version__,
-                    "reference_venv": reference, "load_average_at_start": load},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "psycopg": psycopg.__version__,
+            "reference_venv": reference,
+            "load_average_at_start": load,
+        },
         "parts": parts,
     }
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")

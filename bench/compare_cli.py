@@ -37,9 +37,26 @@ def time_runs(argv: list[str], runs: int, env: dict[str, str], cwd: Path) -> tup
     hyperfine = shutil.which("hyperfine")
     if hyperfine:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            subprocess.run([hyperfine, "-N", "--warmup", "1", "--runs", str(runs), "--style", "none",
-                            "--export-json", out.name, " ".join(argv)], check=True, env=env, cwd=cwd,
-                           capture_output=True, timeout=600)
+            subprocess.run(
+                [
+                    hyperfine,
+                    "-N",
+                    "--warmup",
+                    "1",
+                    "--runs",
+                    str(runs),
+                    "--style",
+                    "none",
+                    "--export-json",
+                    out.name,
+                    " ".join(argv),
+                ],
+                check=True,
+                env=env,
+                cwd=cwd,
+                capture_output=True,
+                timeout=600,
+            )
             return [float(t) for t in json.loads(Path(out.name).read_text())["results"][0]["times"]], "hyperfine -N"
     samples = []
     for _ in range(runs + 1):  # the first is a warm-up
@@ -52,8 +69,12 @@ def time_runs(argv: list[str], runs: int, env: dict[str, str], cwd: Path) -> tup
 
 
 def summary(samples: list[float]) -> dict[str, float]:
-    return {"median_s": round(statistics.median(samples), 4), "min_s": round(min(samples), 4),
-            "mean_s": round(statistics.fmean(samples), 4), "runs": len(samples)}
+    return {
+        "median_s": round(statistics.median(samples), 4),
+        "min_s": round(min(samples), 4),
+        "mean_s": round(statistics.fmean(samples), 4),
+        "runs": len(samples),
+    }
 
 
 def import_times(env: dict[str, str], cwd: Path, out: Path) -> dict[str, Any]:
@@ -66,8 +87,14 @@ def import_times(env: dict[str, str], cwd: Path, out: Path) -> dict[str, Any]:
     for line in text.splitlines():
         match = IMPORT_LINE.match(line)
         if match:
-            rows.append({"module": match.group(4), "self_ms": int(match.group(1)) / 1000,
-                         "cumulative_ms": int(match.group(2)) / 1000, "depth": len(match.group(3)) // 2})
+            rows.append(
+                {
+                    "module": match.group(4),
+                    "self_ms": int(match.group(1)) / 1000,
+                    "cumulative_ms": int(match.group(2)) / 1000,
+                    "depth": len(match.group(3)) // 2,
+                }
+            )
     total = next((r["cumulative_ms"] for r in rows if r["module"] == CLI_MODULE), None)
     if total is None:
         raise BenchFailure(f"no `{CLI_MODULE}` line in the importtime output")
@@ -77,15 +104,30 @@ def import_times(env: dict[str, str], cwd: Path, out: Path) -> dict[str, Any]:
     for row in rows:
         package = row["module"].split(".")[0]
         packages[package] = packages.get(package, 0.0) + row["self_ms"]
-    by_package = [{"package": name, "self_ms": round(value, 1)}
-                  for name, value in sorted(packages.items(), key=lambda item: -item[1])[:15]]
-    return {"command": f"python -X importtime -c \"import {CLI_MODULE}\"", "total_ms": total,
-            "modules_imported": len(rows), "top_cumulative": top, "by_package": by_package,
-            "raw": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)}
+    by_package = [
+        {"package": name, "self_ms": round(value, 1)}
+        for name, value in sorted(packages.items(), key=lambda item: -item[1])[:15]
+    ]
+    return {
+        "command": f'python -X importtime -c "import {CLI_MODULE}"',
+        "total_ms": total,
+        "modules_imported": len(rows),
+        "top_cumulative": top,
+        "by_package": by_package,
+        "raw": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
+    }
 
 
-def run(server: Server, template: str, folder: Path, results_dir: Path, *, rounds: int, runs: int,
-        log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    server: Server,
+    template: str,
+    folder: Path,
+    results_dir: Path,
+    *,
+    rounds: int,
+    runs: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     uri = server.fresh("bench_cli", template)
     queue = OpsdeskQueue(uri, pool_size=6)
@@ -114,14 +156,21 @@ def run(server: Server, template: str, folder: Path, results_dir: Path, *, round
         service.stop()
     server.drop("bench_cli")
     help_times = {name: summary(values) for name, values in samples.items()}
-    log(f"cli: opsdesk --help {help_times['opsdesk --help']['median_s']:.3f} s, procrastinate --help "
-        f"{help_times['procrastinate --help']['median_s']:.3f} s, approvals list {statistics.median(listing):.3f} s")
+    log(
+        f"cli: opsdesk --help {help_times['opsdesk --help']['median_s']:.3f} s, procrastinate --help "
+        f"{help_times['procrastinate --help']['median_s']:.3f} s, approvals list {statistics.median(listing):.3f} s"
+    )
     return {
-        "timer": timer, "rounds": rounds, "runs_per_round": runs,
+        "timer": timer,
+        "rounds": rounds,
+        "runs_per_round": runs,
         "help": help_times,
         "help_ratio": ratio(help_times["opsdesk --help"]["median_s"], help_times["procrastinate --help"]["median_s"]),
-        "approvals_list": {**summary(listing), "command": "opsdesk approvals list",
-                           "connects_to": "DATABASE_URL directly (the same database `opsdesk run` serves); "
-                                          "not the HTTP API", "pending_listed": 20},
+        "approvals_list": {
+            **summary(listing),
+            "command": "opsdesk approvals list",
+            "connects_to": "DATABASE_URL directly (the same database `opsdesk run` serves); not the HTTP API",
+            "pending_listed": 20,
+        },
         "importtime": import_times(env, folder, results_dir / "importtime-cli.txt"),
     }

@@ -38,8 +38,7 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
     if len(ms) < 2:
         raise BenchFailure("percentiles need at least two samples")
     cuts = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3),
-            "max": round(ms[-1], 3)}
+    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3), "max": round(ms[-1], 3)}
 
 
 def median_of(rounds: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -120,11 +119,22 @@ class Server:
             conn.execute(f"drop database if exists {name} with (force)")
 
     def settings(self) -> dict[str, str]:
-        names = ("server_version", "fsync", "synchronous_commit", "wal_sync_method", "shared_buffers",
-                 "max_connections", "autovacuum", "full_page_writes", "checkpoint_timeout")
+        names = (
+            "server_version",
+            "fsync",
+            "synchronous_commit",
+            "wal_sync_method",
+            "shared_buffers",
+            "max_connections",
+            "autovacuum",
+            "full_page_writes",
+            "checkpoint_timeout",
+        )
         with self.admin() as conn:
-            return {name: str(conn.execute("select current_setting(%s)", (name,)).fetchone()[0])  # type: ignore[index]
-                    for name in names}
+            return {
+                name: str(conn.execute("select current_setting(%s)", (name,)).fetchone()[0])  # type: ignore[index]
+                for name in names
+            }
 
 
 def wait_for_no_sessions(uri: str, timeout: float = 30.0) -> None:
@@ -133,8 +143,9 @@ def wait_for_no_sessions(uri: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     with psycopg.connect(uri, autocommit=True) as conn:
         while True:
-            others = conn.execute("select count(*) from pg_stat_activity where datname = current_database() "
-                                  "and pid <> pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            others = conn.execute(
+                "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
+            ).fetchone()[0]  # type: ignore[index]
             if others == 0:
                 return
             if time.monotonic() > deadline:
@@ -151,27 +162,41 @@ def write_counters(uri: str) -> dict[str, Any]:
         conn.execute("select pg_stat_clear_snapshot()")
         lsn = conn.execute("select pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
         wal = conn.execute("select wal_records, wal_fpi, wal_bytes from pg_stat_wal").fetchone()
-        commits = conn.execute("select xact_commit from pg_stat_database where datname = current_database()"
-                               ).fetchone()[0]  # type: ignore[index]
-        tables = {name: dict(zip(TABLE_COUNTERS, values, strict=True)) for name, *values in conn.execute(
-            f"select relname, {', '.join(TABLE_COUNTERS)} from pg_stat_user_tables")}
-    return {"lsn": lsn, "wal_records": wal[0], "wal_fpi": wal[1], "wal_bytes": int(wal[2]),  # type: ignore[index]
-            "commits": commits, "tables": tables}
+        commits = conn.execute(
+            "select xact_commit from pg_stat_database where datname = current_database()"
+        ).fetchone()[0]  # type: ignore[index]
+        tables = {
+            name: dict(zip(TABLE_COUNTERS, values, strict=True))
+            for name, *values in conn.execute(f"select relname, {', '.join(TABLE_COUNTERS)} from pg_stat_user_tables")
+        }
+    return {
+        "lsn": lsn,
+        "wal_records": wal[0],
+        "wal_fpi": wal[1],
+        "wal_bytes": int(wal[2]),  # type: ignore[index]
+        "commits": commits,
+        "tables": tables,
+    }
 
 
 def wal_diff(uri: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     with psycopg.connect(uri, autocommit=True) as conn:
-        lsn_bytes = int(conn.execute("select pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)",
-                                     (after["lsn"], before["lsn"])).fetchone()[0])  # type: ignore[index]
+        lsn_bytes = int(
+            conn.execute("select pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", (after["lsn"], before["lsn"])).fetchone()[0]
+        )  # type: ignore[index]
     tables: dict[str, dict[str, int]] = {}
     for name, counters in after["tables"].items():
         old = before["tables"].get(name, dict.fromkeys(TABLE_COUNTERS, 0))
         changed = {key: counters[key] - old[key] for key in TABLE_COUNTERS}
         if any(changed.values()):
             tables[name] = changed
-    return {"wal_bytes": lsn_bytes, "wal_records": after["wal_records"] - before["wal_records"],
-            "wal_fpi": after["wal_fpi"] - before["wal_fpi"], "commits": after["commits"] - before["commits"],
-            "tables": tables}
+    return {
+        "wal_bytes": lsn_bytes,
+        "wal_records": after["wal_records"] - before["wal_records"],
+        "wal_fpi": after["wal_fpi"] - before["wal_fpi"],
+        "commits": after["commits"] - before["commits"],
+        "tables": tables,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,9 +214,18 @@ def ensure_ref_venv(log: Callable[[str], None]) -> dict[str, str]:
         base = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base, "-m", "venv", str(REF_VENV)], check=True)
         subprocess.run([str(ref_python()), "-m", "pip", "install", "-q", "-r", str(REF_REQUIREMENTS)], check=True)
-    done = subprocess.run([str(ref_python()), "-c", "import json, procrastinate, psycopg; print(json.dumps("
-                           "{'procrastinate': procrastinate.__version__, 'psycopg': psycopg.__version__, "
-                           "'libpq': psycopg.pq.__impl__}))"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            str(ref_python()),
+            "-c",
+            "import json, procrastinate, psycopg; print(json.dumps("
+            "{'procrastinate': procrastinate.__version__, 'psycopg': psycopg.__version__, "
+            "'libpq': psycopg.pq.__impl__}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 

@@ -27,8 +27,10 @@ from bench.compare_service import Service
 from bench.opsdesk_adapter import OpsdeskQueue
 
 SYSTEMS = ("opsdesk_http", "decide_action", "floor_update")
-DECIDE_SQL = ("select decide_action(p_id => %s, p_decision => 'approve', p_actor => %s, p_reason => null, "
-              "p_modifications => null, p_expected_hash => null, p_request_id => null, p_channel => 'api')")
+DECIDE_SQL = (
+    "select decide_action(p_id => %s, p_decision => 'approve', p_actor => %s, p_reason => null, "
+    "p_modifications => null, p_expected_hash => null, p_request_id => null, p_channel => 'api')"
+)
 FLOOR_SQL = "update floor_rows set n = n + 1 where id = %s"
 MAX_CLIENTS = 64
 
@@ -64,8 +66,12 @@ def timed_clients(clients: int, count: int, call: Callable[[int, int], None]) ->
             samples[k].append(time.perf_counter() - began)
 
     seconds = run_clients(clients, work)
-    return {"count": count, "seconds": round(seconds, 3), "per_second": round(count / seconds, 1),
-            **percentiles([s for per in samples for s in per])}
+    return {
+        "count": count,
+        "seconds": round(seconds, 3),
+        "per_second": round(count / seconds, 1),
+        **percentiles([s for per in samples for s in per]),
+    }
 
 
 def http_round(service: Service, ids: list[UUID], clients: int) -> dict[str, float]:
@@ -126,16 +132,21 @@ def check_decisions(uri: str, decided: dict[str, list[UUID]], floor_expected: in
     with psycopg.connect(uri, autocommit=True) as conn:
         for system, ids in decided.items():
             actor = "api:bench-%" if system == "opsdesk_http" else "sql:bench-%"
-            approved = conn.execute("select count(*) from actions where id = any(%s) and status = 'approved' "
-                                    "and decided_by like %s", (ids, actor)).fetchone()[0]  # type: ignore[index]
+            approved = conn.execute(
+                "select count(*) from actions where id = any(%s) and status = 'approved' and decided_by like %s",
+                (ids, actor),
+            ).fetchone()[0]  # type: ignore[index]
             if approved != len(ids) or len(set(ids)) != len(ids):
                 problems.append(f"{system}: {approved} of {len(ids)} decided actions approved by {actor}")
         audit_rows, audit_actions = conn.execute(
-            "select count(*), count(distinct action_id) from audit_log where event = 'decided' "
-            "and action_id = any(%s)", (everyone,)).fetchone()  # type: ignore[misc]
+            "select count(*), count(distinct action_id) from audit_log where event = 'decided' and action_id = any(%s)",
+            (everyone,),
+        ).fetchone()  # type: ignore[misc]
         if audit_rows != audit_actions or audit_rows != len(everyone):
-            problems.append(f"audit: {audit_rows} decided rows for {audit_actions} actions, expected "
-                            f"{len(everyone)} of each (a lost or doubled decision)")
+            problems.append(
+                f"audit: {audit_rows} decided rows for {audit_actions} actions, expected "
+                f"{len(everyone)} of each (a lost or doubled decision)"
+            )
         statuses = dict(conn.execute("select status, count(*) from actions group by 1").fetchall())
         if statuses != {"approved": len(everyone)}:
             problems.append(f"actions by status {statuses}, expected {{'approved': {len(everyone)}}}")
@@ -148,9 +159,18 @@ def check_decisions(uri: str, decided: dict[str, list[UUID]], floor_expected: in
     return {"decided": len(everyone), "audit_decided_rows": audit_rows, "floor_updates": total}
 
 
-def run(server: Server, template: str, folder: Path, *, rounds: int, clients_levels: list[int],
-        per_client: dict[int, int], api_workers: int, workers_flag: str,
-        log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    server: Server,
+    template: str,
+    folder: Path,
+    *,
+    rounds: int,
+    clients_levels: list[int],
+    per_client: dict[int, int],
+    api_workers: int,
+    workers_flag: str,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     uri = server.fresh("bench_decide", template)
     with server.admin() as conn:
         conn.execute("drop database if exists bench_floor with (force)")
@@ -178,24 +198,40 @@ def run(server: Server, template: str, folder: Path, *, rounds: int, clients_lev
                     else:
                         ids = submit_pending(queue, count, serial)
                         serial += count
-                        numbers = (http_round(service, ids, clients) if system == "opsdesk_http"
-                                   else direct_round(uri, ids, clients))
+                        numbers = (
+                            http_round(service, ids, clients)
+                            if system == "opsdesk_http"
+                            else direct_round(uri, ids, clients)
+                        )
                         decided[system] += ids
                     if round_no >= 0:
                         results[str(clients)][system].append(numbers)
             if round_no >= 0:
-                log(f"decide round {round_no + 1}/{rounds}: " + ", ".join(
-                    f"{c} clients http p50 {results[str(c)]['opsdesk_http'][-1]['p50']:.2f} ms"
-                    for c in clients_levels))
+                log(
+                    f"decide round {round_no + 1}/{rounds}: "
+                    + ", ".join(
+                        f"{c} clients http p50 {results[str(c)]['opsdesk_http'][-1]['p50']:.2f} ms"
+                        for c in clients_levels
+                    )
+                )
     finally:
         service.stop()
         queue.close()
     checks = check_decisions(uri, decided, floor_made, floor_uri)
     server.drop("bench_decide")
     server.drop("bench_floor")
-    levels = {clients: {system: {"median": median_of(per), "rounds": per} for system, per in systems.items()}
-              for clients, systems in results.items()}
-    return {"service": service.describe(), "levels": levels, "checks": checks,
-            "config": {"rounds": rounds, "decisions_per_client_per_round": per_client,
-                       "actions": "pending MEDIUM note.record, submitted before each round (not timed)",
-                       "http_client": "http.client, one kept-alive connection per client thread"}}
+    levels = {
+        clients: {system: {"median": median_of(per), "rounds": per} for system, per in systems.items()}
+        for clients, systems in results.items()
+    }
+    return {
+        "service": service.describe(),
+        "levels": levels,
+        "checks": checks,
+        "config": {
+            "rounds": rounds,
+            "decisions_per_client_per_round": per_client,
+            "actions": "pending MEDIUM note.record, submitted before each round (not timed)",
+            "http_client": "http.client, one kept-alive connection per client thread",
+        },
+    }

@@ -49,15 +49,18 @@ def check_opsdesk_ran(uri: str, count: int, ran: int, calls: int, *, total: int 
     with psycopg.connect(uri, autocommit=True) as conn:
         statuses = dict(conn.execute("select status, count(*) from actions group by 1").fetchall())
         twice = conn.execute("select count(*) from actions where attempts <> 1").fetchone()[0]  # type: ignore[index]
-        finished = conn.execute("select count(*), count(distinct action_id) from audit_log "
-                                "where event = 'finished'").fetchone()
+        finished = conn.execute(
+            "select count(*), count(distinct action_id) from audit_log where event = 'finished'"
+        ).fetchone()
     problems = []
     if statuses != {"succeeded": total}:
         problems.append(f"actions by status {statuses}, expected {{'succeeded': {total}}}")
     if twice or ran != count or calls != count or finished != (total, total):
-        problems.append(f"{twice} actions not run exactly once; executor ran {ran}, the handler was called "
-                        f"{calls} times (expected {count}); {finished} finished audit rows / actions "
-                        f"(expected {total})")
+        problems.append(
+            f"{twice} actions not run exactly once; executor ran {ran}, the handler was called "
+            f"{calls} times (expected {count}); {finished} finished audit rows / actions "
+            f"(expected {total})"
+        )
     if problems:
         raise BenchFailure("opsdesk exactly-once check failed:\n  " + "\n  ".join(problems))
 
@@ -65,11 +68,14 @@ def check_opsdesk_ran(uri: str, count: int, ran: int, calls: int, *, total: int 
 def check_procrastinate_ran(uri: str, count: int, calls: int, *, total: int | None = None) -> None:
     total = count if total is None else total
     with psycopg.connect(uri, autocommit=True) as conn:
-        statuses = {str(k): v for k, v in conn.execute(
-            "select status, count(*) from procrastinate_jobs group by 1").fetchall()}
+        statuses = {
+            str(k): v for k, v in conn.execute("select status, count(*) from procrastinate_jobs group by 1").fetchall()
+        }
     if statuses != {"succeeded": total} or calls != count:
-        raise BenchFailure(f"procrastinate exactly-once check failed: jobs by status {statuses} (expected "
-                           f"{total} succeeded), the task was called {calls} times (expected {count})")
+        raise BenchFailure(
+            f"procrastinate exactly-once check failed: jobs by status {statuses} (expected "
+            f"{total} succeeded), the task was called {calls} times (expected {count})"
+        )
 
 
 def opsdesk_enqueue(uri: str, clients: int, count: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -87,8 +93,12 @@ def opsdesk_enqueue(uri: str, clients: int, count: int) -> tuple[dict[str, float
                     raise BenchFailure(f"a LOW no-op submit came back {status}/{tier}, expected approved/LOW")
 
         seconds = run_clients(clients, submit)
-        enqueue = {"count": count, "seconds": round(seconds, 3), "per_second": round(count / seconds, 1),
-                   **percentiles([s for per in samples for s in per])}
+        enqueue = {
+            "count": count,
+            "seconds": round(seconds, 3),
+            "per_second": round(count / seconds, 1),
+            **percentiles([s for per in samples for s in per]),
+        }
         began = time.perf_counter()
         ran = queue.drain("bench-drain")
         seconds = time.perf_counter() - began
@@ -101,16 +111,24 @@ def opsdesk_enqueue(uri: str, clients: int, count: int) -> tuple[dict[str, float
 
 def procrastinate_enqueue(uri: str, clients: int, count: int) -> tuple[dict[str, float], dict[str, float]]:
     answer = run_ref("enqueue", uri, clients=clients, count=count)
-    enqueue = {"count": count, "seconds": round(answer["seconds"], 3),
-               "per_second": round(count / answer["seconds"], 1), **percentiles(answer["latencies"])}
+    enqueue = {
+        "count": count,
+        "seconds": round(answer["seconds"], 3),
+        "per_second": round(count / answer["seconds"], 1),
+        **percentiles(answer["latencies"]),
+    }
     drained = run_ref("drain", uri, count=count)
     check_procrastinate_ran(uri, count, drained["count"])
-    return enqueue, {"count": count, "seconds": round(drained["seconds"], 3),
-                     "per_second": round(count / drained["seconds"], 1)}
+    return enqueue, {
+        "count": count,
+        "seconds": round(drained["seconds"], 3),
+        "per_second": round(count / drained["seconds"], 1),
+    }
 
 
-def run_enqueue(server: Server, templates: dict[str, str], *, rounds: int, clients: int, count: int,
-                log: Callable[[str], None]) -> dict[str, Any]:
+def run_enqueue(
+    server: Server, templates: dict[str, str], *, rounds: int, clients: int, count: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     systems = ("opsdesk", "procrastinate")
     enqueue: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
     drain: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
@@ -125,16 +143,24 @@ def run_enqueue(server: Server, templates: dict[str, str], *, rounds: int, clien
                 enqueue[system].append(queued)
                 drain[system].append(drained)
         if round_no >= 0:
-            log(f"enqueue round {round_no + 1}/{rounds}: opsdesk {enqueue['opsdesk'][-1]['per_second']:,.0f}/s, "
+            log(
+                f"enqueue round {round_no + 1}/{rounds}: opsdesk {enqueue['opsdesk'][-1]['per_second']:,.0f}/s, "
                 f"procrastinate {enqueue['procrastinate'][-1]['per_second']:,.0f}/s; drain "
-                f"{drain['opsdesk'][-1]['per_second']:,.0f}/s vs {drain['procrastinate'][-1]['per_second']:,.0f}/s")
-    return {"config": {"rounds": rounds, "clients": clients, "jobs_per_round": count,
-                       "opsdesk": "ApprovalQueue.submit of LOW (auto-run) actions of a no-op kind, in-process, "
-                                  "then one Executor.run_until_idle (batch 10)",
-                       "procrastinate": "task.defer of an async no-op task (sync app, PsycopgConnector), then "
-                                        "one worker run_worker(wait=False), concurrency 1"},
-            "enqueue": {s: {"median": median_of(r), "rounds": r} for s, r in enqueue.items()},
-            "drain": {s: {"median": median_of(r), "rounds": r} for s, r in drain.items()}}
+                f"{drain['opsdesk'][-1]['per_second']:,.0f}/s vs {drain['procrastinate'][-1]['per_second']:,.0f}/s"
+            )
+    return {
+        "config": {
+            "rounds": rounds,
+            "clients": clients,
+            "jobs_per_round": count,
+            "opsdesk": "ApprovalQueue.submit of LOW (auto-run) actions of a no-op kind, in-process, "
+            "then one Executor.run_until_idle (batch 10)",
+            "procrastinate": "task.defer of an async no-op task (sync app, PsycopgConnector), then "
+            "one worker run_worker(wait=False), concurrency 1",
+        },
+        "enqueue": {s: {"median": median_of(r), "rounds": r} for s, r in enqueue.items()},
+        "drain": {s: {"median": median_of(r), "rounds": r} for s, r in drain.items()},
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,27 +205,50 @@ def measure_writes(server: Server, template: str, name: str, count: int, workloa
     wait_for_no_sessions(uri)  # each backend flushes its counters as it exits
     diff = wal_diff(uri, before, write_counters(uri))
     with psycopg.connect(uri, autocommit=True) as conn:
-        left = {"discord_notifications by status": dict(conn.execute(
-            "select status, count(*) from discord_notifications group by 1").fetchall())} if template.startswith(
-            "bench_opsdesk") else {}
+        left = (
+            {
+                "discord_notifications by status": dict(
+                    conn.execute("select status, count(*) from discord_notifications group by 1").fetchall()
+                )
+            }
+            if template.startswith("bench_opsdesk")
+            else {}
+        )
     server.drop(name)
-    per = {"wal_bytes": round(diff["wal_bytes"] / count), "wal_records": round(diff["wal_records"] / count, 2),
-           "wal_fpi": round(diff["wal_fpi"] / count, 3), "transactions": round(diff["commits"] / count, 2),
-           "row_writes": round(sum(sum(v for k, v in t.items() if k != "n_tup_hot_upd")
-                                   for t in diff["tables"].values()) / count, 2)}
-    tables = {table: {key: round(value / count, 3) for key, value in counters.items() if value}
-              for table, counters in sorted(diff["tables"].items())}
-    return {"per_action": per, "tables_per_action": tables, "totals": diff, "warm_up_actions": warm_up,
-            "afterwards": left}
+    per = {
+        "wal_bytes": round(diff["wal_bytes"] / count),
+        "wal_records": round(diff["wal_records"] / count, 2),
+        "wal_fpi": round(diff["wal_fpi"] / count, 3),
+        "transactions": round(diff["commits"] / count, 2),
+        "row_writes": round(
+            sum(sum(v for k, v in t.items() if k != "n_tup_hot_upd") for t in diff["tables"].values()) / count, 2
+        ),
+    }
+    tables = {
+        table: {key: round(value / count, 3) for key, value in counters.items() if value}
+        for table, counters in sorted(diff["tables"].items())
+    }
+    return {
+        "per_action": per,
+        "tables_per_action": tables,
+        "totals": diff,
+        "warm_up_actions": warm_up,
+        "afterwards": left,
+    }
 
 
-def run_wal(server: Server, templates: dict[str, str], *, count: int, reps: int,
-            log: Callable[[str], None]) -> dict[str, Any]:
+def run_wal(
+    server: Server, templates: dict[str, str], *, count: int, reps: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     scenarios: dict[str, tuple[str, Workload]] = {
         "opsdesk MEDIUM submit -> approve -> execute": (
-            templates["opsdesk"], lambda uri, n, total: opsdesk_workload(uri, n, total, medium=True)),
+            templates["opsdesk"],
+            lambda uri, n, total: opsdesk_workload(uri, n, total, medium=True),
+        ),
         "opsdesk LOW submit (auto-run) -> execute": (
-            templates["opsdesk"], lambda uri, n, total: opsdesk_workload(uri, n, total, medium=False)),
+            templates["opsdesk"],
+            lambda uri, n, total: opsdesk_workload(uri, n, total, medium=False),
+        ),
         "procrastinate defer -> run": (templates["procrastinate"], procrastinate_workload),
     }
     with server.admin() as conn:  # an autovacuum run inside a window would be counted as ours
@@ -219,15 +268,25 @@ def run_wal(server: Server, templates: dict[str, str], *, count: int, reps: int,
     out: dict[str, Any] = {}
     for name, measured in runs.items():
         middle = sorted(measured, key=lambda m: m["per_action"]["wal_bytes"])[len(measured) // 2]
-        out[name] = {"median_per_action": {key: statistics.median(m["per_action"][key] for m in measured)
-                                           for key in measured[0]["per_action"]},
-                     "run_nearest_median": middle, "per_action_each_run": [m["per_action"] for m in measured]}
+        out[name] = {
+            "median_per_action": {
+                key: statistics.median(m["per_action"][key] for m in measured) for key in measured[0]["per_action"]
+            },
+            "run_nearest_median": middle,
+            "per_action_each_run": [m["per_action"] for m in measured],
+        }
     reference = out["procrastinate defer -> run"]["median_per_action"]
     for name in scenarios:
         mine = out[name]["median_per_action"]
         out[name]["ratio_to_procrastinate"] = {key: ratio(mine[key], reference[key]) for key in mine}
-    return {"config": {"actions_per_run": count, "runs": reps, "clients": 1,
-                       "notes": "autovacuum off; per run a fresh database, a CHECKPOINT and a warm-up of "
-                                "actions / 5 before the counted actions; transactions include the bench's few "
-                                "read-only ones, and procrastinate's its worker's start-up"},
-            "scenarios": out}
+    return {
+        "config": {
+            "actions_per_run": count,
+            "runs": reps,
+            "clients": 1,
+            "notes": "autovacuum off; per run a fresh database, a CHECKPOINT and a warm-up of "
+            "actions / 5 before the counted actions; transactions include the bench's few "
+            "read-only ones, and procrastinate's its worker's start-up",
+        },
+        "scenarios": out,
+    }

@@ -42,9 +42,18 @@ def opsdesk_command() -> Path:
 
 def service_env(database_url: str, folder: Path, api_workers: int) -> dict[str, str]:
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") if key in os.environ}
-    env.update({"DATABASE_URL": database_url, "OPS_API_TOKEN": API_TOKEN, "APPROVAL_LINK_SECRET": LINK_SECRET,
-                "OPSDESK_DATA_DIR": str(folder), "OPSDESK_API_WORKERS": str(api_workers),
-                "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "OPS_API_TOKEN": API_TOKEN,
+            "APPROVAL_LINK_SECRET": LINK_SECRET,
+            "OPSDESK_DATA_DIR": str(folder),
+            "OPSDESK_API_WORKERS": str(api_workers),
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+            "TERM": "dumb",
+        }
+    )
     return env
 
 
@@ -56,28 +65,41 @@ def free_port() -> int:
 
 def workers_arguments(api_workers: int, flag: str, env: dict[str, str], cwd: Path) -> tuple[list[str], str]:
     """The command-line arguments that ask for `api_workers` API processes, and how they were asked."""
-    shown = subprocess.run([str(opsdesk_command()), "run", "--help"], capture_output=True, text=True, env=env,
-                           cwd=cwd, timeout=60).stdout
+    shown = subprocess.run(
+        [str(opsdesk_command()), "run", "--help"], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    ).stdout
     if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", shown):
         return [flag, str(api_workers)], f"{flag} {api_workers} and OPSDESK_API_WORKERS={api_workers}"
     if api_workers == 1:
         return [], f"one API process: `opsdesk run` has no {flag} (OPSDESK_API_WORKERS=1 set, unused today)"
-    raise BenchFailure(f"{api_workers} API processes asked for, but `opsdesk run --help` lists no {flag}; "
-                       "name the flag with --service-workers-flag")
+    raise BenchFailure(
+        f"{api_workers} API processes asked for, but `opsdesk run --help` lists no {flag}; "
+        "name the flag with --service-workers-flag"
+    )
 
 
 class Service:
     """`opsdesk run` in its own process group (so API worker processes it may fork stop with it)."""
 
-    def __init__(self, database_url: str, folder: Path, *, api_workers: int = 1,
-                 workers_flag: str = "--api-workers") -> None:
+    def __init__(
+        self, database_url: str, folder: Path, *, api_workers: int = 1, workers_flag: str = "--api-workers"
+    ) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.env = service_env(database_url, folder, api_workers)
         self.port = free_port()
         extra, self.workers_passed = workers_arguments(api_workers, workers_flag, self.env, folder)
-        self.command = [str(opsdesk_command()), "run", "--host", "127.0.0.1", "--port", str(self.port),
-                        "--no-scheduler", "--no-executor", *extra]
+        self.command = [
+            str(opsdesk_command()),
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-scheduler",
+            "--no-executor",
+            *extra,
+        ]
         self.log_path = folder / "service.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_seconds: float | None = None
@@ -85,8 +107,14 @@ class Service:
     def start(self) -> None:
         began = time.perf_counter()
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                            cwd=self.folder, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.folder,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -135,7 +163,10 @@ class Service:
             self.process.wait(timeout=10)
 
     def describe(self) -> dict[str, Any]:
-        return {"command": " ".join(["opsdesk", *self.command[1:]]), "api_workers": self.workers_passed,
-                "environment": "DATABASE_URL (the bench server, unix socket), OPS_API_TOKEN, APPROVAL_LINK_SECRET, "
-                               "OPSDESK_DATA_DIR, OPSDESK_API_WORKERS; no .env; LOG_LEVEL default (INFO)",
-                "seconds_until_healthz": self.ready_seconds}
+        return {
+            "command": " ".join(["opsdesk", *self.command[1:]]),
+            "api_workers": self.workers_passed,
+            "environment": "DATABASE_URL (the bench server, unix socket), OPS_API_TOKEN, APPROVAL_LINK_SECRET, "
+            "OPSDESK_DATA_DIR, OPSDESK_API_WORKERS; no .env; LOG_LEVEL default (INFO)",
+            "seconds_until_healthz": self.ready_seconds,
+        }

@@ -53,17 +53,19 @@ def dataset(data: Path, rows: int, vectors: str, log: Callable[[str], None]) -> 
     return server, uri, build
 
 
-def run(data: Path, *, rows: int, vectors: str, queries: int, rounds: int,
-        log: Callable[[str], None]) -> dict[str, Any]:
+def run(
+    data: Path, *, rows: int, vectors: str, queries: int, rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     server, uri, build = dataset(data, rows, vectors, log)
     try:
         rng = np.random.default_rng(memory.SEED + 2)
-        query_vectors = (memory.model_queries(rng, queries) if vectors == "minilm"
-                         else memory.unit_vectors(rng, queries))
+        query_vectors = memory.model_queries(rng, queries) if vectors == "minilm" else memory.unit_vectors(rng, queries)
         ef_search = memory.DEFAULTS.memory_hnsw_ef_search
-        with (psycopg.connect(uri, autocommit=True, prepare_threshold=None) as product,
-              psycopg.connect(uri, autocommit=True, prepare_threshold=None) as plain,
-              psycopg.connect(uri, autocommit=True, prepare_threshold=None) as same_ef):
+        with (
+            psycopg.connect(uri, autocommit=True, prepare_threshold=None) as product,
+            psycopg.connect(uri, autocommit=True, prepare_threshold=None) as plain,
+            psycopg.connect(uri, autocommit=True, prepare_threshold=None) as same_ef,
+        ):
             for conn in (product, plain, same_ef):
                 register_vector(conn)
             same_ef.execute("select set_config('hnsw.ef_search', %s, false)", (str(ef_search),))
@@ -93,19 +95,34 @@ def run(data: Path, *, rows: int, vectors: str, queries: int, rounds: int,
                             found[system].append(ids)
                 for system in SYSTEMS:
                     per_round[system].append(percentiles(samples[system]))
-                log(f"vector round {round_no + 1}/{rounds}: p50 " + ", ".join(
-                    f"{s} {per_round[s][-1]['p50']:.2f} ms" for s in SYSTEMS))
-        recall = {s: round(sum(len(set(f) & set(t)) for f, t in zip(found[s], truth, strict=True))
-                           / (10 * len(truth)), 4) for s in SYSTEMS}
+                log(
+                    f"vector round {round_no + 1}/{rounds}: p50 "
+                    + ", ".join(f"{s} {per_round[s][-1]['p50']:.2f} ms" for s in SYSTEMS)
+                )
+        recall = {
+            s: round(sum(len(set(f) & set(t)) for f, t in zip(found[s], truth, strict=True)) / (10 * len(truth)), 4)
+            for s in SYSTEMS
+        }
     finally:
         server.cleanup()
     medians = {s: median_of(r) for s, r in per_round.items()}
     mine = medians["opsdesk"]
-    return {"config": {"rows": rows, "vectors": vectors, "queries": queries, "rounds": rounds,
-                       "opsdesk_ef_search": ef_search, "data": str(data), "cache": {"warmed": warmed},
-                       "build": build},
-            "latency_ms": {s: {"median": medians[s], "rounds": per_round[s]} for s in SYSTEMS},
-            "recall@10": recall,
-            "ratios": {"p50 opsdesk / plain": ratio(mine["p50"], medians["plain"]["p50"]),
-                       "p95 opsdesk / plain": ratio(mine["p95"], medians["plain"]["p95"]),
-                       "p50 opsdesk / plain same ef": ratio(mine["p50"], medians["plain_same_ef"]["p50"])}}
+    return {
+        "config": {
+            "rows": rows,
+            "vectors": vectors,
+            "queries": queries,
+            "rounds": rounds,
+            "opsdesk_ef_search": ef_search,
+            "data": str(data),
+            "cache": {"warmed": warmed},
+            "build": build,
+        },
+        "latency_ms": {s: {"median": medians[s], "rounds": per_round[s]} for s in SYSTEMS},
+        "recall@10": recall,
+        "ratios": {
+            "p50 opsdesk / plain": ratio(mine["p50"], medians["plain"]["p50"]),
+            "p95 opsdesk / plain": ratio(mine["p95"], medians["plain"]["p95"]),
+            "p50 opsdesk / plain same ef": ratio(mine["p50"], medians["plain_same_ef"]["p50"]),
+        },
+    }

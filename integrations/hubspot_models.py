@@ -21,10 +21,26 @@ ObjectType = Literal["contact", "deal"]
 EngagementKind = Literal["note", "task"]
 
 CONTACT_PROPERTIES = ["email", "firstname", "lastname", "createdate"]
-DEAL_PROPERTIES = ["dealname", "dealstage", "pipeline", "amount", "notes_last_updated", "closedate",
-                   "createdate", "hubspot_owner_id"]
-TICKET_PROPERTIES = ["subject", "content", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_priority",
-                     "createdate", "first_agent_reply_date", "last_reply_date"]
+DEAL_PROPERTIES = [
+    "dealname",
+    "dealstage",
+    "pipeline",
+    "amount",
+    "notes_last_updated",
+    "closedate",
+    "createdate",
+    "hubspot_owner_id",
+]
+TICKET_PROPERTIES = [
+    "subject",
+    "content",
+    "hs_pipeline",
+    "hs_pipeline_stage",
+    "hs_ticket_priority",
+    "createdate",
+    "first_agent_reply_date",
+    "last_reply_date",
+]
 
 
 def properties_of(obj: Any) -> dict[str, str | None]:
@@ -60,8 +76,13 @@ class Contact(_FromHubSpot):
     @classmethod
     def from_sdk(cls, obj: Any) -> Contact:
         props = properties_of(obj)
-        return cls(id=obj.id, email=props.get("email"), first_name=props.get("firstname"),
-                   last_name=props.get("lastname"), created_at=obj.created_at)
+        return cls(
+            id=obj.id,
+            email=props.get("email"),
+            first_name=props.get("firstname"),
+            last_name=props.get("lastname"),
+            created_at=obj.created_at,
+        )
 
 
 class Deal(_FromHubSpot):
@@ -78,10 +99,17 @@ class Deal(_FromHubSpot):
     @classmethod
     def from_sdk(cls, obj: Any) -> Deal:
         props = properties_of(obj)
-        return cls(id=obj.id, name=props.get("dealname"), stage=props.get("dealstage"),
-                   pipeline=props.get("pipeline"), amount=props.get("amount"),
-                   last_activity_at=props.get("notes_last_updated"), close_date=props.get("closedate"),
-                   owner_id=props.get("hubspot_owner_id"), created_at=obj.created_at)
+        return cls(
+            id=obj.id,
+            name=props.get("dealname"),
+            stage=props.get("dealstage"),
+            pipeline=props.get("pipeline"),
+            amount=props.get("amount"),
+            last_activity_at=props.get("notes_last_updated"),
+            close_date=props.get("closedate"),
+            owner_id=props.get("hubspot_owner_id"),
+            created_at=obj.created_at,
+        )
 
 
 class Ticket(_FromHubSpot):
@@ -101,12 +129,18 @@ class Ticket(_FromHubSpot):
     @classmethod
     def from_sdk(cls, obj: Any, requester: Contact | None) -> Ticket:
         props = properties_of(obj)
-        return cls(id=obj.id, subject=props.get("subject"), content=props.get("content"),
-                   pipeline=props.get("hs_pipeline"), stage=props.get("hs_pipeline_stage"),
-                   priority=props.get("hs_ticket_priority"), created_at=obj.created_at,
-                   last_customer_reply_at=props.get("last_reply_date"),
-                   requester_contact_id=requester.id if requester else None,
-                   requester_email=requester.email if requester else None)
+        return cls(
+            id=obj.id,
+            subject=props.get("subject"),
+            content=props.get("content"),
+            pipeline=props.get("hs_pipeline"),
+            stage=props.get("hs_pipeline_stage"),
+            priority=props.get("hs_ticket_priority"),
+            created_at=obj.created_at,
+            last_customer_reply_at=props.get("last_reply_date"),
+            requester_contact_id=requester.id if requester else None,
+            requester_email=requester.email if requester else None,
+        )
 
 
 class Engagement(_FromHubSpot):

@@ -32,8 +32,13 @@ from urllib3.util.retry import Retry
 T = TypeVar("T")
 
 API_ERRORS: tuple[type[Exception], ...] = (
-    associations_v4.ApiException, contacts.ApiException, deals.ApiException, notes.ApiException,
-    pipelines.ApiException, tasks.ApiException, tickets.ApiException,
+    associations_v4.ApiException,
+    contacts.ApiException,
+    deals.ApiException,
+    notes.ApiException,
+    pipelines.ApiException,
+    tasks.ApiException,
+    tickets.ApiException,
 )
 
 
@@ -45,9 +50,13 @@ def error_details(exc: Any) -> dict[str, Any]:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    details = {"status": exc.status, "category": body.get("category"), "policy": body.get("policyName"),
-               "correlation_id": body.get("correlationId"),
-               "message": str(body["message"])[:300] if body.get("message") else None}
+    details = {
+        "status": exc.status,
+        "category": body.get("category"),
+        "policy": body.get("policyName"),
+        "correlation_id": body.get("correlationId"),
+        "message": str(body["message"])[:300] if body.get("message") else None,
+    }
     return {key: value for key, value in details.items() if value is not None}
 
 
@@ -55,8 +64,9 @@ class SdkApis:
     """The generated API objects, each built on first use and kept."""
 
     def __init__(self, access_token: str, base_url: str) -> None:
-        self._sdk = HubSpot(access_token=access_token, host=base_url.rstrip("/"),
-                            retry=Retry(total=False, redirect=False))
+        self._sdk = HubSpot(
+            access_token=access_token, host=base_url.rstrip("/"), retry=Retry(total=False, redirect=False)
+        )
         self._built: list[Any] = []
 
     def _keep(self, api: T) -> T:

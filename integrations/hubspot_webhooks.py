@@ -91,8 +91,10 @@ def parse_delivery(body: bytes) -> Delivery:
         except InvalidInput as exc:
             set_aside.append(SetAside(index=index, reason=exc.message, raw=storable_text(item[:RAW_KEPT_CHARS])))
     if not events:
-        raise InvalidInput("no event in the body can be recorded: "
-                           + "; ".join(f"#{aside.index}: {aside.reason}" for aside in set_aside[:5]))
+        raise InvalidInput(
+            "no event in the body can be recorded: "
+            + "; ".join(f"#{aside.index}: {aside.reason}" for aside in set_aside[:5])
+        )
     return Delivery(events=events, set_aside=set_aside)
 
 

@@ -148,8 +148,12 @@ class NotionClient:
             raise as_integration_error(exc) from exc
 
     def _retried(self, request: Callable[[], R]) -> R:
-        return call_with_retries(lambda: self._once(request), breaker=self.breaker,
-                                 attempts=self.settings.notion_max_attempts, sleep=self._sleep)
+        return call_with_retries(
+            lambda: self._once(request),
+            breaker=self.breaker,
+            attempts=self.settings.notion_max_attempts,
+            sleep=self._sleep,
+        )
 
     def _paginated(self, fetch: Callable[[str | None], Block], *, retried: bool = True) -> Iterator[Block]:
         """Every result of a paginated read; each page retried on its own unless the caller's
@@ -167,8 +171,7 @@ class NotionClient:
         database = self._retried(lambda: self._client.databases.retrieve(database_id=database_id))
         ids = [source["id"] for source in database.get("data_sources") or []]
         if not ids:
-            raise PermanentError(f"database {database_id} has no data source the integration can see",
-                                 system=SYSTEM)
+            raise PermanentError(f"database {database_id} has no data source the integration can see", system=SYSTEM)
         return ids
 
     # --- blog drafts --------------------------------------------------------------------------
@@ -179,21 +182,32 @@ class NotionClient:
         source = self._retried(lambda: self._client.data_sources.retrieve(data_source_id=data_source_id))
         types = {name: prop.get("type") for name, prop in (source.get("properties") or {}).items()}
         s = self.settings
-        wanted = {s.notion_title_property: ("title",), s.notion_id_property: ("rich_text",),
-                  s.notion_status_property: ("status", "select")}
+        wanted = {
+            s.notion_title_property: ("title",),
+            s.notion_id_property: ("rich_text",),
+            s.notion_status_property: ("status", "select"),
+        }
         if draft.tags:
             wanted[s.notion_tags_property] = ("multi_select",)
-        wrong = [f"{name} ({' or '.join(kinds)}, found {types.get(name) or 'none'})"
-                 for name, kinds in wanted.items() if types.get(name) not in kinds]
+        wrong = [
+            f"{name} ({' or '.join(kinds)}, found {types.get(name) or 'none'})"
+            for name, kinds in wanted.items()
+            if types.get(name) not in kinds
+        ]
         if wrong:
             raise PermanentError(
                 f"the blog database lacks properties drafts need: {', '.join(wrong)}; add them in Notion "
-                "or set NOTION_*_PROPERTY", system=SYSTEM, details={"properties": types})
-        return BlogTarget(database_id=database_id, data_source_id=data_source_id,
-                          status_type=types[s.notion_status_property])
+                "or set NOTION_*_PROPERTY",
+                system=SYSTEM,
+                details={"properties": types},
+            )
+        return BlogTarget(
+            database_id=database_id, data_source_id=data_source_id, status_type=types[s.notion_status_property]
+        )
 
-    def create_draft(self, target: BlogTarget, draft: BlogDraft, *, key: str,
-                     heartbeat: Callable[[], None] | None = None) -> DraftPage:
+    def create_draft(
+        self, target: BlogTarget, draft: BlogDraft, *, key: str, heartbeat: Callable[[], None] | None = None
+    ) -> DraftPage:
         """Create the draft page (or finish the one an earlier attempt created). `heartbeat` runs
         before each request (the executor's lease renewal)."""
         blocks = body_blocks(draft.body)
@@ -217,8 +231,9 @@ class NotionClient:
             return DraftPage(page_id=page["id"], url=page.get("url") or "", created=bool(made), blocks=len(blocks))
 
         # retried as a whole: each attempt looks its page up again before writing anything
-        return call_with_retries(attempt, breaker=self.breaker, attempts=self.settings.notion_max_attempts,
-                                 sleep=self._sleep)
+        return call_with_retries(
+            attempt, breaker=self.breaker, attempts=self.settings.notion_max_attempts, sleep=self._sleep
+        )
 
     def _create_page(self, target: BlogTarget, draft: BlogDraft, key: str, children: list[Block]) -> Block:
         try:
@@ -235,7 +250,10 @@ class NotionClient:
             raise TransientError(
                 f"creating the page failed ({why}); it may have been created, "
                 f"so the next attempt first looks for it (in {wait:g} s, once the data source shows it)",
-                system=SYSTEM, retry_after=wait, details={"may_have_applied": True}) from exc
+                system=SYSTEM,
+                retry_after=wait,
+                details={"may_have_applied": True},
+            ) from exc
 
     def _draft_properties(self, target: BlogTarget, draft: BlogDraft, key: str) -> Block:
         s = self.settings
@@ -249,17 +267,23 @@ class NotionClient:
         return properties
 
     def _find_draft(self, target: BlogTarget, key: str) -> Block | None:
-        answer = self._once(lambda: self._client.data_sources.query(
-            data_source_id=target.data_source_id,
-            filter={"property": self.settings.notion_id_property, "rich_text": {"equals": key}},
-            page_size=1,
-        ))
+        answer = self._once(
+            lambda: self._client.data_sources.query(
+                data_source_id=target.data_source_id,
+                filter={"property": self.settings.notion_id_property, "rich_text": {"equals": key}},
+                page_size=1,
+            )
+        )
         results = answer.get("results") or []
         return results[0] if results else None
 
     def _children(self, block_id: str, *, retried: bool = True) -> Iterator[Block]:
-        return self._paginated(lambda cursor: self._client.blocks.children.list(
-            block_id=block_id, start_cursor=cursor, page_size=PAGE_SIZE), retried=retried)
+        return self._paginated(
+            lambda cursor: self._client.blocks.children.list(
+                block_id=block_id, start_cursor=cursor, page_size=PAGE_SIZE
+            ),
+            retried=retried,
+        )
 
     # --- the knowledge base -------------------------------------------------------------------
     def read_kb(self, database_id: str | None = None, *, edited_since: datetime | None = None) -> list[KBPage]:
@@ -270,12 +294,17 @@ class NotionClient:
             raise ConfigError("NOTION_KB_DATABASE_ID is not set")
         query: Block = {"page_size": PAGE_SIZE}
         if edited_since is not None:
-            query["filter"] = {"timestamp": "last_edited_time",
-                               "last_edited_time": {"on_or_after": edited_since.isoformat()}}
+            query["filter"] = {
+                "timestamp": "last_edited_time",
+                "last_edited_time": {"on_or_after": edited_since.isoformat()},
+            }
         pages: list[KBPage] = []
         for source_id in self._data_source_ids(database_id):
-            for page in self._paginated(lambda cursor, source_id=source_id: self._client.data_sources.query(
-                    data_source_id=source_id, start_cursor=cursor, **query)):
+            for page in self._paginated(
+                lambda cursor, source_id=source_id: self._client.data_sources.query(
+                    data_source_id=source_id, start_cursor=cursor, **query
+                )
+            ):
                 if page.get("object") == "page":
                     pages.append(self._kb_page(page))
         return pages
@@ -283,12 +312,16 @@ class NotionClient:
     def _kb_page(self, page: Block) -> KBPage:
         properties = page.get("properties") or {}
         title = next((plain_text(prop.get("title")) for prop in properties.values() if prop.get("type") == "title"), "")
-        lines = [f"{name}: {text}" for name, prop in properties.items()
-                 if prop.get("type") != "title" and (text := property_text(prop))]
+        lines = [
+            f"{name}: {text}"
+            for name, prop in properties.items()
+            if prop.get("type") != "title" and (text := property_text(prop))
+        ]
         body = self._block_lines(page["id"], depth=0)
         text = "\n".join([*lines, *([""] if lines and body else []), *body])
-        return KBPage(id=page["id"], title=title, url=page.get("url") or "", text=text,
-                      last_edited=page["last_edited_time"])
+        return KBPage(
+            id=page["id"], title=title, url=page.get("url") or "", text=text, last_edited=page["last_edited_time"]
+        )
 
     def _block_lines(self, block_id: str, depth: int) -> list[str]:
         lines: list[str] = []
@@ -296,7 +329,10 @@ class NotionClient:
             if text := block_text(block):
                 lines.append("  " * depth + text)
             # child pages and databases are pages of their own, not this page's text
-            if block.get("has_children") and depth + 1 < KB_DEPTH and \
-                    block.get("type") not in ("child_page", "child_database"):
+            if (
+                block.get("has_children")
+                and depth + 1 < KB_DEPTH
+                and block.get("type") not in ("child_page", "child_database")
+            ):
                 lines.extend(self._block_lines(block["id"], depth + 1))
         return lines

@@ -38,12 +38,20 @@ def rich_text(text: str) -> list[Block]:
 def _text_blocks(kind: str, text: str, **extra: Any) -> list[Block]:
     """One block, or several of the same kind when the text needs more than 100 rich-text items."""
     items = rich_text(text)
-    return [{"object": "block", "type": kind, kind: {"rich_text": items[i:i + RICH_TEXT_ITEMS], **extra}}
-            for i in range(0, len(items), RICH_TEXT_ITEMS)]
+    return [
+        {"object": "block", "type": kind, kind: {"rich_text": items[i : i + RICH_TEXT_ITEMS], **extra}}
+        for i in range(0, len(items), RICH_TEXT_ITEMS)
+    ]
 
 
-_LINE_KINDS = (("### ", "heading_3"), ("## ", "heading_2"), ("# ", "heading_1"), ("- ", "bulleted_list_item"),
-               ("* ", "bulleted_list_item"), ("> ", "quote"))
+_LINE_KINDS = (
+    ("### ", "heading_3"),
+    ("## ", "heading_2"),
+    ("# ", "heading_1"),
+    ("- ", "bulleted_list_item"),
+    ("* ", "bulleted_list_item"),
+    ("> ", "quote"),
+)
 _NUMBERED = re.compile(r"^\d+[.)]\s+(.+)$")
 
 
@@ -136,8 +144,17 @@ def property_text(prop: Block) -> str:
     return ""
 
 
-_BLOCK_PREFIX = {"heading_1": "# ", "heading_2": "## ", "heading_3": "### ", "bulleted_list_item": "- ",
-                 "numbered_list_item": "1. ", "quote": "> ", "to_do": "[ ] ", "toggle": "", "callout": ""}
+_BLOCK_PREFIX = {
+    "heading_1": "# ",
+    "heading_2": "## ",
+    "heading_3": "### ",
+    "bulleted_list_item": "- ",
+    "numbered_list_item": "1. ",
+    "quote": "> ",
+    "to_do": "[ ] ",
+    "toggle": "",
+    "callout": "",
+}
 
 
 def block_text(block: Block) -> str:

@@ -22,8 +22,15 @@ from app.database import Database
 
 
 class SharedRateLimiter:
-    def __init__(self, db: Database, bucket: str, limit: int, window_seconds: float, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bucket: str,
+        limit: int,
+        window_seconds: float,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if limit < 1 or window_seconds <= 0:
             raise ValueError("a rate limit needs limit >= 1 and window_seconds > 0")
         self.bucket = bucket
@@ -36,8 +43,9 @@ class SharedRateLimiter:
         """Take a slot, waiting for the next window while this one is full; returns the seconds waited."""
         waited = 0.0
         while True:
-            slot = self._db.call("take_rate_slot", bucket=self.bucket, limit=self.limit,
-                                 window_seconds=self.window_seconds)
+            slot = self._db.call(
+                "take_rate_slot", bucket=self.bucket, limit=self.limit, window_seconds=self.window_seconds
+            )
             if slot["granted"]:
                 return waited
             wait = float(slot["retry_after"])

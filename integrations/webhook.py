@@ -48,8 +48,11 @@ class WebhookClient:
             raise TransientError(f"connection failed ({type(exc).__name__})", system=SYSTEM) from exc
         status = response.status_code
         if status == 429:
-            raise RateLimited("429 Too Many Requests", system=SYSTEM,
-                              retry_after=parse_retry_after(response.headers.get("Retry-After")) or 1.0)
+            raise RateLimited(
+                "429 Too Many Requests",
+                system=SYSTEM,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")) or 1.0,
+            )
         if status >= 500:
             raise TransientError(f"HTTP {status}", system=SYSTEM)
         if status >= 400:

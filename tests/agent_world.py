@@ -82,16 +82,29 @@ class World:
         planner = ClaudeClient(settings, self.db, sleep=self.sleeps.append)
         memory = MemoryStore(self.db, settings)
         try:
-            return run_agent(agent, "test", dry_run=dry_run, settings=settings, db=self.db, clients=clients,
-                             memory=memory, planner=planner)
+            return run_agent(
+                agent,
+                "test",
+                dry_run=dry_run,
+                settings=settings,
+                db=self.db,
+                clients=clients,
+                memory=memory,
+                planner=planner,
+            )
         finally:
             planner.close()
             clients.close()
             memory.close()
 
     def execute(self) -> int:
-        executor = Executor(self.db, self.settings, worker_id="test-executor",
-                            clients=Clients(self.settings, self.db, sleep=self.sleeps.append), rng=lambda: 1.0)
+        executor = Executor(
+            self.db,
+            self.settings,
+            worker_id="test-executor",
+            clients=Clients(self.settings, self.db, sleep=self.sleeps.append),
+            rng=lambda: 1.0,
+        )
         try:
             return executor.run_until_idle()
         finally:
@@ -134,12 +147,16 @@ class World:
     def actions(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.sql.execute(
             "select to_jsonb(a) from actions a where %(kind)s::text is null or a.kind = %(kind)s "
-            "order by a.requested_at, a.kind, a.id", {"kind": kind}).fetchall()
+            "order by a.requested_at, a.kind, a.id",
+            {"kind": kind},
+        ).fetchall()
         return [row[0] for row in rows]
 
     def runs(self) -> list[dict[str, Any]]:
-        return [row[0] for row in self.sql.execute(
-            "select to_jsonb(r) from agent_runs r order by r.started_at, r.id").fetchall()]
+        return [
+            row[0]
+            for row in self.sql.execute("select to_jsonb(r) from agent_runs r order by r.started_at, r.id").fetchall()
+        ]
 
     def remember(self, *items: MemoryItem) -> dict[str, int]:
         """Memory rows (full-text mode: no embeddings provider), their ids by source_id."""
@@ -148,32 +165,56 @@ class World:
         return {source_id: memory_id for source_id, memory_id in rows}
 
     # --- HubSpot ----------------------------------------------------------------------------------
-    def contact(self, email: str | None, first: str, last: str = "", *, created: datetime | None = None,
-                **properties: str) -> str:
-        return self.hubspot.add("contacts", created_at=iso(created or self.now()), email=email, firstname=first,
-                                lastname=last, **properties)
+    def contact(
+        self, email: str | None, first: str, last: str = "", *, created: datetime | None = None, **properties: str
+    ) -> str:
+        return self.hubspot.add(
+            "contacts", created_at=iso(created or self.now()), email=email, firstname=first, lastname=last, **properties
+        )
 
-    def stale_deal(self, name: str, contact_id: str | None, *, quiet_days: int = 30, stage: str = "qualifiedtobuy",
-                   owner: str = "501") -> str:
+    def stale_deal(
+        self,
+        name: str,
+        contact_id: str | None,
+        *,
+        quiet_days: int = 30,
+        stage: str = "qualifiedtobuy",
+        owner: str = "501",
+    ) -> str:
         now = self.now()
-        deal_id = self.hubspot.add("deals", created_at=iso(now - timedelta(days=365)), dealname=name,
-                                   dealstage=stage, pipeline="default", amount="1200", hubspot_owner_id=owner,
-                                   notes_last_updated=iso(now - timedelta(days=quiet_days)))
+        deal_id = self.hubspot.add(
+            "deals",
+            created_at=iso(now - timedelta(days=365)),
+            dealname=name,
+            dealstage=stage,
+            pipeline="default",
+            amount="1200",
+            hubspot_owner_id=owner,
+            notes_last_updated=iso(now - timedelta(days=quiet_days)),
+        )
         if contact_id is not None:
             self.hubspot.associate("deals", deal_id, "contacts", contact_id, DEAL_TO_CONTACT)
         return deal_id
 
     def ticket(self, subject: str, content: str, requester: str | None) -> str:
-        ticket_id = self.hubspot.add("tickets", created_at=iso(self.now()), subject=subject, content=content,
-                                     hs_pipeline="0", hs_pipeline_stage="1", hs_ticket_priority="MEDIUM")
+        ticket_id = self.hubspot.add(
+            "tickets",
+            created_at=iso(self.now()),
+            subject=subject,
+            content=content,
+            hs_pipeline="0",
+            hs_pipeline_stage="1",
+            hs_ticket_priority="MEDIUM",
+        )
         if requester is not None:
             self.hubspot.associate("tickets", ticket_id, "contacts", requester, TICKET_TO_CONTACT)
         return ticket_id
 
 
 @contextmanager
-def agent_world(db: Database, database_url: str, sql: psycopg.Connection, tmp_path: Path,
-                **overrides: Any) -> Iterator[World]:
+def agent_world(
+    db: Database, database_url: str, sql: psycopg.Connection, tmp_path: Path, **overrides: Any
+) -> Iterator[World]:
     with ExitStack() as stack:
         claude = FakeAnthropic()
         stack.enter_context(claude.server)
@@ -184,12 +225,23 @@ def agent_world(db: Database, database_url: str, sql: psycopg.Connection, tmp_pa
         discord = stack.enter_context(FakeDiscord())
         port = free_port()
         settings = make_settings(
-            database_url=database_url, opsdesk_data_dir=tmp_path, public_base_url=f"http://127.0.0.1:{port}",
-            anthropic_api_key=ANTHROPIC_KEY, anthropic_base_url=claude.server.url,
-            hubspot_private_app_token=HUBSPOT_TOKEN, hubspot_base_url=hubspot.url,
-            brevo_api_key=BREVO_KEY, brevo_sender_email=SENDER, brevo_base_url=brevo.url,
-            notion_api_key=NOTION_TOKEN, notion_base_url=notion.server.url, notion_blog_database_id=BLOG_DB,
-            discord_webhook_url=discord.webhook_url, embeddings_provider="none", **overrides)
+            database_url=database_url,
+            opsdesk_data_dir=tmp_path,
+            public_base_url=f"http://127.0.0.1:{port}",
+            anthropic_api_key=ANTHROPIC_KEY,
+            anthropic_base_url=claude.server.url,
+            hubspot_private_app_token=HUBSPOT_TOKEN,
+            hubspot_base_url=hubspot.url,
+            brevo_api_key=BREVO_KEY,
+            brevo_sender_email=SENDER,
+            brevo_base_url=brevo.url,
+            notion_api_key=NOTION_TOKEN,
+            notion_base_url=notion.server.url,
+            notion_blog_database_id=BLOG_DB,
+            discord_webhook_url=discord.webhook_url,
+            embeddings_provider="none",
+            **overrides,
+        )
         url = stack.enter_context(serve(create_app(settings, db), port=port))
         http = stack.enter_context(httpx.Client(base_url=url, timeout=30))
         yield World(settings, db, sql, claude, hubspot, brevo, notion, discord, http)

@@ -13,8 +13,13 @@ from tests.fake_brevo import API_KEY, SENDER
 
 def main() -> None:
     database_url, brevo_url = sys.argv[1], sys.argv[2]
-    settings = make_settings(database_url=database_url, brevo_api_key=API_KEY, brevo_sender_email=SENDER,
-                             brevo_base_url=brevo_url, executor_lease_seconds=60)
+    settings = make_settings(
+        database_url=database_url,
+        brevo_api_key=API_KEY,
+        brevo_sender_email=SENDER,
+        brevo_base_url=brevo_url,
+        executor_lease_seconds=60,
+    )
     db = Database(PostgresTransport(database_url, max_size=2))
     executor = Executor(db, settings, worker_id="doomed")
     try:

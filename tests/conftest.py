@@ -91,8 +91,7 @@ def sql(database_url: str) -> Iterator[psycopg.Connection]:
 
 def advance_clock(conn: psycopg.Connection, seconds: float) -> None:
     """Move the database's clock forward instead of sleeping."""
-    conn.execute("update clock_offset set offset_interval = offset_interval + make_interval(secs => %s)",
-                 (seconds,))
+    conn.execute("update clock_offset set offset_interval = offset_interval + make_interval(secs => %s)", (seconds,))
 
 
 @pytest.fixture(scope="session")

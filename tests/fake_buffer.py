@@ -49,6 +49,8 @@ TOO_MANY = "Too many requests from this client. Please try again later."
 # (window name, requests, seconds): Buffer's Free plan (developers.buffer.com/guides/api-limits.html)
 FREE_PLAN_LIMITS = (("15m", 100, 900), ("24h", 100, 86_400), ("30d", 3_000, 2_592_000))
 DEFAULT_PAGE_SIZE = 20  # the fake's choice: Buffer documents none
+
+
 @dataclass
 class Fault:
     """Answered instead of the next request whose top-level field is `operation` ("*": any)."""
@@ -89,12 +91,26 @@ class FakeBuffer:
         self._lock = threading.RLock()
         if seed:
             self.add_channel("twitter", "opsdesk", metadata={"__typename": "TwitterMetadata", "subscriptionType": None})
-            self.add_channel("linkedin", "Opsdesk Inc", type="page", metadata={
-                "__typename": "LinkedInMetadata", "shouldShowLinkedinAnalyticsRefreshBanner": False})
-            self.add_channel("mastodon", "opsdesk", metadata={
-                "__typename": "MastodonMetadata", "maxCharacters": 500, "serverUrl": "https://mastodon.social"})
-            self.add_channel("bluesky", "opsdesk.bsky.social", metadata={
-                "__typename": "BlueskyMetadata", "serverUrl": "https://bsky.social"})
+            self.add_channel(
+                "linkedin",
+                "Opsdesk Inc",
+                type="page",
+                metadata={"__typename": "LinkedInMetadata", "shouldShowLinkedinAnalyticsRefreshBanner": False},
+            )
+            self.add_channel(
+                "mastodon",
+                "opsdesk",
+                metadata={
+                    "__typename": "MastodonMetadata",
+                    "maxCharacters": 500,
+                    "serverUrl": "https://mastodon.social",
+                },
+            )
+            self.add_channel(
+                "bluesky",
+                "opsdesk.bsky.social",
+                metadata={"__typename": "BlueskyMetadata", "serverUrl": "https://bsky.social"},
+            )
 
     def __enter__(self) -> FakeBuffer:
         self.api.__enter__()
@@ -126,11 +142,28 @@ class FakeBuffer:
     def channel(self, service: str) -> model.Channel:
         return next(c for c in self.channels.values() if c.service == service)
 
-    def add_post(self, channel: model.Channel, text: str, status: str = "sent", via: str = "buffer",
-                 created_at: datetime | None = None, due_at: datetime | None = None) -> model.Post:
+    def add_post(
+        self,
+        channel: model.Channel,
+        text: str,
+        status: str = "sent",
+        via: str = "buffer",
+        created_at: datetime | None = None,
+        due_at: datetime | None = None,
+    ) -> model.Post:
         created = created_at or self.clock()
-        post = model.Post(self.new_id(), channel, text, status, "addToQueue", "automatic", created, due_at or created,
-                    via=via, sent_at=(due_at or created) if status == "sent" else None)
+        post = model.Post(
+            self.new_id(),
+            channel,
+            text,
+            status,
+            "addToQueue",
+            "automatic",
+            created,
+            due_at or created,
+            via=via,
+            sent_at=(due_at or created) if status == "sent" else None,
+        )
         with self._lock:
             self.posts[post.id] = post
         return post
@@ -176,18 +209,36 @@ class FakeBuffer:
         client = self._client_of(request)
         if client is None:
             if self.bad_token_style == "graphql":
-                return Reply(200, {"data": None, "errors": [{"message": "Not authorized",
-                                                             "extensions": {"code": "UNAUTHORIZED"}}]})
-            return Reply(401, {"errors": [{"message": "Invalid or expired access token",
-                                           "extensions": {"code": "UNAUTHENTICATED"}}]})
+                return Reply(
+                    200,
+                    {"data": None, "errors": [{"message": "Not authorized", "extensions": {"code": "UNAUTHORIZED"}}]},
+                )
+            return Reply(
+                401,
+                {"errors": [{"message": "Invalid or expired access token", "extensions": {"code": "UNAUTHENTICATED"}}]},
+            )
         if request.method != "POST" or urlsplit(request.path).path not in ("/", "/graphql"):
             return Reply(404, {"errors": [{"message": "Not found"}]})
         allowed, headers, retry_after = self.windows.take(client, self.clock(), self.limits)
         if not allowed:
             if self.retry_after_header:
                 headers["Retry-After"] = str(retry_after)
-            return Reply(429, {"errors": [{"message": TOO_MANY, "extensions": {
-                "code": "RATE_LIMIT_EXCEEDED", "limitType": "CLIENT_ACCOUNT", "retryAfter": retry_after}}]}, headers)
+            return Reply(
+                429,
+                {
+                    "errors": [
+                        {
+                            "message": TOO_MANY,
+                            "extensions": {
+                                "code": "RATE_LIMIT_EXCEEDED",
+                                "limitType": "CLIENT_ACCOUNT",
+                                "retryAfter": retry_after,
+                            },
+                        }
+                    ]
+                },
+                headers,
+            )
         reply = self._graphql(request)
         for name, value in headers.items():
             reply.headers.setdefault(name, value)
@@ -199,8 +250,17 @@ class FakeBuffer:
         except ValueError:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return Reply(400, {"errors": [{"message": "POST body missing, invalid, or missing 'query'",
-                                           "extensions": {"code": "BAD_REQUEST"}}]})
+            return Reply(
+                400,
+                {
+                    "errors": [
+                        {
+                            "message": "POST body missing, invalid, or missing 'query'",
+                            "extensions": {"code": "BAD_REQUEST"},
+                        }
+                    ]
+                },
+            )
         try:
             document = gql.parse(body["query"])
         except gql.GraphQLSyntaxError as exc:
@@ -213,12 +273,24 @@ class FakeBuffer:
             if named & (bgql.UNMODELLED | {"Unmodelled"}) or any(n.endswith("PostMetadata") for n in named):
                 raise model.NotModelled(problem.message)
         if problems:
-            return Reply(400, {"errors": [{"message": p.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}
-                                          for p in problems]})
+            return Reply(
+                400,
+                {
+                    "errors": [
+                        {"message": p.message, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}} for p in problems
+                    ]
+                },
+            )
         context: dict[str, Any] = {"lost": None, "reply": None}
         result: gql.ExecutionResult = gql.execute(  # type: ignore[assignment]
-            bgql.SCHEMA, document, root_value=bgql.Root(self), context_value=context, field_resolver=bgql.resolve_field,
-            variable_values=body.get("variables") or {}, operation_name=body.get("operationName"))
+            bgql.SCHEMA,
+            document,
+            root_value=bgql.Root(self),
+            context_value=context,
+            field_resolver=bgql.resolve_field,
+            variable_values=body.get("variables") or {},
+            operation_name=body.get("operationName"),
+        )
         if context["reply"] is not None:
             return context["reply"]
         errors = result.errors or []
@@ -226,8 +298,9 @@ class FakeBuffer:
             if isinstance(cause, model.NotModelled):
                 raise cause
         if errors and all(e.path is None for e in errors):  # the variables did not coerce: nothing ran
-            return Reply(400, {"errors": [{"message": e.message, "extensions": {"code": "BAD_USER_INPUT"}}
-                                          for e in errors]})
+            return Reply(
+                400, {"errors": [{"message": e.message, "extensions": {"code": "BAD_USER_INPUT"}} for e in errors]}
+            )
         for cause in map(bgql.original, errors):
             if cause is not None and not isinstance(cause, GraphQLError):  # a resolver of this fake broke
                 self.internal_errors.append("".join(traceback.format_exception(cause)))
@@ -267,24 +340,52 @@ class FakeBuffer:
     # --- resolvers -------------------------------------------------------------------------------
     def _resolve(self, name: str, args: dict[str, Any]) -> Any:
         resolvers: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "account": self._account, "channels": self._channels, "channel": self._channel, "posts": self._posts,
-            "post": self._post, "dailyPostingLimits": self._daily_limits, "createPost": self._create_post}
+            "account": self._account,
+            "channels": self._channels,
+            "channel": self._channel,
+            "posts": self._posts,
+            "post": self._post,
+            "dailyPostingLimits": self._daily_limits,
+            "createPost": self._create_post,
+        }
         if name not in resolvers:
             raise model.NotModelled(name)
         with self._lock:
             return resolvers[name](args)
 
     def _author(self) -> dict[str, Any]:
-        return {"__typename": "Author", "id": "65000000000000000000aaaa", "avatar": "", "email": "owner@example.com",
-                "isDeleted": False, "name": "Owner"}
+        return {
+            "__typename": "Author",
+            "id": "65000000000000000000aaaa",
+            "avatar": "",
+            "email": "owner@example.com",
+            "isDeleted": False,
+            "name": "Owner",
+        }
 
     def _account(self, _: dict[str, Any]) -> dict[str, Any]:
-        orgs = [{"__typename": "Organization", **org, "shouldEnforce2FASetup": False,
-                 "channelCount": sum(c.organization_id == org["id"] for c in self.channels.values())}
-                for org in self.organizations]
-        return {"__typename": "Account", "id": "65000000000000000000aaaa", "email": "owner@example.com",
-                "backupEmail": None, "avatar": "", "createdAt": "2025-01-01T00:00:00.000Z", "organizations": orgs,
-                "timezone": "America/Phoenix", "name": "Owner", "preferences": None, "connectedApps": None}
+        orgs = [
+            {
+                "__typename": "Organization",
+                **org,
+                "shouldEnforce2FASetup": False,
+                "channelCount": sum(c.organization_id == org["id"] for c in self.channels.values()),
+            }
+            for org in self.organizations
+        ]
+        return {
+            "__typename": "Account",
+            "id": "65000000000000000000aaaa",
+            "email": "owner@example.com",
+            "backupEmail": None,
+            "avatar": "",
+            "createdAt": "2025-01-01T00:00:00.000Z",
+            "organizations": orgs,
+            "timezone": "America/Phoenix",
+            "name": "Owner",
+            "preferences": None,
+            "connectedApps": None,
+        }
 
     def _org(self, org_id: Any) -> str:
         if org_id not in {o["id"] for o in self.organizations}:
@@ -295,8 +396,11 @@ class FakeBuffer:
         given = args["input"]
         org = self._org(given.get("organizationId"))
         locked = (given.get("filter") or {}).get("isLocked")
-        return [c.graphql() for c in self.channels.values()
-                if c.organization_id == org and (locked is None or c.is_locked == locked)]
+        return [
+            c.graphql()
+            for c in self.channels.values()
+            if c.organization_id == org and (locked is None or c.is_locked == locked)
+        ]
 
     def _channel(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.channels.get(args["input"].get("id"))
@@ -316,16 +420,26 @@ class FakeBuffer:
         wanted = given.get("filter") or {}
         if wanted.get("tags") or wanted.get("tagIds"):
             raise model.NotModelled("filtering posts by tags")
-        for moment in [wanted.get("startDate"), wanted.get("endDate"), *(wanted.get("createdAt") or {}).values(),
-                       *(wanted.get("dueAt") or {}).values()]:
+        for moment in [
+            wanted.get("startDate"),
+            wanted.get("endDate"),
+            *(wanted.get("createdAt") or {}).values(),
+            *(wanted.get("dueAt") or {}).values(),
+        ]:
             if moment is not None:
                 bgql.as_time(moment)
-        posts = sorted((p for p in self.posts.values() if p.channel.organization_id == org
-                        and model.matches(p, wanted)), key=lambda p: p.id, reverse=True)
+        posts = sorted(
+            (p for p in self.posts.values() if p.channel.organization_id == org and model.matches(p, wanted)),
+            key=lambda p: p.id,
+            reverse=True,
+        )
         for order in reversed(given.get("sort") or [{"field": "createdAt", "direction": "desc"}]):
             key = {"createdAt": "created_at", "dueAt": "due_at"}[order["field"]]
-            dated = sorted((p for p in posts if getattr(p, key) is not None), key=lambda p, k=key: getattr(p, k),
-                           reverse=order["direction"] == "desc")
+            dated = sorted(
+                (p for p in posts if getattr(p, key) is not None),
+                key=lambda p, k=key: getattr(p, k),
+                reverse=order["direction"] == "desc",
+            )
             posts = dated + [p for p in posts if getattr(p, key) is None]  # undated last, either way
         first = args.get("first")
         first = DEFAULT_PAGE_SIZE if first is None else first
@@ -338,12 +452,21 @@ class FakeBuffer:
             if after not in ids:
                 raise model.NotModelled("an `after` cursor that is not in the current result set")
             start = ids.index(after) + 1
-        page = posts[start:start + first]
-        edges = [{"__typename": "PostsEdge", "cursor": model.cursor(p.id), "node": p.graphql(self._author())}
-                 for p in page]
-        return {"__typename": "PostsResults", "edges": edges, "pageInfo": {
-            "__typename": "PaginationPageInfo", "hasPreviousPage": False, "hasNextPage": start + first < len(posts),
-            "startCursor": edges[0]["cursor"] if edges else None, "endCursor": edges[-1]["cursor"] if edges else None}}
+        page = posts[start : start + first]
+        edges = [
+            {"__typename": "PostsEdge", "cursor": model.cursor(p.id), "node": p.graphql(self._author())} for p in page
+        ]
+        return {
+            "__typename": "PostsResults",
+            "edges": edges,
+            "pageInfo": {
+                "__typename": "PaginationPageInfo",
+                "hasPreviousPage": False,
+                "hasNextPage": start + first < len(posts),
+                "startCursor": edges[0]["cursor"] if edges else None,
+                "endCursor": edges[-1]["cursor"] if edges else None,
+            },
+        }
 
     def _daily_limits(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         given = args["input"]
@@ -354,13 +477,23 @@ class FakeBuffer:
                 raise bgql.error("NOT_FOUND", "Channel not found")
             zone = ZoneInfo(channel.timezone)
             day = (bgql.as_time(given["date"]) if given.get("date") else self.clock()).astimezone(zone).date()
-            same_day = [p for p in self.posts.values() if p.channel is channel and p.due_at is not None
-                        and p.due_at.astimezone(zone).date() == day]
+            same_day = [
+                p
+                for p in self.posts.values()
+                if p.channel is channel and p.due_at is not None and p.due_at.astimezone(zone).date() == day
+            ]
             sent = sum(p.status == "sent" for p in same_day)
             scheduled = sum(p.status == "scheduled" for p in same_day)
-            out.append({"__typename": "DailyPostingLimitStatus", "channelId": channel.id, "sent": sent,
-                        "scheduled": scheduled, "limit": channel.daily_limit,
-                        "isAtLimit": channel.daily_limit is not None and sent + scheduled >= channel.daily_limit})
+            out.append(
+                {
+                    "__typename": "DailyPostingLimitStatus",
+                    "channelId": channel.id,
+                    "sent": sent,
+                    "scheduled": scheduled,
+                    "limit": channel.daily_limit,
+                    "isAtLimit": channel.daily_limit is not None and sent + scheduled >= channel.daily_limit,
+                }
+            )
         return out
 
     def _create_post(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -374,8 +507,10 @@ class FakeBuffer:
             raise model.NotModelled("posting to a locked or disconnected channel")
         assets = given.get("assets") or []
         if assets and any((v or {}).get("linkAttachment") for v in (given.get("metadata") or {}).values()):
-            return {"__typename": "InvalidInputError",
-                    "message": "metadata linkAttachment cannot be combined with assets"}
+            return {
+                "__typename": "InvalidInputError",
+                "message": "metadata linkAttachment cannot be combined with assets",
+            }
         if not (given.get("text") or "").strip() and not assets:
             return {"__typename": "InvalidInputError", "message": "Text is required"}
         mode, now = given["mode"], self.clock()
@@ -390,12 +525,27 @@ class FakeBuffer:
         else:
             status = "scheduled"
             if mode in ("addToQueue", "shareNext"):
-                queued = [p.due_at for p in self.posts.values() if p.channel is channel and p.status == "scheduled"
-                          and p.due_at is not None and mode == "addToQueue"]
+                queued = [
+                    p.due_at
+                    for p in self.posts.values()
+                    if p.channel is channel
+                    and p.status == "scheduled"
+                    and p.due_at is not None
+                    and mode == "addToQueue"
+                ]
                 due = (max([now, *queued]) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-        post = model.Post(self.new_id(), channel, given.get("text") or "", status, mode, given["schedulingType"], now,
-                          due, assets=[self._asset(a) for a in assets if "link" not in a],
-                          link_url=next((a["link"]["url"] for a in assets if a.get("link")), None))
+        post = model.Post(
+            self.new_id(),
+            channel,
+            given.get("text") or "",
+            status,
+            mode,
+            given["schedulingType"],
+            now,
+            due,
+            assets=[self._asset(a) for a in assets if "link" not in a],
+            link_url=next((a["link"]["url"] for a in assets if a.get("link")), None),
+        )
         self.posts[post.id] = post
         return {"__typename": "PostActionSuccess", "post": post.graphql(self._author())}
 
@@ -403,5 +553,11 @@ class FakeBuffer:
         kind, value = next((k, v) for k, v in entry.items() if v is not None)
         typename = {"image": "ImageAsset", "video": "VideoAsset", "document": "DocumentAsset"}[kind]
         mime = mimetypes.guess_type(urlsplit(value["url"]).path)[0] or f"{kind}/*"
-        return {"__typename": typename, "id": self.new_id(), "type": kind, "mimeType": mime, "source": value["url"],
-                "thumbnail": value.get("thumbnailUrl") or value["url"]}
+        return {
+            "__typename": typename,
+            "id": self.new_id(),
+            "type": kind,
+            "mimeType": mime,
+            "source": value["url"],
+            "thumbnail": value.get("thumbnailUrl") or value["url"],
+        }

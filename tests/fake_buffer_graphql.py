@@ -16,12 +16,25 @@ from tests import fake_buffer_model as model
 if TYPE_CHECKING:
     from tests.fake_buffer import FakeBuffer
 
-OPERATIONS = ("account", "dailyPostingLimits", "channel", "channels", "aggregatedPostMetrics", "ideas", "posts",
-              "post", "createPost", "editPost", "deletePost", "createIdea")
+OPERATIONS = (
+    "account",
+    "dailyPostingLimits",
+    "channel",
+    "channels",
+    "aggregatedPostMetrics",
+    "ideas",
+    "posts",
+    "post",
+    "createPost",
+    "editPost",
+    "deletePost",
+    "createIdea",
+)
 
 SCHEMA = gql.build_schema((Path(__file__).parent / "fake_buffer_schema.graphql").read_text())
-UNMODELLED = frozenset(name for name, kind in SCHEMA.type_map.items()
-                       if set(getattr(kind, "fields", {})) == {"_unmodelled"})
+UNMODELLED = frozenset(
+    name for name, kind in SCHEMA.type_map.items() if set(getattr(kind, "fields", {})) == {"_unmodelled"}
+)
 
 
 def _refuse(*_: Any) -> Any:

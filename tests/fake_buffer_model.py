@@ -38,17 +38,34 @@ class Channel:
 
     def graphql(self) -> dict[str, Any]:
         return {
-            "__typename": "Channel", "id": self.id, "allowedActions": [], "descriptor":
-            f"{self.service.title()} {self.type.title()}", "avatar": f"https://static.buffer.example/{self.id}.png",
-            "displayName": self.name, "externalLink": None, "hasActiveMemberDevice": False,
-            "isDisconnected": self.is_disconnected, "isLocked": self.is_locked, "isNew": False,
-            "isQueuePaused": self.is_queue_paused, "metadata": self.metadata, "name": self.name,
-            "organizationId": self.organization_id, "products": ["publish"], "scopes": [], "service": self.service,
-            "serviceId": self.id[-8:], "showTrendingTopicSuggestions": True, "timezone": self.timezone,
-            "type": self.type, "linkShortening": {"__typename": "ChannelLinkShortening", "isEnabled": False,
-                                                  "config": None},
-            "postingGoal": None, "weeklyPostingLimit": None,
-            "createdAt": iso(self.created_at), "updatedAt": iso(self.created_at)}
+            "__typename": "Channel",
+            "id": self.id,
+            "allowedActions": [],
+            "descriptor": f"{self.service.title()} {self.type.title()}",
+            "avatar": f"https://static.buffer.example/{self.id}.png",
+            "displayName": self.name,
+            "externalLink": None,
+            "hasActiveMemberDevice": False,
+            "isDisconnected": self.is_disconnected,
+            "isLocked": self.is_locked,
+            "isNew": False,
+            "isQueuePaused": self.is_queue_paused,
+            "metadata": self.metadata,
+            "name": self.name,
+            "organizationId": self.organization_id,
+            "products": ["publish"],
+            "scopes": [],
+            "service": self.service,
+            "serviceId": self.id[-8:],
+            "showTrendingTopicSuggestions": True,
+            "timezone": self.timezone,
+            "type": self.type,
+            "linkShortening": {"__typename": "ChannelLinkShortening", "isEnabled": False, "config": None},
+            "postingGoal": None,
+            "weeklyPostingLimit": None,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.created_at),
+        }
 
 
 @dataclass
@@ -69,14 +86,35 @@ class Post:
 
     def graphql(self, author: dict[str, Any]) -> dict[str, Any]:
         return {
-            "__typename": "Post", "id": self.id, "allowedActions": [], "assets": self.assets, "author": author,
-            "channel": self.channel.graphql(), "channelId": self.channel.id, "channelService": self.channel.service,
-            "dueAt": iso(self.due_at) if self.due_at else None, "error": None, "externalLink": self.external_link,
-            "ideaId": None, "isCustomScheduled": self.mode == "customScheduled", "metadata": None, "metrics": None,
-            "metricsUpdatedAt": None, "notes": [], "notificationStatus": None, "schedulingType": self.scheduling_type,
-            "sentAt": iso(self.sent_at) if self.sent_at else None, "sharedNow": self.mode == "shareNow",
-            "shareMode": self.mode, "status": self.status, "tags": [], "text": self.text, "via": self.via,
-            "createdAt": iso(self.created_at), "updatedAt": iso(self.created_at)}
+            "__typename": "Post",
+            "id": self.id,
+            "allowedActions": [],
+            "assets": self.assets,
+            "author": author,
+            "channel": self.channel.graphql(),
+            "channelId": self.channel.id,
+            "channelService": self.channel.service,
+            "dueAt": iso(self.due_at) if self.due_at else None,
+            "error": None,
+            "externalLink": self.external_link,
+            "ideaId": None,
+            "isCustomScheduled": self.mode == "customScheduled",
+            "metadata": None,
+            "metrics": None,
+            "metricsUpdatedAt": None,
+            "notes": [],
+            "notificationStatus": None,
+            "schedulingType": self.scheduling_type,
+            "sentAt": iso(self.sent_at) if self.sent_at else None,
+            "sharedNow": self.mode == "shareNow",
+            "shareMode": self.mode,
+            "status": self.status,
+            "tags": [],
+            "text": self.text,
+            "via": self.via,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.created_at),
+        }
 
 
 def cursor(post_id: str) -> str:
@@ -142,8 +180,11 @@ class RateWindows:
             for _, limit, seconds in limits:
                 inside = [h for h in hits if h > now - timedelta(seconds=seconds)]
                 states.append((limit, seconds, inside))
-            full = [(min(inside) + timedelta(seconds=seconds) - now).total_seconds()
-                    for limit, seconds, inside in states if len(inside) >= limit]
+            full = [
+                (min(inside) + timedelta(seconds=seconds) - now).total_seconds()
+                for limit, seconds, inside in states
+                if len(inside) >= limit
+            ]
             if full:
                 wait = math.ceil(max(full))
                 return False, self._headers(states, now, extra=0), wait
@@ -154,5 +195,8 @@ class RateWindows:
     def _headers(states: list[tuple[int, int, list[datetime]]], now: datetime, extra: int) -> dict[str, str]:
         limit, seconds, inside = min(states, key=lambda s: s[0] - len(s[2]))  # the tightest window
         oldest = min(inside, default=now)
-        return {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(max(limit - len(inside) - extra, 0)),
-                "RateLimit-Reset": iso(oldest + timedelta(seconds=seconds))}
+        return {
+            "RateLimit-Limit": str(limit),
+            "RateLimit-Remaining": str(max(limit - len(inside) - extra, 0)),
+            "RateLimit-Reset": iso(oldest + timedelta(seconds=seconds)),
+        }

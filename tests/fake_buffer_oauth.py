@@ -22,8 +22,18 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tests.fake_http import DropConnection, Recorded, Reply
 
-SCOPES = ("offline_access", "posts:read", "posts:write", "ideas:read", "ideas:write", "account:read",
-          "account:write", "insights:read", "engagements:read", "engagements:write")
+SCOPES = (
+    "offline_access",
+    "posts:read",
+    "posts:write",
+    "ideas:read",
+    "ideas:write",
+    "account:read",
+    "account:write",
+    "insights:read",
+    "engagements:read",
+    "engagements:write",
+)
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -157,8 +167,11 @@ class FakeBufferAuth:
         with self._lock:
             return [g.grant_id for g in self.grants.values() if g.revoked]
 
-    def issue(self, client_id: str, scope: str = "posts:read posts:write account:read offline_access",
-              ) -> dict[str, str | int]:
+    def issue(
+        self,
+        client_id: str,
+        scope: str = "posts:read posts:write account:read offline_access",
+    ) -> dict[str, str | int]:
         """Tokens for a grant made without the browser dance (test set-up)."""
         with self._lock:
             grant = self._new_grant(client_id, scope)
@@ -167,8 +180,10 @@ class FakeBufferAuth:
     # --- HTTP --------------------------------------------------------------------------------
     def respond(self, request: Recorded) -> Reply:
         path = urlsplit(request.path).path
-        if request.method == "GET" and path in ("/.well-known/openid-configuration",
-                                                "/.well-known/oauth-authorization-server"):
+        if request.method == "GET" and path in (
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ):
             return Reply(200, self.discovery())
         if request.method == "GET" and path == "/auth":
             return self._authorize(request)
@@ -179,12 +194,17 @@ class FakeBufferAuth:
     def discovery(self) -> dict[str, object]:
         base = self.issuer()
         return {
-            "issuer": base, "authorization_endpoint": f"{base}/auth", "token_endpoint": f"{base}/token",
+            "issuer": base,
+            "authorization_endpoint": f"{base}/auth",
+            "token_endpoint": f"{base}/token",
             "introspection_endpoint": f"{base}/token/introspection",
-            "revocation_endpoint": f"{base}/token/revocation", "registration_endpoint": f"{base}/reg",
-            "response_types_supported": ["code"], "grant_types_supported": ["authorization_code", "refresh_token"],
+            "revocation_endpoint": f"{base}/token/revocation",
+            "registration_endpoint": f"{base}/reg",
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-            "code_challenge_methods_supported": ["S256"], "scopes_supported": list(SCOPES),
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": list(SCOPES),
             "authorization_response_iss_parameter_supported": True,
             "response_modes_supported": ["form_post", "fragment", "query"],
         }
@@ -196,8 +216,9 @@ class FakeBufferAuth:
             return oauth_error("invalid_client", "client is invalid")
         redirect_uri = params.get("redirect_uri", "")
         if redirect_uri not in client.redirect_uris:
-            return oauth_error("invalid_redirect_uri",
-                               "redirect_uri did not match any of the client's registered redirect_uris")
+            return oauth_error(
+                "invalid_redirect_uri", "redirect_uri did not match any of the client's registered redirect_uris"
+            )
 
         def back(**answer: str) -> Reply:
             answer = {**answer, "iss": self.issuer()}
@@ -220,19 +241,28 @@ class FakeBufferAuth:
             offline = "offline_access" in scopes and "consent" in params.get("prompt", "").split()
             granted = " ".join(s for s in scopes if s != "offline_access" or offline)
             code = secrets.token_urlsafe(32)
-            self.codes[code] = Code(self._new_grant(client.client_id, granted), redirect_uri,
-                                    params["code_challenge"], self.clock(), offline)
+            self.codes[code] = Code(
+                self._new_grant(client.client_id, granted),
+                redirect_uri,
+                params["code_challenge"],
+                self.clock(),
+                offline,
+            )
         return back(code=code)
 
     def _token(self, request: Recorded) -> Reply:
         if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return oauth_error("invalid_request",
-                               "only application/x-www-form-urlencoded content-type bodies are supported")
+            return oauth_error(
+                "invalid_request", "only application/x-www-form-urlencoded content-type bodies are supported"
+            )
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
         client = self.clients.get(form.get("client_id", ""))
         secret = form.get("client_secret")
-        if client is None or (client.secret is None and secret is not None) or (
-                client.secret is not None and not secrets.compare_digest(secret or "", client.secret)):
+        if (
+            client is None
+            or (client.secret is None and secret is not None)
+            or (client.secret is not None and not secrets.compare_digest(secret or "", client.secret))
+        ):
             return oauth_error("invalid_client", "client authentication failed", 401)
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
@@ -302,8 +332,12 @@ class FakeBufferAuth:
     def _tokens(self, grant: Grant, offline: bool) -> dict[str, str | int]:
         access = secrets.token_urlsafe(32)
         self.access_tokens[access] = AccessToken(grant, self.clock() + timedelta(seconds=self.access_ttl))
-        body: dict[str, str | int] = {"access_token": access, "token_type": "Bearer",
-                                      "expires_in": self.access_ttl, "scope": grant.scope}
+        body: dict[str, str | int] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl,
+            "scope": grant.scope,
+        }
         if offline:
             refresh = f"v1.{secrets.token_urlsafe(32)}"
             self.refresh_tokens[refresh] = RefreshToken(grant)

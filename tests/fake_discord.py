@@ -44,8 +44,11 @@ def limit_violations(payload: dict[str, Any]) -> list[str]:
         problems.append(f"{len(embeds)} embeds > 10")
     total = 0
     for n, embed in enumerate(embeds):
-        texts = [("title", embed.get("title", ""), 256), ("description", embed.get("description", ""), 4096),
-                 ("footer", (embed.get("footer") or {}).get("text", ""), 2048)]
+        texts = [
+            ("title", embed.get("title", ""), 256),
+            ("description", embed.get("description", ""), 4096),
+            ("footer", (embed.get("footer") or {}).get("text", ""), 2048),
+        ]
         fields = embed.get("fields") or []
         if len(fields) > 25:
             problems.append(f"embed {n}: {len(fields)} fields > 25")
@@ -94,7 +97,7 @@ class Answer:
     status: int
     body: Any = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
-    lands: bool = False   # a POST answered this way was posted all the same (a gateway's 502 or 504)
+    lands: bool = False  # a POST answered this way was posted all the same (a gateway's 502 or 504)
     silent: bool = False  # no answer until the client gives up (its read timeout)
 
 
@@ -198,8 +201,7 @@ class FakeDiscord:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def down(self) -> None:

@@ -48,8 +48,9 @@ class FakeServer:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                recorded = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                                    self.rfile.read(length))
+                recorded = Recorded(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
+                )
                 with fake._lock:
                     fake.requests.append(recorded)
                 fake.received.set()
@@ -72,8 +73,7 @@ class FakeServer:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         # a short poll: shutdown() returns within 50 ms instead of the default half second
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeServer:
         self._thread.start()

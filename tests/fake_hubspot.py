@@ -21,8 +21,15 @@ from tests.fake_http import FakeServer, Recorded, Reply
 
 TOKEN = "pat-na1-00000000-1111-2222-3333-444444444444"
 OBJECT_TYPES = ("contacts", "deals", "tickets", "notes", "tasks")
-DEAL_STAGES = [("appointmentscheduled", False), ("qualifiedtobuy", False), ("presentationscheduled", False),
-               ("decisionmakerboughtin", False), ("contractsent", False), ("closedwon", True), ("closedlost", True)]
+DEAL_STAGES = [
+    ("appointmentscheduled", False),
+    ("qualifiedtobuy", False),
+    ("presentationscheduled", False),
+    ("decisionmakerboughtin", False),
+    ("contractsent", False),
+    ("closedwon", True),
+    ("closedlost", True),
+]
 TICKET_STAGES = [("1", "OPEN"), ("2", "OPEN"), ("3", "OPEN"), ("4", "CLOSED")]
 EPOCH = "2026-01-01T00:00:00Z"
 
@@ -32,13 +39,16 @@ def iso(moment: datetime) -> str:
 
 
 def error(status: int, message: str, category: str, **extra: str) -> Reply:
-    return Reply(status, {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
-                          "category": category, **extra})
+    return Reply(
+        status,
+        {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), "category": category, **extra},
+    )
 
 
 def rate_limited(retry_after: str | None = None) -> Reply:
-    reply = error(429, "You have reached your ten_secondly_rolling limit.", "RATE_LIMITS",
-                  policyName="TEN_SECONDLY_ROLLING")
+    reply = error(
+        429, "You have reached your ten_secondly_rolling limit.", "RATE_LIMITS", policyName="TEN_SECONDLY_ROLLING"
+    )
     if retry_after is not None:
         reply.headers["Retry-After"] = retry_after
     return reply
@@ -83,8 +93,14 @@ def _matches(props: dict[str, Any], flt: dict[str, Any]) -> bool:
     if op == "CONTAINS_TOKEN":
         return flt["value"].lower() in {t.lower() for t in re.split(r"[^A-Za-z0-9]+", str(value))}
     left, right = _comparable(value), _comparable(flt["value"])
-    return {"EQ": left == right, "NEQ": left != right, "LT": left < right, "LTE": left <= right,
-            "GT": left > right, "GTE": left >= right}[op]
+    return {
+        "EQ": left == right,
+        "NEQ": left != right,
+        "LT": left < right,
+        "LTE": left <= right,
+        "GT": left > right,
+        "GTE": left >= right,
+    }[op]
 
 
 class FakeHubSpot:
@@ -112,15 +128,20 @@ class FakeHubSpot:
     def calls(self, method: str, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and urlsplit(r.path).path == path]
 
-    def inject(self, when: Callable[[Recorded], bool], *replies: Reply, apply: bool = False,
-               hold: bool = False) -> None:
+    def inject(
+        self, when: Callable[[Recorded], bool], *replies: Reply, apply: bool = False, hold: bool = False
+    ) -> None:
         self.faults.extend(Fault(when, reply, apply, hold) for reply in replies)
 
     def add(self, object_type: str, created_at: str = EPOCH, **properties: str | None) -> str:
         object_id = str(next(self._ids))
         self.objects[object_type][object_id] = {
-            "id": object_id, "createdAt": created_at, "updatedAt": created_at, "archived": False,
-            "properties": {"createdate": created_at, "hs_object_id": object_id, **properties}}
+            "id": object_id,
+            "createdAt": created_at,
+            "updatedAt": created_at,
+            "archived": False,
+            "properties": {"createdate": created_at, "hs_object_id": object_id, **properties},
+        }
         return object_id
 
     def associate(self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int) -> None:
@@ -150,11 +171,17 @@ class FakeHubSpot:
             ("GET", r"/crm/v3/pipelines/(\w+)", lambda kind: self._pipelines(kind)),
             ("POST", r"/crm/v3/objects/(\w+)/search", lambda kind: self._search(kind, body)),
             ("POST", r"/crm/v3/objects/(\w+)/batch/read", lambda kind: self._batch_read(kind, body)),
-            ("POST", r"/crm/v4/associations/(\w+)/(\w+)/batch/read",
-             lambda src, dst: self._associations(src, dst, body)),
+            (
+                "POST",
+                r"/crm/v4/associations/(\w+)/(\w+)/batch/read",
+                lambda src, dst: self._associations(src, dst, body),
+            ),
             ("POST", r"/crm/v3/objects/(\w+)", lambda kind: self._create(kind, body)),
-            ("GET", r"/crm/v3/objects/(\w+)/(\d+)",
-             lambda kind, oid: self._get(kind, oid, query.get("properties", []))),
+            (
+                "GET",
+                r"/crm/v3/objects/(\w+)/(\d+)",
+                lambda kind, oid: self._get(kind, oid, query.get("properties", [])),
+            ),
             ("PATCH", r"/crm/v3/objects/(\w+)/(\d+)", lambda kind, oid: self._update(kind, oid, body)),
         ]
         for method, pattern, handle in routes:
@@ -172,31 +199,62 @@ class FakeHubSpot:
 
     def _pipelines(self, kind: str) -> Reply:
         def stage(stage_id: str, order: int, metadata: dict[str, str]) -> dict[str, Any]:
-            return {"id": stage_id, "label": stage_id, "displayOrder": order, "metadata": metadata,
-                    "createdAt": EPOCH, "updatedAt": EPOCH, "archived": False}
+            return {
+                "id": stage_id,
+                "label": stage_id,
+                "displayOrder": order,
+                "metadata": metadata,
+                "createdAt": EPOCH,
+                "updatedAt": EPOCH,
+                "archived": False,
+            }
 
         if kind == "deals":
-            stages = [stage(sid, n, {"isClosed": str(closed).lower(), "probability": "0.5"})
-                      for n, (sid, closed) in enumerate(DEAL_STAGES)]
+            stages = [
+                stage(sid, n, {"isClosed": str(closed).lower(), "probability": "0.5"})
+                for n, (sid, closed) in enumerate(DEAL_STAGES)
+            ]
         else:
             stages = [stage(sid, n, {"ticketState": state}) for n, (sid, state) in enumerate(TICKET_STAGES)]
-        return Reply(200, {"results": [{"id": "default" if kind == "deals" else "0", "label": "Pipeline",
-                                        "displayOrder": 0, "stages": stages, "createdAt": EPOCH,
-                                        "updatedAt": EPOCH, "archived": False}]})
+        return Reply(
+            200,
+            {
+                "results": [
+                    {
+                        "id": "default" if kind == "deals" else "0",
+                        "label": "Pipeline",
+                        "displayOrder": 0,
+                        "stages": stages,
+                        "createdAt": EPOCH,
+                        "updatedAt": EPOCH,
+                        "archived": False,
+                    }
+                ]
+            },
+        )
 
     def _search(self, kind: str, body: dict[str, Any]) -> Reply:
         groups = body.get("filterGroups") or []
-        found = [obj for obj in self.objects[kind].values()
-                 if not groups or any(all(_matches(obj["properties"], f) for f in g["filters"]) for g in groups)]
+        found = [
+            obj
+            for obj in self.objects[kind].values()
+            if not groups or any(all(_matches(obj["properties"], f) for f in g["filters"]) for g in groups)
+        ]
         for sort in reversed(body.get("sorts") or []):
             name, descending = sort["propertyName"], sort.get("direction") == "DESCENDING"
-            found.sort(key=lambda obj, name=name: (obj["properties"].get(name) in (None, ""),
-                                                   _comparable(obj["properties"].get(name) or 0)),
-                       reverse=descending)
+            found.sort(
+                key=lambda obj, name=name: (
+                    obj["properties"].get(name) in (None, ""),
+                    _comparable(obj["properties"].get(name) or 0),
+                ),
+                reverse=descending,
+            )
         start, limit = int(body.get("after") or 0), int(body.get("limit") or 10)
-        page = found[start:start + limit]
-        answer: dict[str, Any] = {"total": len(found),
-                                  "results": [self._view(obj, body.get("properties") or []) for obj in page]}
+        page = found[start : start + limit]
+        answer: dict[str, Any] = {
+            "total": len(found),
+            "results": [self._view(obj, body.get("properties") or []) for obj in page],
+        }
         if start + limit < len(found):
             answer["paging"] = {"next": {"after": str(start + limit), "link": "?after=" + str(start + limit)}}
         return Reply(200, answer)
@@ -206,16 +264,25 @@ class FakeHubSpot:
         return Reply(200, {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now})
 
     def _batch_read(self, kind: str, body: dict[str, Any]) -> Reply:
-        return self._batch([self._view(self.objects[kind][item["id"]], body.get("properties") or [])
-                            for item in body["inputs"] if item["id"] in self.objects[kind]])
+        return self._batch(
+            [
+                self._view(self.objects[kind][item["id"]], body.get("properties") or [])
+                for item in body["inputs"]
+                if item["id"] in self.objects[kind]
+            ]
+        )
 
     def _associations(self, src: str, dst: str, body: dict[str, Any]) -> Reply:
         results = []
         for item in body["inputs"]:
-            linked = [{"toObjectId": int(to_id), "associationTypes": [
-                {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}
+            linked = [
+                {
+                    "toObjectId": int(to_id),
+                    "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}],
+                }
                 for from_type, from_id, to_type, to_id, type_id in self.associations
-                if (from_type, from_id, to_type) == (src, item["id"], dst)]
+                if (from_type, from_id, to_type) == (src, item["id"], dst)
+            ]
             if linked:
                 results.append({"from": {"id": item["id"]}, "to": linked})
         return self._batch(results)

@@ -25,23 +25,71 @@ from tests.fake_http import FakeServer, Recorded, Reply, quiet_disconnects
 API_KEY = "plausible-test-key-0123456789abcdefghijklmnopqrstuvwxyz0123456789ab"
 SITE_ID = "example.com"
 MISSING_KEY = "Missing API key. Please use a valid Plausible API key as a Bearer Token."
-INVALID_KEY = ("Invalid API key or site ID. Please make sure you're using a valid API key with access to the site "
-               "you've requested.")
+INVALID_KEY = (
+    "Invalid API key or site ID. Please make sure you're using a valid API key with access to the site "
+    "you've requested."
+)
 MISSING_SITE = "Missing site ID. Please provide the required site_id parameter with your request."
-NO_STATS_API = ("The account that owns this API key does not have access to Stats API. Please make sure you're using "
-                "the API key of a subscriber account and that the subscription plan includes Stats API")
-LOCKED = ("This Plausible site is locked due to missing active subscription. In order to access it, the site owner "
-          "should subscribe to a suitable plan")
-METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events",
-           "scroll_depth", "percentage", "conversion_rate", "group_conversion_rate", "average_revenue",
-           "total_revenue", "time_on_page")
-MODELLED_METRICS = ("visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit",
-                    "percentage")
+NO_STATS_API = (
+    "The account that owns this API key does not have access to Stats API. Please make sure you're using "
+    "the API key of a subscriber account and that the subscription plan includes Stats API"
+)
+LOCKED = (
+    "This Plausible site is locked due to missing active subscription. In order to access it, the site owner "
+    "should subscribe to a suitable plan"
+)
+METRICS = (
+    "visitors",
+    "visits",
+    "pageviews",
+    "views_per_visit",
+    "bounce_rate",
+    "visit_duration",
+    "events",
+    "scroll_depth",
+    "percentage",
+    "conversion_rate",
+    "group_conversion_rate",
+    "average_revenue",
+    "total_revenue",
+    "time_on_page",
+)
+MODELLED_METRICS = (
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounce_rate",
+    "visit_duration",
+    "views_per_visit",
+    "percentage",
+)
 SESSION_METRICS = ("bounce_rate", "views_per_visit", "visit_duration")
-VISIT_PROPS = ("source", "referrer", "channel", "utm_medium", "utm_source", "utm_campaign", "utm_content", "utm_term",
-               "device", "browser", "browser_version", "os", "os_version", "country", "region", "city",
-               "country_name", "region_name", "city_name", "entry_page", "exit_page", "entry_page_hostname",
-               "exit_page_hostname")
+VISIT_PROPS = (
+    "source",
+    "referrer",
+    "channel",
+    "utm_medium",
+    "utm_source",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "device",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "country",
+    "region",
+    "city",
+    "country_name",
+    "region_name",
+    "city_name",
+    "entry_page",
+    "exit_page",
+    "entry_page_hostname",
+    "exit_page_hostname",
+)
 TIME_DIMENSIONS = ("time", "time:hour", "time:day", "time:week", "time:month")
 MODELLED_DIMENSIONS = ("event:page", "visit:source", "time:day")
 QUERY_KEYS = ("site_id", "metrics", "date_range", "dimensions", "filters", "order_by", "include", "pagination")
@@ -128,8 +176,13 @@ class FakePlausible:
         if key not in self.api_keys:
             return Reply(401, {"error": INVALID_KEY})
         if not self._take(key):
-            return Reply(429, {"error": f"Too many API requests. Your API key is limited to {self.hourly_limit} "
-                                        "requests per hour. Please contact us to request more capacity."})
+            return Reply(
+                429,
+                {
+                    "error": f"Too many API requests. Your API key is limited to {self.hourly_limit} "
+                    "requests per hour. Please contact us to request more capacity."
+                },
+            )
         try:
             body = request.json()
         except ValueError:
@@ -181,20 +234,30 @@ class FakePlausible:
         include = body.get("include") or {}
         pagination = body.get("pagination") or {}
         _validate(metrics, dimensions, include, pagination)
-        missing = [m for m in metrics if m not in MODELLED_METRICS] + [d for d in dimensions
-                                                                         if d not in MODELLED_DIMENSIONS]
+        missing = [m for m in metrics if m not in MODELLED_METRICS] + [
+            d for d in dimensions if d not in MODELLED_DIMENSIONS
+        ]
         if missing:
             raise NotModelled(", ".join(missing))
-        rows = [(v, page, i) for v in self.visits if first <= v.start.replace(microsecond=0) <= last
-                for i, page in enumerate(v.pages)]
+        rows = [
+            (v, page, i)
+            for v in self.visits
+            if first <= v.start.replace(microsecond=0) <= last
+            for i, page in enumerate(v.pages)
+        ]
         total_visitors = len({v.user for v, _, _ in rows})
         groups: dict[tuple[str, ...], list[tuple[Visit, str, int]]] = {}
         for row in rows:
             groups.setdefault(tuple(self._value(d, row) for d in dimensions), []).append(row)
         if not dimensions:
             groups = {(): rows}
-        results = [{"metrics": [_metric(m, members, "event:page" in dimensions, total_visitors) for m in metrics],
-                    "dimensions": list(key)} for key, members in groups.items()]
+        results = [
+            {
+                "metrics": [_metric(m, members, "event:page" in dimensions, total_visitors) for m in metrics],
+                "dimensions": list(key),
+            }
+            for key, members in groups.items()
+        ]
         results.sort(key=lambda r: r["dimensions"])  # ties keep a stable, predictable order
         for name, direction in reversed(order_by):
             if name in dimensions:
@@ -208,16 +271,23 @@ class FakePlausible:
         if include.get("total_rows"):
             meta["total_rows"] = len(results)
         if include.get("time_labels"):
-            meta["time_labels"] = [(first.date() + timedelta(days=n)).isoformat()
-                                   for n in range((last.date() - first.date()).days + 1)]
+            meta["time_labels"] = [
+                (first.date() + timedelta(days=n)).isoformat() for n in range((last.date() - first.date()).days + 1)
+            ]
         if include.get("imports"):
             meta["imports_included"] = False
-        echoed: dict[str, Any] = {"site_id": body["site_id"], "metrics": metrics,
-                                  "date_range": [first.isoformat(), last.isoformat()], "filters": [],
-                                  "dimensions": dimensions, "order_by": [list(o) for o in order_by], "include": include}
+        echoed: dict[str, Any] = {
+            "site_id": body["site_id"],
+            "metrics": metrics,
+            "date_range": [first.isoformat(), last.isoformat()],
+            "filters": [],
+            "dimensions": dimensions,
+            "order_by": [list(o) for o in order_by],
+            "include": include,
+        }
         if "pagination" in body:
             echoed["pagination"] = {"offset": offset, "limit": limit}
-        return {"results": results[offset:offset + limit], "meta": meta, "query": echoed}
+        return {"results": results[offset : offset + limit], "meta": meta, "query": echoed}
 
     def _value(self, dimension: str, row: tuple[Visit, str, int]) -> str:
         visit, page, _ = row
@@ -258,8 +328,7 @@ class FakePlausible:
         raise QueryError(f"Invalid date_range {raw!r}")
 
     def _days(self, first: date, last: date) -> tuple[datetime, datetime]:
-        return (datetime.combine(first, time(0, 0, 0), self.zone),
-                datetime.combine(last, time(23, 59, 59), self.zone))
+        return (datetime.combine(first, time(0, 0, 0), self.zone), datetime.combine(last, time(23, 59, 59), self.zone))
 
     @staticmethod
     def _order_by(raw: Any, metrics: list[str], dimensions: list[str]) -> list[tuple[str, str]]:
@@ -273,8 +342,10 @@ class FakePlausible:
             if not (isinstance(entry, list) and len(entry) == 2 and entry[1] in ("asc", "desc")):
                 raise QueryError(f"Invalid order_by entry '{entry}'.")
             if entry[0] not in metrics and entry[0] not in dimensions:
-                raise QueryError(f"Invalid order_by entry '{{{_inspect(entry[0])}, :{entry[1]}}}'. "
-                                 "Entry is not a queried metric or dimension.")
+                raise QueryError(
+                    f"Invalid order_by entry '{{{_inspect(entry[0])}, :{entry[1]}}}'. "
+                    "Entry is not a queried metric or dimension."
+                )
             out.append((entry[0], entry[1]))
         return out
 
@@ -285,17 +356,24 @@ def _known_dimension(dimension: Any) -> bool:
     if dimension.startswith("event:props:"):
         return len(dimension) > len("event:props:")
     return dimension in ("event:page", "event:goal", "event:hostname", *TIME_DIMENSIONS) or (
-        dimension.startswith("visit:") and dimension.removeprefix("visit:") in VISIT_PROPS)
+        dimension.startswith("visit:") and dimension.removeprefix("visit:") in VISIT_PROPS
+    )
 
 
 def _validate(metrics: list[str], dimensions: list[str], include: Any, pagination: Any) -> None:
     """Plausible's QueryValidations for the combinations its docs name."""
     event_dimensions = [d for d in dimensions if d.startswith("event:")]
     session = [m for m in metrics if m in SESSION_METRICS]
-    if session and event_dimensions and event_dimensions != ["event:page"] and set(event_dimensions) != {
-            "event:page", "event:hostname"}:
-        raise QueryError(f"Session metric(s) {', '.join(f'`{m}`' for m in session)} cannot be queried along with "
-                         f"event dimension(s) {', '.join(f'`{d}`' for d in event_dimensions)}")
+    if (
+        session
+        and event_dimensions
+        and event_dimensions != ["event:page"]
+        and set(event_dimensions) != {"event:page", "event:hostname"}
+    ):
+        raise QueryError(
+            f"Session metric(s) {', '.join(f'`{m}`' for m in session)} cannot be queried along with "
+            f"event dimension(s) {', '.join(f'`{d}`' for d in event_dimensions)}"
+        )
     if "views_per_visit" in metrics and dimensions:
         raise QueryError("Metric `views_per_visit` cannot be queried with `dimensions`.")
     if "percentage" in metrics and not dimensions:

@@ -33,27 +33,52 @@ class Site:
     signer: LinkSigner
     http: httpx.Client  # follows no redirects, sends no Origin: a test says what a browser would
 
-    def submit(self, body: str = "Followed up with ACME", *, recipients: int = 120, cost: str = "0",
-               agent: str = "sales", summary: str = "Log the follow-up") -> ActionRecord:
+    def submit(
+        self,
+        body: str = "Followed up with ACME",
+        *,
+        recipients: int = 120,
+        cost: str = "0",
+        agent: str = "sales",
+        summary: str = "Log the follow-up",
+    ) -> ActionRecord:
         request = ActionRequest(
-            agent=agent, kind="note.record", summary=summary, reasoning="the deal went quiet",
-            payload={"body": body}, impact=Impact(recipients=recipients, cost_usd=cost),
-            metadata=ActionMetadata(model_id="claude-sonnet-5-5", confidence=0.82))
+            agent=agent,
+            kind="note.record",
+            summary=summary,
+            reasoning="the deal went quiet",
+            payload={"body": body},
+            impact=Impact(recipients=recipients, cost_usd=cost),
+            metadata=ActionMetadata(model_id="claude-sonnet-5-5", confidence=0.82),
+        )
         return self.action(self.queue.submit(request, actor="test").id)
 
-    def submit_shaped(self, payload: dict[str, Any], *, recipients: int = 120,
-                      summary: str = "Send the spring newsletter") -> ActionRecord:
+    def submit_shaped(
+        self, payload: dict[str, Any], *, recipients: int = 120, summary: str = "Send the spring newsletter"
+    ) -> ActionRecord:
         """A pending action whose payload has a shape no built-in kind drafts yet (an email, a CRM
         change), written straight through the SQL function; its kind exists only in this row."""
         row = self.queue.db.call(
             "submit_action",
-            action={"agent": "marketing", "kind": "test.shaped", "summary": summary,
-                    "reasoning": "spring sale starts Monday", "payload": payload,
-                    "impact": {"recipients": recipients, "cost_usd": "0", "public": False, "reversible": True},
-                    "metadata": {"confidence": 0.7}},
-            risk_level="MEDIUM", risk_reasons=[{"dimension": "recipients", "tier": "MEDIUM",
-                                                "detail": f"{recipients} recipients is 50-300"}],
-            auto_run=False, ttl_seconds=72 * 3600, max_attempts=5, actor="test", request_id=None)
+            action={
+                "agent": "marketing",
+                "kind": "test.shaped",
+                "summary": summary,
+                "reasoning": "spring sale starts Monday",
+                "payload": payload,
+                "impact": {"recipients": recipients, "cost_usd": "0", "public": False, "reversible": True},
+                "metadata": {"confidence": 0.7},
+            },
+            risk_level="MEDIUM",
+            risk_reasons=[
+                {"dimension": "recipients", "tier": "MEDIUM", "detail": f"{recipients} recipients is 50-300"}
+            ],
+            auto_run=False,
+            ttl_seconds=72 * 3600,
+            max_attempts=5,
+            actor="test",
+            request_id=None,
+        )
         return self.action(row["id"])
 
     def action(self, action_id: UUID) -> ActionRecord:
@@ -90,9 +115,11 @@ def token_of(url: str) -> str:
 def snapshot(sql: psycopg.Connection) -> dict[str, Any]:
     """Every row a decision (or a PIN try) could write, to compare before and after a request."""
     return {
-        "actions": sql.execute("select coalesce(jsonb_agg(to_jsonb(a) order by a.id), '[]') from actions a")
-                      .fetchone()[0],
+        "actions": sql.execute("select coalesce(jsonb_agg(to_jsonb(a) order by a.id), '[]') from actions a").fetchone()[
+            0
+        ],
         "audit": sql.execute("select count(*) from audit_log").fetchone()[0],
-        "pin": sql.execute("select coalesce(jsonb_agg(to_jsonb(f) order by f.action_id), '[]') "
-                           "from approval_pin_failures f").fetchone()[0],
+        "pin": sql.execute(
+            "select coalesce(jsonb_agg(to_jsonb(f) order by f.action_id), '[]') from approval_pin_failures f"
+        ).fetchone()[0],
     }

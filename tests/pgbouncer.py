@@ -44,6 +44,7 @@ def _as_user(user: str | None) -> Any:
             os.setgid(entry.pw_gid)
             os.setuid(entry.pw_uid)
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
     return prepare
 
 
@@ -54,18 +55,18 @@ class Pgbouncer:
         self.port = _free_port()
         (self.folder / "users.txt").write_text("".join(f'"{user}" ""\n' for user in USERS))
         (self.folder / "pgbouncer.ini").write_text(f"""[databases]
-* = host={target['host']} port={target.get('port', 5432)}
+* = host={target["host"]} port={target.get("port", 5432)}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {self.port}
 unix_socket_dir =
 auth_type = trust
-auth_file = {self.folder / 'users.txt'}
+auth_file = {self.folder / "users.txt"}
 pool_mode = transaction
 max_client_conn = 500
 default_pool_size = 20
-logfile = {self.folder / 'pgbouncer.log'}
+logfile = {self.folder / "pgbouncer.log"}
 """)
         user: str | None = None
         if os.geteuid() == 0:  # pgbouncer will not run as root; the server's own user reaches its socket
@@ -73,8 +74,12 @@ logfile = {self.folder / 'pgbouncer.log'}
             shutil.chown(self.folder, user)
             for file in self.folder.iterdir():
                 shutil.chown(file, user)
-        self.process = subprocess.Popen([binary, str(self.folder / "pgbouncer.ini")], preexec_fn=_as_user(user),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [binary, str(self.folder / "pgbouncer.ini")],
+            preexec_fn=_as_user(user),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             self._wait_until_listening()
         except RuntimeError:

@@ -37,11 +37,36 @@ INVALID_KEY = {"message": "Invalid API key", "hint": "Double check your Supabase
 NO_KEY = {"message": "No API key found in request", "hint": "No `apikey` request header or url param was found."}
 
 # SQLSTATE prefix -> HTTP status, most specific first (PostgREST's table)
-_STATUS = (("23503", 409), ("23505", 409), ("25006", 405), ("53400", 500), ("42883", 404), ("42P01", 404),
-           ("42P17", 500), ("P0001", 400), ("08", 503), ("09", 500), ("0L", 403), ("0P", 403), ("25", 500),
-           ("28", 403), ("2D", 500), ("38", 500), ("39", 500), ("3B", 500), ("40", 500), ("53", 503),
-           ("54", 500), ("55", 500), ("57", 500), ("58", 500), ("F0", 500), ("HV", 500), ("P0", 500),
-           ("XX", 500))
+_STATUS = (
+    ("23503", 409),
+    ("23505", 409),
+    ("25006", 405),
+    ("53400", 500),
+    ("42883", 404),
+    ("42P01", 404),
+    ("42P17", 500),
+    ("P0001", 400),
+    ("08", 503),
+    ("09", 500),
+    ("0L", 403),
+    ("0P", 403),
+    ("25", 500),
+    ("28", 403),
+    ("2D", 500),
+    ("38", 500),
+    ("39", 500),
+    ("3B", 500),
+    ("40", 500),
+    ("53", 503),
+    ("54", 500),
+    ("55", 500),
+    ("57", 500),
+    ("58", 500),
+    ("F0", 500),
+    ("HV", 500),
+    ("P0", 500),
+    ("XX", 500),
+)
 
 
 def http_status(sqlstate: str, role: str) -> int:
@@ -56,8 +81,13 @@ class PostgrestOnSupabase:
 
     def __init__(self, authenticator_dsn: str, *, statement_timeout: str | None = None) -> None:
         options = f"-c statement_timeout={statement_timeout}" if statement_timeout else None
-        self.pool = ConnectionPool(authenticator_dsn, min_size=1, max_size=8, open=True,
-                                   kwargs={"autocommit": True, **({"options": options} if options else {})})
+        self.pool = ConnectionPool(
+            authenticator_dsn,
+            min_size=1,
+            max_size=8,
+            open=True,
+            kwargs={"autocommit": True, **({"options": options} if options else {})},
+        )
         self.keys = {SERVICE_KEY: "service_role", ANON_KEY: "anon"}
         self.calls: list[tuple[str, float, int]] = []  # function, seconds, status
         self._lock = threading.Lock()
@@ -72,8 +102,9 @@ class PostgrestOnSupabase:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                status, body = standin.answer(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                              self.rfile.read(length))
+                status, body = standin.answer(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
+                )
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -120,25 +151,36 @@ class PostgrestOnSupabase:
             types = self._schema_cache[key]
             if types is None:
                 names = ", ".join(sorted(args))
-                return 404, {"code": "PGRST202", "hint": None,
-                             "details": f"Searched for the function public.{function} with parameters {names} or "
-                                        "with a single unnamed json/jsonb parameter, but no matches were found in "
-                                        "the schema cache.",
-                             "message": f"Could not find the function public.{function}({names}) in the schema cache"}
+                return 404, {
+                    "code": "PGRST202",
+                    "hint": None,
+                    "details": f"Searched for the function public.{function} with parameters {names} or "
+                    "with a single unnamed json/jsonb parameter, but no matches were found in "
+                    "the schema cache.",
+                    "message": f"Could not find the function public.{function}({names}) in the schema cache",
+                }
             try:
                 with conn.transaction():
-                    conn.execute("select set_config('role', %s, true), set_config('search_path', 'public, extensions', "
-                                 "true), set_config('request.jwt.claims', %s, true), "
-                                 "set_config('request.method', 'POST', true)", (role, json.dumps({"role": role})))
+                    conn.execute(
+                        "select set_config('role', %s, true), set_config('search_path', 'public, extensions', "
+                        "true), set_config('request.jwt.claims', %s, true), "
+                        "set_config('request.method', 'POST', true)",
+                        (role, json.dumps({"role": role})),
+                    )
                     columns = ", ".join(f"{name} {types[name]}" for name in args) or "_unused int"
                     named = ", ".join(f"{name} := a.{name}" for name in args)
-                    row = conn.execute(f"select to_jsonb(public.{function}({named})) from jsonb_to_record(%s) "
-                                       f"as a({columns})", (Jsonb(args),)).fetchone()
+                    row = conn.execute(
+                        f"select to_jsonb(public.{function}({named})) from jsonb_to_record(%s) as a({columns})",
+                        (Jsonb(args),),
+                    ).fetchone()
             except psycopg.Error as exc:
                 diag = exc.diag
                 return http_status(exc.sqlstate or "XX000", role), {
-                    "code": exc.sqlstate, "message": diag.message_primary, "details": diag.message_detail,
-                    "hint": diag.message_hint}
+                    "code": exc.sqlstate,
+                    "message": diag.message_primary,
+                    "details": diag.message_detail,
+                    "hint": diag.message_hint,
+                }
         return 200, None if row is None else row[0]
 
     @staticmethod
@@ -148,10 +190,11 @@ class PostgrestOnSupabase:
         rows = conn.execute(
             "select p.proargnames, array(select format_type(t, null) from unnest(p.proargtypes::oid[]) t), "
             "p.pronargdefaults from pg_proc p where p.pronamespace = 'public'::regnamespace and p.proname = %s",
-            (function,)).fetchall()
+            (function,),
+        ).fetchall()
         for names, types, defaults in rows:
             names = names or []
-            required = set(names[:len(names) - defaults])
+            required = set(names[: len(names) - defaults])
             if required <= given <= set(names):
                 return dict(zip(names, types, strict=True))
         return None

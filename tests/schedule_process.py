@@ -22,20 +22,23 @@ from app.scheduled_jobs import build_jobs
 from tests.conftest import make_settings
 from tests.schedule_support import Recorder, SimClock
 
-COUNTED_ONLY = frozenset({"expire_approvals", "recover_leases", "discord_reminders", "agent_sales", "agent_support",
-                          "agent_marketing"})
+COUNTED_ONLY = frozenset(
+    {"expire_approvals", "recover_leases", "discord_reminders", "agent_sales", "agent_support", "agent_marketing"}
+)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     database_url, instance, skew, webhook_url, data_dir = sys.argv[1:6]
-    settings = make_settings(database_url=database_url, opsdesk_data_dir=Path(data_dir),
-                             discord_webhook_url=webhook_url, brevo_dry_run=True)
+    settings = make_settings(
+        database_url=database_url, opsdesk_data_dir=Path(data_dir), discord_webhook_url=webhook_url, brevo_dry_run=True
+    )
     db = Database(PostgresTransport(database_url, max_size=4))
     notifications = NotificationSender(db, settings)
     recorder = Recorder()
-    jobs = recorder.wrap(build_jobs(db, settings, worker_id=instance, notifications=notifications),
-                         record_only=COUNTED_ONLY)
+    jobs = recorder.wrap(
+        build_jobs(db, settings, worker_id=instance, notifications=notifications), record_only=COUNTED_ONLY
+    )
     offset = timedelta(seconds=float(skew))
     clock: SimClock | None = None
     schedule: Schedule | None = None

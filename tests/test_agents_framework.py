@@ -51,15 +51,24 @@ def held(world: World) -> Any:
     def respond(request: Recorded) -> Reply:
         world.claude.server.release.wait(10)  # longer than the client waits
         return Reply(200, answer('{"proposals": []}'))
+
     return respond
 
 
 # --- a failed model call ------------------------------------------------------------------------
-@pytest.mark.parametrize(("failure", "error", "calls", "requests"), [
-    ("not the schema", "anthropic: SalesPlan: the answer did not fit the schema, even after a repair request", 2, 2),
-    ("timeout", "anthropic: timed out", 1, 1),
-    ("overloaded", "anthropic: HTTP 529 overloaded_error: Overloaded", 1, 2),  # retried once, then given up
-])
+@pytest.mark.parametrize(
+    ("failure", "error", "calls", "requests"),
+    [
+        (
+            "not the schema",
+            "anthropic: SalesPlan: the answer did not fit the schema, even after a repair request",
+            2,
+            2,
+        ),
+        ("timeout", "anthropic: timed out", 1, 1),
+        ("overloaded", "anthropic: HTTP 529 overloaded_error: Overloaded", 1, 2),  # retried once, then given up
+    ],
+)
 def test_a_failed_model_call_ends_the_run_cleanly_recorded_with_nothing_submitted(
     world: World, failure: str, error: str, calls: int, requests: int
 ) -> None:
@@ -95,35 +104,75 @@ def test_a_run_with_nothing_to_do_asks_no_model(world: World) -> None:
 
 
 # --- whole or nothing -----------------------------------------------------------------------------
-def test_a_runs_actions_are_submitted_whole_or_not_at_all(db: Database, settings: Settings,
-                                                          sql: psycopg.Connection) -> None:
+def test_a_runs_actions_are_submitted_whole_or_not_at_all(
+    db: Database, settings: Settings, sql: psycopg.Connection
+) -> None:
     queue = ApprovalQueue(db, settings)
 
     def note(n: int) -> dict[str, Any]:
-        return queue.prepare(ActionRequest(agent="sales", kind="note.record", summary=f"note {n}",
-                                           payload={"body": f"body {n}"}, dedupe_key=f"sales/deal-1/d/{n}"))
+        return queue.prepare(
+            ActionRequest(
+                agent="sales",
+                kind="note.record",
+                summary=f"note {n}",
+                payload={"body": f"body {n}"},
+                dedupe_key=f"sales/deal-1/d/{n}",
+            )
+        )
 
     started = db.call("start_agent_run", agent="sales", trigger="test")
     broken = {**note(2), "risk_level": "BOGUS"}  # the database refuses it after the first went in
     with pytest.raises(DatabaseError):
-        db.call("submit_agent_actions", run_id=started["id"], items=[note(1), broken], call_ids=[],
-                actor="agent:sales", request_id=None, skips=[], refused=[])
+        db.call(
+            "submit_agent_actions",
+            run_id=started["id"],
+            items=[note(1), broken],
+            call_ids=[],
+            actor="agent:sales",
+            request_id=None,
+            skips=[],
+            refused=[],
+        )
     assert sql.execute("select count(*) from actions").fetchone() == (0,)
     assert sql.execute("select outcome from agent_runs").fetchone() == ("running",)
 
-    done = db.call("submit_agent_actions", run_id=started["id"], items=[note(1), note(1)], call_ids=[],
-                   actor="agent:sales", request_id=None, skips=[], refused=[])
+    done = db.call(
+        "submit_agent_actions",
+        run_id=started["id"],
+        items=[note(1), note(1)],
+        call_ids=[],
+        actor="agent:sales",
+        request_id=None,
+        skips=[],
+        refused=[],
+    )
     assert [r["duplicate"] for r in done["results"]] == [False, True]  # same key: one action
     assert (done["run"]["outcome"], done["run"]["proposals"]) == ("ok", 2)
     with pytest.raises(Conflict):  # a finished run submits nothing more
-        db.call("submit_agent_actions", run_id=started["id"], items=[note(3)], call_ids=[],
-                actor="agent:sales", request_id=None, skips=[], refused=[])
+        db.call(
+            "submit_agent_actions",
+            run_id=started["id"],
+            items=[note(3)],
+            call_ids=[],
+            actor="agent:sales",
+            request_id=None,
+            skips=[],
+            refused=[],
+        )
     assert sql.execute("select count(*) from actions").fetchone() == (1,)
 
     sql.execute("update actions set status = 'succeeded'")  # done: no longer open
     overlapping = db.call("start_agent_run", agent="sales", trigger="test")
-    again = db.call("submit_agent_actions", run_id=overlapping["id"], items=[note(1)], call_ids=[],
-                    actor="agent:sales", request_id=None, skips=[], refused=[])
+    again = db.call(
+        "submit_agent_actions",
+        run_id=overlapping["id"],
+        items=[note(1)],
+        call_ids=[],
+        actor="agent:sales",
+        request_id=None,
+        skips=[],
+        refused=[],
+    )
     assert again["results"][0]["duplicate"] is True  # the same input, handled already
     assert sql.execute("select count(*) from actions").fetchone() == (1,)
 
@@ -132,8 +181,7 @@ class WrongKindSales(SalesAgent):
     """A broken agent: builds an action of a kind that is not its own."""
 
     def build(self, env: AgentEnv, source: Source[Any], proposal: SalesProposal, briefing: Any) -> list[ActionRequest]:
-        return [self.request(source, "log", kind="webhook.post", summary="x", reasoning="",
-                             payload={"event": "x"})]
+        return [self.request(source, "log", kind="webhook.post", summary="x", reasoning="", payload={"event": "x"})]
 
 
 def test_an_action_of_a_kind_the_agent_does_not_have_fails_the_run(world: World) -> None:
@@ -142,8 +190,9 @@ def test_an_action_of_a_kind_the_agent_does_not_have_fails_the_run(world: World)
     clients = Clients(world.settings, world.db, sleep=world.sleeps.append)
     planner = ClaudeClient(world.settings, world.db, sleep=world.sleeps.append)
     queue = ApprovalQueue(world.db, world.settings)
-    env = AgentEnv(world.settings, world.db, queue, clients, MemoryStore(world.db, world.settings),
-                   lambda: planner, queue.clock())
+    env = AgentEnv(
+        world.settings, world.db, queue, clients, MemoryStore(world.db, world.settings), lambda: planner, queue.clock()
+    )
     try:
         with pytest.raises(RuntimeError, match=r"sales built a webhook\.post action"):
             run(WrongKindSales(), env, trigger="test")
@@ -156,26 +205,52 @@ def test_an_action_of_a_kind_the_agent_does_not_have_fails_the_run(world: World)
 # --- the prompt -----------------------------------------------------------------------------------
 def test_an_email_rejection_reaches_the_prompt_past_many_newer_task_edits(world: World) -> None:
     queue = ApprovalQueue(world.db, world.settings)
-    email = queue.submit(ActionRequest(
-        agent="sales", kind="email.send", summary="Follow-up to Ann", impact=Impact(recipients=1),
-        suggested_tier=Tier.MEDIUM,
-        payload={"to": {"email": "ann@acme.example"}, "subject": "Hi", "html": "<p>Hi</p>"}), actor="agent:sales")
-    queue.decide(email.id, DecisionRequest(decision="reject", reason="Never promise a call-back time"),
-                 actor="ann", channel="link")
+    email = queue.submit(
+        ActionRequest(
+            agent="sales",
+            kind="email.send",
+            summary="Follow-up to Ann",
+            impact=Impact(recipients=1),
+            suggested_tier=Tier.MEDIUM,
+            payload={"to": {"email": "ann@acme.example"}, "subject": "Hi", "html": "<p>Hi</p>"},
+        ),
+        actor="agent:sales",
+    )
+    queue.decide(
+        email.id,
+        DecisionRequest(decision="reject", reason="Never promise a call-back time"),
+        actor="ann",
+        channel="link",
+    )
     for n in range(15):  # newer, and many more than the prompt takes
-        task = queue.submit(ActionRequest(
-            agent="sales", kind="hubspot.task", summary=f"Call {n}", suggested_tier=Tier.MEDIUM,
-            payload={"object_type": "deal", "object_id": "1", "subject": f"Call {n}", "due": world.now().isoformat()}),
-            actor="agent:sales")
-        queue.decide(task.id, DecisionRequest(decision="modify", modifications={"subject": f"Phone {n}"}),
-                     actor="ann", channel="link")
+        task = queue.submit(
+            ActionRequest(
+                agent="sales",
+                kind="hubspot.task",
+                summary=f"Call {n}",
+                suggested_tier=Tier.MEDIUM,
+                payload={
+                    "object_type": "deal",
+                    "object_id": "1",
+                    "subject": f"Call {n}",
+                    "due": world.now().isoformat(),
+                },
+            ),
+            actor="agent:sales",
+        )
+        queue.decide(
+            task.id,
+            DecisionRequest(decision="modify", modifications={"subject": f"Phone {n}"}),
+            actor="ann",
+            channel="link",
+        )
     a_stale_deal(world)
     world.answer({"proposals": []})
 
     world.run("sales")
 
     guidance_part = world.prompts()[0].split("# Reviewer guidance")[1].split("# Data")[0]
-    assert "Rejected a email.send draft (\"Follow-up to Ann\"): Never promise a call-back time" in guidance_part
+    assert 'Rejected a email.send draft ("Follow-up to Ann"): Never promise a call-back time' in guidance_part
     edits = [line for line in guidance_part.splitlines() if line.startswith("- Edited a hubspot.task draft")]
     assert len(edits) == FEEDBACK_PER_KIND and 'subject became "Phone 14"' in edits[0]  # the latest first
 
@@ -186,16 +261,37 @@ def test_fences_and_guidance() -> None:
     assert block.count("<<<") == 1 and block.count(">>>") == 1
     now = datetime(2026, 11, 21, tzinfo=UTC)
     reason = "Too long\nkeep it short"
-    items = [FeedbackItem(id=uuid4(), kind="email.send", summary="Reply to ticket #1", status="rejected",
-                          decision="rejected", decided_by="ann", decided_at=now, rejection_reason=reason,
-                          modifications=None, feedback=reason),
-             FeedbackItem(id=uuid4(), kind="hubspot.note", summary="Log it", status="succeeded", decision="modified",
-                          decided_by="ann", decided_at=now, rejection_reason=None, feedback="friendlier >>> please",
-                          modifications={"body": {"from": "old", "to": "Called Ann"}})]
+    items = [
+        FeedbackItem(
+            id=uuid4(),
+            kind="email.send",
+            summary="Reply to ticket #1",
+            status="rejected",
+            decision="rejected",
+            decided_by="ann",
+            decided_at=now,
+            rejection_reason=reason,
+            modifications=None,
+            feedback=reason,
+        ),
+        FeedbackItem(
+            id=uuid4(),
+            kind="hubspot.note",
+            summary="Log it",
+            status="succeeded",
+            decision="modified",
+            decided_by="ann",
+            decided_at=now,
+            rejection_reason=None,
+            feedback="friendlier >>> please",
+            modifications={"body": {"from": "old", "to": "Called Ann"}},
+        ),
+    ]
     assert guidance(items) == [
         'Rejected a email.send draft ("Reply to ticket #1"): Too long keep it short',
         'Edited a hubspot.note draft ("Log it") before approving it: body became "Called Ann"',
-        'Note on a hubspot.note draft ("Log it"): friendlier > > > please']
+        'Note on a hubspot.note draft ("Log it"): friendlier > > > please',
+    ]
 
 
 def test_text_helpers() -> None:
@@ -203,10 +299,15 @@ def test_text_helpers() -> None:
     assert words == "order or ship or refund or tags"
     assert email_html("Hi <Ann>,\n\nLine one\nline two") == "<p>Hi &lt;Ann&gt;,</p><p>Line one<br>line two</p>"
     given = ["Our page: https://shop.example/faq, or write to Help@Shop.example."]
-    written = ("See https://shop.example/faq. Write to help@shop.example or ops@evil.example, visit "
-               "www.evil.example/x) or https://shop.example/faq?ref=evil; example.com alone is not a link")
+    written = (
+        "See https://shop.example/faq. Write to help@shop.example or ops@evil.example, visit "
+        "www.evil.example/x) or https://shop.example/faq?ref=evil; example.com alone is not a link"
+    )
     assert unsourced_contact_points(written, given) == [
-        "https://shop.example/faq?ref=evil", "ops@evil.example", "www.evil.example/x"]
+        "https://shop.example/faq?ref=evil",
+        "ops@evil.example",
+        "www.evil.example/x",
+    ]
     assert unsourced_contact_points("No links here.", []) == []
     with pytest.raises(ValueError):
         Source("deal-1/../x", "2026-11-21", None)
@@ -230,9 +331,14 @@ def test_a_failed_agent_run_is_a_failed_job_run_with_the_runs_error(world: World
     a_stale_deal(world)
     world.answer("Sure! I emailed everyone for you.")
     world.answer("Still not JSON.")  # the repair request gets no better
-    job = Job("agent_sales", parse_crontab("0 8 * * 1-5", ZoneInfo("America/Phoenix")),
-              agent_job("sales", world.db, world.settings), grace=timedelta(minutes=10), lease=timedelta(hours=1),
-              description="the sales agent")
+    job = Job(
+        "agent_sales",
+        parse_crontab("0 8 * * 1-5", ZoneInfo("America/Phoenix")),
+        agent_job("sales", world.db, world.settings),
+        grace=timedelta(minutes=10),
+        lease=timedelta(hours=1),
+        description="the sales agent",
+    )
     ran = Schedule(world.db, [job], instance="i", clock=world.now).run_firing(job, world.now())
     assert ran is not None and ran.outcome == "failed"
     assert ran.error == "anthropic: SalesPlan: the answer did not fit the schema, even after a repair request"
@@ -240,15 +346,23 @@ def test_a_failed_agent_run_is_a_failed_job_run_with_the_runs_error(world: World
     assert ran.note["result"]["run_id"] == row["id"] and row["outcome"] == "failed"
 
 
-def test_the_cli_runs_an_agent_dry(world: World, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_runs_an_agent_dry(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     deal = a_stale_deal(world)
     world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "Hello", "body": "Hi Ann"}}]})
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(world.settings.opsdesk_data_dir)
-    given = world.settings.model_dump(include={"database_url", "anthropic_api_key", "anthropic_base_url",
-                                                "hubspot_base_url", "hubspot_private_app_token"})
+    given = world.settings.model_dump(
+        include={
+            "database_url",
+            "anthropic_api_key",
+            "anthropic_base_url",
+            "hubspot_base_url",
+            "hubspot_private_app_token",
+        }
+    )
     for name, value in given.items():
         monkeypatch.setenv(name.upper(), value.get_secret_value() if isinstance(value, SecretStr) else value)
     monkeypatch.setenv("EMBEDDINGS_PROVIDER", "none")

@@ -28,9 +28,16 @@ def world(db: Database, database_url: str, sql: psycopg.Connection, tmp_path: Pa
 
 
 def follow_up(ref: str, first_name: str, **extra: Any) -> dict[str, Any]:
-    return {"ref": ref, "email": {"subject": "Checking in on your renewal",
-                                  "body": f"Hi {first_name},\n\nAre you still planning the renewal?\n\nThe team"},
-            "rationale": "Quiet for a month; a short nudge.", "confidence": 0.8, **extra}
+    return {
+        "ref": ref,
+        "email": {
+            "subject": "Checking in on your renewal",
+            "body": f"Hi {first_name},\n\nAre you still planning the renewal?\n\nThe team",
+        },
+        "rationale": "Quiet for a month; a short nudge.",
+        "confidence": 0.8,
+        **extra,
+    }
 
 
 def test_two_stale_deals_become_two_follow_ups_decided_through_discord(world: World) -> None:
@@ -38,17 +45,23 @@ def test_two_stale_deals_become_two_follow_ups_decided_through_discord(world: Wo
     bob = world.contact("bob@birch.example", "Bob", "Birch")
     acme, birch = world.stale_deal("Acme renewal", ann), world.stale_deal("Birch order", bob)
     world.stale_deal("Recent deal", None, quiet_days=2)  # active: not stale
-    world.answer({"proposals": [
-        follow_up(f"deal-{acme}", "Ann"),
-        # an address in the model's answer goes nowhere: the plan has no field for it
-        follow_up(f"deal-{birch}", "Bob", to="mallory@evil.example", bcc=["mallory@evil.example"]),
-    ]})
+    world.answer(
+        {
+            "proposals": [
+                follow_up(f"deal-{acme}", "Ann"),
+                # an address in the model's answer goes nowhere: the plan has no field for it
+                follow_up(f"deal-{birch}", "Bob", to="mallory@evil.example", bcc=["mallory@evil.example"]),
+            ]
+        }
+    )
 
     report = world.run("sales")
 
     assert report.outcome == "ok" and report.sources == 2 and report.refused == []
     assert sorted((a.kind, a.tier.value, a.status.value if a.status else None) for a in report.actions) == [
-        ("email.send", "MEDIUM", "pending"), ("email.send", "MEDIUM", "pending")]  # no CRM note before a send
+        ("email.send", "MEDIUM", "pending"),
+        ("email.send", "MEDIUM", "pending"),
+    ]  # no CRM note before a send
     emails = world.actions("email.send")
     assert {a["requested_action"]["to"]["email"] for a in emails} == {"ann@acme.example", "bob@birch.example"}
     assert {a["requested_action"]["crm_note"]["object_id"] for a in emails} == {acme, birch}
@@ -69,8 +82,11 @@ def test_two_stale_deals_become_two_follow_ups_decided_through_discord(world: Wo
     world.execute()  # a second pass sends nothing again
     assert world.brevo.delivered == ["ann@acme.example"] and world.brevo.repeats == 0
     # the CRM logs the email that was sent, once, and nothing for the rejected one
-    [(deal, note_id)] = [(to_id, body_id) for kind, body_id, to_type, to_id, _ in world.hubspot.associations
-                         if kind == "notes" and to_type == "deals"]
+    [(deal, note_id)] = [
+        (to_id, body_id)
+        for kind, body_id, to_type, to_id, _ in world.hubspot.associations
+        if kind == "notes" and to_type == "deals"
+    ]
     note = world.hubspot.objects["notes"][note_id]["properties"]["hs_note_body"]
     assert deal == acme and "opsdesk sent this email to Ann Lee" in note and "Checking in on your renewal" in note
     [logged] = world.actions("hubspot.note")
@@ -149,24 +165,36 @@ def test_a_call_a_stage_regression_and_a_new_contact(world: World) -> None:
     acme = world.stale_deal("Acme renewal", ann, stage="contractsent", owner="777")
     newcomer = world.contact("dora@dune.example", "Dora")
     no_email = world.stale_deal("Phone-only deal", world.contact(None, "Pete"))
-    world.answer({"proposals": [
-        {"ref": f"deal-{acme}", "call": {"subject": "Call Ann about the contract", "notes": "Ask about legal",
-                                         "due_in_days": 2}, "new_stage": "qualifiedtobuy", "rationale": "stalled"},
-        follow_up(f"contact-{newcomer}", "Dora"),
-        follow_up(f"deal-{no_email}", "Pete"),  # no address in HubSpot: refused, not guessed
-        follow_up("deal-999999", "Nobody"),  # not a source of this run
-    ]})
+    world.answer(
+        {
+            "proposals": [
+                {
+                    "ref": f"deal-{acme}",
+                    "call": {"subject": "Call Ann about the contract", "notes": "Ask about legal", "due_in_days": 2},
+                    "new_stage": "qualifiedtobuy",
+                    "rationale": "stalled",
+                },
+                follow_up(f"contact-{newcomer}", "Dora"),
+                follow_up(f"deal-{no_email}", "Pete"),  # no address in HubSpot: refused, not guessed
+                follow_up("deal-999999", "Nobody"),  # not a source of this run
+            ]
+        }
+    )
 
     report = world.run("sales")
 
     kinds = sorted((a.source, a.kind, a.tier.value) for a in report.actions)
-    assert kinds == sorted([
-        (f"deal-{acme}", "hubspot.task", "LOW"),
-        (f"deal-{acme}", "hubspot.deal_stage", "HIGH"),  # backwards: irreversible by the kind's own hook
-        (f"contact-{newcomer}", "email.send", "MEDIUM")])
+    assert kinds == sorted(
+        [
+            (f"deal-{acme}", "hubspot.task", "LOW"),
+            (f"deal-{acme}", "hubspot.deal_stage", "HIGH"),  # backwards: irreversible by the kind's own hook
+            (f"contact-{newcomer}", "email.send", "MEDIUM"),
+        ]
+    )
     assert {r.ref: r.reason for r in report.refused} == {
         f"deal-{no_email}": "HubSpot has no email address for its contact; a call is the way",
-        "deal-999999": "not one of this run's sources"}
+        "deal-999999": "not one of this run's sources",
+    }
     [task] = world.actions("hubspot.task")
     assert task["requested_action"]["owner_id"] == "777" and task["requested_action"]["object_id"] == acme
     [stage] = world.actions("hubspot.deal_stage")

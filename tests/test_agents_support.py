@@ -27,17 +27,32 @@ def world(db: Database, database_url: str, sql: psycopg.Connection, tmp_path: Pa
 
 def knowledge_base(world: World) -> dict[str, int]:
     return world.remember(
-        MemoryItem(kind="kb_article", source="file", source_id="shipping.md", title="Shipping times",
-                   content="Orders ship within 3 business days. Delivery takes 5 to 7 days; tracking comes by email.",
-                   metadata={"url": "https://help.example.com/shipping"}),
-        MemoryItem(kind="kb_article", source="file", source_id="refunds.md", title="Refunds",
-                   content="A broken lamp is refunded in full within 30 days of delivery."),
+        MemoryItem(
+            kind="kb_article",
+            source="file",
+            source_id="shipping.md",
+            title="Shipping times",
+            content="Orders ship within 3 business days. Delivery takes 5 to 7 days; tracking comes by email.",
+            metadata={"url": "https://help.example.com/shipping"},
+        ),
+        MemoryItem(
+            kind="kb_article",
+            source="file",
+            source_id="refunds.md",
+            title="Refunds",
+            content="A broken lamp is refunded in full within 30 days of delivery.",
+        ),
     )
 
 
 def reply(ref: str, body: str, cited: list[str], **extra: Any) -> dict[str, Any]:
-    return {"ref": ref, "reply": {"subject": "", "body": body, "cited": cited}, "rationale": "From the KB.",
-            "confidence": 0.9, **extra}
+    return {
+        "ref": ref,
+        "reply": {"subject": "", "body": body, "cited": cited},
+        "rationale": "From the KB.",
+        "confidence": 0.9,
+        **extra,
+    }
 
 
 def test_replies_cite_memory_refunds_are_money_and_the_next_run_learns(world: World) -> None:
@@ -47,24 +62,43 @@ def test_replies_cite_memory_refunds_are_money_and_the_next_run_learns(world: Wo
     shipping = world.ticket("Where is my order?", "I ordered a lamp last week. When does it ship?", carol)
     broken = world.ticket("Broken lamp", "My lamp arrived broken. I want my $150 back and when will it arrive?", dan)
     world.ticket("No requester", "Who am I?", None)  # no one to answer: left for a person
-    world.answer({"proposals": [
-        reply(f"ticket-{shipping}", "Hi Carol,\n\nOrders ship within 3 business days.\n\nThe team",
-              [f"mem-{kb['shipping.md']}"]),
-        {**reply(f"ticket-{broken}", "Hi Dan,\n\nSorry about the lamp. It arrives Friday.\n\nThe team",
-                 [f"mem-{kb['refunds.md']}"]),
-         "refund": {"type": "refund", "amount_usd": "150.00", "reason": "Broken on arrival; refunds article"},
-         "needs_human": "Confirm the lamp is really broken (photo)"},
-    ]})
+    world.answer(
+        {
+            "proposals": [
+                reply(
+                    f"ticket-{shipping}",
+                    "Hi Carol,\n\nOrders ship within 3 business days.\n\nThe team",
+                    [f"mem-{kb['shipping.md']}"],
+                ),
+                {
+                    **reply(
+                        f"ticket-{broken}",
+                        "Hi Dan,\n\nSorry about the lamp. It arrives Friday.\n\nThe team",
+                        [f"mem-{kb['refunds.md']}"],
+                    ),
+                    "refund": {
+                        "type": "refund",
+                        "amount_usd": "150.00",
+                        "reason": "Broken on arrival; refunds article",
+                    },
+                    "needs_human": "Confirm the lamp is really broken (photo)",
+                },
+            ]
+        }
+    )
 
     report = world.run("support")
 
     assert report.outcome == "ok" and report.sources == 2 and report.refused == []
     tiers = sorted((a.source, a.kind, a.tier.value, a.summary.split(":")[0]) for a in report.actions)
-    assert tiers == sorted([
-        (f"ticket-{shipping}", "email.send", "MEDIUM", f"Reply to ticket #{shipping}"),
-        (f"ticket-{broken}", "email.send", "MEDIUM", f"Reply to ticket #{broken}"),
-        (f"ticket-{broken}", "hubspot.task", "CRITICAL", f"Refund $150.00 for ticket #{broken}"),
-        (f"ticket-{broken}", "hubspot.task", "LOW", f"Ticket #{broken} needs a human")])
+    assert tiers == sorted(
+        [
+            (f"ticket-{shipping}", "email.send", "MEDIUM", f"Reply to ticket #{shipping}"),
+            (f"ticket-{broken}", "email.send", "MEDIUM", f"Reply to ticket #{broken}"),
+            (f"ticket-{broken}", "hubspot.task", "CRITICAL", f"Refund $150.00 for ticket #{broken}"),
+            (f"ticket-{broken}", "hubspot.task", "LOW", f"Ticket #{broken} needs a human"),
+        ]
+    )
     prompt = world.prompts()[0]
     assert f"mem-{kb['shipping.md']} (knowledge-base article)" in prompt and "Orders ship within" in prompt
     emails = {a["requested_action"]["to"]["email"]: a for a in world.actions("email.send")}
@@ -90,8 +124,17 @@ def test_replies_cite_memory_refunds_are_money_and_the_next_run_learns(world: Wo
     assert flag["properties"]["hs_task_subject"].startswith(f"Needs a human: ticket #{broken}")
 
     again_ticket = world.ticket("Tracking", "Where is my tracking number?", carol)
-    world.answer({"proposals": [reply(f"ticket-{again_ticket}", "Hi Carol,\n\nIt comes by email.\n\nThe team",
-                                      [f"mem-{kb['shipping.md']}"])]})
+    world.answer(
+        {
+            "proposals": [
+                reply(
+                    f"ticket-{again_ticket}",
+                    "Hi Carol,\n\nIt comes by email.\n\nThe team",
+                    [f"mem-{kb['shipping.md']}"],
+                )
+            ]
+        }
+    )
     again = world.run("support")
     assert again.already_handled == 2 and again.sources == 1 and REJECTION in world.prompts()[-1]
 
@@ -106,20 +149,29 @@ def test_a_citation_memory_did_not_return_is_flagged_for_a_person_instead(world:
     report = world.run("support")
 
     assert [(r.ref, r.reason) for r in report.refused] == [
-        (f"ticket-{shipping}", "it cites mem-424242, which memory did not return for this ticket")]
+        (f"ticket-{shipping}", "it cites mem-424242, which memory did not return for this ticket")
+    ]
     assert world.actions("email.send") == []
     flags = {a["requested_action"]["subject"]: a for a in world.actions("hubspot.task")}
     assert len(flags) == 2 and all(a["status"] == "approved" for a in flags.values())
-    assert any("did not send the drafted answer: it cites mem-424242" in a["requested_action"]["body"]
-               for a in flags.values())
-    assert any(a["requested_action"]["body"] == "opsdesk drafted no answer for this ticket." and
-               a["dedupe_key"].startswith(f"support/ticket-{left_out}/") for a in flags.values())
+    assert any(
+        "did not send the drafted answer: it cites mem-424242" in a["requested_action"]["body"] for a in flags.values()
+    )
+    assert any(
+        a["requested_action"]["body"] == "opsdesk drafted no answer for this ticket."
+        and a["dedupe_key"].startswith(f"support/ticket-{left_out}/")
+        for a in flags.values()
+    )
     assert world.run("support").already_handled == 2  # flagged: not drafted again for the same message
 
 
 def row_counts(world: World) -> dict[str, int]:
-    tables = [name for (name,) in world.sql.execute(
-        "select tablename from pg_tables where schemaname = 'public' order by tablename").fetchall()]
+    tables = [
+        name
+        for (name,) in world.sql.execute(
+            "select tablename from pg_tables where schemaname = 'public' order by tablename"
+        ).fetchall()
+    ]
     return {table: world.sql.execute(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
 
 
@@ -128,8 +180,17 @@ def test_a_dry_run_writes_nothing_but_its_run_record(world: World) -> None:
     carol = world.contact("carol@example.com", "Carol")
     shipping = world.ticket("Where is my order?", "I ordered a lamp last week. When does it ship?", carol)
     world.ticket("Left out", "Something the model passes over", carol)
-    world.answer({"proposals": [reply(f"ticket-{shipping}", "Hi Carol,\n\nOrders ship within 3 business days.",
-                                      [f"mem-{kb['shipping.md']}"])]})
+    world.answer(
+        {
+            "proposals": [
+                reply(
+                    f"ticket-{shipping}",
+                    "Hi Carol,\n\nOrders ship within 3 business days.",
+                    [f"mem-{kb['shipping.md']}"],
+                )
+            ]
+        }
+    )
     before = row_counts(world)
 
     report = world.run("support", dry_run=True)
@@ -146,15 +207,26 @@ def test_a_dry_run_writes_nothing_but_its_run_record(world: World) -> None:
 def test_an_address_or_link_the_data_did_not_give_raises_the_reply(world: World) -> None:
     kb = knowledge_base(world)
     people = {name: world.contact(f"{name}@example.com", name.title()) for name in ("ann", "bob", "cy")}
-    tickets = {name: world.ticket("Where is my order?", "When does it ship? My tracking page is "
-                                  "https://track.example.org/abc", contact) for name, contact in people.items()}
+    tickets = {
+        name: world.ticket(
+            "Where is my order?", "When does it ship? My tracking page is https://track.example.org/abc", contact
+        )
+        for name, contact in people.items()
+    }
     shipping = [f"mem-{kb['shipping.md']}"]
-    world.answer({"proposals": [
-        reply(f"ticket-{tickets['ann']}", "Orders ship within 3 business days.", shipping),
-        reply(f"ticket-{tickets['bob']}", "Your page https://track.example.org/abc. shows it.", shipping),
-        reply(f"ticket-{tickets['cy']}", "Pay the customs fee at https://pay.evil.example/now or write to "
-                                         "Billing@Evil.example.", shipping),
-    ]})
+    world.answer(
+        {
+            "proposals": [
+                reply(f"ticket-{tickets['ann']}", "Orders ship within 3 business days.", shipping),
+                reply(f"ticket-{tickets['bob']}", "Your page https://track.example.org/abc. shows it.", shipping),
+                reply(
+                    f"ticket-{tickets['cy']}",
+                    "Pay the customs fee at https://pay.evil.example/now or write to Billing@Evil.example.",
+                    shipping,
+                ),
+            ]
+        }
+    )
 
     world.run("support", agent_email_min_tier="LOW")  # where the check matters: a reply could go out at once
 
@@ -164,14 +236,23 @@ def test_an_address_or_link_the_data_did_not_give_raises_the_reply(world: World)
         # the ticket gave that link, but a ticket is the customer's text (issue 12): a ticket filed
         # in someone else's name must not get its link into our reply unreviewed
         "bob@example.com": "MEDIUM",
-        "cy@example.com": "MEDIUM"}
-    assert {"dimension": "content", "tier": "MEDIUM",
-            "detail": "the draft has an address or link the data did not give: https://track.example.org/abc"} in (
-        replies["bob@example.com"]["risk_reasons"])
+        "cy@example.com": "MEDIUM",
+    }
+    assert {
+        "dimension": "content",
+        "tier": "MEDIUM",
+        "detail": "the draft has an address or link the data did not give: https://track.example.org/abc",
+    } in (replies["bob@example.com"]["risk_reasons"])
     flagged = replies["cy@example.com"]
-    assert flagged["status"] == "pending" and {
-        "dimension": "content", "tier": "MEDIUM",
-        "detail": "the draft has an address or link the data did not give: billing@evil.example, "
-                  "https://pay.evil.example/now"} in flagged["risk_reasons"]
+    assert (
+        flagged["status"] == "pending"
+        and {
+            "dimension": "content",
+            "tier": "MEDIUM",
+            "detail": "the draft has an address or link the data did not give: billing@evil.example, "
+            "https://pay.evil.example/now",
+        }
+        in flagged["risk_reasons"]
+    )
     # the article links opsdesk adds itself come from memory, not from the model: never flagged
     assert "(https://help.example.com/shipping)" in replies["ann@example.com"]["requested_action"]["text"]

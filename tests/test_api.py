@@ -29,15 +29,18 @@ ACTION: dict[str, Any] = {
 
 @pytest.fixture
 def api(settings: Settings, db: Database) -> Iterator[httpx.Client]:
-    with serve(create_app(settings, db)) as url, httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
-    ) as client:
+    with (
+        serve(create_app(settings, db)) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client,
+    ):
         yield client
 
 
 def counts(sql: psycopg.Connection) -> tuple[int, int]:
-    return (sql.execute("select count(*) from actions").fetchone()[0],
-            sql.execute("select count(*) from audit_log").fetchone()[0])
+    return (
+        sql.execute("select count(*) from actions").fetchone()[0],
+        sql.execute("select count(*) from audit_log").fetchone()[0],
+    )
 
 
 def test_healthz_is_ok_without_a_token_and_shows_counts_only_with_it(api: httpx.Client) -> None:
@@ -64,9 +67,11 @@ def test_submit_list_and_decide(api: httpx.Client, sql: psycopg.Connection) -> N
     listed = api.get("/approvals", params={"status": "pending", "tier": "MEDIUM", "agent": "sales"}).json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == body["id"]
 
-    decided = api.post(f"/approvals/{body['id']}/decision",
-                       json={"decision": "modify", "modifications": {"body": "Called ACME"}, "decided_by": "ann"},
-                       headers={"X-Request-ID": "req-42"})
+    decided = api.post(
+        f"/approvals/{body['id']}/decision",
+        json={"decision": "modify", "modifications": {"body": "Called ACME"}, "decided_by": "ann"},
+        headers={"X-Request-ID": "req-42"},
+    )
     assert decided.status_code == 200 and decided.json()["decision"] == "modified"
     assert decided.headers["x-request-id"] == "req-42"
     assert sql.execute("select request_id from audit_log where event = 'decided'").fetchone() == ("req-42",)
@@ -80,8 +85,9 @@ def test_submit_list_and_decide(api: httpx.Client, sql: psycopg.Connection) -> N
 
 
 def test_unknown_action_is_404_and_bad_uuid_is_422(api: httpx.Client) -> None:
-    missing = api.post("/approvals/00000000-0000-0000-0000-000000000000/decision",
-                       json={"decision": "approve", "decided_by": "ann"})
+    missing = api.post(
+        "/approvals/00000000-0000-0000-0000-000000000000/decision", json={"decision": "approve", "decided_by": "ann"}
+    )
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert api.get("/approvals/not-a-uuid").status_code == 422
 
@@ -93,16 +99,28 @@ def test_decision_needs_a_name(api: httpx.Client) -> None:
 
 
 BAD_INPUTS: list[tuple[str, dict[str, Any], int, str]] = [
-    ("malformed JSON", {"content": b'{"agent": "sales", ', "headers": {"Content-Type": "application/json"}},
-     400, "malformed_json"),
+    (
+        "malformed JSON",
+        {"content": b'{"agent": "sales", ', "headers": {"Content-Type": "application/json"}},
+        400,
+        "malformed_json",
+    ),
     ("unknown kind", {"json": {**ACTION, "kind": "email.blast_everyone"}}, 422, "invalid_input"),
-    ("negative recipients", {"json": {**ACTION, "impact": {**ACTION["impact"], "recipients": -5}}},
-     422, "invalid_input"),
+    (
+        "negative recipients",
+        {"json": {**ACTION, "impact": {**ACTION["impact"], "recipients": -5}}},
+        422,
+        "invalid_input",
+    ),
     ("extra field", {"json": {**ACTION, "risk_tier": "LOW"}}, 422, "invalid_input"),
     ("missing payload", {"json": {k: v for k, v in ACTION.items() if k != "payload"}}, 422, "invalid_input"),
     ("payload of the wrong shape", {"json": {**ACTION, "payload": {"text": 1}}}, 422, "invalid_input"),
-    ("10 MB body", {"content": b'{"pad": "' + b"a" * 10_000_000 + b'"}',
-                    "headers": {"Content-Type": "application/json"}}, 413, "payload_too_large"),
+    (
+        "10 MB body",
+        {"content": b'{"pad": "' + b"a" * 10_000_000 + b'"}', "headers": {"Content-Type": "application/json"}},
+        413,
+        "payload_too_large",
+    ),
 ]
 
 
@@ -135,8 +153,11 @@ def test_missing_or_wrong_token_is_401_and_writes_nothing(
 ) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     with httpx.Client(base_url=api.base_url, headers=headers) as anonymous:
-        for method, path in (("POST", "/actions"), ("GET", "/approvals"),
-                             ("POST", "/approvals/00000000-0000-0000-0000-000000000000/decision")):
+        for method, path in (
+            ("POST", "/actions"),
+            ("GET", "/approvals"),
+            ("POST", "/approvals/00000000-0000-0000-0000-000000000000/decision"),
+        ):
             response = anonymous.request(method, path, json=ACTION)
             assert response.status_code == 401, (method, path)
             assert response.json()["error"]["code"] == "unauthorized"
@@ -144,20 +165,19 @@ def test_missing_or_wrong_token_is_401_and_writes_nothing(
     assert counts(sql) == (0, 0)
 
 
-def test_database_outage_degrades_healthz_and_its_error_text_needs_the_token(settings: Settings,
-                                                                              db: Database) -> None:
+def test_database_outage_degrades_healthz_and_its_error_text_needs_the_token(settings: Settings, db: Database) -> None:
     with serve(create_app(settings, db)) as url:
         db.close()
         response = httpx.get(f"{url}/healthz", timeout=30)
         detailed = httpx.get(f"{url}/healthz", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30)
     assert response.status_code == 503
-    assert response.json()["status"] == "degraded" and response.json()["database"] == {"ok": False,
-                                                                                       "mode": "postgres"}
+    assert response.json()["status"] == "degraded" and response.json()["database"] == {"ok": False, "mode": "postgres"}
     assert detailed.status_code == 503 and detailed.json()["database"]["error"]
 
 
-def test_an_expired_action_is_410_before_and_after_the_sweep(api: httpx.Client, db: Database,
-                                                              sql: psycopg.Connection) -> None:
+def test_an_expired_action_is_410_before_and_after_the_sweep(
+    api: httpx.Client, db: Database, sql: psycopg.Connection
+) -> None:
     created = api.post("/actions", json=ACTION).json()
     advance_clock(sql, 73 * 3600)
     decision = {"decision": "approve", "decided_by": "ann"}
@@ -174,11 +194,13 @@ CRITICAL = {**ACTION, "impact": {**ACTION["impact"], "cost_usd": 500}}
 
 @pytest.fixture
 def pin_api(database_url: str, db: Database, tmp_path: Path) -> Iterator[httpx.Client]:
-    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, approval_pin="4321",
-                             approval_pin_max_tries=3)
-    with serve(create_app(settings, db)) as url, httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
-    ) as client:
+    settings = make_settings(
+        database_url=database_url, opsdesk_data_dir=tmp_path, approval_pin="4321", approval_pin_max_tries=3
+    )
+    with (
+        serve(create_app(settings, db)) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client,
+    ):
         yield client
 
 
@@ -192,22 +214,32 @@ def test_the_api_token_approves_critical_only_with_the_pin(pin_api: httpx.Client
     url = f"/approvals/{critical['id']}/decision"
     missing = pin_api.post(url, json={"decision": "approve", "decided_by": "ann"})
     assert missing.status_code == 403 and missing.json()["error"]["details"] == {"locked": False, "remaining": 2}
-    wrong = pin_api.post(url, json={"decision": "modify", "modifications": {"body": "x"}, "decided_by": "ann",
-                                    "pin": "0000"})
+    wrong = pin_api.post(
+        url, json={"decision": "modify", "modifications": {"body": "x"}, "decided_by": "ann", "pin": "0000"}
+    )
     assert wrong.status_code == 403 and "1 tries left" in wrong.json()["error"]["message"]
     assert sql.execute("select status from actions where id = %s", (critical["id"],)).fetchone() == ("pending",)
     right = pin_api.post(url, json={"decision": "approve", "decided_by": "ann", "pin": "4321"})
     assert right.status_code == 200 and right.json()["decided_by"] == "api:ann"
-    assert audit(sql, critical["id"]) == [("submitted", "api"), ("pin_failed", "api:ann"), ("pin_failed", "api:ann"),
-                                          ("decided", "api:ann")]
+    assert audit(sql, critical["id"]) == [
+        ("submitted", "api"),
+        ("pin_failed", "api:ann"),
+        ("pin_failed", "api:ann"),
+        ("decided", "api:ann"),
+    ]
     assert "4321" not in json.dumps(sql.execute("select jsonb_agg(a) from audit_log a").fetchone()[0])
     medium = pin_api.post("/actions", json=ACTION).json()  # below CRITICAL the token is enough
-    assert pin_api.post(f"/approvals/{medium['id']}/decision",
-                        json={"decision": "approve", "decided_by": "bob"}).status_code == 200
+    assert (
+        pin_api.post(
+            f"/approvals/{medium['id']}/decision", json={"decision": "approve", "decided_by": "bob"}
+        ).status_code
+        == 200
+    )
 
 
-def test_wrong_pins_over_the_api_lock_approval_but_not_rejection(pin_api: httpx.Client,
-                                                                 sql: psycopg.Connection) -> None:
+def test_wrong_pins_over_the_api_lock_approval_but_not_rejection(
+    pin_api: httpx.Client, sql: psycopg.Connection
+) -> None:
     critical = pin_api.post("/actions", json=CRITICAL).json()
     url = f"/approvals/{critical['id']}/decision"
     for guess in ("0000", "1111", "2222"):

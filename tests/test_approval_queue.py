@@ -48,8 +48,9 @@ def test_low_risk_runs_at_once_and_is_audited(queue: ApprovalQueue, sql: psycopg
         ("agent:support", "submitted", None, "pending", None),
         ("policy", "auto_approved", "pending", "approved", "LOW risk runs without approval"),
     ]
-    assert sql.execute("select request_id from audit_log where action_id = %s limit 1",
-                       (result.id,)).fetchone() == ("req-1",)
+    assert sql.execute("select request_id from audit_log where action_id = %s limit 1", (result.id,)).fetchone() == (
+        "req-1",
+    )
 
 
 def test_auto_run_can_be_switched_off(db: Database, database_url: str) -> None:
@@ -62,8 +63,9 @@ def test_medium_waits_with_reasons_and_a_tier_ttl(queue: ApprovalQueue, sql: psy
     assert result.status is Status.PENDING
     assert result.risk_tier is Tier.MEDIUM
     assert [r.dimension for r in result.reasons] == ["recipients"]
-    hours = sql.execute("select extract(epoch from expires_at - requested_at) / 3600 from actions where id = %s",
-                        (result.id,)).fetchone()[0]
+    hours = sql.execute(
+        "select extract(epoch from expires_at - requested_at) / 3600 from actions where id = %s", (result.id,)
+    ).fetchone()[0]
     assert float(hours) == pytest.approx(72)
 
 
@@ -97,15 +99,27 @@ def test_same_dedupe_key_never_opens_a_second_action(queue: ApprovalQueue, sql: 
 def test_reject_writes_exactly_the_decision_fields(queue: ApprovalQueue, sql: psycopg.Connection) -> None:
     """The seed's bug: a reject that wrote anything but the decision fields."""
     action = queue.submit(note(recipients=75), actor="t")
-    columns = [row[0] for row in sql.execute(
-        "select column_name from information_schema.columns where table_name = 'actions'").fetchall()]
+    columns = [
+        row[0]
+        for row in sql.execute(
+            "select column_name from information_schema.columns where table_name = 'actions'"
+        ).fetchall()
+    ]
     select = "select " + ", ".join(columns) + " from actions where id = %s"
     before = dict(zip(columns, sql.execute(select, (action.id,)).fetchone(), strict=True))
     queue.decide(action.id, DecisionRequest(decision="reject", reason="Wrong tone"), actor="ann", channel="link")
     after = dict(zip(columns, sql.execute(select, (action.id,)).fetchone(), strict=True))
     changed = {name for name in columns if before[name] != after[name]}
-    assert changed == {"status", "decision", "decided_by", "decided_via", "decided_at", "rejection_reason",
-                       "feedback", "updated_at"}  # decided_via: the channel (issue 12), a decision field too
+    assert changed == {
+        "status",
+        "decision",
+        "decided_by",
+        "decided_via",
+        "decided_at",
+        "rejection_reason",
+        "feedback",
+        "updated_at",
+    }  # decided_via: the channel (issue 12), a decision field too
     assert after["status"] == "rejected" and after["decision"] == "rejected"
     assert after["rejection_reason"] == after["feedback"] == "Wrong tone"
     assert after["decided_by"] == "ann"
@@ -123,7 +137,8 @@ def test_modify_stores_the_difference(queue: ApprovalQueue) -> None:
     record = queue.decide(
         action.id,
         DecisionRequest(decision="modify", modifications={"body": "Called Ann; refund sent"}),
-        actor="ann", channel="link",
+        actor="ann",
+        channel="link",
     )
     assert record.status is Status.APPROVED and record.decision == "modified"
     assert record.modifications == {"body": {"from": "Called Ann about her order", "to": "Called Ann; refund sent"}}
@@ -133,8 +148,12 @@ def test_modify_stores_the_difference(queue: ApprovalQueue) -> None:
 def test_modify_refuses_fields_that_are_not_editable(queue: ApprovalQueue, sql: psycopg.Connection) -> None:
     action = queue.submit(note(recipients=75), actor="t")
     with pytest.raises(InvalidInput, match="does not allow editing"):
-        queue.decide(action.id, DecisionRequest(decision="modify", modifications={"metadata": {"x": 1}}),
-                     actor="ann", channel="link")
+        queue.decide(
+            action.id,
+            DecisionRequest(decision="modify", modifications={"metadata": {"x": 1}}),
+            actor="ann",
+            channel="link",
+        )
     assert sql.execute("select status from actions where id = %s", (action.id,)).fetchone() == ("pending",)
 
 
@@ -142,8 +161,9 @@ def test_twenty_concurrent_decisions_one_wins(queue: ApprovalQueue, sql: psycopg
     action = queue.submit(note(recipients=75), actor="t")
 
     def decide(n: int) -> str:
-        request = (DecisionRequest(decision="approve") if n % 2 else
-                   DecisionRequest(decision="reject", reason=f"no ({n})"))
+        request = (
+            DecisionRequest(decision="approve") if n % 2 else DecisionRequest(decision="reject", reason=f"no ({n})")
+        )
         try:
             queue.decide(action.id, request, actor=f"reviewer-{n}", channel="link")
         except Conflict as exc:
@@ -155,8 +175,9 @@ def test_twenty_concurrent_decisions_one_wins(queue: ApprovalQueue, sql: psycopg
     assert outcomes.count("won") == 1
     winner = sql.execute("select decided_by from actions where id = %s", (action.id,)).fetchone()[0]
     assert outcomes.count(f"conflict:{winner}") == 19
-    decided = sql.execute("select count(*) from audit_log where action_id = %s and event = 'decided'",
-                          (action.id,)).fetchone()
+    decided = sql.execute(
+        "select count(*) from audit_log where action_id = %s and event = 'decided'", (action.id,)
+    ).fetchone()
     assert decided == (1,)
 
 
@@ -210,8 +231,9 @@ def test_cancel_and_settle(queue: ApprovalQueue, sql: psycopg.Connection) -> Non
         queue.settle(action.id, "succeeded", actor="ann", reason="checked")
 
 
-def test_settling_unknown_as_retry_gives_a_real_new_run(db: Database, database_url: str,
-                                                        sql: psycopg.Connection) -> None:
+def test_settling_unknown_as_retry_gives_a_real_new_run(
+    db: Database, database_url: str, sql: psycopg.Connection
+) -> None:
     queue = ApprovalQueue(db, make_settings(database_url=database_url, executor_max_attempts=2))
     action = queue.submit(note(), actor="t")  # LOW: approved at once
     [first] = db.call("claim_actions", worker="w1", lease_seconds=60, limit=1)
@@ -224,6 +246,14 @@ def test_settling_unknown_as_retry_gives_a_real_new_run(db: Database, database_u
     # a later attempt, so a handler looks for what the first may have made before making it again
     assert (second["attempts"], second["max_attempts"]) == (2, 3)
     # and a transient failure of the new run is retried, not the end of the action's attempts
-    after = db.call("finish_action", id=action.id, attempt_token=second["attempt_token"], outcome="retry",
-                    result=None, error="HTTP 503", retry_in_seconds=1, count_attempt=True)
+    after = db.call(
+        "finish_action",
+        id=action.id,
+        attempt_token=second["attempt_token"],
+        outcome="retry",
+        result=None,
+        error="HTTP 503",
+        retry_in_seconds=1,
+        count_attempt=True,
+    )
     assert after["status"] == "approved"

@@ -46,10 +46,17 @@ def sleeps() -> list[float]:
     return []
 
 
-def client(url: str, sleeps: list[float], *, timeout: float = 5.0,
-           breaker: CircuitBreaker | None = None) -> BrevoClient:
-    return BrevoClient(API_KEY, sender=Address(email=SENDER, name="Ops"), base_url=url, sleep=sleeps.append,
-                       timeout=timeout, breaker=breaker)
+def client(
+    url: str, sleeps: list[float], *, timeout: float = 5.0, breaker: CircuitBreaker | None = None
+) -> BrevoClient:
+    return BrevoClient(
+        API_KEY,
+        sender=Address(email=SENDER, name="Ops"),
+        base_url=url,
+        sleep=sleeps.append,
+        timeout=timeout,
+        breaker=breaker,
+    )
 
 
 def reply_to(email: str = "ann@example.com") -> Message:
@@ -74,8 +81,12 @@ def test_one_email_carries_the_api_key_and_an_idempotency_key(brevo: FakeBrevo, 
 
 
 def test_versions_are_camel_case_dicts_with_one_recipient_each(brevo: FakeBrevo, sleeps: list[float]) -> None:
-    message = Message(subject="News", html="<p>Hi {{params.name}}</p>", tags=["campaign-1"],
-                      versions=[Address(email="a@example.com", name="A"), Address(email="b@example.com")])
+    message = Message(
+        subject="News",
+        html="<p>Hi {{params.name}}</p>",
+        tags=["campaign-1"],
+        versions=[Address(email="a@example.com", name="A"), Address(email="b@example.com")],
+    )
     ids = client(brevo.url, sleeps).send(message, idempotency_key=KEY)
     body = brevo.requests[0].json()
     assert "to" not in body and body["tags"] == ["campaign-1"]
@@ -92,17 +103,22 @@ def test_the_default_host_is_brevo_not_sendinblue() -> None:
 
 
 def test_429_waits_for_x_sib_ratelimit_reset_and_resends_the_same_key(brevo: FakeBrevo, sleeps: list[float]) -> None:
-    brevo.script = [Reply(429, {"code": "too_many_requests", "message": "slow down"},
-                          headers={"x-sib-ratelimit-limit": "1000", "x-sib-ratelimit-remaining": "0",
-                                   "x-sib-ratelimit-reset": "7"})]
+    brevo.script = [
+        Reply(
+            429,
+            {"code": "too_many_requests", "message": "slow down"},
+            headers={"x-sib-ratelimit-limit": "1000", "x-sib-ratelimit-remaining": "0", "x-sib-ratelimit-reset": "7"},
+        )
+    ]
     ids = client(brevo.url, sleeps).send(reply_to(), idempotency_key=KEY)
     assert sleeps == [7.0] and len(ids) == 1
     assert [r.json()["headers"]["idempotencyKey"] for r in brevo.requests] == [KEY, KEY]
 
 
 def test_a_long_429_is_left_to_the_caller(brevo: FakeBrevo, sleeps: list[float]) -> None:
-    brevo.script = [Reply(429, {"code": "too_many_requests", "message": "x"},
-                          headers={"x-sib-ratelimit-reset": "3600"})]
+    brevo.script = [
+        Reply(429, {"code": "too_many_requests", "message": "x"}, headers={"x-sib-ratelimit-reset": "3600"})
+    ]
     with pytest.raises(RateLimited) as raised:
         client(brevo.url, sleeps).send(reply_to(), idempotency_key=KEY)
     assert raised.value.retry_after == 3600 and sleeps == [] and len(brevo.requests) == 1
@@ -158,18 +174,20 @@ def test_402_is_credits_exhausted_and_never_retried(brevo: FakeBrevo, sleeps: li
     assert len(brevo.requests) == 1 and sleeps == []
 
 
-@pytest.mark.parametrize(("status", "code", "message", "blames"), [
-    (400, "invalid_parameter", "email is not valid in to", True),
-    (400, "invalid_parameter", "Invalid email address", True),
-    (400, "invalid_parameter", "bad@example.com is not a valid address", True),  # quotes a recipient
-    (400, "invalid_parameter", "params.name is not valid", False),  # the content: nobody's address
-    (400, "invalid_parameter", "sender email is not valid", False),
-    (400, "missing_parameter", "subject is missing", False),
-    (401, "unauthorized", "email is not valid in to", False),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "message", "blames"),
+    [
+        (400, "invalid_parameter", "email is not valid in to", True),
+        (400, "invalid_parameter", "Invalid email address", True),
+        (400, "invalid_parameter", "bad@example.com is not a valid address", True),  # quotes a recipient
+        (400, "invalid_parameter", "params.name is not valid", False),  # the content: nobody's address
+        (400, "invalid_parameter", "sender email is not valid", False),
+        (400, "missing_parameter", "subject is missing", False),
+        (401, "unauthorized", "email is not valid in to", False),
+    ],
+)
 def test_only_a_400_about_an_address_blames_a_recipient(status: int, code: str, message: str, blames: bool) -> None:
-    refused = BrevoRefused(f"HTTP {status} {code}: {message}", status=status, brevo_code=code,
-                           brevo_message=message)
+    refused = BrevoRefused(f"HTTP {status} {code}: {message}", status=status, brevo_code=code, brevo_message=message)
     assert refused.blames_recipient(["bad@example.com", "good@example.com"]) is blames
 
 
@@ -202,23 +220,37 @@ def test_the_breaker_opens_after_repeated_failures_and_closes_again(brevo: FakeB
 
 @pytest.fixture
 def mail_settings(database_url: str, brevo: FakeBrevo) -> Settings:
-    return make_settings(database_url=database_url, brevo_api_key=API_KEY, brevo_sender_email=SENDER,
-                         brevo_base_url=brevo.url, executor_max_attempts=3)
+    return make_settings(
+        database_url=database_url,
+        brevo_api_key=API_KEY,
+        brevo_sender_email=SENDER,
+        brevo_base_url=brevo.url,
+        executor_max_attempts=3,
+    )
 
 
 @pytest.fixture
 def executor(db: Database, mail_settings: Settings, sleeps: list[float]) -> Iterator[Executor]:
-    made = Executor(db, mail_settings, worker_id="w1", clients=Clients(mail_settings, sleep=sleeps.append),
-                    rng=lambda: 1.0)
+    made = Executor(
+        db, mail_settings, worker_id="w1", clients=Clients(mail_settings, sleep=sleeps.append), rng=lambda: 1.0
+    )
     yield made
     made.close()
 
 
 def email_send(to: str = "ann@example.com", recipients: int = 1) -> ActionRequest:
-    return ActionRequest(agent="support", kind="email.send", summary="reply to a ticket",
-                         payload={"to": {"email": to, "name": "Ann"}, "subject": "Re: your ticket",
-                                  "html": "<p>Fixed</p>", "text": "Fixed"},
-                         impact=Impact(recipients=recipients))
+    return ActionRequest(
+        agent="support",
+        kind="email.send",
+        summary="reply to a ticket",
+        payload={
+            "to": {"email": to, "name": "Ann"},
+            "subject": "Re: your ticket",
+            "html": "<p>Fixed</p>",
+            "text": "Fixed",
+        },
+        impact=Impact(recipients=recipients),
+    )
 
 
 def action_row(sql: psycopg.Connection, action_id: UUID) -> tuple[str, dict | None, str | None]:
@@ -229,8 +261,9 @@ def quota_used(sql: psycopg.Connection) -> int:
     return sql.execute("select coalesce(sum(used), 0) from email_quota_days").fetchone()[0]
 
 
-def test_email_send_runs_once_with_the_action_s_key(db: Database, mail_settings: Settings, brevo: FakeBrevo,
-                                                    executor: Executor, sql: psycopg.Connection) -> None:
+def test_email_send_runs_once_with_the_action_s_key(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection
+) -> None:
     action = ApprovalQueue(db, mail_settings).submit(email_send(" Ann@Example.com "), actor="t")
     assert action.risk_tier.value == "LOW"
     executor.run_until_idle()
@@ -249,8 +282,9 @@ def test_email_send_needs_the_true_recipient_count(db: Database, mail_settings: 
         ApprovalQueue(db, mail_settings).submit(email_send("not-an-address"), actor="t")
 
 
-def test_email_send_uncertain_then_retried_counts_once(db: Database, mail_settings: Settings, brevo: FakeBrevo,
-                                                       executor: Executor, sql: psycopg.Connection) -> None:
+def test_email_send_uncertain_then_retried_counts_once(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection
+) -> None:
     brevo.script = [Reply(500, "oops")] * 3
     action = ApprovalQueue(db, mail_settings).submit(email_send(), actor="t")
     executor.run_until_idle()
@@ -263,12 +297,17 @@ def test_email_send_uncertain_then_retried_counts_once(db: Database, mail_settin
 
 
 def test_an_uncertain_send_whose_retry_would_miss_brevo_s_window_is_unknown(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    sql: psycopg.Connection,
 ) -> None:
     # a 5xx (it may have gone out), then a 429 asking for an hour: Brevo no longer dedupes by then
-    brevo.script = [Reply(500, {"code": "internal_error", "message": "oops"}),
-                    Reply(429, {"code": "too_many_requests", "message": "x"},
-                          headers={"x-sib-ratelimit-reset": "3600"})]
+    brevo.script = [
+        Reply(500, {"code": "internal_error", "message": "oops"}),
+        Reply(429, {"code": "too_many_requests", "message": "x"}, headers={"x-sib-ratelimit-reset": "3600"}),
+    ]
     action = ApprovalQueue(db, mail_settings).submit(email_send(), actor="t")
     executor.run_until_idle()
     status, _, error = action_row(sql, action.id)
@@ -279,10 +318,19 @@ def test_an_uncertain_send_whose_retry_would_miss_brevo_s_window_is_unknown(
 
 
 def test_giving_up_after_a_send_that_may_have_gone_out_is_unknown_not_failed(
-    db: Database, database_url: str, brevo: FakeBrevo, sleeps: list[float], sql: psycopg.Connection,
+    db: Database,
+    database_url: str,
+    brevo: FakeBrevo,
+    sleeps: list[float],
+    sql: psycopg.Connection,
 ) -> None:
-    settings = make_settings(database_url=database_url, brevo_api_key=API_KEY, brevo_sender_email=SENDER,
-                             brevo_base_url=brevo.url, executor_max_attempts=1)
+    settings = make_settings(
+        database_url=database_url,
+        brevo_api_key=API_KEY,
+        brevo_sender_email=SENDER,
+        brevo_base_url=brevo.url,
+        executor_max_attempts=1,
+    )
     brevo.script = [Reply(500, "oops")] * 3
     action = ApprovalQueue(db, settings).submit(email_send(), actor="t")
     executor = Executor(db, settings, worker_id="w1", clients=Clients(settings, sleep=sleeps.append), rng=lambda: 1.0)
@@ -294,8 +342,13 @@ def test_giving_up_after_a_send_that_may_have_gone_out_is_unknown_not_failed(
 
 @pytest.mark.parametrize(("late", "outcome"), [(1400, "succeeded"), (1600, "unknown")])
 def test_a_retry_after_an_uncertain_send_goes_out_only_within_the_window(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
-    late: float, outcome: str,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    sql: psycopg.Connection,
+    late: float,
+    outcome: str,
 ) -> None:
     brevo.script = [Reply(500, "oops")] * 3
     action = ApprovalQueue(db, mail_settings).submit(email_send(), actor="t")
@@ -308,9 +361,9 @@ def test_a_retry_after_an_uncertain_send_goes_out_only_within_the_window(
     assert {r.json()["headers"]["idempotencyKey"] for r in brevo.requests} == {idempotency_key(action.id)}
 
 
-def test_an_invalid_address_fails_and_gives_its_quota_back(db: Database, mail_settings: Settings,
-                                                           brevo: FakeBrevo, executor: Executor,
-                                                           sql: psycopg.Connection) -> None:
+def test_an_invalid_address_fails_and_gives_its_quota_back(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection
+) -> None:
     brevo.invalid = {"gone@example.com"}
     action = ApprovalQueue(db, mail_settings).submit(email_send("gone@example.com"), actor="t")
     executor.run_until_idle()
@@ -319,8 +372,9 @@ def test_an_invalid_address_fails_and_gives_its_quota_back(db: Database, mail_se
     assert quota_used(sql) == 0
 
 
-def test_402_stops_the_day_s_sending(db: Database, mail_settings: Settings, brevo: FakeBrevo,
-                                     executor: Executor, sql: psycopg.Connection) -> None:
+def test_402_stops_the_day_s_sending(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection
+) -> None:
     brevo.script = [Reply(402, {"code": "not_enough_credits", "message": "Not enough credits"})]
     queue = ApprovalQueue(db, mail_settings)
     first = queue.submit(email_send("a@example.com"), actor="t")
@@ -330,8 +384,9 @@ def test_402_stops_the_day_s_sending(db: Database, mail_settings: Settings, brev
     executor.run_until_idle()
     for action_id in (first.id, later.id):  # the email that met the 402 waits like the ones after it
         status, _, error = action_row(sql, action_id)
-        wait, attempts = sql.execute("select extract(epoch from run_after - db_now()), attempts from actions "
-                                     "where id = %s", (action_id,)).fetchone()
+        wait, attempts = sql.execute(
+            "select extract(epoch from run_after - db_now()), attempts from actions where id = %s", (action_id,)
+        ).fetchone()
         assert status == "approved" and "credits spent" in error and 0 < float(wait) <= 86_400
         assert attempts == 0  # waiting for the quota uses up no attempt
     assert len(brevo.requests) == 1  # nothing more was tried today
@@ -342,8 +397,9 @@ def test_402_stops_the_day_s_sending(db: Database, mail_settings: Settings, brev
     assert sorted(brevo.delivered) == ["a@example.com", "b@example.com"]
 
 
-def test_dry_run_sends_nothing_and_records_the_email(db: Database, database_url: str, brevo: FakeBrevo,
-                                                     sql: psycopg.Connection, sleeps: list[float]) -> None:
+def test_dry_run_sends_nothing_and_records_the_email(
+    db: Database, database_url: str, brevo: FakeBrevo, sql: psycopg.Connection, sleeps: list[float]
+) -> None:
     settings = make_settings(database_url=database_url, brevo_dry_run=True)  # no API key needed
     runner = Executor(db, settings, worker_id="w1", clients=Clients(settings, sleep=sleeps.append))
     action = ApprovalQueue(db, settings).submit(email_send(), actor="t")
@@ -355,8 +411,9 @@ def test_dry_run_sends_nothing_and_records_the_email(db: Database, database_url:
     assert brevo.requests == [] and quota_used(sql) == 0
 
 
-def test_missing_configuration_fails_before_any_quota_is_taken(db: Database, settings: Settings,
-                                                               sql: psycopg.Connection) -> None:
+def test_missing_configuration_fails_before_any_quota_is_taken(
+    db: Database, settings: Settings, sql: psycopg.Connection
+) -> None:
     action = ApprovalQueue(db, settings).submit(email_send(), actor="t")
     runner = Executor(db, settings, worker_id="w2")
     runner.run_until_idle()

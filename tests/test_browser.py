@@ -24,8 +24,10 @@ from tests.fake_discord import FakeDiscord
 from tests.link_support import Site, running_site
 
 ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
-HOSTILE = ('<script>window.pwned = 1; document.title = "pwned"; console.log("PWNED script")</script>'
-           '<img src=x onerror="window.pwned = 2; document.title = \'pwned\'; console.log(\'PWNED onerror\')">')
+HOSTILE = (
+    '<script>window.pwned = 1; document.title = "pwned"; console.log("PWNED script")</script>'
+    "<img src=x onerror=\"window.pwned = 2; document.title = 'pwned'; console.log('PWNED onerror')\">"
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,14 @@ def brevo() -> Iterator[FakeBrevo]:
 def mail_site(db: Database, database_url: str, discord: FakeDiscord, brevo: FakeBrevo) -> Iterator[Site]:
     """The service with Discord pointed at the fake (its links built from the live address) and Brevo
     configured against a fake that must receive nothing: no executor runs here."""
-    with running_site(db, database_url, discord_webhook_url=discord.webhook_url, brevo_api_key=API_KEY,
-                      brevo_sender_email=SENDER, brevo_base_url=brevo.url) as running:
+    with running_site(
+        db,
+        database_url,
+        discord_webhook_url=discord.webhook_url,
+        brevo_api_key=API_KEY,
+        brevo_sender_email=SENDER,
+        brevo_base_url=brevo.url,
+    ) as running:
         yield running
 
 
@@ -72,21 +80,38 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def link_buttons(message: dict[str, Any]) -> dict[str, str]:
     """The URLs of a Discord message's link buttons (style 5), by label."""
-    return {button["label"]: button["url"] for row in message.get("components") or []
-            for button in row["components"] if button["type"] == 2 and button["style"] == 5}
+    return {
+        button["label"]: button["url"]
+        for row in message.get("components") or []
+        for button in row["components"]
+        if button["type"] == 2 and button["style"] == 5
+    }
 
 
 def test_edit_the_subject_and_approve_from_the_discord_review_link(
-    mail_site: Site, db: Database, discord: FakeDiscord, brevo: FakeBrevo, page: Page, sql: psycopg.Connection,
+    mail_site: Site,
+    db: Database,
+    discord: FakeDiscord,
+    brevo: FakeBrevo,
+    page: Page,
+    sql: psycopg.Connection,
 ) -> None:
     old, new = "Re: your invoice", "Re: your invoice for March"
     request = ActionRequest(
-        agent="support", kind="email.send", summary="Reply to ticket #42: your invoice",
-        reasoning="the customer asked why the invoice doubled", suggested_tier=Tier.MEDIUM,
-        payload={"to": {"email": "ann@example.com", "name": "Ann"}, "subject": old,
-                 "html": "<p>Hello Ann,</p><p>The invoice covers two months.</p>",
-                 "text": "Hello Ann, the invoice covers two months."},
-        impact=Impact(recipients=1), metadata=ActionMetadata(model_id="claude-sonnet-5-5", confidence=0.8))
+        agent="support",
+        kind="email.send",
+        summary="Reply to ticket #42: your invoice",
+        reasoning="the customer asked why the invoice doubled",
+        suggested_tier=Tier.MEDIUM,
+        payload={
+            "to": {"email": "ann@example.com", "name": "Ann"},
+            "subject": old,
+            "html": "<p>Hello Ann,</p><p>The invoice covers two months.</p>",
+            "text": "Hello Ann, the invoice covers two months.",
+        },
+        impact=Impact(recipients=1),
+        metadata=ActionMetadata(model_id="claude-sonnet-5-5", confidence=0.8),
+    )
     action_id = ApprovalQueue(db, mail_site.settings).submit(request, actor="test").id
 
     sender = NotificationSender(db, mail_site.settings, worker_id="browser-test", rng=lambda: 1.0)
@@ -114,8 +139,11 @@ def test_edit_the_subject_and_approve_from_the_discord_review_link(
         page.wait_for_url(review)
 
         assert "Already decided by ann at" in page.locator("#outcome").inner_text()
-        row = sql.execute("select status, decision, decided_by, modifications, requested_action ->> 'subject' "
-                          "from actions where id = %s", (action_id,)).fetchone()
+        row = sql.execute(
+            "select status, decision, decided_by, modifications, requested_action ->> 'subject' "
+            "from actions where id = %s",
+            (action_id,),
+        ).fetchone()
         assert row == ("approved", "modified", "ann", {"subject": {"from": old, "to": new}}, new)
 
         page.goto(approve)  # the Approve link from the same message: the outcome, nothing to click
@@ -145,7 +173,9 @@ def test_approve_link_is_one_click_once_the_name_is_known(site: Site, page: Page
     page.keyboard.press("Enter")
     page.wait_for_selector("#outcome")
     assert sql.execute("select decided_by, decision from actions where id = %s", (second.id,)).fetchone() == (
-        "ann", "approved")
+        "ann",
+        "approved",
+    )
 
 
 def test_a_hostile_draft_runs_no_script_in_the_page(site: Site, page: Page) -> None:

@@ -33,9 +33,15 @@ class Triage(BaseModel):
 
 
 def model_info(model_id: str, created: str, lifecycle: str = "active") -> dict[str, Any]:
-    return {"type": "model", "id": model_id, "display_name": model_id.replace("-", " ").title(),
-            "created_at": f"{created}T00:00:00Z", "lifecycle": lifecycle, "max_input_tokens": 1_000_000,
-            "max_tokens": 128_000}
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": model_id.replace("-", " ").title(),
+        "created_at": f"{created}T00:00:00Z",
+        "lifecycle": lifecycle,
+        "max_input_tokens": 1_000_000,
+        "max_tokens": 128_000,
+    }
 
 
 CURRENT_MODELS = [
@@ -46,28 +52,49 @@ CURRENT_MODELS = [
 ]
 
 
-def answer(text: str, *, input_tokens: int = 1200, output_tokens: int = 150, cache_write_5m: int = 0,
-           cache_write_1h: int = 0, cache_read: int = 0, stop_reason: str = "end_turn",
-           model: str = "claude-sonnet-5-5") -> dict[str, Any]:
+def answer(
+    text: str,
+    *,
+    input_tokens: int = 1200,
+    output_tokens: int = 150,
+    cache_write_5m: int = 0,
+    cache_write_1h: int = 0,
+    cache_read: int = 0,
+    stop_reason: str = "end_turn",
+    model: str = "claude-sonnet-5-5",
+) -> dict[str, Any]:
     """A Messages API answer as the API sends it: a thinking block first, then the text."""
     return {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "thinking", "thinking": "The customer cannot log in.", "signature": "EqQBCgIYAh"},
-                    {"type": "text", "text": text}],
-        "stop_reason": stop_reason, "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                  "cache_creation_input_tokens": cache_write_5m + cache_write_1h,
-                  "cache_read_input_tokens": cache_read,
-                  "cache_creation": {"ephemeral_5m_input_tokens": cache_write_5m,
-                                     "ephemeral_1h_input_tokens": cache_write_1h},
-                  "service_tier": "standard"},
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [
+            {"type": "thinking", "thinking": "The customer cannot log in.", "signature": "EqQBCgIYAh"},
+            {"type": "text", "text": text},
+        ],
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": cache_write_5m + cache_write_1h,
+            "cache_read_input_tokens": cache_read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": cache_write_5m,
+                "ephemeral_1h_input_tokens": cache_write_1h,
+            },
+            "service_tier": "standard",
+        },
     }
 
 
 def api_error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Reply:
-    return Reply(status, {"type": "error", "error": {"type": kind, "message": message},
-                          "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"},
-                 headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy", **(headers or {})})
+    return Reply(
+        status,
+        {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"},
+        headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy", **(headers or {})},
+    )
 
 
 GOOD = json.dumps({"priority": "high", "summary": "Customer locked out of the account"})
@@ -91,10 +118,16 @@ class FakeAnthropic:
             after = parse_qs(url.query).get("after_id", [None])[0]
             ids = [m["id"] for m in self.models]
             start = ids.index(after) + 1 if after else 0
-            page = self.models[start:start + 2]
-            return Reply(200, {"data": page, "has_more": start + 2 < len(self.models),
-                               "first_id": page[0]["id"] if page else None,
-                               "last_id": page[-1]["id"] if page else None})
+            page = self.models[start : start + 2]
+            return Reply(
+                200,
+                {
+                    "data": page,
+                    "has_more": start + 2 < len(self.models),
+                    "first_id": page[0]["id"] if page else None,
+                    "last_id": page[-1]["id"] if page else None,
+                },
+            )
         if request.method == "POST" and url.path == "/v1/messages":
             reply = self.replies.pop(0) if self.replies else self.default
             return reply(request) if callable(reply) else reply
@@ -124,13 +157,13 @@ ClientFactory = Callable[..., ClaudeClient]
 
 
 @pytest.fixture
-def claude_for(db: Database, database_url: str, fake: FakeAnthropic,
-               sleeps: list[float]) -> Iterator[ClientFactory]:
+def claude_for(db: Database, database_url: str, fake: FakeAnthropic, sleeps: list[float]) -> Iterator[ClientFactory]:
     made: list[ClaudeClient] = []
 
     def make(breaker: CircuitBreaker | None = None, **overrides: Any) -> ClaudeClient:
-        settings = make_settings(database_url=database_url, anthropic_api_key=API_KEY,
-                                 anthropic_base_url=fake.server.url, **overrides)
+        settings = make_settings(
+            database_url=database_url, anthropic_api_key=API_KEY, anthropic_base_url=fake.server.url, **overrides
+        )
         client = ClaudeClient(settings, db, breaker=breaker, sleep=sleeps.append)
         made.append(client)
         return client
@@ -141,13 +174,16 @@ def claude_for(db: Database, database_url: str, fake: FakeAnthropic,
 
 
 def ask(client: ClaudeClient, **kwargs: Any) -> Triage:
-    return client.structured("support", SYSTEM_PROMPT, [{"role": "user", "content": "I cannot log in!"}],
-                             Triage, **kwargs)
+    return client.structured(
+        "support", SYSTEM_PROMPT, [{"role": "user", "content": "I cannot log in!"}], Triage, **kwargs
+    )
 
 
 def calls(sql: psycopg.Connection) -> list[tuple[Any, ...]]:
-    return sql.execute("select agent, model, outcome, cost_usd, input_tokens, output_tokens, "
-                       "cache_creation_input_tokens, cache_read_input_tokens from llm_calls order by id").fetchall()
+    return sql.execute(
+        "select agent, model, outcome, cost_usd, input_tokens, output_tokens, "
+        "cache_creation_input_tokens, cache_read_input_tokens from llm_calls order by id"
+    ).fetchall()
 
 
 # --- the request --------------------------------------------------------------------------------
@@ -159,8 +195,9 @@ def test_the_request_carries_the_model_the_cached_system_prompt_and_the_schema(
     [request] = fake.requests("/v1/messages")
     body = request.json()
     assert body["model"] == "claude-sonnet-5-5" and body["max_tokens"] == 1024
-    assert body["system"] == [{"type": "text", "text": SYSTEM_PROMPT,
-                               "cache_control": {"type": "ephemeral", "ttl": "5m"}}]
+    assert body["system"] == [
+        {"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral", "ttl": "5m"}}
+    ]
     assert body["messages"] == [{"role": "user", "content": "I cannot log in!"}]
     schema = body["output_config"]["format"]
     assert schema["type"] == "json_schema"
@@ -175,15 +212,15 @@ def test_the_request_carries_the_model_the_cached_system_prompt_and_the_schema(
     assert [row[:3] for row in calls(sql)] == [("support", "claude-sonnet-5-5", "ok")]
 
 
-def test_the_request_carries_a_configured_non_default_model(claude_for: ClientFactory, fake: FakeAnthropic,
-                                                            sql: psycopg.Connection) -> None:
+def test_the_request_carries_a_configured_non_default_model(
+    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection
+) -> None:
     ask(claude_for(anthropic_model="claude-opus-5-5"))
     assert fake.messages[0]["model"] == "claude-opus-5-5"
     assert [row[:3] for row in calls(sql)] == [("support", "claude-opus-5-5", "ok")]
 
 
-def test_a_one_hour_prompt_cache_is_asked_for_when_configured(claude_for: ClientFactory,
-                                                             fake: FakeAnthropic) -> None:
+def test_a_one_hour_prompt_cache_is_asked_for_when_configured(claude_for: ClientFactory, fake: FakeAnthropic) -> None:
     ask(claude_for(anthropic_prompt_cache_ttl="1h"))
     assert fake.messages[0]["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
 
@@ -195,28 +232,33 @@ def test_a_conversation_ending_with_the_assistant_is_refused_before_any_call(
 
     client = claude_for()
     with pytest.raises(InvalidInput, match="end with a user message"):
-        client.structured("support", SYSTEM_PROMPT, [{"role": "user", "content": "hi"},
-                                                     {"role": "assistant", "content": "{"}], Triage)
+        client.structured(
+            "support", SYSTEM_PROMPT, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "{"}], Triage
+        )
     assert fake.requests("/v1/messages") == []
 
 
 # --- structured output ----------------------------------------------------------------------------
-def test_an_answer_that_misses_the_schema_is_repaired_once(claude_for: ClientFactory, fake: FakeAnthropic,
-                                                          sql: psycopg.Connection) -> None:
+def test_an_answer_that_misses_the_schema_is_repaired_once(
+    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection
+) -> None:
     wrong = json.dumps({"priority": "urgent", "summary": "Locked out"})
     fake.replies = [Reply(200, answer(wrong))]
     assert ask(claude_for()).priority == "high"
     first, repair = fake.messages
-    assert repair["messages"][:2] == [{"role": "user", "content": "I cannot log in!"},
-                                      {"role": "assistant", "content": wrong}]
+    assert repair["messages"][:2] == [
+        {"role": "user", "content": "I cannot log in!"},
+        {"role": "assistant", "content": wrong},
+    ]
     assert repair["messages"][2]["role"] == "user"
     assert "priority" in repair["messages"][2]["content"] and "schema" in repair["messages"][2]["content"]
     assert repair["system"] == first["system"] and repair["output_config"] == first["output_config"]
     assert [row[2] for row in calls(sql)] == ["invalid_output", "ok"]
 
 
-def test_a_second_miss_raises_a_typed_error(claude_for: ClientFactory, fake: FakeAnthropic,
-                                            sql: psycopg.Connection) -> None:
+def test_a_second_miss_raises_a_typed_error(
+    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection
+) -> None:
     fake.default = Reply(200, answer("Sorry, here is my answer: high priority"))
     with pytest.raises(ModelOutputInvalid, match="even after a repair") as raised:
         ask(claude_for())
@@ -233,25 +275,45 @@ def test_a_refusal_is_not_repaired(claude_for: ClientFactory, fake: FakeAnthropi
 
 
 # --- cost and the cap -----------------------------------------------------------------------------
-@pytest.mark.parametrize(("model", "prices_json", "usage", "expected"), [
-    # sonnet 5.5: $2 in, $10 out, $2.50 5m write, $0.20 read per MTok
-    # 12,345 x 2 + 6,789 x 10 + 100,000 x 2.50 + 250,000 x 0.20 = 392,580 micro-dollars
-    ("claude-sonnet-5-5", None, {"input_tokens": 12_345, "output_tokens": 6_789, "cache_write_5m": 100_000,
-                                 "cache_read": 250_000}, "0.39258"),
-    # 1-hour cache writes at $4: 3,000 x 2 + 2,000 x 10 + 50,000 x 4 = 226,000
-    ("claude-sonnet-5-5", None, {"input_tokens": 3_000, "output_tokens": 2_000, "cache_write_1h": 50_000},
-     "0.226"),
-    # haiku 5.5: $0.10 in, $0.50 out, write 5m $0.125, read $0.01
-    # 40,000 x 0.10 + 10,000 x 0.50 + 200,000 x 0.125 + 1,000,000 x 0.01 = 44,000
-    ("claude-haiku-5-5", None, {"input_tokens": 40_000, "output_tokens": 10_000, "cache_write_5m": 200_000,
-                                "cache_read": 1_000_000}, "0.044"),
-    # LLM_PRICES_JSON overrides the table: 1,000,000 x 3 + 100,000 x 15 = 4,500,000
-    ("claude-sonnet-5-5", '{"claude-sonnet-5-5": {"input": 3, "output": 15}}',
-     {"input_tokens": 1_000_000, "output_tokens": 100_000}, "4.5"),
-])
+@pytest.mark.parametrize(
+    ("model", "prices_json", "usage", "expected"),
+    [
+        # sonnet 5.5: $2 in, $10 out, $2.50 5m write, $0.20 read per MTok
+        # 12,345 x 2 + 6,789 x 10 + 100,000 x 2.50 + 250,000 x 0.20 = 392,580 micro-dollars
+        (
+            "claude-sonnet-5-5",
+            None,
+            {"input_tokens": 12_345, "output_tokens": 6_789, "cache_write_5m": 100_000, "cache_read": 250_000},
+            "0.39258",
+        ),
+        # 1-hour cache writes at $4: 3,000 x 2 + 2,000 x 10 + 50,000 x 4 = 226,000
+        ("claude-sonnet-5-5", None, {"input_tokens": 3_000, "output_tokens": 2_000, "cache_write_1h": 50_000}, "0.226"),
+        # haiku 5.5: $0.10 in, $0.50 out, write 5m $0.125, read $0.01
+        # 40,000 x 0.10 + 10,000 x 0.50 + 200,000 x 0.125 + 1,000,000 x 0.01 = 44,000
+        (
+            "claude-haiku-5-5",
+            None,
+            {"input_tokens": 40_000, "output_tokens": 10_000, "cache_write_5m": 200_000, "cache_read": 1_000_000},
+            "0.044",
+        ),
+        # LLM_PRICES_JSON overrides the table: 1,000,000 x 3 + 100,000 x 15 = 4,500,000
+        (
+            "claude-sonnet-5-5",
+            '{"claude-sonnet-5-5": {"input": 3, "output": 15}}',
+            {"input_tokens": 1_000_000, "output_tokens": 100_000},
+            "4.5",
+        ),
+    ],
+)
 def test_the_recorded_cost_matches_the_price_table_to_the_cent(
-    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection, db: Database,
-    model: str, prices_json: str | None, usage: dict[str, int], expected: str,
+    claude_for: ClientFactory,
+    fake: FakeAnthropic,
+    sql: psycopg.Connection,
+    db: Database,
+    model: str,
+    prices_json: str | None,
+    usage: dict[str, int],
+    expected: str,
 ) -> None:
     fake.default = Reply(200, answer(GOOD, model=model, **usage))
     overrides: dict[str, Any] = {"anthropic_model": model, "llm_daily_budget_usd": Decimal(100)}
@@ -267,17 +329,33 @@ def test_the_recorded_cost_matches_the_price_table_to_the_cent(
     assert writes == usage.get("cache_write_5m", 0) + usage.get("cache_write_1h", 0)
     assert reads == usage.get("cache_read", 0)
     spend = llm_spend(db, client.settings)
-    assert spend.spent_usd == Decimal(expected) and spend.calls == 1 and spend.by_agent == {
-        "support": Decimal(expected)}
+    assert (
+        spend.spent_usd == Decimal(expected) and spend.calls == 1 and spend.by_agent == {"support": Decimal(expected)}
+    )
 
 
 def spend_already(db: Database, settings: Settings, amount: str) -> None:
     """Record an earlier call of today that cost `amount`."""
-    granted = db.call("llm_reserve", agent="marketing", model="claude-sonnet-5-5", reserve_usd=Decimal(amount),
-                      budget_usd=Decimal(1000), time_zone=settings.cron_timezone)
-    db.call("llm_settle", call_id=granted["call_id"], outcome="ok", input_tokens=1, output_tokens=1,
-            cache_creation_input_tokens=0, cache_read_input_tokens=0, cost_usd=Decimal(amount),
-            latency_ms=10, error=None)
+    granted = db.call(
+        "llm_reserve",
+        agent="marketing",
+        model="claude-sonnet-5-5",
+        reserve_usd=Decimal(amount),
+        budget_usd=Decimal(1000),
+        time_zone=settings.cron_timezone,
+    )
+    db.call(
+        "llm_settle",
+        call_id=granted["call_id"],
+        outcome="ok",
+        input_tokens=1,
+        output_tokens=1,
+        cache_creation_input_tokens=0,
+        cache_read_input_tokens=0,
+        cost_usd=Decimal(amount),
+        latency_ms=10,
+        error=None,
+    )
 
 
 def test_the_spend_cap_refuses_the_call_that_would_pass_it(
@@ -307,8 +385,14 @@ def test_two_concurrent_callers_cannot_both_pass_the_cap(db: Database, settings:
 
     def reserve() -> None:
         start.wait()
-        row = db.call("llm_reserve", agent="sales", model="claude-sonnet-5-5", reserve_usd=Decimal("0.30"),
-                      budget_usd=Decimal("1.00"), time_zone=settings.cron_timezone)
+        row = db.call(
+            "llm_reserve",
+            agent="sales",
+            model="claude-sonnet-5-5",
+            reserve_usd=Decimal("0.30"),
+            budget_usd=Decimal("1.00"),
+            time_zone=settings.cron_timezone,
+        )
         granted.append(row["granted"])
 
     threads = [threading.Thread(target=reserve) for _ in range(20)]
@@ -320,8 +404,9 @@ def test_two_concurrent_callers_cannot_both_pass_the_cap(db: Database, settings:
     assert llm_spend(db, settings).spent_usd == Decimal("0.90")
 
 
-def test_a_failed_call_releases_its_reservation(claude_for: ClientFactory, fake: FakeAnthropic,
-                                                sql: psycopg.Connection, db: Database) -> None:
+def test_a_failed_call_releases_its_reservation(
+    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection, db: Database
+) -> None:
     fake.default = api_error(400, "invalid_request_error", "max_tokens: too large")
     client = claude_for()
     with pytest.raises(Exception, match="invalid_request_error"):
@@ -333,16 +418,23 @@ def test_a_failed_call_releases_its_reservation(claude_for: ClientFactory, fake:
 
 # --- faults ---------------------------------------------------------------------------------------
 def test_429_waits_for_retry_after(claude_for: ClientFactory, fake: FakeAnthropic, sleeps: list[float]) -> None:
-    fake.replies = [api_error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute "
-                              "rate limit", {"retry-after": "7"})]
+    fake.replies = [
+        api_error(
+            429,
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+            {"retry-after": "7"},
+        )
+    ]
     assert ask(claude_for()).priority == "high"
     assert sleeps == [7.0]
     assert [r.headers["x-stainless-retry-count"] for r in fake.requests("/v1/messages")] == ["0", "0"]
 
 
 @pytest.mark.parametrize(("status", "kind"), [(500, "api_error"), (529, "overloaded_error")])
-def test_5xx_then_success(claude_for: ClientFactory, fake: FakeAnthropic, sleeps: list[float],
-                          sql: psycopg.Connection, status: int, kind: str) -> None:
+def test_5xx_then_success(
+    claude_for: ClientFactory, fake: FakeAnthropic, sleeps: list[float], sql: psycopg.Connection, status: int, kind: str
+) -> None:
     fake.replies = [api_error(status, kind, "Overloaded" if status == 529 else "Internal server error")]
     assert ask(claude_for()).priority == "high"
     assert len(fake.requests("/v1/messages")) == 2 and len(sleeps) == 1
@@ -393,8 +485,9 @@ def test_a_missing_or_retired_model_falls_back_to_the_newest_sonnet(
     assert (resolution.resolved, resolution.fallback) == ("claude-sonnet-5-5", True)
     ask(client)
     assert fake.messages[0]["model"] == "claude-sonnet-5-5"
-    assert sql.execute("select resolved from llm_model_resolution where configured = %s",
-                       (configured,)).fetchone() == ("claude-sonnet-5-5",)
+    assert sql.execute("select resolved from llm_model_resolution where configured = %s", (configured,)).fetchone() == (
+        "claude-sonnet-5-5",
+    )
     # another process reads the stored choice instead of listing again
     listings = len(fake.requests("/v1/models"))
     assert claude_for(anthropic_model=configured).resolve_model().resolved == "claude-sonnet-5-5"
@@ -406,7 +499,9 @@ def test_a_listed_model_is_kept_and_rechecked_after_the_cache_time(
 ) -> None:
     client = claude_for(anthropic_model_cache_hours=24)
     assert client.resolve_model().model_dump(include={"resolved", "fallback"}) == {
-        "resolved": "claude-sonnet-5-5", "fallback": False}
+        "resolved": "claude-sonnet-5-5",
+        "fallback": False,
+    }
     listings = len(fake.requests("/v1/models"))
     assert listings == 2  # two pages of two
     client.resolve_model()
@@ -416,8 +511,9 @@ def test_a_listed_model_is_kept_and_rechecked_after_the_cache_time(
     assert len(fake.requests("/v1/models")) == 2 * listings
 
 
-def test_a_listing_failure_keeps_the_configured_model(claude_for: ClientFactory, fake: FakeAnthropic,
-                                                      sql: psycopg.Connection, sleeps: list[float]) -> None:
+def test_a_listing_failure_keeps_the_configured_model(
+    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection, sleeps: list[float]
+) -> None:
     fake.models_reply = api_error(500, "api_error", "Internal server error")
     client = claude_for(anthropic_model="claude-sonnet-5-5")
     resolution = client.resolve_model()
@@ -432,20 +528,29 @@ def test_a_listing_failure_keeps_the_configured_model(claude_for: ClientFactory,
     assert len(fake.requests("/v1/models")) == 5
 
 
-def test_start_up_checks_the_model_only_with_a_key(db: Database, database_url: str, fake: FakeAnthropic,
-                                                   sql: psycopg.Connection) -> None:
+def test_start_up_checks_the_model_only_with_a_key(
+    db: Database, database_url: str, fake: FakeAnthropic, sql: psycopg.Connection
+) -> None:
     assert check_model_at_startup(make_settings(database_url=database_url), db) is None
     assert fake.server.requests == []
-    settings = make_settings(database_url=database_url, anthropic_api_key=API_KEY,
-                             anthropic_base_url=fake.server.url, anthropic_model="claude-opus-4-1")
+    settings = make_settings(
+        database_url=database_url,
+        anthropic_api_key=API_KEY,
+        anthropic_base_url=fake.server.url,
+        anthropic_model="claude-opus-4-1",
+    )
     resolution = check_model_at_startup(settings, db)
     assert resolution is not None and resolution.resolved == "claude-sonnet-5-5"
     assert sql.execute("select configured, resolved, fallback from llm_model_resolution").fetchall() == [
-        ("claude-opus-4-1", "claude-sonnet-5-5", True)]
+        ("claude-opus-4-1", "claude-sonnet-5-5", True)
+    ]
 
 
 def test_models_check_prints_configured_and_resolved(
-    fake: FakeAnthropic, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+    fake: FakeAnthropic,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for name in Settings.model_fields:
@@ -465,14 +570,21 @@ def test_models_check_prints_configured_and_resolved(
     assert "LLM spend" in out and API_KEY not in out
 
 
-@pytest.mark.parametrize(("value", "message"), [("{not json", "is not JSON"),
-                                                ('{"claude-x": {"input": "abc", "output": 1}}', "valid decimal"),
-                                                ('{"claude-x": {"input": -1, "output": 1}}', "greater than or equal")])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{not json", "is not JSON"),
+        ('{"claude-x": {"input": "abc", "output": 1}}', "valid decimal"),
+        ('{"claude-x": {"input": -1, "output": 1}}', "greater than or equal"),
+    ],
+)
 def test_config_check_reports_a_malformed_price_table(value: str, message: str) -> None:
     from app.config_check import check
 
-    anthropic_part = next(part for part in check(_env_file=None, llm_prices_json=value).parts
-                          if part.name == "anthropic")
+    anthropic_part = next(
+        part for part in check(_env_file=None, llm_prices_json=value).parts if part.name == "anthropic"
+    )
     assert anthropic_part.state == "malformed"
     assert [(row.setting, row.state) for row in anthropic_part.rows if message in row.note] == [
-        ("LLM_PRICES_JSON", "malformed")]
+        ("LLM_PRICES_JSON", "malformed")
+    ]

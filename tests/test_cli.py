@@ -22,17 +22,20 @@ def test_config_check_passes_on_a_fresh_machine(env: pytest.MonkeyPatch, capsys:
     assert "embedded PostgreSQL" in out and "generated" in out and "configuration ok" in out
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("HUBSPOT_PRIVATE_APP_TOKEN", "0a1b2c3d-1111-2222-3333-444455556666", "legacy HubSpot API key"),
-    ("HUBSPOT_PRIVATE_APP_TOKEN", "two words", "not a bearer token"),
-    ("DISCORD_WEBHOOK_URL", "https://discord.com/channels/123/456", "not a Discord webhook URL"),
-    ("DISCORD_WEBHOOK_URL", "https://evil.example/api/webhooks/1/abc", "not a Discord webhook URL"),
-    ("CRON_TIMEZONE", "America/Phoenixx", "unknown time zone"),
-    ("BREVO_DAILY_LIMIT", "0", "greater than 0"),
-    ("BREVO_DAILY_LIMIT", "three hundred", "valid integer"),
-    ("OPS_API_TOKEN", "changeme", "placeholder"),
-    ("RISK_MONEY_HIGH", "5", "must rise"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("HUBSPOT_PRIVATE_APP_TOKEN", "0a1b2c3d-1111-2222-3333-444455556666", "legacy HubSpot API key"),
+        ("HUBSPOT_PRIVATE_APP_TOKEN", "two words", "not a bearer token"),
+        ("DISCORD_WEBHOOK_URL", "https://discord.com/channels/123/456", "not a Discord webhook URL"),
+        ("DISCORD_WEBHOOK_URL", "https://evil.example/api/webhooks/1/abc", "not a Discord webhook URL"),
+        ("CRON_TIMEZONE", "America/Phoenixx", "unknown time zone"),
+        ("BREVO_DAILY_LIMIT", "0", "greater than 0"),
+        ("BREVO_DAILY_LIMIT", "three hundred", "valid integer"),
+        ("OPS_API_TOKEN", "changeme", "placeholder"),
+        ("RISK_MONEY_HIGH", "5", "must rise"),
+    ],
+)
 def test_config_check_reports_malformed_values(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str, message: str
 ) -> None:
@@ -79,8 +82,13 @@ def cli_db(env: pytest.MonkeyPatch, database_url: str) -> str:
 
 
 def submit(tmp_path: Path, capsys: pytest.CaptureFixture[str], recipients: int = 120) -> str:
-    action = {"agent": "ops", "kind": "note.record", "summary": "Log it", "payload": {"body": "draft"},
-              "impact": {"recipients": recipients}}
+    action = {
+        "agent": "ops",
+        "kind": "note.record",
+        "summary": "Log it",
+        "payload": {"body": "draft"},
+        "impact": {"recipients": recipients},
+    }
     path = tmp_path / "action.json"
     path.write_text(json.dumps(action))
     assert run("actions", "submit", str(path)) == 0
@@ -117,13 +125,21 @@ def test_reject_needs_a_reason_and_a_second_decision_conflicts(
 
 
 def test_approving_critical_from_the_terminal_needs_the_pin_even_once_links_are_locked(
-    cli_db: str, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    cli_db: str,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     sql: psycopg.Connection,
 ) -> None:
     env.setenv("APPROVAL_PIN", "4321")
     env.setenv("APPROVAL_PIN_MAX_TRIES", "2")
-    action = {"agent": "ops", "kind": "note.record", "summary": "Pay it", "payload": {"body": "draft"},
-              "impact": {"cost_usd": 500}}
+    action = {
+        "agent": "ops",
+        "kind": "note.record",
+        "summary": "Pay it",
+        "payload": {"body": "draft"},
+        "impact": {"cost_usd": 500},
+    }
     (tmp_path / "critical.json").write_text(json.dumps(action))
     assert run("actions", "submit", str(tmp_path / "critical.json")) == 0
     action_id = json.loads(capsys.readouterr().out)["id"]
@@ -135,9 +151,9 @@ def test_approving_critical_from_the_terminal_needs_the_pin_even_once_links_are_
     assert run("approvals", "approve", action_id, "--as", "ann", "--pin", "4321") == 0
     row = sql.execute("select status, decided_by from actions where id = %s", (action_id,)).fetchone()
     assert row == ("approved", "cli:ann")
-    assert [event for (event,) in sql.execute("select event from audit_log where action_id = %s order by id",
-                                              (action_id,))] == ["submitted", "pin_failed", "pin_failed",
-                                                                 "pin_locked", "decided"]
+    assert [
+        event for (event,) in sql.execute("select event from audit_log where action_id = %s order by id", (action_id,))
+    ] == ["submitted", "pin_failed", "pin_failed", "pin_locked", "decided"]
 
 
 def test_submit_refuses_a_bad_file_and_writes_nothing(
@@ -153,8 +169,9 @@ def test_submit_refuses_a_bad_file_and_writes_nothing(
     assert sql.execute("select count(*) from actions").fetchone() == (0,)
 
 
-def test_a_database_that_lacks_the_schema_is_named(env: pytest.MonkeyPatch, pg_server: object,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_database_that_lacks_the_schema_is_named(
+    env: pytest.MonkeyPatch, pg_server: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     env.setenv("DATABASE_URL", pg_server.get_uri())  # type: ignore[attr-defined]
     env.setenv("OPS_API_TOKEN", "cli-test-token-0123456789")
     env.setenv("APPROVAL_LINK_SECRET", "cli-test-link-secret-0123")

@@ -49,8 +49,8 @@ def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == PNG_SIGNATURE
     length, kind = struct.unpack(">I4s", data[8:16])
     assert (length, kind) == (13, b"IHDR")
-    chunk = data[16:16 + length]
-    assert struct.unpack(">I", data[16 + length:20 + length])[0] == zlib.crc32(kind + chunk)
+    chunk = data[16 : 16 + length]
+    assert struct.unpack(">I", data[16 + length : 20 + length])[0] == zlib.crc32(kind + chunk)
     assert data[-12:] == b"\x00\x00\x00\x00IEND\xaeB`\x82"
     return struct.unpack(">II", chunk[:8])
 
@@ -63,8 +63,12 @@ def discord() -> Iterator[FakeDiscord]:
 
 @pytest.fixture
 def rsettings(database_url: str, discord: FakeDiscord, tmp_path: Path) -> Settings:
-    return seed_settings(database_url, opsdesk_data_dir=tmp_path, discord_webhook_url=discord.webhook_url,
-                         public_base_url="https://ops.example.com")
+    return seed_settings(
+        database_url,
+        opsdesk_data_dir=tmp_path,
+        discord_webhook_url=discord.webhook_url,
+        public_base_url="https://ops.example.com",
+    )
 
 
 @pytest.fixture
@@ -85,26 +89,51 @@ def quiet_sender(reports: DailyReports, worker: str = "test") -> ReportSender:
     """A sender whose Discord client never waits on the wall clock between retries."""
     url = reports.settings.discord_webhook_url
     assert url is not None
-    return ReportSender(reports, worker_id=worker, client_factory=lambda: DiscordClient(
-        url.get_secret_value(), timeout=5, sleep=lambda _: None,
-        breaker=CircuitBreaker("discord", clock=lambda: 0.0)))
+    return ReportSender(
+        reports,
+        worker_id=worker,
+        client_factory=lambda: DiscordClient(
+            url.get_secret_value(),
+            timeout=5,
+            sleep=lambda _: None,
+            breaker=CircuitBreaker("discord", clock=lambda: 0.0),
+        ),
+    )
 
 
 # --- the numbers ---------------------------------------------------------------------------------
-def test_every_number_matches_the_seeded_day(db: Database, sql: psycopg.Connection, seeded: Seeded,
-                                             reports: DailyReports, rsettings: Settings) -> None:
+def test_every_number_matches_the_seeded_day(
+    db: Database, sql: psycopg.Connection, seeded: Seeded, reports: DailyReports, rsettings: Settings
+) -> None:
     report = reports.build(DAY)
     assert (report.day, report.time_zone) == (DAY, "America/Phoenix")
     assert report.totals.model_dump() == {key: EXPECTED_TOTALS.get(key, 0) for key in COUNTS}
     assert [row.model_dump(mode="json") for row in report.by_agent_and_tier] == [
-        {key: row.get(key, 0) for key in COUNTS} | {"agent": row["agent"], "tier": row["tier"]}
-        for row in EXPECTED_ROWS]
+        {key: row.get(key, 0) for key in COUNTS} | {"agent": row["agent"], "tier": row["tier"]} for row in EXPECTED_ROWS
+    ]
 
     assert [run.model_dump(mode="json") for run in report.agent_runs] == [
-        {"agent": "marketing", "runs": 1, "ok": 0, "failed": 1, "running": 0, "proposals": 0, "tokens": 3000,
-         "cost_usd": "0.10"},
-        {"agent": "sales", "runs": 2, "ok": 1, "failed": 0, "running": 1, "proposals": 7, "tokens": 12000,
-         "cost_usd": "0.42"}]
+        {
+            "agent": "marketing",
+            "runs": 1,
+            "ok": 0,
+            "failed": 1,
+            "running": 0,
+            "proposals": 0,
+            "tokens": 3000,
+            "cost_usd": "0.10",
+        },
+        {
+            "agent": "sales",
+            "runs": 2,
+            "ok": 1,
+            "failed": 0,
+            "running": 1,
+            "proposals": 7,
+            "tokens": 12000,
+            "cost_usd": "0.42",
+        },
+    ]
 
     emails = report.emails
     assert (emails.sent, emails.daily_limit, emails.reserve, emails.closed_reason) == (125, 300, 30, None)
@@ -125,13 +154,22 @@ def test_every_number_matches_the_seeded_day(db: Database, sql: psycopg.Connecti
 
     llm = report.llm
     assert (llm.spent_usd, llm.budget_usd, llm.calls, llm.refused, llm.failed) == (
-        Decimal("0.05"), Decimal("5"), 2, 1, 0)
+        Decimal("0.05"),
+        Decimal("5"),
+        2,
+        1,
+        0,
+    )
     assert (llm.input_tokens, llm.output_tokens, llm.cache_read_input_tokens, llm.tokens) == (3000, 600, 300, 3900)
 
     assert report.failures_total == 5
     assert sorted((item.source, item.status) for item in report.failures) == [
-        ("action", "failed"), ("action", "unknown"), ("agent_run", "failed"), ("job", "failed"),
-        ("notification", "failed")]
+        ("action", "failed"),
+        ("action", "unknown"),
+        ("agent_run", "failed"),
+        ("job", "failed"),
+        ("notification", "failed"),
+    ]
     [failed_run] = [item for item in report.failures if item.source == "agent_run"]
     assert (failed_run.title, failed_run.error) == ("marketing agent run (schedule)", "model answer did not fit")
     refs = {item.ref for item in report.failures if item.source == "action"}
@@ -139,10 +177,22 @@ def test_every_number_matches_the_seeded_day(db: Database, sql: psycopg.Connecti
 
     history = {day.day: day for day in report.history}
     assert len(report.history) == 14 and report.history[0].day == DAY - timedelta(days=13)
-    assert history[DAY].model_dump(exclude={"day"}) == {"succeeded": 3, "failed": 1, "unknown": 1, "rejected": 1,
-                                                        "expired": 1, "emails_used": 125}
+    assert history[DAY].model_dump(exclude={"day"}) == {
+        "succeeded": 3,
+        "failed": 1,
+        "unknown": 1,
+        "rejected": 1,
+        "expired": 1,
+        "emails_used": 125,
+    }
     assert history[DAY - timedelta(days=1)].model_dump(exclude={"day"}) == {
-        "succeeded": 0, "failed": 0, "unknown": 0, "rejected": 1, "expired": 0, "emails_used": 7}
+        "succeeded": 0,
+        "failed": 0,
+        "unknown": 0,
+        "rejected": 1,
+        "expired": 0,
+        "emails_used": 7,
+    }
     assert all(not any(day.model_dump(exclude={"day"}).values()) for day in report.history[:-2])
 
 
@@ -175,8 +225,15 @@ def test_agent_runs_are_started_and_finished_once(db: Database) -> None:
     with pytest.raises(Conflict):
         db.call("finish_agent_run", id=run["id"], outcome="failed", proposals=0, tokens=0, cost_usd="0", error="x")
     with pytest.raises(NotFound):
-        db.call("finish_agent_run", id="00000000-0000-0000-0000-000000000000", outcome="ok", proposals=0, tokens=0,
-                cost_usd="0", error=None)
+        db.call(
+            "finish_agent_run",
+            id="00000000-0000-0000-0000-000000000000",
+            outcome="ok",
+            proposals=0,
+            tokens=0,
+            cost_usd="0",
+            error=None,
+        )
     with pytest.raises(InvalidInput):
         db.call("start_agent_run", agent=" ", trigger="schedule")
 
@@ -198,7 +255,10 @@ def texts_of(body: dict[str, Any]) -> list[str]:
 
 
 def test_the_report_is_posted_once_with_the_chart_attached(
-    db: Database, seeded: Seeded, reports: DailyReports, discord: FakeDiscord,
+    db: Database,
+    seeded: Seeded,
+    reports: DailyReports,
+    discord: FakeDiscord,
 ) -> None:
     job = ReportJob(reports, quiet_sender(reports))
     result = job(Firing("daily_report", phoenix(NEXT, 9), attempt=1))
@@ -231,7 +291,10 @@ def test_the_report_is_posted_once_with_the_chart_attached(
 
 
 def test_two_instances_racing_post_the_report_once(
-    db: Database, seeded: Seeded, rsettings: Settings, discord: FakeDiscord,
+    db: Database,
+    seeded: Seeded,
+    rsettings: Settings,
+    discord: FakeDiscord,
 ) -> None:
     barrier = threading.Barrier(3)
     outcomes: list[dict[str, Any]] = []
@@ -257,7 +320,11 @@ def test_two_instances_racing_post_the_report_once(
 
 
 def test_a_post_that_may_have_gone_out_is_posted_again_marked_as_a_possible_repeat(
-    db: Database, sql: psycopg.Connection, seeded: Seeded, reports: DailyReports, discord: FakeDiscord,
+    db: Database,
+    sql: psycopg.Connection,
+    seeded: Seeded,
+    reports: DailyReports,
+    discord: FakeDiscord,
 ) -> None:
     reports.build_and_store(DAY)
     claim = db.call("claim_daily_report_send", day=DAY, worker="crashed", lease_seconds=60)
@@ -271,11 +338,21 @@ def test_a_post_that_may_have_gone_out_is_posted_again_marked_as_a_possible_repe
 
 
 def test_discord_down_at_9_the_report_is_posted_on_a_retry(
-    db: Database, sql: psycopg.Connection, seeded: Seeded, reports: DailyReports, discord: FakeDiscord,
+    db: Database,
+    sql: psycopg.Connection,
+    seeded: Seeded,
+    reports: DailyReports,
+    discord: FakeDiscord,
 ) -> None:
     discord.script(Answer(502, {}))  # a 5xx to a post may come after the post: not retried in-process
-    job = Job("daily_report", reports_trigger(reports), ReportJob(reports, quiet_sender(reports)),
-              grace=timedelta(hours=6), lease=timedelta(minutes=15), description="report")
+    job = Job(
+        "daily_report",
+        reports_trigger(reports),
+        ReportJob(reports, quiet_sender(reports)),
+        grace=timedelta(hours=6),
+        lease=timedelta(minutes=15),
+        description="report",
+    )
     clock = SimClock(phoenix(NEXT, 9))
     schedule = Schedule(db, [job], instance="a", clock=clock)
     run_minutes(schedule, clock, sql, phoenix(NEXT, 9), phoenix(NEXT, 9, 1))
@@ -295,11 +372,18 @@ def test_a_huge_report_still_fits_discords_limits(seeded: Seeded, reports: Daily
     report = reports.build(DAY)
     long = "x" * 3000
     waiting = report.waiting[0]
-    huge = report.model_copy(update={
-        "waiting": [waiting.model_copy(update={"summary": long}) for _ in range(25)], "waiting_total": 140,
-        "failures": [Failure(source="job", ref="1", title=long, status="failed", error=long, at=report.generated_at)
-                     for _ in range(25)], "failures_total": 90,
-        "by_agent_and_tier": report.by_agent_and_tier * 30})
+    huge = report.model_copy(
+        update={
+            "waiting": [waiting.model_copy(update={"summary": long}) for _ in range(25)],
+            "waiting_total": 140,
+            "failures": [
+                Failure(source="job", ref="1", title=long, status="failed", error=long, at=report.generated_at)
+                for _ in range(25)
+            ],
+            "failures_total": 90,
+            "by_agent_and_tier": report.by_agent_and_tier * 30,
+        }
+    )
     body = render(report_message(huge, with_chart=True, maybe_posted=True))
     assert limit_violations(body) == []
     assert "\u2026 and 130 more in the inbox" in body["embeds"][3]["description"]
@@ -309,8 +393,10 @@ def test_the_discord_client_sends_files_as_multipart_and_json_without(discord: F
     client = DiscordClient(discord.webhook_url, timeout=5, sleep=lambda _: None)
     try:
         client.execute(WebhookMessage(content="plain"))
-        client.execute(WebhookMessage(content="with a file"), [Attachment(filename="a.txt", content=b"\x00\r\n1",
-                                                                          content_type="text/plain")])
+        client.execute(
+            WebhookMessage(content="with a file"),
+            [Attachment(filename="a.txt", content=b"\x00\r\n1", content_type="text/plain")],
+        )
     finally:
         client.close()
     plain, with_file = discord.posts()
@@ -321,7 +407,10 @@ def test_the_discord_client_sends_files_as_multipart_and_json_without(discord: F
 
 # --- the API ---------------------------------------------------------------------------------------
 def test_the_api_serves_the_report_as_json_html_and_png(
-    db: Database, seeded: Seeded, reports: DailyReports, rsettings: Settings,
+    db: Database,
+    seeded: Seeded,
+    reports: DailyReports,
+    rsettings: Settings,
 ) -> None:
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
     with serve(create_app(rsettings, db)) as url, httpx.Client(base_url=url, timeout=30) as http:
@@ -339,8 +428,11 @@ def test_the_api_serves_the_report_as_json_html_and_png(
         assert (stored["stored"], stored["report"]["day"]) == (True, str(DAY))
         assert stored["discord_message_id"] is not None and stored["sent_at"] is not None
 
-        page = http.get("/reports/daily", params={"date": str(DAY)},
-                        headers={**auth, "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        page = http.get(
+            "/reports/daily",
+            params={"date": str(DAY)},
+            headers={**auth, "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+        )
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
@@ -355,17 +447,27 @@ def test_the_api_serves_the_report_as_json_html_and_png(
 
 
 def test_opsdesk_report_builds_stores_and_sends_once(
-    db: Database, database_url: str, seeded: Seeded, discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    db: Database,
+    database_url: str,
+    seeded: Seeded,
+    discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from app.cli import main
 
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
-    for name, value in {"DATABASE_URL": database_url, "OPS_API_TOKEN": "cli-test-token-0123456789",
-                        "APPROVAL_LINK_SECRET": "cli-test-link-secret-0123", "DISCORD_WEBHOOK_URL": discord.webhook_url,
-                        "APPROVAL_TTL_HOURS_MEDIUM": "2", "COLUMNS": "200"}.items():
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "OPS_API_TOKEN": "cli-test-token-0123456789",
+        "APPROVAL_LINK_SECRET": "cli-test-link-secret-0123",
+        "DISCORD_WEBHOOK_URL": discord.webhook_url,
+        "APPROVAL_TTL_HOURS_MEDIUM": "2",
+        "COLUMNS": "200",
+    }.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as exited:
         main(["report", "--date", str(DAY)])
@@ -389,10 +491,20 @@ def test_opsdesk_report_builds_stores_and_sends_once(
 
 
 def test_the_scheduled_report_job_covers_the_day_before_its_firing(
-    db: Database, sql: psycopg.Connection, seeded: Seeded, reports: DailyReports, discord: FakeDiscord,
+    db: Database,
+    sql: psycopg.Connection,
+    seeded: Seeded,
+    reports: DailyReports,
+    discord: FakeDiscord,
 ) -> None:
-    job = Job("daily_report", reports_trigger(reports), ReportJob(reports, quiet_sender(reports)),
-              grace=timedelta(hours=6), lease=timedelta(minutes=15), description="report")
+    job = Job(
+        "daily_report",
+        reports_trigger(reports),
+        ReportJob(reports, quiet_sender(reports)),
+        grace=timedelta(hours=6),
+        lease=timedelta(minutes=15),
+        description="report",
+    )
     clock = SimClock(phoenix(NEXT, 8, 58))
     schedule = Schedule(db, [job], instance="a", clock=clock)
     run_minutes(schedule, clock, sql, phoenix(NEXT, 8, 58), phoenix(NEXT, 9) + 2 * MINUTE)
@@ -402,25 +514,39 @@ def test_the_scheduled_report_job_covers_the_day_before_its_firing(
 
 
 def test_without_discord_the_report_is_stored_and_the_run_says_why(
-    db: Database, sql: psycopg.Connection, seeded: Seeded, database_url: str, tmp_path: Path,
+    db: Database,
+    sql: psycopg.Connection,
+    seeded: Seeded,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     from tests.report_seed import seed_settings as settings_for
 
     settings = settings_for(database_url, opsdesk_data_dir=tmp_path)
     reports = DailyReports(db, settings)
     note = ReportJob.from_settings(reports, settings, worker_id="w")(
-        Firing("daily_report", phoenix(NEXT, 9), attempt=1)).note
+        Firing("daily_report", phoenix(NEXT, 9), attempt=1)
+    ).note
     assert note == {"day": DAY, "stored": True, "sent": False, "reason": "DISCORD_WEBHOOK_URL is not set"}
     stored = reports.load(DAY)
     assert stored is not None and stored.status == "built" and stored.has_chart
     with pytest.raises(TransientError):  # the sender refuses the unreachable webhook as a transient failure
-        ReportSender(reports, worker_id="w", client_factory=lambda: DiscordClient(
-            "http://127.0.0.1:9/api/webhooks/1/t", timeout=1, sleep=lambda _: None)).send(DAY)
+        ReportSender(
+            reports,
+            worker_id="w",
+            client_factory=lambda: DiscordClient(
+                "http://127.0.0.1:9/api/webhooks/1/t", timeout=1, sleep=lambda _: None
+            ),
+        ).send(DAY)
 
 
 # --- memory ----------------------------------------------------------------------------------------
 def test_a_stored_report_is_found_in_memory_and_rebuilding_it_updates_one_row(
-    db: Database, sql: psycopg.Connection, seeded: Seeded, reports: DailyReports, rsettings: Settings,
+    db: Database,
+    sql: psycopg.Connection,
+    seeded: Seeded,
+    reports: DailyReports,
+    rsettings: Settings,
 ) -> None:
     reports.build_and_store(DAY)
     store = MemoryStore(db, rsettings)
@@ -430,8 +556,9 @@ def test_a_stored_report_is_found_in_memory_and_rebuilding_it_updates_one_row(
     assert hit.content is not None and "Waiting for approval: 3" in hit.content and "buy ads" in hit.content
     assert "https://" not in hit.content  # signed review links stay out of memory
 
-    ApprovalQueue(db, rsettings).decide(seeded.waiting[2], DecisionRequest(decision="reject", reason="no"),
-                                        actor="owner", channel="link")
+    ApprovalQueue(db, rsettings).decide(
+        seeded.waiting[2], DecisionRequest(decision="reject", reason="no"), actor="owner", channel="link"
+    )
     reports.build_and_store(DAY)  # rebuilt before it was sent: memory follows
     rows = sql.execute("select content from memory where kind = 'report'").fetchall()
     assert len(rows) == 1 and "Waiting for approval: 2" in rows[0][0] and "buy ads" not in rows[0][0]

@@ -66,12 +66,12 @@ def simple(content: str = "hello") -> WebhookMessage:
 
 # --- text ------------------------------------------------------------------------------------------
 TRICKY = [
-    "e\u0301" * 40,                                   # e + combining acute
+    "e\u0301" * 40,  # e + combining acute
     "\U0001f1fa\U0001f1f8\U0001f1eb\U0001f1f7" * 20,  # flags: pairs of regional indicators
     "\U0001f468\u200d\U0001f469\u200d\U0001f467 " * 15,  # a ZWJ family
-    "\U0001f44d\U0001f3fd" * 30,                      # thumbs up + skin tone
-    "\u2764\ufe0f" * 40,                              # heart + variation selector
-    "\U0001d400bc" * 40,                              # astral letters (two UTF-16 units each)
+    "\U0001f44d\U0001f3fd" * 30,  # thumbs up + skin tone
+    "\u2764\ufe0f" * 40,  # heart + variation selector
+    "\U0001d400bc" * 40,  # astral letters (two UTF-16 units each)
 ]
 
 
@@ -106,10 +106,19 @@ def test_inert_defuses_every_mention_form() -> None:
 # --- rendering -------------------------------------------------------------------------------------
 def huge_message() -> WebhookMessage:
     blob = "word \U0001f600 e\u0301 @everyone <@&1> " * 2000
-    embed = Embed(title=blob, description=blob, footer=blob, color=0xE74C3C,
-                  fields=[EmbedField(name=blob, value=blob) for _ in range(40)])
-    return WebhookMessage(content=blob, embeds=[embed] * 12, mention_role_id=ROLE,
-                          buttons=[LinkButton(label=blob, url="https://ops.example.com/a?t=x")] * 7)
+    embed = Embed(
+        title=blob,
+        description=blob,
+        footer=blob,
+        color=0xE74C3C,
+        fields=[EmbedField(name=blob, value=blob) for _ in range(40)],
+    )
+    return WebhookMessage(
+        content=blob,
+        embeds=[embed] * 12,
+        mention_role_id=ROLE,
+        buttons=[LinkButton(label=blob, url="https://ops.example.com/a?t=x")] * 7,
+    )
 
 
 def test_render_respects_every_limit_of_a_huge_message() -> None:
@@ -143,7 +152,8 @@ def test_empty_field_texts_are_replaced_because_discord_refuses_them() -> None:
 
 # --- the client ------------------------------------------------------------------------------------
 def test_execute_posts_with_wait_and_components_and_returns_the_message_id(
-    discord: FakeDiscord, client_for: ClientFactory,
+    discord: FakeDiscord,
+    client_for: ClientFactory,
 ) -> None:
     message = simple()
     message.buttons = [LinkButton(label="Review", url="https://ops.example.com/approvals/1?t=abc")]
@@ -151,14 +161,21 @@ def test_execute_posts_with_wait_and_components_and_returns_the_message_id(
     [request] = discord.requests
     assert request.method == "POST" and request.query == {"wait": ["true"], "with_components": ["true"]}
     assert message_id in discord.messages
-    assert request.body["components"] == [{"type": 1, "components": [
-        {"type": 2, "style": 5, "label": "Review", "url": "https://ops.example.com/approvals/1?t=abc"}]}]
+    assert request.body["components"] == [
+        {
+            "type": 1,
+            "components": [
+                {"type": 2, "style": 5, "label": "Review", "url": "https://ops.example.com/approvals/1?t=abc"}
+            ],
+        }
+    ]
     assert request.body["allowed_mentions"] == {"parse": []}
     assert "http" not in request.body["content"]
 
 
 def test_huge_message_is_accepted_by_a_discord_that_checks_limits(
-    discord: FakeDiscord, client_for: ClientFactory,
+    discord: FakeDiscord,
+    client_for: ClientFactory,
 ) -> None:
     client_for(discord.webhook_url).execute(huge_message())
     [request] = discord.requests
@@ -179,7 +196,9 @@ def test_edit_patches_the_message_and_drops_the_buttons(discord: FakeDiscord, cl
 
 
 def test_429_waits_for_retry_after_from_the_body(
-    discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float],
+    discord: FakeDiscord,
+    client_for: ClientFactory,
+    sleeps: list[float],
 ) -> None:
     discord.script(rate_limited(2.5, header="3"))
     client_for(discord.webhook_url).execute(simple())
@@ -188,15 +207,16 @@ def test_429_waits_for_retry_after_from_the_body(
 
 
 def test_429_falls_back_to_the_retry_after_header(
-    discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float],
+    discord: FakeDiscord,
+    client_for: ClientFactory,
+    sleeps: list[float],
 ) -> None:
     discord.script(rate_limited(None, header="4"))
     client_for(discord.webhook_url).execute(simple())
     assert sleeps == [4.0]
 
 
-def test_a_long_429_is_left_to_the_outbox(discord: FakeDiscord, client_for: ClientFactory,
-                                          sleeps: list[float]) -> None:
+def test_a_long_429_is_left_to_the_outbox(discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float]) -> None:
     discord.script(rate_limited(120.0))
     with pytest.raises(RateLimited) as caught:
         client_for(discord.webhook_url).execute(simple())
@@ -204,10 +224,13 @@ def test_a_long_429_is_left_to_the_outbox(discord: FakeDiscord, client_for: Clie
 
 
 def test_an_empty_bucket_is_waited_out_before_the_next_request(
-    discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float],
+    discord: FakeDiscord,
+    client_for: ClientFactory,
+    sleeps: list[float],
 ) -> None:
-    discord.script(Answer(200, {"id": "1300000000000000999"},
-                          {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.5"}))
+    discord.script(
+        Answer(200, {"id": "1300000000000000999"}, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.5"})
+    )
     client = client_for(discord.webhook_url)
     client.execute(simple())
     client.execute(simple())
@@ -217,7 +240,11 @@ def test_an_empty_bucket_is_waited_out_before_the_next_request(
 @pytest.mark.parametrize("landed", [True, False], ids=["posted-anyway", "not-posted"])
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_a_5xx_to_a_post_may_have_posted_so_it_is_outcome_unknown_and_not_retried(
-    discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float], status: int, landed: bool,
+    discord: FakeDiscord,
+    client_for: ClientFactory,
+    sleeps: list[float],
+    status: int,
+    landed: bool,
 ) -> None:
     discord.script(gateway_error(status, landed=landed))  # the client cannot tell these two apart
     with pytest.raises(OutcomeUnknown, match=f"HTTP {status} after sending"):
@@ -228,8 +255,7 @@ def test_a_5xx_to_a_post_may_have_posted_so_it_is_outcome_unknown_and_not_retrie
 def test_posts_that_get_no_clear_answer_open_the_breaker(discord: FakeDiscord, client_for: ClientFactory) -> None:
     # not retried (they may have posted), but a Discord answering 502 to every post is down
     discord.script(*[gateway_error(502, landed=False)] * 5)
-    client = client_for(discord.webhook_url, breaker=CircuitBreaker("discord", failure_threshold=5,
-                                                                    clock=lambda: 0.0))
+    client = client_for(discord.webhook_url, breaker=CircuitBreaker("discord", failure_threshold=5, clock=lambda: 0.0))
     for _ in range(5):
         with pytest.raises(OutcomeUnknown):
             client.execute(simple())
@@ -238,8 +264,9 @@ def test_posts_that_get_no_clear_answer_open_the_breaker(discord: FakeDiscord, c
     assert len(discord.posts()) == 5
 
 
-def test_5xx_to_an_edit_are_retried_with_backoff(discord: FakeDiscord, client_for: ClientFactory,
-                                                 sleeps: list[float]) -> None:
+def test_5xx_to_an_edit_are_retried_with_backoff(
+    discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float]
+) -> None:
     client = client_for(discord.webhook_url)
     message_id = client.execute(simple())
     discord.script(Answer(500), Answer(502))
@@ -257,8 +284,9 @@ def test_persistent_5xx_to_an_edit_raises_a_transient_error(discord: FakeDiscord
     assert len(discord.edits()) == 3
 
 
-def test_connection_refused_is_transient_and_nothing_was_sent(discord: FakeDiscord, client_for: ClientFactory,
-                                                              sleeps: list[float]) -> None:
+def test_connection_refused_is_transient_and_nothing_was_sent(
+    discord: FakeDiscord, client_for: ClientFactory, sleeps: list[float]
+) -> None:
     url = discord.webhook_url
     discord.down()
     with pytest.raises(TransientError, match="connection failed") as caught:
@@ -267,7 +295,8 @@ def test_connection_refused_is_transient_and_nothing_was_sent(discord: FakeDisco
 
 
 def test_unknown_webhook_is_permanent_and_marks_the_webhook_unusable(
-    discord: FakeDiscord, client_for: ClientFactory,
+    discord: FakeDiscord,
+    client_for: ClientFactory,
 ) -> None:
     discord.script(UNKNOWN_WEBHOOK)
     with pytest.raises(PermanentError) as caught:
@@ -276,7 +305,8 @@ def test_unknown_webhook_is_permanent_and_marks_the_webhook_unusable(
 
 
 def test_a_refused_payload_is_permanent_but_the_webhook_still_works(
-    discord: FakeDiscord, client_for: ClientFactory,
+    discord: FakeDiscord,
+    client_for: ClientFactory,
 ) -> None:
     discord.script(Answer(400, {"message": "Invalid Form Body", "code": 50035}))
     with pytest.raises(PermanentError, match="Invalid Form Body") as caught:

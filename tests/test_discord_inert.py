@@ -30,21 +30,34 @@ from tests.fake_discord import FakeDiscord, Request
 from tests.link_support import Site, running_site, token_of
 
 ROLE = "112233445566778899"
-HOSTILE = ("[Approve now](https://evil.example/a) **EVIL1** ||EVIL2|| __EVIL3__ ~~EVIL4~~ `EVIL5` *EVIL6*\n"
-           "# EVIL7\n> EVIL8\n-# EVIL9\n1. EVIL10\n<t:0:R> <https://evil.example/b> www.evil.example/c "
-           "discord.gg/evil HTTP://EVIL.EXAMPLE/d @everyone <@&123> <#456> </cmd:789> :EVIL11:")
+HOSTILE = (
+    "[Approve now](https://evil.example/a) **EVIL1** ||EVIL2|| __EVIL3__ ~~EVIL4~~ `EVIL5` *EVIL6*\n"
+    "# EVIL7\n> EVIL8\n-# EVIL9\n1. EVIL10\n<t:0:R> <https://evil.example/b> www.evil.example/c "
+    "discord.gg/evil HTTP://EVIL.EXAMPLE/d @everyone <@&123> <#456> </cmd:789> :EVIL11:"
+)
 NAME = "[Approve now](https://evil.example/r) **EVIL12**"  # one line: what a reviewer name may be
 
 # after escapes are taken out: Discord markdown that would act on the hostile text
-MARKUP_ON_EVIL = [r"(\*\*|\|\||__|~~|`|\*)EVIL", r"(?m)^\s*(#{1,3}|>|-#|\d+\.)\s+EVIL", r"<t:0:", r"<https",
-                  r"<[@#/]\d", r"</cmd", r":EVIL11:"]
+MARKUP_ON_EVIL = [
+    r"(\*\*|\|\||__|~~|`|\*)EVIL",
+    r"(?m)^\s*(#{1,3}|>|-#|\d+\.)\s+EVIL",
+    r"<t:0:",
+    r"<https",
+    r"<[@#/]\d",
+    r"</cmd",
+    r":EVIL11:",
+]
 
 
 def texts(payload: dict[str, Any]) -> list[str]:
     found = [payload.get("content", "")]
     for embed in payload.get("embeds", []):
-        found += [embed.get("title", ""), embed.get("description", ""), (embed.get("footer") or {}).get("text", ""),
-                  (embed.get("author") or {}).get("name", "")]
+        found += [
+            embed.get("title", ""),
+            embed.get("description", ""),
+            (embed.get("footer") or {}).get("text", ""),
+            (embed.get("author") or {}).get("name", ""),
+        ]
         found += [text for field in embed.get("fields", []) for text in (field["name"], field["value"])]
     return found
 
@@ -66,14 +79,22 @@ def live_problems(payload: dict[str, Any], base_url: str) -> list[str]:
         problems += [f"{pattern} acts in {text!r}" for pattern in MARKUP_ON_EVIL if re.search(pattern, literal)]
         if re.search(r"@(everyone|here)", literal):
             problems.append(f"a mass ping in {text!r}")
-    problems += [f"a URL in the label {label!r}" for label in labels(payload)
-                 if re.search(r"(?i)[a-z][a-z0-9+.-]*://|\bwww\.", label)]
+    problems += [
+        f"a URL in the label {label!r}"
+        for label in labels(payload)
+        if re.search(r"(?i)[a-z][a-z0-9+.-]*://|\bwww\.", label)
+    ]
     for embed in payload.get("embeds", []):
-        if "url" in embed or not str((embed.get("image") or {}).get("url", "attachment://")).startswith("attachment://"):
+        if "url" in embed or not str((embed.get("image") or {}).get("url", "attachment://")).startswith(
+            "attachment://"
+        ):
             problems.append(f"an embed links somewhere: {embed}")
     for row in payload.get("components", []):
-        problems += [f"a button to {button['url']}" for button in row["components"]
-                     if not button["url"].startswith(f"{base_url}/approvals")]
+        problems += [
+            f"a button to {button['url']}"
+            for button in row["components"]
+            if not button["url"].startswith(f"{base_url}/approvals")
+        ]
     if payload.get("allowed_mentions", {}).get("parse") != []:
         problems.append("mentions are parsed")
     return problems
@@ -87,17 +108,27 @@ def discord() -> Iterator[FakeDiscord]:
 
 @pytest.fixture
 def site(db: Database, database_url: str, discord: FakeDiscord) -> Iterator[Site]:
-    with running_site(db, database_url, discord_webhook_url=discord.webhook_url, discord_escalation_role_id=ROLE,
-                      approval_reminder_hours=1, escalate_before_expiry_hours=2) as running:
+    with running_site(
+        db,
+        database_url,
+        discord_webhook_url=discord.webhook_url,
+        discord_escalation_role_id=ROLE,
+        approval_reminder_hours=1,
+        escalate_before_expiry_hours=2,
+    ) as running:
         yield running
 
 
 def hostile_action(site: Site, *, cost: str = "0", recipients: int = 120) -> UUID:
     request = ActionRequest(
-        agent="sales", kind="note.record", summary=HOSTILE.replace("\n", " "), reasoning=HOSTILE,
+        agent="sales",
+        kind="note.record",
+        summary=HOSTILE.replace("\n", " "),
+        reasoning=HOSTILE,
         payload={"body": HOSTILE, "metadata": {HOSTILE[:40]: HOSTILE}},
         impact=Impact(recipients=recipients, cost_usd=Decimal(cost)),
-        flags=[Reason(dimension="content", tier=Tier.MEDIUM, detail=f"the draft has a link: {HOSTILE}")])
+        flags=[Reason(dimension="content", tier=Tier.MEDIUM, detail=f"the draft has a link: {HOSTILE}")],
+    )
     return site.queue.submit(request, actor="api", request_id="hostile").id
 
 
@@ -107,8 +138,9 @@ def post_form(site: Site, action_id: UUID, purpose: Purpose, **fields: str) -> N
     assert response.status_code == 303, response.text
 
 
-def test_every_discord_message_keeps_untrusted_text_inert(site: Site, db: Database, sql: psycopg.Connection,
-                                                          discord: FakeDiscord) -> None:
+def test_every_discord_message_keeps_untrusted_text_inert(
+    site: Site, db: Database, sql: psycopg.Connection, discord: FakeDiscord
+) -> None:
     sender = NotificationSender(db, site.settings, worker_id="t", rng=lambda: 1.0)
     approved, rejected = hostile_action(site), hostile_action(site, cost="500")  # MEDIUM; CRITICAL
     expired, cancelled = hostile_action(site), hostile_action(site)
@@ -124,8 +156,16 @@ def test_every_discord_message_keeps_untrusted_text_inert(site: Site, db: Databa
     sql.execute("update actions set expires_at = now() - interval '1 second' where id = %s", (expired,))
     site.queue.expire_due()
     run = db.call("start_agent_run", agent="sales", trigger="test")
-    db.call("close_agent_run", run_id=run["id"], outcome="failed", proposals=0, call_ids=[], error=HOSTILE,
-            skips=[], refused=[])
+    db.call(
+        "close_agent_run",
+        run_id=run["id"],
+        outcome="failed",
+        proposals=0,
+        call_ids=[],
+        error=HOSTILE,
+        skips=[],
+        refused=[],
+    )
     hostile_action(site)  # still waiting when the report is built
     sender.run_until_idle()  # the outcome edits, and that one's announce
     sender.close()
@@ -141,14 +181,19 @@ def test_every_discord_message_keeps_untrusted_text_inert(site: Site, db: Databa
     assert url is not None
     reports = DailyReports(db, site.settings)
     reports.build_and_store(today.date())
-    ReportSender(reports, worker_id="t", client_factory=lambda: DiscordClient(
-        url.get_secret_value(), sleep=lambda _: None, breaker=CircuitBreaker("discord", clock=lambda: 0.0)),
+    ReportSender(
+        reports,
+        worker_id="t",
+        client_factory=lambda: DiscordClient(
+            url.get_secret_value(), sleep=lambda _: None, breaker=CircuitBreaker("discord", clock=lambda: 0.0)
+        ),
     ).send(today.date())
 
     sent: list[Request] = discord.posts() + discord.edits()
     assert len(discord.posts()) == 4 + 1 + 4 + 1 + 1  # announces, reminders, the escalation, the report
-    problems = {f"{request.method} {request.path} #{n}": live_problems(request.body, site.url)
-                for n, request in enumerate(sent)}
+    problems = {
+        f"{request.method} {request.path} #{n}": live_problems(request.body, site.url) for n, request in enumerate(sent)
+    }
     assert {where: found for where, found in problems.items() if found} == {}
     # the hostile text is still there for a person to read, only inert
     assert all(any("EVIL1" in text for text in texts(request.body)) for request in sent)

@@ -54,8 +54,13 @@ def brevo() -> Iterator[FakeBrevo]:
 
 @pytest.fixture
 def mail_settings(database_url: str, brevo: FakeBrevo) -> Settings:
-    return make_settings(database_url=database_url, brevo_api_key=API_KEY, brevo_sender_email=SENDER,
-                         brevo_base_url=brevo.url, executor_lease_seconds=60)
+    return make_settings(
+        database_url=database_url,
+        brevo_api_key=API_KEY,
+        brevo_sender_email=SENDER,
+        brevo_base_url=brevo.url,
+        executor_lease_seconds=60,
+    )
 
 
 @pytest.fixture
@@ -81,15 +86,28 @@ def daily_job(db: Database, settings: Settings, clients: Clients) -> list[dict[s
 
 def campaign(n: int, *, prefix: str = "customer") -> ActionRequest:
     recipients = [{"email": f"{prefix}{i:04d}@example.com", "name": f"Customer {i}"} for i in range(n)]
-    return ActionRequest(agent="marketing", kind="email.campaign", summary=f"December news to {n}",
-                         payload={"subject": "December news", "html": "<p>Hello {{params.name}}</p>",
-                                  "text": "Hello", "recipients": recipients},
-                         impact=Impact(recipients=n))
+    return ActionRequest(
+        agent="marketing",
+        kind="email.campaign",
+        summary=f"December news to {n}",
+        payload={
+            "subject": "December news",
+            "html": "<p>Hello {{params.name}}</p>",
+            "text": "Hello",
+            "recipients": recipients,
+        },
+        impact=Impact(recipients=n),
+    )
 
 
 def reply(to: str = "ann@example.com") -> ActionRequest:
-    return ActionRequest(agent="support", kind="email.send", summary="reply", impact=Impact(recipients=1),
-                         payload={"to": {"email": to}, "subject": "Re: help", "html": "<p>Done</p>"})
+    return ActionRequest(
+        agent="support",
+        kind="email.send",
+        summary="reply",
+        impact=Impact(recipients=1),
+        payload={"to": {"email": to}, "subject": "Re: help", "html": "<p>Done</p>"},
+    )
 
 
 def approve(db: Database, settings: Settings, request: ActionRequest) -> UUID:
@@ -105,12 +123,16 @@ def batches(sql: psycopg.Connection, campaign_id: UUID) -> list[tuple[int, date,
         "select b.batch_no, b.send_on, b.status, count(r.email) from campaign_batches b "
         "left join campaign_recipients r on r.campaign_id = b.campaign_id and r.batch_no = b.batch_no "
         "where b.campaign_id = %s group by b.batch_no, b.send_on, b.status order by b.batch_no",
-        (campaign_id,)).fetchall()
+        (campaign_id,),
+    ).fetchall()
 
 
 def recipient_states(sql: psycopg.Connection, campaign_id: UUID) -> dict[str, int]:
-    return dict(sql.execute("select status, count(*) from campaign_recipients where campaign_id = %s "
-                            "group by status", (campaign_id,)).fetchall())
+    return dict(
+        sql.execute(
+            "select status, count(*) from campaign_recipients where campaign_id = %s group by status", (campaign_id,)
+        ).fetchall()
+    )
 
 
 def daily_use(sql: psycopg.Connection) -> dict[date, tuple[int, int, int]]:
@@ -119,7 +141,8 @@ def daily_use(sql: psycopg.Connection) -> dict[date, tuple[int, int, int]]:
         "select d.day, coalesce(sum(r.held) filter (where r.purpose = 'campaign'), 0), "
         "coalesce(sum(r.held) filter (where r.purpose = 'transactional'), 0), d.used "
         "from email_quota_days d left join email_quota_reservations r on r.day = d.day "
-        "group by d.day, d.used order by d.day").fetchall()
+        "group by d.day, d.used order by d.day"
+    ).fetchall()
     return {day: (int(c), int(t), used) for day, c, t, used in rows}
 
 
@@ -149,8 +172,9 @@ def run_workers(count: int, work: Any) -> None:
     assert failures == []
 
 
-def test_32_workers_asking_for_1000_emails_are_granted_exactly_300(db: Database, settings: Settings,
-                                                                     sql: psycopg.Connection) -> None:
+def test_32_workers_asking_for_1000_emails_are_granted_exactly_300(
+    db: Database, settings: Settings, sql: psycopg.Connection
+) -> None:
     set_clock(sql, phoenix(DAY, 10))
     quota = EmailQuota(db, settings)
     granted = [0] * 32
@@ -165,8 +189,9 @@ def test_32_workers_asking_for_1000_emails_are_granted_exactly_300(db: Database,
     assert sql.execute("select count(*) from email_quota_reservations where held = 1").fetchone() == (300,)
 
 
-def test_campaigns_never_touch_the_reserve_and_replies_still_fit(db: Database, settings: Settings,
-                                                                 sql: psycopg.Connection) -> None:
+def test_campaigns_never_touch_the_reserve_and_replies_still_fit(
+    db: Database, settings: Settings, sql: psycopg.Connection
+) -> None:
     set_clock(sql, phoenix(DAY, 10))
     quota = EmailQuota(db, settings)
     campaign_granted = [0] * 32
@@ -186,8 +211,7 @@ def test_campaigns_never_touch_the_reserve_and_replies_still_fit(db: Database, s
     def race(worker: int) -> None:
         purpose = "campaign" if worker % 2 else "transactional"
         for n in range(20):
-            granted[purpose][worker] += quota.reserve(f"{purpose}:{worker}:{n}", 7 if worker % 2 else 1,
-                                                      purpose).held
+            granted[purpose][worker] += quota.reserve(f"{purpose}:{worker}:{n}", 7 if worker % 2 else 1, purpose).held
 
     run_workers(32, race)
     campaigns, replies = sum(granted["campaign"]), sum(granted["transactional"])
@@ -195,8 +219,9 @@ def test_campaigns_never_touch_the_reserve_and_replies_still_fit(db: Database, s
     assert daily_use(sql)[DAY + timedelta(days=1)] == (campaigns, replies, 300)
 
 
-def test_a_retry_counts_once_and_a_release_gives_the_emails_back(db: Database, settings: Settings,
-                                                                 sql: psycopg.Connection) -> None:
+def test_a_retry_counts_once_and_a_release_gives_the_emails_back(
+    db: Database, settings: Settings, sql: psycopg.Connection
+) -> None:
     quota = EmailQuota(db, settings)
     first = quota.reserve("campaign:x:1", 5, "campaign")
     again = quota.reserve("campaign:x:1", 5, "campaign")
@@ -221,7 +246,11 @@ def test_the_quota_day_is_the_phoenix_calendar_day(db: Database, settings: Setti
 
 
 def test_a_750_recipient_campaign_goes_out_on_three_phoenix_days_none_twice(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
     sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
@@ -234,8 +263,11 @@ def test_a_750_recipient_campaign_goes_out_on_three_phoenix_days_none_twice(
 
     assert action_status(sql, submitted.id) == "succeeded"  # one approval for every batch
     tomorrow, after = DAY + timedelta(days=1), DAY + timedelta(days=2)
-    assert batches(sql, submitted.id) == [(1, DAY, "sent", 270), (2, tomorrow, "pending", 270),
-                                          (3, after, "pending", 210)]
+    assert batches(sql, submitted.id) == [
+        (1, DAY, "sent", 270),
+        (2, tomorrow, "pending", 270),
+        (3, after, "pending", 210),
+    ]
     reply_id = queue.submit(reply(), actor="support").id  # the reserve keeps room for a reply today
     executor.run_until_idle()
     assert action_status(sql, reply_id) == "succeeded"
@@ -260,7 +292,11 @@ def test_a_750_recipient_campaign_goes_out_on_three_phoenix_days_none_twice(
 
 
 def test_a_full_day_is_skipped_and_a_day_filled_later_moves_the_batch(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
     sql: psycopg.Connection,
 ) -> None:
     day = [DAY + timedelta(days=n) for n in range(6)]
@@ -268,8 +304,11 @@ def test_a_full_day_is_skipped_and_a_day_filled_later_moves_the_batch(
     sql.execute("insert into email_quota_days (day, used, updated_at) values (%s, 300, now())", (day[1],))
     campaign_id = approve(db, mail_settings, campaign(750))
     executor.run_until_idle()
-    assert batches(sql, campaign_id) == [(1, day[0], "sent", 270), (2, day[2], "pending", 270),
-                                         (3, day[3], "pending", 210)]
+    assert batches(sql, campaign_id) == [
+        (1, day[0], "sent", 270),
+        (2, day[2], "pending", 270),
+        (3, day[3], "pending", 210),
+    ]
 
     # on day 2, replies use 200 before the job runs: campaigns may use only 70 more that day
     set_clock(sql, phoenix(day[2], 8))
@@ -281,9 +320,9 @@ def test_a_full_day_is_skipped_and_a_day_filled_later_moves_the_batch(
 
     assert batches(sql, campaign_id) == [
         (1, day[0], "sent", 270),
-        (2, day[2], "sent", 70),    # what day 2 could still take
+        (2, day[2], "sent", 70),  # what day 2 could still take
         (3, day[3], "sent", 210),
-        (4, day[3], "sent", 60),    # the rest of batch 2, on the next day with room
+        (4, day[3], "sent", 60),  # the rest of batch 2, on the next day with room
         (5, day[4], "sent", 140),
     ]
     sent = Counter(email for email in brevo.delivered)
@@ -295,15 +334,25 @@ def test_a_full_day_is_skipped_and_a_day_filled_later_moves_the_batch(
 
 
 def test_a_crash_between_brevo_accepting_and_our_record_leaves_the_batch_unknown(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
-    database_url: str, sql: psycopg.Connection,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
+    database_url: str,
+    sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
     campaign_id = approve(db, mail_settings, campaign(600))
     brevo.hold = True  # Brevo accepts the request; its answer never reaches the worker
-    worker = subprocess.Popen([sys.executable, "-m", "tests.brevo_worker", database_url, brevo.url], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.brevo_worker", database_url, brevo.url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     # the request reached the fake before the kill and was accepted (not only received)
     assert brevo.accepted_one.wait(30)
     worker.kill()
@@ -327,18 +376,27 @@ def test_a_crash_between_brevo_accepting_and_our_record_leaves_the_batch_unknown
     assert batches(sql, campaign_id)[0][2] == "unknown"
 
     settled = CampaignSender(db, mail_settings, clients, worker_id="cli").settle(
-        campaign_id, 1, "sent", actor="owner", reason="Brevo's log lists all 270")
+        campaign_id, 1, "sent", actor="owner", reason="Brevo's log lists all 270"
+    )
     assert settled["status"] == "sent" and recipient_states(sql, campaign_id) == {"sent": 600}
 
 
-def test_a_lease_lost_before_any_request_is_sent_again(db: Database, mail_settings: Settings, brevo: FakeBrevo,
-                                                       clients: Clients, sql: psycopg.Connection) -> None:
+def test_a_lease_lost_before_any_request_is_sent_again(
+    db: Database, mail_settings: Settings, brevo: FakeBrevo, clients: Clients, sql: psycopg.Connection
+) -> None:
     set_clock(sql, phoenix(DAY, 14))
     campaign_id = approve(db, mail_settings, campaign(30))  # planned here; no executor runs in this test
     CampaignSender(db, mail_settings, clients, worker_id="w").plan(
-        campaign_id, [Address(email=f"customer{n:04d}@example.com") for n in range(30)])
-    [claimed] = db.call("claim_campaign_batches", worker="lost", lease_seconds=60, limit=5,
-                        time_zone="America/Phoenix", campaign_id=None)
+        campaign_id, [Address(email=f"customer{n:04d}@example.com") for n in range(30)]
+    )
+    [claimed] = db.call(
+        "claim_campaign_batches",
+        worker="lost",
+        lease_seconds=60,
+        limit=5,
+        time_zone="America/Phoenix",
+        campaign_id=None,
+    )
     assert claimed["batch_no"] == 1
     assert daily_job(db, mail_settings, clients) == []  # still leased to the lost worker
     advance_clock(sql, 61)
@@ -347,7 +405,11 @@ def test_a_lease_lost_before_any_request_is_sent_again(db: Database, mail_settin
 
 
 def test_402_closes_the_day_and_the_batch_waits_for_the_next(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
     sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
@@ -360,7 +422,8 @@ def test_402_closes_the_day_and_the_batch_waits_for_the_next(
     outlook = EmailQuota(db, mail_settings).outlook()
     assert outlook["today"]["used"] == 0 and outlook["today"]["closed_reason"] is not None
     assert outlook["today"]["remaining"] == 0 and outlook["scheduled"] == [
-        {"day": tomorrow.isoformat(), "batches": 1, "recipients": 100}]
+        {"day": tomorrow.isoformat(), "batches": 1, "recipients": 100}
+    ]
     assert daily_job(db, mail_settings, clients) == []
     set_clock(sql, phoenix(tomorrow, 9, 5))
     [outcome] = daily_job(db, mail_settings, clients)
@@ -368,25 +431,35 @@ def test_402_closes_the_day_and_the_batch_waits_for_the_next(
 
 
 def test_invalid_addresses_are_refused_per_recipient(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
     brevo.invalid = {"customer0007@example.com", "customer0031@example.com"}
     campaign_id = approve(db, mail_settings, campaign(40))
     executor.run_until_idle()
     assert recipient_states(sql, campaign_id) == {"sent": 38, "refused": 2}
-    refused = sql.execute("select email, error_code from campaign_recipients where status = 'refused' "
-                          "order by email").fetchall()
-    assert refused == [("customer0007@example.com", "invalid_parameter"),
-                       ("customer0031@example.com", "invalid_parameter")]
+    refused = sql.execute(
+        "select email, error_code from campaign_recipients where status = 'refused' order by email"
+    ).fetchall()
+    assert refused == [
+        ("customer0007@example.com", "invalid_parameter"),
+        ("customer0031@example.com", "invalid_parameter"),
+    ]
     assert batches(sql, campaign_id) == [(1, DAY, "sent", 40)]
     assert daily_use(sql) == {DAY: (38, 0, 38)}  # the refused two were given back
-    assert sorted(brevo.delivered) == sorted(f"customer{n:04d}@example.com" for n in range(40)
-                                             if n not in (7, 31))
+    assert sorted(brevo.delivered) == sorted(f"customer{n:04d}@example.com" for n in range(40) if n not in (7, 31))
 
 
 def test_a_400_that_blames_no_address_stops_the_batch_and_refuses_nobody(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
     sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
@@ -403,7 +476,11 @@ def test_a_400_that_blames_no_address_stops_the_batch_and_refuses_nobody(
 
 
 def test_a_refused_content_stops_every_later_batch_of_the_campaign(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
     sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
@@ -418,7 +495,11 @@ def test_a_refused_content_stops_every_later_batch_of_the_campaign(
 
 
 def test_a_batch_lease_renewed_before_each_request_outlasts_its_term(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, sql: psycopg.Connection,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
     brevo.invalid = {"customer0007@example.com", "customer0031@example.com"}  # the batch is split ~10 times
@@ -427,8 +508,16 @@ def test_a_batch_lease_renewed_before_each_request_outlasts_its_term(
     def slow_brevo(_: Recorded) -> None:  # 40 s per request, while another worker rescues lost leases
         advance_clock(sql, 40)
         rescued.extend(db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"])
-        rescued.extend(db.call("recover_campaign_batches", actor="rescue", limit=10, daily_limit=300, reserve=30,
-                               time_zone="America/Phoenix")["recovered"])
+        rescued.extend(
+            db.call(
+                "recover_campaign_batches",
+                actor="rescue",
+                limit=10,
+                daily_limit=300,
+                reserve=30,
+                time_zone="America/Phoenix",
+            )["recovered"]
+        )
 
     brevo.on_request = slow_brevo
     campaign_id = approve(db, mail_settings, campaign(40))
@@ -438,14 +527,17 @@ def test_a_batch_lease_renewed_before_each_request_outlasts_its_term(
     assert recipient_states(sql, campaign_id) == {"sent": 38, "refused": 2}
 
 
-def test_a_stale_batch_attempt_cannot_renew_its_lease(db: Database, mail_settings: Settings, clients: Clients,
-                                                      sql: psycopg.Connection) -> None:
+def test_a_stale_batch_attempt_cannot_renew_its_lease(
+    db: Database, mail_settings: Settings, clients: Clients, sql: psycopg.Connection
+) -> None:
     set_clock(sql, phoenix(DAY, 14))
     campaign_id = approve(db, mail_settings, campaign(30))
     CampaignSender(db, mail_settings, clients, worker_id="w").plan(
-        campaign_id, [Address(email=f"customer{n:04d}@example.com") for n in range(30)])
-    [claimed] = db.call("claim_campaign_batches", worker="w", lease_seconds=60, limit=5,
-                        time_zone="America/Phoenix", campaign_id=None)
+        campaign_id, [Address(email=f"customer{n:04d}@example.com") for n in range(30)]
+    )
+    [claimed] = db.call(
+        "claim_campaign_batches", worker="w", lease_seconds=60, limit=5, time_zone="America/Phoenix", campaign_id=None
+    )
     key = {"campaign_id": campaign_id, "batch_no": 1, "attempt_token": claimed["attempt_token"]}
     advance_clock(sql, 50)
     db.call("renew_campaign_batch_lease", **key, lease_seconds=60)
@@ -459,12 +551,17 @@ def test_a_stale_batch_attempt_cannot_renew_its_lease(db: Database, mail_setting
 
 
 def test_a_transient_failure_puts_the_batch_off_and_a_later_run_sends_it(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
     sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
-    brevo.script = [Reply(429, {"code": "too_many_requests", "message": "x"},
-                          headers={"x-sib-ratelimit-reset": "1800"})]
+    brevo.script = [
+        Reply(429, {"code": "too_many_requests", "message": "x"}, headers={"x-sib-ratelimit-reset": "1800"})
+    ]
     campaign_id = approve(db, mail_settings, campaign(20))
     executor.run_until_idle()
     assert action_status(sql, campaign_id) == "succeeded"
@@ -476,7 +573,11 @@ def test_a_transient_failure_puts_the_batch_off_and_a_later_run_sends_it(
 
 
 def test_dry_run_sends_nothing_and_records_what_would_have_gone(
-    db: Database, database_url: str, brevo: FakeBrevo, sql: psycopg.Connection, sleeps: list[float],
+    db: Database,
+    database_url: str,
+    brevo: FakeBrevo,
+    sql: psycopg.Connection,
+    sleeps: list[float],
 ) -> None:
     settings = make_settings(database_url=database_url, brevo_dry_run=True)
     set_clock(sql, phoenix(DAY, 14))
@@ -491,7 +592,8 @@ def test_dry_run_sends_nothing_and_records_what_would_have_gone(
 
 
 def test_a_campaign_list_must_be_clean_and_its_recipients_cannot_be_edited(
-    db: Database, mail_settings: Settings,
+    db: Database,
+    mail_settings: Settings,
 ) -> None:
     queue = ApprovalQueue(db, mail_settings)
     twice = campaign(3)
@@ -505,15 +607,24 @@ def test_a_campaign_list_must_be_clean_and_its_recipients_cannot_be_edited(
         queue.submit(short, actor="t")
     submitted = queue.submit(campaign(60), actor="t")
     with pytest.raises(InvalidInput, match="does not allow editing recipients"):
-        queue.decide(submitted.id, DecisionRequest(decision="modify", modifications={"recipients": []}),
-                     actor="o", channel="link")
-    edited = queue.decide(submitted.id, DecisionRequest(decision="modify", modifications={"subject": "New"}),
-                          actor="o", channel="link")
+        queue.decide(
+            submitted.id,
+            DecisionRequest(decision="modify", modifications={"recipients": []}),
+            actor="o",
+            channel="link",
+        )
+    edited = queue.decide(
+        submitted.id, DecisionRequest(decision="modify", modifications={"subject": "New"}), actor="o", channel="link"
+    )
     assert edited.requested_action["subject"] == "New"
 
 
 def test_a_batch_brevo_may_have_taken_is_unknown_and_never_resent(
-    db: Database, mail_settings: Settings, brevo: FakeBrevo, executor: Executor, clients: Clients,
+    db: Database,
+    mail_settings: Settings,
+    brevo: FakeBrevo,
+    executor: Executor,
+    clients: Clients,
     sql: psycopg.Connection,
 ) -> None:
     set_clock(sql, phoenix(DAY, 14))
@@ -528,7 +639,11 @@ def test_a_batch_brevo_may_have_taken_is_unknown_and_never_resent(
 
 
 def test_the_cli_sends_what_is_due_and_the_schedule_has_the_job(
-    db: Database, database_url: str, sql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    db: Database,
+    database_url: str,
+    sql: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from app.cli import main
@@ -537,15 +652,25 @@ def test_the_cli_sends_what_is_due_and_the_schedule_has_the_job(
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
-    for name, value in {"DATABASE_URL": database_url, "OPS_API_TOKEN": "cli-test-token-0123456789",
-                        "APPROVAL_LINK_SECRET": "cli-test-link-secret-0123", "BREVO_DRY_RUN": "true"}.items():
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "OPS_API_TOKEN": "cli-test-token-0123456789",
+        "APPROVAL_LINK_SECRET": "cli-test-link-secret-0123",
+        "BREVO_DRY_RUN": "true",
+    }.items():
         monkeypatch.setenv(name, value)
     settings = make_settings(database_url=database_url, brevo_dry_run=True)
     set_clock(sql, phoenix(DAY, 14))
     campaign_id = approve(db, settings, campaign(280))
-    db.call("plan_email_campaign", campaign_id=campaign_id,
-            recipients=[{"email": f"customer{n:04d}@example.com"} for n in range(280)], batch_size=300,
-            daily_limit=300, reserve=30, time_zone="America/Phoenix")
+    db.call(
+        "plan_email_campaign",
+        campaign_id=campaign_id,
+        recipients=[{"email": f"customer{n:04d}@example.com"} for n in range(280)],
+        batch_size=300,
+        daily_limit=300,
+        reserve=30,
+        time_zone="America/Phoenix",
+    )
     with pytest.raises(SystemExit) as exited:
         main(["brevo", "send-due"])
     assert exited.value.code == 0

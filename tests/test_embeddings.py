@@ -38,10 +38,13 @@ MakeVoyage = Callable[..., VoyageEmbedder]
 def vectors_for(request: Recorded, dimension: int, *, reverse: bool = True) -> Reply:
     """Vectors that encode each text's length, listed in reverse with their index (as the API may)."""
     texts = request.json()["input"]
-    data = [{"object": "embedding", "index": index, "embedding": [float(len(text))] + [0.0] * (dimension - 1)}
-            for index, text in enumerate(texts)]
-    return Reply(200, {"object": "list", "data": data[::-1] if reverse else data, "model": "m",
-                       "usage": {"total_tokens": 3}})
+    data = [
+        {"object": "embedding", "index": index, "embedding": [float(len(text))] + [0.0] * (dimension - 1)}
+        for index, text in enumerate(texts)
+    ]
+    return Reply(
+        200, {"object": "list", "data": data[::-1] if reverse else data, "model": "m", "usage": {"total_tokens": 3}}
+    )
 
 
 @pytest.fixture
@@ -61,12 +64,24 @@ def opened() -> Iterator[list[Any]]:
 
 @pytest.fixture
 def voyage(server: FakeServer, opened: list[Any]) -> MakeVoyage:
-    def make(*, dimension: int = 4, batch_size: int = 64, sleeps: list[float] | None = None,
-             breaker: CircuitBreaker | None = None, query_timeout: float = 5.0) -> VoyageEmbedder:
-        client = VoyageEmbedder(EmbeddingSpec("voyage", "voyage-3.5", dimension), api_key=KEY,
-                                base_url=f"{server.url}/v1", batch_size=batch_size, max_chars=50,
-                                sleep=(sleeps if sleeps is not None else []).append, breaker=breaker,
-                                query_timeout=query_timeout)
+    def make(
+        *,
+        dimension: int = 4,
+        batch_size: int = 64,
+        sleeps: list[float] | None = None,
+        breaker: CircuitBreaker | None = None,
+        query_timeout: float = 5.0,
+    ) -> VoyageEmbedder:
+        client = VoyageEmbedder(
+            EmbeddingSpec("voyage", "voyage-3.5", dimension),
+            api_key=KEY,
+            base_url=f"{server.url}/v1",
+            batch_size=batch_size,
+            max_chars=50,
+            sleep=(sleeps if sleeps is not None else []).append,
+            breaker=breaker,
+            query_timeout=query_timeout,
+        )
         opened.append(client)
         return client
 
@@ -74,7 +89,9 @@ def voyage(server: FakeServer, opened: list[Any]) -> MakeVoyage:
 
 
 HTTP_PROVIDERS: dict[str, tuple[type[VoyageEmbedder] | type[OpenAIEmbedder], str]] = {
-    "voyage": (VoyageEmbedder, "voyage-3.5"), "openai": (OpenAIEmbedder, "text-embedding-3-small")}
+    "voyage": (VoyageEmbedder, "voyage-3.5"),
+    "openai": (OpenAIEmbedder, "text-embedding-3-small"),
+}
 MakeEmbedder = Callable[..., VoyageEmbedder | OpenAIEmbedder]
 
 
@@ -84,11 +101,23 @@ def embedder(request: pytest.FixtureRequest, server: FakeServer, opened: list[An
     provider: Provider = request.param
     kind, model = HTTP_PROVIDERS[provider]
 
-    def make(*, dimension: int = 4, batch_size: int = 64, max_chars: int = 50, sleeps: list[float] | None = None,
-             breaker: CircuitBreaker | None = None) -> VoyageEmbedder | OpenAIEmbedder:
-        client = kind(EmbeddingSpec(provider, model, dimension), api_key=KEY, base_url=f"{server.url}/v1",
-                      batch_size=batch_size, max_chars=max_chars,
-                      sleep=(sleeps if sleeps is not None else []).append, breaker=breaker)
+    def make(
+        *,
+        dimension: int = 4,
+        batch_size: int = 64,
+        max_chars: int = 50,
+        sleeps: list[float] | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> VoyageEmbedder | OpenAIEmbedder:
+        client = kind(
+            EmbeddingSpec(provider, model, dimension),
+            api_key=KEY,
+            base_url=f"{server.url}/v1",
+            batch_size=batch_size,
+            max_chars=max_chars,
+            sleep=(sleeps if sleeps is not None else []).append,
+            breaker=breaker,
+        )
         opened.append(client)
         return client
 
@@ -98,11 +127,11 @@ def embedder(request: pytest.FixtureRequest, server: FakeServer, opened: list[An
 # --- choosing ------------------------------------------------------------------------------------
 def test_the_spec_comes_from_the_settings_alone() -> None:
     assert embedding_spec(make_settings(embeddings_provider="none")) is None
-    assert embedding_spec(make_settings(embeddings_provider="local")) == EmbeddingSpec(
-        "local", "all-MiniLM-L6-v2", 384)
+    assert embedding_spec(make_settings(embeddings_provider="local")) == EmbeddingSpec("local", "all-MiniLM-L6-v2", 384)
     assert embedding_spec(make_settings(embeddings_provider="voyage", voyage_api_key=KEY)).name == "voyage/voyage-3.5"
-    spec = embedding_spec(make_settings(embeddings_provider="openai", openai_api_key="sk-test-0123456789",
-                                        embeddings_dimension=512))
+    spec = embedding_spec(
+        make_settings(embeddings_provider="openai", openai_api_key="sk-test-0123456789", embeddings_dimension=512)
+    )
     assert spec == EmbeddingSpec("openai", "text-embedding-3-small", 512)
     with pytest.raises(ConfigError, match="one model"):
         embedding_spec(make_settings(embeddings_provider="local", embeddings_dimension=768))
@@ -141,17 +170,25 @@ def test_voyage_request_shape(server: FakeServer, voyage: MakeVoyage) -> None:
     first = server.requests[0]
     assert (first.method, first.path) == ("POST", "/v1/embeddings")
     assert first.headers["authorization"] == f"Bearer {KEY}"
-    assert first.json() == {"input": ["a", "bb"], "model": "voyage-3.5", "input_type": "document",
-                            "output_dimension": 4, "truncation": True}
+    assert first.json() == {
+        "input": ["a", "bb"],
+        "model": "voyage-3.5",
+        "input_type": "document",
+        "output_dimension": 4,
+        "truncation": True,
+    }
     client.embed_query("where is my parcel")
     assert server.requests[-1].json()["input_type"] == "query"
 
 
-
 def test_openai_request_shape(server: FakeServer, opened: list[Any]) -> None:
     server.responder = lambda request: vectors_for(request, 3, reverse=False)
-    settings = make_settings(embeddings_provider="openai", openai_api_key="sk-test-0123456789",
-                             openai_base_url=f"{server.url}/v1", embeddings_dimension=3)
+    settings = make_settings(
+        embeddings_provider="openai",
+        openai_api_key="sk-test-0123456789",
+        openai_base_url=f"{server.url}/v1",
+        embeddings_dimension=3,
+    )
     client = make_embedder(settings)
     opened.append(client)
     assert isinstance(client, OpenAIEmbedder)
@@ -159,8 +196,12 @@ def test_openai_request_shape(server: FakeServer, opened: list[Any]) -> None:
     request = server.requests[0]
     assert request.path == "/v1/embeddings"
     assert request.headers["authorization"] == "Bearer sk-test-0123456789"
-    assert request.json() == {"input": ["hello"], "model": "text-embedding-3-small", "dimensions": 3,
-                              "encoding_format": "float"}
+    assert request.json() == {
+        "input": ["hello"],
+        "model": "text-embedding-3-small",
+        "dimensions": 3,
+        "encoding_format": "float",
+    }
 
 
 def test_batches_keep_their_order_and_clip_long_texts(server: FakeServer, embedder: MakeEmbedder) -> None:
@@ -190,7 +231,6 @@ def test_retries_5xx_and_429_and_honours_retry_after(server: FakeServer, embedde
     assert len(server.requests) == 3 and len(sleeps) == 2 and sleeps[1] == 2.0
 
 
-
 def test_a_search_query_gets_one_short_try(server: FakeServer, voyage: MakeVoyage) -> None:
     server.responder = lambda request: Reply(503, {"detail": "busy"})
     sleeps: list[float] = []
@@ -213,7 +253,6 @@ def test_refusals_are_not_retried(server: FakeServer, embedder: MakeEmbedder) ->
     assert len(server.requests) == 2
 
 
-
 def test_a_wrong_dimension_or_count_is_an_error_not_a_vector(server: FakeServer, embedder: MakeEmbedder) -> None:
     server.responder = lambda request: vectors_for(request, 5)
     with pytest.raises(PermanentError, match="dimensions"):
@@ -224,7 +263,6 @@ def test_a_wrong_dimension_or_count_is_an_error_not_a_vector(server: FakeServer,
     server.responder = lambda request: Reply(200, b"<html>proxy error</html>")
     with pytest.raises(PermanentError, match="not an embeddings list"):
         embedder().embed_documents(["a"])
-
 
 
 def test_the_breaker_opens_after_repeated_failures(server: FakeServer, embedder: MakeEmbedder) -> None:
@@ -238,13 +276,11 @@ def test_the_breaker_opens_after_repeated_failures(server: FakeServer, embedder:
     assert len(server.requests) == 3
 
 
-
 def test_the_api_key_never_appears_in_errors(server: FakeServer, embedder: MakeEmbedder) -> None:
     server.responder = lambda request: Reply(422, {"detail": "input too long"})
     with pytest.raises(PermanentError) as raised:
         embedder().embed_documents(["hi"])
     assert KEY not in str(raised.value) and KEY not in json.dumps(raised.value.details)
-
 
 
 # --- the local model -----------------------------------------------------------------------------
@@ -257,9 +293,12 @@ def local() -> Any:
 
 
 def test_the_local_model_embeds_offline_in_384_normalised_dimensions(local: Any) -> None:
-    shipping, refund = local.embed_documents([
-        "Orders ship within two business days and arrive in three to five.",
-        "Refunds are issued within 14 days of the return."])
+    shipping, refund = local.embed_documents(
+        [
+            "Orders ship within two business days and arrive in three to five.",
+            "Refunds are issued within 14 days of the return.",
+        ]
+    )
     query = local.embed_query("how long does delivery take")
     assert len(query) == LOCAL_DIMENSION == len(shipping)
     assert math.isclose(math.fsum(value * value for value in query), 1.0, rel_tol=1e-4)

@@ -46,8 +46,9 @@ def note_action(body: str = "hello") -> ActionRequest:
 
 
 def webhook_action(n: int = 0) -> ActionRequest:
-    return ActionRequest(agent="ops", kind="webhook.post", summary=f"event {n}",
-                         payload={"event": "deal.won", "data": {"n": n}})
+    return ActionRequest(
+        agent="ops", kind="webhook.post", summary=f"event {n}", payload={"event": "deal.won", "data": {"n": n}}
+    )
 
 
 def status_of(sql: psycopg.Connection, action_id: UUID) -> str:
@@ -55,8 +56,9 @@ def status_of(sql: psycopg.Connection, action_id: UUID) -> str:
 
 
 def events(sql: psycopg.Connection, action_id: UUID) -> list[tuple[str, str, str]]:
-    return sql.execute("select event, to_status, actor from audit_log where action_id = %s order by id",
-                       (action_id,)).fetchall()
+    return sql.execute(
+        "select event, to_status, actor from audit_log where action_id = %s order by id", (action_id,)
+    ).fetchall()
 
 
 @pytest.fixture
@@ -73,8 +75,9 @@ def executor_for(sleeps: list[float]) -> Iterator[ExecutorFactory]:
     made: list[Executor] = []
 
     def make(db: Database, settings: Settings, worker: str = "w1") -> Executor:
-        executor = Executor(db, settings, worker_id=worker, clients=Clients(settings, sleep=sleeps.append),
-                            rng=lambda: 1.0)
+        executor = Executor(
+            db, settings, worker_id=worker, clients=Clients(settings, sleep=sleeps.append), rng=lambda: 1.0
+        )
         made.append(executor)
         return executor
 
@@ -91,12 +94,12 @@ def webhook() -> Iterator[FakeServer]:
 
 @pytest.fixture
 def hook_settings(database_url: str, webhook: FakeServer) -> Settings:
-    return make_settings(database_url=database_url, webhook_post_url=f"{webhook.url}/hook",
-                         executor_max_attempts=3)
+    return make_settings(database_url=database_url, webhook_post_url=f"{webhook.url}/hook", executor_max_attempts=3)
 
 
-def test_note_record_runs_once(db: Database, settings: Settings, sql: psycopg.Connection,
-                               executor_for: ExecutorFactory, sleeps: list[float]) -> None:
+def test_note_record_runs_once(
+    db: Database, settings: Settings, sql: psycopg.Connection, executor_for: ExecutorFactory, sleeps: list[float]
+) -> None:
     action = ApprovalQueue(db, settings).submit(note_action(), actor="t")
     assert executor_for(db, settings).run_until_idle() == 1
     assert status_of(sql, action.id) == "succeeded"
@@ -105,18 +108,24 @@ def test_note_record_runs_once(db: Database, settings: Settings, sql: psycopg.Co
     assert executor_for(db, settings).run_until_idle() == 0
 
 
-def test_pending_actions_do_not_run(db: Database, settings: Settings, sql: psycopg.Connection,
-                                    executor_for: ExecutorFactory, sleeps: list[float]) -> None:
-    request = ActionRequest(agent="ops", kind="note.record", summary="note", payload={"body": "x"},
-                            impact=Impact(recipients=100))
+def test_pending_actions_do_not_run(
+    db: Database, settings: Settings, sql: psycopg.Connection, executor_for: ExecutorFactory, sleeps: list[float]
+) -> None:
+    request = ActionRequest(
+        agent="ops", kind="note.record", summary="note", payload={"body": "x"}, impact=Impact(recipients=100)
+    )
     action = ApprovalQueue(db, settings).submit(request, actor="t")
     assert executor_for(db, settings).run_until_idle() == 0
     assert status_of(sql, action.id) == "pending"
 
 
 def test_webhook_carries_an_idempotency_key_derived_from_the_action(
-    db: Database, hook_settings: Settings, webhook: FakeServer, sql: psycopg.Connection,
-    executor_for: ExecutorFactory, sleeps: list[float],
+    db: Database,
+    hook_settings: Settings,
+    webhook: FakeServer,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
 ) -> None:
     action = ApprovalQueue(db, hook_settings).submit(webhook_action(7), actor="t")
     executor_for(db, hook_settings).run_until_idle()
@@ -128,8 +137,12 @@ def test_webhook_carries_an_idempotency_key_derived_from_the_action(
 
 
 def test_500_then_success_retries_in_process_with_the_same_key(
-    db: Database, hook_settings: Settings, webhook: FakeServer, sql: psycopg.Connection,
-    executor_for: ExecutorFactory, sleeps: list[float],
+    db: Database,
+    hook_settings: Settings,
+    webhook: FakeServer,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
 ) -> None:
     answers = iter([Reply(500), Reply(200, {"ok": True})])
     webhook.responder = lambda _: next(answers)
@@ -141,8 +154,12 @@ def test_500_then_success_retries_in_process_with_the_same_key(
 
 
 def test_429_waits_for_retry_after_without_using_an_attempt(
-    db: Database, hook_settings: Settings, webhook: FakeServer, sql: psycopg.Connection,
-    executor_for: ExecutorFactory, sleeps: list[float],
+    db: Database,
+    hook_settings: Settings,
+    webhook: FakeServer,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
 ) -> None:
     answers = iter([Reply(429, headers={"Retry-After": "120"}), Reply(200)])
     webhook.responder = lambda _: next(answers)
@@ -162,8 +179,12 @@ def test_429_waits_for_retry_after_without_using_an_attempt(
 
 
 def test_persistent_5xx_backs_off_then_fails_after_max_attempts(
-    db: Database, hook_settings: Settings, webhook: FakeServer, sql: psycopg.Connection,
-    executor_for: ExecutorFactory, sleeps: list[float],
+    db: Database,
+    hook_settings: Settings,
+    webhook: FakeServer,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
 ) -> None:
     webhook.responder = lambda _: Reply(503)
     action = ApprovalQueue(db, hook_settings).submit(webhook_action(), actor="t")
@@ -181,16 +202,23 @@ def test_persistent_5xx_backs_off_then_fails_after_max_attempts(
     assert "circuit open" in row[2]
 
 
-def test_4xx_fails_at_once(db: Database, hook_settings: Settings, webhook: FakeServer,
-                           sql: psycopg.Connection, executor_for: ExecutorFactory, sleeps: list[float]) -> None:
+def test_4xx_fails_at_once(
+    db: Database,
+    hook_settings: Settings,
+    webhook: FakeServer,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
+) -> None:
     webhook.responder = lambda _: Reply(400, {"error": "bad event"})
     action = ApprovalQueue(db, hook_settings).submit(webhook_action(), actor="t")
     executor_for(db, hook_settings).run_until_idle()
     assert status_of(sql, action.id) == "failed" and len(webhook.requests) == 1
 
 
-def test_missing_webhook_url_fails_before_dispatch(db: Database, settings: Settings, sql: psycopg.Connection,
-                                                   executor_for: ExecutorFactory, sleeps: list[float]) -> None:
+def test_missing_webhook_url_fails_before_dispatch(
+    db: Database, settings: Settings, sql: psycopg.Connection, executor_for: ExecutorFactory, sleeps: list[float]
+) -> None:
     action = ApprovalQueue(db, settings).submit(webhook_action(), actor="t")
     executor_for(db, settings).run_until_idle()
     row = sql.execute("select status, dispatched_at, last_error from actions where id = %s", (action.id,)).fetchone()
@@ -202,27 +230,50 @@ def claim(db: Database, worker: str, lease: float = 60) -> dict[str, Any]:
     return claimed
 
 
-def test_a_late_finish_cannot_overwrite_a_newer_attempt(db: Database, settings: Settings,
-                                                        sql: psycopg.Connection) -> None:
+def test_a_late_finish_cannot_overwrite_a_newer_attempt(
+    db: Database, settings: Settings, sql: psycopg.Connection
+) -> None:
     action = ApprovalQueue(db, settings).submit(note_action(), actor="t")
     first = claim(db, "slow-worker")
     advance_clock(sql, 61)
     assert db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"] == [
-        {"id": str(action.id), "status": "approved"}]
+        {"id": str(action.id), "status": "approved"}
+    ]
     second = claim(db, "fast-worker")
-    db.call("finish_action", id=action.id, attempt_token=second["attempt_token"], outcome="succeeded",
-            result={"by": "fast"}, error=None, retry_in_seconds=None, count_attempt=True)
+    db.call(
+        "finish_action",
+        id=action.id,
+        attempt_token=second["attempt_token"],
+        outcome="succeeded",
+        result={"by": "fast"},
+        error=None,
+        retry_in_seconds=None,
+        count_attempt=True,
+    )
     with pytest.raises(StaleAttempt):
-        db.call("finish_action", id=action.id, attempt_token=first["attempt_token"], outcome="failed",
-                result=None, error="late", retry_in_seconds=None, count_attempt=True)
+        db.call(
+            "finish_action",
+            id=action.id,
+            attempt_token=first["attempt_token"],
+            outcome="failed",
+            result=None,
+            error="late",
+            retry_in_seconds=None,
+            count_attempt=True,
+        )
     with pytest.raises(StaleAttempt):
         db.call("mark_dispatched", id=action.id, attempt_token=first["attempt_token"])
     assert sql.execute("select status, result from actions where id = %s", (action.id,)).fetchone() == (
-        "succeeded", {"by": "fast"})
+        "succeeded",
+        {"by": "fast"},
+    )
 
 
 def test_a_renewed_lease_is_not_rescued_and_a_stale_attempt_cannot_renew(
-    db: Database, database_url: str, sql: psycopg.Connection, executor_for: ExecutorFactory,
+    db: Database,
+    database_url: str,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
 ) -> None:
     settings = make_settings(database_url=database_url, executor_lease_seconds=60)
     rescued: list[Any] = []
@@ -234,8 +285,9 @@ def test_a_renewed_lease_is_not_rescued_and_a_stale_attempt_cannot_renew(
             rescued.extend(db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"])
         return {"done": True}
 
-    kinds = {"note.record": ActionKind(name="note.record", description="slow", payload_model=NoteRecordPayload,
-                                       handler=slow)}
+    kinds = {
+        "note.record": ActionKind(name="note.record", description="slow", payload_model=NoteRecordPayload, handler=slow)
+    }
     action = ApprovalQueue(db, settings).submit(note_action(), actor="t")
     executor = Executor(db, settings, kinds=kinds, worker_id="w1", clients=Clients(settings))
     try:
@@ -248,14 +300,16 @@ def test_a_renewed_lease_is_not_rescued_and_a_stale_attempt_cannot_renew(
     stalled = claim(db, "stalled")
     advance_clock(sql, 61)
     assert db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"] == [
-        {"id": str(other.id), "status": "approved"}]
+        {"id": str(other.id), "status": "approved"}
+    ]
     with pytest.raises(StaleAttempt):
         db.call("renew_action_lease", id=other.id, attempt_token=stalled["attempt_token"], lease_seconds=60)
     assert status_of(sql, other.id) == "approved"
 
 
-def test_a_rescue_racing_a_completion_leaves_it_completed(db: Database, settings: Settings,
-                                                          database_url: str, sql: psycopg.Connection) -> None:
+def test_a_rescue_racing_a_completion_leaves_it_completed(
+    db: Database, settings: Settings, database_url: str, sql: psycopg.Connection
+) -> None:
     action = ApprovalQueue(db, settings).submit(note_action(), actor="t")
     claimed = claim(db, "w1")
     advance_clock(sql, 61)  # the lease has run out, but the worker is finishing right now
@@ -263,7 +317,8 @@ def test_a_rescue_racing_a_completion_leaves_it_completed(db: Database, settings
         finishing.execute(
             "select finish_action(p_id => %s, p_attempt_token => %s, p_outcome => 'succeeded', "
             "p_result => '{}'::jsonb, p_error => null, p_retry_in_seconds => null, p_count_attempt => true)",
-            (action.id, claimed["attempt_token"]))
+            (action.id, claimed["attempt_token"]),
+        )
         # the completion holds the row lock, uncommitted; the rescue runs concurrently
         assert db.call("recover_expired_leases", actor="rescue", limit=10)["recovered"] == []
         finishing.commit()
@@ -276,8 +331,14 @@ def spawn_worker(database_url: str, worker: str, webhook_url: str | None = None)
     args = [sys.executable, "-m", "tests.worker_process", database_url, worker]
     if webhook_url:
         args.append(webhook_url)
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_four_worker_processes_run_two_hundred_actions_exactly_once(
@@ -293,19 +354,28 @@ def test_four_worker_processes_run_two_hundred_actions_exactly_once(
     assert len(webhook.requests) == 200 and set(keys.values()) == {1}
     assert {r.json()["action_id"] for r in webhook.requests} == ids
     assert sql.execute("select status, count(*) from actions group by status").fetchall() == [("succeeded", 200)]
-    claims = sql.execute("select count(*), count(distinct action_id), count(distinct actor) from audit_log "
-                         "where event = 'claimed'").fetchone()
+    claims = sql.execute(
+        "select count(*), count(distinct action_id), count(distinct actor) from audit_log where event = 'claimed'"
+    ).fetchone()
     assert claims[0] == claims[1] == 200 and claims[2] >= 2  # the work was shared
 
 
 def blocked_on_lock(sql: psycopg.Connection) -> bool:
-    return sql.execute("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
-                       "and datname = current_database()").fetchone()[0] > 0
+    return (
+        sql.execute(
+            "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()"
+        ).fetchone()[0]
+        > 0
+    )
 
 
 def test_sigkill_before_any_outside_call_is_recovered_and_run_once(
-    db: Database, settings: Settings, database_url: str, sql: psycopg.Connection,
-    executor_for: ExecutorFactory, sleeps: list[float],
+    db: Database,
+    settings: Settings,
+    database_url: str,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
 ) -> None:
     action = ApprovalQueue(db, settings).submit(note_action("after the crash"), actor="t")
     with psycopg.connect(database_url) as holder:
@@ -327,8 +397,13 @@ def test_sigkill_before_any_outside_call_is_recovered_and_run_once(
 
 
 def test_sigkill_after_the_outside_call_started_leaves_it_unknown(
-    db: Database, hook_settings: Settings, webhook: FakeServer, database_url: str, sql: psycopg.Connection,
-    executor_for: ExecutorFactory, sleeps: list[float],
+    db: Database,
+    hook_settings: Settings,
+    webhook: FakeServer,
+    database_url: str,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
 ) -> None:
     def hold(_: Recorded) -> Reply:
         webhook.release.wait()
@@ -344,14 +419,17 @@ def test_sigkill_after_the_outside_call_started_leaves_it_unknown(
     executor_for(db, hook_settings, worker="survivor").run_until_idle()
     assert status_of(sql, action.id) == "unknown"
     assert len(webhook.requests) == 1  # never re-sent blindly
-    ApprovalQueue(db, hook_settings).settle(action.id, "succeeded", actor="ann",
-                                            reason="the receiver logged event 0")
+    ApprovalQueue(db, hook_settings).settle(action.id, "succeeded", actor="ann", reason="the receiver logged event 0")
     assert status_of(sql, action.id) == "succeeded"
 
 
 def test_sigstop_past_the_lease_cannot_record_after_sigcont(
-    db: Database, settings: Settings, database_url: str, sql: psycopg.Connection,
-    executor_for: ExecutorFactory, sleeps: list[float],
+    db: Database,
+    settings: Settings,
+    database_url: str,
+    sql: psycopg.Connection,
+    executor_for: ExecutorFactory,
+    sleeps: list[float],
 ) -> None:
     action = ApprovalQueue(db, settings).submit(note_action(), actor="t")
     with psycopg.connect(database_url) as holder:
@@ -374,8 +452,9 @@ def test_sigstop_past_the_lease_cannot_record_after_sigcont(
     assert status_of(sql, action.id) == "succeeded"
 
 
-def test_worker_thread_survives_a_database_hiccup(db: Database, settings: Settings,
-                                                  executor_for: ExecutorFactory, sleeps: list[float]) -> None:
+def test_worker_thread_survives_a_database_hiccup(
+    db: Database, settings: Settings, executor_for: ExecutorFactory, sleeps: list[float]
+) -> None:
     executor = executor_for(db, settings)
     calls: list[str] = []
     original = executor.run_once

@@ -52,13 +52,22 @@ def buffer() -> Iterator[FakeBuffer]:
 
 
 def gql(fake: FakeBuffer, query: str, token: str = API_KEY, timeout: float = 5, **variables: Any) -> httpx.Response:
-    return HTTP.post(fake.api_url, json={"query": query, "variables": variables},
-                      headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+    return HTTP.post(
+        fake.api_url,
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=timeout,
+    )
 
 
 def create(fake: FakeBuffer, timeout: float = 5, **fields: Any) -> httpx.Response:
-    payload = {"channelId": fake.channel("twitter").id, "text": "Hello", "schedulingType": "automatic",
-               "mode": "addToQueue", **fields}
+    payload = {
+        "channelId": fake.channel("twitter").id,
+        "text": "Hello",
+        "schedulingType": "automatic",
+        "mode": "addToQueue",
+        **fields,
+    }
     return gql(fake, CREATE, timeout=timeout, input=payload)
 
 
@@ -66,19 +75,26 @@ def create(fake: FakeBuffer, timeout: float = 5, **fields: Any) -> httpx.Respons
 def test_buffer_answers_only_the_selected_fields_and_refuses_unknown_ones(buffer: FakeBuffer) -> None:
     orgs = gql(buffer, "query { account { organizations { id name } } }")
     assert orgs.json() == {"data": {"account": {"organizations": [{"id": ORG_ID, "name": "My Organization"}]}}}
-    channels = gql(buffer, """query Channels($org: OrganizationId!) { channels(input: {organizationId: $org}) {
-        id service isLocked metadata { ... on MastodonMetadata { maxCharacters } } } }""", org=ORG_ID).json()
+    channels = gql(
+        buffer,
+        """query Channels($org: OrganizationId!) { channels(input: {organizationId: $org}) {
+        id service isLocked metadata { ... on MastodonMetadata { maxCharacters } } } }""",
+        org=ORG_ID,
+    ).json()
     assert [c["service"] for c in channels["data"]["channels"]] == ["twitter", "linkedin", "mastodon", "bluesky"]
     assert channels["data"]["channels"][2]["metadata"] == {"maxCharacters": 500}
     assert set(channels["data"]["channels"][0]) == {"id", "service", "isLocked", "metadata"}
     inline = gql(buffer, f'query {{ channels(input: {{ organizationId: "{ORG_ID}" }}) {{ name }} }}')
     assert len(inline.json()["data"]["channels"]) == 4  # literal arguments, as Buffer's guides write them
-    for query, message in [("query { account { nickname } }", "Cannot query field 'nickname' on type 'Account'."),
-                           ("mutation($i: CreatePostInput!) { createPost(input: $i) { message } }",
-                            "Cannot query field 'message' on type 'PostActionPayload'. Did you mean to use an "
-                            "inline fragment on 'MutationError'"),
-                           ("query { account }", "Field 'account' of type 'Account!' must have a selection of "
-                                                 "subfields.")]:
+    for query, message in [
+        ("query { account { nickname } }", "Cannot query field 'nickname' on type 'Account'."),
+        (
+            "mutation($i: CreatePostInput!) { createPost(input: $i) { message } }",
+            "Cannot query field 'message' on type 'PostActionPayload'. Did you mean to use an "
+            "inline fragment on 'MutationError'",
+        ),
+        ("query { account }", "Field 'account' of type 'Account!' must have a selection of subfields."),
+    ]:
         refused = gql(buffer, query)
         assert refused.status_code == 400
         [error] = refused.json()["errors"]
@@ -95,33 +111,58 @@ def test_buffer_creates_posts_as_each_mode_does(buffer: FakeBuffer) -> None:
     queued = create(buffer).json()["data"]["createPost"]
     assert queued["__typename"] == "PostActionSuccess"
     assert queued["post"] | {"id": "x"} == {
-        "id": "x", "text": "Hello", "status": "scheduled", "shareMode": "addToQueue", "assets": [],
-        "dueAt": "2026-12-02T17:00:00.000Z", "createdAt": "2026-12-02T16:00:00.000Z",
-        "channelId": buffer.channel("twitter").id}
-    at = create(buffer, mode="customScheduled", dueAt="2026-12-03T09:00:00-07:00",
-                assets=[{"image": {"url": "https://cdn.example.com/a.png"}}]).json()["data"]["createPost"]["post"]
-    assert (at["dueAt"], at["assets"]) == ("2026-12-03T16:00:00.000Z", [{"type": "image",
-                                                                         "source": "https://cdn.example.com/a.png"}])
+        "id": "x",
+        "text": "Hello",
+        "status": "scheduled",
+        "shareMode": "addToQueue",
+        "assets": [],
+        "dueAt": "2026-12-02T17:00:00.000Z",
+        "createdAt": "2026-12-02T16:00:00.000Z",
+        "channelId": buffer.channel("twitter").id,
+    }
+    at = create(
+        buffer,
+        mode="customScheduled",
+        dueAt="2026-12-03T09:00:00-07:00",
+        assets=[{"image": {"url": "https://cdn.example.com/a.png"}}],
+    ).json()["data"]["createPost"]["post"]
+    assert (at["dueAt"], at["assets"]) == (
+        "2026-12-03T16:00:00.000Z",
+        [{"type": "image", "source": "https://cdn.example.com/a.png"}],
+    )
     assert create(buffer, mode="shareNow").json()["data"]["createPost"]["post"]["status"] == "sending"
     assert create(buffer, saveToDraft=True).json()["data"]["createPost"]["post"]["status"] == "draft"
     mastodon = buffer.channel("mastodon").id
-    literal = gql(buffer, 'mutation { createPost(input: { text: "Hello from the Buffer API!", channelId: "MASTODON", '
-                          "schedulingType: automatic, mode: addToQueue }) { ... on PostActionSuccess { post { id text "
-                          "dueAt } } ... on MutationError { message } } }".replace("MASTODON", mastodon))
+    literal = gql(
+        buffer,
+        'mutation { createPost(input: { text: "Hello from the Buffer API!", channelId: "MASTODON", '
+        "schedulingType: automatic, mode: addToQueue }) { ... on PostActionSuccess { post { id text "
+        "dueAt } } ... on MutationError { message } } }".replace("MASTODON", mastodon),
+    )
     assert literal.json()["data"]["createPost"]["post"]["dueAt"] == "2026-12-02T17:00:00.000Z"  # Buffer's own example
     assert len(buffer.created_posts()) == 5 and len(buffer.calls("createPost")) == 5
 
 
-@pytest.mark.parametrize(("fields", "typename", "message"), [
-    ({"text": "  "}, "InvalidInputError", "Text is required"),
-    ({"channelId": "0" * 24}, "NotFoundError", "Channel not found"),
-    ({"mode": "customScheduled"}, "InvalidInputError", "dueAt is required when mode is customScheduled"),
-    ({"assets": [{"image": {"url": "https://cdn.example.com/a.png"}}], "channelId": "linkedin",
-      "metadata": {"linkedin": {"linkAttachment": {"url": "https://example.com"}}}}, "InvalidInputError",
-     "metadata linkAttachment cannot be combined with assets"),
-])
-def test_buffer_refuses_bad_posts_with_typed_errors_at_http_200(buffer: FakeBuffer, fields: dict[str, Any],
-                                                                typename: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "typename", "message"),
+    [
+        ({"text": "  "}, "InvalidInputError", "Text is required"),
+        ({"channelId": "0" * 24}, "NotFoundError", "Channel not found"),
+        ({"mode": "customScheduled"}, "InvalidInputError", "dueAt is required when mode is customScheduled"),
+        (
+            {
+                "assets": [{"image": {"url": "https://cdn.example.com/a.png"}}],
+                "channelId": "linkedin",
+                "metadata": {"linkedin": {"linkAttachment": {"url": "https://example.com"}}},
+            },
+            "InvalidInputError",
+            "metadata linkAttachment cannot be combined with assets",
+        ),
+    ],
+)
+def test_buffer_refuses_bad_posts_with_typed_errors_at_http_200(
+    buffer: FakeBuffer, fields: dict[str, Any], typename: str, message: str
+) -> None:
     if fields.get("channelId") == "linkedin":
         fields["channelId"] = buffer.channel("linkedin").id
     answer = create(buffer, **fields)
@@ -130,16 +171,27 @@ def test_buffer_refuses_bad_posts_with_typed_errors_at_http_200(buffer: FakeBuff
     assert buffer.created_posts() == []
 
 
-@pytest.mark.parametrize("typename", ["NotFoundError", "UnauthorizedError", "UnexpectedError", "RestProxyError",
-                                      "LimitReachedError", "InvalidInputError"])
+@pytest.mark.parametrize(
+    "typename",
+    [
+        "NotFoundError",
+        "UnauthorizedError",
+        "UnexpectedError",
+        "RestProxyError",
+        "LimitReachedError",
+        "InvalidInputError",
+    ],
+)
 def test_buffer_answers_every_documented_mutation_error(buffer: FakeBuffer, typename: str) -> None:
     extra = {"link": "https://support.buffer.com/x", "code": 1023} if typename == "RestProxyError" else {}
     buffer.inject(Fault("createPost", typed_error=typename, message="No", extra=extra))
     assert create(buffer).json() == {"data": {"createPost": {"__typename": typename, "message": "No", **extra}}}
     buffer.inject(Fault("createPost", typed_error=typename, message="No", extra=extra))
-    only_success = gql(buffer, "mutation($i: CreatePostInput!) { createPost(input: $i) { ... on PostActionSuccess "
-                               "{ post { id } } } }", i={"channelId": buffer.channel("twitter").id, "text": "x",
-                                                          "schedulingType": "automatic", "mode": "addToQueue"})
+    only_success = gql(
+        buffer,
+        "mutation($i: CreatePostInput!) { createPost(input: $i) { ... on PostActionSuccess { post { id } } } }",
+        i={"channelId": buffer.channel("twitter").id, "text": "x", "schedulingType": "automatic", "mode": "addToQueue"},
+    )
     assert only_success.json() == {"data": {"createPost": {}}}  # why Buffer says: always select MutationError
     assert buffer.created_posts() == []
 
@@ -155,7 +207,7 @@ def test_buffer_answers_system_errors_in_the_errors_array(buffer: FakeBuffer, co
 
 
 def test_buffer_raises_forbidden_and_not_found_itself(buffer: FakeBuffer) -> None:
-    other = gql(buffer, "query { channels(input: {organizationId: \"64f0000000000000000000ff\"}) { id } }").json()
+    other = gql(buffer, 'query { channels(input: {organizationId: "64f0000000000000000000ff"}) { id } }').json()
     assert (other["data"], other["errors"][0]["extensions"]["code"]) == (None, "FORBIDDEN")
     missing = gql(buffer, 'query { post(input: {id: "abc"}) { id } }').json()
     assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
@@ -168,8 +220,11 @@ def test_buffer_raises_forbidden_and_not_found_itself(buffer: FakeBuffer) -> Non
 def test_buffer_authentication_failures(buffer: FakeBuffer) -> None:
     anonymous = HTTP.post(buffer.api_url, json={"query": "{ account { id } }"})
     assert anonymous.status_code == 401
-    assert anonymous.json() == {"errors": [{"message": "An authentication JWT or Access Token is required",
-                                            "extensions": {"code": "UNAUTHENTICATED"}}]}
+    assert anonymous.json() == {
+        "errors": [
+            {"message": "An authentication JWT or Access Token is required", "extensions": {"code": "UNAUTHENTICATED"}}
+        ]
+    }
     assert gql(buffer, "{ account { id } }", token="wrong").status_code == 401
     buffer.bad_token_style = "graphql"
     other_style = gql(buffer, "{ account { id } }", token="wrong")
@@ -187,9 +242,14 @@ def test_buffer_rate_limits_per_client_over_rolling_windows(buffer: FakeBuffer) 
     gql(buffer, "{ account { id } }")
     refused = gql(buffer, "{ account { id } }")
     assert refused.status_code == 429 and "Retry-After" not in refused.headers
-    assert refused.json() == {"errors": [{"message": "Too many requests from this client. Please try again later.",
-                                          "extensions": {"code": "RATE_LIMIT_EXCEEDED", "limitType": "CLIENT_ACCOUNT",
-                                                         "retryAfter": 840}}]}
+    assert refused.json() == {
+        "errors": [
+            {
+                "message": "Too many requests from this client. Please try again later.",
+                "extensions": {"code": "RATE_LIMIT_EXCEEDED", "limitType": "CLIENT_ACCOUNT", "retryAfter": 840},
+            }
+        ]
+    }
     buffer.retry_after_header = True
     assert gql(buffer, "{ account { id } }").headers["Retry-After"] == "840"
     clock.advance(840)
@@ -200,8 +260,10 @@ def test_buffer_rate_limits_per_client_over_rolling_windows(buffer: FakeBuffer) 
 def test_buffer_lists_posts_with_cursors_filters_and_sorting(buffer: FakeBuffer) -> None:
     twitter, linkedin = buffer.channel("twitter"), buffer.channel("linkedin")
     start = datetime(2026, 11, 30, tzinfo=UTC)
-    made = [buffer.add_post(twitter if n % 2 == 0 else linkedin, f"post {n}", created_at=start + timedelta(hours=n))
-            for n in range(5)]
+    made = [
+        buffer.add_post(twitter if n % 2 == 0 else linkedin, f"post {n}", created_at=start + timedelta(hours=n))
+        for n in range(5)
+    ]
     seen, after = [], None
     while True:
         page = gql(buffer, POSTS, input={"organizationId": ORG_ID}, first=2, after=after).json()["data"]["posts"]
@@ -211,15 +273,25 @@ def test_buffer_lists_posts_with_cursors_filters_and_sorting(buffer: FakeBuffer)
             break
         after = page["pageInfo"]["endCursor"]
     assert seen == ["post 4", "post 3", "post 2", "post 1", "post 0"]  # newest first unless sorted otherwise
-    filtered = gql(buffer, POSTS, input={"organizationId": ORG_ID, "filter": {
-        "channelIds": [twitter.id], "createdAt": {"start": "2026-11-30T01:00:00Z"}},
-        "sort": [{"field": "createdAt", "direction": "asc"}]}).json()["data"]["posts"]["edges"]
+    filtered = gql(
+        buffer,
+        POSTS,
+        input={
+            "organizationId": ORG_ID,
+            "filter": {"channelIds": [twitter.id], "createdAt": {"start": "2026-11-30T01:00:00Z"}},
+            "sort": [{"field": "createdAt", "direction": "asc"}],
+        },
+    ).json()["data"]["posts"]["edges"]
     assert [e["node"]["id"] for e in filtered] == [made[2].id, made[4].id]
-    limits = gql(buffer, "query($i: DailyPostingLimitsInput!) { dailyPostingLimits(input: $i) { channelId sent "
-                         "scheduled limit isAtLimit } }",
-                 i={"channelIds": [twitter.id], "date": "2026-11-29T12:00:00Z"})
-    assert limits.json()["data"]["dailyPostingLimits"] == [{"channelId": twitter.id, "sent": 3, "scheduled": 0,
-                                                            "limit": None, "isAtLimit": False}]  # Phoenix's Nov 29
+    limits = gql(
+        buffer,
+        "query($i: DailyPostingLimitsInput!) { dailyPostingLimits(input: $i) { channelId sent "
+        "scheduled limit isAtLimit } }",
+        i={"channelIds": [twitter.id], "date": "2026-11-29T12:00:00Z"},
+    )
+    assert limits.json()["data"]["dailyPostingLimits"] == [
+        {"channelId": twitter.id, "sent": 3, "scheduled": 0, "limit": None, "isAtLimit": False}
+    ]  # Phoenix's Nov 29
 
 
 @pytest.mark.parametrize("how", ["hold", "drop"])
@@ -240,9 +312,17 @@ def test_buffer_answers_a_scripted_raw_reply(buffer: FakeBuffer) -> None:
 
 # --- Buffer: OAuth ----------------------------------------------------------------------------------
 def authorize(fake: FakeBuffer, **overrides: str) -> dict[str, str]:
-    params = {"client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI, "response_type": "code", "state": "st4te",
-              "scope": "posts:write posts:read account:read offline_access", "code_challenge": s256(VERIFIER),
-              "code_challenge_method": "S256", "prompt": "consent", **overrides}
+    params = {
+        "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "state": "st4te",
+        "scope": "posts:write posts:read account:read offline_access",
+        "code_challenge": s256(VERIFIER),
+        "code_challenge_method": "S256",
+        "prompt": "consent",
+        **overrides,
+    }
     answer = HTTP.get(f"{fake.auth_url}/auth", params=params)
     assert answer.status_code == 302
     location = urlsplit(answer.headers["Location"])
@@ -256,8 +336,9 @@ def token(fake: FakeBuffer, **form: str) -> httpx.Response:
 
 def connect(fake: FakeBuffer) -> dict[str, Any]:
     code = authorize(fake)["code"]
-    return token(fake, grant_type="authorization_code", code=code, redirect_uri=REDIRECT_URI,
-                 code_verifier=VERIFIER).json()
+    return token(
+        fake, grant_type="authorization_code", code=code, redirect_uri=REDIRECT_URI, code_verifier=VERIFIER
+    ).json()
 
 
 def test_buffer_oauth_discovery_and_authorization_redirects(buffer: FakeBuffer) -> None:
@@ -268,8 +349,12 @@ def test_buffer_oauth_discovery_and_authorization_redirects(buffer: FakeBuffer) 
     assert authorize(buffer, code_challenge="")["error"] == "invalid_request"  # PKCE is required
     assert authorize(buffer, scope="posts:write admin")["error"] == "invalid_scope"
     buffer.oauth.deny_next = True
-    assert authorize(buffer) | {"iss": ""} == {"error": "access_denied", "state": "st4te", "iss": "",
-                                               "error_description": "End-User aborted interaction"}
+    assert authorize(buffer) | {"iss": ""} == {
+        "error": "access_denied",
+        "state": "st4te",
+        "iss": "",
+        "error_description": "End-User aborted interaction",
+    }
     assert HTTP.get(f"{buffer.auth_url}/auth", params={"client_id": "nobody"}).json()["error"] == "invalid_client"
 
 
@@ -282,8 +367,10 @@ def test_buffer_oauth_code_exchange_checks_pkce_secret_expiry_and_reuse(buffer: 
     assert gql(buffer, "{ account { id } }", token=pair["access_token"]).status_code == 200
     code = authorize(buffer)["code"]
     exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
-    assert token(buffer, **exchange, code_verifier="w" * 43).json() == {"error": "invalid_grant",
-                                                                        "error_description": "grant request is invalid"}
+    assert token(buffer, **exchange, code_verifier="w" * 43).json() == {
+        "error": "invalid_grant",
+        "error_description": "grant request is invalid",
+    }
     bad_secret = token(buffer, **exchange, code_verifier=VERIFIER, client_secret="guess")
     assert (bad_secret.status_code, bad_secret.json()["error"]) == (401, "invalid_client")
     assert token(buffer, **exchange, code_verifier=VERIFIER).status_code == 200
@@ -325,8 +412,14 @@ def test_buffer_racing_refreshes_with_one_token_revoke_the_grant(buffer: FakeBuf
     pair = connect(buffer)
     buffer.oauth.refresh_gate = threading.Event()
     answers: list[int] = []
-    racers = [threading.Thread(target=lambda: answers.append(token(
-        buffer, grant_type="refresh_token", refresh_token=pair["refresh_token"]).status_code)) for _ in range(3)]
+    racers = [
+        threading.Thread(
+            target=lambda: answers.append(
+                token(buffer, grant_type="refresh_token", refresh_token=pair["refresh_token"]).status_code
+            )
+        )
+        for _ in range(3)
+    ]
     for racer in racers:
         racer.start()
     assert buffer.oauth.wait_refresh_calls(3)
@@ -354,8 +447,12 @@ def plausible() -> Iterator[FakePlausible]:
 
 
 def query(fake: FakePlausible, key: str = PLAUSIBLE_KEY, timeout: float = 5, **body: Any) -> httpx.Response:
-    return HTTP.post(f"{fake.url}/api/v2/query", json={"site_id": fake.site_id, **body},
-                      headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+    return HTTP.post(
+        f"{fake.url}/api/v2/query",
+        json={"site_id": fake.site_id, **body},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=timeout,
+    )
 
 
 def at(text: str) -> datetime:
@@ -375,11 +472,20 @@ def test_plausible_aggregate_reads_plain_dates_in_the_site_time_zone(plausible: 
     berlin = query(plausible, metrics=metrics, date_range=["2026-12-01", "2026-12-01"]).json()
     assert berlin["results"] == [{"metrics": [2, 3, 4, 67, 50, 1.33], "dimensions": []}]
     assert berlin["meta"] == {}
-    assert berlin["query"] == {"site_id": "example.com", "metrics": metrics, "filters": [], "dimensions": [],
-                               "date_range": ["2026-12-01T00:00:00+01:00", "2026-12-01T23:59:59+01:00"],
-                               "order_by": [["visitors", "desc"]], "include": {}}
-    phoenix = query(plausible, metrics=["visitors", "visits"],  # the day in America/Phoenix, sent as instants
-                    date_range=["2026-12-01T00:00:00-07:00", "2026-12-01T23:59:59-07:00"]).json()
+    assert berlin["query"] == {
+        "site_id": "example.com",
+        "metrics": metrics,
+        "filters": [],
+        "dimensions": [],
+        "date_range": ["2026-12-01T00:00:00+01:00", "2026-12-01T23:59:59+01:00"],
+        "order_by": [["visitors", "desc"]],
+        "include": {},
+    }
+    phoenix = query(
+        plausible,
+        metrics=["visitors", "visits"],  # the day in America/Phoenix, sent as instants
+        date_range=["2026-12-01T00:00:00-07:00", "2026-12-01T23:59:59-07:00"],
+    ).json()
     assert phoenix["results"] == [{"metrics": [3, 3], "dimensions": []}]
     empty = query(plausible, metrics=["visitors", "bounce_rate"], date_range=["2027-01-01", "2027-01-01"]).json()
     assert empty["results"] == [{"metrics": [0, 0], "dimensions": []}]
@@ -387,49 +493,84 @@ def test_plausible_aggregate_reads_plain_dates_in_the_site_time_zone(plausible: 
 
 def test_plausible_breakdowns_order_paginate_and_label_direct_traffic(plausible: FakePlausible) -> None:
     seed(plausible)
-    pages = query(plausible, metrics=["visitors", "pageviews", "bounce_rate"], dimensions=["event:page"],
-                  date_range=["2026-11-30", "2026-12-02"], order_by=[["pageviews", "desc"]],
-                  pagination={"limit": 2, "offset": 0}, include={"total_rows": True}).json()
-    assert pages["results"] == [{"metrics": [1, 2, 50], "dimensions": ["/"]},
-                                {"metrics": [2, 2, 100], "dimensions": ["/pricing"]}]
+    pages = query(
+        plausible,
+        metrics=["visitors", "pageviews", "bounce_rate"],
+        dimensions=["event:page"],
+        date_range=["2026-11-30", "2026-12-02"],
+        order_by=[["pageviews", "desc"]],
+        pagination={"limit": 2, "offset": 0},
+        include={"total_rows": True},
+    ).json()
+    assert pages["results"] == [
+        {"metrics": [1, 2, 50], "dimensions": ["/"]},
+        {"metrics": [2, 2, 100], "dimensions": ["/pricing"]},
+    ]
     assert pages["meta"] == {"total_rows": 3} and pages["query"]["pagination"] == {"offset": 0, "limit": 2}
-    sources = query(plausible, metrics=["visitors", "percentage"], dimensions=["visit:source"],
-                    date_range=["2026-11-30", "2026-12-02"]).json()
-    assert sources["results"] == [{"metrics": [2, 66.7], "dimensions": ["Google"]},
-                                  {"metrics": [1, 33.3], "dimensions": ["Direct / None"]},
-                                  {"metrics": [1, 33.3], "dimensions": ["Twitter"]}]
+    sources = query(
+        plausible,
+        metrics=["visitors", "percentage"],
+        dimensions=["visit:source"],
+        date_range=["2026-11-30", "2026-12-02"],
+    ).json()
+    assert sources["results"] == [
+        {"metrics": [2, 66.7], "dimensions": ["Google"]},
+        {"metrics": [1, 33.3], "dimensions": ["Direct / None"]},
+        {"metrics": [1, 33.3], "dimensions": ["Twitter"]},
+    ]
 
 
 def test_plausible_daily_series_buckets_days_in_the_site_time_zone(plausible: FakePlausible) -> None:
     seed(plausible)
-    series = query(plausible, metrics=["visitors"], dimensions=["time:day"], date_range=["2026-11-29", "2026-12-02"],
-                   include={"time_labels": True}).json()
-    assert series["results"] == [{"metrics": [2], "dimensions": ["2026-12-01"]},
-                                 {"metrics": [1], "dimensions": ["2026-12-02"]}]
+    series = query(
+        plausible,
+        metrics=["visitors"],
+        dimensions=["time:day"],
+        date_range=["2026-11-29", "2026-12-02"],
+        include={"time_labels": True},
+    ).json()
+    assert series["results"] == [
+        {"metrics": [2], "dimensions": ["2026-12-01"]},
+        {"metrics": [1], "dimensions": ["2026-12-02"]},
+    ]
     assert series["meta"]["time_labels"] == ["2026-11-29", "2026-11-30", "2026-12-01", "2026-12-02"]
     assert series["query"]["order_by"] == [["time:day", "asc"], ["visitors", "desc"]]
     week = query(plausible, metrics=["visitors"], date_range="7d").json()  # today (Dec 2, Berlin) excluded
     assert week["query"]["date_range"] == ["2026-11-25T00:00:00+01:00", "2026-12-01T23:59:59+01:00"]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"metrics": ["bounce_rate"], "dimensions": ["event:goal"]},
-     "Session metric(s) `bounce_rate` cannot be queried along with event dimension(s) `event:goal`"),
-    ({"metrics": ["views_per_visit"], "dimensions": ["visit:source"]},
-     "Metric `views_per_visit` cannot be queried with `dimensions`."),
-    ({"metrics": ["percentage"]}, "Metric `percentage` requires non-empty `dimensions`."),
-    ({"metrics": ["visitors"], "order_by": [["events", "desc"]]},
-     "Invalid order_by entry '{:events, :desc}'. Entry is not a queried metric or dimension."),
-    ({"metrics": ["visitors"], "include": {"time_labels": True}},
-     "Invalid include.time_labels: requires a time dimension."),
-    ({"metrics": ["visitorz"]}, '#/metrics/0: Invalid metric "visitorz"'),
-    ({"metrics": ["visitors"], "date_range": "yesterday"}, "Invalid date_range 'yesterday'"),
-    ({"metrics": ["visitors"], "date_range": ["2026-12-01T00:00:00", "2026-12-01T23:59:59"]},
-     "Invalid date_range '['2026-12-01T00:00:00', '2026-12-01T23:59:59']'."),
-    ({"metrics": ["visitors"], "interval": "date"}, "#/interval: Schema does not allow additional properties."),
-])
-def test_plausible_refuses_what_its_query_validation_refuses(plausible: FakePlausible, body: dict[str, Any],
-                                                             message: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"metrics": ["bounce_rate"], "dimensions": ["event:goal"]},
+            "Session metric(s) `bounce_rate` cannot be queried along with event dimension(s) `event:goal`",
+        ),
+        (
+            {"metrics": ["views_per_visit"], "dimensions": ["visit:source"]},
+            "Metric `views_per_visit` cannot be queried with `dimensions`.",
+        ),
+        ({"metrics": ["percentage"]}, "Metric `percentage` requires non-empty `dimensions`."),
+        (
+            {"metrics": ["visitors"], "order_by": [["events", "desc"]]},
+            "Invalid order_by entry '{:events, :desc}'. Entry is not a queried metric or dimension.",
+        ),
+        (
+            {"metrics": ["visitors"], "include": {"time_labels": True}},
+            "Invalid include.time_labels: requires a time dimension.",
+        ),
+        ({"metrics": ["visitorz"]}, '#/metrics/0: Invalid metric "visitorz"'),
+        ({"metrics": ["visitors"], "date_range": "yesterday"}, "Invalid date_range 'yesterday'"),
+        (
+            {"metrics": ["visitors"], "date_range": ["2026-12-01T00:00:00", "2026-12-01T23:59:59"]},
+            "Invalid date_range '['2026-12-01T00:00:00', '2026-12-01T23:59:59']'.",
+        ),
+        ({"metrics": ["visitors"], "interval": "date"}, "#/interval: Schema does not allow additional properties."),
+    ],
+)
+def test_plausible_refuses_what_its_query_validation_refuses(
+    plausible: FakePlausible, body: dict[str, Any], message: str
+) -> None:
     answer = query(plausible, **{"date_range": "day", **body})
     assert (answer.status_code, answer.json()) == (400, {"error": message})
 
@@ -440,12 +581,17 @@ def test_plausible_authorization_plan_and_rate_limit_errors(plausible: FakePlaus
     url = f"{plausible.url}/api/v2/query"
     assert HTTP.post(url, json={}).json()["error"].startswith("Missing API key.")
     assert query(plausible, key="nope", metrics=["visitors"], date_range="day").status_code == 401
-    unknown_site = HTTP.post(url, json={"site_id": "other.com", "metrics": ["visitors"], "date_range": "day"},
-                              headers={"Authorization": f"Bearer {PLAUSIBLE_KEY}"})
+    unknown_site = HTTP.post(
+        url,
+        json={"site_id": "other.com", "metrics": ["visitors"], "date_range": "day"},
+        headers={"Authorization": f"Bearer {PLAUSIBLE_KEY}"},
+    )
     assert unknown_site.status_code == 401 and unknown_site.json()["error"].startswith("Invalid API key or site ID.")
     no_site = HTTP.post(url, json={"metrics": ["visitors"]}, headers={"Authorization": f"Bearer {PLAUSIBLE_KEY}"})
-    assert (no_site.status_code, no_site.json()["error"]) == (400, "Missing site ID. Please provide the required "
-                                                                   "site_id parameter with your request.")
+    assert (no_site.status_code, no_site.json()["error"]) == (
+        400,
+        "Missing site ID. Please provide the required site_id parameter with your request.",
+    )
     plausible.has_stats_api = False
     assert query(plausible, metrics=["visitors"], date_range="day").status_code == 402
     plausible.has_stats_api, plausible.locked = True, True
@@ -454,8 +600,10 @@ def test_plausible_authorization_plan_and_rate_limit_errors(plausible: FakePlaus
     assert query(plausible, metrics=["visitors"], date_range="day").status_code == 200  # the fifth
     limited = query(plausible, metrics=["visitors"], date_range="day")
     assert limited.status_code == 429 and "Retry-After" not in limited.headers
-    assert limited.json()["error"] == ("Too many API requests. Your API key is limited to 5 requests per hour. "
-                                       "Please contact us to request more capacity.")
+    assert limited.json()["error"] == (
+        "Too many API requests. Your API key is limited to 5 requests per hour. "
+        "Please contact us to request more capacity."
+    )
     clock.advance(3600)
     assert query(plausible, metrics=["visitors"], date_range="day").status_code == 200
 
@@ -470,9 +618,16 @@ def test_plausible_answers_unmodelled_queries_501_and_can_hold_an_answer(plausib
 
 def test_the_fakes_import_nothing_from_the_application() -> None:
     """They are reused as-is by the integration's tests, whatever the application's layout."""
-    for name in ("fake_http", "fake_buffer", "fake_buffer_graphql", "fake_buffer_model", "fake_buffer_oauth",
-                 "fake_plausible"):
+    for name in (
+        "fake_http",
+        "fake_buffer",
+        "fake_buffer_graphql",
+        "fake_buffer_model",
+        "fake_buffer_oauth",
+        "fake_plausible",
+    ):
         tree = ast.parse((Path(__file__).parent / f"{name}.py").read_text())
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
-            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
         assert not {m for m in imported if m.split(".")[0] in ("app", "agents", "integrations")}, name

@@ -16,8 +16,12 @@ from tests.live_server import serve
 
 
 def warnings_of(**settings: object) -> list[str]:
-    report = check(_env_file=None, ops_api_token="prod-api-token-0123456789",
-                   approval_link_secret="prod-link-secret-0123456789", **settings)
+    report = check(
+        _env_file=None,
+        ops_api_token="prod-api-token-0123456789",
+        approval_link_secret="prod-link-secret-0123456789",
+        **settings,
+    )
     assert report.ok  # a warning never fails the check
     return [row.note for part in report.parts for row in part.rows if row.state == "warning"]
 
@@ -30,11 +34,18 @@ def test_config_check_warns_on_plain_http_in_production() -> None:
     assert warnings_of(opsdesk_env="development", public_base_url="http://ops.example.com") == []
 
 
-@pytest.mark.parametrize(("env", "api_docs", "served"), [
-    ("production", None, False), ("production", True, True), ("development", None, True),
-    ("development", False, False)])
-def test_docs_load_no_cdn_script_in_production_unless_asked(database_url: str, db: Database, env: str,
-                                                            api_docs: bool | None, served: bool) -> None:
+@pytest.mark.parametrize(
+    ("env", "api_docs", "served"),
+    [
+        ("production", None, False),
+        ("production", True, True),
+        ("development", None, True),
+        ("development", False, False),
+    ],
+)
+def test_docs_load_no_cdn_script_in_production_unless_asked(
+    database_url: str, db: Database, env: str, api_docs: bool | None, served: bool
+) -> None:
     settings = make_settings(database_url=database_url, opsdesk_env=env, api_docs=api_docs)
     with serve(create_app(settings, db)) as url:
         docs = httpx.get(f"{url}/docs", timeout=30)

@@ -28,18 +28,40 @@ from tests.test_hubspot_webhooks import SECRET, db_now_ms, event, signed
 
 # the same examples every run, no example database, and no shrinking (a failure prints its example;
 # shrinking through whole agent runs would take minutes)
-BOUNDED = settings(max_examples=40, derandomize=True, deadline=None, database=None,
-                   phases=(Phase.explicit, Phase.generate), suppress_health_check=[
-                       HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+BOUNDED = settings(
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # text with what PostgreSQL and UTF-8 cannot hold, mixed with ordinary characters
 nasty_char = st.sampled_from(["\x00", "\ud800", "\udfff", "\ud83d", "\u202e", "\n", "a", "é", "\U0001f600", "$"])
+
+
 def texts(*sizes: int) -> st.SearchStrategy[str]:
     return st.one_of(
         st.lists(nasty_char, min_size=1, max_size=12).map("".join),
         st.builds(lambda char, size: "x" * size + char, nasty_char, st.sampled_from(sizes)),
-        st.sampled_from(["\x00", "ann\x00", "\ud800x", "", " ", "NaN", "Infinity", "1e999", "-0", "null", "cli:root",
-                         "2026-13-45", "[[[[]]]]"]),
+        st.sampled_from(
+            [
+                "\x00",
+                "ann\x00",
+                "\ud800x",
+                "",
+                " ",
+                "NaN",
+                "Infinity",
+                "1e999",
+                "-0",
+                "null",
+                "cli:root",
+                "2026-13-45",
+                "[[[[]]]]",
+            ]
+        ),
     )
 
 
@@ -47,14 +69,31 @@ nasty_text = texts(1_000, 30_000, 200_000)
 # a JSON value, as the text an attacker sends (what json.dumps would refuse to write included)
 json_value = st.one_of(
     nasty_text.map(json.dumps),
-    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1" * 400, "0.1e-400", "true", "null",
-                     "{}", "[]"]),
+    st.sampled_from(
+        ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1" * 400, "0.1e-400", "true", "null", "{}", "[]"]
+    ),
     st.sampled_from([65, 1_000, 50_000]).map(lambda depth: "[" * depth + "]" * depth),
     st.sampled_from([65, 5_000]).map(lambda depth: '{"a":' * depth + "1" + "}" * depth),
 )
-ACTION_FIELDS = ["agent", "kind", "summary", "reasoning", "task_type", "dedupe_key", "suggested_tier",
-                 "payload.body", "payload.metadata.note", "impact.recipients", "impact.cost_usd", "impact.public",
-                 "metadata.confidence", "metadata.input_snapshot", "flags", "payload", "impact"]
+ACTION_FIELDS = [
+    "agent",
+    "kind",
+    "summary",
+    "reasoning",
+    "task_type",
+    "dedupe_key",
+    "suggested_tier",
+    "payload.body",
+    "payload.metadata.note",
+    "impact.recipients",
+    "impact.cost_usd",
+    "impact.public",
+    "metadata.confidence",
+    "metadata.input_snapshot",
+    "flags",
+    "payload",
+    "impact",
+]
 
 
 def with_value(path: str, value: str) -> str:
@@ -74,8 +113,9 @@ def raw_query(value: str) -> str:
 
 @pytest.fixture
 def site(db: Database, database_url: str) -> Iterator[Site]:
-    with running_site(db, database_url, hubspot_client_secret=SECRET,
-                      public_base_url="https://opsdesk.example.com") as running:
+    with running_site(
+        db, database_url, hubspot_client_secret=SECRET, public_base_url="https://opsdesk.example.com"
+    ) as running:
         running.http.headers["Authorization"] = f"Bearer {API_TOKEN}"
         yield running
 
@@ -87,47 +127,77 @@ def test_no_json_body_makes_the_api_fail(site: Site, field: str, value: str, as_
     if as_key and value.startswith('"'):  # the hostile text as a key instead
         body = body.replace('"summary"', value, 1)
     for path in ("/actions", f"/approvals/{site.submit().id}/decision"):
-        response = site.http.post(path, content=body.encode("utf-8", "surrogatepass"),
-                                  headers={"Content-Type": "application/json"})
+        response = site.http.post(
+            path, content=body.encode("utf-8", "surrogatepass"), headers={"Content-Type": "application/json"}
+        )
         assert response.status_code < 500, response.text
 
 
 @settings(BOUNDED, max_examples=25)  # an unchecked name on /reports/daily builds a whole report: slower
-@given(name=st.sampled_from(["agent", "status", "tier", "limit", "offset", "q", "mode", "kind", "since", "date",
-                             "t", "do", "x\x00"]),
-       value=texts(1_000, 9_000),  # URLs past 64 kB: httpx itself refuses them
-       path=st.sampled_from(["/approvals", "/memory/search", "/reports/daily",
-                                               "/approvals/inbox", "/healthz"]))
+@given(
+    name=st.sampled_from(
+        ["agent", "status", "tier", "limit", "offset", "q", "mode", "kind", "since", "date", "t", "do", "x\x00"]
+    ),
+    value=texts(1_000, 9_000),  # URLs past 64 kB: httpx itself refuses them
+    path=st.sampled_from(["/approvals", "/memory/search", "/reports/daily", "/approvals/inbox", "/healthz"]),
+)
 def test_no_query_makes_the_api_fail(site: Site, name: str, value: str, path: str) -> None:
     response = site.http.get(f"{path}?{raw_query(name)}={raw_query(value)}&q=ok")
     assert response.status_code < 500, response.text
 
 
 @settings(BOUNDED, max_examples=40)
-@given(field=st.sampled_from(["reason", "reviewer", "edit.body", "edit.x\x00", "decision", "pin", "t"]),
-       value=nasty_text, decision=st.sampled_from(["approve", "reject", "modify"]))
+@given(
+    field=st.sampled_from(["reason", "reviewer", "edit.body", "edit.x\x00", "decision", "pin", "t"]),
+    value=nasty_text,
+    decision=st.sampled_from(["approve", "reject", "modify"]),
+)
 def test_no_form_makes_the_review_page_fail(site: Site, field: str, value: str, decision: str) -> None:
     action = site.submit()
-    form = {"t": token_of(site.link(action)), "decision": decision, "reviewer": "ann", "reason": "ok",
-            "edit.body": "new", field: value}
+    form = {
+        "t": token_of(site.link(action)),
+        "decision": decision,
+        "reviewer": "ann",
+        "reason": "ok",
+        "edit.body": "new",
+        field: value,
+    }
     body = "&".join(f"{raw_query(key)}={raw_query(text)}" for key, text in form.items())
-    response = site.http.post(f"/approvals/{action.id}/decision", content=body,
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = site.http.post(
+        f"/approvals/{action.id}/decision", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code < 500, response.text
 
 
 @BOUNDED
-@given(field=st.sampled_from(["eventId", "subscriptionType", "occurredAt", "objectId", "portalId", "propertyValue",
-                              "propertyName", "changeSource"]), value=json_value, position=st.integers(0, 2))
-def test_no_signed_webhook_event_makes_hubspot_retry(site: Site, db: Database, sql: psycopg.Connection,
-                                                     field: str, value: str, position: int) -> None:
+@given(
+    field=st.sampled_from(
+        [
+            "eventId",
+            "subscriptionType",
+            "occurredAt",
+            "objectId",
+            "portalId",
+            "propertyValue",
+            "propertyName",
+            "changeSource",
+        ]
+    ),
+    value=json_value,
+    position=st.integers(0, 2),
+)
+def test_no_signed_webhook_event_makes_hubspot_retry(
+    site: Site, db: Database, sql: psycopg.Connection, field: str, value: str, position: int
+) -> None:
     base = int(sql.execute("select coalesce(max(event_id), 0) from hubspot_events").fetchone()[0]) + 10
     events = [json.dumps(event(base + n)) for n in range(3)]
-    events[position] = events[position].replace(f'"{field}": ', f'"{field}": {value}, "was": ', 1) \
-        if f'"{field}"' in events[position] else events[position][:-1] + f', "{field}": {value}}}'
+    events[position] = (
+        events[position].replace(f'"{field}": ', f'"{field}": {value}, "was": ', 1)
+        if f'"{field}"' in events[position]
+        else events[position][:-1] + f', "{field}": {value}}}'
+    )
     body = ("[" + ", ".join(events) + "]").encode("utf-8", "surrogatepass")
-    response = httpx.post(f"{site.url}/webhooks/hubspot", content=body, headers=signed(body, db_now_ms(db)),
-                          timeout=30)
+    response = httpx.post(f"{site.url}/webhooks/hubspot", content=body, headers=signed(body, db_now_ms(db)), timeout=30)
     # 200 (the bad event set aside, the rest kept) or 400: HubSpot retries neither
     assert response.status_code in (200, 400), response.text
     if response.status_code == 200:
@@ -147,28 +217,41 @@ REPLY = {"subject": "", "body": "Hi,\n\nThanks.\n\nThe team", "cited": []}
 
 @settings(BOUNDED, max_examples=8)
 @given(subject=CRM_TEXT, content=CRM_TEXT, priority=CRM_TEXT, first=CRM_TEXT, last_reply=CRM_TEXT)
-def test_no_ticket_or_requester_field_fails_a_support_run(world: World, subject: str, content: str, priority: str,
-                                                          first: str, last_reply: str) -> None:
+def test_no_ticket_or_requester_field_fails_a_support_run(
+    world: World, subject: str, content: str, priority: str, first: str, last_reply: str
+) -> None:
     contact = world.contact(f"c{len(world.hubspot.objects['contacts'])}@example.com", first)
     ticket = world.ticket(subject, content, contact)
-    world.hubspot.objects["tickets"][ticket]["properties"].update(hs_ticket_priority=priority,
-                                                                  last_reply_date=last_reply)
+    world.hubspot.objects["tickets"][ticket]["properties"].update(
+        hs_ticket_priority=priority, last_reply_date=last_reply
+    )
     world.answer({"proposals": [{"ref": f"ticket-{ticket}", "reply": REPLY, "rationale": subject[:50]}]})
     report = world.run("support")
     assert report.outcome == "ok", report.error
 
 
 @settings(BOUNDED, max_examples=8)
-@given(first=CRM_TEXT, last=CRM_TEXT, name=CRM_TEXT, amount=CRM_TEXT, close=CRM_TEXT, stage=CRM_TEXT,
-       owner=CRM_TEXT)
-def test_no_deal_or_contact_field_fails_a_sales_run(world: World, first: str, last: str, name: str, amount: str,
-                                                    close: str, stage: str, owner: str) -> None:
+@given(first=CRM_TEXT, last=CRM_TEXT, name=CRM_TEXT, amount=CRM_TEXT, close=CRM_TEXT, stage=CRM_TEXT, owner=CRM_TEXT)
+def test_no_deal_or_contact_field_fails_a_sales_run(
+    world: World, first: str, last: str, name: str, amount: str, close: str, stage: str, owner: str
+) -> None:
     contact = world.contact(f"c{len(world.hubspot.objects['contacts'])}@example.com", first, last)
     deal = world.stale_deal(name, contact)
-    world.hubspot.objects["deals"][deal]["properties"].update(amount=amount, closedate=close, dealstage=stage,
-                                                              hubspot_owner_id=owner)
-    world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "Hello", "body": "Hi,\n\nThe team"},
-                                 "call": {"subject": name[:100], "notes": first[:100]}, "new_stage": "closedlost",
-                                 "rationale": last[:100]}]})
+    world.hubspot.objects["deals"][deal]["properties"].update(
+        amount=amount, closedate=close, dealstage=stage, hubspot_owner_id=owner
+    )
+    world.answer(
+        {
+            "proposals": [
+                {
+                    "ref": f"deal-{deal}",
+                    "email": {"subject": "Hello", "body": "Hi,\n\nThe team"},
+                    "call": {"subject": name[:100], "notes": first[:100]},
+                    "new_stage": "closedlost",
+                    "rationale": last[:100],
+                }
+            ]
+        }
+    )
     report = world.run("sales")
     assert report.outcome == "ok", report.error

@@ -41,22 +41,32 @@ def test_any_bearer_token_reaches_hubspot(token: str, fake: FakeHubSpot, db: Dat
     assert {request.headers["authorization"] for request in fake.requests} == {f"Bearer {token}"}
 
 
-@pytest.mark.parametrize(("token", "message"), [
-    ("0a1b2c3d-1111-2222-3333-444455556666", "legacy HubSpot API key"),
-    ("pat-na1 with spaces", "not a bearer token"),
-])
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("0a1b2c3d-1111-2222-3333-444455556666", "legacy HubSpot API key"),
+        ("pat-na1 with spaces", "not a bearer token"),
+    ],
+)
 def test_only_a_legacy_api_key_or_a_non_token_is_refused(token: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         make_settings(hubspot_private_app_token=token)
 
 
-@pytest.mark.parametrize(("token", "kind"), [
-    (LEGACY_PRIVATE_APP, "a legacy private app's token or a service key (pat-<region>-…)"),
-    (APP_TOKEN, "an app's access token (a project-based app's static token, or OAuth)"),
-    (UNKNOWN_SHAPE, "an app's access token"),
-])
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [
+        (LEGACY_PRIVATE_APP, "a legacy private app's token or a service key (pat-<region>-…)"),
+        (APP_TOKEN, "an app's access token (a project-based app's static token, or OAuth)"),
+        (UNKNOWN_SHAPE, "an app's access token"),
+    ],
+)
 def test_config_check_says_which_kind_a_token_looks_like_and_what_webhooks_need(
-    token: str, kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    token: str,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     clean_env(monkeypatch, tmp_path)
     monkeypatch.setenv("HUBSPOT_PRIVATE_APP_TOKEN", token)

@@ -39,8 +39,9 @@ def bulk(site: Site, token: str, decision: str, items: list[str], reason: str | 
 
 
 def status(sql: psycopg.Connection, action: ActionRecord) -> tuple[str, str | None, str | None]:
-    return sql.execute("select status, decided_by, rejection_reason from actions where id = %s",
-                       (action.id,)).fetchone()
+    return sql.execute(
+        "select status, decided_by, rejection_reason from actions where id = %s", (action.id,)
+    ).fetchone()
 
 
 def test_the_inbox_lists_everything_pending_oldest_first(site: Site, sql: psycopg.Connection) -> None:
@@ -71,8 +72,11 @@ def test_several_decided_at_once(site: Site, sql: psycopg.Connection) -> None:
     assert "2 approved, 0 skipped" in done
     done = bulk(site, token, "reject", [offered[str(c.id)]], reason="wrong customer")
     assert "1 rejected, 0 skipped" in done
-    assert [status(sql, x) for x in (a, b, c)] == [("approved", "ann", None), ("approved", "ann", None),
-                                                  ("rejected", "ann", "wrong customer")]
+    assert [status(sql, x) for x in (a, b, c)] == [
+        ("approved", "ann", None),
+        ("approved", "ann", None),
+        ("rejected", "ann", "wrong customer"),
+    ]
     assert sql.execute("select count(*) from audit_log where event = 'decided' and actor = 'ann'").fetchone() == (3,)
 
 
@@ -84,8 +88,11 @@ def test_items_that_moved_on_since_the_page_was_loaded_are_skipped_and_reported(
     token = token_of(site.inbox_link())
     offered = checkbox_values(site.http.get(site.inbox_link()).text)
     # meanwhile: the draft is revised, someone else decides, an approval is reopened with a new expiry
-    sql.execute("update actions set requested_action = '{\"body\": \"v2\"}', draft_hash = draft_hash('{\"body\": "
-                "\"v2\"}') where id = %s", (edited.id,))
+    sql.execute(
+        'update actions set requested_action = \'{"body": "v2"}\', draft_hash = draft_hash(\'{"body": '
+        '"v2"}\') where id = %s',
+        (edited.id,),
+    )
     site.queue.decide(decided.id, DecisionRequest(decision="reject", reason="dup"), actor="bob", channel="link")
     sql.execute("update actions set expires_at = expires_at + interval '1 hour' where id = %s", (reopened.id,))
     # a hand-made checkbox for the CRITICAL one, which the page never offers
@@ -96,33 +103,47 @@ def test_items_that_moved_on_since_the_page_was_loaded_are_skipped_and_reported(
     assert "1 approved, 4 skipped" in done
     skipped = re.search(r'<section id="skipped".*?</section>', done, re.S)
     assert skipped
-    for expected in ("edited: the draft changed since this page was loaded",
-                     "decided: Already decided by bob at", "reopened: reopened since this page was loaded",
-                     "critical: CRITICAL: decide it on its own page"):
+    for expected in (
+        "edited: the draft changed since this page was loaded",
+        "decided: Already decided by bob at",
+        "reopened: reopened since this page was loaded",
+        "critical: CRITICAL: decide it on its own page",
+    ):
         assert expected in skipped[0], expected
     after = snapshot(sql)
     unchanged = {str(x.id) for x in (edited, decided, reopened, critical)}
-    assert [row for row in after["actions"] if row["id"] in unchanged] == \
-        [row for row in before["actions"] if row["id"] in unchanged]
+    assert [row for row in after["actions"] if row["id"] in unchanged] == [
+        row for row in before["actions"] if row["id"] in unchanged
+    ]
     assert status(sql, fine) == ("approved", "ann", None)
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"decision": "reject", "reviewer": "ann"}, "A rejection needs a reason"),
-    ({"decision": "reject", "reviewer": "ann", "reason": "  "}, "A rejection needs a reason"),
-    ({"decision": "approve", "reviewer": "ann", "items": []}, "items"),
-    ({"decision": "approve", "reviewer": "", }, "reviewer"),
-    ({"reviewer": "ann"}, "decision"),
-    ({"decision": "approve", "reviewer": "ann", "items": ["drop table actions"]}, "not one this page offered"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"decision": "reject", "reviewer": "ann"}, "A rejection needs a reason"),
+        ({"decision": "reject", "reviewer": "ann", "reason": "  "}, "A rejection needs a reason"),
+        ({"decision": "approve", "reviewer": "ann", "items": []}, "items"),
+        (
+            {
+                "decision": "approve",
+                "reviewer": "",
+            },
+            "reviewer",
+        ),
+        ({"reviewer": "ann"}, "decision"),
+        ({"decision": "approve", "reviewer": "ann", "items": ["drop table actions"]}, "not one this page offered"),
+    ],
+)
 def test_an_incomplete_bulk_form_decides_nothing(
     site: Site, sql: psycopg.Connection, data: dict[str, object], message: str
 ) -> None:
     action = site.submit()
     offered = checkbox_values(site.http.get(site.inbox_link()).text)
     before = snapshot(sql)
-    response = site.http.post("/approvals/inbox", data={"t": token_of(site.inbox_link()),
-                                                         "items": [offered[str(action.id)]], **data})
+    response = site.http.post(
+        "/approvals/inbox", data={"t": token_of(site.inbox_link()), "items": [offered[str(action.id)]], **data}
+    )
     assert response.status_code == 422 and message in response.text
     assert snapshot(sql) == before
 
@@ -136,8 +157,12 @@ def test_a_bad_or_expired_inbox_token_decides_nothing(site: Site, sql: psycopg.C
     form = {"decision": "approve", "reviewer": "ann", "items": [offered[str(action.id)]]}
     assert site.http.post("/approvals/inbox", data={"t": review_token, **form}).status_code == 403
     assert site.http.post("/approvals/inbox", data={"t": "forged", **form}).status_code == 403
-    assert site.http.post("/approvals/inbox", data={"t": token_of(link), **form},
-                          headers={"Origin": "https://evil.example"}).status_code == 403
+    assert (
+        site.http.post(
+            "/approvals/inbox", data={"t": token_of(link), **form}, headers={"Origin": "https://evil.example"}
+        ).status_code
+        == 403
+    )
     advance_clock(sql, 3601)
     assert site.http.get(link).status_code == 410
     assert site.http.post("/approvals/inbox", data={"t": token_of(link), **form}).status_code == 410

@@ -30,8 +30,13 @@ def test_a_get_on_every_link_changes_nothing(site: Site, sql: psycopg.Connection
     action = site.submit()
     critical = site.submit(cost="150", summary="Pay the ad invoice")
     before = snapshot(sql)
-    for url in (site.link(action), site.link(action, "approve"), site.link(action, "reject"),
-                site.link(critical, "approve"), site.inbox_link()):
+    for url in (
+        site.link(action),
+        site.link(action, "approve"),
+        site.link(action, "reject"),
+        site.link(critical, "approve"),
+        site.inbox_link(),
+    ):
         for _ in range(3):  # a preview bot, the reviewer, a second device
             response = site.http.get(url)
             assert response.status_code == 200, (url, response.text)
@@ -39,9 +44,7 @@ def test_a_get_on_every_link_changes_nothing(site: Site, sql: psycopg.Connection
     assert snapshot(sql) == before
 
 
-def test_a_get_on_a_decided_action_changes_nothing_and_shows_the_outcome(
-    site: Site, sql: psycopg.Connection
-) -> None:
+def test_a_get_on_a_decided_action_changes_nothing_and_shows_the_outcome(site: Site, sql: psycopg.Connection) -> None:
     action = site.submit()
     approve = site.link(action, "approve")
     assert site.post_form(action.id, approve_form(token_of(approve))).status_code == 303
@@ -70,8 +73,9 @@ def forged_tokens(site: Site, action: ActionRecord) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("case", ["flipped signature", "payload of another token", "truncated", "garbage",
-                                  "another key"])
+@pytest.mark.parametrize(
+    "case", ["flipped signature", "payload of another token", "truncated", "garbage", "another key"]
+)
 def test_a_forged_token_is_403_and_writes_nothing(site: Site, sql: psycopg.Connection, case: str) -> None:
     action = site.submit()
     token = forged_tokens(site, action)[case]
@@ -107,8 +111,12 @@ def test_a_token_used_after_expiry_is_410_and_writes_nothing(site: Site, sql: ps
     for url in links:
         page = site.http.get(url)
         assert page.status_code == 410 and "This link has expired" in page.text
-        assert site.post_form(action.id, {**approve_form(token_of(url)), "decision": "reject",
-                                          "reason": "late"}).status_code == 410
+        assert (
+            site.post_form(
+                action.id, {**approve_form(token_of(url)), "decision": "reject", "reason": "late"}
+            ).status_code
+            == 410
+        )
     assert site.http.get(inbox).status_code == 410
     assert snapshot(sql) == before
 
@@ -132,8 +140,11 @@ def test_a_draft_edited_after_its_links_were_issued_makes_them_refuse(site: Site
     action = site.submit()
     old = {purpose: site.link(action, purpose) for purpose in ("review", "approve", "reject")}
     # an agent revises its pending draft (a revision writes the new draft and its hash)
-    sql.execute("update actions set requested_action = '{\"body\": \"Revised: call ACME on Monday\"}', "
-                "draft_hash = draft_hash('{\"body\": \"Revised: call ACME on Monday\"}') where id = %s", (action.id,))
+    sql.execute(
+        'update actions set requested_action = \'{"body": "Revised: call ACME on Monday"}\', '
+        'draft_hash = draft_hash(\'{"body": "Revised: call ACME on Monday"}\') where id = %s',
+        (action.id,),
+    )
     before = snapshot(sql)
     for url in old.values():
         page = site.http.get(url)
@@ -153,8 +164,10 @@ def test_one_click_tokens_only_do_their_own_decision(site: Site, sql: psycopg.Co
     refused = site.post_form(action.id, {"t": approve, "decision": "reject", "reviewer": "ann", "reason": "no"})
     assert refused.status_code == 403 and "can only approve or modify" in refused.text
     assert site.post_form(action.id, approve_form(reject)).status_code == 403
-    assert site.post_form(action.id, {"t": reject, "decision": "modify", "reviewer": "ann",
-                                      "edit.body": "x"}).status_code == 403
+    assert (
+        site.post_form(action.id, {"t": reject, "decision": "modify", "reviewer": "ann", "edit.body": "x"}).status_code
+        == 403
+    )
     assert snapshot(sql) == before
     # the Approve link's page offers approve and edit-then-approve, not reject
     page = site.http.get(site.link(action, "approve")).text
@@ -162,8 +175,9 @@ def test_one_click_tokens_only_do_their_own_decision(site: Site, sql: psycopg.Co
     page = site.http.get(site.link(action, "reject")).text
     assert 'value="reject"' in page and 'value="approve"' not in page and 'value="modify"' not in page
     # an approval may be edited: the Approve link can modify
-    edited = site.post_form(action.id, {"t": approve, "decision": "modify", "reviewer": "ann",
-                                        "edit.body": "Called ACME"})
+    edited = site.post_form(
+        action.id, {"t": approve, "decision": "modify", "reviewer": "ann", "edit.body": "Called ACME"}
+    )
     assert edited.status_code == 303 and site.action(action.id).decision == "modified"
 
 
@@ -173,8 +187,7 @@ def test_a_post_from_another_site_is_refused(site: Site, sql: psycopg.Connection
     before = snapshot(sql)
     assert site.post_form(action.id, approve_form(token), Origin="https://evil.example").status_code == 403
     assert site.post_form(action.id, approve_form(token), Origin="null").status_code == 403
-    assert site.post_form(action.id, approve_form(token),
-                          Referer="https://evil.example/page").status_code == 403
+    assert site.post_form(action.id, approve_form(token), Referer="https://evil.example/page").status_code == 403
     assert snapshot(sql) == before
     # from our own page (what a browser sends) it goes through
     ok = site.post_form(action.id, approve_form(token), Origin=site.url, Referer=site.link(action, "approve"))
@@ -184,8 +197,10 @@ def test_a_post_from_another_site_is_refused(site: Site, sql: psycopg.Connection
 def test_links_and_redirects_use_public_base_url_whatever_the_host_header(site: Site) -> None:
     action = site.submit()
     spoofed = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
-    pages = [site.http.get(site.link(action), headers=spoofed).text,
-             site.http.get(site.inbox_link(), headers=spoofed).text]
+    pages = [
+        site.http.get(site.link(action), headers=spoofed).text,
+        site.http.get(site.inbox_link(), headers=spoofed).text,
+    ]
     site.submit(cost="150", summary="critical one")  # the inbox links CRITICAL ones to their pages
     pages.append(site.http.get(site.inbox_link(), headers=spoofed).text)
     for page in pages:
@@ -202,8 +217,9 @@ def test_links_signed_with_a_rotated_out_secret_still_work(db: Database, databas
     with running_site(db, database_url, approval_link_secret=old_secret) as before_rotation:
         action = before_rotation.submit()
         link = before_rotation.link(action, "approve")
-    with running_site(db, database_url, approval_link_secret="the-new-link-secret-0123456789",
-                      approval_link_old_secrets=[old_secret]) as rotated:
+    with running_site(
+        db, database_url, approval_link_secret="the-new-link-secret-0123456789", approval_link_old_secrets=[old_secret]
+    ) as rotated:
         # the port changed with the restart; the token is what matters
         token = token_of(link)
         assert rotated.http.get(f"/approvals/{action.id}", params={"t": token}).status_code == 200

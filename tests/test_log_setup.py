@@ -30,8 +30,11 @@ def test_http_clients_do_not_log_request_urls(info_logging: None, caplog: pytest
 def uvicorn_loggers() -> Iterator[None]:
     """uvicorn configures its loggers when a server is made: put them back afterwards."""
     names = ("uvicorn", "uvicorn.error", "uvicorn.access")
-    saved = {name: (lg.level, lg.propagate, lg.disabled, list(lg.handlers), list(lg.filters))
-             for name in names for lg in [logging.getLogger(name)]}
+    saved = {
+        name: (lg.level, lg.propagate, lg.disabled, list(lg.handlers), list(lg.filters))
+        for name in names
+        for lg in [logging.getLogger(name)]
+    }
     yield
     for name, (level, propagate, disabled, handlers, filters) in saved.items():
         logger = logging.getLogger(name)
@@ -47,7 +50,8 @@ def test_the_access_log_drops_query_strings(uvicorn_loggers: None) -> None:
     access = logging.getLogger("uvicorn.access")
     stream = io.StringIO()
     access.addHandler(logging.StreamHandler(stream))
-    access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
-                "/approvals/0b7c?t=signed-link-token&do=approve", "1.1", 200)
+    access.info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/approvals/0b7c?t=signed-link-token&do=approve", "1.1", 200
+    )
     assert "signed-link-token" not in stream.getvalue()
     assert "GET /approvals/0b7c?…" in stream.getvalue()

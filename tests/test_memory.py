@@ -39,12 +39,14 @@ from tests.local_extra import require_local_extra
 from tests.memory_fakes import WordTopicEmbedder
 
 DOCS = {
-    "shipping.md": ("Shipping times", "Orders ship within two business days. Standard shipping arrives in "
-                    "three to five business days; express in one."),
+    "shipping.md": (
+        "Shipping times",
+        "Orders ship within two business days. Standard shipping arrives in "
+        "three to five business days; express in one.",
+    ),
     "refunds.md": ("Refund policy", "Our refund policy: we refund unused items within 30 days of purchase."),
     "warranty.md": ("Warranty", "Every kettle carries a two year warranty against manufacturing defects."),
-    "policy-notes.md": ("Policy notes", "A policy for staff: refund requests go to the owner, never to the "
-                        "courier."),
+    "policy-notes.md": ("Policy notes", "A policy for staff: refund requests go to the owner, never to the courier."),
 }
 
 
@@ -52,8 +54,10 @@ KIND_INDEXES = ["decision", "feedback", "kb_article", "report", "ticket"]  # MEM
 
 
 def items(docs: dict[str, tuple[str, str]] = DOCS, kind: str = "kb_article") -> list[MemoryItem]:
-    return [MemoryItem(kind=kind, source="file", source_id=name, title=title, content=content)
-            for name, (title, content) in docs.items()]
+    return [
+        MemoryItem(kind=kind, source="file", source_id=name, title=title, content=content)
+        for name, (title, content) in docs.items()
+    ]
 
 
 def ids(answer: Any) -> list[str]:
@@ -150,8 +154,16 @@ def test_without_embeddings_hybrid_falls_back_and_vector_is_refused(fts_store: M
 
 
 def test_snippets_are_html_escaped_with_only_mark_tags(fts_store: MemoryStore) -> None:
-    fts_store.upsert([MemoryItem(kind="ticket", source="hubspot", source_id="t1",
-                                 content="Refund me now <script>alert(1)</script> & fast")])
+    fts_store.upsert(
+        [
+            MemoryItem(
+                kind="ticket",
+                source="hubspot",
+                source_id="t1",
+                content="Refund me now <script>alert(1)</script> & fast",
+            )
+        ]
+    )
     hit = fts_store.search("refund", kinds=["ticket"], mode="fts").results[0]
     assert hit.snippet == "<mark>Refund</mark> me now &lt;script&gt;alert(1)&lt;/script&gt; &amp; fast"
 
@@ -164,18 +176,36 @@ def test_bad_search_input_is_refused(fts_store: MemoryStore) -> None:
         fts_store.search("   ")
 
 
-def test_very_common_words_rank_only_the_most_recent_matches(db: Database, database_url: str,
-                                                             tmp_path: Path) -> None:
+def test_very_common_words_rank_only_the_most_recent_matches(db: Database, database_url: str, tmp_path: Path) -> None:
     def store(limit: int) -> MemoryStore:
-        return MemoryStore(db, make_settings(database_url=database_url, opsdesk_data_dir=tmp_path,
-                                             embeddings_provider="none", memory_fts_rank_limit=limit))
+        return MemoryStore(
+            db,
+            make_settings(
+                database_url=database_url,
+                opsdesk_data_dir=tmp_path,
+                embeddings_provider="none",
+                memory_fts_rank_limit=limit,
+            ),
+        )
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     store(100).upsert(
-        [MemoryItem(kind="note", source="test", source_id="oldest", content="kettle kettle kettle kettle",
-                    occurred_at=start)]
-        + [MemoryItem(kind="note", source="test", source_id=f"n{n}", content=f"a kettle, order {n}",
-                      occurred_at=start + timedelta(hours=n + 1)) for n in range(150)])
+        [
+            MemoryItem(
+                kind="note", source="test", source_id="oldest", content="kettle kettle kettle kettle", occurred_at=start
+            )
+        ]
+        + [
+            MemoryItem(
+                kind="note",
+                source="test",
+                source_id=f"n{n}",
+                content=f"a kettle, order {n}",
+                occurred_at=start + timedelta(hours=n + 1),
+            )
+            for n in range(150)
+        ]
+    )
     limited = store(100).search("kettle", mode="fts", limit=100)
     assert limited.fts_limited and "oldest" not in ids(limited)
     assert {hit.source_id for hit in limited.results} == {f"n{n}" for n in range(50, 150)}
@@ -187,10 +217,14 @@ def test_very_common_words_rank_only_the_most_recent_matches(db: Database, datab
 # --- filters -----------------------------------------------------------------------------------
 def test_filters_by_kind_and_date(db: Database, fts_store: MemoryStore, sql: psycopg.Connection) -> None:
     old = datetime.now(UTC) - timedelta(days=40)
-    fts_store.upsert([
-        MemoryItem(kind="ticket", source="hubspot", source_id="7", content="Where is my refund?", occurred_at=old),
-        MemoryItem(kind="decision", source="decision", source_id="a1", content="Rejected: refund offer too generous"),
-    ])
+    fts_store.upsert(
+        [
+            MemoryItem(kind="ticket", source="hubspot", source_id="7", content="Where is my refund?", occurred_at=old),
+            MemoryItem(
+                kind="decision", source="decision", source_id="a1", content="Rejected: refund offer too generous"
+            ),
+        ]
+    )
     assert set(ids(fts_store.search("refund", mode="fts", kinds=["ticket", "decision"]))) == {"7", "a1"}
     assert ids(fts_store.search("refund", mode="fts", kinds=["ticket"])) == ["7"]
     recent = fts_store.search("refund", mode="fts", since=datetime.now(UTC) - timedelta(days=1))
@@ -199,8 +233,12 @@ def test_filters_by_kind_and_date(db: Database, fts_store: MemoryStore, sql: psy
 
 
 def test_vector_search_applies_filters_inside_the_index_scan(vector_store: MemoryStore) -> None:
-    vector_store.upsert([MemoryItem(kind="ticket", source="hubspot", source_id=f"t{n}",
-                                    content=f"Parcel {n} did not arrive") for n in range(30)])
+    vector_store.upsert(
+        [
+            MemoryItem(kind="ticket", source="hubspot", source_id=f"t{n}", content=f"Parcel {n} did not arrive")
+            for n in range(30)
+        ]
+    )
     vector_store.embed_pending()
     answer = vector_store.search("courier delivery", mode="vector", kinds=["kb_article"], limit=3)
     assert ids(answer)[0] == "shipping.md" and {hit.kind for hit in answer.results} == {"kb_article"}
@@ -217,13 +255,19 @@ def test_vector_search_ranks_by_meaning(vector_store: MemoryStore) -> None:
 
 
 def test_hybrid_puts_the_row_found_by_both_methods_first(vector_store: MemoryStore) -> None:
-    vector_store.upsert([
-        # the closest by meaning (delivery words only) but without the query's words
-        MemoryItem(kind="note", source="test", source_id="meaning", content="Couriers deliver parcels fast"),
-        # both query words, far apart, about billing
-        MemoryItem(kind="note", source="test", source_id="words", content="Business cards for the billing desk: "
-                   "invoice, payment and pay slips, then the shipping labels"),
-    ])
+    vector_store.upsert(
+        [
+            # the closest by meaning (delivery words only) but without the query's words
+            MemoryItem(kind="note", source="test", source_id="meaning", content="Couriers deliver parcels fast"),
+            # both query words, far apart, about billing
+            MemoryItem(
+                kind="note",
+                source="test",
+                source_id="words",
+                content="Business cards for the billing desk: invoice, payment and pay slips, then the shipping labels",
+            ),
+        ]
+    )
     vector_store.embed_pending()
     answer = vector_store.search("shipping business", mode="hybrid")
     ranks = {hit.source_id: (hit.fts_rank, hit.vector_rank) for hit in answer.results}
@@ -262,8 +306,9 @@ def test_hybrid_with_the_local_model_prefers_rows_both_methods_found(local_store
 
 
 # --- writing and embedding -----------------------------------------------------------------------
-def test_reimporting_a_file_updates_its_one_row(fts_store: MemoryStore, sql: psycopg.Connection,
-                                                tmp_path: Path) -> None:
+def test_reimporting_a_file_updates_its_one_row(
+    fts_store: MemoryStore, sql: psycopg.Connection, tmp_path: Path
+) -> None:
     folder = tmp_path / "kb"
     (folder / "sub").mkdir(parents=True)
     (folder / "faq.md").write_text("# Opening hours\n\nWe open at 9 AM Phoenix time.\n")
@@ -278,30 +323,47 @@ def test_reimporting_a_file_updates_its_one_row(fts_store: MemoryStore, sql: psy
     (folder / "faq.md").write_text("# Opening hours\n\nWe open at 8 AM Phoenix time.\n")
     changed = import_files(fts_store, folder / "faq.md")  # a single file: named relative to its folder
     assert (changed.created, changed.updated) == (0, 1)
-    rows = sql.execute("select source_id, title, content from memory where source = 'file' and "
-                       "source_id in ('faq.md', 'sub/notes.txt') order by source_id").fetchall()
-    assert rows == [("faq.md", "Opening hours", "# Opening hours\n\nWe open at 8 AM Phoenix time.\n"),
-                    ("sub/notes.txt", "notes", "Kettles come in red and blue.\n")]
+    rows = sql.execute(
+        "select source_id, title, content from memory where source = 'file' and "
+        "source_id in ('faq.md', 'sub/notes.txt') order by source_id"
+    ).fetchall()
+    assert rows == [
+        ("faq.md", "Opening hours", "# Opening hours\n\nWe open at 8 AM Phoenix time.\n"),
+        ("sub/notes.txt", "notes", "Kettles come in red and blue.\n"),
+    ]
     with pytest.raises(InvalidInput, match="does not exist"):
         import_files(fts_store, folder / "missing")
 
 
 def test_new_text_needs_a_new_vector_and_unchanged_text_keeps_it(
-    vector_store: MemoryStore, fake: WordTopicEmbedder, sql: psycopg.Connection,
+    vector_store: MemoryStore,
+    fake: WordTopicEmbedder,
+    sql: psycopg.Connection,
 ) -> None:
     assert vector_store.stats()["to_embed"] == 0
     vector_store.upsert(items())  # the same text: nothing changes, nothing to embed
     assert vector_store.stats()["to_embed"] == 0
     title, content = DOCS["warranty.md"]
-    vector_store.upsert([MemoryItem(kind="kb_article", source="file", source_id="warranty.md", title=title,
-                                    content=content + " Repairs are free.")])
-    assert sql.execute("select embedding is null, embedding_model from memory where source_id = 'warranty.md'"
-                       ).fetchone() == (True, None)
+    vector_store.upsert(
+        [
+            MemoryItem(
+                kind="kb_article",
+                source="file",
+                source_id="warranty.md",
+                title=title,
+                content=content + " Repairs are free.",
+            )
+        ]
+    )
+    assert sql.execute(
+        "select embedding is null, embedding_model from memory where source_id = 'warranty.md'"
+    ).fetchone() == (True, None)
     fake.calls.clear()
     report = vector_store.embed_pending()
     assert report.embedded == 1 and len(fake.calls) == 1 and "Repairs are free" in fake.calls[0][0]
     assert sql.execute("select embedding_model from memory where source_id = 'warranty.md'").fetchone() == (
-        "local/word-topics",)
+        "local/word-topics",
+    )
 
 
 def test_a_vector_for_text_that_changed_meanwhile_is_dropped(vector_store: MemoryStore, db: Database) -> None:
@@ -310,8 +372,11 @@ def test_a_vector_for_text_that_changed_meanwhile_is_dropped(vector_store: Memor
     assert [row["content"] for row in claimed] == ["first words"]
     assert db.call("claim_memory_to_embed", limit=10, lease_seconds=60) == []  # claimed: not handed out twice
     vector_store.upsert([MemoryItem(kind="note", source="test", source_id="n1", content="second words")])
-    stored = db.call("set_memory_embeddings", model="local/word-topics",
-                     items=[{"id": claimed[0]["id"], "hash": claimed[0]["hash"], "embedding": [0.1] * 8}])
+    stored = db.call(
+        "set_memory_embeddings",
+        model="local/word-topics",
+        items=[{"id": claimed[0]["id"], "hash": claimed[0]["hash"], "embedding": [0.1] * 8}],
+    )
     assert stored == {"stored": 0, "stale": 1}
     db.call("release_memory_claims", ids=[claimed[0]["id"]])
     assert vector_store.embed_pending().embedded == 1
@@ -330,28 +395,55 @@ def test_tickets_have_their_own_rows(fts_store: MemoryStore, sql: psycopg.Connec
     # daily reports reach memory from store_daily_report: tests/test_daily_report.py
     from app.memory import TicketMemory
 
-    fts_store.remember_ticket(TicketMemory(id="881", subject="Kettle leaks", body="My kettle leaks water.",
-                                           requester="pat@example.com", status="open"))
+    fts_store.remember_ticket(
+        TicketMemory(
+            id="881", subject="Kettle leaks", body="My kettle leaks water.", requester="pat@example.com", status="open"
+        )
+    )
     assert sql.execute("select kind, source, source_id from memory where kind = 'ticket'").fetchall() == [
-        ("ticket", "hubspot", "881")]
+        ("ticket", "hubspot", "881")
+    ]
     assert ids(fts_store.search("leaking kettle", mode="fts")) == ["881"]
 
 
 # --- what the actions trigger records ---------------------------------------------------------------
-def test_decisions_and_executed_actions_are_remembered(db: Database, fts_settings: Settings,
-                                                       sql: psycopg.Connection) -> None:
+def test_decisions_and_executed_actions_are_remembered(
+    db: Database, fts_settings: Settings, sql: psycopg.Connection
+) -> None:
     queue = ApprovalQueue(db, fts_settings)
-    rejected = queue.submit(ActionRequest(agent="marketing", kind="note.record", summary="Announce the sale",
-                                          payload={"body": "50% off everything"}, impact=Impact(recipients=120)),
-                            actor="test")
-    queue.decide(rejected.id, DecisionRequest(decision="reject", reason="too pushy for our customers"),
-                 actor="ann", channel="link")
-    ran = queue.submit(ActionRequest(agent="ops", kind="note.record", summary="Log the call",
-                                     payload={"body": "Called ACME about the <b>late</b> parcel"}), actor="test")
+    rejected = queue.submit(
+        ActionRequest(
+            agent="marketing",
+            kind="note.record",
+            summary="Announce the sale",
+            payload={"body": "50% off everything"},
+            impact=Impact(recipients=120),
+        ),
+        actor="test",
+    )
+    queue.decide(
+        rejected.id,
+        DecisionRequest(decision="reject", reason="too pushy for our customers"),
+        actor="ann",
+        channel="link",
+    )
+    ran = queue.submit(
+        ActionRequest(
+            agent="ops",
+            kind="note.record",
+            summary="Log the call",
+            payload={"body": "Called ACME about the <b>late</b> parcel"},
+        ),
+        actor="test",
+    )
     Executor(db, fts_settings).run_until_idle()
 
-    rows = {row[0]: row[1:] for row in sql.execute(
-        "select source_id, kind, source, content, metadata from memory where source in ('action', 'decision')")}
+    rows = {
+        row[0]: row[1:]
+        for row in sql.execute(
+            "select source_id, kind, source, content, metadata from memory where source in ('action', 'decision')"
+        )
+    }
     kind, source, content, metadata = rows[str(rejected.id)]
     assert (kind, source) == ("decision", "decision")
     assert "Decision: rejected by ann" in content and "Reason: too pushy for our customers" in content
@@ -362,14 +454,26 @@ def test_decisions_and_executed_actions_are_remembered(db: Database, fts_setting
     assert ids(store.search("pushy", mode="fts", kinds=["decision"])) == [str(rejected.id)]
 
 
-def test_an_edit_then_approval_is_remembered_with_its_edits(db: Database, fts_settings: Settings,
-                                                           sql: psycopg.Connection) -> None:
+def test_an_edit_then_approval_is_remembered_with_its_edits(
+    db: Database, fts_settings: Settings, sql: psycopg.Connection
+) -> None:
     queue = ApprovalQueue(db, fts_settings)
-    action = queue.submit(ActionRequest(agent="support", kind="note.record", summary="Reply about the kettle",
-                                        payload={"body": "We will refund the kettle"}, impact=Impact(recipients=120)),
-                          actor="test")
-    queue.decide(action.id, DecisionRequest(decision="modify", modifications={"body": "We will repair the kettle"}),
-                 actor="ann", channel="link")
+    action = queue.submit(
+        ActionRequest(
+            agent="support",
+            kind="note.record",
+            summary="Reply about the kettle",
+            payload={"body": "We will refund the kettle"},
+            impact=Impact(recipients=120),
+        ),
+        actor="test",
+    )
+    queue.decide(
+        action.id,
+        DecisionRequest(decision="modify", modifications={"body": "We will repair the kettle"}),
+        actor="ann",
+        channel="link",
+    )
     Executor(db, fts_settings).run_until_idle()
     rows = dict(sql.execute("select source, content from memory where source_id = %s", (str(action.id),)).fetchall())
     assert "Decision: modified by ann" in rows["decision"]
@@ -379,22 +483,37 @@ def test_an_edit_then_approval_is_remembered_with_its_edits(db: Database, fts_se
     assert ids(store.search("refund", mode="fts", kinds=["decision"])) == [str(action.id)]
 
 
-def test_a_huge_campaign_is_remembered_in_brief(db: Database, fts_settings: Settings,
-                                                sql: psycopg.Connection) -> None:
+def test_a_huge_campaign_is_remembered_in_brief(db: Database, fts_settings: Settings, sql: psycopg.Connection) -> None:
     count = 40_000
     words = " ".join(f"paragraph{n}" for n in range(30_000))  # every word unique: the costliest text to index
-    payload = {"subject": "Winter sale", "html": f"<h1>Winter sale</h1><p>{words}</p>", "text": words,
-               "recipients": [{"email": f"customer{n:05d}@example.com", **({"name": "Pat Lee"} if n == 0 else {})}
-                              for n in range(count)]}
+    payload = {
+        "subject": "Winter sale",
+        "html": f"<h1>Winter sale</h1><p>{words}</p>",
+        "text": words,
+        "recipients": [
+            {"email": f"customer{n:05d}@example.com", **({"name": "Pat Lee"} if n == 0 else {})} for n in range(count)
+        ],
+    }
     queue = ApprovalQueue(db, fts_settings)
-    action = queue.submit(ActionRequest(agent="marketing", kind="email.campaign", summary="Winter sale to everyone",
-                                        payload=payload, impact=Impact(recipients=count)), actor="test")
+    action = queue.submit(
+        ActionRequest(
+            agent="marketing",
+            kind="email.campaign",
+            summary="Winter sale to everyone",
+            payload=payload,
+            impact=Impact(recipients=count),
+        ),
+        actor="test",
+    )
     queue.decide(action.id, DecisionRequest(decision="reject", reason="too many at once"), actor="ann", channel="link")
-    [(content,)] = sql.execute("select content from memory where source = 'decision' and source_id = %s",
-                               (str(action.id),)).fetchall()
+    [(content,)] = sql.execute(
+        "select content from memory where source = 'decision' and source_id = %s", (str(action.id),)
+    ).fetchall()
     assert len(content) <= 100_002
-    assert ("recipients: Pat Lee <customer00000@example.com>, customer00001@example.com, customer00002@example.com, "
-            "customer00003@example.com, customer00004@example.com … and 39995 more (40000 in all)") in content
+    assert (
+        "recipients: Pat Lee <customer00000@example.com>, customer00001@example.com, customer00002@example.com, "
+        "customer00003@example.com, customer00004@example.com … and 39995 more (40000 in all)"
+    ) in content
     assert "customer00005@example.com" not in content
     assert "html: Winter sale paragraph0 paragraph1" in content and "<p>" not in content
     html = next(line for line in content.splitlines() if line.startswith("html: "))
@@ -403,14 +522,19 @@ def test_a_huge_campaign_is_remembered_in_brief(db: Database, fts_settings: Sett
     assert ids(store.search("too many at once", mode="fts", kinds=["decision"])) == [str(action.id)]
 
 
-def test_a_failing_memory_write_never_blocks_the_action(db: Database, fts_settings: Settings,
-                                                        sql: psycopg.Connection) -> None:
+def test_a_failing_memory_write_never_blocks_the_action(
+    db: Database, fts_settings: Settings, sql: psycopg.Connection
+) -> None:
     sql.execute("alter table memory add constraint refuse_all check (false) not valid")
     warnings: list[str] = []
     sql.add_notice_handler(lambda diag: warnings.append(diag.message_primary or ""))
     queue = ApprovalQueue(db, fts_settings)
-    action = queue.submit(ActionRequest(agent="ops", kind="note.record", summary="n", payload={"body": "b"},
-                                        impact=Impact(recipients=120)), actor="test")
+    action = queue.submit(
+        ActionRequest(
+            agent="ops", kind="note.record", summary="n", payload={"body": "b"}, impact=Impact(recipients=120)
+        ),
+        actor="test",
+    )
     sql.execute("select decide_action(%s, 'reject', 'ann', 'no', null, null, null, p_channel => 'link')", (action.id,))
     assert sql.execute("select status from actions where id = %s", (action.id,)).fetchone() == ("rejected",)
     assert any("memory could not record action" in warning for warning in warnings)
@@ -418,18 +542,39 @@ def test_a_failing_memory_write_never_blocks_the_action(db: Database, fts_settin
 
 
 # --- one model per deployment ----------------------------------------------------------------------
-def test_start_up_fixes_the_model_then_refuses_another(database_url: str, tmp_path: Path,
-                                                       sql: psycopg.Connection) -> None:
-    local = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="openai",
-                          openai_api_key="sk-test-0123456789", embeddings_dimension=384,
-                          embeddings_model="text-embedding-3-small")
+def test_start_up_fixes_the_model_then_refuses_another(
+    database_url: str, tmp_path: Path, sql: psycopg.Connection
+) -> None:
+    local = make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        embeddings_provider="openai",
+        openai_api_key="sk-test-0123456789",
+        embeddings_dimension=384,
+        embeddings_model="text-embedding-3-small",
+    )
     with open_database(local) as db:
-        assert db.call("memory_settings") == {"model": "openai/text-embedding-3-small", "dimension": 384,
-                                              "column_dimension": 384, "index": True, "kind_indexes": KIND_INDEXES}
-    other = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="voyage",
-                          voyage_api_key="pa-test-0123456789")
-    with pytest.raises(EmbeddingsMismatch, match=r"openai/text-embedding-3-small \(384 dimensions\).*"
-                       r"voyage/voyage-3.5 \(1024 dimensions\).*opsdesk memory reindex"), open_database(other):
+        assert db.call("memory_settings") == {
+            "model": "openai/text-embedding-3-small",
+            "dimension": 384,
+            "column_dimension": 384,
+            "index": True,
+            "kind_indexes": KIND_INDEXES,
+        }
+    other = make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        embeddings_provider="voyage",
+        voyage_api_key="pa-test-0123456789",
+    )
+    with (
+        pytest.raises(
+            EmbeddingsMismatch,
+            match=r"openai/text-embedding-3-small \(384 dimensions\).*"
+            r"voyage/voyage-3.5 \(1024 dimensions\).*opsdesk memory reindex",
+        ),
+        open_database(other),
+    ):
         pass
     with open_database(other, check_memory=False):  # what `opsdesk memory reindex` does
         pass
@@ -438,37 +583,56 @@ def test_start_up_fixes_the_model_then_refuses_another(database_url: str, tmp_pa
         pass
     # the column itself has the dimension: pgvector refuses any other size on write
     with pytest.raises(psycopg.errors.DataException, match="expected 384 dimensions"):
-        sql.execute("insert into memory (kind, source, source_id, content, embedding) "
-                    "values ('note', 'x', '1', 'y', %s::text::vector)", ("[1,2,3]",))
+        sql.execute(
+            "insert into memory (kind, source, source_id, content, embedding) "
+            "values ('note', 'x', '1', 'y', %s::text::vector)",
+            ("[1,2,3]",),
+        )
 
 
 def test_kinds_get_their_own_hnsw_index_and_a_kind_filter_uses_it(
-    db: Database, fts_settings: Settings, fake: WordTopicEmbedder, sql: psycopg.Connection,
+    db: Database,
+    fts_settings: Settings,
+    fake: WordTopicEmbedder,
+    sql: psycopg.Connection,
 ) -> None:
     configure = {"model": fake.spec.name, "dimension": fake.spec.dimension, "reset": False}
     assert db.call("configure_memory", **configure, indexed_kinds=["ticket", "decision"])["kind_indexes"] == [
-        "decision", "ticket"]
+        "decision",
+        "ticket",
+    ]
     assert db.call("configure_memory", **configure)["kind_indexes"] == ["decision", "ticket"]  # null: kept
     assert db.call("configure_memory", **configure, indexed_kinds=["ticket"])["kind_indexes"] == ["ticket"]
     with pytest.raises(InvalidInput, match="lower-case"):
         db.call("configure_memory", **configure, indexed_kinds=["Ticket; drop table memory"])
     store = MemoryStore(db, fts_settings, embedder=fake)
-    store.upsert(items() + [MemoryItem(kind="ticket", source="hubspot", source_id=f"t{n}",
-                                       content=f"Invoice {n} was charged twice") for n in range(5)])
+    store.upsert(
+        items()
+        + [
+            MemoryItem(kind="ticket", source="hubspot", source_id=f"t{n}", content=f"Invoice {n} was charged twice")
+            for n in range(5)
+        ]
+    )
     store.embed_pending()
     answer = store.search("courier parcel", mode="vector", kinds=["ticket"])  # far from every ticket
     assert sorted(ids(answer)) == [f"t{n}" for n in range(5)]
     # the statement search_memory runs for a one-kind filter, as planned with the kind's value
     with sql.transaction():
         sql.execute("set local enable_seqscan = off")
-        plan = "\n".join(row[0] for row in sql.execute(
-            "explain select m.id from memory m where m.embedding is not null and m.kind = any ('{ticket}'::text[]) "
-            "order by m.embedding <=> %s::text::vector limit 30", (str(fake.vector("parcel")),)))
+        plan = "\n".join(
+            row[0]
+            for row in sql.execute(
+                "explain select m.id from memory m where m.embedding is not null and m.kind = any ('{ticket}'::text[]) "
+                "order by m.embedding <=> %s::text::vector limit 30",
+                (str(fake.vector("parcel")),),
+            )
+        )
     assert "memory_embedding_hnsw_ticket" in plan, plan
 
 
-def test_reindex_moves_every_row_to_the_new_model(db: Database, fts_settings: Settings,
-                                                  sql: psycopg.Connection) -> None:
+def test_reindex_moves_every_row_to_the_new_model(
+    db: Database, fts_settings: Settings, sql: psycopg.Connection
+) -> None:
     old = WordTopicEmbedder("topics-v1", 8)
     db.call("configure_memory", model=old.spec.name, dimension=8, reset=False)
     MemoryStore(db, fts_settings, embedder=old).upsert(items())
@@ -480,10 +644,16 @@ def test_reindex_moves_every_row_to_the_new_model(db: Database, fts_settings: Se
     done: list[int] = []
     report = MemoryStore(db, fts_settings, embedder=new).reindex(started=totals.append, progress=done.append)
     assert report.embedded == len(DOCS) and totals == [len(DOCS)] and sum(done) == len(DOCS)
-    assert db.call("memory_settings") == {"model": "local/topics-v2", "dimension": 12, "column_dimension": 12,
-                                          "index": True, "kind_indexes": KIND_INDEXES}
+    assert db.call("memory_settings") == {
+        "model": "local/topics-v2",
+        "dimension": 12,
+        "column_dimension": 12,
+        "index": True,
+        "kind_indexes": KIND_INDEXES,
+    }
     assert sql.execute("select distinct embedding_model, vector_dims(embedding) from memory").fetchall() == [
-        ("local/topics-v2", 12)]
+        ("local/topics-v2", 12)
+    ]
     answer = MemoryStore(db, fts_settings, embedder=new).search("parcel courier", mode="vector")
     assert ids(answer)[0] == "shipping.md"
 
@@ -501,21 +671,25 @@ class FakeKnowledgeBase:
 
 
 def kb_page(page_id: str, title: str, text: str, day: int = 1) -> KBPage:
-    return KBPage(id=page_id, title=title, url=f"https://notion.so/{page_id}", text=text,
-                  last_edited=datetime(2026, 11, day, tzinfo=UTC))
+    return KBPage(
+        id=page_id,
+        title=title,
+        url=f"https://notion.so/{page_id}",
+        text=text,
+        last_edited=datetime(2026, 11, day, tzinfo=UTC),
+    )
 
 
-def test_notion_sync_updates_pages_and_forgets_deleted_ones(fts_store: MemoryStore,
-                                                            sql: psycopg.Connection) -> None:
-    kb = FakeKnowledgeBase([kb_page("p1", "Returns", "Return within 30 days."),
-                            kb_page("p2", "Hours", "Open 9 to 5.")])
+def test_notion_sync_updates_pages_and_forgets_deleted_ones(fts_store: MemoryStore, sql: psycopg.Connection) -> None:
+    kb = FakeKnowledgeBase([kb_page("p1", "Returns", "Return within 30 days."), kb_page("p2", "Hours", "Open 9 to 5.")])
     first = sync_knowledge_base(fts_store, kb)
     assert (first.pages, first.created, first.removed) == (2, 2, 0)
     kb.pages = [kb_page("p1", "Returns", "Return within 60 days.", day=2)]
     second = sync_knowledge_base(fts_store, kb)
     assert (second.updated, second.removed) == (1, 1)
-    assert sql.execute("select source_id, content, metadata->>'url' from memory where source = 'notion'"
-                       ).fetchall() == [("p1", "Return within 60 days.", "https://notion.so/p1")]
+    assert sql.execute(
+        "select source_id, content, metadata->>'url' from memory where source = 'notion'"
+    ).fetchall() == [("p1", "Return within 60 days.", "https://notion.so/p1")]
     kb.fail = True
     with pytest.raises(RuntimeError):
         sync_knowledge_base(fts_store, kb)
@@ -528,15 +702,26 @@ def read_archive(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in archive]
 
 
-def test_prune_archives_expired_rows_before_deleting_them(db: Database, database_url: str, tmp_path: Path,
-                                                          sql: psycopg.Connection) -> None:
-    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none",
-                             memory_retention_days="ticket=30,note=0", audit_retention_days=60)
+def test_prune_archives_expired_rows_before_deleting_them(
+    db: Database, database_url: str, tmp_path: Path, sql: psycopg.Connection
+) -> None:
+    settings = make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        embeddings_provider="none",
+        memory_retention_days="ticket=30,note=0",
+        audit_retention_days=60,
+    )
     store = MemoryStore(db, settings)
-    store.upsert([MemoryItem(kind="ticket", source="hubspot", source_id=str(n), content=f"ticket {n}")
-                  for n in range(3)])
-    store.upsert([MemoryItem(kind="note", source="test", source_id="keep", content="kept forever"),
-                  MemoryItem(kind="decision", source="decision", source_id="d", content="kept 7 years")])
+    store.upsert(
+        [MemoryItem(kind="ticket", source="hubspot", source_id=str(n), content=f"ticket {n}") for n in range(3)]
+    )
+    store.upsert(
+        [
+            MemoryItem(kind="note", source="test", source_id="keep", content="kept forever"),
+            MemoryItem(kind="decision", source="decision", source_id="d", content="kept 7 years"),
+        ]
+    )
     sql.execute("insert into audit_log (actor, event) values ('t', 'old event')")
     advance_clock(sql, 45 * 86400)
     store.upsert([MemoryItem(kind="ticket", source="hubspot", source_id="new", content="recent ticket")])
@@ -546,8 +731,7 @@ def test_prune_archives_expired_rows_before_deleting_them(db: Database, database
     report = prune(db, settings)
     assert report.archived == {"audit_log": 1}
 
-    assert sql.execute("select source_id from memory order by source_id").fetchall() == [("d",), ("keep",),
-                                                                                          ("new",)]
+    assert sql.execute("select source_id from memory order by source_id").fetchall() == [("d",), ("keep",), ("new",)]
     assert sql.execute("select event from audit_log").fetchall() == [("recent event",)]
     archived = [row for path in (tmp_path / "archive").iterdir() for row in read_archive(str(path))]
     assert sorted(row.get("source_id") or row.get("event") for row in archived) == ["0", "1", "2", "old event"]
@@ -560,14 +744,18 @@ def test_prune_archives_expired_rows_before_deleting_them(db: Database, database
 
 
 def test_decisions_feedback_and_the_audit_log_are_kept_seven_years_by_default(
-    db: Database, database_url: str, tmp_path: Path, sql: psycopg.Connection,
+    db: Database,
+    database_url: str,
+    tmp_path: Path,
+    sql: psycopg.Connection,
 ) -> None:
     settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none")
     seven_years = 7 * 365 + 2  # days, with the leap days any seven years hold
     assert settings.memory_retention_days["decision"] == settings.memory_retention_days["feedback"] == seven_years
     assert settings.audit_retention_days == seven_years
-    MemoryStore(db, settings).upsert([MemoryItem(kind=kind, source="test", source_id=kind, content=f"a {kind}")
-                                      for kind in ("decision", "feedback")])
+    MemoryStore(db, settings).upsert(
+        [MemoryItem(kind=kind, source="test", source_id=kind, content=f"a {kind}") for kind in ("decision", "feedback")]
+    )
     sql.execute("insert into audit_log (actor, event) values ('t', 'decided')")
     advance_clock(sql, (seven_years - 1) * 86400)
     assert prune(db, settings).archived == {}
@@ -617,17 +805,27 @@ class PostgrestOnPostgres:
     def call(self, function: str, body: bytes) -> tuple[int, Any]:
         args = json.loads(body or b"{}")
         with self.lock:
-            types = dict(self.conn.execute(
-                "select a.name, format_type(a.type, null) from pg_proc p, unnest(p.proargnames, p.proargtypes::oid[]) "
-                "as a(name, type) where p.proname = %s", (function,)).fetchall())
+            types = dict(
+                self.conn.execute(
+                    "select a.name, format_type(a.type, null) from pg_proc p, "
+                    "unnest(p.proargnames, p.proargtypes::oid[]) "
+                    "as a(name, type) where p.proname = %s",
+                    (function,),
+                ).fetchall()
+            )
             columns = ", ".join(f"{name} {types[name]}" for name in args)
             named = ", ".join(f"{name} := a.{name}" for name in args)
             try:
-                row = self.conn.execute(f"select {function}({named}) from jsonb_to_record(%s) as a({columns})",
-                                        (Jsonb(args),)).fetchone()
+                row = self.conn.execute(
+                    f"select {function}({named}) from jsonb_to_record(%s) as a({columns})", (Jsonb(args),)
+                ).fetchone()
             except psycopg.Error as exc:
-                return 400, {"code": exc.sqlstate, "message": exc.diag.message_primary,
-                             "details": exc.diag.message_detail, "hint": None}
+                return 400, {
+                    "code": exc.sqlstate,
+                    "message": exc.diag.message_primary,
+                    "details": exc.diag.message_detail,
+                    "hint": None,
+                }
         return 200, row[0]
 
     def close(self) -> None:
@@ -645,17 +843,30 @@ def rest_db(database_url: str) -> Iterator[Database]:
     fake_rest.close()
 
 
-def test_embeddings_and_search_work_over_the_rest_transport(rest_db: Database, fts_settings: Settings,
-                                                            fake: WordTopicEmbedder) -> None:
+def test_embeddings_and_search_work_over_the_rest_transport(
+    rest_db: Database, fts_settings: Settings, fake: WordTopicEmbedder
+) -> None:
     rest_db.call("configure_memory", model=fake.spec.name, dimension=fake.spec.dimension, reset=False)
     store = MemoryStore(rest_db, fts_settings, embedder=fake)
     assert store.upsert(items()).created == len(DOCS)
     assert store.embed_pending().embedded == len(DOCS)  # vectors travel as JSON arrays
-    answer = store.search("refund courier", mode="hybrid", kinds=["kb_article"],
-                          since=datetime(2020, 1, 1, tzinfo=UTC))
+    answer = store.search("refund courier", mode="hybrid", kinds=["kb_article"], since=datetime(2020, 1, 1, tzinfo=UTC))
     assert ids(answer)[0] == "policy-notes.md" and answer.results[0].fts_rank == 1
     assert ids(store.search("parcel", mode="vector"))[0] == "shipping.md"
     with pytest.raises(InvalidInput, match="8 numbers"):
-        rest_db.call("search_memory", query="x", mode="vector", embedding=[1.0, 2.0], kinds=None, since=None,
-                     limit=5, candidates=10, fts_weight=1, vector_weight=1, rrf_k=60, ef_search=40,
-                     fts_rank_limit=None, include_content=False)
+        rest_db.call(
+            "search_memory",
+            query="x",
+            mode="vector",
+            embedding=[1.0, 2.0],
+            kinds=None,
+            since=None,
+            limit=5,
+            candidates=10,
+            fts_weight=1,
+            vector_weight=1,
+            rrf_k=60,
+            ef_search=40,
+            fts_rank_limit=None,
+            include_content=False,
+        )

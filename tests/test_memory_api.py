@@ -21,10 +21,20 @@ from tests.local_extra import require_local_extra
 from tests.memory_fakes import WordTopicEmbedder
 
 DOCS = [
-    MemoryItem(kind="kb_article", source="file", source_id="shipping.md", title="Shipping",
-               content="Orders ship within two business days."),
-    MemoryItem(kind="kb_article", source="file", source_id="refunds.md", title="Refunds",
-               content="We refund <unused> items within 30 days."),
+    MemoryItem(
+        kind="kb_article",
+        source="file",
+        source_id="shipping.md",
+        title="Shipping",
+        content="Orders ship within two business days.",
+    ),
+    MemoryItem(
+        kind="kb_article",
+        source="file",
+        source_id="refunds.md",
+        title="Refunds",
+        content="We refund <unused> items within 30 days.",
+    ),
     MemoryItem(kind="ticket", source="hubspot", source_id="42", content="Where is my refund? Order 1001."),
 ]
 
@@ -37,9 +47,10 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def api(settings: Settings, db: Database) -> Iterator[httpx.Client]:
     MemoryStore(db, settings).upsert(DOCS)
-    with serve(create_app(settings, db)) as url, httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
-    ) as client:
+    with (
+        serve(create_app(settings, db)) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client,
+    ):
         yield client
 
 
@@ -51,15 +62,28 @@ def test_search_answers_ranked_results_with_highlights(api: httpx.Client) -> Non
     assert {hit["source_id"] for hit in body["results"]} == {"refunds.md", "42"}
     hit = next(hit for hit in body["results"] if hit["source_id"] == "refunds.md")
     assert "<mark>refund</mark> &lt;unused&gt; items within 30 days" in hit["snippet"]
-    assert set(hit) >= {"id", "kind", "source", "source_id", "title", "snippet", "score", "fts_rank",
-                        "vector_rank", "similarity", "occurred_at", "metadata"}
+    assert set(hit) >= {
+        "id",
+        "kind",
+        "source",
+        "source_id",
+        "title",
+        "snippet",
+        "score",
+        "fts_rank",
+        "vector_rank",
+        "similarity",
+        "occurred_at",
+        "metadata",
+    }
     assert hit["fts_rank"] in (1, 2) and hit["vector_rank"] is None and hit["content"] is None
 
 
 def test_filters_and_content(api: httpx.Client) -> None:
     body = api.get("/memory/search", params={"q": "refund", "kind": "ticket,note", "content": "true"}).json()
     assert [(hit["source_id"], hit["content"]) for hit in body["results"]] == [
-        ("42", "Where is my refund? Order 1001.")]
+        ("42", "Where is my refund? Order 1001.")
+    ]
     repeated = api.get("/memory/search", params=[("q", "refund"), ("kind", "ticket"), ("kind", "kb_article")])
     assert len(repeated.json()["results"]) == 2
     assert api.get("/memory/search", params={"q": "refund", "since": "2999-01-01"}).json()["results"] == []
@@ -87,17 +111,20 @@ def test_the_token_is_required(api: httpx.Client) -> None:
     assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "wrong API token"
 
 
-@pytest.mark.parametrize("params", [
-    {"q": "refund", "mode": "semantic"},
-    {"q": "refund", "limit": "0"},
-    {"q": "refund", "limit": "101"},
-    {"q": "refund", "limit": "ten"},
-    {"q": ""},
-    {},
-    {"q": "x" * 1001},
-    {"q": "refund", "kind": "Not A Kind"},
-    {"q": "refund", "since": "yesterday"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "refund", "mode": "semantic"},
+        {"q": "refund", "limit": "0"},
+        {"q": "refund", "limit": "101"},
+        {"q": "refund", "limit": "ten"},
+        {"q": ""},
+        {},
+        {"q": "x" * 1001},
+        {"q": "refund", "kind": "Not A Kind"},
+        {"q": "refund", "since": "yesterday"},
+    ],
+)
 def test_bad_parameters_are_422_and_change_nothing(api: httpx.Client, params: dict[str, str]) -> None:
     response = api.get("/memory/search", params=params)
     assert response.status_code == 422, response.text
@@ -113,19 +140,30 @@ def test_vector_and_hybrid_over_http(settings: Settings, db: Database) -> None:
     app = create_app(settings, db)
     app.state.memory = store  # the router's store, here with the deterministic embedder
     with serve(app) as url:
-        body = httpx.get(f"{url}/memory/search", params={"q": "courier parcel", "mode": "vector"},
-                         headers={"Authorization": f"Bearer {API_TOKEN}"}).json()
+        body = httpx.get(
+            f"{url}/memory/search",
+            params={"q": "courier parcel", "mode": "vector"},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        ).json()
     assert body["mode"] == "vector" and body["embeddings"] == "local/word-topics"
     assert body["results"][0]["source_id"] == "shipping.md" and body["results"][0]["vector_rank"] == 1
 
 
 def test_while_the_vector_index_is_made_search_and_healthz_say_so(
-    database_url: str, tmp_path: Path, db: Database, sql: psycopg.Connection,
+    database_url: str,
+    tmp_path: Path,
+    db: Database,
+    sql: psycopg.Connection,
 ) -> None:
     fake = WordTopicEmbedder()
-    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="openai",
-                             openai_api_key="sk-test-0123456789", embeddings_model="word-topics",
-                             embeddings_dimension=fake.spec.dimension)
+    settings = make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        embeddings_provider="openai",
+        openai_api_key="sk-test-0123456789",
+        embeddings_model="word-topics",
+        embeddings_dimension=fake.spec.dimension,
+    )
     fake.spec = EmbeddingSpec("openai", "word-topics", fake.spec.dimension)
     db.call("configure_memory", model=fake.spec.name, dimension=fake.spec.dimension, reset=False)
     store = MemoryStore(db, settings, embedder=fake)
@@ -155,8 +193,9 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> p
     return database_env(monkeypatch, tmp_path, database_url)
 
 
-def test_cli_imports_then_searches_as_a_table(env: pytest.MonkeyPatch, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_imports_then_searches_as_a_table(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "kb"
     folder.mkdir()
     (folder / "returns.md").write_text("# Returns\n\nReturn [bold]anything[/bold] within 30 days for a refund.\n")
@@ -185,7 +224,9 @@ def test_cli_prune_and_reindex_refusal(env: pytest.MonkeyPatch, capsys: pytest.C
 
 
 def test_cli_reindex_embeds_everything_and_a_new_model_is_refused_until_then(
-    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     require_local_extra()
     folder = tmp_path / "kb"

@@ -25,7 +25,10 @@ def files(sql: psycopg.Connection) -> list[str]:
 
 # --- import --------------------------------------------------------------------------------------
 def test_import_skips_files_that_do_not_fit_and_keeps_the_rest(
-    env: pytest.MonkeyPatch, tmp_path: Path, sql: psycopg.Connection, capsys: pytest.CaptureFixture[str],
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sql: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     env.setattr(memory_sources, "IMPORT_BATCH", 2)  # several batches, one of them with a refused file
     folder = tmp_path / "kb"
@@ -42,8 +45,10 @@ def test_import_skips_files_that_do_not_fit_and_keeps_the_rest(
     assert run("memory", "import", str(folder), "--no-embed") == 0
     out = capsys.readouterr().out
     assert "3 created, 0 updated, 0 unchanged, 4 skipped" in out
-    assert ("skipped a-big.md: 760,010 characters, more than the 500,000 a memory row holds: split it into "
-            "smaller files to import it") in out
+    assert (
+        "skipped a-big.md: 760,010 characters, more than the 500,000 a memory row holds: split it into "
+        "smaller files to import it"
+    ) in out
     assert "skipped b-nul.txt: contains NUL bytes, so it is not plain UTF-8 text" in out
     assert "source_id: String should have at most 500 characters" in out
     assert "skipped r-refused.md: the database refused it:" in out and "refuse_one" in out
@@ -62,12 +67,17 @@ def notion(env: pytest.MonkeyPatch) -> Iterator[FakeNotion]:
 
 
 def kb_page(fake: FakeNotion, title: str, text: str) -> str:
-    return fake.add_page(KB_DS, {"Title": {"id": "title", "type": "title", "title": rich(title)}},
-                         [{"type": "paragraph", "paragraph": {"rich_text": rich(text)}}])
+    return fake.add_page(
+        KB_DS,
+        {"Title": {"id": "title", "type": "title", "title": rich(title)}},
+        [{"type": "paragraph", "paragraph": {"rich_text": rich(text)}}],
+    )
 
 
 def test_sync_notion_indexes_updates_and_forgets_pages(
-    notion: FakeNotion, sql: psycopg.Connection, capsys: pytest.CaptureFixture[str],
+    notion: FakeNotion,
+    sql: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     shipping = kb_page(notion, "Shipping times", "Orders ship in two business days.")
     hours = kb_page(notion, "Opening hours", "We open at 9 AM Phoenix time.")
@@ -82,11 +92,14 @@ def test_sync_notion_indexes_updates_and_forgets_pages(
     assert run("memory", "sync-notion", "--no-embed") == 0
     assert "1 page(s): 0 created, 1 updated, 0 unchanged, 1 removed" in capsys.readouterr().out
     assert sql.execute("select source_id, content from memory where source = 'notion'").fetchall() == [
-        (shipping, "Orders ship in one business day.")]
+        (shipping, "Orders ship in one business day.")
+    ]
 
 
 def test_sync_notion_forgets_nothing_when_notion_suddenly_lists_no_page(
-    notion: FakeNotion, sql: psycopg.Connection, capsys: pytest.CaptureFixture[str],
+    notion: FakeNotion,
+    sql: psycopg.Connection,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     kb_page(notion, "Shipping times", "Orders ship in two business days.")
     assert run("memory", "sync-notion", "--no-embed") == 0

@@ -69,9 +69,11 @@ def test_start_up_never_waits_for_an_index_being_made(database_url: str, sql: ps
     with psycopg.connect(database_url) as builder, psycopg.connect(database_url, autocommit=True) as starting:
         builder.execute("select pg_advisory_xact_lock(7245190312)")  # holds it until its transaction ends
         starting.execute("set lock_timeout = '2s'")  # waiting would fail the test instead of hanging it
-        settings = starting.execute("select configure_memory('local/m', 4, false, '[\"ticket\", \"note\"]')"
-                                    ).fetchone()[0]
+        settings = starting.execute(
+            "select configure_memory('local/m', 4, false, '[\"ticket\", \"note\"]')"
+        ).fetchone()[0]
         assert settings["kind_indexes"] == ["ticket"]  # the new kind waits for a start with the lock free
         assert starting.execute("select memory_index_step(10, 10)").fetchone()[0] == {"state": "busy"}
     assert sql.execute("select configure_memory('local/m', 4, false, '[\"ticket\", \"note\"]')").fetchone()[0][
-        "kind_indexes"] == ["note", "ticket"]
+        "kind_indexes"
+    ] == ["note", "ticket"]

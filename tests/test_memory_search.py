@@ -48,16 +48,28 @@ def kind_of(n: int) -> str:
 
 @pytest.fixture(scope="module")
 def rows() -> list[MemoryItem]:
-    return [MemoryItem(kind=kind_of(n), source="test", source_id=str(n),
-                       content=" ".join([f"entry number {n}", *words_of(n)]),
-                       occurred_at=START + timedelta(minutes=n)) for n in range(ROWS)]
+    return [
+        MemoryItem(
+            kind=kind_of(n),
+            source="test",
+            source_id=str(n),
+            content=" ".join([f"entry number {n}", *words_of(n)]),
+            occurred_at=START + timedelta(minutes=n),
+        )
+        for n in range(ROWS)
+    ]
 
 
 @pytest.fixture
-def store(db: Database, database_url: str, tmp_path: Path, sql: psycopg.Connection,
-          rows: list[MemoryItem]) -> MemoryStore:
-    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none",
-                             memory_fts_rank_limit=RANK_LIMIT)
+def store(
+    db: Database, database_url: str, tmp_path: Path, sql: psycopg.Connection, rows: list[MemoryItem]
+) -> MemoryStore:
+    settings = make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        embeddings_provider="none",
+        memory_fts_rank_limit=RANK_LIMIT,
+    )
     memory = MemoryStore(db, settings)
     memory.upsert(rows)
     sql.execute("analyze memory")  # the row count the search prices its two ways with
@@ -71,9 +83,16 @@ def expected(word: str, kinds: set[str] | None = None) -> tuple[set[str], bool]:
     return {str(n) for n in newest}, len(matches) > RANK_LIMIT
 
 
-@pytest.mark.parametrize(("word", "strategy"), [
-    ("alpha", "newest"), ("gamma", "scan"), ("epsilon", "index"), ("zeta", "index"), ("eta", "index"),
-])
+@pytest.mark.parametrize(
+    ("word", "strategy"),
+    [
+        ("alpha", "newest"),
+        ("gamma", "scan"),
+        ("epsilon", "index"),
+        ("zeta", "index"),
+        ("eta", "index"),
+    ],
+)
 def test_full_text_ranks_exactly_the_newest_matches_whichever_way_it_finds_them(
     store: MemoryStore, word: str, strategy: str
 ) -> None:
@@ -85,8 +104,7 @@ def test_full_text_ranks_exactly_the_newest_matches_whichever_way_it_finds_them(
 
 @pytest.mark.parametrize("word", ["alpha", "gamma", "epsilon", "zeta", "eta"])
 @pytest.mark.parametrize("kinds", [["ticket"], ["note"], ["ticket", "note"]])
-def test_kind_filters_keep_the_newest_matches_of_those_kinds(store: MemoryStore, word: str,
-                                                             kinds: list[str]) -> None:
+def test_kind_filters_keep_the_newest_matches_of_those_kinds(store: MemoryStore, word: str, kinds: list[str]) -> None:
     answer = store.search(word, mode="fts", kinds=kinds, limit=100)
     want, limited = expected(word, set(kinds))
     assert {hit.source_id for hit in answer.results} == want and answer.fts_limited is limited
@@ -103,7 +121,8 @@ def test_without_a_rank_limit_every_match_is_ranked(store: MemoryStore, sql: psy
     raw = sql.execute(
         "select search_memory(p_query => 'gamma', p_mode => 'fts', p_embedding => null, p_kinds => null, "
         "p_since => null, p_limit => 100, p_candidates => 1000, p_fts_weight => 1, p_vector_weight => 1, "
-        "p_rrf_k => 60, p_ef_search => 40, p_fts_rank_limit => null, p_include_content => false)").fetchone()[0]
+        "p_rrf_k => 60, p_ef_search => 40, p_fts_rank_limit => null, p_include_content => false)"
+    ).fetchone()[0]
     assert raw["fts_strategy"] == "all" and raw["fts_limited"] is False
     assert raw["fts_candidates"] == len([n for n in range(ROWS) if n % 12 == 0])
 
@@ -111,40 +130,50 @@ def test_without_a_rank_limit_every_match_is_ranked(store: MemoryStore, sql: psy
 # --- websearch operators before a prefix -------------------------------------------------------
 @pytest.fixture
 def docs(db: Database, database_url: str, tmp_path: Path) -> MemoryStore:
-    memory = MemoryStore(db, make_settings(database_url=database_url, opsdesk_data_dir=tmp_path,
-                                           embeddings_provider="none"))
-    memory.upsert([
-        MemoryItem(kind="note", source="test", source_id="refund", content="We refund unused items."),
-        MemoryItem(kind="note", source="test", source_id="both", content="A refund for a late shipment."),
-        MemoryItem(kind="note", source="test", source_id="ship", content="Shipping takes two days."),
-    ])
+    memory = MemoryStore(
+        db, make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none")
+    )
+    memory.upsert(
+        [
+            MemoryItem(kind="note", source="test", source_id="refund", content="We refund unused items."),
+            MemoryItem(kind="note", source="test", source_id="both", content="A refund for a late shipment."),
+            MemoryItem(kind="note", source="test", source_id="ship", content="Shipping takes two days."),
+        ]
+    )
     return memory
 
 
-@pytest.mark.parametrize(("query", "tsquery", "found"), [
-    ("refund ship*", "'refund' & 'ship':*", {"both"}),
-    ("refund -ship*", "'refund' & !'ship':*", {"refund"}),
-    ("refund or ship*", "'refund' | 'ship':*", {"refund", "both", "ship"}),
-    ("refund OR ship*", "'refund' | 'ship':*", {"refund", "both", "ship"}),
-    ("-ship*", "!'ship':*", {"refund"}),
-    ("refund-ship*", "'refund' & 'ship':*", {"both"}),  # a hyphen inside a word is no negation
-])
-def test_the_operator_before_a_prefix_keeps_its_meaning(docs: MemoryStore, query: str, tsquery: str,
-                                                        found: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("query", "tsquery", "found"),
+    [
+        ("refund ship*", "'refund' & 'ship':*", {"both"}),
+        ("refund -ship*", "'refund' & !'ship':*", {"refund"}),
+        ("refund or ship*", "'refund' | 'ship':*", {"refund", "both", "ship"}),
+        ("refund OR ship*", "'refund' | 'ship':*", {"refund", "both", "ship"}),
+        ("-ship*", "!'ship':*", {"refund"}),
+        ("refund-ship*", "'refund' & 'ship':*", {"both"}),  # a hyphen inside a word is no negation
+    ],
+)
+def test_the_operator_before_a_prefix_keeps_its_meaning(
+    docs: MemoryStore, query: str, tsquery: str, found: set[str]
+) -> None:
     answer = docs.search(query, mode="fts")
     assert answer.fts_query == tsquery and {hit.source_id for hit in answer.results} == found
 
 
 # --- control characters ----------------------------------------------------------------------
-def test_control_characters_in_a_query_are_refused_clearly(docs: MemoryStore, settings: Settings,
-                                                           db: Database) -> None:
+def test_control_characters_in_a_query_are_refused_clearly(docs: MemoryStore, settings: Settings, db: Database) -> None:
     for query in ("refund\x00", "a\x1bb", "\x7f"):
         with pytest.raises(InvalidInput, match="schema"):
             docs.search(query, mode="fts")
     assert docs.search("refund\tpolicy\n", mode="fts").fts_query == "'refund' & 'polici'"
     with serve(create_app(settings, db)) as url:
-        response = httpx.get(f"{url}/memory/search", params={"q": "ref\x00und"},
-                             headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30)
+        response = httpx.get(
+            f"{url}/memory/search",
+            params={"q": "ref\x00und"},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=30,
+        )
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_input"
 
 
@@ -159,15 +188,29 @@ def crowded(db: Database, database_url: str, tmp_path: Path, fake: WordTopicEmbe
     """200 emails about deliveries (each a little different: HNSW keeps identical vectors as one
     element), close to the query; 5 notes about invoices, far from it. Notes have no partial HNSW
     index of their own."""
-    db.call("configure_memory", model=fake.spec.name, dimension=fake.spec.dimension, reset=False,
-            indexed_kinds=["ticket"])
-    memory = MemoryStore(db, make_settings(database_url=database_url, opsdesk_data_dir=tmp_path,
-                                           embeddings_provider="none"), embedder=fake)
-    memory.upsert([MemoryItem(kind="email_sent", source="test", source_id=f"e{n}",
-                              content=" ".join(["parcel"] * (1 + n % 20) + ["campaign"] * (n // 20)) + f" no. {n}")
-                   for n in range(200)]
-                  + [MemoryItem(kind="note", source="test", source_id=f"n{n}",
-                                content=f"Invoice {n} payment received") for n in range(5)])
+    db.call(
+        "configure_memory", model=fake.spec.name, dimension=fake.spec.dimension, reset=False, indexed_kinds=["ticket"]
+    )
+    memory = MemoryStore(
+        db,
+        make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none"),
+        embedder=fake,
+    )
+    memory.upsert(
+        [
+            MemoryItem(
+                kind="email_sent",
+                source="test",
+                source_id=f"e{n}",
+                content=" ".join(["parcel"] * (1 + n % 20) + ["campaign"] * (n // 20)) + f" no. {n}",
+            )
+            for n in range(200)
+        ]
+        + [
+            MemoryItem(kind="note", source="test", source_id=f"n{n}", content=f"Invoice {n} payment received")
+            for n in range(5)
+        ]
+    )
     memory.embed_pending()
     return memory
 
@@ -183,24 +226,29 @@ def test_a_kind_filter_is_not_starved_by_closer_rows_of_other_kinds(
         # the trap: an HNSW scan that stops at ef_search candidates finds no note among them
         sql.execute("set local hnsw.iterative_scan = off")
         sql.execute("set local hnsw.ef_search = 40")
-        plain = sql.execute("select id from memory where kind = 'note' order by embedding <=> %s::text::vector "
-                            "limit 5", (str(vector),)).fetchall()
+        plain = sql.execute(
+            "select id from memory where kind = 'note' order by embedding <=> %s::text::vector limit 5", (str(vector),)
+        ).fetchall()
         raw = sql.execute(
             "select search_memory(p_query => 'parcel courier delivery', p_mode => 'vector', p_embedding => %s, "
             "p_kinds => %s, p_since => null, p_limit => 5, p_candidates => 5, p_fts_weight => 1, "
             "p_vector_weight => 1, p_rrf_k => 60, p_ef_search => 40, p_fts_rank_limit => 200, "
             "p_include_content => false, p_model => %s)",
-            (Jsonb(vector), Jsonb(["note"]), fake.spec.name)).fetchone()[0]
+            (Jsonb(vector), Jsonb(["note"]), fake.spec.name),
+        ).fetchone()[0]
     assert len(plain) < 5
     assert sorted(hit["source_id"] for hit in raw["results"]) == [f"n{n}" for n in range(5)]
 
 
-def test_a_query_embedded_by_another_model_is_never_compared(crowded: MemoryStore, db: Database,
-                                                             database_url: str, tmp_path: Path) -> None:
+def test_a_query_embedded_by_another_model_is_never_compared(
+    crowded: MemoryStore, db: Database, database_url: str, tmp_path: Path
+) -> None:
     # the same dimension, another model: as after `opsdesk memory reindex` under a running service
-    stale = MemoryStore(db, make_settings(database_url=database_url, opsdesk_data_dir=tmp_path,
-                                          embeddings_provider="none"),
-                        embedder=WordTopicEmbedder("word-topics-old"))
+    stale = MemoryStore(
+        db,
+        make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none"),
+        embedder=WordTopicEmbedder("word-topics-old"),
+    )
     answer = stale.search("parcel", mode="hybrid")
     assert answer.mode == "fts" and answer.requested_mode == "hybrid" and answer.embeddings is None
     assert any("restart" in notice and "word-topics-old" in notice for notice in answer.notices)
@@ -218,27 +266,34 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 # --- odd sources never stop a sync ------------------------------------------------------------
 def test_an_oversized_page_or_ticket_is_clipped_not_refused(docs: MemoryStore, sql: psycopg.Connection) -> None:
     huge = "dump " * (MAX_CONTENT_CHARS // 5 + 100)
-    pages = [KBPage(id="big", title="Pasted log", url="https://notion.so/big", text="start\x00 " + huge,
-                    last_edited=START),
-             KBPage(id="ok", title="Hours", url="https://notion.so/ok", text="Open 9 to 5.", last_edited=START)]
+    pages = [
+        KBPage(id="big", title="Pasted log", url="https://notion.so/big", text="start\x00 " + huge, last_edited=START),
+        KBPage(id="ok", title="Hours", url="https://notion.so/ok", text="Open 9 to 5.", last_edited=START),
+    ]
 
     class Pages:
         def read_kb(self) -> list[KBPage]:
             return pages
 
     assert sync_knowledge_base(docs, Pages()).created == 2
-    length, clipped = sql.execute("select length(content), metadata->>'clipped_from_chars' from memory "
-                                  "where source_id = 'big'").fetchone()
+    length, clipped = sql.execute(
+        "select length(content), metadata->>'clipped_from_chars' from memory where source_id = 'big'"
+    ).fetchone()
     assert length == MAX_CONTENT_CHARS and int(clipped) == len("start " + huge)
-    docs.remember_ticket(TicketMemory(id="t1", subject="Log attached", body=huge[:MAX_CONTENT_CHARS],
-                                     requester="a@example.com"))  # the header pushes it over
+    docs.remember_ticket(
+        TicketMemory(id="t1", subject="Log attached", body=huge[:MAX_CONTENT_CHARS], requester="a@example.com")
+    )  # the header pushes it over
     content = sql.execute("select content from memory where source_id = 't1'").fetchone()[0]
     assert len(content) == MAX_CONTENT_CHARS and content.startswith("Ticket: Log attached\nFrom: a@example.com")
 
 
 def test_the_kind_is_a_lexeme_no_text_or_prefix_can_reach(docs: MemoryStore, sql: psycopg.Connection) -> None:
-    docs.upsert([MemoryItem(kind="ticket", source="test", source_id="t", content="A ticket about a kind refund."),
-                 MemoryItem(kind="note", source="test", source_id="k", content="Kindness wins customers.")])
+    docs.upsert(
+        [
+            MemoryItem(kind="ticket", source="test", source_id="t", content="A ticket about a kind refund."),
+            MemoryItem(kind="note", source="test", source_id="k", content="Kindness wins customers."),
+        ]
+    )
     assert sql.execute("select count(*) from memory where fts @@ '''#kind=note'''::tsquery").fetchone() == (4,)
     assert {hit.source_id for hit in docs.search("kind*", mode="fts").results} == {"t", "k"}  # words only
     assert {hit.source_id for hit in docs.search("refund -kind*", mode="fts").results} == {"refund", "both"}
@@ -249,9 +304,11 @@ def test_an_older_memory_table_gets_the_kind_lexeme_when_the_schema_is_applied(
     docs: MemoryStore, sql: psycopg.Connection
 ) -> None:
     sql.execute("alter table memory drop column fts")
-    sql.execute("alter table memory add column fts tsvector generated always as ("
-                "setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', content), 'B')) "
-                "stored")
+    sql.execute(
+        "alter table memory add column fts tsvector generated always as ("
+        "setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', content), 'B')) "
+        "stored"
+    )
     sql.execute(schema_sql().encode())
     assert sql.execute("select count(*) from memory where fts @@ '''#kind=note'''::tsquery").fetchone() == (3,)
     assert sql.execute("select to_regclass('public.memory_fts') is not null").fetchone() == (True,)

@@ -41,8 +41,12 @@ from tests.fake_discord import (
 ROLE = "112233445566778899"
 BASE = "https://ops.example.com"
 HOUR = 3600.0
-IMPACTS = {"LOW": Impact(), "MEDIUM": Impact(recipients=100), "HIGH": Impact(recipients=1000),
-           "CRITICAL": Impact(cost_usd=Decimal(500))}
+IMPACTS = {
+    "LOW": Impact(),
+    "MEDIUM": Impact(recipients=100),
+    "HIGH": Impact(recipients=1000),
+    "CRITICAL": Impact(cost_usd=Decimal(500)),
+}
 
 
 class Clocks:
@@ -68,8 +72,13 @@ def discord() -> Iterator[FakeDiscord]:
 
 @pytest.fixture
 def nsettings(database_url: str, discord: FakeDiscord, tmp_path: Path) -> Settings:
-    return make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, public_base_url=BASE,
-                         discord_webhook_url=discord.webhook_url, discord_escalation_role_id=ROLE)
+    return make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        public_base_url=BASE,
+        discord_webhook_url=discord.webhook_url,
+        discord_escalation_role_id=ROLE,
+    )
 
 
 @pytest.fixture
@@ -89,12 +98,23 @@ SenderFactory = Callable[..., NotificationSender]
 def sender_for(db: Database, sleeps: list[float], clocks: Clocks) -> Iterator[SenderFactory]:
     made: list[NotificationSender] = []
 
-    def make(settings: Settings, worker: str = "s1", transport: httpx.BaseTransport | None = None,
-             breaker_threshold: int = 5, timeout: float = 5) -> NotificationSender:
+    def make(
+        settings: Settings,
+        worker: str = "s1",
+        transport: httpx.BaseTransport | None = None,
+        breaker_threshold: int = 5,
+        timeout: float = 5,
+    ) -> NotificationSender:
         assert settings.discord_webhook_url is not None
         breaker = CircuitBreaker("discord", failure_threshold=breaker_threshold, clock=clocks)
-        client = DiscordClient(settings.discord_webhook_url.get_secret_value(), timeout=timeout, sleep=sleeps.append,
-                               clock=clocks, breaker=breaker, transport=transport)
+        client = DiscordClient(
+            settings.discord_webhook_url.get_secret_value(),
+            timeout=timeout,
+            sleep=sleeps.append,
+            clock=clocks,
+            breaker=breaker,
+            transport=transport,
+        )
         sender = NotificationSender(db, settings, client=client, worker_id=worker, rng=lambda: 1.0)
         made.append(sender)
         return sender
@@ -115,15 +135,22 @@ def queue(db: Database, nsettings: Settings) -> ApprovalQueue:
 
 
 def submit(queue: ApprovalQueue, tier: str, **fields: Any) -> UUID:
-    values: dict[str, Any] = {"agent": "marketing", "kind": "note.record", "summary": f"{tier} note",
-                              "reasoning": "the customer asked", "payload": {"body": "Hello"},
-                              "impact": IMPACTS[tier], **fields}
+    values: dict[str, Any] = {
+        "agent": "marketing",
+        "kind": "note.record",
+        "summary": f"{tier} note",
+        "reasoning": "the customer asked",
+        "payload": {"body": "Hello"},
+        "impact": IMPACTS[tier],
+        **fields,
+    }
     return queue.submit(ActionRequest(**values), actor="test").id
 
 
 def outbox(sql: psycopg.Connection, action_id: UUID) -> list[tuple[str, str, int]]:
-    return sql.execute("select kind, status, episode from discord_notifications where action_id = %s order by id",
-                       (action_id,)).fetchall()
+    return sql.execute(
+        "select kind, status, episode from discord_notifications where action_id = %s order by id", (action_id,)
+    ).fetchall()
 
 
 def text(request: Request) -> str:
@@ -147,7 +174,10 @@ def assert_safe(request: Request) -> None:
 
 # --- announce ----------------------------------------------------------------------------------------
 def test_a_pending_action_is_announced_once_with_link_buttons(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     nsettings: Settings,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
@@ -165,24 +195,30 @@ def test_a_pending_action_is_announced_once_with_link_buttons(
     [row] = post.body["components"]
     buttons = row["components"]
     assert [(b["type"], b["style"], b["label"]) for b in buttons] == [
-        (2, 5, "Review"), (2, 5, "Approve"), (2, 5, "Reject")]
+        (2, 5, "Review"),
+        (2, 5, "Approve"),
+        (2, 5, "Reject"),
+    ]
     action = queue.get(action_id)
     signer = LinkSigner(nsettings)
     for button, purpose in zip(buttons, ("review", "approve", "reject"), strict=True):
         assert button["url"].startswith(f"{BASE}/approvals/{action_id}?t=")
         token = parse_qs(urlsplit(button["url"]).query)["t"][0]
         assert signer.verify(token, action_id=action_id, draft_hash=action["draft_hash"]).p == purpose
-    message_id = sql.execute("select message_id from discord_messages where action_id = %s",
-                             (action_id,)).fetchone()[0]
+    message_id = sql.execute("select message_id from discord_messages where action_id = %s", (action_id,)).fetchone()[0]
     assert message_id in discord.messages
     assert outbox(sql, action_id) == [("announce", "sent", 1)]
     assert sender.run_until_idle() == 0 and len(discord.requests) == 1
-    assert [e for (e,) in sql.execute("select event from audit_log where action_id = %s order by id",
-                                      (action_id,))] == ["submitted", "notified"]
+    assert [
+        e for (e,) in sql.execute("select event from audit_log where action_id = %s order by id", (action_id,))
+    ] == ["submitted", "notified"]
 
 
 def test_an_auto_run_low_action_is_never_announced(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
 ) -> None:
     action_id = submit(queue, "LOW")
     assert outbox(sql, action_id) == [("announce", "cancelled", 1)]
@@ -190,7 +226,9 @@ def test_an_auto_run_low_action_is_never_announced(
 
 
 def test_tiers_have_their_colours_and_critical_mentions_the_escalation_role(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
 ) -> None:
     for tier in ("HIGH", "CRITICAL"):
         submit(queue, tier)
@@ -204,10 +242,15 @@ def test_tiers_have_their_colours_and_critical_mentions_the_escalation_role(
 
 
 def test_without_an_escalation_role_critical_pings_nobody(
-    db: Database, database_url: str, discord: FakeDiscord, sender_for: SenderFactory, tmp_path: Path,
+    db: Database,
+    database_url: str,
+    discord: FakeDiscord,
+    sender_for: SenderFactory,
+    tmp_path: Path,
 ) -> None:
-    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path,
-                             discord_webhook_url=discord.webhook_url)
+    settings = make_settings(
+        database_url=database_url, opsdesk_data_dir=tmp_path, discord_webhook_url=discord.webhook_url
+    )
     submit(ApprovalQueue(db, settings), "CRITICAL")
     sender_for(settings).run_until_idle()
     [post] = discord.posts()
@@ -215,14 +258,18 @@ def test_without_an_escalation_role_critical_pings_nobody(
 
 
 def test_everyone_never_pings(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
 ) -> None:
     ping = "@everyone @here <@123456789012345678> <@&112233445566778899> <@!1>"
-    action_id = submit(queue, "CRITICAL", summary=f"Sale {ping}", reasoning=f"Because {ping}",
-                       payload={"body": f"Hi {ping}"})
+    action_id = submit(
+        queue, "CRITICAL", summary=f"Sale {ping}", reasoning=f"Because {ping}", payload={"body": f"Hi {ping}"}
+    )
     sender.run_until_idle()
-    queue.decide(action_id, DecisionRequest(decision="reject", reason=f"no {ping}"),
-                 actor=f"ann {ping}", channel="link")
+    queue.decide(
+        action_id, DecisionRequest(decision="reject", reason=f"no {ping}"), actor=f"ann {ping}", channel="link"
+    )
     sender.run_until_idle()
     assert [r.method for r in discord.requests] == ["POST", "PATCH"]
     for request in discord.requests:
@@ -237,11 +284,18 @@ def test_everyone_never_pings(
 
 
 def test_a_huge_draft_respects_every_discord_limit(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
 ) -> None:
     words = "Profit \U0001f4b0 caf\u00e9 e\u0301 \U0001f468\u200d\U0001f469\u200d\U0001f467 \U0001f1fa\U0001f1f8 "
-    submit(queue, "CRITICAL", summary=(words * 100)[:1000], reasoning=(words * 1000)[:20_000],
-           payload={"body": (words * 1000)[:20_000], "metadata": {f"k{n}": words * 10 for n in range(50)}})
+    submit(
+        queue,
+        "CRITICAL",
+        summary=(words * 100)[:1000],
+        reasoning=(words * 1000)[:20_000],
+        payload={"body": (words * 1000)[:20_000], "metadata": {f"k{n}": words * 10 for n in range(50)}},
+    )
     sender.run_until_idle()
     [post] = discord.posts()  # a Discord that checks limits accepted it the first time
     assert_safe(post)
@@ -252,27 +306,37 @@ def test_a_huge_draft_respects_every_discord_limit(
 
 # --- rate limits, errors, outages ---------------------------------------------------------------------
 def test_429_retry_after_is_honoured_by_the_injected_sleep(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sleeps: list[float],
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sleeps: list[float],
     sql: psycopg.Connection,
 ) -> None:
     discord.script(rate_limited(1.25, header="2"))
     action_id = submit(queue, "MEDIUM")
     sender.run_until_idle()
     assert sleeps == [1.25] and len(discord.posts()) == 2 and len(discord.messages) == 1
-    assert sql.execute("select status, attempts from discord_notifications where action_id = %s",
-                       (action_id,)).fetchone() == ("sent", 1)
+    assert sql.execute(
+        "select status, attempts from discord_notifications where action_id = %s", (action_id,)
+    ).fetchone() == ("sent", 1)
 
 
 def test_a_long_429_reschedules_in_the_database_without_using_an_attempt(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sleeps: list[float],
-    sql: psycopg.Connection, clocks: Clocks,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sleeps: list[float],
+    sql: psycopg.Connection,
+    clocks: Clocks,
 ) -> None:
     discord.script(rate_limited(120.0))
     action_id = submit(queue, "MEDIUM")
     sender.run_until_idle()
     status, attempts, wait = sql.execute(
         "select status, attempts, extract(epoch from run_after - db_now()) from discord_notifications "
-        "where action_id = %s", (action_id,)).fetchone()
+        "where action_id = %s",
+        (action_id,),
+    ).fetchone()
     assert (status, attempts) == ("queued", 0) and 115 < float(wait) <= 120 and sleeps == []
     assert sender.run_until_idle() == 0  # not due yet
     clocks.tick(121)
@@ -281,8 +345,12 @@ def test_a_long_429_reschedules_in_the_database_without_using_an_attempt(
 
 
 def test_a_5xx_to_a_post_is_posted_again_only_with_a_flag(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sleeps: list[float],
-    sql: psycopg.Connection, clocks: Clocks,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sleeps: list[float],
+    sql: psycopg.Connection,
+    clocks: Clocks,
 ) -> None:
     discord.script(gateway_error(502, landed=True))  # Discord posted it; its gateway answered 502
     action_id = submit(queue, "HIGH")
@@ -295,13 +363,17 @@ def test_a_5xx_to_a_post_is_posted_again_only_with_a_flag(
     assert "Sent again" not in first["content"] and "Sent again after an interrupted attempt" in second["content"]
     assert first["embeds"][0]["footer"] == second["embeds"][0]["footer"]  # same ref: a reader can match them
     assert outbox(sql, action_id) == [("announce", "sent", 1)]
-    notified = sql.execute("select details from audit_log where action_id = %s and event = 'notified'",
-                           (action_id,)).fetchone()[0]
+    notified = sql.execute(
+        "select details from audit_log where action_id = %s and event = 'notified'", (action_id,)
+    ).fetchone()[0]
     assert notified["possible_repeat"] is True
 
 
 def test_a_ten_minute_outage_then_recovery_posts_every_notification_exactly_once(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     discord.down()  # connection refused: no request reaches Discord
@@ -323,14 +395,25 @@ def test_a_ten_minute_outage_then_recovery_posts_every_notification_exactly_once
 
 
 def test_an_outage_of_timeouts_and_gateway_errors_posts_each_once_or_visibly_marked(
-    queue: ApprovalQueue, sender_for: SenderFactory, nsettings: Settings, discord: FakeDiscord,
-    sql: psycopg.Connection, clocks: Clocks,
+    queue: ApprovalQueue,
+    sender_for: SenderFactory,
+    nsettings: Settings,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
+    clocks: Clocks,
 ) -> None:
     """Ten minutes of a sick gateway: posts time out or get a 5xx, and some of them were posted all
     the same. Afterwards every notification is out, and any second copy says it may be one."""
-    discord.script(no_answer(landed=True), gateway_error(502, landed=True), no_answer(landed=False),
-                   gateway_error(504, landed=False), no_answer(landed=True), gateway_error(500, landed=False),
-                   gateway_error(504, landed=True), no_answer(landed=False))
+    discord.script(
+        no_answer(landed=True),
+        gateway_error(502, landed=True),
+        no_answer(landed=False),
+        gateway_error(504, landed=False),
+        no_answer(landed=True),
+        gateway_error(500, landed=False),
+        gateway_error(504, landed=True),
+        no_answer(landed=False),
+    )
     sender = sender_for(nsettings, timeout=0.3)  # a short read timeout: the silent answers cost little
     ids = [submit(queue, tier) for tier in ("MEDIUM", "HIGH", "CRITICAL", "MEDIUM")]
     for _ in range(20):  # the scheduler's job every 30 s of database time
@@ -355,7 +438,10 @@ def test_an_outage_of_timeouts_and_gateway_errors_posts_each_once_or_visibly_mar
 
 
 def test_an_outage_of_503s_then_recovery_posts_each_once(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     discord.script(*[Answer(503)] * 7)
@@ -370,7 +456,10 @@ def test_an_outage_of_503s_then_recovery_posts_each_once(
 
 
 def test_the_webhook_gone_stops_all_calls_and_keeps_the_notifications(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     discord.script(UNKNOWN_WEBHOOK)
@@ -380,43 +469,63 @@ def test_the_webhook_gone_stops_all_calls_and_keeps_the_notifications(
     assert len(discord.requests) == 1
     clocks.tick(HOUR)
     assert sender.run_until_idle() == 0 and len(discord.requests) == 1
-    rows = sql.execute("select status, attempts from discord_notifications where action_id = any(%s)",
-                       (ids,)).fetchall()
+    rows = sql.execute(
+        "select status, attempts from discord_notifications where action_id = any(%s)", (ids,)
+    ).fetchall()
     assert sorted(rows) == [("queued", 0), ("queued", 0)]
 
 
 def test_a_refused_payload_fails_that_notification_only_and_is_audited(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
 ) -> None:
     discord.script(Answer(400, {"message": "Invalid Form Body", "code": 50035}))
     first, second = submit(queue, "MEDIUM"), submit(queue, "MEDIUM")
     sender.run_until_idle()
     assert outbox(sql, first) == [("announce", "failed", 1)] and outbox(sql, second) == [("announce", "sent", 1)]
-    assert sql.execute("select reason from audit_log where action_id = %s and event = 'notification_failed'",
-                       (first,)).fetchone()[0].startswith("discord: HTTP 400")
+    assert (
+        sql.execute("select reason from audit_log where action_id = %s and event = 'notification_failed'", (first,))
+        .fetchone()[0]
+        .startswith("discord: HTTP 400")
+    )
 
 
 def test_persistent_failure_gives_up_after_max_attempts(
-    db: Database, database_url: str, discord: FakeDiscord, sender_for: SenderFactory, sql: psycopg.Connection,
-    clocks: Clocks, tmp_path: Path,
+    db: Database,
+    database_url: str,
+    discord: FakeDiscord,
+    sender_for: SenderFactory,
+    sql: psycopg.Connection,
+    clocks: Clocks,
+    tmp_path: Path,
 ) -> None:
-    settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path,
-                             discord_webhook_url=discord.webhook_url, discord_max_attempts=2)
+    settings = make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        discord_webhook_url=discord.webhook_url,
+        discord_max_attempts=2,
+    )
     action_id = submit(ApprovalQueue(db, settings), "MEDIUM")
     discord.script(*[Answer(500)] * 6)
     sender = sender_for(settings, breaker_threshold=100)  # an open circuit would not use attempts up
     for _ in range(3):
         sender.run_until_idle()
         clocks.tick(HOUR)
-    row = sql.execute("select status, attempts, last_error from discord_notifications where action_id = %s",
-                      (action_id,)).fetchone()
+    row = sql.execute(
+        "select status, attempts, last_error from discord_notifications where action_id = %s", (action_id,)
+    ).fetchone()
     assert row[0] == "failed" and row[1] == 2 and row[2].startswith("gave up after 2 attempts")
     assert discord.messages == {} and len(discord.requests) == 2  # a 5xx'd post is not retried in-process
 
 
 # --- outcomes ---------------------------------------------------------------------------------------
 def test_a_decision_edits_the_right_message_and_drops_its_buttons(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
 ) -> None:
     decided, other = submit(queue, "MEDIUM"), submit(queue, "HIGH")
     sender.run_until_idle()
@@ -435,13 +544,17 @@ def test_a_decision_edits_the_right_message_and_drops_its_buttons(
 
 
 def test_expiry_and_an_edit_then_approve_are_shown(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     expiring, edited = submit(queue, "MEDIUM"), submit(queue, "MEDIUM")
     sender.run_until_idle()
-    queue.decide(edited, DecisionRequest(decision="modify", modifications={"body": "Hello there"}),
-                 actor="bo", channel="link")
+    queue.decide(
+        edited, DecisionRequest(decision="modify", modifications={"body": "Hello there"}), actor="bo", channel="link"
+    )
     clocks.tick(73 * HOUR)
     queue.expire_due()
     sender.run_until_idle()
@@ -451,7 +564,10 @@ def test_expiry_and_an_edit_then_approve_are_shown(
 
 
 def test_a_decision_before_the_announce_went_out_posts_nothing(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
     queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
@@ -460,7 +576,11 @@ def test_a_decision_before_the_announce_went_out_posts_nothing(
 
 
 def test_a_decision_while_the_announce_is_in_flight_edits_it_once_posted(
-    db: Database, queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    db: Database,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
     [claimed] = db.call("claim_notifications", worker="s1", lease_seconds=150, limit=1)
@@ -475,7 +595,10 @@ def test_a_decision_while_the_announce_is_in_flight_edits_it_once_posted(
 
 
 def test_an_action_back_in_pending_is_announced_again(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
     sender.run_until_idle()
@@ -490,7 +613,10 @@ def test_an_action_back_in_pending_is_announced_again(
 
 # --- reminders ------------------------------------------------------------------------------------
 def test_reminder_and_critical_escalation_enqueue_once_each_at_the_right_time(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     critical, medium = submit(queue, "CRITICAL"), submit(queue, "MEDIUM")
@@ -518,12 +644,16 @@ def test_reminder_and_critical_escalation_enqueue_once_each_at_the_right_time(
     queue.decide(critical, DecisionRequest(decision="approve"), actor="ann", channel="link")
     sender.run_until_idle()
     assert sorted(edit.message_id for edit in discord.edits()) == sorted(
-        m for (m,) in sql.execute("select message_id from discord_messages where action_id = %s", (critical,)))
+        m for (m,) in sql.execute("select message_id from discord_messages where action_id = %s", (critical,))
+    )
     assert len(discord.edits()) == 3
 
 
 def test_no_reminder_for_what_was_decided_or_never_announced(
-    queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, clocks: Clocks,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    clocks: Clocks,
 ) -> None:
     decided = submit(queue, "MEDIUM")
     sender.run_until_idle()
@@ -537,7 +667,11 @@ def test_no_reminder_for_what_was_decided_or_never_announced(
 
 # --- crashes -----------------------------------------------------------------------------------------
 def test_a_crash_before_the_post_left_reposts_without_a_flag(
-    db: Database, queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    db: Database,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
@@ -547,12 +681,17 @@ def test_a_crash_before_the_post_left_reposts_without_a_flag(
     sender.run_until_idle()
     [post] = discord.posts()
     assert "Sent again" not in post.body["content"]
-    assert sql.execute("select count(*) from audit_log where action_id = %s and event = 'notification_uncertain'",
-                       (action_id,)).fetchone() == (0,)
+    assert sql.execute(
+        "select count(*) from audit_log where action_id = %s and event = 'notification_uncertain'", (action_id,)
+    ).fetchone() == (0,)
 
 
 def test_a_crash_after_the_post_left_is_reposted_only_with_a_flag(
-    db: Database, queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    db: Database,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
@@ -568,15 +707,21 @@ def test_a_crash_after_the_post_left_is_reposted_only_with_a_flag(
     assert "Sent again" not in first.body["content"]
     assert "Sent again after an interrupted attempt" in second.body["content"]
     assert first.body["embeds"][0]["footer"] == second.body["embeds"][0]["footer"]  # same ref: a reader can match
-    assert sql.execute("select count(*) from audit_log where action_id = %s and event = 'notification_uncertain'",
-                       (action_id,)).fetchone() == (1,)
-    notified = sql.execute("select details from audit_log where action_id = %s and event = 'notified'",
-                           (action_id,)).fetchone()[0]
+    assert sql.execute(
+        "select count(*) from audit_log where action_id = %s and event = 'notification_uncertain'", (action_id,)
+    ).fetchone() == (1,)
+    notified = sql.execute(
+        "select details from audit_log where action_id = %s and event = 'notified'", (action_id,)
+    ).fetchone()[0]
     assert notified["possible_repeat"] is True
 
 
 def test_a_late_answer_from_a_stalled_sender_settles_the_row_without_a_repost(
-    db: Database, queue: ApprovalQueue, sender: NotificationSender, discord: FakeDiscord, sql: psycopg.Connection,
+    db: Database,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
     clocks: Clocks,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
@@ -586,8 +731,9 @@ def test_a_late_answer_from_a_stalled_sender_settles_the_row_without_a_repost(
     clocks.tick(151)
     db.call("recover_notification_leases", actor="other", limit=10)  # taken over: queued for a flagged repost
     message_id = sender.client.execute(post_message(claimed, sender.signer, sender.settings))
-    late = db.call("record_notification_sent", id=claimed.id, attempt_token=claimed.attempt_token,
-                   message_id=message_id)
+    late = db.call(
+        "record_notification_sent", id=claimed.id, attempt_token=claimed.attempt_token, message_id=message_id
+    )
     assert late["late"] is True and late["status"] == "sent"
     sender.run_until_idle()
     assert len(discord.posts()) == 1  # no repost: the late answer proved the first one landed
@@ -614,8 +760,12 @@ class _AnswerLost(httpx.HTTPTransport):
 
 
 def test_a_lost_answer_is_never_reposted_silently(
-    queue: ApprovalQueue, sender_for: SenderFactory, nsettings: Settings, discord: FakeDiscord,
-    sql: psycopg.Connection, clocks: Clocks,
+    queue: ApprovalQueue,
+    sender_for: SenderFactory,
+    nsettings: Settings,
+    discord: FakeDiscord,
+    sql: psycopg.Connection,
+    clocks: Clocks,
 ) -> None:
     action_id = submit(queue, "MEDIUM")
     sender = sender_for(nsettings, transport=_AnswerLost())
@@ -628,7 +778,10 @@ def test_a_lost_answer_is_never_reposted_silently(
 
 
 def test_two_senders_at_once_post_each_notification_once(
-    queue: ApprovalQueue, sender_for: SenderFactory, nsettings: Settings, discord: FakeDiscord,
+    queue: ApprovalQueue,
+    sender_for: SenderFactory,
+    nsettings: Settings,
+    discord: FakeDiscord,
 ) -> None:
     ids = [submit(queue, "MEDIUM") for _ in range(12)]
     senders = [sender_for(nsettings, worker=f"s{n}") for n in range(3)]
@@ -642,7 +795,8 @@ def test_two_senders_at_once_post_each_notification_once(
 
 # --- wiring -----------------------------------------------------------------------------------------
 def test_the_scheduler_drains_the_outbox_and_queues_reminders(
-    queue: ApprovalQueue, sender: NotificationSender,
+    queue: ApprovalQueue,
+    sender: NotificationSender,
 ) -> None:
     jobs = {job.id for job in build_scheduler(queue, sender).get_jobs()}
     assert {"expire_approvals", "discord_outbox", "discord_reminders"} <= jobs
@@ -650,8 +804,11 @@ def test_the_scheduler_drains_the_outbox_and_queues_reminders(
 
 
 def test_config_check_reports_a_bad_escalation_role() -> None:
-    report = check(_env_file=None, discord_webhook_url="http://127.0.0.1:9/api/webhooks/1/t",
-                   discord_escalation_role_id="@everyone")
+    report = check(
+        _env_file=None,
+        discord_webhook_url="http://127.0.0.1:9/api/webhooks/1/t",
+        discord_escalation_role_id="@everyone",
+    )
     discord = next(part for part in report.parts if part.name == "discord")
     assert discord.state == "malformed"
     assert any(row.setting == "DISCORD_ESCALATION_ROLE_ID" and row.state == "malformed" for row in discord.rows)

@@ -38,8 +38,11 @@ REQUEST_CAP = 500_000  # Notion refuses bodies over 500 KB
 
 
 def notion_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
-    return Reply(status, {"object": "error", "status": status, "code": code, "message": message,
-                          "request_id": str(uuid.uuid4())}, headers=headers or {})
+    return Reply(
+        status,
+        {"object": "error", "status": status, "code": code, "message": message, "request_id": str(uuid.uuid4())},
+        headers=headers or {},
+    )
 
 
 def utf16_len(text: str) -> int:
@@ -88,13 +91,24 @@ class FakeNotion:
     def pages_in(self, data_source: str) -> list[dict[str, Any]]:
         return [p for p in self.pages.values() if p["parent"]["data_source_id"] == data_source]
 
-    def add_page(self, data_source: str, properties: dict[str, Any], blocks: list[dict[str, Any]],
-                 edited: str = "2026-11-20T16:00:00.000Z") -> str:
+    def add_page(
+        self,
+        data_source: str,
+        properties: dict[str, Any],
+        blocks: list[dict[str, Any]],
+        edited: str = "2026-11-20T16:00:00.000Z",
+    ) -> str:
         page_id = str(uuid.uuid4())
-        self.pages[page_id] = {"object": "page", "id": page_id, "created_time": edited, "last_edited_time": edited,
-                               "url": f"https://www.notion.so/{page_id.replace('-', '')}", "in_trash": False,
-                               "parent": {"type": "data_source_id", "data_source_id": data_source},
-                               "properties": properties}
+        self.pages[page_id] = {
+            "object": "page",
+            "id": page_id,
+            "created_time": edited,
+            "last_edited_time": edited,
+            "url": f"https://www.notion.so/{page_id.replace('-', '')}",
+            "in_trash": False,
+            "parent": {"type": "data_source_id", "data_source_id": data_source},
+            "properties": properties,
+        }
         self.children[page_id] = self._stored(blocks)
         return page_id
 
@@ -114,8 +128,16 @@ class FakeNotion:
         start = int(cursor) if cursor else 0
         end = start + min(size or 100, self.page_cap)
         more = end < len(results)
-        return Reply(200, {"object": "list", "results": results[start:end], "has_more": more,
-                           "next_cursor": str(end) if more else None, "type": "page_or_data_source"})
+        return Reply(
+            200,
+            {
+                "object": "list",
+                "results": results[start:end],
+                "has_more": more,
+                "next_cursor": str(end) if more else None,
+                "type": "page_or_data_source",
+            },
+        )
 
     # --- the API ----------------------------------------------------------------------------
     def respond(self, request: Recorded) -> Reply:
@@ -138,8 +160,15 @@ class FakeNotion:
         body = request.json() if request.body else {}
         match request.method, parts:
             case "GET", ["databases", database_id] if database_id in self.databases:
-                return Reply(200, {"object": "database", "id": database_id, "title": [],
-                                   "data_sources": [{"id": ds, "name": "Posts"} for ds in self.databases[database_id]]})
+                return Reply(
+                    200,
+                    {
+                        "object": "database",
+                        "id": database_id,
+                        "title": [],
+                        "data_sources": [{"id": ds, "name": "Posts"} for ds in self.databases[database_id]],
+                    },
+                )
             case "GET", ["data_sources", source] if source in self.properties:
                 return Reply(200, {"object": "data_source", "id": source, "properties": self.properties[source]})
             case "POST", ["data_sources", source, "query"] if source in self.properties:
@@ -147,9 +176,15 @@ class FakeNotion:
                 wanted = body.get("filter") or {}
                 pages = [p for p in pages if p["id"] not in self.unindexed]
                 if "rich_text" in wanted:
-                    pages = [p for p in pages if "".join(
-                        item["text"]["content"] for item in p["properties"].get(wanted["property"], {}).get(
-                            "rich_text", [])) == wanted["rich_text"]["equals"]]
+                    pages = [
+                        p
+                        for p in pages
+                        if "".join(
+                            item["text"]["content"]
+                            for item in p["properties"].get(wanted["property"], {}).get("rich_text", [])
+                        )
+                        == wanted["rich_text"]["equals"]
+                    ]
                 elif "last_edited_time" in wanted:
                     pages = [p for p in pages if p["last_edited_time"] >= wanted["last_edited_time"]["on_or_after"]]
                 return self._paged(pages, body.get("start_cursor"), body.get("page_size"))
@@ -167,13 +202,14 @@ class FakeNotion:
                 self.children[block_id].extend(added)
                 return Reply(200, {"object": "list", "results": added, "has_more": False, "next_cursor": None})
             case "GET", ["blocks", block_id, "children"] if block_id in self.children:
-                return self._paged(self.children[block_id], query.get("start_cursor"),
-                                   int(query.get("page_size", 100)))
+                return self._paged(self.children[block_id], query.get("start_cursor"), int(query.get("page_size", 100)))
         return notion_error(404, "object_not_found", f"Could not find object at {url.path}.")
 
     def text_of(self, page_id: str) -> list[str]:
-        return ["".join(i["text"]["content"] for i in b.get(b["type"], {}).get("rich_text", []))
-                for b in self.children[page_id]]
+        return [
+            "".join(i["text"]["content"] for i in b.get(b["type"], {}).get("rich_text", []))
+            for b in self.children[page_id]
+        ]
 
 
 @pytest.fixture
@@ -190,8 +226,14 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def notion_settings(fake: FakeNotion, database_url: str) -> Settings:
-    return make_settings(database_url=database_url, notion_api_key=TOKEN, notion_base_url=fake.server.url,
-                         notion_blog_database_id=BLOG_DB, notion_kb_database_id=KB_DB, notion_timeout_seconds=2)
+    return make_settings(
+        database_url=database_url,
+        notion_api_key=TOKEN,
+        notion_base_url=fake.server.url,
+        notion_blog_database_id=BLOG_DB,
+        notion_kb_database_id=KB_DB,
+        notion_timeout_seconds=2,
+    )
 
 
 @pytest.fixture
@@ -199,8 +241,13 @@ def notion_for(fake: FakeNotion, sleeps: list[float]) -> Iterator[Callable[..., 
     made: list[NotionClient] = []
 
     def make(breaker: CircuitBreaker | None = None, **overrides: Any) -> NotionClient:
-        settings = make_settings(notion_api_key=TOKEN, notion_base_url=fake.server.url,
-                                 notion_blog_database_id=BLOG_DB, notion_kb_database_id=KB_DB, **overrides)
+        settings = make_settings(
+            notion_api_key=TOKEN,
+            notion_base_url=fake.server.url,
+            notion_blog_database_id=BLOG_DB,
+            notion_kb_database_id=KB_DB,
+            **overrides,
+        )
         client = NotionClient(settings, breaker=breaker, sleep=sleeps.append)
         made.append(client)
         return client
@@ -210,9 +257,11 @@ def notion_for(fake: FakeNotion, sleeps: list[float]) -> Iterator[Callable[..., 
         client.close()
 
 
-DRAFT = BlogDraft(title="Monsoon season: keeping deliveries on time",
-                  body="# Why it matters\n\nStorms close roads.\nWe plan ahead.\n\n- Track alerts\n- Call ahead",
-                  tags=["logistics", "phoenix", "logistics"])
+DRAFT = BlogDraft(
+    title="Monsoon season: keeping deliveries on time",
+    body="# Why it matters\n\nStorms close roads.\nWe plan ahead.\n\n- Track alerts\n- Call ahead",
+    tags=["logistics", "phoenix", "logistics"],
+)
 
 
 def publish(client: NotionClient, draft: BlogDraft = DRAFT, key: str = "key-1") -> Any:
@@ -234,32 +283,47 @@ def test_a_draft_page_is_created_under_the_data_source_with_its_properties(
         "Status": {"status": {"name": "Draft"}},
         "Tags": {"multi_select": [{"name": "logistics"}, {"name": "phoenix"}]},
     }
-    assert [b["type"] for b in body["children"]] == ["heading_1", "paragraph", "bulleted_list_item",
-                                                     "bulleted_list_item"]
-    assert fake.text_of(page.page_id) == ["Why it matters", "Storms close roads.\nWe plan ahead.", "Track alerts",
-                                          "Call ahead"]
+    assert [b["type"] for b in body["children"]] == [
+        "heading_1",
+        "paragraph",
+        "bulleted_list_item",
+        "bulleted_list_item",
+    ]
+    assert fake.text_of(page.page_id) == [
+        "Why it matters",
+        "Storms close roads.\nWe plan ahead.",
+        "Track alerts",
+        "Call ahead",
+    ]
     # every request: the token and the data-source API version; the discovery reads come first
     assert all(r.headers["notion-version"] == "2025-09-03" for r in fake.server.requests)
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in fake.server.requests)
     assert [(r.method, urlsplit(r.path).path) for r in fake.server.requests][:3] == [
-        ("GET", f"/v1/databases/{BLOG_DB}"), ("GET", f"/v1/data_sources/{BLOG_DS}"),
-        ("POST", f"/v1/data_sources/{BLOG_DS}/query")]
+        ("GET", f"/v1/databases/{BLOG_DB}"),
+        ("GET", f"/v1/data_sources/{BLOG_DS}"),
+        ("POST", f"/v1/data_sources/{BLOG_DS}/query"),
+    ]
 
 
-def test_a_select_status_property_is_written_as_a_select(notion_for: Callable[..., NotionClient],
-                                                          fake: FakeNotion) -> None:
+def test_a_select_status_property_is_written_as_a_select(
+    notion_for: Callable[..., NotionClient], fake: FakeNotion
+) -> None:
     fake.properties[BLOG_DS]["Status"] = {"id": "s", "name": "Status", "type": "select", "select": {"options": []}}
     publish(notion_for())
     assert fake.requests("POST", "/v1/pages")[0].json()["properties"]["Status"] == {"select": {"name": "Draft"}}
 
 
-def test_missing_properties_are_refused_before_anything_is_written(notion_for: Callable[..., NotionClient],
-                                                                    fake: FakeNotion) -> None:
+def test_missing_properties_are_refused_before_anything_is_written(
+    notion_for: Callable[..., NotionClient], fake: FakeNotion
+) -> None:
     del fake.properties[BLOG_DS]["opsdesk_id"]
     del fake.properties[BLOG_DS]["Tags"]
     fake.properties[BLOG_DS]["Status"]["type"] = "rich_text"
-    with pytest.raises(PermanentError, match=r"opsdesk_id \(rich_text, found none\).*Status \(status or select.*"
-                                             r"Tags \(multi_select"):
+    with pytest.raises(
+        PermanentError,
+        match=r"opsdesk_id \(rich_text, found none\).*Status \(status or select.*"
+        r"Tags \(multi_select",
+    ):
         publish(notion_for())
     assert fake.requests("POST", "/v1/pages") == []
     # without tags to write, a database without a Tags property is fine
@@ -285,13 +349,15 @@ def test_a_very_long_body_is_created_then_appended_in_requests_within_the_limits
     page = publish(notion_for(), BlogDraft(title="Long", body="\n\n".join(paragraphs)))
     assert page.blocks == 230
     sizes = [len(r.json()["children"]) for r in fake.requests("POST", "/v1/pages")] + [
-        len(r.json()["children"]) for r in fake.requests("PATCH", "/v1/blocks/")]
+        len(r.json()["children"]) for r in fake.requests("PATCH", "/v1/blocks/")
+    ]
     assert sizes == [100, 100, 30]
     assert fake.text_of(page.page_id) == paragraphs
 
 
-def test_a_body_of_wide_characters_is_split_by_request_size(notion_for: Callable[..., NotionClient],
-                                                             fake: FakeNotion) -> None:
+def test_a_body_of_wide_characters_is_split_by_request_size(
+    notion_for: Callable[..., NotionClient], fake: FakeNotion
+) -> None:
     paragraphs = ["凤凰城的夏天很热。" * 180 for _ in range(100)]  # ~4.9 KB of UTF-8 each, ~490 KB in all
     page = publish(notion_for(), BlogDraft(title="宽字符", body="\n\n".join(paragraphs)))
     writes = fake.requests("POST", "/v1/pages") + fake.requests("PATCH", "/v1/blocks/")
@@ -315,14 +381,16 @@ def first_create_lands_but_answers(fake: FakeNotion, reply: Reply, *, hold: bool
 
     fake.faults.append(fault)
 
+
 @pytest.mark.parametrize("lost", ["502", "timeout"])
 def test_a_retry_after_an_ambiguous_create_finds_the_page_instead_of_creating_another(
     notion_for: Callable[..., NotionClient], fake: FakeNotion, sleeps: list[float], lost: str
 ) -> None:
     """Notion created the page, but its answer was lost: no retry in-process (a query could miss
     the new page); the later retry finds the page by its key and only appends the blocks missing."""
-    first_create_lands_but_answers(fake, notion_error(502, "internal_server_error", "Bad gateway"),
-                                   hold=lost == "timeout")
+    first_create_lands_but_answers(
+        fake, notion_error(502, "internal_server_error", "Bad gateway"), hold=lost == "timeout"
+    )
     paragraphs = [f"Section {n}" for n in range(150)]
     client, draft = notion_for(notion_timeout_seconds=0.5), BlogDraft(title="Once", body="\n\n".join(paragraphs))
     with pytest.raises(TransientError, match="may have been created") as failed:
@@ -334,11 +402,20 @@ def test_a_retry_after_an_ambiguous_create_finds_the_page_instead_of_creating_an
     assert len(fake.requests("POST", "/v1/pages")) == 1
 
 
-def test_429_waits_for_retry_after_and_500_then_success(notion_for: Callable[..., NotionClient],
-                                                         fake: FakeNotion, sleeps: list[float]) -> None:
-    answers = iter([notion_error(429, "rate_limited", "You have been rate limited. Please try again in a few "
-                                 "minutes.", {"Retry-After": "2"}),
-                    notion_error(500, "internal_server_error", "Unexpected error.")])
+def test_429_waits_for_retry_after_and_500_then_success(
+    notion_for: Callable[..., NotionClient], fake: FakeNotion, sleeps: list[float]
+) -> None:
+    answers = iter(
+        [
+            notion_error(
+                429,
+                "rate_limited",
+                "You have been rate limited. Please try again in a few minutes.",
+                {"Retry-After": "2"},
+            ),
+            notion_error(500, "internal_server_error", "Unexpected error."),
+        ]
+    )
 
     def first_two_reads_fail(request: Recorded) -> Reply | None:
         return next(answers, None) if request.method == "GET" else None
@@ -349,8 +426,7 @@ def test_429_waits_for_retry_after_and_500_then_success(notion_for: Callable[...
     assert len(fake.pages) == 1
 
 
-def test_a_timeout_is_retried(notion_for: Callable[..., NotionClient], fake: FakeNotion,
-                              sleeps: list[float]) -> None:
+def test_a_timeout_is_retried(notion_for: Callable[..., NotionClient], fake: FakeNotion, sleeps: list[float]) -> None:
     held = threading.Event()
 
     def hold_the_first_read(request: Recorded) -> Reply | None:
@@ -372,8 +448,9 @@ def test_the_breaker_opens_after_repeated_failures_and_closes_after_its_reset_ti
     breaker = CircuitBreaker("notion", failure_threshold=3, reset_after=60, clock=lambda: now[0])
     client = notion_for(breaker=breaker)
     failing = [True]
-    fake.faults.append(lambda _: notion_error(503, "service_unavailable", "Notion is unavailable.")
-                       if failing[0] else None)
+    fake.faults.append(
+        lambda _: notion_error(503, "service_unavailable", "Notion is unavailable.") if failing[0] else None
+    )
     with pytest.raises(TransientError):
         client.blog_target(BLOG_DB, DRAFT)
     seen = len(fake.server.requests)
@@ -388,16 +465,21 @@ def test_the_breaker_opens_after_repeated_failures_and_closes_after_its_reset_ti
 
 # --- the executor's notion.blog_draft ---------------------------------------------------------------
 def draft_action(**payload: Any) -> ActionRequest:
-    return ActionRequest(agent="marketing", kind="notion.blog_draft", summary="Blog draft: monsoon deliveries",
-                         payload={"title": DRAFT.title, "body": DRAFT.body, "tags": ["logistics"], **payload})
+    return ActionRequest(
+        agent="marketing",
+        kind="notion.blog_draft",
+        summary="Blog draft: monsoon deliveries",
+        payload={"title": DRAFT.title, "body": DRAFT.body, "tags": ["logistics"], **payload},
+    )
 
 
 def status_of(sql: psycopg.Connection, action_id: uuid.UUID) -> str:
     return sql.execute("select status from actions where id = %s", (action_id,)).fetchone()[0]
 
 
-def test_the_handler_runs_through_the_executor_once(db: Database, notion_settings: Settings, fake: FakeNotion,
-                                                    sql: psycopg.Connection, sleeps: list[float]) -> None:
+def test_the_handler_runs_through_the_executor_once(
+    db: Database, notion_settings: Settings, fake: FakeNotion, sql: psycopg.Connection, sleeps: list[float]
+) -> None:
     submitted = ApprovalQueue(db, notion_settings).submit(draft_action(), actor="t")
     assert submitted.risk_tier.value == "LOW"  # a draft is not public
     executor = Executor(db, notion_settings, clients=Clients(notion_settings, sleep=sleeps.append))
@@ -406,8 +488,7 @@ def test_the_handler_runs_through_the_executor_once(db: Database, notion_setting
         assert executor.run_until_idle() == 0
     finally:
         executor.close()
-    row = sql.execute("select status, result, dispatched_at from actions where id = %s",
-                      (submitted.id,)).fetchone()
+    row = sql.execute("select status, result, dispatched_at from actions where id = %s", (submitted.id,)).fetchone()
     [page] = fake.pages.values()
     assert row[0] == "succeeded" and row[2] is not None
     assert row[1] == {"page_id": page["id"], "url": page["url"], "created": True, "blocks": 4}
@@ -417,8 +498,13 @@ def test_the_handler_runs_through_the_executor_once(db: Database, notion_setting
 def test_an_executor_retry_after_an_ambiguous_create_makes_no_second_page(
     db: Database, database_url: str, fake: FakeNotion, sql: psycopg.Connection, sleeps: list[float]
 ) -> None:
-    settings = make_settings(database_url=database_url, notion_api_key=TOKEN, notion_base_url=fake.server.url,
-                             notion_blog_database_id=BLOG_DB, notion_max_attempts=1)
+    settings = make_settings(
+        database_url=database_url,
+        notion_api_key=TOKEN,
+        notion_base_url=fake.server.url,
+        notion_blog_database_id=BLOG_DB,
+        notion_max_attempts=1,
+    )
     first_create_lands_but_answers(fake, notion_error(504, "gateway_timeout", "Timed out."))
     submitted = ApprovalQueue(db, settings).submit(draft_action(), actor="t")
     executor = Executor(db, settings, clients=Clients(settings, sleep=sleeps.append), rng=lambda: 1.0)
@@ -431,8 +517,7 @@ def test_an_executor_retry_after_an_ambiguous_create_makes_no_second_page(
         executor.close()
     assert status_of(sql, submitted.id) == "succeeded"
     assert len(fake.pages) == 1 and len(fake.requests("POST", "/v1/pages")) == 1
-    assert sql.execute("select result->>'created' from actions where id = %s", (submitted.id,)).fetchone() == (
-        "false",)
+    assert sql.execute("select result->>'created' from actions where id = %s", (submitted.id,)).fetchone() == ("false",)
 
 
 def test_an_ambiguous_create_is_looked_for_only_once_the_data_source_shows_it(
@@ -444,8 +529,9 @@ def test_an_ambiguous_create_is_looked_for_only_once_the_data_source_shows_it(
     executor = Executor(db, notion_settings, clients=Clients(notion_settings, sleep=sleeps.append), rng=lambda: 1.0)
     try:
         executor.run_until_idle()
-        wait = sql.execute("select extract(epoch from run_after - db_now()) from actions where id = %s",
-                           (submitted.id,)).fetchone()[0]
+        wait = sql.execute(
+            "select extract(epoch from run_after - db_now()) from actions where id = %s", (submitted.id,)
+        ).fetchone()[0]
         assert status_of(sql, submitted.id) == "approved" and 59 < float(wait) <= 60 and sleeps == []
         assert len(fake.requests("POST", "/v1/pages")) == 1  # not created again in-process
         fake.unindexed.clear()  # a minute on, the data source shows the page
@@ -466,8 +552,7 @@ def test_an_unconfigured_blog_database_fails_the_action_before_dispatch(
         executor.run_until_idle()
     finally:
         executor.close()
-    row = sql.execute("select status, dispatched_at, last_error from actions where id = %s",
-                      (submitted.id,)).fetchone()
+    row = sql.execute("select status, dispatched_at, last_error from actions where id = %s", (submitted.id,)).fetchone()
     assert row[0] == "failed" and row[1] is None and "NOTION_BLOG_DATABASE_ID" in row[2]
 
 
@@ -485,40 +570,58 @@ def rich(text: str) -> list[dict[str, Any]]:
     return [{"type": "text", "text": {"content": text}, "plain_text": text}]
 
 
-def test_knowledge_base_pages_are_read_as_plain_text(notion_for: Callable[..., NotionClient],
-                                                      fake: FakeNotion) -> None:
+def test_knowledge_base_pages_are_read_as_plain_text(notion_for: Callable[..., NotionClient], fake: FakeNotion) -> None:
     fake.page_cap = 2  # the fake pages every read two at a time, so pagination is exercised
-    shipping = fake.add_page(KB_DS, {
-        "Title": {"id": "title", "type": "title", "title": rich("Shipping times")},
-        "Category": {"id": "c", "type": "select", "select": {"name": "Delivery"}},
-        "Tags": {"id": "t", "type": "multi_select", "multi_select": [{"name": "shipping"}, {"name": "faq"}]},
-        "Reviewed": {"id": "r", "type": "checkbox", "checkbox": True},
-        "Owner": {"id": "o", "type": "people", "people": []},
-    }, [
-        {"type": "heading_2", "heading_2": {"rich_text": rich("How long")}},
-        {"type": "paragraph", "paragraph": {"rich_text": rich("Orders ship in 2 business days.")}},
-        {"type": "bulleted_list_item", "bulleted_list_item": {"rich_text": rich("Phoenix metro: next day")},
-         "children": [{"type": "paragraph", "paragraph": {"rich_text": rich("Order before noon.")}}]},
-        {"type": "child_page", "child_page": {"title": "Internal notes"}},
-        {"type": "divider", "divider": {}},
-    ], edited="2026-11-20T16:00:00.000Z")
-    fake.add_page(KB_DS, {"Title": {"id": "title", "type": "title", "title": rich("Refunds")}},
-                  [{"type": "paragraph", "paragraph": {"rich_text": rich("Refunds take 5 days.")}}],
-                  edited="2026-11-01T10:00:00.000Z")
-    fake.add_page(KB_DS, {"Title": {"id": "title", "type": "title", "title": rich("Hours")}}, [],
-                  edited="2026-10-01T10:00:00.000Z")
+    shipping = fake.add_page(
+        KB_DS,
+        {
+            "Title": {"id": "title", "type": "title", "title": rich("Shipping times")},
+            "Category": {"id": "c", "type": "select", "select": {"name": "Delivery"}},
+            "Tags": {"id": "t", "type": "multi_select", "multi_select": [{"name": "shipping"}, {"name": "faq"}]},
+            "Reviewed": {"id": "r", "type": "checkbox", "checkbox": True},
+            "Owner": {"id": "o", "type": "people", "people": []},
+        },
+        [
+            {"type": "heading_2", "heading_2": {"rich_text": rich("How long")}},
+            {"type": "paragraph", "paragraph": {"rich_text": rich("Orders ship in 2 business days.")}},
+            {
+                "type": "bulleted_list_item",
+                "bulleted_list_item": {"rich_text": rich("Phoenix metro: next day")},
+                "children": [{"type": "paragraph", "paragraph": {"rich_text": rich("Order before noon.")}}],
+            },
+            {"type": "child_page", "child_page": {"title": "Internal notes"}},
+            {"type": "divider", "divider": {}},
+        ],
+        edited="2026-11-20T16:00:00.000Z",
+    )
+    fake.add_page(
+        KB_DS,
+        {"Title": {"id": "title", "type": "title", "title": rich("Refunds")}},
+        [{"type": "paragraph", "paragraph": {"rich_text": rich("Refunds take 5 days.")}}],
+        edited="2026-11-01T10:00:00.000Z",
+    )
+    fake.add_page(
+        KB_DS,
+        {"Title": {"id": "title", "type": "title", "title": rich("Hours")}},
+        [],
+        edited="2026-10-01T10:00:00.000Z",
+    )
 
     pages = notion_for().read_kb()
     assert [p.title for p in pages] == ["Shipping times", "Refunds", "Hours"]
     first = pages[0]
     assert first.id == shipping and first.url == fake.pages[shipping]["url"]
     assert first.last_edited == datetime(2026, 11, 20, 16, tzinfo=UTC)
-    assert first.text == ("Category: Delivery\nTags: shipping, faq\nReviewed: yes\n\n"
-                          "## How long\nOrders ship in 2 business days.\n- Phoenix metro: next day\n"
-                          "  Order before noon.")
+    assert first.text == (
+        "Category: Delivery\nTags: shipping, faq\nReviewed: yes\n\n"
+        "## How long\nOrders ship in 2 business days.\n- Phoenix metro: next day\n"
+        "  Order before noon."
+    )
     assert pages[2].text == ""
 
     recent = notion_for().read_kb(edited_since=datetime(2026, 11, 1, tzinfo=UTC))
     assert [p.title for p in recent] == ["Shipping times", "Refunds"]
     assert json.loads(fake.requests("POST", f"/v1/data_sources/{KB_DS}/query")[-1].body)["filter"] == {
-        "timestamp": "last_edited_time", "last_edited_time": {"on_or_after": "2026-11-01T00:00:00+00:00"}}
+        "timestamp": "last_edited_time",
+        "last_edited_time": {"on_or_after": "2026-11-01T00:00:00+00:00"},
+    }

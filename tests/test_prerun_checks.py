@@ -39,9 +39,16 @@ def executor(db: Database, settings: Settings) -> Iterator[Executor]:
 
 
 def approved_note(queue: ApprovalQueue, recipients: int = 120) -> UUID:
-    action_id = queue.submit(ActionRequest(agent="sales", kind="note.record", summary="Log it",
-                                           payload={"body": "called"}, impact=Impact(recipients=recipients)),
-                             actor="t").id
+    action_id = queue.submit(
+        ActionRequest(
+            agent="sales",
+            kind="note.record",
+            summary="Log it",
+            payload={"body": "called"},
+            impact=Impact(recipients=recipients),
+        ),
+        actor="t",
+    ).id
     if recipients >= 50:
         queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
     return action_id
@@ -60,8 +67,9 @@ def test_more_recipients_since_approval_send_it_back_to_pending(
 ) -> None:
     action_id = approved_note(queue)
     # the audience grew after the approval (say a segment was refreshed): 400 is over 300
-    sql.execute("update actions set estimated_impact = estimated_impact || '{\"recipients\": 400}' where id = %s",
-                (action_id,))
+    sql.execute(
+        "update actions set estimated_impact = estimated_impact || '{\"recipients\": 400}' where id = %s", (action_id,)
+    )
     advance_clock(sql, 3600)
     assert executor.run_once() == 1
     after = row(sql, action_id)
@@ -72,8 +80,11 @@ def test_more_recipients_since_approval_send_it_back_to_pending(
     fresh = sql.execute("select %s::timestamptz - db_now()", (after["expires_at"],)).fetchone()[0]
     assert fresh.total_seconds() == pytest.approx(72 * 3600, abs=5), now
     assert notes(sql) == 0  # the handler never ran
-    audit = sql.execute("select event, from_status, to_status, actor, reason, details from audit_log "
-                        "where action_id = %s order by id desc limit 1", (action_id,)).fetchone()
+    audit = sql.execute(
+        "select event, from_status, to_status, actor, reason, details from audit_log "
+        "where action_id = %s order by id desc limit 1",
+        (action_id,),
+    ).fetchone()
     assert audit[:4] == ("requeued", "running", "pending", "w1")
     assert audit[4] == "approved as MEDIUM, the policy now says HIGH: 400 recipients is over 300"
     assert audit[5]["from_tier"] == "MEDIUM" and audit[5]["to_tier"] == "HIGH"
@@ -86,8 +97,9 @@ def test_unchanged_or_safer_facts_run_as_approved(
     queue: ApprovalQueue, executor: Executor, sql: psycopg.Connection
 ) -> None:
     same, safer = approved_note(queue), approved_note(queue)
-    sql.execute("update actions set estimated_impact = estimated_impact || '{\"recipients\": 3}' where id = %s",
-                (safer,))
+    sql.execute(
+        "update actions set estimated_impact = estimated_impact || '{\"recipients\": 3}' where id = %s", (safer,)
+    )
     assert executor.run_until_idle() == 2
     assert row(sql, same)["status"] == row(sql, safer)["status"] == "succeeded"
 
@@ -159,8 +171,10 @@ def test_links_of_the_earlier_round_stop_working_once_sent_back(
         action = site.submit()
         old_review, old_approve = site.link(action), site.link(action, "approve")
         site.queue.decide(action.id, DecisionRequest(decision="approve"), actor="ann", channel="link")
-        sql.execute("update actions set estimated_impact = estimated_impact || '{\"recipients\": 400}' "
-                    "where id = %s", (action.id,))
+        sql.execute(
+            "update actions set estimated_impact = estimated_impact || '{\"recipients\": 400}' where id = %s",
+            (action.id,),
+        )
         worker = Executor(db, site.settings, worker_id="w4", clients=Clients(site.settings))
         try:
             worker.run_once()
@@ -178,18 +192,31 @@ def test_links_of_the_earlier_round_stop_working_once_sent_back(
 
 
 def test_an_approved_email_whose_quota_day_filled_up_is_deferred_to_the_next_day_not_failed(
-    db: Database, database_url: str, sql: psycopg.Connection,
+    db: Database,
+    database_url: str,
+    sql: psycopg.Connection,
 ) -> None:
     """The quota is checked again when the email runs (the handler reserves it before sending):
     a day that filled up after the approval puts the send off to the next quota day, no attempt used."""
     with FakeBrevo() as brevo:
-        settings = make_settings(database_url=database_url, brevo_api_key=API_KEY, brevo_sender_email=SENDER,
-                                 brevo_base_url=brevo.url, auto_run_low=False)
+        settings = make_settings(
+            database_url=database_url,
+            brevo_api_key=API_KEY,
+            brevo_sender_email=SENDER,
+            brevo_base_url=brevo.url,
+            auto_run_low=False,
+        )
         queue = ApprovalQueue(db, settings)
-        action_id = queue.submit(ActionRequest(
-            agent="support", kind="email.send", summary="Reply to Ann",
-            payload={"to": {"email": "ann@example.com"}, "subject": "Re: your order", "html": "<p>Shipped</p>"},
-            impact=Impact(recipients=1)), actor="t").id
+        action_id = queue.submit(
+            ActionRequest(
+                agent="support",
+                kind="email.send",
+                summary="Reply to Ann",
+                payload={"to": {"email": "ann@example.com"}, "subject": "Re: your order", "html": "<p>Shipped</p>"},
+                impact=Impact(recipients=1),
+            ),
+            actor="t",
+        ).id
         queue.decide(action_id, DecisionRequest(decision="approve"), actor="ann", channel="link")
         # other sends used the whole day after the approval
         taken = EmailQuota(db, settings).reserve("other-sends", settings.brevo_daily_limit, "transactional")
@@ -200,8 +227,9 @@ def test_an_approved_email_whose_quota_day_filled_up_is_deferred_to_the_next_day
             deferred = row(sql, action_id)
             assert (deferred["status"], deferred["attempts"]) == ("approved", 0) and brevo.requests == []
             assert "goes out on the next quota day" in deferred["last_error"]
-            wait = sql.execute("select extract(epoch from run_after - db_now())::float from actions where id = %s",
-                               (action_id,)).fetchone()[0]
+            wait = sql.execute(
+                "select extract(epoch from run_after - db_now())::float from actions where id = %s", (action_id,)
+            ).fetchone()[0]
             assert 0 < wait <= taken.seconds_to_next_day + 1
             assert worker.run_once() == 0  # not before the next quota day
             advance_clock(sql, wait + 1)

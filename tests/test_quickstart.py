@@ -44,23 +44,33 @@ def test_scheduler_py_serves_healthz_ok_on_the_embedded_database(tmp_path: Path)
     port = free_port()
     env = clean_env(tmp_path / "data")
     # run from an empty folder, so no developer's .env is read
-    process = subprocess.Popen([sys.executable, str(ROOT / "scheduler.py"), "--port", str(port)], cwd=tmp_path,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scheduler.py"), "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         body = first_health(process, port)
         assert body["status"] == "ok" and body["database"]["mode"] == "embedded"
         assert (tmp_path / "data" / "secrets.env").stat().st_mode & 0o777 == 0o600
 
         # a CLI command on the same data folder joins the running server and leaves it running
-        cli = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "approvals", "list",
-                              "--json"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
-                             capture_output=True, text=True, timeout=60)
+        cli = subprocess.run(
+            [sys.executable, "-c", "from app.cli import main; main()", "approvals", "list", "--json"],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert cli.returncode == 0, cli.stderr
         assert '"total": 0' in cli.stdout
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
         # a signed link's token must not reach the access log
-        httpx.get(f"http://127.0.0.1:{port}/approvals/00000000-0000-0000-0000-000000000000?t=tok-SECRET-123",
-                  timeout=5)
+        httpx.get(f"http://127.0.0.1:{port}/approvals/00000000-0000-0000-0000-000000000000?t=tok-SECRET-123", timeout=5)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
@@ -75,34 +85,69 @@ def test_the_built_wheel_installed_in_a_new_virtualenv_runs_the_service(tmp_path
     scheduler.py in it. The new virtualenv has no system site-packages; only the dependencies are
     borrowed from this one (a .pth: installing them again offline would take minutes), never opsdesk."""
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-w", str(wheels), str(ROOT)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     [wheel] = wheels.glob("opsdesk-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
-    site_packages = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        check=True, capture_output=True, text=True).stdout.strip())
+    site_packages = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     ours = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
     (site_packages / "opsdesk-test-deps.pth").write_text("\n".join(sorted(ours)) + "\n")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, timeout=120)
-    installed = subprocess.run([python, "-c", "import app.database, scheduler; print(app.database.__file__); "
-                                "print(scheduler.__file__)"], cwd=tmp_path, check=True, capture_output=True,
-                               text=True).stdout.split()
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    installed = subprocess.run(
+        [python, "-c", "import app.database, scheduler; print(app.database.__file__); print(scheduler.__file__)"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert all(Path(path).is_relative_to(venv) for path in installed), installed  # not this checkout
 
     port = free_port()
     # outside pytest's own temp folder, which another pytest session starting meanwhile makes private
     # again (0700), locking out the server's own system user
     data = Path(tempfile.mkdtemp(prefix="odwheel", dir="/tmp"))
-    process = subprocess.Popen([str(venv / "bin" / "opsdesk"), "run", "--port", str(port)], cwd=tmp_path,
-                               env=clean_env(data), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [str(venv / "bin" / "opsdesk"), "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(data),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         body = first_health(process, port)
         assert body["status"] == "ok" and body["database"]["mode"] == "embedded"  # schema.sql was in the wheel
-        page = httpx.get(f"http://127.0.0.1:{port}/approvals/00000000-0000-0000-0000-000000000000?t=forged",
-                         timeout=5)
+        page = httpx.get(f"http://127.0.0.1:{port}/approvals/00000000-0000-0000-0000-000000000000?t=forged", timeout=5)
         assert page.status_code == 403 and "<html" in page.text.lower()  # the templates were in the wheel
     finally:
         process.send_signal(signal.SIGTERM)

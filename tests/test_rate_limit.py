@@ -37,8 +37,9 @@ def test_a_full_window_makes_the_other_process_wait_for_the_next(db: Database, s
     assert db.call("take_rate_slot", bucket="other", limit=1, window_seconds=10.0)["granted"]  # buckets apart
 
 
-def test_two_limiters_in_threads_never_exceed_the_limit_in_a_window(db: Database, sql: psycopg.Connection,
-                                                                    database_url: str) -> None:
+def test_two_limiters_in_threads_never_exceed_the_limit_in_a_window(
+    db: Database, sql: psycopg.Connection, database_url: str
+) -> None:
     limit, per_thread = 3, 5
     lock = threading.Lock()
     waits: list[float] = []
@@ -49,8 +50,11 @@ def test_two_limiters_in_threads_never_exceed_the_limit_in_a_window(db: Database
             advance_clock(conn, seconds)
 
     limiters = [SharedRateLimiter(db, "vendor", limit, 1.0, sleep=sleep) for _ in range(2)]
-    threads = [threading.Thread(target=lambda lim=lim: [lim.acquire() for _ in range(per_thread)])
-               for lim in limiters for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda lim=lim: [lim.acquire() for _ in range(per_thread)])
+        for lim in limiters
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

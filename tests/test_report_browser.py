@@ -29,14 +29,16 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
-def test_the_report_page_renders_with_its_chart(browser: Browser, db: Database, sql: psycopg.Connection,
-                                                database_url: str, tmp_path: Path) -> None:
+def test_the_report_page_renders_with_its_chart(
+    browser: Browser, db: Database, sql: psycopg.Connection, database_url: str, tmp_path: Path
+) -> None:
     port = free_port()
     settings = seed_settings(database_url, opsdesk_data_dir=tmp_path, public_base_url=f"http://127.0.0.1:{port}")
     seed(db, sql, settings)
     with serve(create_app(settings, db), port=port) as url:
-        context = browser.new_context(viewport={"width": 1100, "height": 900},
-                                      extra_http_headers={"Authorization": f"Bearer {API_TOKEN}"})
+        context = browser.new_context(
+            viewport={"width": 1100, "height": 900}, extra_http_headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
         context.set_default_timeout(10_000)
         page = context.new_page()
         messages: list[str] = []
@@ -64,8 +66,9 @@ def test_the_report_page_renders_with_its_chart(browser: Browser, db: Database, 
     assert not [text for text in messages if "Content Security Policy" in text]
 
 
-def test_without_chromium_a_browser_test_skips_or_fails_where_ci_is_set(monkeypatch: pytest.MonkeyPatch,
-                                                                       tmp_path: Path) -> None:
+def test_without_chromium_a_browser_test_skips_or_fails_where_ci_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     missing = tmp_path / "no-chromium"
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception):

@@ -13,17 +13,34 @@ from tests.conftest import make_settings
 T = RiskThresholds()
 
 
-@pytest.mark.parametrize(("recipients", "tier"), [
-    (0, Tier.LOW), (49, Tier.LOW), (50, Tier.MEDIUM), (300, Tier.MEDIUM), (301, Tier.HIGH), (750, Tier.HIGH),
-])
+@pytest.mark.parametrize(
+    ("recipients", "tier"),
+    [
+        (0, Tier.LOW),
+        (49, Tier.LOW),
+        (50, Tier.MEDIUM),
+        (300, Tier.MEDIUM),
+        (301, Tier.HIGH),
+        (750, Tier.HIGH),
+    ],
+)
 def test_recipients(recipients: int, tier: Tier) -> None:
     assert assess(Impact(recipients=recipients), T).tier is tier
 
 
-@pytest.mark.parametrize(("cost", "tier"), [
-    ("0", Tier.LOW), ("9.99", Tier.LOW), ("10", Tier.MEDIUM), ("50", Tier.MEDIUM), ("50.01", Tier.HIGH),
-    ("100", Tier.HIGH), ("100.01", Tier.CRITICAL), ("5000", Tier.CRITICAL),
-])
+@pytest.mark.parametrize(
+    ("cost", "tier"),
+    [
+        ("0", Tier.LOW),
+        ("9.99", Tier.LOW),
+        ("10", Tier.MEDIUM),
+        ("50", Tier.MEDIUM),
+        ("50.01", Tier.HIGH),
+        ("100", Tier.HIGH),
+        ("100.01", Tier.CRITICAL),
+        ("5000", Tier.CRITICAL),
+    ],
+)
 def test_money(cost: str, tier: Tier) -> None:
     assert assess(Impact(cost_usd=Decimal(cost)), T).tier is tier
 
@@ -38,7 +55,10 @@ def test_the_highest_dimension_wins_and_every_raising_dimension_is_a_reason() ->
     result = assess(Impact(recipients=120, cost_usd=Decimal("75"), public=True), T)
     assert result.tier is Tier.HIGH
     assert [(r.dimension, r.tier) for r in result.reasons] == [
-        ("recipients", Tier.MEDIUM), ("money", Tier.HIGH), ("public", Tier.MEDIUM)]
+        ("recipients", Tier.MEDIUM),
+        ("money", Tier.HIGH),
+        ("public", Tier.MEDIUM),
+    ]
 
 
 def test_all_low_says_so() -> None:

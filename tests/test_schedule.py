@@ -75,8 +75,12 @@ def discord() -> Iterator[FakeDiscord]:
 
 @pytest.fixture
 def ssettings(database_url: str, discord: FakeDiscord, tmp_path: Path) -> Settings:
-    return make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, discord_webhook_url=discord.webhook_url,
-                         brevo_dry_run=True)
+    return make_settings(
+        database_url=database_url,
+        opsdesk_data_dir=tmp_path,
+        discord_webhook_url=discord.webhook_url,
+        brevo_dry_run=True,
+    )
 
 
 @pytest.fixture
@@ -123,25 +127,29 @@ def test_other_fields_keep_their_crontab_meaning() -> None:
         day.append(following)
     assert (len(day), day[0], day[-1]) == (40, phoenix(MONDAY, 8), phoenix(MONDAY, 17, 45))
     quarterly = parse_crontab("30 6 1 jan,apr,jul,oct *", UTC)
-    assert quarterly.get_next_fire_time(None, datetime(2027, 1, 2, tzinfo=UTC)) == datetime(2027, 4, 1, 6, 30,
-                                                                                              tzinfo=UTC)
+    assert quarterly.get_next_fire_time(None, datetime(2027, 1, 2, tzinfo=UTC)) == datetime(
+        2027, 4, 1, 6, 30, tzinfo=UTC
+    )
 
 
-@pytest.mark.parametrize(("expression", "says"), [
-    ("0 9 * *", "not a 5-field crontab expression"),
-    ("0 9 * * * *", "not a 5-field crontab expression"),
-    ("60 9 * * *", "minute 60 is out of range 0-59"),
-    ("0 24 * * *", "hour 24 is out of range 0-23"),
-    ("0 9 0 * *", "day-of-month 0 is out of range 1-31"),
-    ("0 9 * 13 *", "month 13 is out of range 1-12"),
-    ("0 9 * * 8", "day-of-week 8 is out of range 0-7"),
-    ("0 9 * * fri-mon", "runs backwards"),
-    ("*/0 9 * * *", "a step of 0"),
-    ("0 9 L * *", "is not a number"),
-    ("0 9 1 * 1", "restricts both day-of-month and day-of-week"),
-    ("0 9 30 feb *", "can never fire"),
-    ("@daily", "not a 5-field crontab expression"),
-])
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("0 9 * *", "not a 5-field crontab expression"),
+        ("0 9 * * * *", "not a 5-field crontab expression"),
+        ("60 9 * * *", "minute 60 is out of range 0-59"),
+        ("0 24 * * *", "hour 24 is out of range 0-23"),
+        ("0 9 0 * *", "day-of-month 0 is out of range 1-31"),
+        ("0 9 * 13 *", "month 13 is out of range 1-12"),
+        ("0 9 * * 8", "day-of-week 8 is out of range 0-7"),
+        ("0 9 * * fri-mon", "runs backwards"),
+        ("*/0 9 * * *", "a step of 0"),
+        ("0 9 L * *", "is not a number"),
+        ("0 9 1 * 1", "restricts both day-of-month and day-of-week"),
+        ("0 9 30 feb *", "can never fire"),
+        ("@daily", "not a 5-field crontab expression"),
+    ],
+)
 def test_a_bad_cron_is_refused_with_a_clear_message(expression: str, says: str) -> None:
     with pytest.raises(CronError, match=says):
         parse_crontab(expression, "UTC")
@@ -150,7 +158,10 @@ def test_a_bad_cron_is_refused_with_a_clear_message(expression: str, says: str) 
 # --- time zones (injected clock) -------------------------------------------------------------------
 @pytest.mark.parametrize("day", [date(2027, 1, 14), date(2027, 7, 15)])
 def test_the_report_fires_at_9_phoenix_which_is_16_utc_in_january_and_july(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, day: date,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    day: date,
 ) -> None:
     recorder = Recorder()
     jobs = recorder.wrap([job for job in real_jobs(db, ssettings) if job.name == "daily_report"])
@@ -162,7 +173,9 @@ def test_the_report_fires_at_9_phoenix_which_is_16_utc_in_january_and_july(
 
 
 def test_an_infrastructure_cron_fires_at_its_utc_time(
-    db: Database, ssettings: Settings, sql: psycopg.Connection,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
 ) -> None:
     recorder = Recorder()
     jobs = recorder.wrap([job for job in real_jobs(db, ssettings) if job.name == "prune_job_runs"])
@@ -173,19 +186,28 @@ def test_an_infrastructure_cron_fires_at_its_utc_time(
     assert recorder.of("prune_job_runs") == [datetime(2027, 7, 15, 3, 40, tzinfo=UTC)]
 
 
-def test_user_jobs_run_in_cron_timezone_and_infrastructure_in_utc(db: Database, ssettings: Settings,
-                                                                  notifications: NotificationSender) -> None:
+def test_user_jobs_run_in_cron_timezone_and_infrastructure_in_utc(
+    db: Database, ssettings: Settings, notifications: NotificationSender
+) -> None:
     zones = {job.name: str(job.trigger.timezone) for job in real_jobs(db, ssettings, notifications)}
     assert zones == {
-        "daily_report": "America/Phoenix", "agent_sales": "America/Phoenix", "agent_support": "America/Phoenix",
-        "agent_marketing": "America/Phoenix", "campaign_batches": "America/Phoenix",
-        "expire_approvals": "UTC", "recover_leases": "UTC", "prune_job_runs": "UTC", "discord_reminders": "UTC",
+        "daily_report": "America/Phoenix",
+        "agent_sales": "America/Phoenix",
+        "agent_support": "America/Phoenix",
+        "agent_marketing": "America/Phoenix",
+        "campaign_batches": "America/Phoenix",
+        "expire_approvals": "UTC",
+        "recover_leases": "UTC",
+        "prune_job_runs": "UTC",
+        "discord_reminders": "UTC",
         "memory_retention": "UTC",
     }
 
 
 def test_memory_retention_is_a_claimed_job_that_runs_once_per_firing(
-    db: Database, ssettings: Settings, sql: psycopg.Connection,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
 ) -> None:
     """Two instances tick the same minutes around 03:17 UTC: the prune runs once, on a claimed
     job_runs row (so `opsdesk jobs` lists it); a prune still running elsewhere makes it skip."""
@@ -204,8 +226,10 @@ def test_memory_retention_is_a_claimed_job_that_runs_once_per_firing(
             set_db_clock(sql, moment)
             schedule.tick()
         moment += MINUTE if moment.hour == 3 else timedelta(hours=1)
-    assert recorder.of("memory_retention") == [datetime(2027, 7, 15, 3, 17, tzinfo=UTC),
-                                               datetime(2027, 7, 16, 3, 17, tzinfo=UTC)]
+    assert recorder.of("memory_retention") == [
+        datetime(2027, 7, 15, 3, 17, tzinfo=UTC),
+        datetime(2027, 7, 16, 3, 17, tzinfo=UTC),
+    ]
     runs = sorted(job_runs(db, "memory_retention"), key=lambda row: row["scheduled_for"])
     assert [(row["outcome"], row["attempts"]) for row in runs] == [("ok", 1), ("skipped", 1)]
     assert runs[0]["note"] == {"archived": {}, "files": []}
@@ -213,8 +237,9 @@ def test_memory_retention_is_a_claimed_job_that_runs_once_per_firing(
 
 
 # --- validation at start-up ------------------------------------------------------------------------
-def test_an_invalid_cron_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_invalid_cron_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ValidationError, match="day-of-week 9 is out of range"):
         make_settings(sales_agent_cron="0 8 * * 1-9")
 
@@ -241,7 +266,10 @@ def test_an_invalid_cron_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch,
 
 # --- several instances -----------------------------------------------------------------------------
 def test_three_instances_run_every_job_exactly_once_per_firing_through_a_day(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, notifications: NotificationSender,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    notifications: NotificationSender,
     discord: FakeDiscord,
 ) -> None:
     """Three instances tick every minute of a Monday at the same moments (threads released
@@ -251,8 +279,9 @@ def test_three_instances_run_every_job_exactly_once_per_firing_through_a_day(
     do their real work, the report included. The database clock is set once, to the morning of
     the day: claims only need it for their leases, which no run outlives here."""
     recorder = Recorder()
-    jobs = recorder.wrap(real_jobs(db, ssettings, notifications),
-                         record_only={"expire_approvals", "recover_leases", "discord_reminders"})
+    jobs = recorder.wrap(
+        real_jobs(db, ssettings, notifications), record_only={"expire_approvals", "recover_leases", "discord_reminders"}
+    )
     start, end = phoenix(MONDAY, 0), phoenix(MONDAY + timedelta(days=1), 0)
     set_db_clock(sql, start)
     skews = (timedelta(0), timedelta(seconds=7), timedelta(seconds=21))
@@ -272,8 +301,10 @@ def test_three_instances_run_every_job_exactly_once_per_firing_through_a_day(
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=run, args=(schedule, clock, skew))
-               for (schedule, clock), skew in zip(instances, skews, strict=True)]
+    threads = [
+        threading.Thread(target=run, args=(schedule, clock, skew))
+        for (schedule, clock), skew in zip(instances, skews, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -282,15 +313,23 @@ def test_three_instances_run_every_job_exactly_once_per_firing_through_a_day(
 
     expected = {job.name: firings(job, start, end) for job in jobs}
     assert {name: len(moments) for name, moments in expected.items()} == {
-        "daily_report": 1, "agent_sales": 1, "agent_support": 40, "agent_marketing": 1, "expire_approvals": 1440,
-        "recover_leases": 1440, "prune_job_runs": 1, "discord_reminders": 1440, "campaign_batches": 15,
+        "daily_report": 1,
+        "agent_sales": 1,
+        "agent_support": 40,
+        "agent_marketing": 1,
+        "expire_approvals": 1440,
+        "recover_leases": 1440,
+        "prune_job_runs": 1,
+        "discord_reminders": 1440,
+        "campaign_batches": 15,
         "memory_retention": 1,
     }
     assert all(count == 1 for count in recorder.calls.values())  # never twice
     assert {name: recorder.of(name) for name in expected} == expected  # never missed
     rows = job_runs(db)
     assert sorted((row["job"], datetime.fromisoformat(row["scheduled_for"])) for row in rows) == sorted(
-        (name, moment) for name, moments in expected.items() for moment in moments)
+        (name, moment) for name, moments in expected.items() for moment in moments
+    )
     assert {row["outcome"] for row in rows} == {"ok"}
     assert {row["attempts"] for row in rows} == {1}
     assert {row["instance"] for row in rows} == {"instance-0", "instance-1", "instance-2"}  # whoever wakes first
@@ -301,8 +340,13 @@ def test_three_instances_run_every_job_exactly_once_per_firing_through_a_day(
 
 
 def test_three_processes_run_every_job_exactly_once_per_firing_through_a_day(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, database_url: str,
-    notifications: NotificationSender, discord: FakeDiscord, tmp_path: Path,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    database_url: str,
+    notifications: NotificationSender,
+    discord: FakeDiscord,
+    tmp_path: Path,
 ) -> None:
     """The same, with three separate OS processes (tests/schedule_process.py) against the one
     database: each builds the real jobs and ticks on its own simulated clock, seconds apart, which
@@ -314,11 +358,27 @@ def test_three_processes_run_every_job_exactly_once_per_firing_through_a_day(
     assert webhook is not None
     skews = (0, 7, 21)
     logs = [(tmp_path / f"process-{n}.log").open("w") for n in range(len(skews))]  # a pipe could fill up
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "tests.schedule_process", database_url, f"process-{n}", str(skew),
-         webhook.get_secret_value(), str(tmp_path)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}) for (n, skew), log in zip(enumerate(skews), logs, strict=True)]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.schedule_process",
+                database_url,
+                f"process-{n}",
+                str(skew),
+                webhook.get_secret_value(),
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for (n, skew), log in zip(enumerate(skews), logs, strict=True)
+    ]
     try:
         moment = start
         while moment < end:
@@ -340,8 +400,11 @@ def test_three_processes_run_every_job_exactly_once_per_firing_through_a_day(
             log.close()
     assert all(process.returncode == 0 for process in processes)
 
-    calls = Counter((job, datetime.fromisoformat(moment)) for out in outputs
-                    for job, moment in json.loads(out.removeprefix("calls ")))
+    calls = Counter(
+        (job, datetime.fromisoformat(moment))
+        for out in outputs
+        for job, moment in json.loads(out.removeprefix("calls "))
+    )
     expected = {job.name: firings(job, start, end) for job in real_jobs(db, ssettings, notifications)}
     assert set(calls.values()) == {1}  # never twice
     assert sorted(calls) == sorted((name, moment) for name, moments in expected.items() for moment in moments)
@@ -354,7 +417,10 @@ def test_three_processes_run_every_job_exactly_once_per_firing_through_a_day(
 
 # --- downtime ------------------------------------------------------------------------------------
 def test_down_from_8_50_to_9_20_the_report_is_still_sent_once_on_restart(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, discord: FakeDiscord,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    discord: FakeDiscord,
 ) -> None:
     recorder = Recorder()
     jobs = recorder.wrap(real_jobs(db, ssettings))
@@ -367,14 +433,21 @@ def test_down_from_8_50_to_9_20_the_report_is_still_sent_once_on_restart(
     assert recorder.of("daily_report") == [phoenix(MONDAY, 9)]
     [run] = job_runs(db, "daily_report")
     assert (run["instance"], run["outcome"], run["note"]["day"], run["note"]["posted_now"]) == (
-        "after", "ok", str(MONDAY - timedelta(days=1)), True)
+        "after",
+        "ok",
+        str(MONDAY - timedelta(days=1)),
+        True,
+    )
     assert len(discord.posts()) == 1
     # the minute jobs caught up with one run each, not one per missed minute
     assert recorder.of("expire_approvals")[50:52] == [phoenix(MONDAY, 8, 50), phoenix(MONDAY, 9, 20)]
 
 
 def test_down_for_days_it_sends_one_report_not_a_burst(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, discord: FakeDiscord,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    discord: FakeDiscord,
 ) -> None:
     recorder = Recorder()
     jobs = recorder.wrap(real_jobs(db, ssettings))
@@ -386,7 +459,8 @@ def test_down_for_days_it_sends_one_report_not_a_burst(
     run_minutes(restarted, clock, sql, phoenix(thursday, 10, 0), phoenix(thursday, 10, 30))
     assert recorder.of("daily_report") == [phoenix(thursday, 9)]  # Wednesday's report; Monday's and Tuesday's are gone
     assert [post.body["content"].splitlines()[0] for post in discord.posts()] == [
-        "\U0001f4ca **Daily report for Wednesday 20 January 2027** (America/Phoenix)"]
+        "\U0001f4ca **Daily report for Wednesday 20 January 2027** (America/Phoenix)"
+    ]
     # missed agent runs are not replayed: Thursday's sales run (8:00) is two hours late; support's
     # every-quarter-hour runs of three days resume with the one due at the restart
     assert recorder.of("agent_sales") == [phoenix(MONDAY, 8)]  # before the downtime
@@ -395,7 +469,10 @@ def test_down_for_days_it_sends_one_report_not_a_burst(
 
 
 def test_a_restart_after_the_grace_sends_no_report_until_the_next_morning(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, discord: FakeDiscord,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    discord: FakeDiscord,
 ) -> None:
     recorder = Recorder()
     jobs = recorder.wrap(real_jobs(db, ssettings))
@@ -404,14 +481,19 @@ def test_a_restart_after_the_grace_sends_no_report_until_the_next_morning(
     restarted, clock = instance(db, jobs, "after", phoenix(MONDAY, 15, 1))  # 9:00 + 6 h grace has passed
     run_minutes(restarted, clock, sql, phoenix(MONDAY, 15, 1), phoenix(MONDAY, 15, 10))
     assert recorder.of("daily_report") == [] and discord.posts() == []
-    run_minutes(restarted, clock, sql, phoenix(MONDAY + timedelta(days=1), 8, 58),
-                phoenix(MONDAY + timedelta(days=1), 9, 2))
+    run_minutes(
+        restarted, clock, sql, phoenix(MONDAY + timedelta(days=1), 8, 58), phoenix(MONDAY + timedelta(days=1), 9, 2)
+    )
     assert recorder.of("daily_report") == [phoenix(MONDAY + timedelta(days=1), 9)]
 
 
 @pytest.mark.parametrize(("back_at", "made_up"), [((8, 5), True), ((8, 10), True), ((8, 11), False), ((9, 30), False)])
 def test_a_missed_agent_run_is_made_up_only_within_its_grace(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, back_at: tuple[int, int], made_up: bool,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    back_at: tuple[int, int],
+    made_up: bool,
 ) -> None:
     recorder = Recorder()
     jobs = recorder.wrap([job for job in real_jobs(db, ssettings) if job.name in ("agent_sales", "expire_approvals")])
@@ -430,8 +512,14 @@ def flaky_job(calls: list[int], *, failures: int, grace: timedelta = timedelta(h
             raise TransientError("down for a moment", system="test", retry_after=300)
         return JobResult(note={"attempt": firing.attempt})
 
-    return Job("flaky", parse_crontab("0 * * * *", UTC), run, grace=grace, lease=timedelta(minutes=10),
-               description="fails first")
+    return Job(
+        "flaky",
+        parse_crontab("0 * * * *", UTC),
+        run,
+        grace=grace,
+        lease=timedelta(minutes=10),
+        description="fails first",
+    )
 
 
 def test_a_transient_failure_is_retried_once_its_retry_time_comes(db: Database, sql: psycopg.Connection) -> None:
@@ -472,8 +560,15 @@ def test_a_run_lost_with_its_instance_is_taken_over_within_the_grace(db: Databas
     [run] = job_runs(db, "flaky")
     assert (calls, run["instance"], run["attempts"], run["outcome"]) == ([2], "survivor", 2, "ok")
     with pytest.raises(StaleAttempt):  # the dead instance's late answer cannot overwrite it
-        db.call("finish_job_run", id=claim["id"], attempt_token=claim["attempt_token"], outcome="ok", note={},
-                error=None, retry_in_seconds=None)
+        db.call(
+            "finish_job_run",
+            id=claim["id"],
+            attempt_token=claim["attempt_token"],
+            outcome="ok",
+            note={},
+            error=None,
+            retry_in_seconds=None,
+        )
 
 
 def test_parallel_claims_of_one_firing_give_it_to_exactly_one(db: Database) -> None:
@@ -483,8 +578,9 @@ def test_parallel_claims_of_one_firing_give_it_to_exactly_one(db: Database) -> N
 
     def claim(n: int) -> None:
         barrier.wait()
-        answers.append(db.call("claim_job_run", job="race", scheduled_for=noon, instance=f"i{n}",
-                               lease_seconds=60)["claimed"])
+        answers.append(
+            db.call("claim_job_run", job="race", scheduled_for=noon, instance=f"i{n}", lease_seconds=60)["claimed"]
+        )
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -496,7 +592,10 @@ def test_parallel_claims_of_one_firing_give_it_to_exactly_one(db: Database) -> N
 
 # --- the agents' seam ------------------------------------------------------------------------------
 def test_an_agent_job_records_agent_not_available_where_agents_has_no_run_agent(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delattr(agents, "run_agent")
     jobs = [job for job in real_jobs(db, ssettings) if job.name == "agent_sales"]
@@ -516,12 +615,17 @@ def test_an_agent_job_records_agent_not_available_where_agents_has_no_run_agent(
     run_minutes(schedule, clock, sql, phoenix(MONDAY + timedelta(days=1), 8), phoenix(MONDAY + timedelta(days=1), 8, 1))
     assert seen == [("sales", "schedule")]
     latest = job_runs(db, "agent_sales")[0]
-    assert (latest["outcome"], latest["note"]) == ("ok", {"agent": "sales",
-                                                          "result": {"proposals": 2, "day": "2027-01-18"}})
+    assert (latest["outcome"], latest["note"]) == (
+        "ok",
+        {"agent": "sales", "result": {"proposals": 2, "day": "2027-01-18"}},
+    )
 
 
 def test_an_agent_that_raises_is_recorded_as_failed_and_the_others_still_run(
-    db: Database, ssettings: Settings, sql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+    db: Database,
+    ssettings: Settings,
+    sql: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def run_agent(name: str, trigger: str, **_: object) -> None:
         raise RuntimeError(f"{name} broke")
@@ -532,12 +636,15 @@ def test_an_agent_that_raises_is_recorded_as_failed_and_the_others_still_run(
     run_minutes(schedule, clock, sql, phoenix(MONDAY, 8), phoenix(MONDAY, 8, 1))
     assert {(row["job"], row["outcome"], row["error"]) for row in job_runs(db)} == {
         ("agent_sales", "failed", "RuntimeError: sales broke"),
-        ("agent_support", "failed", "RuntimeError: support broke")}
+        ("agent_support", "failed", "RuntimeError: support broke"),
+    }
 
 
 # --- wiring ---------------------------------------------------------------------------------------
 def test_apscheduler_wakes_each_job_on_its_own_trigger_and_catches_up_every_minute(
-    db: Database, ssettings: Settings, notifications: NotificationSender,
+    db: Database,
+    ssettings: Settings,
+    notifications: NotificationSender,
 ) -> None:
     scheduler = build_scheduler(ApprovalQueue(db, ssettings), notifications)
     jobs = {job.id: job for job in scheduler.get_jobs()}
@@ -545,14 +652,20 @@ def test_apscheduler_wakes_each_job_on_its_own_trigger_and_catches_up_every_minu
     assert set(jobs) - {"memory_embed"} == names | {"schedule_catch_up", "discord_outbox"}
     report = jobs["daily_report"]
     assert (str(report.trigger), str(report.trigger.timezone)) == (
-        "cron[month='*', day='*', day_of_week='*', hour='9', minute='0']", "America/Phoenix")
+        "cron[month='*', day='*', day_of_week='*', hour='9', minute='0']",
+        "America/Phoenix",
+    )
     assert report.kwargs == {"only": "daily_report"} and report.misfire_grace_time is None
     assert "day_of_week='mon,tue,wed,thu,fri'" in str(jobs["agent_sales"].trigger)
     assert jobs["schedule_catch_up"].kwargs == {}
 
 
 def test_opsdesk_jobs_lists_upcoming_firings_and_recent_runs(
-    db: Database, database_url: str, sql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    db: Database,
+    database_url: str,
+    sql: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from app.cli import main
@@ -560,8 +673,11 @@ def test_opsdesk_jobs_lists_upcoming_firings_and_recent_runs(
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.chdir(tmp_path)
-    for name, value in {"DATABASE_URL": database_url, "OPS_API_TOKEN": "cli-test-token-0123456789",
-                        "APPROVAL_LINK_SECRET": "cli-test-link-secret-0123"}.items():
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "OPS_API_TOKEN": "cli-test-token-0123456789",
+        "APPROVAL_LINK_SECRET": "cli-test-link-secret-0123",
+    }.items():
         monkeypatch.setenv(name, value)
     settings = make_settings(database_url=database_url)
     schedule, clock = instance(db, real_jobs(db, settings), "instance-a", phoenix(MONDAY, 8))

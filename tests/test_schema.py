@@ -32,8 +32,8 @@ def test_audit_log_refuses_update_delete_and_truncate(sql: psycopg.Connection) -
 
 def test_every_table_has_row_level_security(sql: psycopg.Connection) -> None:
     rows = sql.execute(
-        "select relname, relrowsecurity from pg_class where relnamespace = 'public'::regnamespace "
-        "and relkind = 'r'").fetchall()
+        "select relname, relrowsecurity from pg_class where relnamespace = 'public'::regnamespace and relkind = 'r'"
+    ).fetchall()
     assert rows and all(secured for _, secured in rows), rows
 
 
@@ -58,11 +58,16 @@ def test_supabase_roles_read_nothing_and_only_service_role_runs_functions(
     conn = supabase_like
     conn.execute("insert into audit_log (actor, event) values ('t', 'secret')")
     for role in ("anon", "authenticated"):
-        assert not conn.execute("select has_function_privilege(%s, 'submit_action(jsonb,text,jsonb,boolean,"
-                                "double precision,integer,text,text)', 'execute')", (role,)).fetchone()[0]
+        assert not conn.execute(
+            "select has_function_privilege(%s, 'submit_action(jsonb,text,jsonb,boolean,"
+            "double precision,integer,text,text)', 'execute')",
+            (role,),
+        ).fetchone()[0]
         assert not conn.execute("select has_table_privilege(%s, 'audit_log', 'select')", (role,)).fetchone()[0]
-    assert conn.execute("select has_function_privilege('service_role', 'decide_action(uuid,text,text,text,"
-                        "jsonb,text,text,bigint,text,text,jsonb,jsonb)', 'execute')").fetchone()[0]
+    assert conn.execute(
+        "select has_function_privilege('service_role', 'decide_action(uuid,text,text,text,"
+        "jsonb,text,text,bigint,text,text,jsonb,jsonb)', 'execute')"
+    ).fetchone()[0]
     assert not conn.execute("select has_table_privilege('service_role', 'audit_log', 'update')").fetchone()[0]
     # even with a table grant, RLS with no policy shows anon nothing
     conn.execute("grant select on audit_log to anon")
@@ -81,8 +86,9 @@ def test_service_role_reads_the_test_clock_but_cannot_move_it(supabase_like: psy
     conn = supabase_like
     assert conn.execute("select has_table_privilege('service_role', 'clock_offset', 'select')").fetchone()[0]
     for privilege in ("insert", "update", "delete", "truncate"):
-        assert not conn.execute("select has_table_privilege('service_role', 'clock_offset', %s)",
-                                (privilege,)).fetchone()[0], privilege
+        assert not conn.execute(
+            "select has_table_privilege('service_role', 'clock_offset', %s)", (privilege,)
+        ).fetchone()[0], privilege
     with conn.transaction():
         conn.execute("set local role service_role")
         assert conn.execute("select health()->'now'").fetchone()[0]  # db_now() still reads it
@@ -106,12 +112,17 @@ class _Embedded:
 
 def _stamps(sql: psycopg.Connection) -> tuple[str, str, str]:
     """What applying schema.sql rewrites: a function's catalogue row, and the fingerprint row."""
-    return sql.execute("select (select xmin::text from pg_proc where proname = 'decide_action'), "
-                       "(select xmin::text from schema_applied), (select sha256 from schema_applied)").fetchone()
+    return sql.execute(
+        "select (select xmin::text from pg_proc where proname = 'decide_action'), "
+        "(select xmin::text from schema_applied), (select sha256 from schema_applied)"
+    ).fetchone()
 
 
 def test_the_embedded_database_gets_schema_sql_only_when_it_is_new_or_changed(
-    database_url: str, sql: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    sql: psycopg.Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(database_setup, "start_embedded", lambda _: _Embedded(database_url))
     settings = make_settings(opsdesk_data_dir=tmp_path)

@@ -30,8 +30,10 @@ EXPECTED = "must be the project's secret key (sb_secret_…) or its legacy servi
 
 def jwt(role: str) -> str:
     """A legacy Supabase key's shape: header.payload.signature, the payload naming the role."""
+
     def part(value: dict[str, str]) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
     return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'iss': 'supabase', 'role': role})}.c2lnbmF0dXJl"
 
 
@@ -50,12 +52,16 @@ def check(url: str, key: str = KEY) -> None:
         database.close()
 
 
-@pytest.mark.parametrize(("status", "body"), [
-    (401, INVALID_KEY),  # the gateway: a key it does not know
-    (401, {"code": "PGRST301", "details": None, "hint": None, "message": "Expected 3 parts in JWT; got 1"}),
-    (401, b""),  # an empty body, as a new secret key refused by the Data API was seen to answer
-    (403, {"message": "Forbidden use of secret API key in browser"}),
-], ids=["gateway", "jwt", "empty", "forbidden"])
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, INVALID_KEY),  # the gateway: a key it does not know
+        (401, {"code": "PGRST301", "details": None, "hint": None, "message": "Expected 3 parts in JWT; got 1"}),
+        (401, b""),  # an empty body, as a new secret key refused by the Data API was seen to answer
+        (403, {"message": "Forbidden use of secret API key in browser"}),
+    ],
+    ids=["gateway", "jwt", "empty", "forbidden"],
+)
 def test_a_refused_key_says_which_key_is_expected(fake: FakePostgrest, status: int, body: object) -> None:
     fake.answer(status, body)
     with pytest.raises(DatabaseAuthRefused, match=re.escape(EXPECTED)) as caught:
@@ -63,8 +69,7 @@ def test_a_refused_key_says_which_key_is_expected(fake: FakePostgrest, status: i
     assert f"HTTP {status}" in caught.value.message and KEY not in caught.value.message
 
 
-def test_the_anon_key_reaches_the_database_as_anon_and_is_refused(supabase: SupabaseShape,
-                                                                 supabase_db: str) -> None:
+def test_the_anon_key_reaches_the_database_as_anon_and_is_refused(supabase: SupabaseShape, supabase_db: str) -> None:
     standin = PostgrestOnSupabase(supabase.authenticator_uri(supabase_db))
     try:
         with pytest.raises(DatabaseAuthRefused, match=re.escape(EXPECTED)) as caught:
@@ -100,17 +105,35 @@ def test_an_older_schema_says_to_apply_the_new_one(fake: FakePostgrest) -> None:
         check(fake.url)
 
 
-@pytest.mark.parametrize(("status", "body", "exit_code", "words"), [
-    (401, INVALID_KEY, 5, EXPECTED),
-    (None, None, 11, "unreachable at SUPABASE_URL"),
-    (404, {"code": "PGRST202", "details": None, "hint": None,
-           "message": "Could not find the function public.schema_version without parameters in the schema cache"},
-     3, "not applied"),
-    (200, SCHEMA_VERSION - 1, 12, "older than this opsdesk"),
-], ids=["refused-key", "unreachable", "schema-missing", "schema-too-old"])
+@pytest.mark.parametrize(
+    ("status", "body", "exit_code", "words"),
+    [
+        (401, INVALID_KEY, 5, EXPECTED),
+        (None, None, 11, "unreachable at SUPABASE_URL"),
+        (
+            404,
+            {
+                "code": "PGRST202",
+                "details": None,
+                "hint": None,
+                "message": "Could not find the function public.schema_version without parameters in the schema cache",
+            },
+            3,
+            "not applied",
+        ),
+        (200, SCHEMA_VERSION - 1, 12, "older than this opsdesk"),
+    ],
+    ids=["refused-key", "unreachable", "schema-missing", "schema-too-old"],
+)
 def test_each_failure_has_its_own_exit_code(
-    fake: FakePostgrest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    status: int | None, body: object, exit_code: int, words: str,
+    fake: FakePostgrest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    status: int | None,
+    body: object,
+    exit_code: int,
+    words: str,
 ) -> None:
     clean_env(monkeypatch, tmp_path)
     monkeypatch.setenv("SUPABASE_URL", fake.url if status is not None else f"http://127.0.0.1:{closed_port()}")
@@ -128,17 +151,28 @@ def test_each_failure_has_its_own_exit_code(
 def test_a_client_side_key_is_refused_before_any_call(key: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(EXPECTED)):
         make_settings(supabase_url="https://abc.supabase.co", supabase_service_role_key=key)
-    assert make_settings(supabase_url="https://abc.supabase.co",
-                         supabase_service_role_key=jwt("service_role")).database_mode == "supabase"
+    assert (
+        make_settings(
+            supabase_url="https://abc.supabase.co", supabase_service_role_key=jwt("service_role")
+        ).database_mode
+        == "supabase"
+    )
 
 
-@pytest.mark.parametrize(("key", "kind", "code"), [
-    (KEY, "a secret key (sb_secret_…)", 0),
-    (jwt("service_role"), "a legacy service_role key (JWT)", 0),
-    ("sb_publishable_abc0123456789", "the publishable key (sb_publishable_…)", 1),
-])
+@pytest.mark.parametrize(
+    ("key", "kind", "code"),
+    [
+        (KEY, "a secret key (sb_secret_…)", 0),
+        (jwt("service_role"), "a legacy service_role key (JWT)", 0),
+        ("sb_publishable_abc0123456789", "the publishable key (sb_publishable_…)", 1),
+    ],
+)
 def test_config_check_says_which_supabase_key_it_sees(
-    key: str, kind: str, code: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    key: str,
+    kind: str,
+    code: int,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     clean_env(monkeypatch, tmp_path)

@@ -62,21 +62,33 @@ def owner_sql(supabase: SupabaseShape, supabase_db: str) -> Iterator[psycopg.Con
 
 @pytest.fixture
 def sb_settings(tmp_path: Path) -> Settings:
-    return make_settings(opsdesk_data_dir=tmp_path, approval_ttl_hours_medium=2, llm_daily_budget_usd=5,
-                         brevo_daily_limit=300, brevo_transactional_reserve=30, embeddings_provider="none")
+    return make_settings(
+        opsdesk_data_dir=tmp_path,
+        approval_ttl_hours_medium=2,
+        llm_daily_budget_usd=5,
+        brevo_daily_limit=300,
+        brevo_transactional_reserve=30,
+        embeddings_provider="none",
+    )
 
 
 def test_an_api_call_runs_as_service_role_with_supabases_timeout(standin: PostgrestOnSupabase) -> None:
     with standin.as_role() as conn:
-        assert conn.execute("select current_user, session_user, current_setting('statement_timeout'), "
-                            "current_setting('lock_timeout')").fetchone() == (
-            "service_role", "authenticator", API_STATEMENT_TIMEOUT, "8s")
+        assert conn.execute(
+            "select current_user, session_user, current_setting('statement_timeout'), current_setting('lock_timeout')"
+        ).fetchone() == ("service_role", "authenticator", API_STATEMENT_TIMEOUT, "8s")
 
 
 def test_the_queue_decides_and_runs_once(sb: Database, sb_settings: Settings) -> None:
     queue = ApprovalQueue(sb, sb_settings)
-    note = ActionRequest(agent="ops", kind="note.record", summary="call back", reasoning="asked",
-                         payload={"body": "Call Ann back"}, impact=Impact(recipients=120))
+    note = ActionRequest(
+        agent="ops",
+        kind="note.record",
+        summary="call back",
+        reasoning="asked",
+        payload={"body": "Call Ann back"},
+        impact=Impact(recipients=120),
+    )
     approved = queue.submit(note, actor="test")
     rejected = queue.submit(note.model_copy(update={"summary": "second"}), actor="test")
     assert approved.status == Status.PENDING and approved.risk_tier.value == "MEDIUM"
@@ -96,22 +108,28 @@ def test_the_queue_decides_and_runs_once(sb: Database, sb_settings: Settings) ->
     assert queue.get(rejected.id)["status"] == "rejected"
 
 
-def test_the_daily_report_counts_the_seeded_day(sb: Database, owner_sql: psycopg.Connection,
-                                                sb_settings: Settings) -> None:
+def test_the_daily_report_counts_the_seeded_day(
+    sb: Database, owner_sql: psycopg.Connection, sb_settings: Settings
+) -> None:
     seed(sb, owner_sql, sb_settings)
     stored = DailyReports(sb, sb_settings).build_and_store(DAY)
     assert stored.body["totals"] == {key: EXPECTED_TOTALS.get(key, 0) for key in COUNTS}
     assert owner_sql.execute("select count(*) from memory where kind = 'report'").fetchone() == (1,)
 
 
-def test_memory_embeds_searches_and_reindexes(sb: Database, sb_settings: Settings,
-                                              owner_sql: psycopg.Connection) -> None:
+def test_memory_embeds_searches_and_reindexes(
+    sb: Database, sb_settings: Settings, owner_sql: psycopg.Connection
+) -> None:
     old = WordTopicEmbedder("topics-v1", 8)
     sb.call("configure_memory", model=old.spec.name, dimension=8, reset=False, indexed_kinds=["ticket"])
     store = MemoryStore(sb, sb_settings, embedder=old)
-    store.upsert([MemoryItem(kind="kb_article", source="kb", source_id="ship", content="Parcels ship by courier."),
-                  MemoryItem(kind="kb_article", source="kb", source_id="refund", content="Refunds take a week."),
-                  MemoryItem(kind="ticket", source="hubspot", source_id="t1", content="My parcel never arrived")])
+    store.upsert(
+        [
+            MemoryItem(kind="kb_article", source="kb", source_id="ship", content="Parcels ship by courier."),
+            MemoryItem(kind="kb_article", source="kb", source_id="refund", content="Refunds take a week."),
+            MemoryItem(kind="ticket", source="hubspot", source_id="t1", content="My parcel never arrived"),
+        ]
+    )
     assert store.embed_pending().embedded == 3
     assert store.maintain_indexes().state == "done"
     hybrid = store.search("courier delivery", mode="hybrid")
@@ -123,12 +141,23 @@ def test_memory_embeds_searches_and_reindexes(sb: Database, sb_settings: Setting
     assert report.embedded == 3 and not report.resumed
     stats = sb.call("memory_stats")
     assert (stats["model"], stats["column_dimension"], stats["to_embed"], stats["reindex_started_at"]) == (
-        "local/topics-v2", 12, 0, None)
+        "local/topics-v2",
+        12,
+        0,
+        None,
+    )
     # the shared index covers every row, a kind's index only its rows (MEMORY_VECTOR_INDEX_KINDS)
-    predicates = dict(owner_sql.execute(
-        "select c.relname, pg_get_expr(i.indpred, i.indrelid) from pg_index i join pg_class c on c.oid = i.indexrelid "
-        "where c.relname like 'memory_embedding_hnsw%'").fetchall())
+    predicates = dict(
+        owner_sql.execute(
+            "select c.relname, pg_get_expr(i.indpred, i.indrelid) "
+            "from pg_index i join pg_class c on c.oid = i.indexrelid "
+            "where c.relname like 'memory_embedding_hnsw%'"
+        ).fetchall()
+    )
     assert predicates == {"memory_embedding_hnsw": None} | {
-        f"memory_embedding_hnsw_{kind}": f"(kind = '{kind}'::text)" for kind in sb_settings.memory_vector_index_kinds}
+        f"memory_embedding_hnsw_{kind}": f"(kind = '{kind}'::text)" for kind in sb_settings.memory_vector_index_kinds
+    }
     assert MemoryStore(sb, sb_settings, embedder=new).search("parcel", mode="vector").results[0].source_id in (
-        "ship", "t1")
+        "ship",
+        "t1",
+    )

@@ -50,16 +50,31 @@ def embedded_without_indexes(supabase: SupabaseShape, supabase_db: str) -> str:
         conn.execute("set search_path = public, extensions")
         register_vector(conn)
         conn.execute("select configure_memory(%s, %s, false, null)", (SPEC.name, SPEC.dimension))
-        for (index,) in conn.execute("select indexrelid::regclass::text from pg_index "
-                                     "where indrelid = 'memory'::regclass").fetchall():
+        for (index,) in conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = 'memory'::regclass"
+        ).fetchall():
             if index.startswith("memory_embedding_hnsw"):
                 conn.execute(f"drop index {index}")
-        with conn.cursor() as cursor, cursor.copy(
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(
                 "copy memory (kind, source, source_id, content, occurred_at, embedding, embedding_model, "
-                "embedded_at) from stdin") as copy:
+                "embedded_at) from stdin"
+            ) as copy,
+        ):
             for n in range(ROWS):
-                copy.write_row((KINDS[n % len(KINDS)], "test", f"r{n}", text(n), start + timedelta(minutes=n),
-                                np.array(embedder.vector(text(n)), dtype=np.float32), SPEC.name, start))
+                copy.write_row(
+                    (
+                        KINDS[n % len(KINDS)],
+                        "test",
+                        f"r{n}",
+                        text(n),
+                        start + timedelta(minutes=n),
+                        np.array(embedder.vector(text(n)), dtype=np.float32),
+                        SPEC.name,
+                        start,
+                    )
+                )
         conn.execute("analyze memory")
     return supabase_db
 
@@ -74,8 +89,12 @@ def api(supabase: SupabaseShape, embedded_without_indexes: str) -> Iterator[Post
 @pytest.fixture
 def api_settings(api: PostgrestOnSupabase, tmp_path: Path) -> Settings:
     """The default batches: EMBEDDINGS_BATCH_SIZE vectors per call, INDEX_PARK_ROWS per park step."""
-    return make_settings(supabase_url=api.url, supabase_service_role_key=SERVICE_KEY, opsdesk_data_dir=tmp_path,
-                         embeddings_provider="local")
+    return make_settings(
+        supabase_url=api.url,
+        supabase_service_role_key=SERVICE_KEY,
+        opsdesk_data_dir=tmp_path,
+        embeddings_provider="local",
+    )
 
 
 def every_call_fit(api: PostgrestOnSupabase) -> None:
@@ -86,7 +105,8 @@ def every_call_fit(api: PostgrestOnSupabase) -> None:
 
 
 def test_start_up_search_and_the_missing_index_fit_the_api_timeout(
-    api: PostgrestOnSupabase, api_settings: Settings,
+    api: PostgrestOnSupabase,
+    api_settings: Settings,
 ) -> None:
     with open_database(api_settings) as db:  # never builds an index over vectors: nothing to wait for
         store = MemoryStore(db, api_settings, embedder=SeededEmbedder(SPEC))
@@ -113,7 +133,10 @@ def test_start_up_search_and_the_missing_index_fit_the_api_timeout(
 
 
 def test_reindex_fits_the_api_timeout_and_resumes_after_a_crash(
-    api: PostgrestOnSupabase, api_settings: Settings, supabase: SupabaseShape, embedded_without_indexes: str,
+    api: PostgrestOnSupabase,
+    api_settings: Settings,
+    supabase: SupabaseShape,
+    embedded_without_indexes: str,
 ) -> None:
     with open_database(api_settings, check_memory=False) as db:  # as `opsdesk memory reindex` opens it
         crashing = MemoryStore(db, api_settings, embedder=SeededEmbedder(SPEC, fail_after=25))

@@ -65,10 +65,14 @@ class FakePostgrest:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                fake.requests.append(Seen(
-                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                    self.rfile.read(length),
-                ))
+                fake.requests.append(
+                    Seen(
+                        self.command,
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        self.rfile.read(length),
+                    )
+                )
                 if fake.hold:
                     fake.release.wait()
                     self.close_connection = True
@@ -134,8 +138,14 @@ def test_call_posts_p_prefixed_json_with_both_key_headers(fake: FakePostgrest, d
     fake.answer(200, {"id": str(action_id), "status": "approved"})
 
     result = db.call(
-        "decide_action", id=action_id, decision="approve", actor="ann", reason=None,
-        modifications={"body": "x"}, expected_hash=None, request_id="r1",
+        "decide_action",
+        id=action_id,
+        decision="approve",
+        actor="ann",
+        reason=None,
+        modifications={"body": "x"},
+        expected_hash=None,
+        request_id="r1",
     )
 
     assert result == {"id": str(action_id), "status": "approved"}
@@ -156,11 +166,10 @@ def test_call_posts_p_prefixed_json_with_both_key_headers(fake: FakePostgrest, d
     }
 
 
-@pytest.mark.parametrize("answer", [[{"id": 1}, {"id": 2}], [], 1, "text", None],
-                         ids=["array", "empty-array", "int", "string", "null"])
-def test_call_returns_the_json_the_server_answered(
-    fake: FakePostgrest, db: Database, answer: Any
-) -> None:
+@pytest.mark.parametrize(
+    "answer", [[{"id": 1}, {"id": 2}], [], 1, "text", None], ids=["array", "empty-array", "int", "string", "null"]
+)
+def test_call_returns_the_json_the_server_answered(fake: FakePostgrest, db: Database, answer: Any) -> None:
     fake.answer(200, answer)
     assert db.call("list_actions") == answer
 
@@ -175,19 +184,21 @@ def test_call_without_parameters_sends_an_empty_object(fake: FakePostgrest, db: 
 # --- errors ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sqlstate", "kind"), [
-    ("OD404", NotFound),
-    ("OD409", Conflict),
-    ("OD410", Gone),
-    ("OD422", InvalidInput),
-    ("OD499", StaleAttempt),
-])
+@pytest.mark.parametrize(
+    ("sqlstate", "kind"),
+    [
+        ("OD404", NotFound),
+        ("OD409", Conflict),
+        ("OD410", Gone),
+        ("OD422", InvalidInput),
+        ("OD499", StaleAttempt),
+    ],
+)
 @pytest.mark.parametrize("status", [400, 409])
 def test_our_sqlstates_become_their_exception_with_parsed_details(
     fake: FakePostgrest, db: Database, sqlstate: str, kind: type[OpsdeskError], status: int
 ) -> None:
-    fake.error(status, sqlstate, "action already decided",
-               details='{"status":"rejected","decided_by":"ann"}')
+    fake.error(status, sqlstate, "action already decided", details='{"status":"rejected","decided_by":"ann"}')
 
     with pytest.raises(kind) as caught:
         db.call("decide_action", id=uuid.uuid4(), decision="approve")
@@ -213,20 +224,22 @@ def test_plain_text_details_are_kept_under_detail(fake: FakePostgrest, db: Datab
 
 
 def test_details_sent_as_a_json_object_are_taken_as_is(fake: FakePostgrest, db: Database) -> None:
-    fake.answer(400, {"code": "OD409", "message": "already decided", "hint": None,
-                      "details": {"decided_by": "ann"}})
+    fake.answer(400, {"code": "OD409", "message": "already decided", "hint": None, "details": {"decided_by": "ann"}})
     with pytest.raises(Conflict) as caught:
         db.call("decide_action", id=uuid.uuid4())
     assert caught.value.details == {"decided_by": "ann"}
 
 
 def test_function_not_found_is_a_database_error(fake: FakePostgrest, db: Database) -> None:
-    fake.answer(404, {
-        "code": "PGRST202",
-        "message": "Could not find the function public.decide_action(p_id) in the schema cache",
-        "details": "Searched for the function public.decide_action with parameter p_id",
-        "hint": None,
-    })
+    fake.answer(
+        404,
+        {
+            "code": "PGRST202",
+            "message": "Could not find the function public.decide_action(p_id) in the schema cache",
+            "details": "Searched for the function public.decide_action with parameter p_id",
+            "hint": None,
+        },
+    )
     with pytest.raises(DatabaseError) as caught:
         db.call("decide_action", id=uuid.uuid4())
     assert type(caught.value) is DatabaseError
@@ -234,9 +247,7 @@ def test_function_not_found_is_a_database_error(fake: FakePostgrest, db: Databas
 
 
 @pytest.mark.parametrize("sqlstate", ["23505", "42501", "P0001"])
-def test_other_sqlstates_are_database_errors(
-    fake: FakePostgrest, db: Database, sqlstate: str
-) -> None:
+def test_other_sqlstates_are_database_errors(fake: FakePostgrest, db: Database, sqlstate: str) -> None:
     fake.error(409 if sqlstate == "23505" else 400, sqlstate, "boom", details="Key (id)=(1) exists.")
     with pytest.raises(DatabaseError) as caught:
         db.call("decide_action", id=uuid.uuid4())
@@ -304,8 +315,15 @@ def test_check_schema_rejects_another_version(fake: FakePostgrest, db: Database)
 
 
 def test_check_schema_rejects_a_missing_function(fake: FakePostgrest, db: Database) -> None:
-    fake.answer(404, {"code": "PGRST202", "hint": None, "details": None,
-                      "message": "Could not find the function public.schema_version"})
+    fake.answer(
+        404,
+        {
+            "code": "PGRST202",
+            "hint": None,
+            "details": None,
+            "message": "Could not find the function public.schema_version",
+        },
+    )
     with pytest.raises(SchemaMismatch, match="SQL editor"):
         db.check_schema()
 
@@ -315,8 +333,9 @@ def test_check_schema_rejects_a_missing_function(fake: FakePostgrest, db: Databa
 
 def test_open_database_uses_supabase_when_configured(fake: FakePostgrest, tmp_path: Path) -> None:
     # no embeddings provider: start-up then has no memory model to check (tests/test_memory.py does)
-    settings = make_settings(supabase_url=fake.url, supabase_service_role_key=KEY,
-                             opsdesk_data_dir=tmp_path, embeddings_provider="none")
+    settings = make_settings(
+        supabase_url=fake.url, supabase_service_role_key=KEY, opsdesk_data_dir=tmp_path, embeddings_provider="none"
+    )
     assert settings.database_mode == "supabase"
     fake.answer(200, SCHEMA_VERSION)
 
@@ -329,8 +348,7 @@ def test_open_database_uses_supabase_when_configured(fake: FakePostgrest, tmp_pa
 
 
 def test_open_database_refuses_init_schema_over_rest(fake: FakePostgrest, tmp_path: Path) -> None:
-    settings = make_settings(supabase_url=fake.url, supabase_service_role_key=KEY,
-                             opsdesk_data_dir=tmp_path)
+    settings = make_settings(supabase_url=fake.url, supabase_service_role_key=KEY, opsdesk_data_dir=tmp_path)
     with pytest.raises(DatabaseError, match="SQL editor"), open_database(settings, init_schema=True):
         pass
     assert fake.requests == []

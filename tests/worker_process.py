@@ -15,8 +15,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     database_url, worker_id = sys.argv[1], sys.argv[2]
     webhook_url = sys.argv[3] if len(sys.argv) > 3 else None
-    settings = make_settings(database_url=database_url, webhook_post_url=webhook_url,
-                             executor_lease_seconds=60, executor_batch_size=5)
+    settings = make_settings(
+        database_url=database_url, webhook_post_url=webhook_url, executor_lease_seconds=60, executor_batch_size=5
+    )
     db = Database(PostgresTransport(database_url, max_size=2))
     executor = Executor(db, settings, worker_id=worker_id)
     try:
