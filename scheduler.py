@@ -1,8 +1,8 @@
 """The opsdesk process entry point: `python scheduler.py` is `opsdesk run` (API + scheduler +
 executor in one process). This module also wires the schedule into APScheduler.
 
-APScheduler only decides when this process wakes up. Each scheduled job (app.scheduled_jobs) is an
-APScheduler job on its own cron trigger that asks the schedule (app.job_schedule) to claim and run
+APScheduler only decides when this process wakes up. Each scheduled job (app.schedule.jobs) is an
+APScheduler job on its own cron trigger that asks the schedule (app.schedule.runs) to claim and run
 the firing of it that is due. A catch-up tick, at start and every minute, runs what a wake-up
 could not: firings missed while the process was down (within each job's grace), runs put off for
 a retry, runs lost with a dead instance. Claims in the database make each firing run once, across
@@ -21,12 +21,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from app.approval_queue import ApprovalQueue
-from app.executor import default_worker_id
-from app.job_schedule import Clock, Schedule, utc_now
-from app.memory_jobs import add_memory_jobs
-from app.notifications import NotificationSender
-from app.scheduled_jobs import build_jobs
+from app.approvals.executor import default_worker_id
+from app.approvals.queue import ApprovalQueue
+from app.notifications.sender import NotificationSender
+from app.schedule.jobs import build_jobs
+from app.schedule.runs import Clock, Schedule, utc_now
+from app.schedule.scheduler import add_memory_jobs
 
 
 def build_scheduler(

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agents.framework import Agent, AgentRunReport, Planner
     from app.clients import Clients
-    from app.database import Database
-    from app.memory import MemoryStore
-    from app.settings import Settings
+    from app.core.database import Database
+    from app.core.settings import Settings
+    from app.memory.store import MemoryStore
 
 AGENT_NAMES = ("sales", "support", "marketing")
 
@@ -25,7 +25,7 @@ def agent_named(name: str) -> Agent[Any, Any, Any]:
     from agents.marketing import MarketingAgent
     from agents.sales import SalesAgent
     from agents.support import SupportAgent
-    from app.errors import InvalidInput
+    from app.core.errors import InvalidInput
 
     agents: dict[str, Callable[[], Agent[Any, Any, Any]]] = {
         "sales": SalesAgent,
@@ -52,12 +52,12 @@ def run_agent(
     is recorded in agent_runs and comes back as `outcome="failed"`; nothing of it is submitted.
     `dry_run`: build and tier the actions; write nothing but the run's record."""
     from agents.framework import AgentEnv, run
-    from app.approval_queue import ApprovalQueue
+    from app.approvals.queue import ApprovalQueue
     from app.clients import Clients
-    from app.database_setup import open_database
-    from app.local_secrets import with_local_secrets
-    from app.memory import MemoryStore
-    from app.settings import Settings
+    from app.core.database_setup import open_database
+    from app.core.local_secrets import with_local_secrets
+    from app.core.settings import Settings
+    from app.memory.store import MemoryStore
 
     agent = agent_named(name)
     settings = settings or with_local_secrets(Settings())

@@ -50,14 +50,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.drafting import clip
 from agents.prompt import DataBlock, guidance, new_boundary, system_prompt, user_message
-from app.approval_queue import ApprovalQueue, submit_result
+from app.approvals.queue import ApprovalQueue, submit_result
 from app.clients import Clients
-from app.database import Database
-from app.errors import InvalidInput, OpsdeskError, TransientError
-from app.memory import MemoryStore
-from app.models import ActionMetadata, ActionRequest, FeedbackItem, Impact, Reason, Status, Tier
-from app.settings import Settings
-from app.untrusted import storable_text, validation_errors
+from app.core.database import Database
+from app.core.errors import InvalidInput, OpsdeskError, TransientError
+from app.core.models import ActionMetadata, ActionRequest, FeedbackItem, Impact, Reason, Status, Tier
+from app.core.settings import Settings
+from app.core.untrusted import storable_text, validation_errors
+from app.memory.store import MemoryStore
 
 if TYPE_CHECKING:
     from integrations.claude import ModelResolution

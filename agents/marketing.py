@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.drafting import business_written, clip, email_html, one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
-from app.email_actions import Recipient
-from app.memory import SearchHit
-from app.models import ActionRequest, Impact, Tier
+from app.core.models import ActionRequest, Impact, Tier
+from app.kinds.email import Recipient
+from app.memory.store import SearchHit
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.drafting import business_written, clip, email_html, one_line, search_words, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
-from app.errors import DatabaseError, InvalidInput
-from app.memory import MAX_CONTENT_CHARS, SearchHit, TicketMemory
-from app.models import ActionRequest, Impact, Tier
+from app.core.errors import DatabaseError, InvalidInput
+from app.core.models import ActionRequest, Impact, Tier
+from app.memory.store import MAX_CONTENT_CHARS, SearchHit, TicketMemory
 from integrations.hubspot_models import Ticket
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import API_TOKEN
 
 

@@ -15,10 +15,10 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from app.database import Database, PostgresTransport
-from app.job_schedule import Schedule
-from app.notifications import NotificationSender
-from app.scheduled_jobs import build_jobs
+from app.core.database import Database, PostgresTransport
+from app.notifications.sender import NotificationSender
+from app.schedule.jobs import build_jobs
+from app.schedule.runs import Schedule
 from tests.conftest import make_settings
 from tests.schedule_support import Recorder, SimClock
 

@@ -19,18 +19,18 @@ from agents.drafting import email_html, search_words, unsourced_contact_points
 from agents.framework import FEEDBACK_PER_KIND, AgentEnv, Refused, Source, run
 from agents.prompt import DataBlock, fenced, guidance
 from agents.sales import SalesAgent, SalesProposal
-from app.approval_queue import ApprovalQueue
+from app.approvals.queue import ApprovalQueue
 from app.cli import main
 from app.clients import Clients
-from app.config_check import check
-from app.cron import parse_crontab
-from app.database import Database
-from app.errors import Conflict, DatabaseError
-from app.job_schedule import Firing, Job, Schedule
-from app.memory import MemoryStore
-from app.models import ActionRequest, DecisionRequest, FeedbackItem, Impact, Tier
-from app.scheduled_jobs import agent_job
-from app.settings import Settings
+from app.core.config_check import check
+from app.core.cron import parse_crontab
+from app.core.database import Database
+from app.core.errors import Conflict, DatabaseError
+from app.core.models import ActionRequest, DecisionRequest, FeedbackItem, Impact, Tier
+from app.core.settings import Settings
+from app.memory.store import MemoryStore
+from app.schedule.jobs import agent_job
+from app.schedule.runs import Firing, Job, Schedule
 from integrations.claude import ClaudeClient
 from tests.agent_world import World, agent_world
 from tests.fake_http import Recorded, Reply

@@ -19,19 +19,19 @@ import psycopg
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from app.api import create_app
-from app.approval_links import LinkSigner
-from app.approval_queue import ApprovalQueue
-from app.cron import parse_crontab
-from app.daily_report import DailyReports, Failure
-from app.database import Database
-from app.errors import Conflict, InvalidInput, NotFound, TransientError
-from app.job_schedule import Firing, Job, Schedule
-from app.memory import MemoryStore
-from app.models import DecisionRequest, Tier
-from app.report_chart import render_chart
-from app.report_delivery import ReportJob, ReportSender, report_message
-from app.settings import Settings
+from app.approvals.links import LinkSigner
+from app.approvals.queue import ApprovalQueue
+from app.core.cron import parse_crontab
+from app.core.database import Database
+from app.core.errors import Conflict, InvalidInput, NotFound, TransientError
+from app.core.models import DecisionRequest, Tier
+from app.core.settings import Settings
+from app.memory.store import MemoryStore
+from app.reports.build import DailyReports, Failure
+from app.reports.chart import render_chart
+from app.reports.delivery import ReportJob, ReportSender, report_message
+from app.schedule.runs import Firing, Job, Schedule
+from app.web import create_app
 from integrations.discord import Attachment, DiscordClient, WebhookMessage, render
 from integrations.resilience import CircuitBreaker
 from tests.conftest import API_TOKEN

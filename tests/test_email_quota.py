@@ -18,15 +18,15 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.email_campaigns import CampaignSender
-from app.email_quota import EmailQuota
-from app.errors import InvalidInput, StaleAttempt
-from app.executor import Executor
-from app.models import ActionRequest, DecisionRequest, Impact, Status, Tier
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import InvalidInput, StaleAttempt
+from app.core.models import ActionRequest, DecisionRequest, Impact, Status, Tier
+from app.core.settings import Settings
+from app.email.campaigns import CampaignSender
+from app.email.quota import EmailQuota
 from integrations.brevo import Address
 from tests.conftest import advance_clock, make_settings
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo

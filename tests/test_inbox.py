@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from app.cli import main
-from app.database import Database
-from app.models import ActionRecord, DecisionRequest
-from app.settings import Settings
+from app.core.database import Database
+from app.core.models import ActionRecord, DecisionRequest
+from app.core.settings import Settings
 from tests.conftest import advance_clock
 from tests.link_support import Site, running_site, snapshot, token_of
 

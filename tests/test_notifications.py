@@ -16,13 +16,13 @@ import httpx
 import psycopg
 import pytest
 
-from app.approval_links import LinkSigner
-from app.approval_queue import ApprovalQueue
-from app.config_check import check
-from app.database import Database
-from app.models import ActionRequest, DecisionRequest, Impact
-from app.notifications import Notification, NotificationSender, post_message
-from app.settings import Settings
+from app.approvals.links import LinkSigner
+from app.approvals.queue import ApprovalQueue
+from app.core.config_check import check
+from app.core.database import Database
+from app.core.models import ActionRequest, DecisionRequest, Impact
+from app.core.settings import Settings
+from app.notifications.sender import Notification, NotificationSender, post_message
 from integrations.discord import ZWSP, DiscordClient
 from integrations.resilience import CircuitBreaker
 from scheduler import build_scheduler

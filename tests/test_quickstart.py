@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,11 @@ def test_the_built_wheel_installed_in_a_new_virtualenv_runs_the_service(tmp_path
         timeout=120,
     )
     installed = subprocess.run(
-        [python, "-c", "import app.database, scheduler; print(app.database.__file__); print(scheduler.__file__)"],
+        [
+            python,
+            "-c",
+            "import app.core.database, scheduler; print(app.core.database.__file__); print(scheduler.__file__)",
+        ],
         cwd=tmp_path,
         check=True,
         capture_output=True,

@@ -22,15 +22,15 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import ValidationError
 
 import agents
-from app.approval_queue import ApprovalQueue
-from app.config_check import check
-from app.cron import CronError, parse_crontab
-from app.database import Database
-from app.errors import StaleAttempt, TransientError
-from app.job_schedule import Firing, Job, JobResult, Schedule
-from app.notifications import NotificationSender
-from app.scheduled_jobs import AGENT_NOT_AVAILABLE, build_jobs
-from app.settings import Settings
+from app.approvals.queue import ApprovalQueue
+from app.core.config_check import check
+from app.core.cron import CronError, parse_crontab
+from app.core.database import Database
+from app.core.errors import StaleAttempt, TransientError
+from app.core.settings import Settings
+from app.notifications.sender import NotificationSender
+from app.schedule.jobs import AGENT_NOT_AVAILABLE, build_jobs
+from app.schedule.runs import Firing, Job, JobResult, Schedule
 from scheduler import build_scheduler
 from tests.conftest import make_settings
 from tests.fake_discord import FakeDiscord
@@ -682,7 +682,7 @@ def test_opsdesk_jobs_lists_upcoming_firings_and_recent_runs(
     settings = make_settings(database_url=database_url)
     schedule, clock = instance(db, real_jobs(db, settings), "instance-a", phoenix(MONDAY, 8))
     run_minutes(schedule, clock, sql, phoenix(MONDAY, 8), phoenix(MONDAY, 8, 2))
-    monkeypatch.setattr("app.schedule_cli.utc_now", lambda: phoenix(MONDAY, 8, 30))
+    monkeypatch.setattr("app.cli.schedule.utc_now", lambda: phoenix(MONDAY, 8, 30))
     with pytest.raises(SystemExit) as exited:
         main(["jobs", "--runs", "50"])
     assert exited.value.code == 0

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from app import database_setup
-from app.database import SCHEMA_VERSION, schema_sql
+from app.core.database import SCHEMA_VERSION, schema_sql
 from tests.conftest import make_settings
 from tests.supabase_shape import BASE, SupabaseShape
 

@@ -19,10 +19,10 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from app.database_setup import open_database
-from app.memory import MemoryStore, VectorIndexBuilding
-from app.memory_api import memory_health
-from app.settings import Settings
+from app.core.database_setup import open_database
+from app.core.settings import Settings
+from app.memory.store import MemoryStore, VectorIndexBuilding
+from app.web.routes.memory import memory_health
 from integrations.embeddings import EmbeddingSpec
 from tests.conftest import make_settings
 from tests.memory_fakes import SeededEmbedder

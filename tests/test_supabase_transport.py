@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from app.database import SCHEMA_VERSION, Database, SupabaseTransport
-from app.database_setup import open_database
-from app.errors import (
+from app.core.database import SCHEMA_VERSION, Database, SupabaseTransport
+from app.core.database_setup import open_database
+from app.core.errors import (
     Conflict,
     DatabaseError,
     DatabaseUnreachable,

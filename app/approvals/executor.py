@@ -17,10 +17,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from app.action_kinds import ActionKind, kind_registry
+from app.approvals.prerun import PreRunCheck, default_checks
 from app.clients import Clients
-from app.database import Database
-from app.errors import (
+from app.core.database import Database
+from app.core.errors import (
     IntegrationError,
     OutcomeUnknown,
     RateLimited,
@@ -28,10 +28,10 @@ from app.errors import (
     StaleAttempt,
     TransientError,
 )
-from app.handlers import ClaimedAction, HandlerContext
-from app.prerun_checks import PreRunCheck, default_checks
-from app.settings import Settings
-from app.untrusted import storable, storable_text
+from app.core.settings import Settings
+from app.core.untrusted import storable, storable_text
+from app.kinds.base import ActionKind, kind_registry
+from app.kinds.context import ClaimedAction, HandlerContext
 
 log = logging.getLogger(__name__)
 

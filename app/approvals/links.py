@@ -16,8 +16,8 @@ from uuid import UUID
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, ValidationError
 
-from app.errors import ConfigError, Conflict, Forbidden, Gone
-from app.settings import Settings
+from app.core.errors import ConfigError, Conflict, Forbidden, Gone
+from app.core.settings import Settings
 
 Purpose = Literal["review", "approve", "reject", "inbox"]
 _SALT = "opsdesk.approval-link.v1"

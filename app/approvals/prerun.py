@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from app.action_kinds import ActionKind, kind_registry
-from app.errors import SentBack
-from app.handlers import ClaimedAction, HandlerContext
-from app.models import Impact, Reason, Tier
-from app.risk_policy import Assessment, RiskThresholds
-from app.settings import Settings
+from app.approvals.risk_policy import Assessment, RiskThresholds
+from app.core.errors import SentBack
+from app.core.models import Impact, Reason, Tier
+from app.core.settings import Settings
+from app.kinds.base import ActionKind, kind_registry
+from app.kinds.context import ClaimedAction, HandlerContext
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from app.action_kinds import ActionKind, kind_registry, lookup
-from app.database import Database
-from app.errors import Forbidden, InvalidInput, NotFound
-from app.models import (
+from app.approvals.risk_policy import Assessment, RiskThresholds, assess
+from app.core.database import Database
+from app.core.errors import Forbidden, InvalidInput, NotFound
+from app.core.models import (
     ActionPage,
     ActionRecord,
     ActionRequest,
@@ -29,9 +29,9 @@ from app.models import (
     SubmitResult,
     Tier,
 )
-from app.risk_policy import Assessment, RiskThresholds, assess
-from app.settings import Settings
-from app.untrusted import first_problem
+from app.core.settings import Settings
+from app.core.untrusted import first_problem
+from app.kinds.base import ActionKind, kind_registry, lookup
 
 
 def round_of(expires_at: datetime | None) -> int:

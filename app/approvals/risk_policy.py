@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.models import Impact, Reason, Tier
-from app.settings import Settings
+from app.core.models import Impact, Reason, Tier
+from app.core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -17,21 +17,21 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from app.agents_cli import agents_app
-from app.approval_links import LinkSigner
-from app.approval_queue import ApprovalQueue
-from app.config_check import check
-from app.database import Database
-from app.database_setup import open_database
-from app.errors import InvalidInput, OpsdeskError
-from app.executor import Executor
-from app.local_secrets import with_local_secrets
-from app.log_setup import configure_logging
-from app.memory_cli import memory_app
-from app.models import ActionRecord, ActionRequest, DecisionRequest, ReviewerName, Status, Tier
-from app.schedule_cli import jobs_command, report_command
-from app.settings import Settings
-from app.untrusted import UnusableJson, strict_json, validation_errors
+from app.approvals.executor import Executor
+from app.approvals.links import LinkSigner
+from app.approvals.queue import ApprovalQueue
+from app.cli.agents import agents_app
+from app.cli.memory import memory_app
+from app.cli.schedule import jobs_command, report_command
+from app.core.config_check import check
+from app.core.database import Database
+from app.core.database_setup import open_database
+from app.core.errors import InvalidInput, OpsdeskError
+from app.core.local_secrets import with_local_secrets
+from app.core.log_setup import configure_logging
+from app.core.models import ActionRecord, ActionRequest, DecisionRequest, ReviewerName, Status, Tier
+from app.core.settings import Settings
+from app.core.untrusted import UnusableJson, strict_json, validation_errors
 
 app = typer.Typer(
     help="opsdesk: AI agents draft, a risk policy sorts, a person approves.",
@@ -87,7 +87,7 @@ _REVIEWER: TypeAdapter[str] = TypeAdapter(ReviewerName)
 
 def _actor(name: str | None) -> str:
     """Who acts, marked as coming from the terminal (as the API marks its callers `api:`): a
-    person's name (app.models.ReviewerName: one line, not one opsdesk uses for itself)."""
+    person's name (app.core.models.ReviewerName: one line, not one opsdesk uses for itself)."""
     try:
         return f"cli:{_REVIEWER.validate_python(name or getpass.getuser())}"
     except ValidationError as exc:
@@ -137,7 +137,7 @@ def run(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Executor threads")] = 1,
 ) -> None:
     """Run the service: HTTP API + scheduler + executor in one process."""
-    from app.service import Parts, run_service
+    from app.runtime.service import Parts, run_service
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -271,7 +271,7 @@ def actions_submit(
     """Submit an action: the same policy, queue and audit as the agents' actions."""
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     try:
-        strict_json(text)  # what JSON may hold but opsdesk cannot keep, named (app.untrusted)
+        strict_json(text)  # what JSON may hold but opsdesk cannot keep, named (app.core.untrusted)
     except UnusableJson as exc:
         raise InvalidInput(f"the action's {exc.problem.where} {exc.problem.what}") from exc
     except ValueError:
@@ -352,7 +352,7 @@ def models_check() -> None:
 def brevo_send_due() -> None:
     """Send the campaign batches due today (what the scheduler does hourly), then show the quota."""
     from app.clients import Clients
-    from app.email_campaigns import CampaignSender
+    from app.email.campaigns import CampaignSender
 
     with _database() as (settings, db):
         clients = Clients(settings, db)
@@ -375,7 +375,7 @@ def brevo_settle_batch(
 ) -> None:
     """Settle an `unknown` campaign batch after checking Brevo's logs."""
     from app.clients import Clients
-    from app.email_campaigns import CampaignSender
+    from app.email.campaigns import CampaignSender
 
     if outcome not in ("sent", "not_sent"):
         raise typer.BadParameter("--outcome is sent or not_sent")

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.local_secrets import with_local_secrets
-from app.log_setup import configure_logging
-from app.settings import Settings
+from app.core.local_secrets import with_local_secrets
+from app.core.log_setup import configure_logging
+from app.core.settings import Settings
 
 agents_app = typer.Typer(help="Run the sales, support and marketing agents.", no_args_is_help=True)
 console = Console()

@@ -16,11 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from app.database_setup import open_database
-from app.errors import ConfigError, InvalidInput
-from app.memory import KIND_PATTERN, EmbedReport, MemoryStore, SearchAnswer, SearchMode
-from app.memory_retention import prune
-from app.memory_sources import import_files, sync_knowledge_base
+from app.core.database_setup import open_database
+from app.core.errors import ConfigError, InvalidInput
+from app.memory.retention import prune
+from app.memory.sources import import_files, sync_knowledge_base
+from app.memory.store import KIND_PATTERN, EmbedReport, MemoryStore, SearchAnswer, SearchMode
 
 memory_app = typer.Typer(help="Memory: search it, feed it, re-embed it, prune it.", no_args_is_help=True)
 console = Console()

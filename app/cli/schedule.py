@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.daily_report import DailyReport, DailyReports
-from app.database_setup import open_database
-from app.job_schedule import JobRun, recent_runs, utc_now
-from app.notifications import NotificationSender
-from app.report_delivery import COUNT_LABELS, ReportSender, SendOutcome
-from app.scheduled_jobs import build_jobs
+from app.core.database_setup import open_database
+from app.notifications.sender import NotificationSender
+from app.reports.build import DailyReport, DailyReports
+from app.reports.delivery import COUNT_LABELS, ReportSender, SendOutcome
+from app.schedule.jobs import build_jobs
+from app.schedule.runs import JobRun, recent_runs, utc_now
 
 console = Console()
 _STATE_STYLE = {"ok": "green", "skipped": "dim", "running": "cyan", "retry": "yellow", "failed": "red", "lost": "red"}

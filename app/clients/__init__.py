@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from app.database import Database
-from app.errors import PermanentError
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import PermanentError
+from app.core.settings import Settings
 from integrations.webhook import WebhookClient
 
 if TYPE_CHECKING:

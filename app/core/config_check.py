@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
-from app.credential_kinds import HUBSPOT_TOKEN_NOTES, SUPABASE_KEY_NOTES, hubspot_token_kind, supabase_key_kind
-from app.settings import Settings, is_loopback_host
+from app.core.credential_kinds import HUBSPOT_TOKEN_NOTES, SUPABASE_KEY_NOTES, hubspot_token_kind, supabase_key_kind
+from app.core.settings import Settings, is_loopback_host
 
 State = Literal["ok", "not configured", "incomplete", "malformed"]
 
@@ -301,7 +301,7 @@ def _shown(name: str, value: Any) -> str:
 def check(**overrides: Any) -> ConfigReport:
     """Build the report from the environment and `.env` (and `overrides`, for tests)."""
     settings, problems = _load(overrides)
-    # the embedded default makes its own API token and link secret (app.local_secrets)
+    # the embedded default makes its own API token and link secret (app.core.local_secrets)
     generated = {"ops_api_token", "approval_link_secret"} if settings.database_mode == "embedded" else set()
     given = {name for name in Settings.model_fields if name in settings.model_fields_set}
     parts = []

@@ -8,7 +8,7 @@ Every SQL function in schema.sql takes parameters named `p_<name>` and returns j
 - `SupabaseTransport`: supabase-py `rpc` over Supabase's REST API.
 
 Errors raised by the functions carry our SQLSTATEs (OD404, OD409, ...) and become the matching
-`app.errors` exception on both transports. Reaching the database is told apart precisely, since
+`app.core.errors` exception on both transports. Reaching the database is told apart precisely, since
 each needs its own fix: no answer (`DatabaseUnreachable`), a refused key or user
 (`DatabaseAuthRefused`), schema.sql not applied (`SchemaMissing`) or older than this opsdesk
 (`SchemaOutdated`).
@@ -34,8 +34,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from app.credential_kinds import SUPABASE_KEY_EXPECTED
-from app.errors import (
+from app.core.credential_kinds import SUPABASE_KEY_EXPECTED
+from app.core.errors import (
     SQLSTATE_ERRORS,
     DatabaseAuthRefused,
     DatabaseError,
@@ -108,7 +108,7 @@ class PostgresTransport:
             raise StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})") from exc
         except (UnicodeEncodeError, psycopg.DataError) as exc:
             # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
-            # where outside data enters (app.untrusted): the caller's input, not a database failure
+            # where outside data enters (app.core.untrusted): the caller's input, not a database failure
             if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
                 raise error_from_sqlstate(
                     exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail
@@ -282,4 +282,4 @@ def schema_sql() -> str:
     packaged = resources.files("app").joinpath("schema.sql")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "schema.sql").read_text(encoding="utf-8")

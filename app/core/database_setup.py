@@ -17,10 +17,10 @@ from typing import Any
 
 from platformdirs.api import RuntimeDirWarning
 
-from app.database import Database, PostgresTransport, SupabaseTransport, schema_sql
-from app.errors import DatabaseError
-from app.memory import check_embeddings
-from app.settings import Settings
+from app.core.database import Database, PostgresTransport, SupabaseTransport, schema_sql
+from app.core.errors import DatabaseError
+from app.core.settings import Settings
+from app.memory.store import check_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def open_database(settings: Settings, *, init_schema: bool = False, check_memory
     The embedded database gets schema.sql applied when it is fresh or the file changed (it is ours
     alone); an outside database only with `init_schema` (`opsdesk db init`, which always applies),
     otherwise its schema version is checked. Then the embeddings provider is checked against the
-    model memory was embedded with (app.memory); only `opsdesk memory reindex`, which changes that
+    model memory was embedded with (app.memory.store); only `opsdesk memory reindex`, which changes that
     model, opens without `check_memory`.
     """
     server = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.untrusted import storable, storable_text
+from app.core.untrusted import storable, storable_text
 
 
 class OpsdeskError(Exception):

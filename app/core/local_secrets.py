@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 _GENERATED = ("OPS_API_TOKEN", "APPROVAL_LINK_SECRET")
 

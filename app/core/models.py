@@ -67,7 +67,7 @@ _NAME_JOINERS = {"\u200c", "\u200d"}
 
 
 def _a_person_s_name(name: str) -> str:
-    """One line of visible text, not a name opsdesk uses for itself (app.models.RESERVED_ACTORS):
+    """One line of visible text, not a name opsdesk uses for itself (app.core.models.RESERVED_ACTORS):
     no control, format (bidirectional overrides could show `toor:ilc` as `cli:root`), line or
     paragraph separator, private-use or unassigned character."""
     for char in name:

@@ -2,7 +2,7 @@
 
 Every setting has the environment name shown by its alias or upper-cased field name; `.env.example`
 documents each one. Field validators refuse malformed values, so a `Settings` instance is always
-usable; `app.config_check` turns validation errors into a per-integration report.
+usable; `app.core.config_check` turns validation errors into a per-integration report.
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.credential_kinds import (
+from app.core.credential_kinds import (
     SUPABASE_KEY_EXPECTED,
     SUPABASE_KEY_NOTES,
     hubspot_token_kind,
     supabase_key_kind,
     supabase_key_refused_up_front,
 )
-from app.cron import CronError, parse_crontab
-from app.llm_prices import DEFAULT_PRICES, ModelPrice
+from app.core.cron import CronError, parse_crontab
+from app.core.llm_prices import DEFAULT_PRICES, ModelPrice
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
 _DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     # --- time -------------------------------------------------------------------------------
     cron_timezone: str = "America/Phoenix"
 
-    # --- the schedule: standard 5-field crontab, in CRON_TIMEZONE (app.job_schedule) ------------
+    # --- the schedule: standard 5-field crontab, in CRON_TIMEZONE (app.schedule.runs) ------------
     report_cron: str = "0 9 * * *"
     report_grace_hours: float = Field(6, gt=0, le=168)  # a report missed by downtime is still sent this late
     sales_agent_cron: str = "0 8 * * 1-5"
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     anthropic_model_cache_hours: float = Field(24, gt=0)  # how long a models-list check is trusted
     anthropic_prompt_cache_ttl: Literal["5m", "1h"] = "5m"
     llm_daily_budget_usd: NonNegativeMoney = Decimal("5")  # per calendar day in CRON_TIMEZONE
-    llm_prices_json: Annotated[dict[str, ModelPrice], NoDecode] = Field(default_factory=dict)  # see app.llm_prices
+    llm_prices_json: Annotated[dict[str, ModelPrice], NoDecode] = Field(default_factory=dict)  # see app.core.llm_prices
 
     hubspot_private_app_token: SecretStr | None = None
     hubspot_client_secret: SecretStr | None = None
@@ -210,7 +210,7 @@ class Settings(BaseSettings):
     approval_reminder_hours: float = Field(24, gt=0)
     escalate_before_expiry_hours: float = Field(12, ge=0)
 
-    # --- memory and embeddings (app.memory, integrations.embeddings) ----------------------------
+    # --- memory and embeddings (app.memory.store, integrations.embeddings) ----------------------------
     voyage_api_key: SecretStr | None = None
     voyage_base_url: str = "https://api.voyageai.com/v1"
     openai_api_key: SecretStr | None = None
@@ -306,7 +306,7 @@ class Settings(BaseSettings):
     @classmethod
     def _hubspot_token(cls, value: SecretStr | None) -> SecretStr | None:
         """Any bearer token but a legacy API key: HubSpot documents no prefix, and a new customer
-        has a service key or a project-based app's token (app.credential_kinds)."""
+        has a service key or a project-based app's token (app.core.credential_kinds)."""
         if value is None or not value.get_secret_value():
             return None
         token = value.get_secret_value().strip()

@@ -24,10 +24,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from pydantic import BaseModel, ConfigDict
 
 from app.clients import Clients
-from app.database import Database
-from app.email_quota import EmailQuota
-from app.errors import StaleAttempt, TransientError
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import StaleAttempt, TransientError
+from app.core.settings import Settings
+from app.email.quota import EmailQuota
 from integrations.brevo import (
     MAX_VERSIONS_PER_REQUEST,
     Address,

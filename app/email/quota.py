@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from app.database import Database
-from app.errors import RateLimited
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import RateLimited
+from app.core.settings import Settings
 
 Purpose = Literal["transactional", "campaign"]
 

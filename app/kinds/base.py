@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import InvalidInput
-from app.handlers import HandlerContext, NoteRecordPayload, WebhookPostPayload, post_webhook, record_note
-from app.models import Impact, Reason, Tier
-from app.risk_policy import Assessment, RiskThresholds, assess
-from app.untrusted import validation_errors
+from app.approvals.risk_policy import Assessment, RiskThresholds, assess
+from app.core.errors import InvalidInput
+from app.core.models import Impact, Reason, Tier
+from app.core.untrusted import validation_errors
+from app.kinds.context import HandlerContext, NoteRecordPayload, WebhookPostPayload, post_webhook, record_note
 
 
 def impact_as_given(payload: Mapping[str, Any], impact: Impact) -> Impact:
@@ -100,9 +100,9 @@ BUILTIN_KINDS: tuple[ActionKind, ...] = (
 def kind_registry() -> dict[str, ActionKind]:
     """Every kind opsdesk can run. Integration kinds live beside their handlers and import this
     module for ActionKind, so they are gathered here at call time, not at import time."""
-    from app.email_actions import EMAIL_KINDS
-    from app.hubspot_actions import HUBSPOT_KINDS
-    from app.notion_actions import NOTION_KINDS
+    from app.kinds.email import EMAIL_KINDS
+    from app.kinds.hubspot import HUBSPOT_KINDS
+    from app.kinds.notion import NOTION_KINDS
 
     kinds = [*BUILTIN_KINDS, *EMAIL_KINDS, *HUBSPOT_KINDS, *NOTION_KINDS]
     return {kind.name: kind for kind in kinds}

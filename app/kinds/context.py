@@ -17,9 +17,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.clients import Clients
-from app.database import Database
-from app.models import Reason, Tier
-from app.settings import Settings
+from app.core.database import Database
+from app.core.models import Reason, Tier
+from app.core.settings import Settings
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://opsdesk.invalid/actions")
 

@@ -22,14 +22,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.action_kinds import ActionKind
-from app.approval_queue import ApprovalQueue
-from app.email_campaigns import CampaignSender
-from app.email_quota import EmailQuota, QuotaExhausted
-from app.errors import IntegrationError, InvalidInput, OpsdeskError, OutcomeUnknown, PermanentError
-from app.handlers import HandlerContext
-from app.hubspot_actions import HubSpotId
-from app.models import ActionMetadata, ActionRequest, Impact
+from app.approvals.queue import ApprovalQueue
+from app.core.errors import IntegrationError, InvalidInput, OpsdeskError, OutcomeUnknown, PermanentError
+from app.core.models import ActionMetadata, ActionRequest, Impact
+from app.email.campaigns import CampaignSender
+from app.email.quota import EmailQuota, QuotaExhausted
+from app.kinds.base import ActionKind
+from app.kinds.context import HandlerContext
+from app.kinds.hubspot import HubSpotId
 from integrations.brevo import SYSTEM, Address, CreditsExhausted, Message, OutcomeUncertain
 
 # Deliberately loose: Brevo is the judge of an address, and its refusals are recorded per recipient.

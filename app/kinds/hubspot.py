@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.action_kinds import ActionKind
-from app.errors import InvalidInput, PermanentError
-from app.handlers import HandlerContext
-from app.models import Impact
-from app.prerun_checks import send_back_with_new_facts
+from app.approvals.prerun import send_back_with_new_facts
+from app.core.errors import InvalidInput, PermanentError
+from app.core.models import Impact
+from app.kinds.base import ActionKind
+from app.kinds.context import HandlerContext
 from integrations.hubspot_models import Engagement, EngagementKind
 
 HubSpotId = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]

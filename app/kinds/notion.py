@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.action_kinds import ActionKind
-from app.errors import PermanentError
-from app.handlers import HandlerContext
+from app.core.errors import PermanentError
+from app.kinds.base import ActionKind
+from app.kinds.context import HandlerContext
 from integrations.notion import SYSTEM, BlogDraft
 
 

@@ -24,8 +24,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from app.database import Database
-from app.errors import StatementTimeout
+from app.core.database import Database
+from app.core.errors import StatementTimeout
 
 WRITE_TARGET_SECONDS = 2.0
 PARKED_PER_WRITTEN = 16  # parking moves a vector aside without touching a graph: far cheaper

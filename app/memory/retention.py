@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.database import Database
-from app.settings import Settings
+from app.core.database import Database
+from app.core.settings import Settings
 
 LEASE = "memory_prune"
 LEASE_SECONDS = 3600.0

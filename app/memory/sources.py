@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.errors import DatabaseError, InvalidInput
-from app.memory import MAX_CONTENT_CHARS, MemoryItem, MemoryStore, UpsertCounts
+from app.core.errors import DatabaseError, InvalidInput
+from app.memory.store import MAX_CONTENT_CHARS, MemoryItem, MemoryStore, UpsertCounts
 
 if TYPE_CHECKING:
     from integrations.notion import KBPage

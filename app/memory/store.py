@@ -14,7 +14,7 @@ and the CLI share:
 - `MemoryStore.maintain_indexes` makes a missing HNSW index over existing vectors in bounded steps
   (schema.sql, memory_index_step): no call outlasts Supabase's API statement timeout, and start-up
   never waits for an index. Meanwhile search runs full text and says so. Vectors are written in
-  calls sized to fit the timeout (app.memory_index).
+  calls sized to fit the timeout (app.memory.index).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.database import Database
-from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
-from app.memory_index import IndexReport, WritePacer, maintain_indexes
-from app.settings import Settings
-from app.untrusted import Storable, validation_errors
+from app.core.database import Database
+from app.core.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
+from app.core.settings import Settings
+from app.core.untrusted import Storable, validation_errors
+from app.memory.index import IndexReport, WritePacer, maintain_indexes
 from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
 
 log = logging.getLogger(__name__)

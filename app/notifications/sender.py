@@ -23,9 +23,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from app.approval_links import LinkSigner
-from app.database import Database
-from app.errors import (
+from app.approvals.executor import default_worker_id
+from app.approvals.links import LinkSigner
+from app.core.database import Database
+from app.core.errors import (
     CircuitOpen,
     ConfigError,
     IntegrationError,
@@ -36,9 +37,8 @@ from app.errors import (
     StaleAttempt,
     TransientError,
 )
-from app.executor import default_worker_id
-from app.models import ActionRecord, Tier
-from app.settings import Settings
+from app.core.models import ActionRecord, Tier
+from app.core.settings import Settings
 from integrations.discord import (
     UNKNOWN_MESSAGE,
     DiscordClient,

@@ -2,9 +2,9 @@
 
 Every number comes from the database as an exact count (`daily_report_data` in schema.sql); this
 module only shapes it, signs the review links of the approvals still waiting, draws the chart
-(app.report_chart) and stores the result: one row per day in `daily_reports`, body and PNG, so the
+(app.reports.chart) and stores the result: one row per day in `daily_reports`, body and PNG, so the
 API, the CLI and Discord all show the same report, and, in the same transaction, one `report` row
-in memory. Posting it is app.report_delivery.
+in memory. Posting it is app.reports.delivery.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from app.approval_links import LinkSigner
-from app.database import Database
-from app.models import Tier
-from app.report_chart import render_chart
-from app.settings import Settings
+from app.approvals.links import LinkSigner
+from app.core.database import Database
+from app.core.models import Tier
+from app.core.settings import Settings
+from app.reports.chart import render_chart
 
 HISTORY_DAYS = 14  # the chart's span
 LIST_LIMIT = 25  # waiting approvals and failures listed; the totals count every one

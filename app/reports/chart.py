@@ -10,7 +10,7 @@ import io
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.daily_report import DailyReport
+    from app.reports.build import DailyReport
 
 # outcome -> colour, stacked bottom to top
 OUTCOMES = {

@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from app.daily_report import DailyReport, DailyReports
-from app.errors import ConfigError, IntegrationError, OutcomeUnknown, TransientError
-from app.job_schedule import Firing, JobResult
-from app.models import Tier
-from app.settings import Settings
+from app.core.errors import ConfigError, IntegrationError, OutcomeUnknown, TransientError
+from app.core.models import Tier
+from app.core.settings import Settings
+from app.reports.build import DailyReport, DailyReports
+from app.schedule.runs import Firing, JobResult
 from integrations.discord import (
     Attachment,
     DiscordClient,

@@ -12,12 +12,12 @@ from typing import Any
 
 import uvicorn
 
-from app.api import create_app
-from app.approval_queue import ApprovalQueue
-from app.database_setup import open_database
-from app.executor import Executor, default_worker_id
-from app.notifications import NotificationSender
-from app.settings import Settings
+from app.approvals.executor import Executor, default_worker_id
+from app.approvals.queue import ApprovalQueue
+from app.core.database_setup import open_database
+from app.core.settings import Settings
+from app.notifications.sender import NotificationSender
+from app.web import create_app
 
 log = logging.getLogger(__name__)
 

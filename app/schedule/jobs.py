@@ -23,16 +23,16 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
-from app.approval_queue import ApprovalQueue
-from app.cron import parse_crontab
-from app.daily_report import DailyReports
-from app.database import Database
-from app.job_schedule import Firing, Job, JobFunc, JobResult
-from app.memory_retention import LEASE_SECONDS as RETENTION_LEASE_SECONDS
-from app.memory_retention import prune as prune_retention
-from app.notifications import NotificationSender
-from app.report_delivery import ReportJob
-from app.settings import Settings
+from app.approvals.queue import ApprovalQueue
+from app.core.cron import parse_crontab
+from app.core.database import Database
+from app.core.settings import Settings
+from app.memory.retention import LEASE_SECONDS as RETENTION_LEASE_SECONDS
+from app.memory.retention import prune as prune_retention
+from app.notifications.sender import NotificationSender
+from app.reports.build import DailyReports
+from app.reports.delivery import ReportJob
+from app.schedule.runs import Firing, Job, JobFunc, JobResult
 
 UTC = ZoneInfo("UTC")
 AGENT_TRIGGER = "schedule"
@@ -186,7 +186,7 @@ def build_jobs(
         )
     if settings.brevo_api_key is not None or settings.brevo_dry_run:
         from app.clients import Clients
-        from app.email_campaigns import CampaignSender  # loads Brevo's SDK: only where email is configured
+        from app.email.campaigns import CampaignSender  # loads Brevo's SDK: only where email is configured
 
         campaigns = CampaignSender(db, settings, Clients(settings, db), worker_id=f"{actor}:campaigns")
 

@@ -27,8 +27,8 @@ from typing import Any, Literal
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.database import Database
-from app.errors import OpsdeskError, StaleAttempt, TransientError
+from app.core.database import Database
+from app.core.errors import OpsdeskError, StaleAttempt, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ that wait for a vector.
 
 Safe with several instances: index steps take a lock (a busy one is skipped), embedding claims rows
 (SKIP LOCKED and a lease). The daily prune past retention is a claimed job of the schedule
-(app/scheduled_jobs.py), listed by `opsdesk jobs`.
+(app/schedule/jobs.py), listed by `opsdesk jobs`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from app.database import Database
-from app.errors import OpsdeskError
-from app.memory import MemoryStore
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import OpsdeskError
+from app.core.settings import Settings
+from app.memory.store import MemoryStore
 
 log = logging.getLogger(__name__)
 UTC = ZoneInfo("UTC")

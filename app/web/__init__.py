@@ -16,21 +16,21 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api_auth import check_api_token
-from app.approval_queue import ApprovalQueue
-from app.database import Database
-from app.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized
-from app.inbox_pages import InboxPages
-from app.memory_api import memory_health
-from app.memory_api import router as memory_router
-from app.models import ActionPage, ActionRecord, ActionRequest, ApiDecisionRequest, Status, SubmitResult, Tier
-from app.reports_api import router as reports_router
-from app.request_guard import CheckedRoute
-from app.review_pages import ReviewPages
-from app.settings import Settings
-from app.untrusted import json_safe
-from app.web_pages import Pages, is_link_request
-from app.webhooks_api import router as webhooks_router
+from app.approvals.pages.base import Pages, is_link_request
+from app.approvals.pages.inbox import InboxPages
+from app.approvals.pages.review import ReviewPages
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized
+from app.core.models import ActionPage, ActionRecord, ActionRequest, ApiDecisionRequest, Status, SubmitResult, Tier
+from app.core.settings import Settings
+from app.core.untrusted import json_safe
+from app.web.deps import check_api_token
+from app.web.request_guard import CheckedRoute
+from app.web.routes.memory import memory_health
+from app.web.routes.memory import router as memory_router
+from app.web.routes.reports import router as reports_router
+from app.web.routes.webhooks import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     queue = ApprovalQueue(db, settings)
     # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
     app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None, redoc_url=None)
-    app.router.route_class = CheckedRoute  # every input checked before a route reads it (app.request_guard)
+    app.router.route_class = CheckedRoute  # every input checked before a route reads it (app.web.request_guard)
     app.add_middleware(RequestIdMiddleware, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     app.state.db = db

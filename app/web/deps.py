@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from app.errors import Unauthorized
-from app.settings import Settings
+from app.core.errors import Unauthorized
+from app.core.settings import Settings
 
 
 def check_api_token(settings: Settings, authorization: str | None) -> None:

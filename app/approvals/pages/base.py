@@ -18,10 +18,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from app.approval_links import LinkSigner
-from app.approval_queue import ApprovalQueue
-from app.models import ActionRecord, Status
-from app.settings import Settings
+from app.approvals.links import LinkSigner
+from app.approvals.queue import ApprovalQueue
+from app.core.models import ActionRecord, Status
+from app.core.settings import Settings
 
 REVIEWER_COOKIE = "opsdesk_reviewer"
 _REVIEWER_COOKIE_SECONDS = 180 * 24 * 3600

@@ -20,11 +20,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from app.approval_queue import round_of
-from app.draft_view import Reach, reach
-from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from app.models import ActionRecord, DecisionRequest, ReviewerName, Status, Tier
-from app.web_pages import LinkPages, multiline, outcome
+from app.approvals.pages.base import LinkPages, multiline, outcome
+from app.approvals.pages.draft_view import Reach, reach
+from app.approvals.queue import round_of
+from app.core.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from app.core.models import ActionRecord, DecisionRequest, ReviewerName, Status, Tier
 
 INBOX_LIMIT = 200  # one page; the rest follow once these are decided
 _ITEM = re.compile(r"^(?P<id>[0-9a-f-]{36})\.(?P<hash>[0-9a-f]{64})\.(?P<round>\d{1,12})$")

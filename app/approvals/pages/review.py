@@ -21,11 +21,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from app.approval_links import LinkClaims, Purpose
-from app.draft_view import change_rows, draft_view, reach, shown
-from app.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from app.models import ActionRecord, DecisionRequest, ReviewerName, ReviewState, Status
-from app.web_pages import LinkPages, multiline, outcome
+from app.approvals.links import LinkClaims, Purpose
+from app.approvals.pages.base import LinkPages, multiline, outcome
+from app.approvals.pages.draft_view import change_rows, draft_view, reach, shown
+from app.core.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from app.core.models import ActionRecord, DecisionRequest, ReviewerName, ReviewState, Status
 
 Decision = Literal["approve", "modify", "reject"]
 ALLOWED: dict[Purpose, frozenset[str]] = {

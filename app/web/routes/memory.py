@@ -1,6 +1,6 @@
 """`GET /memory/search` (Bearer): full-text, vector or hybrid search over memory.
 
-The answer is `app.memory.SearchAnswer`: the mode that ran (hybrid falls back to fts without
+The answer is `app.memory.store.SearchAnswer`: the mode that ran (hybrid falls back to fts without
 embeddings, and says so in `notices`), and per result its kind, source, a snippet (HTML-escaped,
 matches in <mark>), the score and the rank each method gave. mode=vector without embeddings is
 422 `vector_search_unavailable`; while the HNSW index is being made it is 503
@@ -16,15 +16,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from app.api_auth import ApiAuth
-from app.database import Database
-from app.errors import DatabaseError
-from app.memory import MemoryStore, SearchAnswer, SearchMode
-from app.request_guard import CheckedRoute
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import DatabaseError
+from app.core.settings import Settings
+from app.memory.store import MemoryStore, SearchAnswer, SearchMode
+from app.web.deps import ApiAuth
+from app.web.request_guard import CheckedRoute
 from integrations.embeddings import embedding_spec
 
-router = APIRouter(route_class=CheckedRoute)  # every input checked (app.request_guard)
+router = APIRouter(route_class=CheckedRoute)  # every input checked (app.web.request_guard)
 _store_lock = threading.Lock()
 
 

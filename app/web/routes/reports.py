@@ -19,13 +19,13 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel
 
-from app.api_auth import ApiAuth
-from app.daily_report import DailyReport, DailyReports, StoredReport
-from app.report_chart import render_chart
-from app.report_delivery import COUNT_LABELS
-from app.request_guard import CheckedRoute
+from app.reports.build import DailyReport, DailyReports, StoredReport
+from app.reports.chart import render_chart
+from app.reports.delivery import COUNT_LABELS
+from app.web.deps import ApiAuth
+from app.web.request_guard import CheckedRoute
 
-router = APIRouter(tags=["reports"], route_class=CheckedRoute)  # every input checked (app.request_guard)
+router = APIRouter(tags=["reports"], route_class=CheckedRoute)  # every input checked (app.web.request_guard)
 _pages = Environment(
     loader=PackageLoader("app", "templates"),
     autoescape=True,

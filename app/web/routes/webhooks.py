@@ -18,9 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.database import Database
-from app.errors import InvalidInput
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import InvalidInput
+from app.core.settings import Settings
 from integrations.hubspot_webhooks import (
     MAX_AGE_SECONDS,
     SIGNATURE_HEADER,
