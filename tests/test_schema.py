@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app import database_setup
+from app.core import database_setup
 from app.core.database import SCHEMA_VERSION, schema_sql
 from tests.conftest import make_settings
 from tests.supabase_shape import BASE, SupabaseShape
