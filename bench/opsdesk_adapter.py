@@ -26,8 +26,9 @@ from app.core.database import Database, PostgresTransport, schema_sql
 from app.core.database_setup import start_embedded
 from app.core.models import ActionMetadata, ActionRequest, DecisionRequest, Impact
 from app.core.settings import Settings
-from app.kinds.base import ActionKind, kind_registry
+from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
+from app.kinds.registry import kind_registry
 
 CLI_MODULE = "app.cli"  # what `opsdesk` (pyproject's [project.scripts]) imports before parsing anything
 NOOP_KIND = "bench.noop"

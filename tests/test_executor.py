@@ -25,7 +25,8 @@ from app.core.errors import StaleAttempt
 from app.core.models import ActionRequest, Impact
 from app.core.settings import Settings
 from app.kinds.base import ActionKind
-from app.kinds.context import HandlerContext, NoteRecordPayload, idempotency_key
+from app.kinds.builtin import NoteRecordPayload
+from app.kinds.context import HandlerContext, idempotency_key
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
 

@@ -27,9 +27,10 @@ from app.core.errors import (
 )
 from app.core.models import ActionRequest, DecisionRequest, Impact, Tier
 from app.core.settings import Settings
-from app.kinds.base import ActionKind, impact_as_given, kind_registry
+from app.kinds.base import ActionKind, impact_as_given
 from app.kinds.context import idempotency_key
 from app.kinds.hubspot import engagement_marker, is_stage_regression
+from app.kinds.registry import kind_registry
 from integrations import hubspot as hubspot_module
 from integrations.hubspot import HubSpotClient, HubSpotLimiter
 from integrations.resilience import CircuitBreaker

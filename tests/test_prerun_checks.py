@@ -19,8 +19,8 @@ from app.core.errors import Conflict, StaleAttempt
 from app.core.models import ActionRequest, DecisionRequest, Impact, Reason, Tier
 from app.core.settings import Settings
 from app.email.quota import EmailQuota
-from app.kinds.base import kind_registry
 from app.kinds.context import ClaimedAction
+from app.kinds.registry import kind_registry
 from tests.conftest import advance_clock, make_settings
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
 from tests.link_support import running_site, token_of

@@ -15,9 +15,10 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from app.approvals.prerun import PreRunCheck, default_checks
+from app.approvals.prerun import PreRunCheck, default_checks, send_back
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
 from app.core.database import Database
 from app.core.errors import (
@@ -28,10 +29,12 @@ from app.core.errors import (
     StaleAttempt,
     TransientError,
 )
+from app.core.models import ActionRequest, SubmitResult
 from app.core.settings import Settings
 from app.core.untrusted import storable, storable_text
-from app.kinds.base import ActionKind, kind_registry
+from app.kinds.base import ActionKind
 from app.kinds.context import ClaimedAction, HandlerContext
+from app.kinds.registry import kind_registry
 
 log = logging.getLogger(__name__)
 
@@ -98,26 +101,13 @@ class Executor:
 
     def run_action(self, action: ClaimedAction) -> None:
         kind = self.kinds.get(action.kind)
-        ctx = HandlerContext(
-            db=self.db,
-            settings=self.settings,
-            action=action,
-            mark_dispatched=lambda: self.db.call("mark_dispatched", id=action.id, attempt_token=action.attempt_token),
-            heartbeat=lambda: self.db.call(
-                "renew_action_lease",
-                id=action.id,
-                attempt_token=action.attempt_token,
-                lease_seconds=self.settings.executor_lease_seconds,
-            ),
-            clients=self.clients,
-        )
         try:
             if kind is None:
                 self._finish(action, "failed", error=f"no handler for kind {action.kind!r}")
                 return
             if self._sent_back(action, kind):
                 return
-            result = kind.handler(ctx)
+            result = kind.handler(self._context(action, kind))
         except SentBack as exc:
             log.info("action %s: %s", action.id, exc.message)
             return
@@ -141,6 +131,34 @@ class Executor:
             self._finish(action, "failed", error=f"handler crashed: {type(exc).__name__}: {exc}")
             return
         self._finish(action, "succeeded", result=result)
+
+    def _context(self, action: ClaimedAction, kind: ActionKind) -> HandlerContext:
+        """The handler's context: its action, and the queue's operations bound to this attempt."""
+        token = action.attempt_token
+
+        def follow_up(request: ActionRequest) -> SubmitResult:
+            return ApprovalQueue(self.db, self.settings).submit(request, actor=f"action:{action.id}")
+
+        def send_back_with(payload: dict[str, Any], why: str) -> NoReturn:
+            send_back(self.db, self.settings, action, kind, payload, why)
+
+        return HandlerContext(
+            db=self.db,
+            settings=self.settings,
+            action=action,
+            mark_dispatched=lambda: self.db.call("mark_dispatched", id=action.id, attempt_token=token),
+            heartbeat=lambda: self.db.call(
+                "renew_action_lease",
+                id=action.id,
+                attempt_token=token,
+                lease_seconds=self.settings.executor_lease_seconds,
+            ),
+            clients=self.clients,
+            send_back=send_back_with,
+            follow_up=follow_up,
+            uncertain=lambda: self.db.call("uncertain_dispatch", id=action.id, attempt_token=token),
+            note_uncertain=lambda: self.db.call("note_uncertain_dispatch", id=action.id, attempt_token=token),
+        )
 
     def _sent_back(self, action: ClaimedAction, kind: ActionKind) -> bool:
         """Runs the pre-run checks; the first that objects sends the action back to pending."""

@@ -7,8 +7,8 @@ running it. The executor runs `default_checks` in order; a new check is one more
 tuple.
 
 Facts that live outside opsdesk (a HubSpot deal's current stage) are re-read by the kind's
-handler, which reads them anyway just before it acts: when they changed, it calls
-`send_back_with_new_facts` with the draft they now give, instead of failing. The email quota is
+handler, which reads them anyway just before it acts: when they changed, it calls `ctx.send_back`
+(`send_back` here, bound by the executor) with the draft they now give, instead of failing. The email quota is
 checked by the email handlers when they reserve it: a full day defers the send to the next quota
 day without using an attempt (QuotaExhausted is a RateLimited), so it is not a check here.
 """
@@ -19,12 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from app.approvals.risk_policy import Assessment, RiskThresholds
+from app.approvals.risk_policy import Assessment, RiskThresholds, reassess
+from app.core.database import Database
 from app.core.errors import SentBack
 from app.core.models import Impact, Reason, Tier
 from app.core.settings import Settings
-from app.kinds.base import ActionKind, kind_registry
-from app.kinds.context import ClaimedAction, HandlerContext
+from app.kinds.base import ActionKind
+from app.kinds.context import ClaimedAction
 
 
 @dataclass(frozen=True)
@@ -60,32 +61,34 @@ class PolicyRecheck:
 def assess_now(
     kind: ActionKind, payload: Mapping[str, Any], action: ClaimedAction, thresholds: RiskThresholds
 ) -> tuple[Impact, Assessment]:
-    """The policy on `payload` as `ApprovalQueue.submit` computes it (ActionKind.reassess)."""
-    assessed = kind.reassess(
-        payload, action.model_dump(include={"estimated_impact", "metadata", "risk_reasons"}), thresholds
+    """The policy on `payload` as `ApprovalQueue.submit` computes it (risk_policy.reassess)."""
+    assessed = reassess(
+        kind, payload, action.model_dump(include={"estimated_impact", "metadata", "risk_reasons"}), thresholds
     )
     return assessed.impact, assessed.assessment
 
 
-def send_back_with_new_facts(ctx: HandlerContext, payload: dict[str, Any], why: str) -> NoReturn:
-    """For a handler that re-read outside facts and found them changed since approval: the action
-    goes back to pending with `payload` (the draft those facts give), tiered again, with a fresh
-    expiry; the approval was for something that can no longer happen. Never returns."""
-    kind = kind_registry()[ctx.action.kind]
+def send_back(
+    db: Database, settings: Settings, action: ClaimedAction, kind: ActionKind, payload: dict[str, Any], why: str
+) -> NoReturn:
+    """For a handler that re-read outside facts and found them changed since approval (the
+    executor binds this as `HandlerContext.send_back`): the action goes back to pending with
+    `payload` (the draft those facts give), tiered again, with a fresh expiry; the approval was for
+    something that can no longer happen. Never returns."""
     draft = kind.validate_payload(payload)
-    impact, assessment = assess_now(kind, draft, ctx.action, RiskThresholds.from_settings(ctx.settings))
-    ctx.db.call(
+    impact, assessment = assess_now(kind, draft, action, RiskThresholds.from_settings(settings))
+    db.call(
         "requeue_action",
-        id=ctx.action.id,
-        attempt_token=ctx.action.attempt_token,
+        id=action.id,
+        attempt_token=action.attempt_token,
         risk_level=assessment.tier.value,
         risk_reasons=[reason.model_dump(mode="json") for reason in assessment.reasons],
-        ttl_seconds=ctx.settings.approval_ttl_hours(assessment.tier.value) * 3600,
+        ttl_seconds=settings.approval_ttl_hours(assessment.tier.value) * 3600,
         reason=why,
         requested_action=draft,
         estimated_impact=impact.model_dump(mode="json"),
     )
-    raise SentBack(f"action {ctx.action.id} is back to pending: {why}")
+    raise SentBack(f"action {action.id} is back to pending: {why}")
 
 
 def default_checks(settings: Settings) -> tuple[PreRunCheck, ...]:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from app.approvals.risk_policy import Assessment, RiskThresholds, assess
+from app.approvals.risk_policy import Assessment, RiskThresholds, assess, reassess
 from app.core.database import Database
 from app.core.errors import Forbidden, InvalidInput, NotFound
 from app.core.models import (
@@ -31,7 +31,8 @@ from app.core.models import (
 )
 from app.core.settings import Settings
 from app.core.untrusted import first_problem
-from app.kinds.base import ActionKind, kind_registry, lookup
+from app.kinds.base import ActionKind
+from app.kinds.registry import kind_registry, lookup
 
 
 def round_of(expires_at: datetime | None) -> int:
@@ -223,7 +224,7 @@ class ApprovalQueue:
             )
         merged = kind.validate_payload({**action.requested_action, **edits})
         kind.check_edit(action.requested_action, merged)
-        assessed = kind.reassess(merged, action.model_dump(mode="json"), self.thresholds)
+        assessed = reassess(kind, merged, action.model_dump(mode="json"), self.thresholds)
         return Edit({field: merged[field] for field in edits}, assessed.impact, assessed.assessment)
 
     def pin_may_follow_an_edit(self, action: ActionRecord) -> bool:
@@ -235,7 +236,7 @@ class ApprovalQueue:
             return False
         kind = lookup(self.kinds, action.kind)
         return (
-            kind.reassess(action.requested_action, action.model_dump(mode="json"), self.thresholds).assessment.tier
+            reassess(kind, action.requested_action, action.model_dump(mode="json"), self.thresholds).assessment.tier
             is Tier.CRITICAL
         )
 

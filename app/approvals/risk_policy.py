@@ -6,12 +6,14 @@ model suggests may raise the result, never lower it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from app.core.models import Impact, Reason, Tier
 from app.core.settings import Settings
+from app.kinds.base import ActionKind
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,27 @@ def assess(
     if not reasons:
         reasons.append(Reason(dimension="none", tier=Tier.LOW, detail="every dimension is low risk"))
     return Assessment(tier=tier, reasons=reasons)
+
+
+@dataclass(frozen=True)
+class Assessed:
+    impact: Impact
+    assessment: Assessment
+
+
+def reassess(
+    kind: ActionKind, payload: Mapping[str, Any], stored: Mapping[str, Any], thresholds: RiskThresholds
+) -> Assessed:
+    """The policy on `payload` as `ApprovalQueue.submit` computes it, for an action already
+    stored (`stored`: its estimated_impact, metadata and risk_reasons): its facts, what the payload
+    implies, its kind's rules, the model's suggested tier, and what the submitter's own checks
+    flagged (a settings floor, unsourced links), which stay. Used again whenever the draft or the
+    thresholds may have changed: an edit, and just before the action runs."""
+    impact = kind.enforce(kind.impact_for(payload, Impact.model_validate(stored["estimated_impact"])))
+    suggested = (stored.get("metadata") or {}).get("suggested_tier")
+    flags = [
+        Reason.model_validate(reason)
+        for reason in stored.get("risk_reasons") or []
+        if Reason.model_validate(reason).dimension in ("content", "policy")
+    ]
+    return Assessed(impact, assess(impact, thresholds, Tier(suggested) if suggested else None, flags))

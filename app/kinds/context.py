@@ -1,24 +1,29 @@
-"""The built-in action handlers, so the executor's path is real before the agents exist.
+"""What a handler is given: the claimed action, and the ways back to the core.
 
 A handler gets a `HandlerContext` and returns a JSON-able result. Before it makes an outside call
 that could take effect, it calls `ctx.mark_dispatched()`: a worker that dies after that point
 leaves the action `unknown` for a person, never re-sent blindly. A handler that makes several
 outside requests calls `ctx.heartbeat()` before each: its lease then runs another full term, so
 a slow but live attempt is never taken for a dead one (it raises StaleAttempt once superseded).
+
+What a handler needs of the approval queue comes through the context too, bound by the executor,
+so no kind imports the queue: `send_back` (outside facts changed since approval: back to a person
+with the draft they now give), `follow_up` (queue another action, keyed to this one), and
+`uncertain` / `note_uncertain` (when an earlier attempt may have reached the outside world).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from app.clients import Clients
 from app.core.database import Database
-from app.core.models import Reason, Tier
+from app.core.models import ActionRequest, Reason, SubmitResult, Tier
 from app.core.settings import Settings
 
 _IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://opsdesk.invalid/actions")
@@ -58,30 +63,12 @@ class HandlerContext:
     mark_dispatched: Callable[[], None]
     heartbeat: Callable[[], None]
     clients: Clients
-
-
-class NoteRecordPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    body: str = Field(min_length=1, max_length=20_000)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class WebhookPostPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    event: str = Field(min_length=1, max_length=100)
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
-def record_note(ctx: HandlerContext) -> dict[str, Any]:
-    payload = NoteRecordPayload.model_validate(ctx.action.requested_action)
-    return ctx.db.call("record_note", action_id=ctx.action.id, body=payload.body, metadata=payload.metadata)
-
-
-def post_webhook(ctx: HandlerContext) -> dict[str, Any]:
-    payload = WebhookPostPayload.model_validate(ctx.action.requested_action)
-    webhook = ctx.clients.webhook
-    body = {"event": payload.event, "data": payload.data, "action_id": str(ctx.action.id)}
-    ctx.mark_dispatched()
-    return webhook.post_json(body, idempotency_key=ctx.action.idempotency_key)
+    # the action goes back to pending with this payload (the draft the changed facts give), tiered
+    # again, because the approval was for something that can no longer happen; never returns
+    send_back: Callable[[dict[str, Any], str], NoReturn]
+    # submit another action on this one's behalf (actor `action:<id>`), through the same policy
+    follow_up: Callable[[ActionRequest], SubmitResult]
+    # when an attempt of this action first may have reached the outside world, and how long ago
+    uncertain: Callable[[], dict[str, Any]]
+    # record that this attempt may have reached it (the first such attempt's time is kept)
+    note_uncertain: Callable[[], dict[str, Any]]

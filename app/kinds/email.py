@@ -22,7 +22,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.approvals.queue import ApprovalQueue
 from app.core.errors import IntegrationError, InvalidInput, OpsdeskError, OutcomeUnknown, PermanentError
 from app.core.models import ActionMetadata, ActionRequest, Impact
 from app.email.campaigns import CampaignSender
@@ -115,7 +114,7 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
         return {"dry_run": True, "would_send": message.model_dump(mode="json", exclude_none=True)}
     brevo = ctx.clients.brevo  # not configured: fails here, before any quota is taken
     window = ctx.settings.brevo_resend_window_seconds
-    earlier = ctx.db.call("uncertain_dispatch", id=ctx.action.id, attempt_token=ctx.action.attempt_token)
+    earlier = ctx.uncertain()
     if earlier["uncertain_since"] is not None and earlier["age_seconds"] > window:
         raise _past_the_window(earlier)  # a backlog or a stopped executor: too late to re-send safely
     quota = EmailQuota(ctx.db, ctx.settings)
@@ -144,7 +143,7 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     except OutcomeUncertain as exc:
         # it may have gone out, so it stays counted; a retry reuses the idempotency key, which
         # protects it only within Brevo's window from the first send that may have gone out
-        since = ctx.db.call("note_uncertain_dispatch", id=ctx.action.id, attempt_token=ctx.action.attempt_token)
+        since = ctx.note_uncertain()
         if exc.retry_after is not None and since["age_seconds"] + exc.retry_after > window:
             raise _past_the_window(since) from exc
         raise
@@ -176,7 +175,7 @@ def _log_in_crm(ctx: HandlerContext, payload: EmailSendPayload, on: CrmNote) -> 
         metadata=ActionMetadata(email_action=str(ctx.action.id)),
     )
     try:
-        queued = ApprovalQueue(ctx.db, ctx.settings).submit(note, actor=f"action:{ctx.action.id}")
+        queued = ctx.follow_up(note)
     except OpsdeskError as exc:
         log.warning("action %s: sent, but its CRM note was not queued: %s", ctx.action.id, exc.message)
         return {"error": exc.message}

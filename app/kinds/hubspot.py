@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.approvals.prerun import send_back_with_new_facts
 from app.core.errors import InvalidInput, PermanentError
 from app.core.models import Impact
 from app.kinds.base import ActionKind
@@ -202,7 +201,7 @@ def change_deal_stage(ctx: HandlerContext) -> dict[str, Any]:
             moved = DealStagePayload(deal_id=payload.deal_id, from_stage=deal.stage, to_stage=payload.to_stage)
         except ValidationError as exc:  # a stage id this kind cannot express: nothing to ask anyone
             raise PermanentError(f"{why}; left as it is", system="hubspot") from exc
-        send_back_with_new_facts(ctx, moved.model_dump(mode="json"), why)
+        ctx.send_back(moved.model_dump(mode="json"), why)
     ctx.heartbeat()
     ctx.mark_dispatched()
     hubspot.update_deal_stage(payload.deal_id, payload.to_stage)
