@@ -27,9 +27,11 @@ from app.core.errors import Conflict, InvalidInput, NotFound, TransientError
 from app.core.models import DecisionRequest, Tier
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
-from app.reports.build import DailyReports, Failure
+from app.reports.build import DailyReports
 from app.reports.chart import render_chart
-from app.reports.delivery import ReportJob, ReportSender, report_message
+from app.reports.delivery import ReportSender, report_message
+from app.reports.model import Failure
+from app.schedule.jobs import ReportJob
 from app.schedule.runs import Firing, Job, Schedule
 from app.web import create_app
 from integrations.discord import Attachment, DiscordClient, WebhookMessage, render

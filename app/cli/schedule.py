@@ -16,8 +16,9 @@ from rich.table import Table
 
 from app.core.database_setup import open_database
 from app.notifications.sender import NotificationSender
-from app.reports.build import DailyReport, DailyReports
-from app.reports.delivery import COUNT_LABELS, ReportSender, SendOutcome
+from app.reports.build import DailyReports
+from app.reports.delivery import ReportSender, SendOutcome
+from app.reports.model import COUNT_LABELS, DailyReport
 from app.schedule.jobs import build_jobs
 from app.schedule.runs import JobRun, recent_runs, utc_now
 

@@ -7,10 +7,8 @@ backend, which keeps it safe in the scheduler's worker threads.
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from app.reports.build import DailyReport
+from app.reports.model import DailyReport
 
 # outcome -> colour, stacked bottom to top
 OUTCOMES = {

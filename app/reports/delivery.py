@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,9 +23,8 @@ from pydantic import BaseModel
 
 from app.core.errors import ConfigError, IntegrationError, OutcomeUnknown, TransientError
 from app.core.models import Tier
-from app.core.settings import Settings
-from app.reports.build import DailyReport, DailyReports
-from app.schedule.runs import Firing, JobResult
+from app.reports.build import DailyReports
+from app.reports.model import COUNT_LABELS, DailyReport
 from integrations.discord import (
     Attachment,
     DiscordClient,
@@ -48,17 +47,6 @@ REVIEW_BUTTONS = 4  # plus the inbox button: one row of five
 COLOUR = 0x3498DB
 ALERT_COLOUR = 0xE74C3C
 TIER_ICONS = {Tier.LOW: "\U0001f7e2", Tier.MEDIUM: "\U0001f7e1", Tier.HIGH: "\U0001f7e0", Tier.CRITICAL: "\U0001f534"}
-COUNT_LABELS = {
-    "drafted": "Drafted",
-    "auto_run": "Auto-run",
-    "approved": "Approved",
-    "modified": "Edited",
-    "rejected": "Rejected",
-    "expired": "Expired",
-    "succeeded": "Succeeded",
-    "failed": "Failed",
-    "unknown": "Unknown",
-}
 
 
 def _when(moment: datetime) -> str:
@@ -249,28 +237,3 @@ def _outcome(row: dict[str, Any], *, posted_now: bool) -> SendOutcome:
         status=row["status"],
         discord_message_id=row["discord_message_id"],
     )
-
-
-class ReportJob:
-    """The scheduled report: a firing on day D reports on D-1 (in CRON_TIMEZONE) and posts it once."""
-
-    def __init__(self, reports: DailyReports, sender: ReportSender | None) -> None:
-        self.reports = reports
-        self.sender = sender
-
-    @classmethod
-    def from_settings(cls, reports: DailyReports, settings: Settings, *, worker_id: str) -> ReportJob:
-        sender = ReportSender(reports, worker_id=worker_id) if settings.discord_webhook_url is not None else None
-        return cls(reports, sender)
-
-    def __call__(self, firing: Firing) -> JobResult:
-        local = firing.scheduled_for.astimezone(self.reports.settings.time_zone)
-        day = local.date() - timedelta(days=1)
-        self.reports.build_and_store(day)
-        if self.sender is None:
-            return JobResult(
-                note={"day": day, "stored": True, "sent": False, "reason": "DISCORD_WEBHOOK_URL is not set"}
-            )
-        outcome = self.sender.send(day)
-        log.info("daily report for %s: %s", day, "posted" if outcome.posted_now else outcome.status)
-        return JobResult(note=outcome.model_dump(mode="json"))

@@ -15,6 +15,7 @@ a run is recorded as `skipped`, "agent not available", rather than pretending to
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
@@ -31,9 +32,10 @@ from app.memory.retention import LEASE_SECONDS as RETENTION_LEASE_SECONDS
 from app.memory.retention import prune as prune_retention
 from app.notifications.sender import NotificationSender
 from app.reports.build import DailyReports
-from app.reports.delivery import ReportJob
+from app.reports.delivery import ReportSender
 from app.schedule.runs import Firing, Job, JobFunc, JobResult
 
+log = logging.getLogger(__name__)
 UTC = ZoneInfo("UTC")
 AGENT_TRIGGER = "schedule"
 EVERY_MINUTE = "* * * * *"
@@ -87,6 +89,31 @@ def agent_crons(settings: Settings) -> dict[str, str]:
         "support": settings.support_agent_cron,
         "marketing": settings.marketing_agent_cron,
     }
+
+
+class ReportJob:
+    """The scheduled report: a firing on day D reports on D-1 (in CRON_TIMEZONE) and posts it once."""
+
+    def __init__(self, reports: DailyReports, sender: ReportSender | None) -> None:
+        self.reports = reports
+        self.sender = sender
+
+    @classmethod
+    def from_settings(cls, reports: DailyReports, settings: Settings, *, worker_id: str) -> ReportJob:
+        sender = ReportSender(reports, worker_id=worker_id) if settings.discord_webhook_url is not None else None
+        return cls(reports, sender)
+
+    def __call__(self, firing: Firing) -> JobResult:
+        local = firing.scheduled_for.astimezone(self.reports.settings.time_zone)
+        day = local.date() - timedelta(days=1)
+        self.reports.build_and_store(day)
+        if self.sender is None:
+            return JobResult(
+                note={"day": day, "stored": True, "sent": False, "reason": "DISCORD_WEBHOOK_URL is not set"}
+            )
+        outcome = self.sender.send(day)
+        log.info("daily report for %s: %s", day, "posted" if outcome.posted_now else outcome.status)
+        return JobResult(note=outcome.model_dump(mode="json"))
 
 
 def build_jobs(

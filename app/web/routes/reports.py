@@ -8,40 +8,21 @@ A day that is not over yet is 422. The settings and database come from the app (
 
 from __future__ import annotations
 
-import base64
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel
 
-from app.reports.build import DailyReport, DailyReports, StoredReport
+from app.reports.build import DailyReports
 from app.reports.chart import render_chart
-from app.reports.delivery import COUNT_LABELS
+from app.reports.model import DailyReport, StoredReport
+from app.reports.page import PAGE_HEADERS, render_page
 from app.web.deps import ApiAuth
 from app.web.request_guard import CheckedRoute
 
 router = APIRouter(tags=["reports"], route_class=CheckedRoute)  # every input checked (app.web.request_guard)
-_pages = Environment(
-    loader=PackageLoader("app", "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-# The page runs no script and loads nothing but its own inline chart. It carries signed review
-# links: not cached, and never sent on as a Referer.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
 ReportDay = Annotated[
     date | None, Query(alias="date", description="YYYY-MM-DD; yesterday in CRON_TIMEZONE if left out")
 ]
@@ -110,23 +91,3 @@ def daily_report_chart(reports: Reports, day: ReportDay = None) -> Response:
     report, stored = _report(reports, day, with_chart=True)
     chart = (stored.chart if stored is not None else None) or render_chart(report)
     return Response(chart, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-
-def render_page(report: DailyReport, stored: StoredReport | None, chart: bytes) -> str:
-    zone = ZoneInfo(report.time_zone)
-
-    def when(moment: datetime | None) -> str:
-        return "" if moment is None else f"{moment.astimezone(zone):%a %d %b %H:%M}"
-
-    def money(value: Decimal) -> str:
-        return f"${value:,.2f}"
-
-    return _pages.get_template("daily_report.html").render(
-        report=report,
-        stored=stored,
-        labels=COUNT_LABELS,
-        totals=report.totals.model_dump(),
-        chart=base64.b64encode(chart).decode(),
-        when=when,
-        money=money,
-    )
