@@ -90,6 +90,7 @@ class MarketingBriefing(Briefing):
 
 class MarketingAgent(Agent[str, MarketingProposal, MarketingBriefing]):
     name = "marketing"
+    cron_setting = "marketing_agent_cron"
     plan_model = MarketingPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "notion.blog_draft": "your `blog`, saved as a draft in Notion (a person publishes it)",

@@ -88,6 +88,7 @@ class SalesPlan(Plan):
 
 class SalesAgent(Agent[SalesTarget, SalesProposal, Briefing]):
     name = "sales"
+    cron_setting = "sales_agent_cron"
     plan_model = SalesPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "email.send": "your `email`, sent through Brevo to the contact's address in HubSpot (once sent, it is "

@@ -88,6 +88,7 @@ class SupportBriefing(Briefing):
 
 class SupportAgent(Agent[Ticket, SupportProposal, SupportBriefing]):
     name = "support"
+    cron_setting = "support_agent_cron"
     plan_model = SupportPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "email.send": "your `reply`, sent through Brevo to the ticket's requester only",

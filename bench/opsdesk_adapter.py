@@ -30,7 +30,7 @@ from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
 from app.kinds.registry import kind_registry
 
-CLI_MODULE = "app.cli"  # what `opsdesk` (pyproject's [project.scripts]) imports before parsing anything
+CLI_MODULE = "scheduler"  # what `opsdesk` (pyproject's [project.scripts]) imports before parsing anything
 NOOP_KIND = "bench.noop"
 __all__ = ["CLI_MODULE", "NOOP_KIND", "OpsdeskQueue", "schema_sql", "start_embedded"]
 

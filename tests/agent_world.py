@@ -21,7 +21,7 @@ import httpx
 import psycopg
 
 from agents import run_agent
-from agents.framework import AgentRunReport
+from app.agent_runs.report import AgentRunReport
 from app.approvals.executor import Executor
 from app.approvals.queue import ApprovalQueue
 from app.clients import Clients

@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from agents import REGISTRY
 from app.core.database import Database, PostgresTransport
 from app.notifications.sender import NotificationSender
 from app.schedule.jobs import build_jobs
@@ -37,7 +38,8 @@ def main() -> None:
     notifications = NotificationSender(db, settings)
     recorder = Recorder()
     jobs = recorder.wrap(
-        build_jobs(db, settings, worker_id=instance, notifications=notifications), record_only=COUNTED_ONLY
+        build_jobs(db, settings, worker_id=instance, agents=REGISTRY, notifications=notifications),
+        record_only=COUNTED_ONLY,
     )
     offset = timedelta(seconds=float(skew))
     clock: SimClock | None = None

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from pydantic import BaseModel, Field
 
-from app.cli import main
 from app.core.database import Database
 from app.core.errors import BudgetExceeded, CircuitOpen, ModelOutputInvalid, TransientError
 from app.core.settings import Settings
 from integrations.claude import ClaudeClient, check_model_at_startup, llm_spend
 from integrations.resilience import CircuitBreaker
+from scheduler import main
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
 

@@ -457,7 +457,7 @@ def test_opsdesk_report_builds_stores_and_sends_once(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from app.cli import main
+    from scheduler import main
 
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)

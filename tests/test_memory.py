@@ -20,7 +20,6 @@ from psycopg.types.json import Jsonb
 from app.approvals.executor import Executor
 from app.approvals.queue import ApprovalQueue
 from app.core.database import Database, SupabaseTransport
-from app.core.database_setup import open_database
 from app.core.errors import InvalidInput
 from app.core.models import ActionRequest, DecisionRequest, Impact
 from app.core.settings import Settings
@@ -33,6 +32,7 @@ from app.memory.store import (
     VectorSearchUnavailable,
     check_embeddings,
 )
+from app.runtime.database import open_database
 from integrations.notion import KBPage
 from tests.conftest import advance_clock, make_settings
 from tests.local_extra import require_local_extra

@@ -59,7 +59,7 @@ def test_scheduler_py_serves_healthz_ok_on_the_embedded_database(tmp_path: Path)
 
         # a CLI command on the same data folder joins the running server and leaves it running
         cli = subprocess.run(
-            [sys.executable, "-c", "from app.cli import main; main()", "approvals", "list", "--json"],
+            [sys.executable, "-c", "from scheduler import main; main()", "approvals", "list", "--json"],
             cwd=tmp_path,
             env={**env, "PYTHONPATH": str(ROOT)},
             capture_output=True,

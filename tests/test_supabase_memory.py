@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from app.core.database_setup import open_database
 from app.core.settings import Settings
 from app.memory.store import MemoryStore, VectorIndexBuilding
+from app.runtime.database import open_database
 from app.web.routes.memory import memory_health
 from integrations.embeddings import EmbeddingSpec
 from tests.conftest import make_settings

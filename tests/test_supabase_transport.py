@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from app.core.database import SCHEMA_VERSION, Database, SupabaseTransport
-from app.core.database_setup import open_database
 from app.core.errors import (
     Conflict,
     DatabaseError,
@@ -28,6 +27,7 @@ from app.core.errors import (
     SchemaMismatch,
     StaleAttempt,
 )
+from app.runtime.database import open_database
 from tests.conftest import make_settings
 
 KEY = "sb_secret_test-service-role-key-0123456789"

@@ -11,28 +11,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from app.core.database_setup import open_database
+from app.cli.context import console, database
 from app.core.errors import ConfigError, InvalidInput
 from app.memory.retention import prune
 from app.memory.sources import import_files, sync_knowledge_base
 from app.memory.store import KIND_PATTERN, EmbedReport, MemoryStore, SearchAnswer, SearchMode
 
 memory_app = typer.Typer(help="Memory: search it, feed it, re-embed it, prune it.", no_args_is_help=True)
-console = Console()
 _MARK = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
 
 
 @contextmanager
 def _store(*, check_memory: bool = True) -> Iterator[MemoryStore]:
-    from app.cli import _settings  # app.cli registers this sub-app: a top-level import would be circular
-
-    settings = _settings()
-    with open_database(settings, check_memory=check_memory) as db:
+    with database(check_memory=check_memory) as (settings, db):
         store = MemoryStore(db, settings)
         try:
             yield store

@@ -20,7 +20,6 @@ from platformdirs.api import RuntimeDirWarning
 from app.core.database import Database, PostgresTransport, SupabaseTransport, schema_sql
 from app.core.errors import DatabaseError
 from app.core.settings import Settings
-from app.memory.store import check_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +68,13 @@ def ensure_schema(transport: PostgresTransport, script: str | None = None) -> bo
 
 
 @contextmanager
-def open_database(settings: Settings, *, init_schema: bool = False, check_memory: bool = True) -> Iterator[Database]:
+def open_database(settings: Settings, *, init_schema: bool = False) -> Iterator[Database]:
     """Open the configured database for the life of the block.
 
     The embedded database gets schema.sql applied when it is fresh or the file changed (it is ours
     alone); an outside database only with `init_schema` (`opsdesk db init`, which always applies),
-    otherwise its schema version is checked. Then the embeddings provider is checked against the
-    model memory was embedded with (app.memory.store); only `opsdesk memory reindex`, which changes that
-    model, opens without `check_memory`.
+    otherwise its schema version is checked. What the domains check at start-up on top of this
+    (memory's embeddings model) is app.runtime.database's.
     """
     server = None
     mode = settings.database_mode
@@ -112,8 +110,6 @@ def open_database(settings: Settings, *, init_schema: bool = False, check_memory
     db = Database(transport)
     try:
         db.check_schema()
-        if check_memory:
-            check_embeddings(db, settings)
         yield db
     finally:
         db.close()

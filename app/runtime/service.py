@@ -12,11 +12,13 @@ from typing import Any
 
 import uvicorn
 
+from app.agent_runs.registry import AgentRegistry
 from app.approvals.executor import Executor, default_worker_id
 from app.approvals.queue import ApprovalQueue
-from app.core.database_setup import open_database
 from app.core.settings import Settings
 from app.notifications.sender import NotificationSender
+from app.runtime.database import open_database
+from app.schedule.scheduler import build_scheduler
 from app.web import create_app
 
 log = logging.getLogger(__name__)
@@ -54,9 +56,7 @@ def server_config(settings: Settings, app: Any, *, host: str, port: int) -> uvic
     )
 
 
-def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> None:
-    from scheduler import build_scheduler  # the process entry point module holds the schedule
-
+def run_service(settings: Settings, parts: Parts, *, host: str, port: int, agents: AgentRegistry) -> None:
     with open_database(settings) as db:
         stop = threading.Event()
         if settings.anthropic_api_key is not None:
@@ -80,7 +80,9 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int) -> No
         notifications = (
             NotificationSender(db, settings) if parts.scheduler and settings.discord_webhook_url is not None else None
         )
-        schedule = build_scheduler(ApprovalQueue(db, settings), notifications) if parts.scheduler else None
+        schedule = (
+            build_scheduler(ApprovalQueue(db, settings), notifications, agents=agents) if parts.scheduler else None
+        )
         if schedule is not None:
             schedule.start()
         log.info(

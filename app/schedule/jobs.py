@@ -6,17 +6,16 @@ day's batches, the later hourly ones pick up batches a transient failure put off
 jobs run in UTC: expiring approvals, queuing Discord reminders, recovering lost leases, pruning
 old job runs, and archiving and pruning memory and the audit log past retention.
 
-The agents' jobs call `agents.run_agent(name, trigger)`, looked up each time a job fires, with
-this process's settings and database (so a run does not open a database of its own). A run that
-failed is recorded as a `failed` job run with the run's error. Where agents/ does not provide it,
-a run is recorded as `skipped`, "agent not available", rather than pretending to have run.
+The agents' jobs come from the agents registry the entry point hands in (one per entry, on the
+crontab of its setting); each calls the registry's `run(name, trigger)` when it fires, with this
+process's settings and database (so a run does not open a database of its own). A run that failed
+is recorded as a `failed` job run with the run's error. An agent the registry cannot run here is
+recorded as `skipped`, "agent not available", rather than pretending to have run.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
+from app.agent_runs.registry import AgentRegistry, AgentUnavailable
 from app.approvals.queue import ApprovalQueue
 from app.core.cron import parse_crontab
 from app.core.database import Database
@@ -47,18 +47,11 @@ CAMPAIGN_GRACE = timedelta(hours=1)  # the job fires hourly: a later firing does
 CAMPAIGN_LEASE = timedelta(hours=1)
 RECOVERY_LIMIT = 500
 
-AgentRunner = Callable[..., object]  # run_agent(name, trigger, *, settings=..., db=...)
-AGENT_NOT_AVAILABLE = "agent not available: agents/ does not provide run_agent(name, trigger)"
-
-
-def agent_runner() -> AgentRunner | None:
-    """`agents.run_agent`, once agents/ provides it."""
-    runner = getattr(importlib.import_module("agents"), "run_agent", None)
-    return runner if callable(runner) else None
+AGENT_NOT_AVAILABLE = "agent not available: the agents registry cannot run it here"
 
 
 class AgentOutcome(BaseModel):
-    """What the job reads of the run's report (agents.framework.AgentRunReport)."""
+    """What the job reads of the run's report (app.agent_runs.report.AgentRunReport)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -66,12 +59,13 @@ class AgentOutcome(BaseModel):
     error: str | None = None
 
 
-def agent_job(name: str, db: Database, settings: Settings) -> JobFunc:
+def agent_job(agents: AgentRegistry, name: str, db: Database, settings: Settings) -> JobFunc:
     def run(firing: Firing) -> JobResult:
-        runner = agent_runner()
-        if runner is None:
+        try:
+            report = agents.run(name, AGENT_TRIGGER, settings=settings, db=db)
+        except AgentUnavailable:
             return JobResult(outcome="skipped", note={"agent": name, "reason": AGENT_NOT_AVAILABLE})
-        result = to_jsonable_python(runner(name, AGENT_TRIGGER, settings=settings, db=db), fallback=str)
+        result = to_jsonable_python(report, fallback=str)
         note = {"agent": name, "result": result}
         # the run records a failure (the model down, HubSpot down, the budget spent) instead of
         # raising: the job's run must say so too, or the schedule shows it as done
@@ -81,14 +75,6 @@ def agent_job(name: str, db: Database, settings: Settings) -> JobFunc:
         return JobResult(note=note)
 
     return run
-
-
-def agent_crons(settings: Settings) -> dict[str, str]:
-    return {
-        "sales": settings.sales_agent_cron,
-        "support": settings.support_agent_cron,
-        "marketing": settings.marketing_agent_cron,
-    }
 
 
 class ReportJob:
@@ -117,9 +103,15 @@ class ReportJob:
 
 
 def build_jobs(
-    db: Database, settings: Settings, *, worker_id: str, notifications: NotificationSender | None = None
+    db: Database,
+    settings: Settings,
+    *,
+    worker_id: str,
+    agents: AgentRegistry,
+    notifications: NotificationSender | None = None,
 ) -> list[Job]:
-    """Every scheduled job of this configuration. Crons are checked by Settings already."""
+    """Every scheduled job of this configuration, one per agent of `agents` among them. Crons are
+    checked by Settings already."""
     local = settings.time_zone
     queue = ApprovalQueue(db, settings)
     actor = f"scheduler:{worker_id}"
@@ -154,14 +146,14 @@ def build_jobs(
         ),
         *(
             Job(
-                f"agent_{name}",
-                parse_crontab(cron, local),
-                agent_job(name, db, settings),
+                f"agent_{entry.name}",
+                parse_crontab(getattr(settings, entry.cron_setting), local),
+                agent_job(agents, entry.name, db, settings),
                 grace=timedelta(minutes=settings.agent_grace_minutes),
                 lease=AGENT_LEASE,
-                description=f"the {name} agent",
+                description=f"the {entry.name} agent",
             )
-            for name, cron in agent_crons(settings).items()
+            for entry in agents.entries
         ),
         Job(
             "expire_approvals",
