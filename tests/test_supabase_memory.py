@@ -20,9 +20,9 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from app.core.settings import Settings
+from app.memory.index import memory_health
 from app.memory.store import MemoryStore, VectorIndexBuilding
 from app.runtime.database import open_database
-from app.web.routes.memory import memory_health
 from integrations.embeddings import EmbeddingSpec
 from tests.conftest import make_settings
 from tests.memory_fakes import SeededEmbedder

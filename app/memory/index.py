@@ -13,6 +13,9 @@ API call after 8 s, so the size of each write is not fixed:
 - `maintain_indexes` steps memory_index_step until every wanted index exists and holds every
   vector: creating one, parking a batch of vectors (plain row updates, 16 times the write size) or
   filling a batch back (the write size).
+
+`memory_health` is `/healthz`'s memory part: whether vector search is ready or its index is being
+made.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from app.core.database import Database
-from app.core.errors import StatementTimeout
+from app.core.errors import DatabaseError, StatementTimeout
+from app.core.settings import Settings
+from integrations.embeddings import embedding_spec
 
 WRITE_TARGET_SECONDS = 2.0
 PARKED_PER_WRITTEN = 16  # parking moves a vector aside without touching a graph: far cheaper
@@ -115,3 +120,24 @@ def maintain_indexes(
         if max_steps is not None and report.steps >= max_steps:
             report.state = "unfinished"
             return report
+
+
+def memory_health(db: Database, settings: Settings, *, detailed: bool) -> dict[str, Any]:
+    """`/healthz`'s memory part: whether vector search is ready or its index is being made (search
+    is full text meanwhile); with the API token, what is left to do."""
+    if embedding_spec(settings) is None:
+        return {"vector_search": "off"}
+    try:
+        status = db.call("memory_index_status")
+    except DatabaseError:  # the database part of /healthz already reports the outage
+        return {"vector_search": "unknown"}
+    if not status["configured"]:
+        state = "off"
+    elif status["vector_index"] and not status["missing_indexes"] and not status["parked"]:
+        state = "ready"
+    else:
+        state = "building"
+    part: dict[str, Any] = {"vector_search": state}
+    if detailed:
+        part |= {key: status[key] for key in ("model", "missing_indexes", "parked", "reindex_started_at")}
+    return part

@@ -5,41 +5,26 @@ embeddings, and says so in `notices`), and per result its kind, source, a snippe
 matches in <mark>), the score and the rank each method gave. mode=vector without embeddings is
 422 `vector_search_unavailable`; while the HNSW index is being made it is 503
 `vector_index_building` (hybrid answers with full text and a notice), and `/healthz` says so
-(`memory_health`). The settings and database come from the app (`app.state`).
+(app.memory.index.memory_health).
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
-from app.core.database import Database
-from app.core.errors import DatabaseError
-from app.core.settings import Settings
-from app.memory.store import MemoryStore, SearchAnswer, SearchMode
-from app.web.deps import ApiAuth
+from app.memory.store import SearchAnswer, SearchMode
+from app.web.deps import ApiAuth, MemoryStoreDep
 from app.web.request_guard import CheckedRoute
-from integrations.embeddings import embedding_spec
 
 router = APIRouter(route_class=CheckedRoute)  # every input checked (app.web.request_guard)
-_store_lock = threading.Lock()
-
-
-def memory_store(request: Request) -> MemoryStore:
-    """One store per app, made on first use: it holds the embedder (the local model loads once)."""
-    state = request.app.state
-    with _store_lock:
-        if getattr(state, "memory", None) is None:
-            state.memory = MemoryStore(state.db, state.settings)
-        return state.memory
 
 
 @router.get("/memory/search", response_model=SearchAnswer, dependencies=[ApiAuth], tags=["memory"])
 def search_memory(
-    store: Annotated[MemoryStore, Depends(memory_store)],
+    store: MemoryStoreDep,
     q: Annotated[
         str,
         Query(
@@ -58,24 +43,3 @@ def search_memory(
 ) -> SearchAnswer:
     kinds = [part.strip() for value in kind or [] for part in value.split(",") if part.strip()]
     return store.search(q, mode=mode, kinds=kinds, since=since, limit=limit, include_content=content)
-
-
-def memory_health(db: Database, settings: Settings, *, detailed: bool) -> dict[str, Any]:
-    """`/healthz`'s memory part: whether vector search is ready or its index is being made (search
-    is full text meanwhile); with the API token, what is left to do."""
-    if embedding_spec(settings) is None:
-        return {"vector_search": "off"}
-    try:
-        status = db.call("memory_index_status")
-    except DatabaseError:  # the database part of /healthz already reports the outage
-        return {"vector_search": "unknown"}
-    if not status["configured"]:
-        state = "off"
-    elif status["vector_index"] and not status["missing_indexes"] and not status["parked"]:
-        state = "ready"
-    else:
-        state = "building"
-    part: dict[str, Any] = {"vector_search": state}
-    if detailed:
-        part |= {key: status[key] for key in ("model", "missing_indexes", "parked", "reindex_started_at")}
-    return part

@@ -3,7 +3,7 @@ its chart when the client asks for `text/html`; `GET /reports/daily/chart.png?da
 
 The stored report (the one posted to Discord) is served as it was stored; a day without one is
 built on demand and not stored: a GET changes nothing. Without `date`: yesterday in CRON_TIMEZONE.
-A day that is not over yet is 422. The settings and database come from the app (`app.state`).
+A day that is not over yet is 422.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
@@ -19,7 +19,7 @@ from app.reports.build import DailyReports
 from app.reports.chart import render_chart
 from app.reports.model import DailyReport, StoredReport
 from app.reports.page import PAGE_HEADERS, render_page
-from app.web.deps import ApiAuth
+from app.web.deps import ApiAuth, ReportsDep
 from app.web.request_guard import CheckedRoute
 
 router = APIRouter(tags=["reports"], route_class=CheckedRoute)  # every input checked (app.web.request_guard)
@@ -35,13 +35,6 @@ class ReportAnswer(BaseModel):
     sent_at: datetime | None  # when it was posted to Discord
     discord_message_id: str | None
     chart_url: str
-
-
-def daily_reports(request: Request) -> DailyReports:
-    return DailyReports(request.app.state.db, request.app.state.settings)
-
-
-Reports = Annotated[DailyReports, Depends(daily_reports)]
 
 
 def wants_html(request: Request) -> bool:
@@ -63,7 +56,7 @@ def _report(reports: DailyReports, day: date | None, *, with_chart: bool) -> tup
     summary="The daily report (JSON; an HTML page with Accept: text/html)",
     responses={200: {"content": {"text/html": {}}}},
 )
-def daily_report(request: Request, reports: Reports, day: ReportDay = None) -> Response | ReportAnswer:
+def daily_report(request: Request, reports: ReportsDep, day: ReportDay = None) -> Response | ReportAnswer:
     html = wants_html(request)
     report, stored = _report(reports, day, with_chart=html)
     if html:
@@ -87,7 +80,7 @@ def daily_report(request: Request, reports: Reports, day: ReportDay = None) -> R
     summary="The daily report's chart (PNG)",
     responses={200: {"content": {"image/png": {}}}},
 )
-def daily_report_chart(reports: Reports, day: ReportDay = None) -> Response:
+def daily_report_chart(reports: ReportsDep, day: ReportDay = None) -> Response:
     report, stored = _report(reports, day, with_chart=True)
     chart = (stored.chart if stored is not None else None) or render_chart(report)
     return Response(chart, media_type="image/png", headers={"Cache-Control": "no-store"})

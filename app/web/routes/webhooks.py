@@ -5,8 +5,7 @@ Refusals change nothing and answer in the API's error format: a missing or wrong
 timestamp outside the window 401, a replayed delivery 409, a body that is not an array of events
 HubSpot could have sent (none of them usable) 400, a body over MAX_BODY_BYTES 413 (found before it
 is all read). Each event is read on its own: one that cannot be recorded (a NaN, nesting no event
-has, not HubSpot's shape) is set aside with its reason, and the others are recorded (200). The settings and the database
-come from the app (`app.state`), so the router needs no setup.
+has, not HubSpot's shape) is set aside with its reason, and the others are recorded (200).
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.core.database import Database
 from app.core.errors import InvalidInput
 from app.core.settings import Settings
+from app.web.deps import DbDep, SettingsDep
 from integrations.hubspot_webhooks import (
     MAX_AGE_SECONDS,
     SIGNATURE_HEADER,
@@ -67,9 +66,7 @@ def signed_uri(settings: Settings, request: Request) -> str:
 
 
 @router.post(HUBSPOT_WEBHOOK_PATH, summary="HubSpot CRM events (v3 signature)")
-async def hubspot_webhook(request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
-    db: Database = request.app.state.db
+async def hubspot_webhook(request: Request, settings: SettingsDep, db: DbDep) -> JSONResponse:
     secret = settings.hubspot_client_secret
     if secret is None:
         return _refuse(request, 503, "not_configured", "HubSpot webhooks are off: HUBSPOT_CLIENT_SECRET is not set")
