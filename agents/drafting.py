@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from app.core.models import Reason, Tier
 from app.core.settings import Settings
-from app.memory.store import SearchHit
+from app.memory.models import SearchHit
 
 # Memory kinds the business writes itself: a link or address in one may appear in outbound text.
 # Every other kind (tickets, replies, CRM notes, decisions quoting drafts) holds outsiders' words.

@@ -38,7 +38,7 @@ from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused,
 from agents.prompt import DataBlock
 from app.core.models import ActionRequest, Impact, Tier
 from app.kinds.email import Recipient
-from app.memory.store import SearchHit
+from app.memory.models import SearchHit
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused,
 from agents.prompt import DataBlock
 from app.core.errors import DatabaseError, InvalidInput
 from app.core.models import ActionRequest, Impact, Tier
-from app.memory.store import MAX_CONTENT_CHARS, SearchHit, TicketMemory
+from app.memory.models import MAX_CONTENT_CHARS, SearchHit, TicketMemory
 from integrations.hubspot_models import Ticket
 
 log = logging.getLogger(__name__)

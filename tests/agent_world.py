@@ -27,7 +27,8 @@ from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
 from app.core.database import Database
 from app.core.settings import Settings
-from app.memory.store import MemoryItem, MemoryStore
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
 from app.notifications.sender import NotificationSender
 from app.web import create_app
 from integrations.claude import ClaudeClient

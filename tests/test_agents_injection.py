@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from app.core.database import Database
-from app.memory.store import MemoryItem
+from app.memory.models import MemoryItem
 from tests.agent_world import World, agent_world
 
 REQUESTER = "dave@example.com"

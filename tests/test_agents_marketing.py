@@ -18,7 +18,7 @@ import pytest
 from app.clients import Clients
 from app.core.database import Database
 from app.email.campaigns import CampaignSender
-from app.memory.store import MemoryItem
+from app.memory.models import MemoryItem
 from tests.agent_world import World, agent_world
 from tests.test_notion import BLOG_DS
 

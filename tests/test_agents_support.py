@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from app.core.database import Database
-from app.memory.store import MemoryItem
+from app.memory.models import MemoryItem
 from tests.agent_world import World, agent_world
 
 REJECTION = "Never promise a delivery date; point to the shipping article instead"

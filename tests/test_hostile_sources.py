@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from app.core.database import Database
-from app.memory.store import MemoryItem, MemoryStore
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
 from tests.agent_world import World, agent_world
 
 NUL = "\x00"

@@ -11,7 +11,8 @@ import pytest
 
 from app.core.database import Database
 from app.core.settings import Settings
-from app.memory.store import MemoryItem, MemoryStore
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
 from app.web import create_app
 from integrations.embeddings import EmbeddingSpec
 from tests.cli_support import database_env, run

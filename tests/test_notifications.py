@@ -23,7 +23,8 @@ from app.core.config_check import check
 from app.core.database import Database
 from app.core.models import ActionRequest, DecisionRequest, Impact
 from app.core.settings import Settings
-from app.notifications.sender import Notification, NotificationSender, post_message
+from app.notifications.messages import Notification, post_message
+from app.notifications.sender import NotificationSender
 from app.schedule.scheduler import build_scheduler
 from integrations.discord import ZWSP, DiscordClient
 from integrations.resilience import CircuitBreaker

@@ -22,7 +22,8 @@ from app.core.database import Database, PostgresTransport, SupabaseTransport
 from app.core.errors import Conflict
 from app.core.models import ActionRequest, DecisionRequest, Impact, Status
 from app.core.settings import Settings
-from app.memory.store import MemoryItem, MemoryStore
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
 from app.reports.build import DailyReports
 from tests.conftest import make_settings
 from tests.memory_fakes import WordTopicEmbedder

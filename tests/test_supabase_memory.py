@@ -21,7 +21,8 @@ from pgvector.psycopg import register_vector
 
 from app.core.settings import Settings
 from app.memory.index import memory_health
-from app.memory.store import MemoryStore, VectorIndexBuilding
+from app.memory.models import VectorIndexBuilding
+from app.memory.store import MemoryStore
 from app.runtime.database import open_database
 from integrations.embeddings import EmbeddingSpec
 from tests.conftest import make_settings

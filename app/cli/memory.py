@@ -17,9 +17,10 @@ from rich.text import Text
 
 from app.cli.context import console, database
 from app.core.errors import ConfigError, InvalidInput
+from app.memory.models import KIND_PATTERN, EmbedReport, SearchAnswer, SearchMode
 from app.memory.retention import prune
 from app.memory.sources import import_files, sync_knowledge_base
-from app.memory.store import KIND_PATTERN, EmbedReport, MemoryStore, SearchAnswer, SearchMode
+from app.memory.store import MemoryStore
 
 memory_app = typer.Typer(help="Memory: search it, feed it, re-embed it, prune it.", no_args_is_help=True)
 _MARK = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)

@@ -1,19 +1,17 @@
 """All configuration, read once from `.env` and the environment.
 
 Every setting has the environment name shown by its alias or upper-cased field name; `.env.example`
-documents each one. Field validators refuse malformed values, so a `Settings` instance is always
-usable; `app.core.config_check` turns validation errors into a per-integration report.
+documents each one. Field validators (their checks are app.core.setting_values) refuse malformed
+values, so a `Settings` instance is always usable; `app.core.config_check` turns validation errors
+into a per-integration report.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import platformdirs
 from pydantic import (
@@ -27,34 +25,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.core.credential_kinds import (
-    SUPABASE_KEY_EXPECTED,
-    SUPABASE_KEY_NOTES,
-    hubspot_token_kind,
-    supabase_key_kind,
-    supabase_key_refused_up_front,
-)
-from app.core.cron import CronError, parse_crontab
+from app.core import setting_values as values
 from app.core.llm_prices import DEFAULT_PRICES, ModelPrice
 
-PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
-_DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}
-_DISCORD_WEBHOOK_PATH = re.compile(r"^/api/(v\d+/)?webhooks/\d+/[\w-]+/?$")
-
 NonNegativeMoney = Annotated[Decimal, Field(ge=0)]
-
-
-def is_loopback_host(host: str | None) -> bool:
-    return host in {"127.0.0.1", "localhost", "::1"} or (host or "").startswith("127.")
-
-
-def _http_url(value: str | None, *, field: str) -> str | None:
-    if value in (None, ""):
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"{field} must be an http(s) URL")
-    return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -251,26 +225,16 @@ class Settings(BaseSettings):
     audit_retention_days: NonNegativeInt = 2557  # 7 years; 0 keeps the audit log forever
     memory_archive_dir: Path | None = None  # <data dir>/archive when unset
 
-    # --- validators -------------------------------------------------------------------------
+    # --- validators (the checks themselves: app.core.setting_values) ----------------------------
     @field_validator("cron_timezone", "brevo_quota_timezone")
     @classmethod
     def _known_time_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return values.known_time_zone(value)
 
     @field_validator("report_cron", "sales_agent_cron", "support_agent_cron", "marketing_agent_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
-        try:
-            parse_crontab(value, "UTC")
-        except CronError as exc:
-            raise ValueError(str(exc)) from exc
-        return " ".join(value.split())
+        return values.crontab(value)
 
     @field_validator(
         "public_base_url",
@@ -285,14 +249,12 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _http_url(value, field=info.field_name.upper())
+        return values.http_url(value, field=info.field_name.upper())
 
     @field_validator("brevo_sender_email")
     @classmethod
     def _sender_email(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value.strip()):
-            raise ValueError("is not an email address")
-        return value.strip() if value else None
+        return values.email_address(value)
 
     @field_validator("brevo_transactional_reserve")
     @classmethod
@@ -305,48 +267,22 @@ class Settings(BaseSettings):
     @field_validator("hubspot_private_app_token")
     @classmethod
     def _hubspot_token(cls, value: SecretStr | None) -> SecretStr | None:
-        """Any bearer token but a legacy API key: HubSpot documents no prefix, and a new customer
-        has a service key or a project-based app's token (app.core.credential_kinds)."""
-        if value is None or not value.get_secret_value():
-            return None
-        token = value.get_secret_value().strip()
-        if hubspot_token_kind(token) == "legacy_api_key":
-            raise ValueError(
-                "looks like a legacy HubSpot API key (hapikey), which HubSpot no longer accepts; "
-                "use a service key, a project-based app's access token or a private-app token"
-            )
-        if not re.fullmatch(r"[\x21-\x7e]+", token):
-            raise ValueError("is not a bearer token (it has spaces or characters a header cannot carry)")
-        return SecretStr(token)
+        return values.hubspot_token(value)
 
     @field_validator("supabase_service_role_key")
     @classmethod
     def _supabase_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and supabase_key_refused_up_front(value.get_secret_value().strip()):
-            kind = supabase_key_kind(value.get_secret_value().strip())
-            raise ValueError(f"is {SUPABASE_KEY_NOTES[kind]}; {SUPABASE_KEY_EXPECTED}")
-        return value
+        return values.supabase_key(value)
 
     @field_validator("discord_webhook_url")
     @classmethod
     def _discord_webhook(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        parts = urlsplit(value.get_secret_value().strip())
-        local = is_loopback_host(parts.hostname) and parts.scheme in {"http", "https"}
-        discord = parts.scheme == "https" and parts.hostname in _DISCORD_HOSTS
-        if not (local or discord) or not _DISCORD_WEBHOOK_PATH.match(parts.path):
-            raise ValueError("is not a Discord webhook URL (https://discord.com/api/webhooks/<id>/<token>)")
-        return value
+        return values.discord_webhook(value)
 
     @field_validator("discord_escalation_role_id")
     @classmethod
     def _discord_role(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not re.fullmatch(r"\d{17,20}", value.strip()):
-            raise ValueError("is not a Discord role id (17-20 digits; Server Settings > Roles > Copy Role ID)")
-        return value.strip()
+        return values.discord_role(value)
 
     @field_validator(
         "ops_api_token",
@@ -362,62 +298,27 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError("is a placeholder; set a real secret")
-        return value
+        return values.no_placeholder(value)
 
     @field_validator("llm_prices_json", mode="before")
     @classmethod
     def _prices_json(cls, value: object) -> object:
-        if isinstance(value, str):  # decoded here so bad JSON is a validation error config check reports
-            try:
-                return json.loads(value) if value.strip() else {}
-            except ValueError as exc:
-                raise ValueError(f"is not JSON: {exc}") from exc
-        return value
+        return values.json_text(value)
 
     @field_validator("approval_link_old_secrets", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return values.comma_separated(value)
 
     @field_validator("memory_retention_days", mode="before")
     @classmethod
     def _retention_days(cls, value: object) -> object:
-        """`kind=days,...` (or a JSON object), merged over the defaults so setting one kind keeps
-        the others (decisions' seven years above all)."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                try:
-                    value = json.loads(text)
-                except ValueError as exc:
-                    raise ValueError(f"is not JSON: {exc}") from exc
-            else:
-                pairs = [part.partition("=") for part in text.split(",") if part.strip()]
-                if any(not sep or not kind.strip() for kind, sep, _ in pairs):
-                    raise ValueError("takes kind=days pairs separated by commas, e.g. ticket=365,note=0")
-                value = {kind.strip(): days.strip() for kind, _, days in pairs}
-        if not isinstance(value, dict):
-            raise ValueError("takes kind=days pairs separated by commas, e.g. ticket=365,note=0")
-        if bad := [kind for kind in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind))]:
-            raise ValueError(f"{bad[0]!r} is not a memory kind (lower-case letters, digits, _)")
-        return {**cls.model_fields["memory_retention_days"].default, **value}
+        return values.retention_days(value, defaults=cls.model_fields["memory_retention_days"].default)
 
     @field_validator("memory_vector_index_kinds", mode="before")
     @classmethod
     def _index_kinds(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list) and (
-            bad := [kind for kind in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", str(kind))]
-        ):
-            raise ValueError(f"{bad[0]!r} is not a memory kind (lower-case letters, digits, _)")
-        return value
+        return values.memory_kinds(value)
 
     @field_validator("embeddings_provider")
     @classmethod
@@ -429,16 +330,12 @@ class Settings(BaseSettings):
     @field_validator("ops_api_token")
     @classmethod
     def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters")
-        return value
+        return values.at_least(value, 16)
 
     @field_validator("approval_pin")
     @classmethod
     def _pin_length(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().strip()) < 4:
-            raise ValueError("must be at least 4 characters")
-        return value
+        return values.at_least(value, 4, strip=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, Field, ValidationError
 
 from app.core.errors import DatabaseError, InvalidInput
-from app.memory.store import MAX_CONTENT_CHARS, MemoryItem, MemoryStore, UpsertCounts
+from app.memory.models import MAX_CONTENT_CHARS, MemoryItem, UpsertCounts
+from app.memory.store import MemoryStore
 
 if TYPE_CHECKING:
     from integrations.notion import KBPage

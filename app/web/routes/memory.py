@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.memory.store import SearchAnswer, SearchMode
+from app.memory.models import SearchAnswer, SearchMode
 from app.web.deps import ApiAuth, MemoryStoreDep
 from app.web.request_guard import CheckedRoute
 
