@@ -31,8 +31,8 @@ import anthropic
 from anthropic.types import ModelInfo, Usage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from app.database import Database
-from app.errors import (
+from app.core.database import Database
+from app.core.errors import (
     BudgetExceeded,
     ConfigError,
     IntegrationError,
@@ -43,9 +43,9 @@ from app.errors import (
     RateLimited,
     TransientError,
 )
-from app.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
-from app.settings import Settings
-from app.untrusted import storable, storable_text, validation_errors
+from app.core.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
+from app.core.settings import Settings
+from app.core.untrusted import storable, storable_text, validation_errors
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "anthropic"

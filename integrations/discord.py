@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from app.errors import InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
+from app.core.errors import InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "discord"

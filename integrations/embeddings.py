@@ -26,8 +26,8 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from app.errors import ConfigError, PermanentError, RateLimited, TransientError
-from app.settings import Settings
+from app.core.errors import ConfigError, PermanentError, RateLimited, TransientError
+from app.core.settings import Settings
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 Provider = Literal["local", "voyage", "openai", "none"]

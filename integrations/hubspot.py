@@ -2,7 +2,7 @@
 
 - Any access token as a Bearer (a legacy private app's `pat-…`, a service key, a project-based
   app's token: HubSpot documents no prefix); a legacy API key is refused here as well as in the
-  settings (app.credential_kinds). How the SDK is built (host, no urllib3 retries): `hubspot_sdk`.
+  settings (app.core.credential_kinds). How the SDK is built (host, no urllib3 retries): `hubspot_sdk`.
 - Retries with backoff, Retry-After and the breaker come from `integrations.resilience`.
 - Every call passes `_request_timeout`: the SDK otherwise sends `timeout=None`, which overrides any
   pool default and waits forever.
@@ -31,9 +31,9 @@ import hubspot.crm.tickets as tickets
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from app.credential_kinds import hubspot_token_kind
-from app.database import Database
-from app.errors import (
+from app.core.credential_kinds import hubspot_token_kind
+from app.core.database import Database
+from app.core.errors import (
     ConfigError,
     IntegrationError,
     OutcomeUnknown,
@@ -41,7 +41,7 @@ from app.errors import (
     RateLimited,
     TransientError,
 )
-from app.settings import Settings
+from app.core.settings import Settings
 from integrations.hubspot_models import (
     CONTACT_PROPERTIES,
     DEAL_PROPERTIES,

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from app.errors import InvalidInput
-from app.untrusted import array_items, depth_passes, first_problem, storable, storable_text, validation_errors
+from app.core.errors import InvalidInput
+from app.core.untrusted import array_items, depth_passes, first_problem, storable, storable_text, validation_errors
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"

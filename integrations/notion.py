@@ -27,9 +27,9 @@ from notion_client import Client
 from notion_client.errors import HTTPResponseError, NotionClientErrorBase, RequestTimeoutError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from app.errors import ConfigError, IntegrationError, PermanentError, RateLimited, TransientError
-from app.settings import Settings
-from app.untrusted import Storable
+from app.core.errors import ConfigError, IntegrationError, PermanentError, RateLimited, TransientError
+from app.core.settings import Settings
+from app.core.untrusted import Storable
 from integrations.notion_blocks import (
     TEXT_LIMIT,
     Block,

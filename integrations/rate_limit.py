@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from app.database import Database
+from app.core.database import Database
 
 
 class SharedRateLimiter:

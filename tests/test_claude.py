@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from pydantic import BaseModel, Field
 
-from app.cli import main
-from app.database import Database
-from app.errors import BudgetExceeded, CircuitOpen, ModelOutputInvalid, TransientError
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import BudgetExceeded, CircuitOpen, ModelOutputInvalid, TransientError
+from app.core.settings import Settings
 from integrations.claude import ClaudeClient, check_model_at_startup, llm_spend
 from integrations.resilience import CircuitBreaker
+from scheduler import main
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
 
@@ -228,7 +228,7 @@ def test_a_one_hour_prompt_cache_is_asked_for_when_configured(claude_for: Client
 def test_a_conversation_ending_with_the_assistant_is_refused_before_any_call(
     claude_for: ClientFactory, fake: FakeAnthropic
 ) -> None:
-    from app.errors import InvalidInput
+    from app.core.errors import InvalidInput
 
     client = claude_for()
     with pytest.raises(InvalidInput, match="end with a user message"):
@@ -579,7 +579,7 @@ def test_models_check_prints_configured_and_resolved(
     ],
 )
 def test_config_check_reports_a_malformed_price_table(value: str, message: str) -> None:
-    from app.config_check import check
+    from app.core.config_check import check
 
     anthropic_part = next(
         part for part in check(_env_file=None, llm_prices_json=value).parts if part.name == "anthropic"

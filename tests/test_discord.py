@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.errors import CircuitOpen, InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
+from app.core.errors import CircuitOpen, InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.discord import (
     ELLIPSIS,
     ZWSP,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import integrations.embeddings as embeddings
-from app.errors import CircuitOpen, ConfigError, PermanentError, TransientError
+from app.core.errors import CircuitOpen, ConfigError, PermanentError, TransientError
 from integrations.embeddings import (
     LOCAL_DIMENSION,
     MAX_BATCH_CHARS,

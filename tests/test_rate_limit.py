@@ -8,8 +8,8 @@ import threading
 import psycopg
 import pytest
 
-from app.database import Database
-from app.errors import InvalidInput
+from app.core.database import Database
+from app.core.errors import InvalidInput
 from integrations.rate_limit import SharedRateLimiter
 from tests.conftest import advance_clock
 
