@@ -45,8 +45,8 @@ from app.errors import (
 )
 from app.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
 from app.settings import Settings
-from app.untrusted import storable, storable_text, validation_errors
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
+from integrations.untrusted import storable, storable_text, validation_errors
 
 SYSTEM = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"

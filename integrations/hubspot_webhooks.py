@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from app.errors import InvalidInput
-from app.untrusted import array_items, depth_passes, first_problem, storable, storable_text, validation_errors
+from integrations.untrusted import array_items, depth_passes, first_problem, storable, storable_text, validation_errors
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"

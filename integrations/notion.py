@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from app.errors import ConfigError, IntegrationError, PermanentError, RateLimited, TransientError
 from app.settings import Settings
-from app.untrusted import Storable
 from integrations.notion_blocks import (
     TEXT_LIMIT,
     Block,
@@ -41,6 +40,7 @@ from integrations.notion_blocks import (
     rich_text,
 )
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
+from integrations.untrusted import Storable
 
 SYSTEM = "notion"
 DEFAULT_BASE_URL = "https://api.notion.com"
