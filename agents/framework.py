@@ -53,7 +53,7 @@ from agents.prompt import DataBlock, guidance, new_boundary, system_prompt, user
 from app.approval_queue import ApprovalQueue, submit_result
 from app.clients import Clients
 from app.database import Database
-from app.errors import InvalidInput, OpsdeskError, TransientError
+from app.errors import KNOWN_ERRORS, InvalidInput, TransientError
 from app.memory import MemoryStore
 from app.models import ActionMetadata, ActionRequest, FeedbackItem, Impact, Reason, Status, Tier
 from app.settings import Settings
@@ -332,7 +332,7 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
             actions = [_proposed(built, result) for built, result in zip(draft.built, answer["results"], strict=True)]
     except Exception as exc:
         error = clip(
-            exc.message if isinstance(exc, OpsdeskError) else storable_text(f"{type(exc).__name__}: {exc}"), ERROR_CHARS
+            exc.message if isinstance(exc, KNOWN_ERRORS) else storable_text(f"{type(exc).__name__}: {exc}"), ERROR_CHARS
         )
         row = env.db.call(
             "close_agent_run",
@@ -344,7 +344,7 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
             skips=[],
             refused=[],
         )
-        if not isinstance(exc, OpsdeskError):
+        if not isinstance(exc, KNOWN_ERRORS):
             raise  # a bug: recorded, and loud
         log.warning("agent %s run %s failed: %s", agent.name, run_id, error)
         return _report(agent, trigger, env.dry_run, row, draft, []).model_copy(

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api_auth import check_api_token
 from app.approval_queue import ApprovalQueue
 from app.database import Database
-from app.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized
+from app.errors import DatabaseError, InvalidInput, OpsdeskError, Unauthorized, describe
 from app.inbox_pages import InboxPages
 from app.memory_api import memory_health
 from app.memory_api import router as memory_router
@@ -31,6 +31,7 @@ from app.settings import Settings
 from app.untrusted import json_safe
 from app.web_pages import Pages, is_link_request
 from app.webhooks_api import router as webhooks_router
+from integrations.errors import IntegrationError
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +168,14 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
 
     auth = [Depends(require_token)]
 
+    @app.exception_handler(IntegrationError)
     @app.exception_handler(OpsdeskError)
-    async def _opsdesk_error(request: Request, exc: OpsdeskError) -> Response:
-        if exc.status_code >= 500:
+    async def _known_error(request: Request, exc: OpsdeskError | IntegrationError) -> Response:
+        info = describe(exc)
+        if info.status_code >= 500:
             log.error("request %s failed: %s", request_id_of(request), exc)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return error_response(request, exc.status_code, exc.code, exc.message, exc.details, headers)
+        return error_response(request, info.status_code, info.code, info.message, info.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -23,7 +23,7 @@ from app.approval_queue import ApprovalQueue
 from app.config_check import check
 from app.database import Database
 from app.database_setup import open_database
-from app.errors import InvalidInput, OpsdeskError
+from app.errors import KNOWN_ERRORS, InvalidInput, describe
 from app.executor import Executor
 from app.local_secrets import with_local_secrets
 from app.log_setup import configure_logging
@@ -392,11 +392,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # without standalone mode click returns an Exit's code instead of exiting
         code = app(args=argv, standalone_mode=False)
-    except OpsdeskError as exc:
-        errors.print(f"[red]{exc.code}[/red]: {exc.message}")
-        for key, value in exc.details.items():
+    except KNOWN_ERRORS as exc:
+        info = describe(exc)
+        errors.print(f"[red]{info.code}[/red]: {info.message}")
+        for key, value in info.details.items():
             errors.print(f"  {key}: {value}")
-        sys.exit(exc.exit_code)
+        sys.exit(info.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as exc:  # click usage errors and the like

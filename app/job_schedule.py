@@ -28,7 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.database import Database
-from app.errors import OpsdeskError, StaleAttempt, TransientError
+from app.errors import KNOWN_ERRORS, StaleAttempt, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class Schedule:
             outcome, error = "retry", exc.message
             retry_in = exc.retry_after or min(RETRY_BASE * 2 ** (claim.attempt - 1), RETRY_MAX).total_seconds()
             log.warning("job %s (%s): will retry in %.0fs: %s", job.name, scheduled_for, retry_in, exc.message)
-        except OpsdeskError as exc:
+        except KNOWN_ERRORS as exc:
             outcome, error = "failed", exc.message
             log.error("job %s (%s) failed: %s", job.name, scheduled_for, exc.message)
         except Exception as exc:  # a crashing job must still be recorded, and must not stop the others

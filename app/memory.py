@@ -429,7 +429,7 @@ class MemoryStore:
             model=self.spec.name if embedding is not None and self.spec is not None else None,
         )
 
-    def _query_vector(self, query: str) -> tuple[list[float] | None, str, OpsdeskError | None]:
+    def _query_vector(self, query: str) -> tuple[list[float] | None, str, IntegrationError | None]:
         """The query's vector, or why there is none (and the provider's error, if it failed)."""
         if self.spec is None:
             return (
@@ -445,7 +445,7 @@ class MemoryStore:
             if embedder is None:
                 return None, "no embeddings provider", None
             return embedder.embed_query(query), "", None
-        except (IntegrationError, ConfigError) as exc:
+        except IntegrationError as exc:  # NotConfigured too: a missing key or the `local` extra
             log.warning("memory search: query embedding failed: %s", exc.message)
             return None, f"embedding the query failed ({exc.message})", exc
 

@@ -51,6 +51,7 @@ from integrations.discord import (
     literal,
     webhook_unusable,
 )
+from integrations.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,7 @@ class NotificationSender:
             # From here on a crash leaves "may have been posted" behind, never a silent repeat.
             self.db.call("mark_notification_dispatched", id=notification.id, attempt_token=notification.attempt_token)
             message_id = self.client.execute(message)
-        except (InvalidInput, ConfigError) as exc:
+        except (InvalidInput, ConfigError, InvalidRequest) as exc:
             self._fail(notification, exc.message)
             return
         except IntegrationError as exc:
@@ -358,7 +359,7 @@ class NotificationSender:
                         message_id,
                     )
                 edited.append(message_id)
-        except InvalidInput as exc:
+        except InvalidRequest as exc:
             self._fail(notification, exc.message)
             return
         except IntegrationError as exc:

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.database import Database
-from app.errors import InvalidInput
 from app.settings import Settings
+from integrations.errors import InvalidRequest
 from integrations.hubspot_webhooks import (
     MAX_AGE_SECONDS,
     SIGNATURE_HEADER,
@@ -86,7 +86,7 @@ async def hubspot_webhook(request: Request) -> JSONResponse:
         return _refuse(request, 401, "bad_signature", "the HubSpot signature does not match")
     try:
         delivery = parse_delivery(body)
-    except InvalidInput as exc:
+    except InvalidRequest as exc:
         return _refuse(request, 400, "malformed_body", exc.message)
     set_aside = [aside.model_dump() for aside in delivery.set_aside]
     outcome = await run_in_threadpool(

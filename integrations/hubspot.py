@@ -33,15 +33,15 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from app.credential_kinds import hubspot_token_kind
 from app.database import Database
-from app.errors import (
-    ConfigError,
+from app.settings import Settings
+from integrations.errors import (
     IntegrationError,
+    NotConfigured,
     OutcomeUnknown,
     PermanentError,
     RateLimited,
     TransientError,
 )
-from app.settings import Settings
 from integrations.hubspot_models import (
     CONTACT_PROPERTIES,
     DEAL_PROPERTIES,
@@ -124,9 +124,10 @@ class HubSpotClient:
         write_recheck_seconds: float = 60.0,
     ) -> None:
         if hubspot_token_kind(access_token) == "legacy_api_key":
-            raise ConfigError(
+            raise NotConfigured(
                 "HubSpot needs an access token (service key, app token or private-app token); "
-                "legacy API keys are refused"
+                "legacy API keys are refused",
+                system=SYSTEM,
             )
         if write_recheck_seconds <= MAX_IN_PROCESS_WAIT:
             raise ValueError(f"write_recheck_seconds must exceed {MAX_IN_PROCESS_WAIT:g} s")

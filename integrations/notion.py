@@ -27,8 +27,8 @@ from notion_client import Client
 from notion_client.errors import HTTPResponseError, NotionClientErrorBase, RequestTimeoutError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from app.errors import ConfigError, IntegrationError, PermanentError, RateLimited, TransientError
 from app.settings import Settings
+from integrations.errors import IntegrationError, NotConfigured, PermanentError, RateLimited, TransientError
 from integrations.notion_blocks import (
     TEXT_LIMIT,
     Block,
@@ -126,7 +126,7 @@ class NotionClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if settings.notion_api_key is None:
-            raise ConfigError("NOTION_API_KEY is not set")
+            raise NotConfigured("NOTION_API_KEY is not set", system=SYSTEM)
         self.settings = settings
         self.breaker = breaker or CircuitBreaker(SYSTEM)
         self._sleep = sleep
@@ -291,7 +291,7 @@ class NotionClient:
         edited since a time, as plain text: properties first, then the blocks."""
         database_id = database_id or self.settings.notion_kb_database_id
         if not database_id:
-            raise ConfigError("NOTION_KB_DATABASE_ID is not set")
+            raise NotConfigured("NOTION_KB_DATABASE_ID is not set", system=SYSTEM)
         query: Block = {"page_size": PAGE_SIZE}
         if edited_since is not None:
             query["filter"] = {

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from app.errors import PermanentError, RateLimited, TransientError
+from integrations.errors import PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "webhook"

@@ -228,10 +228,10 @@ def test_a_one_hour_prompt_cache_is_asked_for_when_configured(claude_for: Client
 def test_a_conversation_ending_with_the_assistant_is_refused_before_any_call(
     claude_for: ClientFactory, fake: FakeAnthropic
 ) -> None:
-    from app.errors import InvalidInput
+    from integrations.errors import InvalidRequest
 
     client = claude_for()
-    with pytest.raises(InvalidInput, match="end with a user message"):
+    with pytest.raises(InvalidRequest, match="end with a user message"):
         client.structured(
             "support", SYSTEM_PROMPT, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "{"}], Triage
         )

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from app.errors import CircuitOpen, InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.discord import (
     ELLIPSIS,
     ZWSP,
@@ -25,6 +24,7 @@ from integrations.discord import (
     utf16_len,
     webhook_unusable,
 )
+from integrations.errors import CircuitOpen, InvalidRequest, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker
 from tests.fake_discord import UNKNOWN_WEBHOOK, Answer, FakeDiscord, gateway_error, limit_violations, rate_limited
 
@@ -139,9 +139,9 @@ def test_render_locks_mentions_when_no_role_is_given() -> None:
 
 
 def test_render_refuses_a_button_url_discord_would_refuse() -> None:
-    with pytest.raises(InvalidInput, match="512"):
+    with pytest.raises(InvalidRequest, match="512"):
         render(WebhookMessage(buttons=[LinkButton(label="x", url="https://a.example/" + "a" * 600)]))
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidRequest):
         render(WebhookMessage(buttons=[LinkButton(label="x", url="javascript:alert(1)")]))
 
 
@@ -191,7 +191,7 @@ def test_edit_patches_the_message_and_drops_the_buttons(discord: FakeDiscord, cl
     edit = discord.edits()[0]
     assert edit.message_id == message_id and edit.query == {"with_components": ["true"]}
     assert discord.messages[message_id]["components"] == [] and discord.messages[message_id]["content"] == "done"
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidRequest):
         client.edit("../../evil", simple())
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 import integrations.embeddings as embeddings
-from app.errors import CircuitOpen, ConfigError, PermanentError, TransientError
 from integrations.embeddings import (
     LOCAL_DIMENSION,
     MAX_BATCH_CHARS,
@@ -25,6 +24,7 @@ from integrations.embeddings import (
     local_extra_installed,
     make_embedder,
 )
+from integrations.errors import CircuitOpen, NotConfigured, PermanentError, TransientError
 from integrations.resilience import CircuitBreaker
 from tests import local_extra
 from tests.conftest import make_settings
@@ -133,7 +133,7 @@ def test_the_spec_comes_from_the_settings_alone() -> None:
         make_settings(embeddings_provider="openai", openai_api_key="sk-test-0123456789", embeddings_dimension=512)
     )
     assert spec == EmbeddingSpec("openai", "text-embedding-3-small", 512)
-    with pytest.raises(ConfigError, match="one model"):
+    with pytest.raises(NotConfigured, match="one model"):
         embedding_spec(make_settings(embeddings_provider="local", embeddings_dimension=768))
 
 
@@ -158,7 +158,7 @@ def test_a_missing_local_extra_says_how_to_install_it(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import now raises ImportError
     embedder = make_embedder(make_settings(embeddings_provider="local"))
     assert embedder is not None
-    with pytest.raises(ConfigError, match=r"pip install 'opsdesk\[local\]'"):
+    with pytest.raises(NotConfigured, match=r"pip install 'opsdesk\[local\]'"):
         embedder.embed_query("hello")
 
 

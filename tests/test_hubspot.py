@@ -18,7 +18,6 @@ from app.clients import Clients
 from app.database import Database
 from app.errors import (
     CircuitOpen,
-    ConfigError,
     DatabaseError,
     InvalidInput,
     PermanentError,
@@ -31,6 +30,7 @@ from app.hubspot_actions import engagement_marker, is_stage_regression
 from app.models import ActionRequest, DecisionRequest, Impact, Tier
 from app.settings import Settings
 from integrations import hubspot as hubspot_module
+from integrations.errors import NotConfigured
 from integrations.hubspot import HubSpotClient, HubSpotLimiter
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock, make_settings
@@ -160,7 +160,7 @@ def test_without_a_token_hubspot_actions_fail_clearly(db: Database) -> None:
 
 
 def test_a_legacy_api_key_is_refused(db: Database) -> None:
-    with pytest.raises(ConfigError, match="legacy API keys"):
+    with pytest.raises(NotConfigured, match="legacy API keys"):
         HubSpotClient("0a1b2c3d-1111-2222-3333-444455556666", limiter=HubSpotLimiter(db, 100, 4))
 
 
