@@ -35,7 +35,7 @@ from app.credential_kinds import (
     supabase_key_refused_up_front,
 )
 from app.cron import CronError, parse_crontab
-from app.llm_prices import DEFAULT_PRICES, ModelPrice
+from integrations.claude_prices import DEFAULT_PRICES, ModelPrice
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
 _DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     anthropic_model_cache_hours: float = Field(24, gt=0)  # how long a models-list check is trusted
     anthropic_prompt_cache_ttl: Literal["5m", "1h"] = "5m"
     llm_daily_budget_usd: NonNegativeMoney = Decimal("5")  # per calendar day in CRON_TIMEZONE
-    llm_prices_json: Annotated[dict[str, ModelPrice], NoDecode] = Field(default_factory=dict)  # see app.llm_prices
+    llm_prices_json: Annotated[dict[str, ModelPrice], NoDecode] = Field(default_factory=dict)  # see claude_prices
 
     hubspot_private_app_token: SecretStr | None = None
     hubspot_client_secret: SecretStr | None = None

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.database import Database
 from app.errors import KNOWN_ERRORS, BudgetExceeded
-from app.llm_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
 from app.settings import Settings
+from integrations.claude_prices import ModelPrice, TokenUsage, cost_usd, most_expensive, price_for, worst_case_usd
 from integrations.errors import (
     IntegrationError,
     InvalidRequest,
