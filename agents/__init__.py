@@ -73,9 +73,9 @@ def run_agent(
 
         def get_planner() -> Planner:
             if not made:
-                from integrations.claude import ClaudeClient
+                from app.llm_ledger import claude_client
 
-                client = ClaudeClient(settings, database)
+                client = claude_client(settings, database)
                 stack.callback(client.close)
                 made.append(client)
             return made[0]

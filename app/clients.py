@@ -11,14 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from app.client_configs import hubspot_config
 from app.database import Database
 from app.errors import PermanentError
+from app.rate_slots import DbRateSlots
 from app.settings import Settings
+from integrations.errors import NotConfigured
+from integrations.hubspot import HubSpotClient
 from integrations.webhook import WebhookClient
 
 if TYPE_CHECKING:
     from integrations.brevo import BrevoClient
-    from integrations.hubspot import HubSpotClient
     from integrations.notion import NotionClient
 
 
@@ -47,14 +50,13 @@ class Clients:
 
     @property
     def hubspot(self) -> HubSpotClient:
-        from integrations.hubspot import HubSpotClient  # the SDK takes ~0.6 s to import: only when used
-
+        config = hubspot_config(self.settings)
         db = self.db
         if db is None:
-            raise PermanentError(
+            raise NotConfigured(
                 "HubSpot's rate limit is shared through the database: Clients needs it", system="hubspot"
             )
-        return self._get("hubspot", lambda: HubSpotClient.from_settings(self.settings, db, sleep=self.sleep))
+        return self._get("hubspot", lambda: HubSpotClient(config, slots=DbRateSlots(db), sleep=self.sleep))
 
     @property
     def notion(self) -> NotionClient:

@@ -42,6 +42,16 @@ TICKET_PROPERTIES = [
     "last_reply_date",
 ]
 
+# HUBSPOT_DEFINED association type ids (hubspot/crm/association_type.py)
+ASSOCIATION_TYPE_IDS: dict[tuple[EngagementKind, ObjectType], int] = {
+    ("note", "contact"): 202,
+    ("note", "deal"): 214,
+    ("task", "contact"): 204,
+    ("task", "deal"): 216,
+}
+TICKET_TO_CONTACT = 16
+DEAL_TO_CONTACT = 3
+
 
 def properties_of(obj: Any) -> dict[str, str | None]:
     """An SDK object's properties with HubSpot's empty strings read as missing."""

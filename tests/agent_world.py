@@ -27,10 +27,10 @@ from app.approval_queue import ApprovalQueue
 from app.clients import Clients
 from app.database import Database
 from app.executor import Executor
+from app.llm_ledger import claude_client
 from app.memory import MemoryItem, MemoryStore
 from app.notifications import NotificationSender
 from app.settings import Settings
-from integrations.claude import ClaudeClient
 from tests.conftest import make_settings
 from tests.fake_brevo import API_KEY as BREVO_KEY
 from tests.fake_brevo import SENDER, FakeBrevo
@@ -79,7 +79,7 @@ class World:
     def run(self, agent: str, *, dry_run: bool = False, **overrides: Any) -> AgentRunReport:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         clients = Clients(settings, self.db, sleep=self.sleeps.append)
-        planner = ClaudeClient(settings, self.db, sleep=self.sleeps.append)
+        planner = claude_client(settings, self.db, sleep=self.sleeps.append)
         memory = MemoryStore(self.db, settings)
         try:
             return run_agent(

@@ -27,11 +27,11 @@ from app.cron import parse_crontab
 from app.database import Database
 from app.errors import Conflict, DatabaseError
 from app.job_schedule import Firing, Job, Schedule
+from app.llm_ledger import claude_client
 from app.memory import MemoryStore
 from app.models import ActionRequest, DecisionRequest, FeedbackItem, Impact, Tier
 from app.scheduled_jobs import agent_job
 from app.settings import Settings
-from integrations.claude import ClaudeClient
 from tests.agent_world import World, agent_world
 from tests.fake_http import Recorded, Reply
 from tests.test_claude import answer, api_error
@@ -188,7 +188,7 @@ def test_an_action_of_a_kind_the_agent_does_not_have_fails_the_run(world: World)
     deal = a_stale_deal(world)
     world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "s", "body": "b"}}]})
     clients = Clients(world.settings, world.db, sleep=world.sleeps.append)
-    planner = ClaudeClient(world.settings, world.db, sleep=world.sleeps.append)
+    planner = claude_client(world.settings, world.db, sleep=world.sleeps.append)
     queue = ApprovalQueue(world.db, world.settings)
     env = AgentEnv(
         world.settings, world.db, queue, clients, MemoryStore(world.db, world.settings), lambda: planner, queue.clock()
