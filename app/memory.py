@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from app.client_configs import embeddings_config
 from app.database import Database
 from app.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
 from app.memory_index import IndexReport, WritePacer, maintain_indexes
@@ -153,7 +154,7 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     vector: cheap); after that another model or dimension is an error, never a search comparing
     vectors of two models. It never builds an index over vectors: that is maintain_indexes' work,
     in steps, so start-up fits any statement timeout."""
-    spec = embedding_spec(settings)
+    spec = embedding_spec(embeddings_config(settings))
     if spec is None:
         return None
     try:
@@ -188,7 +189,9 @@ class MemoryStore:
     def __init__(self, db: Database, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.db = db
         self.settings = settings
-        self.spec: EmbeddingSpec | None = embedder.spec if embedder is not None else embedding_spec(settings)
+        self.spec: EmbeddingSpec | None = (
+            embedder.spec if embedder is not None else embedding_spec(embeddings_config(settings))
+        )
         self._embedder = embedder
         self._lock = threading.Lock()
         self._writes = WritePacer(settings.embeddings_batch_size)  # learns what fits the timeout
@@ -200,7 +203,7 @@ class MemoryStore:
             return None
         with self._lock:
             if self._embedder is None:
-                self._embedder = make_embedder(self.settings)
+                self._embedder = make_embedder(embeddings_config(self.settings))
             return self._embedder
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from app.api_auth import ApiAuth
+from app.client_configs import embeddings_config
 from app.database import Database
 from app.errors import DatabaseError
 from app.memory import MemoryStore, SearchAnswer, SearchMode
@@ -63,7 +64,7 @@ def search_memory(
 def memory_health(db: Database, settings: Settings, *, detailed: bool) -> dict[str, Any]:
     """`/healthz`'s memory part: whether vector search is ready or its index is being made (search
     is full text meanwhile); with the API token, what is left to do."""
-    if embedding_spec(settings) is None:
+    if embedding_spec(embeddings_config(settings)) is None:
         return {"vector_search": "off"}
     try:
         status = db.call("memory_index_status")

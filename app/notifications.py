@@ -6,7 +6,7 @@ the transaction that changes the action; `enqueue_reminders` adds reminders); th
 turns a claimed row into a message, sends it and records Discord's answer. Links travel only in
 link buttons, never in text, because Discord's unfurler fetches URLs it finds in message content.
 Every text opsdesk did not write itself (the summary, reasoning and draft, the reasons' details, a
-reviewer's name and reason, a cancellation's reason) goes in through `integrations.discord.literal`:
+reviewer's name and reason, a cancellation's reason) goes in through `integrations.discord_text.literal`:
 shown as written, it cannot link, format or ping.
 """
 
@@ -24,6 +24,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from app.approval_links import LinkSigner
+from app.client_configs import discord_config
 from app.database import Database
 from app.errors import (
     CircuitOpen,
@@ -47,10 +48,9 @@ from integrations.discord import (
     LinkButton,
     WebhookMessage,
     call_budget_seconds,
-    fit,
-    literal,
     webhook_unusable,
 )
+from integrations.discord_text import fit, literal
 from integrations.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -262,11 +262,7 @@ class NotificationSender:
         rng: Callable[[], float] = random.random,
     ) -> None:
         if client is None:
-            if settings.discord_webhook_url is None:
-                raise ConfigError("DISCORD_WEBHOOK_URL is not configured")
-            client = DiscordClient(
-                settings.discord_webhook_url.get_secret_value(), timeout=settings.discord_timeout_seconds
-            )
+            client = DiscordClient(discord_config(settings))
         self.db = db
         self.settings = settings
         self.client = client

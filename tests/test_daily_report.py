@@ -32,7 +32,7 @@ from app.models import DecisionRequest, Tier
 from app.report_chart import render_chart
 from app.report_delivery import ReportJob, ReportSender, report_message
 from app.settings import Settings
-from integrations.discord import Attachment, DiscordClient, WebhookMessage, render
+from integrations.discord import Attachment, DiscordClient, DiscordConfig, WebhookMessage, render
 from integrations.resilience import CircuitBreaker
 from tests.conftest import API_TOKEN
 from tests.fake_discord import Answer, FakeDiscord, limit_violations
@@ -93,8 +93,7 @@ def quiet_sender(reports: DailyReports, worker: str = "test") -> ReportSender:
         reports,
         worker_id=worker,
         client_factory=lambda: DiscordClient(
-            url.get_secret_value(),
-            timeout=5,
+            DiscordConfig(webhook_url=url, timeout_seconds=5),
             sleep=lambda _: None,
             breaker=CircuitBreaker("discord", clock=lambda: 0.0),
         ),
@@ -390,7 +389,7 @@ def test_a_huge_report_still_fits_discords_limits(seeded: Seeded, reports: Daily
 
 
 def test_the_discord_client_sends_files_as_multipart_and_json_without(discord: FakeDiscord) -> None:
-    client = DiscordClient(discord.webhook_url, timeout=5, sleep=lambda _: None)
+    client = DiscordClient(DiscordConfig(webhook_url=discord.webhook_url, timeout_seconds=5), sleep=lambda _: None)
     try:
         client.execute(WebhookMessage(content="plain"))
         client.execute(
@@ -535,7 +534,8 @@ def test_without_discord_the_report_is_stored_and_the_run_says_why(
             reports,
             worker_id="w",
             client_factory=lambda: DiscordClient(
-                "http://127.0.0.1:9/api/webhooks/1/t", timeout=1, sleep=lambda _: None
+                DiscordConfig(webhook_url="http://127.0.0.1:9/api/webhooks/1/t", timeout_seconds=1),
+                sleep=lambda _: None,
             ),
         ).send(DAY)
 

@@ -11,19 +11,16 @@ import httpx
 import pytest
 
 from integrations.discord import (
-    ELLIPSIS,
-    ZWSP,
     DiscordClient,
+    DiscordConfig,
     Embed,
     EmbedField,
     LinkButton,
     WebhookMessage,
-    fit,
-    inert,
     render,
-    utf16_len,
     webhook_unusable,
 )
+from integrations.discord_text import ELLIPSIS, ZWSP, fit, inert, utf16_len
 from integrations.errors import CircuitOpen, InvalidRequest, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker
 from tests.fake_discord import UNKNOWN_WEBHOOK, Answer, FakeDiscord, gateway_error, limit_violations, rate_limited
@@ -51,7 +48,8 @@ def client_for(sleeps: list[float]) -> Iterator[ClientFactory]:
 
     def make(url: str, **options: Any) -> DiscordClient:
         options.setdefault("breaker", CircuitBreaker("discord", clock=lambda: 0.0))
-        client = DiscordClient(url, timeout=5, sleep=sleeps.append, clock=lambda: 0.0, **options)
+        config = DiscordConfig(webhook_url=url, timeout_seconds=5)
+        client = DiscordClient(config, sleep=sleeps.append, clock=lambda: 0.0, **options)
         made.append(client)
         return client
 

@@ -23,7 +23,8 @@ from app.database import Database
 from app.models import ActionRequest, DecisionRequest, Impact
 from app.notifications import Notification, NotificationSender, post_message
 from app.settings import Settings
-from integrations.discord import ZWSP, DiscordClient
+from integrations.discord import DiscordClient, DiscordConfig
+from integrations.discord_text import ZWSP
 from integrations.resilience import CircuitBreaker
 from scheduler import build_scheduler
 from tests.conftest import advance_clock, make_settings
@@ -108,8 +109,7 @@ def sender_for(db: Database, sleeps: list[float], clocks: Clocks) -> Iterator[Se
         assert settings.discord_webhook_url is not None
         breaker = CircuitBreaker("discord", failure_threshold=breaker_threshold, clock=clocks)
         client = DiscordClient(
-            settings.discord_webhook_url.get_secret_value(),
-            timeout=timeout,
+            DiscordConfig(webhook_url=settings.discord_webhook_url, timeout_seconds=timeout),
             sleep=sleeps.append,
             clock=clocks,
             breaker=breaker,

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from app.approval_queue import ApprovalQueue
+from app.client_configs import notion_config
 from app.clients import Clients
 from app.database import Database
 from app.errors import CircuitOpen, PermanentError, TransientError
@@ -248,7 +249,7 @@ def notion_for(fake: FakeNotion, sleeps: list[float]) -> Iterator[Callable[..., 
             notion_kb_database_id=KB_DB,
             **overrides,
         )
-        client = NotionClient(settings, breaker=breaker, sleep=sleeps.append)
+        client = NotionClient(notion_config(settings), breaker=breaker, sleep=sleeps.append)
         made.append(client)
         return client
 
