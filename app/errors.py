@@ -186,7 +186,7 @@ class BudgetExceeded(OpsdeskError):
 
 # What callers treat as an expected failure (an answer to give, a run to record as failed), as
 # opposed to a bug.
-KNOWN_ERRORS: tuple[type[Exception], ...] = (OpsdeskError, IntegrationError)
+KNOWN_ERRORS: tuple[type[OpsdeskError], type[IntegrationError]] = (OpsdeskError, IntegrationError)
 
 # An integration error's HTTP status and exit code: the first class it is an instance of decides.
 INTEGRATION_ERRORS: tuple[tuple[type[IntegrationError], int, int], ...] = (
