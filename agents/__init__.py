@@ -22,12 +22,12 @@ from app.agent_runs.registry import AgentEntry, AgentUnavailable
 from app.agent_runs.report import AgentRunReport
 from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
+from app.clients.claude_ledger import claude_client
 from app.core.database import Database
 from app.core.local_secrets import with_local_secrets
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
 from app.runtime.database import open_database
-from integrations.claude import ClaudeClient
 
 AGENTS: tuple[type[Agent[Any, Any, Any]], ...] = (SalesAgent, SupportAgent, MarketingAgent)
 
@@ -73,7 +73,7 @@ class Registry:
 
             def get_planner() -> Planner:
                 if not made:
-                    client = ClaudeClient(settings, database)
+                    client = claude_client(settings, database)
                     stack.callback(client.close)
                     made.append(client)
                 return made[0]

@@ -50,9 +50,10 @@ from agents.framework import Agent, AgentEnv, Refused, Source
 from agents.prompt import guidance, new_boundary, system_prompt, user_message
 from app.agent_runs.report import AgentRunReport, ProposedAction, Refusal
 from app.approvals.queue import submit_result
-from app.core.errors import InvalidInput, OpsdeskError, TransientError
+from app.core.errors import KNOWN_ERRORS, InvalidInput
 from app.core.models import ActionRequest, FeedbackItem, Tier
-from app.core.untrusted import storable_text, validation_errors
+from integrations.errors import TransientError
+from integrations.untrusted import storable_text, validation_errors
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
             actions = [_proposed(built, result) for built, result in zip(draft.built, answer["results"], strict=True)]
     except Exception as exc:
         error = clip(
-            exc.message if isinstance(exc, OpsdeskError) else storable_text(f"{type(exc).__name__}: {exc}"), ERROR_CHARS
+            exc.message if isinstance(exc, KNOWN_ERRORS) else storable_text(f"{type(exc).__name__}: {exc}"), ERROR_CHARS
         )
         row = env.db.call(
             "close_agent_run",
@@ -125,7 +126,7 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
             skips=[],
             refused=[],
         )
-        if not isinstance(exc, OpsdeskError):
+        if not isinstance(exc, KNOWN_ERRORS):
             raise  # a bug: recorded, and loud
         log.warning("agent %s run %s failed: %s", agent.name, run_id, error)
         return _report(agent, trigger, env.dry_run, row, draft, []).model_copy(

@@ -23,6 +23,7 @@ from agents.run import FEEDBACK_PER_KIND, run
 from agents.sales import SalesAgent, SalesProposal
 from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
+from app.clients.claude_ledger import claude_client
 from app.core.config_check import check
 from app.core.cron import parse_crontab
 from app.core.database import Database
@@ -32,7 +33,6 @@ from app.core.settings import Settings
 from app.memory.store import MemoryStore
 from app.schedule.jobs import agent_job
 from app.schedule.runs import Firing, Job, Schedule
-from integrations.claude import ClaudeClient
 from scheduler import main
 from tests.agent_world import World, agent_world
 from tests.fake_http import Recorded, Reply
@@ -190,7 +190,7 @@ def test_an_action_of_a_kind_the_agent_does_not_have_fails_the_run(world: World)
     deal = a_stale_deal(world)
     world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "s", "body": "b"}}]})
     clients = Clients(world.settings, world.db, sleep=world.sleeps.append)
-    planner = ClaudeClient(world.settings, world.db, sleep=world.sleeps.append)
+    planner = claude_client(world.settings, world.db, sleep=world.sleeps.append)
     queue = ApprovalQueue(world.db, world.settings)
     env = AgentEnv(
         world.settings, world.db, queue, clients, MemoryStore(world.db, world.settings), lambda: planner, queue.clock()

@@ -23,7 +23,7 @@ from app.approvals.links import LinkSigner
 from app.approvals.queue import ApprovalQueue
 from app.core.cron import parse_crontab
 from app.core.database import Database
-from app.core.errors import Conflict, InvalidInput, NotFound, TransientError
+from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.models import DecisionRequest, Tier
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
@@ -34,7 +34,8 @@ from app.reports.model import Failure
 from app.schedule.jobs import ReportJob
 from app.schedule.runs import Firing, Job, Schedule
 from app.web import create_app
-from integrations.discord import Attachment, DiscordClient, WebhookMessage, render
+from integrations.discord import Attachment, DiscordClient, DiscordConfig, WebhookMessage, render
+from integrations.errors import TransientError
 from integrations.resilience import CircuitBreaker
 from tests.conftest import API_TOKEN
 from tests.fake_discord import Answer, FakeDiscord, limit_violations
@@ -95,8 +96,7 @@ def quiet_sender(reports: DailyReports, worker: str = "test") -> ReportSender:
         reports,
         worker_id=worker,
         client_factory=lambda: DiscordClient(
-            url.get_secret_value(),
-            timeout=5,
+            DiscordConfig(webhook_url=url, timeout_seconds=5),
             sleep=lambda _: None,
             breaker=CircuitBreaker("discord", clock=lambda: 0.0),
         ),
@@ -392,7 +392,7 @@ def test_a_huge_report_still_fits_discords_limits(seeded: Seeded, reports: Daily
 
 
 def test_the_discord_client_sends_files_as_multipart_and_json_without(discord: FakeDiscord) -> None:
-    client = DiscordClient(discord.webhook_url, timeout=5, sleep=lambda _: None)
+    client = DiscordClient(DiscordConfig(webhook_url=discord.webhook_url, timeout_seconds=5), sleep=lambda _: None)
     try:
         client.execute(WebhookMessage(content="plain"))
         client.execute(
@@ -537,7 +537,8 @@ def test_without_discord_the_report_is_stored_and_the_run_says_why(
             reports,
             worker_id="w",
             client_factory=lambda: DiscordClient(
-                "http://127.0.0.1:9/api/webhooks/1/t", timeout=1, sleep=lambda _: None
+                DiscordConfig(webhook_url="http://127.0.0.1:9/api/webhooks/1/t", timeout_seconds=1),
+                sleep=lambda _: None,
             ),
         ).send(DAY)
 

@@ -26,7 +26,8 @@ from app.core.settings import Settings
 from app.notifications.messages import Notification, post_message
 from app.notifications.sender import NotificationSender
 from app.schedule.scheduler import build_scheduler
-from integrations.discord import ZWSP, DiscordClient
+from integrations.discord import DiscordClient, DiscordConfig
+from integrations.discord_text import ZWSP
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock, make_settings
 from tests.fake_discord import (
@@ -110,8 +111,7 @@ def sender_for(db: Database, sleeps: list[float], clocks: Clocks) -> Iterator[Se
         assert settings.discord_webhook_url is not None
         breaker = CircuitBreaker("discord", failure_threshold=breaker_threshold, clock=clocks)
         client = DiscordClient(
-            settings.discord_webhook_url.get_secret_value(),
-            timeout=timeout,
+            DiscordConfig(webhook_url=settings.discord_webhook_url, timeout_seconds=timeout),
             sleep=sleeps.append,
             clock=clocks,
             breaker=breaker,

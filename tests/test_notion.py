@@ -18,11 +18,12 @@ import pytest
 from app.approvals.executor import Executor
 from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
+from app.clients.configs import notion_config
 from app.core.database import Database
-from app.core.errors import CircuitOpen, PermanentError, TransientError
 from app.core.models import ActionRequest
 from app.core.settings import Settings
 from app.kinds.context import idempotency_key
+from integrations.errors import CircuitOpen, PermanentError, TransientError
 from integrations.notion import BlogDraft, NotionClient
 from integrations.notion_blocks import body_blocks, text_pieces
 from integrations.resilience import CircuitBreaker
@@ -248,7 +249,7 @@ def notion_for(fake: FakeNotion, sleeps: list[float]) -> Iterator[Callable[..., 
             notion_kb_database_id=KB_DB,
             **overrides,
         )
-        client = NotionClient(settings, breaker=breaker, sleep=sleeps.append)
+        client = NotionClient(notion_config(settings), breaker=breaker, sleep=sleeps.append)
         made.append(client)
         return client
 

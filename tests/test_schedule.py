@@ -27,12 +27,13 @@ from app.approvals.queue import ApprovalQueue
 from app.core.config_check import check
 from app.core.cron import CronError, parse_crontab
 from app.core.database import Database
-from app.core.errors import StaleAttempt, TransientError
+from app.core.errors import StaleAttempt
 from app.core.settings import Settings
 from app.notifications.sender import NotificationSender
 from app.schedule.jobs import AGENT_NOT_AVAILABLE, build_jobs
 from app.schedule.runs import Firing, Job, JobResult, Schedule
 from app.schedule.scheduler import build_scheduler
+from integrations.errors import TransientError
 from tests.conftest import make_settings
 from tests.fake_discord import FakeDiscord
 from tests.schedule_support import (

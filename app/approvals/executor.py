@@ -21,20 +21,14 @@ from app.approvals.prerun import PreRunCheck, default_checks, send_back
 from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
 from app.core.database import Database
-from app.core.errors import (
-    IntegrationError,
-    OutcomeUnknown,
-    RateLimited,
-    SentBack,
-    StaleAttempt,
-    TransientError,
-)
+from app.core.errors import SentBack, StaleAttempt
 from app.core.models import ActionRequest, SubmitResult
 from app.core.settings import Settings
-from app.core.untrusted import storable, storable_text
 from app.kinds.base import ActionKind
 from app.kinds.context import ClaimedAction, HandlerContext
 from app.kinds.registry import kind_registry
+from integrations.errors import IntegrationError, OutcomeUnknown, RateLimited, TransientError
+from integrations.untrusted import storable, storable_text
 
 log = logging.getLogger(__name__)
 

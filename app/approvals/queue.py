@@ -30,9 +30,9 @@ from app.core.models import (
     Tier,
 )
 from app.core.settings import Settings
-from app.core.untrusted import first_problem
 from app.kinds.base import ActionKind
 from app.kinds.registry import kind_registry, lookup
+from integrations.untrusted import first_problem
 
 
 def round_of(expires_at: datetime | None) -> int:

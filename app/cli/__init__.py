@@ -21,7 +21,7 @@ from app.cli.outside import brevo_app, models_app
 from app.cli.report import report_command
 from app.cli.run import run_command
 from app.cli.schedule import jobs_command
-from app.core.errors import OpsdeskError
+from app.core.errors import KNOWN_ERRORS, describe
 
 
 def build_app(agents: AgentRegistry) -> typer.Typer:
@@ -49,11 +49,12 @@ def main(argv: list[str] | None = None, *, agents: AgentRegistry) -> None:
     try:
         # without standalone mode click returns an Exit's code instead of exiting
         code = build_app(agents)(args=argv, standalone_mode=False, obj=agents)
-    except OpsdeskError as exc:
-        errors.print(f"[red]{exc.code}[/red]: {exc.message}")
-        for key, value in exc.details.items():
+    except KNOWN_ERRORS as exc:
+        info = describe(exc)
+        errors.print(f"[red]{info.code}[/red]: {info.message}")
+        for key, value in info.details.items():
             errors.print(f"  {key}: {value}")
-        sys.exit(exc.exit_code)
+        sys.exit(info.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as exc:  # click usage errors and the like

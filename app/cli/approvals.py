@@ -19,7 +19,7 @@ from app.approvals.queue import ApprovalQueue
 from app.cli.context import actor, console, database, errors, print_json
 from app.core.errors import InvalidInput
 from app.core.models import ActionRecord, ActionRequest, DecisionRequest, Status, Tier
-from app.core.untrusted import UnusableJson, strict_json, validation_errors
+from integrations.untrusted import UnusableJson, strict_json, validation_errors
 
 approvals_app = typer.Typer(help="List, show and decide approvals.", no_args_is_help=True)
 actions_app = typer.Typer(help="Submit and settle actions.", no_args_is_help=True)
@@ -146,7 +146,7 @@ def actions_submit(
     """Submit an action: the same policy, queue and audit as the agents' actions."""
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     try:
-        strict_json(text)  # what JSON may hold but opsdesk cannot keep, named (app.core.untrusted)
+        strict_json(text)  # what JSON may hold but opsdesk cannot keep, named (integrations.untrusted)
     except UnusableJson as exc:
         raise InvalidInput(f"the action's {exc.problem.where} {exc.problem.what}") from exc
     except ValueError:

@@ -20,8 +20,8 @@ from app.core.errors import InvalidInput
 from app.core.local_secrets import with_local_secrets
 from app.core.models import ReviewerName
 from app.core.settings import Settings
-from app.core.untrusted import validation_errors
 from app.runtime.database import open_database
+from integrations.untrusted import validation_errors
 
 console = Console()
 errors = Console(stderr=True)

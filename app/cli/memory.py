@@ -165,10 +165,11 @@ def sync_notion(
 ) -> None:
     """Sync the knowledge base from Notion (NOTION_KB_DATABASE_ID): every page one kb_article;
     pages deleted in Notion are forgotten."""
+    from app.clients.configs import notion_config
     from integrations.notion import NotionClient  # the SDK loads only when syncing
 
     with _store() as store:
-        notion = NotionClient(store.settings)
+        notion = NotionClient(notion_config(store.settings))
         try:
             report = sync_knowledge_base(store, notion, allow_empty=allow_empty)
         finally:

@@ -20,10 +20,10 @@ def models_check() -> None:
     """Check ANTHROPIC_MODEL against the models list now; the choice is stored for every process."""
     from rich.markup import escape
 
-    from integrations.claude import ClaudeClient, llm_spend
+    from app.clients.claude_ledger import claude_client, llm_spend
 
     with database() as (settings, db):
-        claude = ClaudeClient(settings, db)
+        claude = claude_client(settings, db)
         try:
             resolution = claude.resolve_model(refresh=True)
         finally:

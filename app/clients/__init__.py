@@ -1,7 +1,9 @@
 """The outside-system clients the handlers use, built once per process from the settings.
 
-Each client is created on first use, so a process that never posts a webhook never needs one
-configured. Tests pass clients pointed at local fakes.
+Each client is created on first use from its typed config (app.clients.configs), so a process that
+never posts a webhook never needs one configured; what a client needs from the database (HubSpot's
+shared rate slots) is handed in here. The SDKs load with the first client that needs them. Tests
+pass clients pointed at local fakes.
 """
 
 from __future__ import annotations
@@ -9,17 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.clients.configs import brevo_config, hubspot_config, notion_config, webhook_config
+from app.clients.rate_slots import DbRateSlots
 from app.core.database import Database
-from app.core.errors import PermanentError
 from app.core.settings import Settings
+from integrations.brevo import BrevoClient
+from integrations.errors import NotConfigured
+from integrations.hubspot import HubSpotClient
+from integrations.notion import NotionClient
 from integrations.webhook import WebhookClient
-
-if TYPE_CHECKING:
-    from integrations.brevo import BrevoClient
-    from integrations.hubspot import HubSpotClient
-    from integrations.notion import NotionClient
 
 
 @dataclass
@@ -38,51 +40,28 @@ class Clients:
 
     @property
     def webhook(self) -> WebhookClient:
-        url = self.settings.webhook_post_url
-        if not url:
-            raise PermanentError("WEBHOOK_POST_URL is not configured", system="webhook")
-        return self._get(
-            "webhook", lambda: WebhookClient(url, timeout=self.settings.webhook_post_timeout_seconds, sleep=self.sleep)
-        )
+        config = webhook_config(self.settings)
+        return self._get("webhook", lambda: WebhookClient(config, sleep=self.sleep))
 
     @property
     def hubspot(self) -> HubSpotClient:
-        from integrations.hubspot import HubSpotClient  # the SDK takes ~0.6 s to import: only when used
-
+        config = hubspot_config(self.settings)
         db = self.db
         if db is None:
-            raise PermanentError(
+            raise NotConfigured(
                 "HubSpot's rate limit is shared through the database: Clients needs it", system="hubspot"
             )
-        return self._get("hubspot", lambda: HubSpotClient.from_settings(self.settings, db, sleep=self.sleep))
+        return self._get("hubspot", lambda: HubSpotClient(config, slots=DbRateSlots(db), sleep=self.sleep))
 
     @property
     def notion(self) -> NotionClient:
-        from integrations.notion import NotionClient  # the SDK loads only in processes that use Notion
-
-        if self.settings.notion_api_key is None:
-            raise PermanentError("NOTION_API_KEY is not configured", system="notion")
-        return self._get("notion", lambda: NotionClient(self.settings, sleep=self.sleep))
+        config = notion_config(self.settings)
+        return self._get("notion", lambda: NotionClient(config, sleep=self.sleep))
 
     @property
     def brevo(self) -> BrevoClient:
-        from integrations.brevo import Address, BrevoClient  # the SDK loads only where email is sent
-
-        settings = self.settings
-        if settings.brevo_api_key is None or settings.brevo_sender_email is None:
-            raise PermanentError("BREVO_API_KEY and BREVO_SENDER_EMAIL must both be configured", system="brevo")
-        api_key = settings.brevo_api_key.get_secret_value()
-        sender = Address(email=settings.brevo_sender_email, name=settings.brevo_sender_name)
-        return self._get(
-            "brevo",
-            lambda: BrevoClient(
-                api_key,
-                sender=sender,
-                base_url=settings.brevo_base_url,
-                timeout=settings.brevo_timeout_seconds,
-                sleep=self.sleep,
-            ),
-        )
+        config = brevo_config(self.settings)
+        return self._get("brevo", lambda: BrevoClient(config, sleep=self.sleep))
 
     def close(self) -> None:
         for client in self._built.values():

@@ -1,14 +1,10 @@
-"""What kind of Supabase key or HubSpot token a value looks like, read from its shape only.
+"""What kind of Supabase key a value looks like, read from its shape only.
 
 Used by the settings validators (a key that can never work is refused up front), by
 `opsdesk config check` (which says what it sees, never the value) and by error messages.
-
-- Supabase: `sb_secret_…` and `sb_publishable_…` (the new API keys), or the legacy JWT keys whose
-  payload names the Postgres role (`service_role`, `anon`). Source: Supabase's API keys guide.
-- HubSpot documents no token prefix (FACTS-2026-12.md §5). A UUID is a legacy API key (hapikey,
-  retired in 2022); `pat-<region>-…` is how legacy private-app tokens look, and how HubSpot's
-  service-key guide shows its example key; anything else is taken as an app's access token (a
-  project-based app's static token, or OAuth).
+Supabase: `sb_secret_…` and `sb_publishable_…` (the new API keys), or the legacy JWT keys whose
+payload names the Postgres role (`service_role`, `anon`). Source: Supabase's API keys guide.
+HubSpot's tokens are the integration's knowledge: integrations.hubspot_tokens.
 """
 
 from __future__ import annotations
@@ -16,14 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from typing import Literal
 
-SupabaseKeyKind = Literal["secret", "publishable", "service_role", "anon", "other_jwt", "unknown"]
-HubspotTokenKind = Literal["legacy_api_key", "private_app_or_service_key", "app_token"]
+# A temporary re-export, for the merge with the app/ package move (branch a13): the settings and
+# config check import these from here. The integrator points them at integrations.hubspot_tokens
+# and drops this import.
+from integrations.hubspot_tokens import HUBSPOT_TOKEN_NOTES, hubspot_token_kind  # noqa: F401
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_PAT = re.compile(r"^pat-[a-z]{2,3}\d+-", re.I)
+SupabaseKeyKind = Literal["secret", "publishable", "service_role", "anon", "other_jwt", "unknown"]
+
 
 SUPABASE_KEY_EXPECTED = (
     "SUPABASE_SERVICE_ROLE_KEY must be the project's secret key (sb_secret_…) or its "
@@ -37,12 +34,6 @@ SUPABASE_KEY_NOTES: dict[SupabaseKeyKind, str] = {
     "anon": "the legacy anon key (JWT): it only reaches what Row Level Security allows",
     "other_jwt": "a JWT for another role: only the service role may run opsdesk's functions",
     "unknown": "not a shape Supabase documents (sb_secret_… or a service_role JWT)",
-}
-
-HUBSPOT_TOKEN_NOTES: dict[HubspotTokenKind, str] = {
-    "legacy_api_key": "a legacy API key (hapikey), which HubSpot no longer accepts",
-    "private_app_or_service_key": "a legacy private app's token or a service key (pat-<region>-…)",
-    "app_token": "an app's access token (a project-based app's static token, or OAuth)",
 }
 
 
@@ -72,11 +63,3 @@ def supabase_key_kind(key: str) -> SupabaseKeyKind:
 def supabase_key_refused_up_front(key: str) -> bool:
     """Keys that can never run opsdesk's functions: the client-side ones."""
     return supabase_key_kind(key) in ("publishable", "anon", "other_jwt")
-
-
-def hubspot_token_kind(token: str) -> HubspotTokenKind:
-    if _UUID.match(token):
-        return "legacy_api_key"
-    if _PAT.match(token):
-        return "private_app_or_service_key"
-    return "app_token"

@@ -108,7 +108,7 @@ class PostgresTransport:
             raise StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})") from exc
         except (UnicodeEncodeError, psycopg.DataError) as exc:
             # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
-            # where outside data enters (app.core.untrusted): the caller's input, not a database failure
+            # where outside data enters (integrations.untrusted): the caller's input, not a database failure
             if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
                 raise error_from_sqlstate(
                     exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail

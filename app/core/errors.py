@@ -1,7 +1,8 @@
-"""The one exception tree of opsdesk.
+"""opsdesk's own exception tree, and the one place any known error gets its HTTP status, its
+`code` and its CLI exit code (`describe`).
 
-    OpsdeskError                    base; carries an HTTP status and a CLI exit code
-    ├── ConfigError                 a setting is missing or malformed            (exit 2)
+    OpsdeskError                    the app's errors; each carries its status and exit code
+    ├── ConfigError                 a setting is missing or malformed       500  (exit 2)
     ├── DatabaseError               the database failed                     503  (exit 3)
     │   ├── DatabaseUnreachable     no answer from DATABASE_URL/SUPABASE_URL 503 (exit 11)
     │   ├── DatabaseAuthRefused     the database refused our key or user    503  (exit 5)
@@ -9,24 +10,29 @@
     │   └── SchemaMismatch          schema.sql is not applied / out of date 503
     │       ├── SchemaMissing       not applied (exit 3)
     │       └── SchemaOutdated      applied, but older than this opsdesk    (exit 12)
-    ├── InvalidInput                bad request or bad parameters           422
-    ├── Unauthorized                missing or wrong API token              401
-    ├── Forbidden                   a token that does not grant this        403
-    ├── NotFound                    no such record                          404
-    ├── Conflict                    the record moved on (already decided)   409
+    ├── InvalidInput                bad request or bad parameters           422  (exit 4)
+    ├── Unauthorized                missing or wrong API token              401  (exit 5)
+    ├── Forbidden                   a token that does not grant this        403  (exit 5)
+    ├── NotFound                    no such record                          404  (exit 6)
+    ├── Conflict                    the record moved on (already decided)   409  (exit 7)
     │   └── StaleAttempt            a worker's attempt was superseded       409
     │       └── SentBack            ...by its own send-back to pending      409
-    ├── Gone                        the approval expired                    410
-    └── PayloadTooLarge             request body over the limit             413
+    ├── Gone                        the approval expired                    410  (exit 8)
+    ├── PayloadTooLarge             request body over the limit             413  (exit 4)
+    └── BudgetExceeded              the call could pass today's LLM cap     429  (exit 10)
 
-Driver and SDK errors are wrapped `from exc` so their message reaches logs but never a secret.
+The outside systems' errors are integrations.errors' tree (IntegrationError and below): they know
+no status or exit code, so `describe` gives them theirs (INTEGRATION_ERRORS). Driver and SDK errors
+are wrapped `from exc` so their message reaches logs but never a secret.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from app.core.untrusted import storable, storable_text
+from integrations.errors import CircuitOpen, IntegrationError, InvalidRequest, NotConfigured
+from integrations.untrusted import storable, storable_text
 
 
 class OpsdeskError(Exception):
@@ -147,62 +153,6 @@ SQLSTATE_ERRORS: dict[str, type[OpsdeskError]] = {
 }
 
 
-class IntegrationError(OpsdeskError):
-    """An outside system failed. `retryable` says whether trying again can help."""
-
-    status_code = 502
-    code = "integration_error"
-    exit_code = 9
-    retryable = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        system: str,
-        retry_after: float | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(f"{system}: {message}", details=details)
-        self.system = system
-        self.retry_after = retry_after
-
-
-class TransientError(IntegrationError):
-    """5xx, timeouts, connection errors: worth another try with backoff."""
-
-    retryable = True
-
-
-class RateLimited(TransientError):
-    """429: wait for Retry-After; waiting does not use up an attempt."""
-
-    code = "rate_limited"
-
-
-class CircuitOpen(TransientError):
-    """The breaker for this system is open after repeated failures."""
-
-    status_code = 503
-    code = "circuit_open"
-
-
-class PermanentError(IntegrationError):
-    """The outside system refused the request itself (4xx): trying again cannot help."""
-
-
-class OutcomeUnknown(IntegrationError):
-    """The call may or may not have taken effect; a person must settle it."""
-
-    code = "outcome_unknown"
-
-
-class ModelOutputInvalid(IntegrationError):
-    """Claude's answer did not fit the schema, even after one repair request: a failed draft."""
-
-    code = "model_output_invalid"
-
-
 class BudgetExceeded(OpsdeskError):
     """The call could pass today's LLM spend cap (LLM_DAILY_BUDGET_USD), so it was not made.
 
@@ -218,3 +168,33 @@ class BudgetExceeded(OpsdeskError):
     ) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+# What callers treat as an expected failure (an answer to give, a run to record as failed), as
+# opposed to a bug.
+KNOWN_ERRORS: tuple[type[OpsdeskError], type[IntegrationError]] = (OpsdeskError, IntegrationError)
+
+# An integration error's HTTP status and exit code: the first class it is an instance of decides.
+INTEGRATION_ERRORS: tuple[tuple[type[IntegrationError], int, int], ...] = (
+    (NotConfigured, ConfigError.status_code, ConfigError.exit_code),
+    (InvalidRequest, InvalidInput.status_code, InvalidInput.exit_code),
+    (CircuitOpen, 503, 9),
+    (IntegrationError, 502, 9),
+)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    status_code: int
+    code: str
+    exit_code: int
+    message: str
+    details: dict[str, Any]
+
+
+def describe(exc: OpsdeskError | IntegrationError) -> ErrorInfo:
+    """The one place an error gets its HTTP status, code and CLI exit code."""
+    if isinstance(exc, OpsdeskError):
+        return ErrorInfo(exc.status_code, exc.code, exc.exit_code, exc.message, exc.details)
+    status, exit_code = next((status, code) for kind, status, code in INTEGRATION_ERRORS if isinstance(exc, kind))
+    return ErrorInfo(status, exc.code, exit_code, exc.message, exc.details)

@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core import setting_values as values
-from app.core.llm_prices import DEFAULT_PRICES, ModelPrice
+from integrations.claude_prices import DEFAULT_PRICES, ModelPrice
 
 NonNegativeMoney = Annotated[Decimal, Field(ge=0)]
 
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     anthropic_model_cache_hours: float = Field(24, gt=0)  # how long a models-list check is trusted
     anthropic_prompt_cache_ttl: Literal["5m", "1h"] = "5m"
     llm_daily_budget_usd: NonNegativeMoney = Decimal("5")  # per calendar day in CRON_TIMEZONE
-    llm_prices_json: Annotated[dict[str, ModelPrice], NoDecode] = Field(default_factory=dict)  # see app.core.llm_prices
+    llm_prices_json: Annotated[dict[str, ModelPrice], NoDecode] = Field(default_factory=dict)  # see claude_prices
 
     hubspot_private_app_token: SecretStr | None = None
     hubspot_client_secret: SecretStr | None = None

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app.clients import Clients
 from app.core.database import Database
-from app.core.errors import StaleAttempt, TransientError
+from app.core.errors import StaleAttempt
 from app.core.settings import Settings
 from app.email.quota import EmailQuota
 from integrations.brevo import (
@@ -37,6 +37,7 @@ from integrations.brevo import (
     Message,
     OutcomeUncertain,
 )
+from integrations.errors import TransientError
 
 log = logging.getLogger(__name__)
 

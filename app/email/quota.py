@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from app.core.database import Database
-from app.core.errors import RateLimited
 from app.core.settings import Settings
+from integrations.errors import RateLimited
 
 Purpose = Literal["transactional", "campaign"]
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from app.core.errors import InvalidInput
 from app.core.models import Impact
-from app.core.untrusted import validation_errors
 from app.kinds.context import HandlerContext
+from integrations.untrusted import validation_errors
 
 
 def impact_as_given(payload: Mapping[str, Any], impact: Impact) -> Impact:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.core.errors import IntegrationError, InvalidInput, OpsdeskError, OutcomeUnknown, PermanentError
+from app.core.errors import InvalidInput, OpsdeskError
 from app.core.models import ActionMetadata, ActionRequest, Impact
 from app.email.campaigns import CampaignSender
 from app.email.quota import EmailQuota, QuotaExhausted
@@ -30,6 +30,7 @@ from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
 from app.kinds.hubspot import HubSpotId
 from integrations.brevo import SYSTEM, Address, CreditsExhausted, Message, OutcomeUncertain
+from integrations.errors import IntegrationError, OutcomeUnknown, PermanentError
 
 # Deliberately loose: Brevo is the judge of an address, and its refusals are recorded per recipient.
 # This only keeps out what cannot be an address (and anything that could smuggle a second header).

@@ -17,10 +17,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.core.errors import InvalidInput, PermanentError
+from app.core.errors import InvalidInput
 from app.core.models import Impact
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
+from integrations.errors import PermanentError
 from integrations.hubspot_models import Engagement, EngagementKind
 
 HubSpotId = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.errors import PermanentError
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
+from integrations.errors import PermanentError
 from integrations.notion import SYSTEM, BlogDraft
 
 

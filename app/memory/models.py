@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from app.core.errors import ConfigError, InvalidInput, OpsdeskError
-from app.core.untrusted import Storable
+from integrations.untrusted import Storable
 
 SearchMode = Literal["fts", "vector", "hybrid"]
 KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"

@@ -27,10 +27,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.clients.configs import embeddings_config
 from app.core.database import Database
-from app.core.errors import ConfigError, Conflict, IntegrationError, InvalidInput, OpsdeskError
+from app.core.errors import ConfigError, Conflict, InvalidInput
 from app.core.settings import Settings
-from app.core.untrusted import validation_errors
 from app.memory.index import IndexReport, WritePacer, maintain_indexes
 from app.memory.models import (
     MAX_CONTENT_CHARS,
@@ -47,6 +47,8 @@ from app.memory.models import (
     VectorSearchUnavailable,
 )
 from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
+from integrations.errors import IntegrationError
+from integrations.untrusted import validation_errors
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     vector: cheap); after that another model or dimension is an error, never a search comparing
     vectors of two models. It never builds an index over vectors: that is maintain_indexes' work,
     in steps, so start-up fits any statement timeout."""
-    spec = embedding_spec(settings)
+    spec = embedding_spec(embeddings_config(settings))
     if spec is None:
         return None
     try:
@@ -95,7 +97,9 @@ class MemoryStore:
     def __init__(self, db: Database, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.db = db
         self.settings = settings
-        self.spec: EmbeddingSpec | None = embedder.spec if embedder is not None else embedding_spec(settings)
+        self.spec: EmbeddingSpec | None = (
+            embedder.spec if embedder is not None else embedding_spec(embeddings_config(settings))
+        )
         self._embedder = embedder
         self._lock = threading.Lock()
         self._writes = WritePacer(settings.embeddings_batch_size)  # learns what fits the timeout
@@ -107,7 +111,7 @@ class MemoryStore:
             return None
         with self._lock:
             if self._embedder is None:
-                self._embedder = make_embedder(self.settings)
+                self._embedder = make_embedder(embeddings_config(self.settings))
             return self._embedder
 
     def close(self) -> None:
@@ -336,7 +340,7 @@ class MemoryStore:
             model=self.spec.name if embedding is not None and self.spec is not None else None,
         )
 
-    def _query_vector(self, query: str) -> tuple[list[float] | None, str, OpsdeskError | None]:
+    def _query_vector(self, query: str) -> tuple[list[float] | None, str, IntegrationError | None]:
         """The query's vector, or why there is none (and the provider's error, if it failed)."""
         if self.spec is None:
             return (
@@ -352,7 +356,7 @@ class MemoryStore:
             if embedder is None:
                 return None, "no embeddings provider", None
             return embedder.embed_query(query), "", None
-        except (IntegrationError, ConfigError) as exc:
+        except IntegrationError as exc:  # NotConfigured too: a missing key or the `local` extra
             log.warning("memory search: query embedding failed: %s", exc.message)
             return None, f"embedding the query failed ({exc.message})", exc
 

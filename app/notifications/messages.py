@@ -21,7 +21,8 @@ from app.approvals.links import LinkSigner
 from app.core.errors import InvalidInput
 from app.core.models import ActionRecord, Tier
 from app.core.settings import Settings
-from integrations.discord import Embed, EmbedField, LinkButton, WebhookMessage, fit, literal
+from integrations.discord import Embed, EmbedField, LinkButton, WebhookMessage
+from integrations.discord_text import fit, literal
 
 TIER_COLOURS = {Tier.LOW: 0x2ECC71, Tier.MEDIUM: 0xF1C40F, Tier.HIGH: 0xE67E22, Tier.CRITICAL: 0xE74C3C}
 TIER_ICONS = {Tier.LOW: "\U0001f7e2", Tier.MEDIUM: "\U0001f7e1", Tier.HIGH: "\U0001f7e0", Tier.CRITICAL: "\U0001f534"}

@@ -12,18 +12,9 @@ from collections.abc import Callable
 
 from app.approvals.executor import default_worker_id
 from app.approvals.links import LinkSigner
+from app.clients.configs import discord_config
 from app.core.database import Database
-from app.core.errors import (
-    CircuitOpen,
-    ConfigError,
-    IntegrationError,
-    InvalidInput,
-    OutcomeUnknown,
-    PermanentError,
-    RateLimited,
-    StaleAttempt,
-    TransientError,
-)
+from app.core.errors import ConfigError, InvalidInput, StaleAttempt
 from app.core.settings import Settings
 from app.notifications.messages import Notification, outcome_message, post_message
 from integrations.discord import (
@@ -31,6 +22,15 @@ from integrations.discord import (
     DiscordClient,
     call_budget_seconds,
     webhook_unusable,
+)
+from integrations.errors import (
+    CircuitOpen,
+    IntegrationError,
+    InvalidRequest,
+    OutcomeUnknown,
+    PermanentError,
+    RateLimited,
+    TransientError,
 )
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,7 @@ class NotificationSender:
         rng: Callable[[], float] = random.random,
     ) -> None:
         if client is None:
-            if settings.discord_webhook_url is None:
-                raise ConfigError("DISCORD_WEBHOOK_URL is not configured")
-            client = DiscordClient(
-                settings.discord_webhook_url.get_secret_value(), timeout=settings.discord_timeout_seconds
-            )
+            client = DiscordClient(discord_config(settings))
         self.db = db
         self.settings = settings
         self.client = client
@@ -118,7 +114,7 @@ class NotificationSender:
             # From here on a crash leaves "may have been posted" behind, never a silent repeat.
             self.db.call("mark_notification_dispatched", id=notification.id, attempt_token=notification.attempt_token)
             message_id = self.client.execute(message)
-        except (InvalidInput, ConfigError) as exc:
+        except (InvalidInput, ConfigError, InvalidRequest) as exc:
             self._fail(notification, exc.message)
             return
         except IntegrationError as exc:
@@ -147,7 +143,7 @@ class NotificationSender:
                         message_id,
                     )
                 edited.append(message_id)
-        except InvalidInput as exc:
+        except InvalidRequest as exc:
             self._fail(notification, exc.message)
             return
         except IntegrationError as exc:

@@ -5,7 +5,7 @@ the chart attached as `chart.png` and shown in the first embed (`attachment://ch
 links travel only in link buttons, never in text: Discord's unfurler fetches URLs it finds there.
 
 Names, summaries and errors in it were written by agents, submitters and outside systems: each goes
-in through `integrations.discord.literal`, so it cannot link, format or ping.
+in through `integrations.discord_text.literal`, so it cannot link, format or ping.
 
 Posting is claimed in `daily_reports` like the notification outbox: two instances racing post it
 once; a crash after the POST leaves `maybe_posted`, and the next post says it may repeat one.
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from app.core.errors import ConfigError, IntegrationError, OutcomeUnknown, TransientError
+from app.clients.configs import discord_config
 from app.core.models import Tier
 from app.reports.build import DailyReports
 from app.reports.model import COUNT_LABELS, DailyReport
@@ -33,9 +33,9 @@ from integrations.discord import (
     LinkButton,
     WebhookMessage,
     call_budget_seconds,
-    fit,
-    literal,
 )
+from integrations.discord_text import fit, literal
+from integrations.errors import IntegrationError, OutcomeUnknown, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +181,10 @@ class ReportSender:
     ) -> None:
         settings = reports.settings
         if client_factory is None:
-            if settings.discord_webhook_url is None:
-                raise ConfigError("DISCORD_WEBHOOK_URL is not configured")
-            url = settings.discord_webhook_url.get_secret_value()
+            config = discord_config(settings)
 
             def client_factory() -> DiscordClient:
-                return DiscordClient(url, timeout=settings.discord_timeout_seconds)
+                return DiscordClient(config)
 
         self.reports = reports
         self.db = reports.db

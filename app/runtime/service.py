@@ -60,7 +60,7 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int, agent
     with open_database(settings) as db:
         stop = threading.Event()
         if settings.anthropic_api_key is not None:
-            from integrations.claude import check_model_at_startup
+            from app.clients.claude_ledger import check_model_at_startup
 
             # in the background: a slow models list must not hold up the start
             threading.Thread(

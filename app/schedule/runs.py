@@ -28,7 +28,8 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.database import Database
-from app.core.errors import OpsdeskError, StaleAttempt, TransientError
+from app.core.errors import KNOWN_ERRORS, StaleAttempt
+from integrations.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class Schedule:
             outcome, error = "retry", exc.message
             retry_in = exc.retry_after or min(RETRY_BASE * 2 ** (claim.attempt - 1), RETRY_MAX).total_seconds()
             log.warning("job %s (%s): will retry in %.0fs: %s", job.name, scheduled_for, retry_in, exc.message)
-        except OpsdeskError as exc:
+        except KNOWN_ERRORS as exc:
             outcome, error = "failed", exc.message
             log.error("job %s (%s) failed: %s", job.name, scheduled_for, exc.message)
         except Exception as exc:  # a crashing job must still be recorded, and must not stop the others

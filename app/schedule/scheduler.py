@@ -29,7 +29,7 @@ from app.agent_runs.registry import AgentRegistry
 from app.approvals.executor import default_worker_id
 from app.approvals.queue import ApprovalQueue
 from app.core.database import Database
-from app.core.errors import OpsdeskError
+from app.core.errors import KNOWN_ERRORS
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
 from app.notifications.sender import NotificationSender
@@ -102,14 +102,14 @@ def add_memory_jobs(scheduler: BaseScheduler, db: Database, settings: Settings) 
 def _embed(store: MemoryStore) -> None:
     try:
         indexes = store.maintain_indexes(max_steps=INDEX_STEPS_PER_RUN)
-    except OpsdeskError as exc:  # the next run carries on: every step is complete in itself
+    except KNOWN_ERRORS as exc:  # the next run carries on: every step is complete in itself
         log.warning("memory: making the vector index failed, will retry: %s", exc.message)
     else:
         if indexes.steps:
             log.info("memory: vector index steps: %d (%s)", indexes.steps, indexes.state)
     try:
         report = store.embed_pending(max_rows=EMBED_ROWS_PER_RUN)
-    except OpsdeskError as exc:  # the provider is down or refuses: the rows wait for the next run
+    except KNOWN_ERRORS as exc:  # the provider is down or refuses: the rows wait for the next run
         log.warning("memory: embedding failed, will retry: %s", exc.message)
         return
     if report.embedded:

@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.approvals.pages.base import Pages, is_link_request
-from app.core.errors import OpsdeskError, Unauthorized
-from app.core.untrusted import json_safe
+from app.core.errors import OpsdeskError, Unauthorized, describe
 from app.web.deps import request_id_of
+from integrations.errors import IntegrationError
+from integrations.untrusted import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,13 @@ def error_response(
     )
 
 
-async def opsdesk_error(request: Request, exc: OpsdeskError) -> Response:
-    if exc.status_code >= 500:
+async def known_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OpsdeskError | IntegrationError)  # registered for those two roots only
+    info = describe(exc)
+    if info.status_code >= 500:
         log.error("request %s failed: %s", request_id_of(request), exc)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    return error_response(request, exc.status_code, exc.code, exc.message, exc.details, headers)
+    return error_response(request, info.status_code, info.code, info.message, info.details, headers)
 
 
 async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -137,7 +140,8 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(OpsdeskError, opsdesk_error)
+    app.add_exception_handler(OpsdeskError, known_error)
+    app.add_exception_handler(IntegrationError, known_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

@@ -4,7 +4,7 @@ mistake, answered with a 422 naming the field, never a database error (a 503) or
 `CheckedRoute` is the route class of the API and its routers (not of the HubSpot webhook, which
 verifies a signature over the raw body first and reads its events one by one). Before the route's
 own parsing it checks every query parameter (name and value), every path parameter, every form
-field (name and value) and a JSON body, which is read with `app.core.untrusted.strict_json`: nesting
+field (name and value) and a JSON body, which is read with `integrations.untrusted.strict_json`: nesting
 deeper than any request needs, NaN and Infinity (JSON has neither; Python's reader accepts them,
 and jsonb would refuse them or they would turn into null), U+0000 and half surrogate pairs are
 refused, naming where.
@@ -19,7 +19,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from app.core.errors import InvalidInput
-from app.core.untrusted import UnusableJson, first_problem, storable_text, strict_json
+from integrations.untrusted import UnusableJson, first_problem, storable_text, strict_json
 
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 _LABELS = {"query": "query parameter", "path": "path parameter", "form": "form field"}

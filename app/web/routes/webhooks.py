@@ -17,9 +17,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.core.errors import InvalidInput
 from app.core.settings import Settings
 from app.web.deps import DbDep, SettingsDep
+from integrations.errors import InvalidRequest
 from integrations.hubspot_webhooks import (
     MAX_AGE_SECONDS,
     SIGNATURE_HEADER,
@@ -83,7 +83,7 @@ async def hubspot_webhook(request: Request, settings: SettingsDep, db: DbDep) ->
         return _refuse(request, 401, "bad_signature", "the HubSpot signature does not match")
     try:
         delivery = parse_delivery(body)
-    except InvalidInput as exc:
+    except InvalidRequest as exc:
         return _refuse(request, 400, "malformed_body", exc.message)
     set_aside = [aside.model_dump() for aside in delivery.set_aside]
     outcome = await run_in_threadpool(
