@@ -61,8 +61,8 @@ class Executor:
         self.clients.close()
 
     def recover_leases(self) -> list[dict[str, Any]]:
-        recovered = self.db.call("recover_expired_leases", actor=f"lease-recovery:{self.worker_id}", limit=100)
-        return recovered["recovered"]
+        recovered = self.db.call_object("recover_expired_leases", actor=f"lease-recovery:{self.worker_id}", limit=100)
+        return list(recovered["recovered"])
 
     def run_once(self) -> int:
         """One cycle: recover lost leases, claim a batch, run it. Returns how many actions ran."""
@@ -180,7 +180,7 @@ class Executor:
             self.settings.executor_backoff_max_seconds,
             self.settings.executor_backoff_base_seconds * 2 ** max(attempt - 1, 0),
         )
-        return ceiling * (0.5 + self._rng() / 2)  # jitter: spread retries of many actions
+        return float(ceiling * (0.5 + self._rng() / 2))  # jitter: spread retries of many actions
 
     def _finish(
         self,

@@ -5,6 +5,7 @@ Every state change is one SQL function; this module validates at the edge and ca
 
 from __future__ import annotations
 
+import builtins
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -252,7 +253,7 @@ class ApprovalQueue:
         )
 
     def get(self, action_id: UUID) -> dict[str, Any]:
-        action = self.db.call("get_action", id=action_id)
+        action = self.db.call_optional("get_action", id=action_id)
         if action is None:
             raise NotFound(f"no action {action_id}")
         return action
@@ -305,13 +306,16 @@ class ApprovalQueue:
             )
         )
 
-    def recent_feedback(self, agent: str, kind: str | None = None, *, limit: int = 20) -> list[FeedbackItem]:
+    def recent_feedback(self, agent: str, kind: str | None = None, *, limit: int = 20) -> builtins.list[FeedbackItem]:
         """The latest rejection reasons, edits and notes on this agent's drafts, newest first."""
-        rows = self.db.call("recent_feedback", agent=agent, kind=kind, limit=limit)
+        rows = self.db.call_list("recent_feedback", agent=agent, kind=kind, limit=limit)
         return [FeedbackItem.model_validate(row) for row in rows]
 
-    def expire_due(self, *, limit: int = 500) -> list[str]:
-        return self.db.call("expire_pending", actor="expiry", limit=limit)["expired"]
+    def expire_due(self, *, limit: int = 500) -> builtins.list[str]:
+        return [
+            str(action_id)
+            for action_id in self.db.call_object("expire_pending", actor="expiry", limit=limit)["expired"]
+        ]
 
     def cancel(self, action_id: UUID, *, actor: str, reason: str, request_id: str | None = None) -> ActionRecord:
         row = self.db.call("cancel_action", id=action_id, actor=actor, reason=reason, request_id=request_id)

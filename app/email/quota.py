@@ -63,7 +63,7 @@ class EmailQuota:
 
     def release(self, grant: Grant, count: int | None = None) -> int:
         """Give back `count` (all when None) of a grant whose email did not go out."""
-        return self.db.call("release_email_quota", day=grant.day, key=grant.key, count=count)["released"]
+        return int(self.db.call_object("release_email_quota", day=grant.day, key=grant.key, count=count)["released"])
 
     def close_day(self, reason: str) -> None:
         """Brevo said 402: nothing more is reserved today, whatever our own count says."""
@@ -71,4 +71,4 @@ class EmailQuota:
 
     def outlook(self, days: int = 7) -> dict[str, Any]:
         """Today's use and the campaign batches scheduled for the coming days."""
-        return self.db.call("email_quota_outlook", days=days, **self.limits)
+        return self.db.call_object("email_quota_outlook", days=days, **self.limits)

@@ -27,7 +27,7 @@ class WebhookPostPayload(BaseModel):
 
 def record_note(ctx: HandlerContext) -> dict[str, Any]:
     payload = NoteRecordPayload.model_validate(ctx.action.requested_action)
-    return ctx.db.call("record_note", action_id=ctx.action.id, body=payload.body, metadata=payload.metadata)
+    return ctx.db.call_object("record_note", action_id=ctx.action.id, body=payload.body, metadata=payload.metadata)
 
 
 def post_webhook(ctx: HandlerContext) -> dict[str, Any]:

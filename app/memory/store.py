@@ -66,7 +66,7 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     if spec is None:
         return None
     try:
-        return db.call(
+        return db.call_optional(
             "configure_memory",
             model=spec.name,
             dimension=spec.dimension,
@@ -238,7 +238,7 @@ class MemoryStore:
         return report
 
     def stats(self) -> dict[str, Any]:
-        return self.db.call("memory_stats")
+        return self.db.call_object("memory_stats")
 
     # --- searching ----------------------------------------------------------------------------
     def search(
@@ -322,7 +322,7 @@ class MemoryStore:
         return answer
 
     def _search(self, request: SearchRequest, mode: SearchMode, embedding: list[float] | None) -> dict[str, Any]:
-        return self.db.call(
+        return self.db.call_object(
             "search_memory",
             query=request.query,
             mode=mode,

@@ -69,7 +69,7 @@ class NotificationSender:
         self.client.close()
 
     def enqueue_reminders(self) -> dict[str, int]:
-        return self.db.call(
+        return self.db.call_object(
             "enqueue_reminders",
             reminder_after_seconds=self.settings.approval_reminder_hours * 3600,
             escalate_before_seconds=self.settings.escalate_before_expiry_hours * 3600,
@@ -172,7 +172,7 @@ class NotificationSender:
             self.settings.discord_backoff_max_seconds,
             self.settings.discord_backoff_base_seconds * 2 ** max(attempt - 1, 0),
         )
-        return ceiling * (0.5 + self._rng() / 2)  # jitter: spread the retries of many notifications
+        return float(ceiling * (0.5 + self._rng() / 2))  # jitter: spread the retries of many notifications
 
     def _reschedule(
         self, notification: Notification, error: str, retry_in: float, *, count: bool = True, maybe_posted: bool = False
