@@ -88,9 +88,13 @@ def test_a_rule_across_settings_is_reported_beside_a_malformed_setting() -> None
     report = check(risk_money_high="5", brevo_daily_limit="0", embeddings_provider="voyage")
     rows = {row.setting: (row.state, row.note) for part in report.parts for row in part.rows}
     assert rows["BREVO_DAILY_LIMIT"] == ("malformed", "Input should be greater than 0")
-    assert rows["RISK_MONEY_HIGH"] == rows["RISK_RECIPIENTS_MEDIUM"] == (
-        "malformed",
-        "risk money thresholds must rise: MEDIUM <= HIGH <= CRITICAL",
+    assert (
+        rows["RISK_MONEY_HIGH"]
+        == rows["RISK_RECIPIENTS_MEDIUM"]
+        == (
+            "malformed",
+            "risk money thresholds must rise: MEDIUM <= HIGH <= CRITICAL",
+        )
     )
     assert rows["EMBEDDINGS_PROVIDER"] == ("malformed", "voyage needs VOYAGE_API_KEY")
     assert rows["VOYAGE_API_KEY"][0] == "unset" and report.ok is False
