@@ -16,7 +16,7 @@ from app.settings import Settings
 
 agents_app = typer.Typer(help="Run the sales, support and marketing agents.", no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error is never broken mid-command: the terminal wraps it
 
 
 class AgentName(StrEnum):

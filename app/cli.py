@@ -58,7 +58,7 @@ app.command("jobs")(jobs_command)
 app.command("report")(report_command)
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error is never broken mid-command: the terminal wraps it
 
 _STATE_STYLE = {"ok": "green", "not configured": "dim", "incomplete": "yellow", "malformed": "red"}
 _ROW_STYLE = {"missing": "yellow", "malformed": "red", "generated": "cyan", "set": "green", "warning": "yellow"}
