@@ -215,7 +215,7 @@ class Settings(BaseSettings):
     voyage_base_url: str = "https://api.voyageai.com/v1"
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com/v1"
-    # unset: local when the `local` extra is installed, else none (full-text search only)
+    # unset: local (all-MiniLM-L6-v2 on ONNX Runtime, in the base install), or none when its packages are missing
     embeddings_provider: Literal["local", "voyage", "openai", "none"] | None = None
     embeddings_model: str | None = None  # voyage-3.5 / text-embedding-3-small when unset
     embeddings_dimension: int | None = Field(None, ge=1, le=2000)  # HNSW indexes `vector` up to 2,000
