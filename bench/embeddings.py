@@ -233,7 +233,9 @@ def install(scratch: Path) -> dict[str, Any]:
         empty = size_mb(venv)
         began = time.perf_counter()
         for packages in steps:
-            subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *packages], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "--quiet", *packages], check=True, capture_output=True
+            )
         out[name] = {"install seconds": time.perf_counter() - began, "added MB": size_mb(venv) - empty}
         if name == "torch":
             out["torch"]["python"] = str(venv / "bin" / "python")
@@ -274,9 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
         }
+
+        def save(phase: str) -> None:
+            """After each phase: a run cut short keeps what it measured."""
+            args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+            print(f"{phase} done: {args.out}", file=sys.stderr, flush=True)
+
         if args.install:
             results["install"] = install(scratch)
             args.torch_python = args.torch_python or results["install"]["torch"].pop("python")
+            save("install")
         if not args.torch_python:
             parser.error("--torch-python (or --install) is needed: the torch path runs in its own virtualenv")
         if args.reference:
@@ -287,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["load"] = {name: worker.started for name, worker in workers.items()}
         results["load average before"] = os.getloadavg()
         results["speed"] = speed(workers, data, args.cycles)
+        save("speed")
         vectors: dict[str, dict[str, np.ndarray]] = {}
         sets = {
             "rows": [r["text"] for r in data["rows"]],
@@ -307,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["load average after"] = os.getloadavg()
         results["quality"] = quality(data, vectors)
         results["rows"], results["mean row chars"] = args.rows, float(np.mean([len(t) for t in sets["rows"]]))
-        args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        save("quality")
         print(json.dumps(results, indent=2, default=float))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
