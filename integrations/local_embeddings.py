@@ -25,6 +25,7 @@ from integrations.errors import NotConfigured
 
 if TYPE_CHECKING:
     import numpy as np
+    import numpy.typing as npt
 
 SYSTEM = "embeddings"
 DIMENSION = 384
@@ -105,7 +106,7 @@ class OnnxMiniLM:
             )
             self._tokenizer = tokenizer
 
-    def embed(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> npt.NDArray[np.float32]:
         """float32 (len(texts), 384), unit rows, in the order given."""
         import numpy as np  # here: every CLI command imports this module, few embed
 
