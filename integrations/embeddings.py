@@ -168,7 +168,8 @@ class LocalEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        return _local_model().embed([_clip(text, self._max_chars) for text in texts]).tolist()
+        vectors = _local_model().embed([_clip(text, self._max_chars) for text in texts])
+        return [[float(value) for value in row] for row in vectors]
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

@@ -17,10 +17,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from app.clients.configs import claude_config
+from app.clients import sql
 from app.core.database import Database
 from app.core.errors import KNOWN_ERRORS, BudgetExceeded
-from app.core.settings import Settings
+from app.core.settings import ClientDeps, Settings
 from integrations.claude import CallOutcome, ClaudeClient, ModelResolution
 from integrations.claude_prices import TokenUsage
 from integrations.resilience import CircuitBreaker
@@ -49,8 +49,8 @@ class DbSpendLedger:
 
     def reserve(self, *, agent: str, model: str, worst_case_usd: Decimal) -> int:
         """The call's id; BudgetExceeded (nothing is sent) when the call could pass today's cap."""
-        row = self._db.call(
-            "llm_reserve",
+        row = sql.llm_reserve(
+            self._db,
             agent=agent,
             model=model,
             reserve_usd=worst_case_usd,
@@ -76,8 +76,8 @@ class DbSpendLedger:
         latency_ms: int,
         error: str | None,
     ) -> None:
-        self._db.call(
-            "llm_settle",
+        sql.llm_settle(
+            self._db,
             call_id=call_id,
             outcome=outcome,
             input_tokens=usage.input_tokens,
@@ -95,14 +95,17 @@ class DbModelCache:
         self._db = db
 
     def get(self, configured: str, *, max_age_seconds: float) -> ModelResolution | None:
-        row = self._db.call("llm_model_cached", configured=configured, max_age_seconds=max_age_seconds)
+        row = sql.llm_model_cached(self._db, configured=configured, max_age_seconds=max_age_seconds)
         return ModelResolution.model_validate(row) if row is not None else None
 
     def put(self, configured: str, *, resolved: str, fallback: bool, reason: str) -> ModelResolution:
-        row = self._db.call(
-            "llm_model_store", configured=configured, resolved=resolved, fallback=fallback, reason=reason
-        )
+        row = sql.llm_model_store(self._db, configured=configured, resolved=resolved, fallback=fallback, reason=reason)
         return ModelResolution.model_validate(row)
+
+
+def spend_ledger(settings: Settings, db: Database) -> DbSpendLedger:
+    """LLM_DAILY_BUDGET_USD, counted per calendar day in CRON_TIMEZONE."""
+    return DbSpendLedger(db, budget_usd=settings.llm_daily_budget_usd, time_zone=settings.cron_timezone)
 
 
 def claude_client(
@@ -113,18 +116,15 @@ def claude_client(
     sleep: Callable[[float], None] = time.sleep,
 ) -> ClaudeClient:
     """The Claude client, counting its spend and sharing its model choice in `db`."""
-    return ClaudeClient(
-        claude_config(settings),
-        ledger=DbSpendLedger(db, budget_usd=settings.llm_daily_budget_usd, time_zone=settings.cron_timezone),
-        model_cache=DbModelCache(db),
-        breaker=breaker,
-        sleep=sleep,
+    ledger = spend_ledger(settings, db)
+    return settings.claude_client(
+        ClientDeps(sleep=sleep, breaker=breaker, spend_ledger=ledger, model_cache=DbModelCache(db))
     )
 
 
 def llm_spend(db: Database, settings: Settings, day: date | None = None) -> LlmSpend:
     """A budget day's LLM spend (today in CRON_TIMEZONE by default)."""
-    return LlmSpend.model_validate(db.call("llm_spend", time_zone=settings.cron_timezone, day=day))
+    return LlmSpend.model_validate(sql.llm_spend(db, time_zone=settings.cron_timezone, day=day))
 
 
 def check_model_at_startup(settings: Settings, db: Database) -> ModelResolution | None:

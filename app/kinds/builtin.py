@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.settings import Settings
+from app.kinds import sql
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
 
@@ -27,12 +29,12 @@ class WebhookPostPayload(BaseModel):
 
 def record_note(ctx: HandlerContext) -> dict[str, Any]:
     payload = NoteRecordPayload.model_validate(ctx.action.requested_action)
-    return ctx.db.call("record_note", action_id=ctx.action.id, body=payload.body, metadata=payload.metadata)
+    return sql.record_note(ctx.db, action_id=ctx.action.id, body=payload.body, metadata=payload.metadata)
 
 
 def post_webhook(ctx: HandlerContext) -> dict[str, Any]:
     payload = WebhookPostPayload.model_validate(ctx.action.requested_action)
-    webhook = ctx.clients.webhook
+    webhook = ctx.clients.get(Settings.webhook_client)
     body = {"event": payload.event, "data": payload.data, "action_id": str(ctx.action.id)}
     ctx.mark_dispatched()
     return webhook.post_json(body, idempotency_key=ctx.action.idempotency_key)

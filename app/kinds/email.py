@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.errors import InvalidInput, OpsdeskError
 from app.core.models import ActionMetadata, ActionRequest, Impact
+from app.core.settings import Settings
 from app.email.campaigns import CampaignSender
 from app.email.quota import EmailQuota, QuotaExhausted
 from app.kinds.base import ActionKind
@@ -113,7 +114,7 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     )
     if ctx.settings.brevo_dry_run:
         return {"dry_run": True, "would_send": message.model_dump(mode="json", exclude_none=True)}
-    brevo = ctx.clients.brevo  # not configured: fails here, before any quota is taken
+    brevo = ctx.clients.get(Settings.brevo_client)  # not configured: fails here, before any quota is taken
     window = ctx.settings.brevo_resend_window_seconds
     earlier = ctx.uncertain()
     if earlier["uncertain_since"] is not None and earlier["age_seconds"] > window:
@@ -151,7 +152,11 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     except IntegrationError:
         quota.release(grant)  # refused, or it never reached Brevo
         raise
-    sent = {"message_id": ids[0] if ids else None, "to": payload.to.email, "quota_day": grant.day.isoformat()}
+    sent: dict[str, Any] = {
+        "message_id": ids[0] if ids else None,
+        "to": payload.to.email,
+        "quota_day": grant.day.isoformat(),
+    }
     if payload.crm_note is not None:
         sent["crm_note"] = _log_in_crm(ctx, payload, payload.crm_note)
     return sent
@@ -173,7 +178,7 @@ def _log_in_crm(ctx: HandlerContext, payload: EmailSendPayload, on: CrmNote) -> 
         reasoning="The email went out; the CRM shows it.",
         dedupe_key=f"crm-note/{ctx.action.id}",
         payload={"object_type": on.object_type, "object_id": on.object_id, "body": body[:50_000]},
-        metadata=ActionMetadata(email_action=str(ctx.action.id)),
+        metadata=ActionMetadata.model_validate({"email_action": str(ctx.action.id)}),
     )
     try:
         queued = ctx.follow_up(note)
@@ -194,7 +199,7 @@ def _past_the_window(uncertain: Mapping[str, Any]) -> OutcomeUnknown:
 def send_campaign(ctx: HandlerContext) -> dict[str, Any]:
     payload = EmailCampaignPayload.model_validate(ctx.action.requested_action)
     if not ctx.settings.brevo_dry_run:
-        _ = ctx.clients.brevo  # not configured: fail before planning anything
+        _ = ctx.clients.get(Settings.brevo_client)  # not configured: fail before planning anything
     sender = CampaignSender(
         ctx.db, ctx.settings, ctx.clients, worker_id=f"action:{ctx.action.id}", heartbeat=ctx.heartbeat
     )

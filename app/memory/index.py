@@ -27,10 +27,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from app.clients.configs import embeddings_config
 from app.core.database import Database
 from app.core.errors import DatabaseError, StatementTimeout
 from app.core.settings import Settings
+from app.memory import sql
 from integrations.embeddings import embedding_spec
 
 WRITE_TARGET_SECONDS = 2.0
@@ -103,9 +103,7 @@ def maintain_indexes(
     """Step until every wanted HNSW index exists and holds every vector (or `max_steps`)."""
     report = IndexReport()
     while True:
-        step = pacer.timed(
-            lambda size: db.call("memory_index_step", park_rows=PARKED_PER_WRITTEN * size, fill_rows=size)
-        )
+        step = pacer.timed(lambda size: sql.memory_index_step(db, park_rows=PARKED_PER_WRITTEN * size, fill_rows=size))
         if step["state"] in ("done", "busy"):
             report.state = step["state"]
             return report
@@ -126,10 +124,10 @@ def maintain_indexes(
 def memory_health(db: Database, settings: Settings, *, detailed: bool) -> dict[str, Any]:
     """`/healthz`'s memory part: whether vector search is ready or its index is being made (search
     is full text meanwhile); with the API token, what is left to do."""
-    if embedding_spec(embeddings_config(settings)) is None:
+    if embedding_spec(settings.embeddings_config()) is None:
         return {"vector_search": "off"}
     try:
-        status = db.call("memory_index_status")
+        status = sql.memory_index_status(db)
     except DatabaseError:  # the database part of /healthz already reports the outage
         return {"vector_search": "unknown"}
     if not status["configured"]:
