@@ -10,7 +10,7 @@
     │   └── brevo.OutcomeUncertain  retries ran out after a try that may have reached Brevo
     ├── PermanentError              refused, and another try cannot help
     │   ├── NotConfigured           a setting the client needs is missing or unusable: raised
-    │   │                           before any call (no key, a legacy HubSpot key, no `local` extra)
+    │   │                           before any call (no key, a legacy HubSpot key, no local model)
     │   └── brevo.BrevoRefused      Brevo refused the request itself (4xx)
     │       └── brevo.CreditsExhausted   402: the account sends nothing more today
     ├── OutcomeUnknown              it may or may not have taken effect: a person settles it

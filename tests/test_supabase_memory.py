@@ -24,7 +24,7 @@ from app.memory.index import memory_health
 from app.memory.models import VectorIndexBuilding
 from app.memory.store import MemoryStore
 from app.runtime.database import open_database
-from integrations.embeddings import EmbeddingSpec
+from integrations.embeddings import LOCAL_DIMENSION, LOCAL_MODEL, EmbeddingSpec
 from tests.conftest import make_settings
 from tests.memory_fakes import SeededEmbedder
 from tests.postgrest_on_supabase import SERVICE_KEY, PostgrestOnSupabase
@@ -33,7 +33,7 @@ from tests.supabase_shape import SupabaseShape
 ROWS = 4000
 BATCH = 64  # EMBEDDINGS_BATCH_SIZE's default
 API_TIMEOUT = "1s"
-SPEC = EmbeddingSpec("local", "all-MiniLM-L6-v2", 384)
+SPEC = EmbeddingSpec("local", LOCAL_MODEL, LOCAL_DIMENSION)  # the local model's name; seeded vectors
 KINDS = ("ticket",) + ("note",) * 9  # a tenth of the rows have a kind index of their own
 WORDS = ("kettle", "teapot", "refund", "courier", "warranty", "newsletter", "invoice", "grinder")
 
