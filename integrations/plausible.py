@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -286,15 +286,7 @@ def _error_text(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:300]
+    said = body.get("error") if isinstance(body, dict) else None
+    if isinstance(said, str):
+        return said[:300]
     return response.text[:200] or response.reason_phrase
-
-
-def pages_and_sources(ranked: Iterable[Ranked]) -> list[str]:
-    """`name: N visitors` lines, for text that quotes a top list."""
-    return [
-        f"{row.name or '(empty)'}: {row.visitors} visitors"
-        + (f", {row.pageviews} pageviews" if row.pageviews is not None else "")
-        for row in ranked
-    ]
