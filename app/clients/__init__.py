@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from app.clients.configs import brevo_config, hubspot_config, notion_config, webhook_config
+from app.clients.configs import brevo_config, hubspot_config, notion_config, plausible_config, webhook_config
 from app.clients.rate_slots import DbRateSlots
 from app.core.database import Database
 from app.core.settings import Settings
@@ -21,6 +21,7 @@ from integrations.brevo import BrevoClient
 from integrations.errors import NotConfigured
 from integrations.hubspot import HubSpotClient
 from integrations.notion import NotionClient
+from integrations.plausible import PlausibleClient
 from integrations.webhook import WebhookClient
 
 ClientT = TypeVar("ClientT")
@@ -64,6 +65,11 @@ class Clients:
     def brevo(self) -> BrevoClient:
         config = brevo_config(self.settings)
         return self._get("brevo", lambda: BrevoClient(config, sleep=self.sleep))
+
+    @property
+    def plausible(self) -> PlausibleClient:
+        config = plausible_config(self.settings)
+        return self._get("plausible", lambda: PlausibleClient(config, sleep=self.sleep))
 
     def close(self) -> None:
         for client in self._built.values():

@@ -7,7 +7,7 @@ setting a client cannot work without raises `NotConfigured` here, before any cli
 from __future__ import annotations
 
 from app.core.settings import Settings
-from integrations import brevo, claude, discord, embeddings, hubspot, notion, webhook
+from integrations import brevo, claude, discord, embeddings, hubspot, notion, plausible, webhook
 from integrations.errors import NotConfigured
 
 
@@ -96,3 +96,14 @@ def webhook_config(settings: Settings) -> webhook.WebhookConfig:
     if not settings.webhook_post_url:
         raise NotConfigured("WEBHOOK_POST_URL is not configured", system=webhook.SYSTEM)
     return webhook.WebhookConfig(url=settings.webhook_post_url, timeout_seconds=settings.webhook_post_timeout_seconds)
+
+
+def plausible_config(settings: Settings) -> plausible.PlausibleConfig:
+    if settings.plausible_api_key is None or not settings.plausible_site_id:
+        raise NotConfigured("PLAUSIBLE_API_KEY and PLAUSIBLE_SITE_ID must both be configured", system=plausible.SYSTEM)
+    return plausible.PlausibleConfig(
+        api_key=settings.plausible_api_key,
+        site_id=settings.plausible_site_id,
+        base_url=settings.plausible_base_url or plausible.DEFAULT_BASE_URL,
+        timeout_seconds=settings.plausible_timeout_seconds,
+    )

@@ -201,6 +201,11 @@ PARTS: tuple[Part, ...] = (
         ),
         required=("discord_webhook_url",),
     ),
+    Part(
+        "plausible",
+        ("plausible_api_key", "plausible_site_id", "plausible_base_url", "plausible_timeout_seconds"),
+        required=("plausible_api_key", "plausible_site_id"),
+    ),
     # the provider validator requires VOYAGE_API_KEY / OPENAI_API_KEY for the provider chosen
     Part(
         "memory",
@@ -342,6 +347,12 @@ def check(**overrides: Any) -> ConfigReport:
     if settings.hubspot_private_app_token is not None:
         webhooks = "on" if settings.hubspot_client_secret else "off"
         hubspot.rows.append(Row("(webhooks)", webhooks, _webhooks_note(settings)))
+    plausible = next(p for p in parts if p.name == "plausible")
+    if plausible.state != "not configured":
+        host = settings.plausible_base_url
+        plausible.rows.append(
+            Row("(host)", "self-hosted" if host else "cloud", f"{host} (Community Edition)" if host else "plausible.io")
+        )
     return ConfigReport(parts, settings)
 
 

@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     discord_backoff_max_seconds: float = Field(600.0, gt=0)
     approval_reminder_hours: float = Field(24, gt=0)
     escalate_before_expiry_hours: float = Field(12, ge=0)
+    plausible_api_key: SecretStr | None = None  # a Stats API key: the report's Website section
+    plausible_site_id: str | None = None  # the site's domain, as Plausible names it
+    plausible_base_url: str | None = None  # https://plausible.io when unset; a self-hosted CE: its URL
+    plausible_timeout_seconds: float = Field(10.0, gt=0)
 
     # --- memory and embeddings (app.memory.store, integrations.embeddings) ----------------------------
     voyage_api_key: SecretStr | None = None
@@ -242,6 +246,7 @@ class Settings(BaseSettings):
         "hubspot_base_url",
         "brevo_base_url",
         "notion_base_url",
+        "plausible_base_url",
         "webhook_post_url",
         "supabase_url",
         "voyage_base_url",
@@ -291,6 +296,7 @@ class Settings(BaseSettings):
         "anthropic_api_key",
         "brevo_api_key",
         "notion_api_key",
+        "plausible_api_key",
         "hubspot_client_secret",
         "supabase_service_role_key",
         "voyage_api_key",

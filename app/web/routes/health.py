@@ -27,6 +27,7 @@ def healthz(settings: SettingsDep, db: DbDep, authorization: Authorization = Non
         "brevo": settings.brevo_api_key is not None,
         "notion": settings.notion_api_key is not None,
         "discord": settings.discord_webhook_url is not None,
+        "plausible": settings.plausible_api_key is not None and bool(settings.plausible_site_id),
     }
     body: dict[str, Any] = {
         "integrations": {name: "configured" if on else "not_configured" for name, on in integrations.items()},
