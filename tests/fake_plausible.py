@@ -10,7 +10,8 @@ site's time zone; an empty source is labelled "Direct / None". Errors are `{"err
 hourly limit, counted per clock hour as lib/plausible/rate_limit.ex does, no headers), 400
 (validation). Metrics modelled: visitors, visits, pageviews, events,
 bounce_rate, visit_duration, views_per_visit, percentage; dimensions: event:page, visit:source,
-time:day. Anything else Plausible accepts is answered 501 by the fake, never silently."""
+time:day. Anything else Plausible accepts is answered 501 by the fake, never silently. The facts and
+where they were checked: https://plausible.io/docs/stats-api and docs/vendors/plausible.md."""
 
 from __future__ import annotations
 
