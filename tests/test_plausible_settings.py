@@ -1,5 +1,6 @@
-"""Plausible's settings where operators look: `opsdesk config check` (both settings or neither, a
-malformed URL, cloud or self-hosted), `/healthz`, and the typed config the client is built from."""
+"""Plausible's settings part (app/core/settings/plausible.py) where operators look: `opsdesk config
+check` (both settings or neither, a malformed URL, cloud or self-hosted), `/healthz`, and the typed
+config and client it builds."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import httpx
 import pytest
 
 from app.clients import Clients
-from app.clients.configs import plausible_config
 from app.core.config_check import PartReport, check
 from app.core.database import Database
+from app.core.settings import Settings
 from app.web import create_app
 from integrations.errors import NotConfigured
 from integrations.plausible import DEFAULT_BASE_URL, PlausibleClient
@@ -37,13 +38,13 @@ def test_config_check_has_a_plausible_part() -> None:
     assert rows(half)["PLAUSIBLE_API_KEY"] == ("set", "set")  # never the key itself
 
     cloud = plausible_part(plausible_api_key=KEY, plausible_site_id="example.com")
-    assert cloud.state == "ok" and rows(cloud)["(host)"] == ("cloud", "plausible.io")
+    assert cloud.state == "ok" and rows(cloud)["PLAUSIBLE_BASE_URL"] == ("unset", "")  # plausible.io
     assert rows(cloud)["PLAUSIBLE_TIMEOUT_SECONDS"] == ("default", "10.0")
 
     hosted = plausible_part(
         plausible_api_key=KEY, plausible_site_id="example.com", plausible_base_url="https://stats.example.com"
     )
-    assert rows(hosted)["(host)"] == ("self-hosted", "https://stats.example.com (Community Edition)")
+    assert rows(hosted)["PLAUSIBLE_BASE_URL"] == ("set", "https://stats.example.com")
 
     malformed = plausible_part(plausible_api_key=KEY, plausible_site_id="example.com", plausible_base_url="stats")
     assert malformed.state == "malformed" and rows(malformed)["PLAUSIBLE_BASE_URL"][0] == "malformed"
@@ -52,16 +53,17 @@ def test_config_check_has_a_plausible_part() -> None:
 
 def test_the_client_is_built_only_from_both_settings() -> None:
     with pytest.raises(NotConfigured, match="PLAUSIBLE_API_KEY and PLAUSIBLE_SITE_ID"):
-        plausible_config(make_settings(plausible_api_key=KEY))
-    config = plausible_config(make_settings(plausible_api_key=KEY, plausible_site_id="example.com"))
+        make_settings(plausible_api_key=KEY).plausible_config()
+    config = make_settings(plausible_api_key=KEY, plausible_site_id="example.com").plausible_config()
     assert (config.base_url, config.site_id, config.timeout_seconds) == (DEFAULT_BASE_URL, "example.com", 10.0)
     clients = Clients(make_settings(plausible_api_key=KEY, plausible_site_id="example.com"))
     try:
-        assert isinstance(clients.plausible, PlausibleClient) and clients.plausible is clients.plausible
+        client = clients.get(Settings.plausible_client)
+        assert isinstance(client, PlausibleClient) and clients.get(Settings.plausible_client) is client
     finally:
         clients.close()
     with pytest.raises(NotConfigured):
-        _ = Clients(make_settings()).plausible
+        Clients(make_settings()).get(Settings.plausible_client)
 
 
 def test_healthz_says_whether_plausible_is_configured(db: Database, database_url: str, tmp_path: Path) -> None:

@@ -18,10 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from app.clients.configs import plausible_config
-from app.core.settings import Settings
+from app.core.settings import ClientDeps, Settings
 from integrations.errors import CircuitOpen, IntegrationError, NotConfigured, RateLimited, TransientError
-from integrations.plausible import SYSTEM, AuthRefused, PlanRefused, PlausibleClient, WebsiteDay
+from integrations.plausible import SYSTEM, AuthRefused, PlanRefused, WebsiteDay
 from integrations.resilience import CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -87,10 +86,9 @@ class WebsiteNumbers:
 
     def __call__(self, day: date) -> WebsiteSection:
         try:
-            config = plausible_config(self.settings)
+            client = self.settings.plausible_client(ClientDeps(sleep=self.sleep, breaker=self.breaker))
         except NotConfigured as exc:
             return WebsiteSection(state="not_connected", reason=f"Plausible is not connected ({_detail(exc)})")
-        client = PlausibleClient(config, breaker=self.breaker, sleep=self.sleep)
         try:
             numbers = client.website_day(day, self.settings.time_zone, history_days=self.history_days, top=TOP_ROWS)
         except IntegrationError as exc:
