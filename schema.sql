@@ -6,7 +6,32 @@
 -- by name and never builds SQL. Every function returns jsonb, so the direct Postgres transport and
 -- Supabase's REST `rpc` see the same value. Errors use our own SQLSTATEs (see app/errors.py):
 --   OD404 not found, OD409 conflict, OD410 expired, OD422 invalid input, OD499 stale attempt.
+--
+-- Contents (each section holds its tables, indexes, functions and triggers; only §2 changes what
+-- an earlier release created):
+--   §1  Preamble
+--   §2  Upgrades from earlier releases
+--   §3  Clock and schema version
+--   §4  Actions, notes and the audit log
+--   §5  Leases
+--   §6  The approval queue
+--   §7  The executor
+--   §8  Reviewing by link
+--   §9  Discord notifications
+--   §10 Claude
+--   §11 HubSpot webhooks
+--   §12 Memory
+--   §13 Email: Brevo's daily quota and campaign batches
+--   §14 The schedule
+--   §15 Agent runs and the agents' sources
+--   §16 The daily report
+--   §17 Outgoing rate limits
+--   §18 Access
 
+-- ---------------------------------------------------------------------------------------------
+-- §1 Preamble
+-- One transaction, one applier at a time, and pgvector.
+-- ---------------------------------------------------------------------------------------------
 begin;
 
 -- Two processes applying the schema at once wait for each other instead of racing.
@@ -25,8 +50,92 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The clock. All timestamps come from the database, never a worker's clock. Tests move time
--- forward by setting the offset instead of sleeping; in production it stays zero.
+-- §2 Upgrades from earlier releases
+-- The only statements of this file that change what an earlier release created. Every section
+-- below describes the current shape: a fresh database gets it there, an older one gets the
+-- difference here first. The rules:
+-- - Each statement is guarded (`alter table if exists … add column if not exists`, `drop function
+--   if exists`, a `do` block that reads the catalogue first), so it does nothing on a fresh
+--   database (whose tables do not exist yet) or on one already upgraded: the file stays safe to
+--   apply again.
+-- - Each says which release needed it. Releases are the versions schema_version() answers (§3):
+--   v2 came with 0564c19 (2026-12-02) and c47fede is its last commit, the previous release that
+--   tests/migration/schema_previous.sql keeps; v3 (issue 12) and v4 (issue 11) came on 2026-12-06.
+-- - This section runs first: a function dropped here may come back below with the same arguments
+--   and another result, which `create or replace` refuses while the old one exists.
+-- - A column added here is in its table's `create table` too, for fresh databases.
+-- - tests/test_upgrade.py applies this file over the previous release with rows in it and compares
+--   the catalogue with a fresh apply. A statement no supported release needs any more goes when
+--   that frozen file is refreshed.
+-- ---------------------------------------------------------------------------------------------
+
+-- v2, from v1 (98654d2): the dispatch time of an attempt that may have gone out unanswered
+-- (Brevo's 30-minute resend window).
+alter table if exists actions add column if not exists uncertain_since timestamptz;
+-- v2, from v1 (6761964): decide_action gained p_expected_round.
+drop function if exists decide_action(uuid, text, text, text, jsonb, text, text);
+-- v2, from v1 (b3cf2c4): requeue_action gained the draft and impact a handler re-read.
+drop function if exists requeue_action(uuid, uuid, text, jsonb, double precision, text);
+-- v2, from v1 (cc5e4e7): search_memory gained the query vector's model.
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean);
+-- v2, from v1 (95f59fb, 0564c19): memory.fts holds the kind as the lexeme '#kind=<kind>'. A column
+-- without the comment 'fts v2' is rebuilt here, once. Only this block decides: §12 marks the
+-- column after it, so a mark there can never stand on a column that was not rebuilt.
+do $$
+begin
+  if to_regclass('public.memory') is not null then
+    if col_description(to_regclass('public.memory'),
+                       (select attnum from pg_attribute
+                         where attrelid = to_regclass('public.memory') and attname = 'fts')) is distinct from 'fts v2' then
+      alter table memory drop column fts;
+      alter table memory add column fts tsvector generated always as (
+        setweight(to_tsvector('english', title), 'A')
+        || setweight(to_tsvector('english', content), 'B')
+        || array_to_tsvector(array['#kind=' || kind])) stored;
+    end if;
+  end if;
+end
+$$;
+-- v2, from v1 (dde30d6): a run keeps the proposals refused whole; agent_sources_pick replaced
+-- agent_sources_handled; submit_agent_actions and close_agent_run gained the run's skips and
+-- refusals.
+alter table if exists agent_runs add column if not exists refused jsonb not null default '[]';
+drop function if exists agent_sources_handled(jsonb);
+drop function if exists submit_agent_actions(uuid, jsonb, jsonb, text, text);
+drop function if exists close_agent_run(uuid, text, integer, jsonb, text);
+
+-- v3, from v2 (e54d6ce): decide_action gained the decision's channel and an edit's new tier, and
+-- the channel is kept on the action. Actions decided before learn it once, when the column is
+-- added, from the `api:` and `cli:` prefixes those channels always wrote; every other name was
+-- typed on a signed link (the review page or the inbox).
+drop function if exists decide_action(uuid, text, text, text, jsonb, text, text, bigint);
+do $$
+begin
+  if to_regclass('public.actions') is not null and not exists (
+       select 1 from pg_attribute
+        where attrelid = to_regclass('public.actions') and attname = 'decided_via' and not attisdropped) then
+    alter table actions add column decided_via text check (decided_via in ('link', 'inbox', 'api', 'cli', 'system'));
+    update actions
+       set decided_via = case when decided_by like 'api:%' then 'api' when decided_by like 'cli:%' then 'cli'
+                              else 'link' end
+     where decided_by is not null;
+  end if;
+end
+$$;
+-- v3, from v2 (dcec707): record_hubspot_webhook gained the events set aside.
+drop function if exists record_hubspot_webhook(text, bigint, integer, jsonb);
+
+-- v4, from v3 (5ed8d7f): memory's vector indexes are made in bounded steps (memory_index_step):
+-- the kinds chosen for their own index, the reindex under way, and vectors parked meanwhile.
+alter table if exists memory_config add column if not exists indexed_kinds text[];
+alter table if exists memory_config add column if not exists reindex_started_at timestamptz;
+alter table if exists memory add column if not exists embedding_parked vector;
+
+-- ---------------------------------------------------------------------------------------------
+-- §3 Clock and schema version
+-- All timestamps come from the database, never a worker's clock. Tests move time forward by
+-- setting the offset instead of sleeping; in production it stays zero.
 -- ---------------------------------------------------------------------------------------------
 create table if not exists clock_offset (
   id boolean primary key default true check (id),
@@ -70,6 +179,7 @@ language sql set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- §4 Actions, notes and the audit log
 -- Actions: what an agent (or an outside caller) wants done, its risk, its decision, its run.
 -- ---------------------------------------------------------------------------------------------
 create table if not exists actions (
@@ -89,6 +199,9 @@ create table if not exists actions (
   draft_hash       text not null,                  -- sha256 of requested_action; links bind to it
   dedupe_key       text,                           -- same input -> at most one open action
   decided_by       text,
+  -- How the action left pending, apart from the name typed in `decided_by`: a signed review link,
+  -- the inbox link, the API token, the terminal, or opsdesk itself (auto-approval, expiry).
+  decided_via      text check (decided_via in ('link', 'inbox', 'api', 'cli', 'system')),
   decision         text check (decision in ('approved', 'rejected', 'modified')),
   feedback         text,
   modifications    jsonb,                          -- {field: {"from": old, "to": new}}
@@ -103,6 +216,10 @@ create table if not exists actions (
   claimed_by       text,
   lease_expires_at timestamptz,
   dispatched_at    timestamptz,                    -- the attempt may have reached the outside world
+  -- The dispatch time of the first attempt that may have reached the outside world without an
+  -- answer. Brevo drops a repeated idempotency key for 30 minutes only, so a re-send is safe only
+  -- that long.
+  uncertain_since  timestamptz,
   started_at       timestamptz,
   finished_at      timestamptz,
   result           jsonb,
@@ -117,19 +234,12 @@ create index if not exists actions_leases on actions (lease_expires_at) where st
 create index if not exists actions_expiring on actions (expires_at) where status = 'pending';
 create unique index if not exists actions_open_dedupe on actions (dedupe_key)
   where dedupe_key is not null and status in ('pending', 'approved', 'running');
--- The dispatch time of the first attempt that may have reached the outside world without an answer.
--- Brevo drops a repeated idempotency key for 30 minutes only, so a re-send is safe only that long.
-alter table actions add column if not exists uncertain_since timestamptz;
--- How the action left pending, apart from the name typed in `decided_by`: a signed review link, the
--- inbox link, the API token, the terminal, or opsdesk itself (auto-approval, expiry). Databases
--- from before it learn it from the `api:` and `cli:` prefixes those channels always wrote; every
--- other name was typed on a signed link (the review page or the inbox).
-alter table actions add column if not exists decided_via text
-  check (decided_via in ('link', 'inbox', 'api', 'cli', 'system'));
-update actions
-   set decided_via = case when decided_by like 'api:%' then 'api' when decided_by like 'cli:%' then 'cli'
-                          else 'link' end
- where decided_via is null and decided_by is not null;
+-- The reviewers' feedback an agent reads (recent_feedback, §8).
+create index if not exists actions_feedback on actions (agent, kind, updated_at)
+  where rejection_reason is not null or modifications is not null or feedback is not null;
+-- The agents' dedupe-key prefixes (agent_sources_pick, §15).
+create index if not exists actions_dedupe_prefix on actions (dedupe_key text_pattern_ops)
+  where dedupe_key is not null;
 
 -- The audit trail: one row per transition. Append-only, enforced by the database itself.
 create table if not exists audit_log (
@@ -172,9 +282,7 @@ create table if not exists notes (
   created_at timestamptz not null default db_now()
 );
 
--- ---------------------------------------------------------------------------------------------
--- Helpers
--- ---------------------------------------------------------------------------------------------
+-- Helpers every section below uses.
 create or replace function action_view(a actions) returns jsonb
 language sql stable as $$ select to_jsonb(a) - 'attempt_token' $$;
 
@@ -208,7 +316,43 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The approval queue
+-- §5 Leases
+-- Who holds a maintenance job (pruning) across every instance of the service.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists maintenance_leases (
+  name         text primary key,
+  holder       text not null,
+  leased_until timestamptz not null
+);
+
+-- One holder at a time for a maintenance job across every instance; a crashed holder's lease
+-- simply runs out.
+create or replace function take_maintenance_lease(p_name text, p_holder text, p_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_taken boolean;
+begin
+  insert into maintenance_leases as l (name, holder, leased_until)
+  values (p_name, p_holder, v_now + make_interval(secs => p_seconds))
+  on conflict (name) do update set holder = excluded.holder, leased_until = excluded.leased_until
+   where l.leased_until <= v_now or l.holder = excluded.holder
+  returning true into v_taken;
+  return jsonb_build_object('taken', coalesce(v_taken, false),
+                            'holder', (select holder from maintenance_leases where name = p_name));
+end
+$$;
+
+create or replace function release_maintenance_lease(p_name text, p_holder text) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with gone as (delete from maintenance_leases where name = p_name and holder = p_holder returning 1)
+  select jsonb_build_object('released', exists (select 1 from gone))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- §6 The approval queue
+-- Submit, decide, cancel, expire, read.
 -- ---------------------------------------------------------------------------------------------
 create or replace function submit_action(
   p_action jsonb, p_risk_level text, p_risk_reasons jsonb, p_auto_run boolean,
@@ -266,8 +410,6 @@ $$;
 -- p_channel: how the decision came (link, inbox, api, cli, system), kept apart from the name.
 -- p_risk_level, p_risk_reasons, p_estimated_impact: an edit's facts and tier as the policy gives
 -- them for the edited draft (app.approval_queue), stored with it; modify only.
-drop function if exists decide_action(uuid, text, text, text, jsonb, text, text);
-drop function if exists decide_action(uuid, text, text, text, jsonb, text, text, bigint);
 create or replace function decide_action(
   p_id uuid, p_decision text, p_actor text, p_reason text, p_modifications jsonb,
   p_expected_hash text, p_request_id text, p_expected_round bigint default null, p_channel text default null,
@@ -447,8 +589,18 @@ language sql stable set search_path = public, pg_temp as $$
     'limit', p_limit, 'offset', p_offset)
 $$;
 
+create or replace function health() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'now', db_now(),
+    'schema_version', schema_version(),
+    'pending', (select count(*) from actions where status = 'pending'),
+    'unknown', (select count(*) from actions where status = 'unknown'))
+$$;
+
 -- ---------------------------------------------------------------------------------------------
--- The executor: claim with SKIP LOCKED and a lease; finish only with the claim's attempt token.
+-- §7 The executor
+-- Claim with SKIP LOCKED and a lease; finish only with the claim's attempt token.
 -- ---------------------------------------------------------------------------------------------
 create or replace function claim_actions(p_worker text, p_lease_seconds double precision, p_limit integer)
 returns jsonb
@@ -679,6 +831,59 @@ begin
 end
 $$;
 
+-- The executor re-assessed an approved action and its facts now give a higher tier than the one
+-- it was approved at: instead of running, it goes back to pending with the new tier, the new
+-- reasons, a fresh expiry and no decision (the old one stays in the audit). Only the current
+-- attempt may do this, and only before its handler reached the outside world. The claim's
+-- attempt is given back: nothing was tried. Links carry the expiry in whole seconds and tell a
+-- reopened approval from the earlier round by it, so the new expiry always differs to the second.
+-- A handler that re-read facts living outside opsdesk (a deal's current stage) passes the draft
+-- and impact those facts give: the person then approves what would really happen, and links to
+-- the old draft stop working (its hash changes).
+create or replace function requeue_action(
+  p_id uuid, p_attempt_token uuid, p_risk_level text, p_risk_reasons jsonb,
+  p_ttl_seconds double precision, p_reason text,
+  p_requested_action jsonb default null, p_estimated_impact jsonb default null
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  a actions := locked_attempt(p_id, p_attempt_token);
+  v_from_tier text := a.risk_level;
+  v_expires timestamptz := v_now + make_interval(secs => p_ttl_seconds);
+  v_draft jsonb := coalesce(p_requested_action, a.requested_action);
+begin
+  if p_risk_level is null or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL') then
+    raise exception 'risk level must be LOW, MEDIUM, HIGH or CRITICAL' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_reason, '')), '') is null or coalesce(p_ttl_seconds, 0) <= 0 then
+    raise exception 'sending back needs a reason and a positive ttl' using errcode = 'OD422';
+  end if;
+  if a.dispatched_at is not null then
+    raise exception 'action % may already have reached the outside world; it cannot go back to pending', a.id
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'dispatched')::text;
+  end if;
+  if date_trunc('second', v_expires) = date_trunc('second', a.expires_at) then
+    v_expires := v_expires + interval '1 second';
+  end if;
+
+  update actions
+     set status = 'pending', risk_level = p_risk_level, risk_reasons = coalesce(p_risk_reasons, '[]'),
+         decision = null, decided_by = null, decided_at = null,
+         attempts = attempts - 1, attempt_token = null, lease_expires_at = null, started_at = null,
+         run_after = null, expires_at = v_expires, updated_at = v_now,
+         requested_action = v_draft,
+         draft_hash = case when p_requested_action is null then draft_hash else draft_hash(v_draft) end,
+         estimated_impact = coalesce(p_estimated_impact, estimated_impact)
+   where id = a.id returning * into a;
+  perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), 'requeued', 'running', 'pending', p_reason, null,
+                      jsonb_build_object('from_tier', v_from_tier, 'to_tier', p_risk_level,
+                                         'reasons', p_risk_reasons,
+                                         'draft_changed', p_requested_action is not null));
+  return action_view(a);
+end
+$$;
+
 -- The built-in `note.record` handler's write: one note per action, whatever the number of runs.
 create or replace function record_note(p_action_id uuid, p_body text, p_metadata jsonb) returns jsonb
 language sql set search_path = public, pg_temp as $$
@@ -692,18 +897,9 @@ language sql set search_path = public, pg_temp as $$
     'created', exists (select 1 from ins))
 $$;
 
-create or replace function health() returns jsonb
-language sql stable set search_path = public, pg_temp as $$
-  select jsonb_build_object(
-    'now', db_now(),
-    'schema_version', schema_version(),
-    'pending', (select count(*) from actions where status = 'pending'),
-    'unknown', (select count(*) from actions where status = 'unknown'))
-$$;
-
 -- ---------------------------------------------------------------------------------------------
--- Reviewing by link: what the review page reads, the approval PIN's tries, the reviewers'
--- feedback for the agents, and sending an approved action back when its facts got riskier.
+-- §8 Reviewing by link
+-- What the review page reads, the approval PIN's tries, the reviewers' feedback for the agents.
 -- ---------------------------------------------------------------------------------------------
 -- Wrong approval-PIN entries per action, counted here so every instance and every parallel
 -- request share one limit.
@@ -712,9 +908,6 @@ create table if not exists approval_pin_failures (
   failures       integer not null default 0,
   last_failed_at timestamptz
 );
-
-create index if not exists actions_feedback on actions (agent, kind, updated_at)
-  where rejection_reason is not null or modifications is not null or feedback is not null;
 
 -- Everything a review page shows, read at one database time (links expire on that clock).
 create or replace function approval_review(p_id uuid) returns jsonb
@@ -784,62 +977,9 @@ language sql stable set search_path = public, pg_temp as $$
     ) f
 $$;
 
--- The executor re-assessed an approved action and its facts now give a higher tier than the one
--- it was approved at: instead of running, it goes back to pending with the new tier, the new
--- reasons, a fresh expiry and no decision (the old one stays in the audit). Only the current
--- attempt may do this, and only before its handler reached the outside world. The claim's
--- attempt is given back: nothing was tried. Links carry the expiry in whole seconds and tell a
--- reopened approval from the earlier round by it, so the new expiry always differs to the second.
--- A handler that re-read facts living outside opsdesk (a deal's current stage) passes the draft
--- and impact those facts give: the person then approves what would really happen, and links to
--- the old draft stop working (its hash changes).
-drop function if exists requeue_action(uuid, uuid, text, jsonb, double precision, text);
-create or replace function requeue_action(
-  p_id uuid, p_attempt_token uuid, p_risk_level text, p_risk_reasons jsonb,
-  p_ttl_seconds double precision, p_reason text,
-  p_requested_action jsonb default null, p_estimated_impact jsonb default null
-) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  a actions := locked_attempt(p_id, p_attempt_token);
-  v_from_tier text := a.risk_level;
-  v_expires timestamptz := v_now + make_interval(secs => p_ttl_seconds);
-  v_draft jsonb := coalesce(p_requested_action, a.requested_action);
-begin
-  if p_risk_level is null or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL') then
-    raise exception 'risk level must be LOW, MEDIUM, HIGH or CRITICAL' using errcode = 'OD422';
-  end if;
-  if nullif(btrim(coalesce(p_reason, '')), '') is null or coalesce(p_ttl_seconds, 0) <= 0 then
-    raise exception 'sending back needs a reason and a positive ttl' using errcode = 'OD422';
-  end if;
-  if a.dispatched_at is not null then
-    raise exception 'action % may already have reached the outside world; it cannot go back to pending', a.id
-      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'dispatched')::text;
-  end if;
-  if date_trunc('second', v_expires) = date_trunc('second', a.expires_at) then
-    v_expires := v_expires + interval '1 second';
-  end if;
-
-  update actions
-     set status = 'pending', risk_level = p_risk_level, risk_reasons = coalesce(p_risk_reasons, '[]'),
-         decision = null, decided_by = null, decided_at = null,
-         attempts = attempts - 1, attempt_token = null, lease_expires_at = null, started_at = null,
-         run_after = null, expires_at = v_expires, updated_at = v_now,
-         requested_action = v_draft,
-         draft_hash = case when p_requested_action is null then draft_hash else draft_hash(v_draft) end,
-         estimated_impact = coalesce(p_estimated_impact, estimated_impact)
-   where id = a.id returning * into a;
-  perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), 'requeued', 'running', 'pending', p_reason, null,
-                      jsonb_build_object('from_tier', v_from_tier, 'to_tier', p_risk_level,
-                                         'reasons', p_risk_reasons,
-                                         'draft_changed', p_requested_action is not null));
-  return action_view(a);
-end
-$$;
-
 -- ---------------------------------------------------------------------------------------------
--- Discord notifications: an outbox. A trigger on `actions` queues them in the same transaction
+-- §9 Discord notifications
+-- An outbox. A trigger on `actions` queues them in the same transaction
 -- as the status change, so a crash or a Discord outage loses none; `NotificationSender`
 -- (app/notifications.py) claims them like the executor claims actions (SKIP LOCKED, a lease, an
 -- attempt token) and records what Discord answered.
@@ -1240,7 +1380,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Claude: every model call with its tokens and cost, the daily spend cap, and the model the
+-- §10 Claude
+-- Every model call with its tokens and cost, the daily spend cap, and the model the
 -- configured id resolves to (kept here so every process uses the same one). Amounts in jsonb
 -- answers are strings so they reach Python as exact Decimals on both transports.
 -- ---------------------------------------------------------------------------------------------
@@ -1392,7 +1533,8 @@ language sql set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- HubSpot webhooks. The endpoint checks the v3 signature; this records one signed delivery,
+-- §11 HubSpot webhooks
+-- The endpoint checks the v3 signature; this records one signed delivery,
 -- atomically: refused when its timestamp is outside the window (on the database clock) or when
 -- the same signed request came before (a replay), else its events, each once by HubSpot's eventId
 -- (HubSpot redelivers a failed delivery with a fresh timestamp and signature).
@@ -1428,7 +1570,6 @@ create table if not exists hubspot_events_set_aside (
 );
 create index if not exists hubspot_events_set_aside_received on hubspot_events_set_aside (received_at);
 
-drop function if exists record_hubspot_webhook(text, bigint, integer, jsonb);
 create or replace function record_hubspot_webhook(
   p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb,
   p_set_aside jsonb default '[]'
@@ -1470,7 +1611,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Memory: what the business knows (knowledge base, sent messages, decisions with the reviewers'
+-- §12 Memory
+-- What the business knows (knowledge base, sent messages, decisions with the reviewers'
 -- reasons and edits, tickets, reports), searchable by full text, by vector and by both fused
 -- with reciprocal rank fusion. Python: app/memory.py; embeddings: integrations/embeddings.py.
 --
@@ -1492,15 +1634,15 @@ $$;
 -- text and says so (bench/README.md measures the longest call).
 -- ---------------------------------------------------------------------------------------------
 create table if not exists memory_config (
-  id            boolean primary key default true check (id),
-  model         text not null,                    -- "<provider>/<model>", e.g. local/all-MiniLM-L6-v2
-  dimension     integer not null check (dimension between 1 and 2000),  -- HNSW on vector: 2,000 max
-  configured_at timestamptz not null default db_now()
+  id                 boolean primary key default true check (id),
+  model              text not null,              -- "<provider>/<model>", e.g. local/all-MiniLM-L6-v2
+  dimension          integer not null check (dimension between 1 and 2000),  -- HNSW on vector: 2,000 max
+  configured_at      timestamptz not null default db_now(),
+  -- The kinds with a partial HNSW index of their own (null: none chosen yet), and when the reindex
+  -- under way began (null: none; `opsdesk memory reindex` resumes it instead of starting over).
+  indexed_kinds      text[],
+  reindex_started_at timestamptz
 );
--- The kinds with a partial HNSW index of their own (null: none chosen yet), and when the reindex
--- under way began (null: none; `opsdesk memory reindex` resumes it instead of starting over).
-alter table memory_config add column if not exists indexed_kinds text[];
-alter table memory_config add column if not exists reindex_started_at timestamptz;
 
 create table if not exists memory (
   id                  bigint generated always as identity primary key,
@@ -1521,40 +1663,19 @@ create table if not exists memory (
   embedding_model     text,                     -- the model that made `embedding`
   embedded_at         timestamptz,
   embed_claimed_until timestamptz,              -- an embedder holds the row until then
+  embedding_parked    vector,                   -- set aside while its index is made (memory_index_step)
   unique (source, source_id)
 );
 -- The kind is a lexeme of fts too, '#kind=ticket', so a kind filter narrows the GIN scan itself
 -- instead of fetching every row with the words. No text reaches it: the parser drops '#', and a
--- prefix query (`kind*`) is letters and digits, so it never starts with one. The column's comment
--- names its version; a table made with an older column gets it rebuilt here, once.
-do $$
-begin
-  if col_description('public.memory'::regclass,
-                     (select attnum from pg_attribute
-                       where attrelid = 'public.memory'::regclass and attname = 'fts')) is distinct from 'fts v2' then
-    alter table memory drop column fts;
-    alter table memory add column fts tsvector generated always as (
-      setweight(to_tsvector('english', title), 'A')
-      || setweight(to_tsvector('english', content), 'B')
-      || array_to_tsvector(array['#kind=' || kind])) stored;
-    comment on column memory.fts is 'fts v2';
-  end if;
-end
-$$;
+-- prefix query (`kind*`) is letters and digits, so it never starts with one. The comment names the
+-- column's version: §2 rebuilds a column without it, before this line marks the current one.
+comment on column memory.fts is 'fts v2';
 create index if not exists memory_fts on memory using gin (fts);
 create index if not exists memory_kind_occurred on memory (kind, occurred_at);
 create index if not exists memory_occurred on memory (occurred_at);
 create index if not exists memory_to_embed on memory (id) where embedding is null;
--- A vector set aside while the index that covers its row is created (memory_index_step).
-alter table memory add column if not exists embedding_parked vector;
 create index if not exists memory_parked on memory (id) where embedding_parked is not null;
-
--- Who holds a maintenance job (pruning) across every instance of the service.
-create table if not exists maintenance_leases (
-  name         text primary key,
-  holder       text not null,
-  leased_until timestamptz not null
-);
 
 -- The model, the dimension the column really has, whether the HNSW index exists, and the kinds
 -- with a partial HNSW index of their own.
@@ -2022,8 +2143,6 @@ $$;
 -- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
 -- vector_index, results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score,
 -- vector_rank, similarity, occurred_at, metadata}]}.
-drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
-                                      double precision, integer, integer, integer, boolean);
 create or replace function search_memory(
   p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
   p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
@@ -2439,33 +2558,8 @@ begin
 end
 $$;
 
--- One holder at a time for a maintenance job across every instance; a crashed holder's lease
--- simply runs out.
-create or replace function take_maintenance_lease(p_name text, p_holder text, p_seconds double precision)
-returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_taken boolean;
-begin
-  insert into maintenance_leases as l (name, holder, leased_until)
-  values (p_name, p_holder, v_now + make_interval(secs => p_seconds))
-  on conflict (name) do update set holder = excluded.holder, leased_until = excluded.leased_until
-   where l.leased_until <= v_now or l.holder = excluded.holder
-  returning true into v_taken;
-  return jsonb_build_object('taken', coalesce(v_taken, false),
-                            'holder', (select holder from maintenance_leases where name = p_name));
-end
-$$;
-
-create or replace function release_maintenance_lease(p_name text, p_holder text) returns jsonb
-language sql set search_path = public, pg_temp as $$
-  with gone as (delete from maintenance_leases where name = p_name and holder = p_holder returning 1)
-  select jsonb_build_object('released', exists (select 1 from gone))
-$$;
-
 -- ---------------------------------------------------------------------------------------------
--- Email: Brevo's daily quota and campaign batches.
+-- §13 Email: Brevo's daily quota and campaign batches
 -- The quota day is the calendar day of db_now() in the quota time zone (BREVO_QUOTA_TIMEZONE,
 -- Phoenix by default). The application passes the limit, the transactional reserve and the zone
 -- from its settings on every call, so one configuration governs every worker.
@@ -3130,7 +3224,8 @@ language sql stable set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The schedule (app/job_schedule.py): every firing of a scheduled job is claimed here, unique per
+-- §14 The schedule
+-- app/job_schedule.py: every firing of a scheduled job is claimed here, unique per
 -- job and scheduled time, so it runs once however many instances run the same schedule. The
 -- application computes the firings from the jobs' cron triggers; this table is its memory of
 -- what ran. A run that does not finish within its lease is lost (its instance died); a transient
@@ -3263,7 +3358,13 @@ language sql set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Agent runs: one row per run of an agent (filled by agents/, counted by the daily report).
+-- §15 Agent runs and the agents' sources
+-- One row per run of an agent (filled by agents/, counted by the daily report); which sources a
+-- run can leave alone (agents/framework.py), and a run's actions submitted together with the end
+-- of its agent_runs row.
+-- An agent's action carries the dedupe key `<agent>/<source ref>/<input version>/<slot>`, e.g.
+-- `support/ticket-4711/20261121T160000Z/reply`: the same input gives the same keys, so a repeated
+-- run never opens a second action for it (submit_action answers with the one already open).
 -- ---------------------------------------------------------------------------------------------
 create table if not exists agent_runs (
   id          uuid primary key default gen_random_uuid(),
@@ -3275,7 +3376,8 @@ create table if not exists agent_runs (
   tokens      bigint not null default 0 check (tokens >= 0),
   cost_usd    numeric not null default 0 check (cost_usd >= 0),
   outcome     text not null default 'running' check (outcome in ('running', 'ok', 'failed')),
-  error       text
+  error       text,
+  refused     jsonb not null default '[]'      -- the proposals refused whole: [{ref, reason}]
 );
 create index if not exists agent_runs_started on agent_runs (started_at);
 
@@ -3324,8 +3426,133 @@ begin
 end
 $$;
 
+-- A key prefix as a LIKE pattern: the prefix's own characters match only themselves.
+create or replace function like_prefix(p_prefix text) returns text
+language sql immutable as $$
+  select replace(replace(replace(p_prefix, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+$$;
+
+-- A source a run put before the model and got nothing for (the model left it out, or its proposal
+-- was refused whole), one row per source: the latest skip. The same input is not sent again, and
+-- a source skipped before waits behind those never skipped, so sources the model keeps passing
+-- over cannot fill every prompt and starve new ones.
+create table if not exists agent_skips (
+  agent      text not null,
+  ref        text not null,
+  version    text not null,
+  reason     text not null,
+  run_id     uuid not null references agent_runs (id) on delete cascade,
+  skipped_at timestamptz not null,
+  primary key (agent, ref)
+);
+
+-- The sources that go before the model this run, at most p_limit. Left alone: those that need no
+-- draft now (an action for the same input exists in any state, so a rejected or expired draft is
+-- not drafted again until the input changes; an action for an earlier input is still open; the
+-- same input was skipped: its skip is one of the source's `skipped_as` versions). Of the rest,
+-- those never skipped come first, then those skipped longest ago, each group in the order given.
+-- p_sources: [{ref, skipped_as: [version], source_prefix, input_prefix}]. Answers {handled: how
+-- many were left alone, picked: [ref]}.
+create or replace function agent_sources_pick(p_agent text, p_sources jsonb, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with triaged as (
+    select g.s->>'ref' as ref, g.n, k.skipped_at,
+           coalesce(k.version in (select jsonb_array_elements_text(g.s->'skipped_as')), false)
+           or exists (select 1 from actions a where a.dedupe_key like like_prefix(g.s->>'input_prefix'))
+           or exists (select 1 from actions a
+                       where a.dedupe_key like like_prefix(g.s->>'source_prefix')
+                         and a.status in ('pending', 'approved', 'running')) as handled
+      from jsonb_array_elements(coalesce(p_sources, '[]')) with ordinality as g(s, n)
+      left join agent_skips k on k.agent = p_agent and k.ref = g.s->>'ref')
+  select jsonb_build_object(
+    'handled', (select count(*) from triaged where handled),
+    'picked', coalesce((select jsonb_agg(p.ref order by p.skipped_at nulls first, p.n)
+                          from (select * from triaged where not handled
+                                 order by skipped_at nulls first, n limit greatest(p_limit, 0)) p), '[]'))
+$$;
+
+-- A finishing run's refusals, kept on its row, and its skips. p_skips: [{ref, version, reason}]
+-- (a dry run passes none: it writes nothing but its run record); p_refused: [{ref, reason}].
+create or replace function record_agent_skips(p_run_id uuid, p_skips jsonb, p_refused jsonb) returns void
+language sql set search_path = public, pg_temp as $$
+  update agent_runs set refused = coalesce(p_refused, '[]') where id = p_run_id;
+  insert into agent_skips as k (agent, ref, version, reason, run_id, skipped_at)
+  select r.agent, s->>'ref', s->>'version', s->>'reason', r.id, db_now()
+    from agent_runs r cross join jsonb_array_elements(coalesce(p_skips, '[]')) s
+   where r.id = p_run_id
+  on conflict (agent, ref) do update
+    set version = excluded.version, reason = excluded.reason, run_id = excluded.run_id,
+        skipped_at = excluded.skipped_at;
+$$;
+
+-- Tokens and cost of the given llm_calls rows (a run's own calls, failed ones included).
+create or replace function agent_llm_usage(p_call_ids jsonb) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'tokens', coalesce(sum(c.input_tokens + c.output_tokens + c.cache_creation_input_tokens
+                           + c.cache_read_input_tokens), 0),
+    'cost_usd', coalesce(sum(case when c.outcome = 'reserved' then c.reserved_usd else c.cost_usd end), 0)::text)
+    from llm_calls c
+   where c.id in (select x::bigint from jsonb_array_elements_text(coalesce(p_call_ids, '[]')) x)
+$$;
+
+-- Every action of a run, submitted and the run finished as ok (with its skips and refusals), in
+-- one transaction: if any submission (or the run's end) fails, none of the actions exist. p_items
+-- are what ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds,
+-- max_attempts}]. A key already used in any state is the same input handled before (by an
+-- overlapping run, say, whose LOW task already ran): answered with that action, as submit_action
+-- answers an open one.
+create or replace function submit_agent_actions(
+  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text, p_skips jsonb,
+  p_refused jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_item jsonb;
+  v_results jsonb := '[]';
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+  a actions;
+begin
+  if jsonb_typeof(p_items) is distinct from 'array' then
+    raise exception 'p_items must be an array of prepared actions' using errcode = 'OD422';
+  end if;
+  for v_item in select value from jsonb_array_elements(p_items) loop
+    select * into a from actions where dedupe_key = v_item->'action'->>'dedupe_key'
+     order by created_at desc limit 1;
+    if found then
+      v_results := v_results || jsonb_build_array(action_view(a) || '{"duplicate": true}');
+      continue;
+    end if;
+    v_results := v_results || jsonb_build_array(submit_action(
+      v_item->'action', v_item->>'risk_level', v_item->'risk_reasons', (v_item->>'auto_run')::boolean,
+      (v_item->>'ttl_seconds')::double precision, (v_item->>'max_attempts')::integer, p_actor, p_request_id));
+  end loop;
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
+  return jsonb_build_object(
+    'run', finish_agent_run(p_run_id, 'ok', jsonb_array_length(p_items), (v_usage->>'tokens')::bigint,
+                            (v_usage->>'cost_usd')::numeric, null),
+    'results', v_results);
+end
+$$;
+
+-- A run that submits nothing: failed (with its error), a dry run, or one with nothing to do.
+create or replace function close_agent_run(
+  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text, p_skips jsonb,
+  p_refused jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+begin
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
+  return finish_agent_run(p_run_id, p_outcome, p_proposals, (v_usage->>'tokens')::bigint,
+                          (v_usage->>'cost_usd')::numeric, p_error);
+end
+$$;
+
 -- ---------------------------------------------------------------------------------------------
--- The daily report (app/daily_report.py): what happened on one calendar day in CRON_TIMEZONE.
+-- §16 The daily report
+-- app/daily_report.py: what happened on one calendar day in CRON_TIMEZONE.
 -- Every number is counted here (count(*) filter), never by fetching rows.
 -- ---------------------------------------------------------------------------------------------
 create table if not exists daily_reports (
@@ -3671,145 +3898,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Agents (agents/framework.py): which sources a run can leave alone, and a run's actions
--- submitted together with the end of its agent_runs row.
--- An agent's action carries the dedupe key `<agent>/<source ref>/<input version>/<slot>`, e.g.
--- `support/ticket-4711/20261121T160000Z/reply`: the same input gives the same keys, so a repeated
--- run never opens a second action for it (submit_action answers with the one already open).
--- ---------------------------------------------------------------------------------------------
-create index if not exists actions_dedupe_prefix on actions (dedupe_key text_pattern_ops)
-  where dedupe_key is not null;
-
--- A key prefix as a LIKE pattern: the prefix's own characters match only themselves.
-create or replace function like_prefix(p_prefix text) returns text
-language sql immutable as $$
-  select replace(replace(replace(p_prefix, '\', '\\'), '%', '\%'), '_', '\_') || '%'
-$$;
-
--- A source a run put before the model and got nothing for (the model left it out, or its proposal
--- was refused whole), one row per source: the latest skip. The same input is not sent again, and
--- a source skipped before waits behind those never skipped, so sources the model keeps passing
--- over cannot fill every prompt and starve new ones.
-create table if not exists agent_skips (
-  agent      text not null,
-  ref        text not null,
-  version    text not null,
-  reason     text not null,
-  run_id     uuid not null references agent_runs (id) on delete cascade,
-  skipped_at timestamptz not null,
-  primary key (agent, ref)
-);
-alter table agent_runs add column if not exists refused jsonb not null default '[]';  -- [{ref, reason}]
-
--- The sources that go before the model this run, at most p_limit. Left alone: those that need no
--- draft now (an action for the same input exists in any state, so a rejected or expired draft is
--- not drafted again until the input changes; an action for an earlier input is still open; the
--- same input was skipped: its skip is one of the source's `skipped_as` versions). Of the rest,
--- those never skipped come first, then those skipped longest ago, each group in the order given.
--- p_sources: [{ref, skipped_as: [version], source_prefix, input_prefix}]. Answers {handled: how
--- many were left alone, picked: [ref]}.
-drop function if exists agent_sources_handled(jsonb);
-create or replace function agent_sources_pick(p_agent text, p_sources jsonb, p_limit integer) returns jsonb
-language sql stable set search_path = public, pg_temp as $$
-  with triaged as (
-    select g.s->>'ref' as ref, g.n, k.skipped_at,
-           coalesce(k.version in (select jsonb_array_elements_text(g.s->'skipped_as')), false)
-           or exists (select 1 from actions a where a.dedupe_key like like_prefix(g.s->>'input_prefix'))
-           or exists (select 1 from actions a
-                       where a.dedupe_key like like_prefix(g.s->>'source_prefix')
-                         and a.status in ('pending', 'approved', 'running')) as handled
-      from jsonb_array_elements(coalesce(p_sources, '[]')) with ordinality as g(s, n)
-      left join agent_skips k on k.agent = p_agent and k.ref = g.s->>'ref')
-  select jsonb_build_object(
-    'handled', (select count(*) from triaged where handled),
-    'picked', coalesce((select jsonb_agg(p.ref order by p.skipped_at nulls first, p.n)
-                          from (select * from triaged where not handled
-                                 order by skipped_at nulls first, n limit greatest(p_limit, 0)) p), '[]'))
-$$;
-
--- A finishing run's refusals, kept on its row, and its skips. p_skips: [{ref, version, reason}]
--- (a dry run passes none: it writes nothing but its run record); p_refused: [{ref, reason}].
-create or replace function record_agent_skips(p_run_id uuid, p_skips jsonb, p_refused jsonb) returns void
-language sql set search_path = public, pg_temp as $$
-  update agent_runs set refused = coalesce(p_refused, '[]') where id = p_run_id;
-  insert into agent_skips as k (agent, ref, version, reason, run_id, skipped_at)
-  select r.agent, s->>'ref', s->>'version', s->>'reason', r.id, db_now()
-    from agent_runs r cross join jsonb_array_elements(coalesce(p_skips, '[]')) s
-   where r.id = p_run_id
-  on conflict (agent, ref) do update
-    set version = excluded.version, reason = excluded.reason, run_id = excluded.run_id,
-        skipped_at = excluded.skipped_at;
-$$;
-
--- Tokens and cost of the given llm_calls rows (a run's own calls, failed ones included).
-create or replace function agent_llm_usage(p_call_ids jsonb) returns jsonb
-language sql stable set search_path = public, pg_temp as $$
-  select jsonb_build_object(
-    'tokens', coalesce(sum(c.input_tokens + c.output_tokens + c.cache_creation_input_tokens
-                           + c.cache_read_input_tokens), 0),
-    'cost_usd', coalesce(sum(case when c.outcome = 'reserved' then c.reserved_usd else c.cost_usd end), 0)::text)
-    from llm_calls c
-   where c.id in (select x::bigint from jsonb_array_elements_text(coalesce(p_call_ids, '[]')) x)
-$$;
-
--- Every action of a run, submitted and the run finished as ok (with its skips and refusals), in
--- one transaction: if any submission (or the run's end) fails, none of the actions exist. p_items
--- are what ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds,
--- max_attempts}]. A key already used in any state is the same input handled before (by an
--- overlapping run, say, whose LOW task already ran): answered with that action, as submit_action
--- answers an open one.
-drop function if exists submit_agent_actions(uuid, jsonb, jsonb, text, text);
-create or replace function submit_agent_actions(
-  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text, p_skips jsonb,
-  p_refused jsonb
-) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_item jsonb;
-  v_results jsonb := '[]';
-  v_usage jsonb := agent_llm_usage(p_call_ids);
-  a actions;
-begin
-  if jsonb_typeof(p_items) is distinct from 'array' then
-    raise exception 'p_items must be an array of prepared actions' using errcode = 'OD422';
-  end if;
-  for v_item in select value from jsonb_array_elements(p_items) loop
-    select * into a from actions where dedupe_key = v_item->'action'->>'dedupe_key'
-     order by created_at desc limit 1;
-    if found then
-      v_results := v_results || jsonb_build_array(action_view(a) || '{"duplicate": true}');
-      continue;
-    end if;
-    v_results := v_results || jsonb_build_array(submit_action(
-      v_item->'action', v_item->>'risk_level', v_item->'risk_reasons', (v_item->>'auto_run')::boolean,
-      (v_item->>'ttl_seconds')::double precision, (v_item->>'max_attempts')::integer, p_actor, p_request_id));
-  end loop;
-  perform record_agent_skips(p_run_id, p_skips, p_refused);
-  return jsonb_build_object(
-    'run', finish_agent_run(p_run_id, 'ok', jsonb_array_length(p_items), (v_usage->>'tokens')::bigint,
-                            (v_usage->>'cost_usd')::numeric, null),
-    'results', v_results);
-end
-$$;
-
--- A run that submits nothing: failed (with its error), a dry run, or one with nothing to do.
-drop function if exists close_agent_run(uuid, text, integer, jsonb, text);
-create or replace function close_agent_run(
-  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text, p_skips jsonb,
-  p_refused jsonb
-) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_usage jsonb := agent_llm_usage(p_call_ids);
-begin
-  perform record_agent_skips(p_run_id, p_skips, p_refused);
-  return finish_agent_run(p_run_id, p_outcome, p_proposals, (v_usage->>'tokens')::bigint,
-                          (v_usage->>'cost_usd')::numeric, p_error);
-end
-$$;
-
--- ---------------------------------------------------------------------------------------------
--- Outgoing rate limits (integrations/rate_limit.py) shared by every process: a vendor counts the
+-- §17 Outgoing rate limits
+-- integrations/rate_limit.py: limits shared by every process: a vendor counts the
 -- app's calls together, so a per-process limiter would give each process the whole allowance.
 -- A bucket has fixed windows of p_window_seconds aligned on the epoch; each call takes one slot.
 -- ---------------------------------------------------------------------------------------------
@@ -3850,7 +3940,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Access. Row Level Security on every table with no policy: Supabase's anon and authenticated
+-- §18 Access
+-- Row Level Security on every table with no policy: Supabase's anon and authenticated
 -- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
 -- the same file runs where those roles do not exist (the embedded server, plain Postgres).
 -- ---------------------------------------------------------------------------------------------
