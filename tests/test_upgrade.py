@@ -12,7 +12,7 @@ the rows driven over the REST stand-in as service_role."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -120,23 +120,34 @@ def test_the_previous_release_is_frozen_with_the_commit_it_came_from() -> None:
 
 
 @pytest.fixture
-def empty_database(pg_server: Any) -> Iterator[str]:
-    name = f"u_{uuid.uuid4().hex[:16]}"
+def empty_databases(pg_server: Any) -> Iterator[Callable[[], str]]:
+    """Makes empty databases on the session's server, dropped afterwards."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"u_{uuid.uuid4().hex[:16]}")
+        with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+            conn.execute(f"create database {names[-1]}")
+        return str(pg_server.get_uri(names[-1]))
+
+    yield make
     with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"create database {name}")
-    yield pg_server.get_uri(name)
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"drop database if exists {name} with (force)")
+        for name in names:
+            conn.execute(f"drop database if exists {name} with (force)")
 
 
 def test_the_previous_release_upgrades_to_a_fresh_schema_and_its_rows_go_on(
-    empty_database: str, database_url: str
+    empty_databases: Callable[[], str],
 ) -> None:
-    upgrade(empty_database)
-    assert differences(empty_database, database_url) == ""  # database_url: the template, applied fresh
-    db = Database(PostgresTransport(empty_database, max_size=2))
+    upgraded, fresh = empty_databases(), empty_databases()
+    upgrade(upgraded)
+    # Fresh now, not the session's template: schema.sql grants to Supabase's roles where they exist,
+    # and a test of the `supabase` fixture may have made them on this server since the template.
+    apply(fresh, schema_sql())
+    assert differences(upgraded, fresh) == ""
+    db = Database(PostgresTransport(upgraded, max_size=2))
     try:
-        with psycopg.connect(empty_database, autocommit=True) as owner:
+        with psycopg.connect(upgraded, autocommit=True) as owner:
             the_rows_go_on(db, owner)
     finally:
         db.close()
