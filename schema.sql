@@ -60,7 +60,8 @@ $$;
 --   apply again.
 -- - Each says which release needed it. Releases are the versions schema_version() answers (§3):
 --   v2 came with 0564c19 (2026-12-02) and c47fede is its last commit, the previous release that
---   tests/migration/schema_previous.sql keeps; v3 (issue 12) and v4 (issue 11) came on 2026-12-06.
+--   tests/migration/schema_previous.sql keeps; v3 (issue 12) and v4 (issue 11) came on 2026-12-06;
+--   issue 13 keeps v4.
 -- - This section runs first: a function dropped here may come back below with the same arguments
 --   and another result, which `create or replace` refuses while the old one exists.
 -- - A column added here is in its table's `create table` too, for fresh databases.
@@ -87,7 +88,8 @@ begin
   if to_regclass('public.memory') is not null then
     if col_description(to_regclass('public.memory'),
                        (select attnum from pg_attribute
-                         where attrelid = to_regclass('public.memory') and attname = 'fts')) is distinct from 'fts v2' then
+                         where attrelid = to_regclass('public.memory') and attname = 'fts'))
+       is distinct from 'fts v2' then
       alter table memory drop column fts;
       alter table memory add column fts tsvector generated always as (
         setweight(to_tsvector('english', title), 'A')
@@ -131,6 +133,10 @@ drop function if exists record_hubspot_webhook(text, bigint, integer, jsonb);
 alter table if exists memory_config add column if not exists indexed_kinds text[];
 alter table if exists memory_config add column if not exists reindex_started_at timestamptz;
 alter table if exists memory add column if not exists embedding_parked vector;
+
+-- Issue 13 (still v4: no function changed its parameters): a daily report's send follows §5's
+-- lease convention, which keeps updated_at.
+alter table if exists daily_reports add column if not exists updated_at timestamptz;
 
 -- ---------------------------------------------------------------------------------------------
 -- §3 Clock and schema version
@@ -317,16 +323,194 @@ $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- §5 Leases
--- Who holds a maintenance job (pruning) across every instance of the service.
+-- The one lifecycle of every queue-like table: a worker claims due rows (FOR UPDATE SKIP LOCKED)
+-- for a while (the lease) under a fresh attempt token; only the current attempt may act on its
+-- row (the lock below: OD404 no row, OD499 superseded), renew its lease or mark that it may have
+-- reached the outside world (dispatched); rows whose lease ran out are found, oldest first, by
+-- whoever recovers them. Each queue keeps its own functions around this: which rows are due and
+-- in what order, what a claim returns, what ending an attempt means, and what a lost lease
+-- becomes.
+-- The convention: a queue table has status, attempts, attempt_token, claimed_by,
+-- lease_expires_at, dispatched_at and updated_at; lease_spec names each queue, its key columns
+-- and what its `running` status is called. A key is a JSON object of the key columns: {"id": …},
+-- {"campaign_id": …, "batch_no": …}.
+-- These are invoker functions (never security definer) that refuse any table lease_spec does not
+-- name: called over Supabase's REST API they can do nothing service_role could not do already.
+-- Not leases of this kind, on purpose: memory's embedding claims (a hint that saves work twice
+-- done; set_memory_embeddings checks the text's hash, so a million-row table needs no attempt
+-- columns), job runs (a firing's row is made by its claim, unique per job and time, and its
+-- lease doubles as its retry time) and the named maintenance leases at the end of this section.
 -- ---------------------------------------------------------------------------------------------
+-- The queues. key_match finds the row `t` that a key object names; its %s stands for that object
+-- (a parameter, or a column of a list of keys). The key columns' types are written here, so a
+-- call reads no catalogue: these functions run on every claim and every finish.
+create or replace function lease_spec(
+  p_queue regclass, out key_columns text[], out key_match text, out running text, out noun text
+)
+language plpgsql stable set search_path = public, pg_temp as $$
+begin
+  -- to_regclass: this section stands before the tables, and a missing table is no queue
+  if p_queue = to_regclass('public.actions') then
+    key_columns := '{id}'; key_match := 't.id = (%s->>''id'')::uuid';
+    running := 'running'; noun := 'action';
+  elsif p_queue = to_regclass('public.discord_notifications') then
+    key_columns := '{id}'; key_match := 't.id = (%s->>''id'')::bigint';
+    running := 'sending'; noun := 'notification';
+  elsif p_queue = to_regclass('public.campaign_batches') then
+    key_columns := '{campaign_id,batch_no}';
+    key_match := 't.campaign_id = (%1$s->>''campaign_id'')::uuid and t.batch_no = (%1$s->>''batch_no'')::integer';
+    running := 'sending'; noun := 'campaign batch';
+  elsif p_queue = to_regclass('public.daily_reports') then
+    key_columns := '{day}'; key_match := 't.day = (%s->>''day'')::date';
+    running := 'sending'; noun := 'daily report send';
+  else
+    raise exception '% is not a lease queue', p_queue using errcode = 'OD422';
+  end if;
+end
+$$;
+
+-- Claims the rows of p_keys (a JSON array of keys the caller chose and locked FOR UPDATE SKIP
+-- LOCKED in this transaction, in claim order) for p_worker: running, one more attempt, a fresh
+-- token, a lease of p_lease_seconds. p_also sets more of the rows' own columns, the same for each
+-- ({"started_at": …}). Returns the claimed rows, in the order given.
+create or replace function lease_claim(
+  p_queue regclass, p_keys jsonb, p_worker text, p_lease_seconds double precision, p_also jsonb default '{}'
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+  v_also text;
+  v_claimed jsonb;
+begin
+  if nullif(btrim(coalesce(p_worker, '')), '') is null or coalesce(p_lease_seconds, 0) <= 0 then
+    raise exception 'a claim needs the worker and a positive lease' using errcode = 'OD422';
+  end if;
+  if coalesce(p_also, '{}') ?| (s.key_columns || array['status', 'attempts', 'attempt_token', 'claimed_by',
+                                                       'lease_expires_at', 'dispatched_at', 'updated_at']) then
+    raise exception 'a claim sets the key and lease columns of % itself', p_queue using errcode = 'OD422';
+  end if;
+  if jsonb_array_length(coalesce(p_keys, '[]')) = 0 then
+    return '[]';  -- nothing was due: an idle poll runs no statement
+  end if;
+  -- (a key of p_also that is not a column of the queue fails the statement: undefined_column)
+  select string_agg(format(', %1$I = x.%1$I', k), '') into v_also from jsonb_object_keys(coalesce(p_also, '{}')) k;
+  execute format($sql$
+    with claimed as (
+      update %1$s t
+         set status = %2$L, attempts = t.attempts + 1, attempt_token = gen_random_uuid(), claimed_by = $2,
+             lease_expires_at = $3 + make_interval(secs => $4), dispatched_at = null, updated_at = $3%3$s
+        from jsonb_array_elements($1) with ordinality k(key, n)%4$s
+       where %5$s
+      returning t.*, k.n as claim_order)
+    select coalesce(jsonb_agg(to_jsonb(c) - 'claim_order' order by c.claim_order), '[]') from claimed c
+    $sql$, p_queue, s.running, coalesce(v_also, ''),
+    case when v_also is not null then format(', jsonb_populate_record(null::%s, $5) x', p_queue) else '' end,
+    format(s.key_match, 'k.key'))
+    into v_claimed using p_keys, p_worker, db_now(), p_lease_seconds, p_also;
+  return v_claimed;
+end
+$$;
+
+-- A key as messages show it: its values, `/` between them.
+create or replace function lease_key_text(p_key_columns text[], p_key jsonb) returns text
+language sql immutable as $$
+  select string_agg(coalesce(p_key->>k.name, 'null'), '/' order by k.n)
+    from unnest(p_key_columns) with ordinality k(name, n)
+$$;
+
+-- Only the current attempt may act on its row: locks it (FOR UPDATE) for this transaction and
+-- raises OD404 when there is no such row, OD499 when the attempt was superseded (another status,
+-- or another claim's token). The caller then reads the row it holds. Returns {"locked": true}.
+create or replace function lease_lock(p_queue regclass, p_key jsonb, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+  v_status text;
+  v_token uuid;
+begin
+  execute format('select t.status, t.attempt_token from %s t where %s for update of t',
+                 p_queue, format(s.key_match, '$1'))
+    into v_status, v_token using p_key;
+  if v_status is null then
+    raise exception 'no % %', s.noun, lease_key_text(s.key_columns, p_key) using errcode = 'OD404';
+  end if;
+  if v_status <> s.running or v_token is distinct from p_attempt_token then
+    raise exception 'attempt on % % was superseded (now %)', s.noun, lease_key_text(s.key_columns, p_key), v_status
+      using errcode = 'OD499', detail = jsonb_build_object('status', v_status)::text;
+  end if;
+  return '{"locked": true}';
+end
+$$;
+
+-- Sets the current attempt's lease_expires_at or dispatched_at to p_at (one guarded UPDATE; when it
+-- finds no such attempt, lease_lock says why). Returns p_at.
+create or replace function lease_touch(
+  p_queue regclass, p_key jsonb, p_attempt_token uuid, p_column text, p_at timestamptz
+) returns timestamptz
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+begin
+  if p_column is null or p_column not in ('lease_expires_at', 'dispatched_at') then
+    raise exception 'an attempt sets only its lease_expires_at or dispatched_at' using errcode = 'OD422';
+  end if;
+  execute format('update %s t set %I = $3, updated_at = db_now() where %s and t.status = %L and t.attempt_token = $2',
+                 p_queue, p_column, format(s.key_match, '$1'), s.running)
+    using p_key, p_attempt_token, p_at;
+  if not found then
+    perform lease_lock(p_queue, p_key, p_attempt_token);
+  end if;
+  return p_at;
+end
+$$;
+
+-- A long attempt's heartbeat: its lease runs p_lease_seconds from now, so recovery does not take a
+-- live attempt for a dead one.
+create or replace function lease_renew(
+  p_queue regclass, p_key jsonb, p_attempt_token uuid, p_lease_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+begin
+  if p_lease_seconds is null or p_lease_seconds <= 0 then
+    raise exception 'a lease must last some time' using errcode = 'OD422';
+  end if;
+  return jsonb_build_object('lease_expires_at', lease_touch(p_queue, p_key, p_attempt_token, 'lease_expires_at',
+                                                            db_now() + make_interval(secs => p_lease_seconds)));
+end
+$$;
+
+-- Just before the attempt may reach the outside world: after a crash, recovery knows it may have.
+create or replace function lease_dispatched(p_queue regclass, p_key jsonb, p_attempt_token uuid) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  select jsonb_build_object('dispatched', lease_touch(p_queue, p_key, p_attempt_token, 'dispatched_at', db_now())
+                                          is not null)
+$$;
+
+-- Running rows whose lease ran out, oldest lease first, at most p_limit, each locked for the
+-- caller's transaction (SKIP LOCKED: an attempt finishing right now holds its row, and wins). The
+-- caller decides what each becomes.
+create or replace function lease_expired(p_queue regclass, p_limit integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+  v_rows jsonb;
+begin
+  execute format('select coalesce(jsonb_agg(to_jsonb(t) order by t.lease_expires_at), ''[]'')
+                    from (select * from %s where status = %L and lease_expires_at <= $1
+                           order by lease_expires_at limit $2 for update skip locked) t', p_queue, s.running)
+    into v_rows using db_now(), p_limit;
+  return v_rows;
+end
+$$;
+
+-- Named leases: one holder at a time for a maintenance job (pruning) across every instance; a
+-- crashed holder's lease simply runs out.
 create table if not exists maintenance_leases (
   name         text primary key,
   holder       text not null,
   leased_until timestamptz not null
 );
 
--- One holder at a time for a maintenance job across every instance; a crashed holder's lease
--- simply runs out.
 create or replace function take_maintenance_lease(p_name text, p_holder text, p_seconds double precision)
 returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
@@ -602,77 +786,45 @@ $$;
 -- §7 The executor
 -- Claim with SKIP LOCKED and a lease; finish only with the claim's attempt token.
 -- ---------------------------------------------------------------------------------------------
+-- Approved actions that are due, oldest first, claimed as §5 claims (with their start time), each
+-- with a `claimed` audit row.
 create or replace function claim_actions(p_worker text, p_lease_seconds double precision, p_limit integer)
 returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_claimed jsonb;
-begin
-  with due as (
-    select id from actions
-     where status = 'approved' and run_after <= v_now
-     order by run_after, requested_at limit p_limit
-       for update skip locked
-  ), claimed as (
-    update actions a
-       set status = 'running', attempts = a.attempts + 1, attempt_token = gen_random_uuid(),
-           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-           started_at = v_now, dispatched_at = null, updated_at = v_now
-      from due where a.id = due.id
-    returning a.*
+language sql set search_path = public, pg_temp as $$
+  with claimed as (
+    select lease_claim('actions', coalesce(jsonb_agg(jsonb_build_object('id', due.id)
+                                                     order by due.run_after, due.requested_at), '[]'),
+                       p_worker, p_lease_seconds, jsonb_build_object('started_at', db_now())) as claimed_rows
+      from (select id, run_after, requested_at from actions
+             where status = 'approved' and run_after <= db_now()
+             order by run_after, requested_at limit p_limit
+               for update skip locked) due
   ), audited as (
     insert into audit_log (action_id, actor, event, from_status, to_status, details)
-    select c.id, p_worker, 'claimed', 'approved', 'running', jsonb_build_object('attempt', c.attempts)
-      from claimed c
+    select (c->>'id')::uuid, p_worker, 'claimed', 'approved', 'running', jsonb_build_object('attempt', c->'attempts')
+      from claimed, jsonb_array_elements(claimed.claimed_rows) c
   )
-  select coalesce(jsonb_agg(to_jsonb(c) order by c.run_after), '[]') into v_claimed from claimed c;
-  return v_claimed;
-end
+  select claimed_rows from claimed
 $$;
 
+-- The current attempt's action, locked (§5: OD404, OD499).
 create or replace function locked_attempt(p_id uuid, p_attempt_token uuid) returns actions
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  a actions;
-begin
-  select * into a from actions where id = p_id for update;
-  if not found then
-    raise exception 'no action %', p_id using errcode = 'OD404';
-  end if;
-  if a.status <> 'running' or a.attempt_token is distinct from p_attempt_token then
-    raise exception 'attempt on action % was superseded (now %)', p_id, a.status using errcode = 'OD499',
-      detail = jsonb_build_object('status', a.status)::text;
-  end if;
-  return a;
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_lock('actions', jsonb_build_object('id', p_id), p_attempt_token);
+  select * from actions where id = p_id
 $$;
 
 create or replace function mark_dispatched(p_id uuid, p_attempt_token uuid) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  a actions := locked_attempt(p_id, p_attempt_token);
-begin
-  update actions set dispatched_at = db_now(), updated_at = db_now() where id = a.id;
-  return jsonb_build_object('id', a.id, 'dispatched', true);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_dispatched('actions', jsonb_build_object('id', p_id), p_attempt_token) || jsonb_build_object('id', p_id)
 $$;
 
--- A long handler's heartbeat: its lease runs p_lease_seconds from now, so lease recovery does not
--- take a live attempt for a dead one. Only the current attempt may renew (OD499 otherwise).
+-- A long handler's heartbeat before each outside request (§5).
 create or replace function renew_action_lease(p_id uuid, p_attempt_token uuid, p_lease_seconds double precision)
 returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  a actions := locked_attempt(p_id, p_attempt_token);
-  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
-begin
-  if p_lease_seconds is null or p_lease_seconds <= 0 then
-    raise exception 'a lease must last some time' using errcode = 'OD422';
-  end if;
-  update actions set lease_expires_at = v_until, updated_at = db_now() where id = a.id;
-  return jsonb_build_object('id', a.id, 'lease_expires_at', v_until);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_renew('actions', jsonb_build_object('id', p_id), p_attempt_token, p_lease_seconds)
+         || jsonb_build_object('id', p_id)
 $$;
 
 -- How long ago an earlier attempt may have gone out without an answer (null: none did).
@@ -762,13 +914,7 @@ declare
   v_out jsonb := '[]';
   a actions;
 begin
-  -- SKIP LOCKED: an attempt that is finishing right now holds the row lock, so it wins the race.
-  for a in
-    select * from actions
-     where status = 'running' and lease_expires_at <= v_now
-     order by lease_expires_at limit p_limit
-       for update skip locked
-  loop
+  for a in select * from jsonb_populate_recordset(null::actions, lease_expired('actions', p_limit)) loop
     if a.dispatched_at is not null then
       v_to := 'unknown';
       v_reason := 'the worker lost its lease after the outside call started; a person must settle it';
@@ -1147,10 +1293,7 @@ declare
   n discord_notifications;
 begin
   for n in
-    select * from discord_notifications
-     where status = 'sending' and lease_expires_at <= v_now
-     order by lease_expires_at limit p_limit
-       for update skip locked
+    select * from jsonb_populate_recordset(null::discord_notifications, lease_expired('discord_notifications', p_limit))
   loop
     if n.kind = 'outcome' or exists (select 1 from actions where id = n.action_id and status = 'pending') then
       v_to := 'queued';   -- an edit is idempotent; a post for a pending action must still reach it
@@ -1181,64 +1324,41 @@ $$;
 -- waits while a post of its episode is in flight, so it cannot miss that post's message.
 create or replace function claim_notifications(p_worker text, p_lease_seconds double precision, p_limit integer)
 returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_claimed jsonb;
-begin
-  with due as (
-    select n.id from discord_notifications n
-     where n.status = 'queued' and n.run_after <= v_now
-       and (n.kind <> 'outcome' or not exists (
-             select 1 from discord_notifications p
-              where p.action_id = n.action_id and p.episode = n.episode and p.kind <> 'outcome'
-                and p.status = 'sending'))
-     order by n.run_after, n.id limit p_limit
-       for update of n skip locked
-  ), claimed as (
-    update discord_notifications n
-       set status = 'sending', attempts = n.attempts + 1, attempt_token = gen_random_uuid(),
-           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-           dispatched_at = null, updated_at = v_now
-      from due where n.id = due.id
-    returning n.*
+language sql set search_path = public, pg_temp as $$
+  with claimed as (
+    select lease_claim('discord_notifications',
+                       coalesce(jsonb_agg(jsonb_build_object('id', due.id) order by due.run_after, due.id), '[]'),
+                       p_worker, p_lease_seconds) as claimed_rows
+      from (select n.id, n.run_after from discord_notifications n
+             where n.status = 'queued' and n.run_after <= db_now()
+               and (n.kind <> 'outcome' or not exists (
+                     select 1 from discord_notifications p
+                      where p.action_id = n.action_id and p.episode = n.episode and p.kind <> 'outcome'
+                        and p.status = 'sending'))
+             order by n.run_after, n.id limit p_limit
+               for update of n skip locked) due
   )
-  select coalesce(jsonb_agg(to_jsonb(c) || jsonb_build_object(
-           'action', (select action_view(a) from actions a where a.id = c.action_id),
+  select coalesce(jsonb_agg(c.item || jsonb_build_object(
+           'action', (select action_view(a) from actions a where a.id = (c.item->>'action_id')::uuid),
            'messages', coalesce((select jsonb_agg(m.message_id order by m.posted_at, m.message_id)
                                    from discord_messages m
-                                  where m.action_id = c.action_id and m.episode = c.episode), '[]'))
-         order by c.run_after, c.id), '[]')
-    into v_claimed from claimed c;
-  return v_claimed;
-end
+                                  where m.action_id = (c.item->>'action_id')::uuid
+                                    and m.episode = (c.item->>'episode')::integer), '[]'))
+         order by c.n), '[]')
+    from claimed, jsonb_array_elements(claimed.claimed_rows) with ordinality c(item, n)
 $$;
 
+-- The current attempt's notification, locked (§5: OD404, OD499).
 create or replace function locked_notification(p_id bigint, p_attempt_token uuid) returns discord_notifications
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  n discord_notifications;
-begin
-  select * into n from discord_notifications where id = p_id for update;
-  if not found then
-    raise exception 'no notification %', p_id using errcode = 'OD404';
-  end if;
-  if n.status <> 'sending' or n.attempt_token is distinct from p_attempt_token then
-    raise exception 'attempt on notification % was superseded (now %)', p_id, n.status using errcode = 'OD499',
-      detail = jsonb_build_object('status', n.status)::text;
-  end if;
-  return n;
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_lock('discord_notifications', jsonb_build_object('id', p_id), p_attempt_token);
+  select * from discord_notifications where id = p_id
 $$;
 
 create or replace function mark_notification_dispatched(p_id bigint, p_attempt_token uuid) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  n discord_notifications := locked_notification(p_id, p_attempt_token);
-begin
-  update discord_notifications set dispatched_at = db_now(), updated_at = db_now() where id = n.id;
-  return jsonb_build_object('id', n.id, 'dispatched', true);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_dispatched('discord_notifications', jsonb_build_object('id', p_id), p_attempt_token)
+         || jsonb_build_object('id', p_id)
 $$;
 
 -- Discord confirmed a post. The message is kept even when the answer comes from an attempt that
@@ -2879,70 +2999,45 @@ $$;
 create or replace function claim_campaign_batches(
   p_worker text, p_lease_seconds double precision, p_limit integer, p_time_zone text, p_campaign_id uuid
 ) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_today date := email_quota_day(p_time_zone);
-  v_claimed jsonb;
-begin
-  with due as (
-    select campaign_id, batch_no from campaign_batches
-     where status = 'pending' and send_on <= v_today and (not_before is null or not_before <= v_now)
-       and (p_campaign_id is null or campaign_id = p_campaign_id)
-     order by send_on, created_at, batch_no limit p_limit
-       for update skip locked
-  ), claimed as (
-    update campaign_batches b
-       set status = 'sending', attempts = b.attempts + 1, attempt_token = gen_random_uuid(),
-           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-           dispatched_at = null, updated_at = v_now
-      from due where b.campaign_id = due.campaign_id and b.batch_no = due.batch_no
-    returning b.*
+language sql set search_path = public, pg_temp as $$
+  with claimed as (
+    select lease_claim('campaign_batches',
+                       coalesce(jsonb_agg(jsonb_build_object('campaign_id', due.campaign_id, 'batch_no', due.batch_no)
+                                          order by due.send_on, due.created_at, due.batch_no), '[]'),
+                       p_worker, p_lease_seconds) as claimed_rows
+      from (select campaign_id, batch_no, send_on, created_at from campaign_batches
+             where status = 'pending' and send_on <= email_quota_day(p_time_zone)
+               and (not_before is null or not_before <= db_now())
+               and (p_campaign_id is null or campaign_id = p_campaign_id)
+             order by send_on, created_at, batch_no limit p_limit
+               for update skip locked) due
   )
   select coalesce(jsonb_agg(jsonb_build_object(
-           'campaign_id', c.campaign_id, 'batch_no', c.batch_no, 'send_on', c.send_on,
-           'attempt_token', c.attempt_token, 'attempts', c.attempts,
-           'content', (select a.requested_action - 'recipients' from actions a where a.id = c.campaign_id))
-         order by c.send_on, c.created_at, c.batch_no), '[]')
-    into v_claimed from claimed c;
-  return v_claimed;
-end
+           'campaign_id', c.item->'campaign_id', 'batch_no', c.item->'batch_no', 'send_on', c.item->'send_on',
+           'attempt_token', c.item->'attempt_token', 'attempts', c.item->'attempts',
+           'content', (select a.requested_action - 'recipients' from actions a
+                        where a.id = (c.item->>'campaign_id')::uuid))
+         order by c.n), '[]')
+    from claimed, jsonb_array_elements(claimed.claimed_rows) with ordinality c(item, n)
 $$;
 
+-- The current attempt's batch, locked (§5: OD404, OD499).
 create or replace function campaign_batch_attempt(p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid)
 returns campaign_batches
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  b campaign_batches;
-begin
-  select * into b from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no for update;
-  if not found then
-    raise exception 'no batch % of campaign %', p_batch_no, p_campaign_id using errcode = 'OD404';
-  end if;
-  if b.status <> 'sending' or b.attempt_token is distinct from p_attempt_token then
-    raise exception 'attempt on batch % of campaign % was superseded (now %)', p_batch_no, p_campaign_id, b.status
-      using errcode = 'OD499', detail = jsonb_build_object('status', b.status)::text;
-  end if;
-  return b;
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_lock('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
+                    p_attempt_token);
+  select * from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no
 $$;
 
--- A batch's heartbeat before each request to Brevo, like renew_action_lease.
+-- A batch's heartbeat before each request to Brevo (§5).
 create or replace function renew_campaign_batch_lease(
   p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_lease_seconds double precision
 ) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
-  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
-begin
-  if p_lease_seconds is null or p_lease_seconds <= 0 then
-    raise exception 'a lease must last some time' using errcode = 'OD422';
-  end if;
-  update campaign_batches set lease_expires_at = v_until, updated_at = db_now()
-   where campaign_id = b.campaign_id and batch_no = b.batch_no;
-  return jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'lease_expires_at', v_until);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_renew('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
+                     p_attempt_token, p_lease_seconds)
+         || jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no)
 $$;
 
 -- Reserves quota for the batch's pending recipients and returns those it may send now (a dry run
@@ -2986,13 +3081,12 @@ create or replace function campaign_recipients_sending(
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
-  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
   v_count integer;
 begin
-  update campaign_batches set dispatched_at = coalesce(dispatched_at, db_now()), updated_at = db_now()
-   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  perform lease_dispatched('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
+                           p_attempt_token);
   update campaign_recipients set status = 'sending', updated_at = db_now()
-   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending'
+   where campaign_id = p_campaign_id and batch_no = p_batch_no and status = 'pending'
      and email in (select jsonb_array_elements_text(p_emails));
   get diagnostics v_count = row_count;
   return jsonb_build_object('sending', v_count);
@@ -3144,10 +3238,7 @@ declare
   b campaign_batches;
 begin
   for b in
-    select * from campaign_batches
-     where status = 'sending' and lease_expires_at <= db_now()
-     order by lease_expires_at limit p_limit
-       for update skip locked
+    select * from jsonb_populate_recordset(null::campaign_batches, lease_expired('campaign_batches', p_limit))
   loop
     v_out := v_out || campaign_batch_close(
       b, 'later', 0,
@@ -3569,7 +3660,8 @@ create table if not exists daily_reports (
   maybe_posted       boolean not null default false,   -- an earlier attempt's post may have
   last_error         text,
   sent_at            timestamptz,
-  discord_message_id text
+  discord_message_id text,
+  updated_at         timestamptz
 );
 
 -- A calendar day in a time zone, as the half-open range of instants [lo, hi).
@@ -3787,9 +3879,10 @@ begin
   if p_day is null or p_body is null or jsonb_typeof(p_body) <> 'object' then
     raise exception 'a report needs its day and a JSON object body' using errcode = 'OD422';
   end if;
-  insert into daily_reports as r (day, body, chart_png, built_at)
-  values (p_day, p_body, decode(p_chart_base64, 'base64'), db_now())
-  on conflict (day) do update set body = excluded.body, chart_png = excluded.chart_png, built_at = excluded.built_at
+  insert into daily_reports as r (day, body, chart_png, built_at, updated_at)
+  values (p_day, p_body, decode(p_chart_base64, 'base64'), db_now(), db_now())
+  on conflict (day) do update set body = excluded.body, chart_png = excluded.chart_png, built_at = excluded.built_at,
+                                  updated_at = excluded.updated_at
    where r.status = 'built'
   returning * into d;
   if found then
@@ -3814,45 +3907,39 @@ language sql stable set search_path = public, pg_temp as $$
   select daily_report_view(d, coalesce(p_with_chart, false)) from daily_reports d where d.day = p_day
 $$;
 
--- Posting to Discord, like the notification outbox: claim (one sender at a time, with a lease),
--- mark just before the POST, then record the message or give the claim back. A claim after an
--- attempt that may have posted carries `maybe_posted`, so the post says it may repeat one.
+-- Posting to Discord, like the notification outbox, with §5's lease: claim (one sender at a time;
+-- a lost lease is taken over by the next claim), mark just before the POST, then record the
+-- message or give the claim back. A claim after an attempt that may have posted carries
+-- `maybe_posted`, so the post says it may repeat one.
 create or replace function claim_daily_report_send(p_day date, p_worker text, p_lease_seconds double precision)
 returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
-  v_now timestamptz := db_now();
+  v_claimed jsonb;
   d daily_reports;
 begin
-  if coalesce(p_lease_seconds, 0) <= 0 or nullif(btrim(coalesce(p_worker, '')), '') is null then
-    raise exception 'a send claim needs the worker and a positive lease' using errcode = 'OD422';
-  end if;
-  select * into d from daily_reports where day = p_day for update;
+  -- claimable: built, or being sent by an attempt whose lease ran out
+  select lease_claim('daily_reports', coalesce(jsonb_agg(jsonb_build_object('day', due.day)), '[]'), p_worker,
+                     p_lease_seconds,
+                     jsonb_build_object('maybe_posted', bool_or(due.maybe_posted or due.dispatched_at is not null)))
+    into v_claimed
+    from (select day, maybe_posted, dispatched_at from daily_reports
+           where day = p_day and (status = 'built' or status = 'sending' and lease_expires_at <= db_now())
+             for update) due;
+  select * into d from daily_reports where day = p_day;
   if not found then
     raise exception 'no report stored for %', p_day using errcode = 'OD404';
   end if;
-  if d.status = 'sent' or (d.status = 'sending' and d.lease_expires_at > v_now) then
-    return daily_report_view(d, false) || '{"claimed": false}';
-  end if;
-  update daily_reports
-     set status = 'sending', attempts = attempts + 1, attempt_token = gen_random_uuid(), claimed_by = p_worker,
-         lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-         maybe_posted = maybe_posted or dispatched_at is not null, dispatched_at = null
-   where day = p_day returning * into d;
-  return daily_report_view(d, false) || jsonb_build_object('claimed', true, 'attempt_token', d.attempt_token);
+  return daily_report_view(d, false)
+         || case when v_claimed = '[]' then '{"claimed": false}'
+                 else jsonb_build_object('claimed', true, 'attempt_token', d.attempt_token) end;
 end
 $$;
 
 create or replace function mark_daily_report_dispatched(p_day date, p_attempt_token uuid) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-begin
-  update daily_reports set dispatched_at = db_now()
-   where day = p_day and status = 'sending' and attempt_token = p_attempt_token;
-  if not found then
-    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
-  end if;
-  return jsonb_build_object('day', p_day, 'dispatched', true);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_dispatched('daily_reports', jsonb_build_object('day', p_day), p_attempt_token)
+         || jsonb_build_object('day', p_day)
 $$;
 
 -- Discord confirmed the post. Recorded even from an attempt that lost its lease: the message
@@ -3864,7 +3951,7 @@ declare
 begin
   update daily_reports
      set status = 'sent', sent_at = db_now(), discord_message_id = p_message_id, attempt_token = null,
-         lease_expires_at = null, last_error = null
+         lease_expires_at = null, last_error = null, updated_at = db_now()
    where day = p_day and status <> 'sent'
   returning * into d;
   if found then
@@ -3885,14 +3972,12 @@ language plpgsql set search_path = public, pg_temp as $$
 declare
   d daily_reports;
 begin
+  perform lease_lock('daily_reports', jsonb_build_object('day', p_day), p_attempt_token);
   update daily_reports
      set status = 'built', attempt_token = null, lease_expires_at = null, last_error = p_error,
-         maybe_posted = maybe_posted or coalesce(p_maybe_posted, false), dispatched_at = null
-   where day = p_day and status = 'sending' and attempt_token = p_attempt_token
+         maybe_posted = maybe_posted or coalesce(p_maybe_posted, false), dispatched_at = null, updated_at = db_now()
+   where day = p_day
   returning * into d;
-  if not found then
-    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
-  end if;
   return daily_report_view(d, false);
 end
 $$;
