@@ -7,12 +7,15 @@ The Python is the same for both (the SQL functions kept their names and paramete
 schema.sql each database was made from differs. Per round, alternating which goes first, each on a
 fresh database cloned from its template:
 
-- enqueue and drain: bench/compare.py's `enqueue` part for opsdesk (4 threads submit LOW actions of
-  a no-op kind, then one Executor drains them: claim_actions, finish_action), checked exactly-once;
+- enqueue and drain: as bench/compare.py's `enqueue` part for opsdesk (4 threads submit LOW actions
+  of a no-op kind, then one Executor drains them: recover_expired_leases, claim_actions,
+  finish_action), checked exactly-once;
 - heartbeats: one connection claims actions, then calls renew_action_lease and mark_dispatched
   (each a token-checked lease write) for every one, timed per call.
 
-The median of the rounds is reported for each, with today's / reference ratios.
+Besides wall-clock rates, each phase reports the PostgreSQL server's CPU time per action or call
+(bench/queue.py's CpuMeter): on a machine other work shares, wall time moves with their load and
+CPU time much less. The median of the rounds is reported for each, with today's / reference ratios.
 """
 
 # ruff: noqa: E402  (sys.path has to be fixed before anything imports the standard `queue`)
@@ -49,11 +52,13 @@ from bench.compare_common import (
     median_of,
     percentiles,
     ratio,
+    run_clients,
     wait_for_no_sessions,
 )
-from bench.compare_queue import opsdesk_enqueue
-from bench.opsdesk_adapter import schema_sql, start_embedded
+from bench.compare_queue import check_opsdesk_ran
+from bench.opsdesk_adapter import OpsdeskQueue, schema_sql, start_embedded
 from bench.provenance import code_version
+from bench.queue import CpuMeter, postmaster_pid
 
 SYSTEMS = ("today", "reference")
 
@@ -67,7 +72,48 @@ def reference_schema(ref: str) -> tuple[str, str]:
     return sha.strip(), text
 
 
-def heartbeats(uri: str, calls: int) -> dict[str, dict[str, float]]:
+def server_us(meter: CpuMeter, before: CpuMeter.Snapshot, count: int) -> float:
+    """The server's CPU microseconds per item since `before`."""
+    spent = meter.since(before).postgres
+    if spent is None:
+        raise BenchFailure("no CPU time for the PostgreSQL server (/proc unreadable)")
+    return round(spent * 1e6 / count, 1)
+
+
+def enqueue_and_drain(uri: str, clients: int, count: int, meter: CpuMeter) -> tuple[dict[str, float], ...]:
+    queue = OpsdeskQueue(uri, pool_size=clients + 2)
+    try:
+        queue.warm(clients)
+        samples: list[list[float]] = [[] for _ in range(clients)]
+
+        def submit(k: int) -> None:
+            for i in range(k, count, clients):
+                began = time.perf_counter()
+                _, status, _ = queue.submit(i, medium=False)
+                samples[k].append(time.perf_counter() - began)
+                if status != "approved":
+                    raise BenchFailure(f"a LOW no-op submit came back {status}, expected approved")
+
+        cpu = meter.snapshot()
+        seconds = run_clients(clients, submit)
+        enqueue = {
+            "per_second": round(count / seconds, 1),
+            "server_us": server_us(meter, cpu, count),
+            **percentiles([s for per in samples for s in per]),
+        }
+        cpu = meter.snapshot()
+        began = time.perf_counter()
+        ran = queue.drain("bench-drain")
+        seconds = time.perf_counter() - began
+        drain = {"per_second": round(count / seconds, 1), "server_us": server_us(meter, cpu, count)}
+        calls = queue.counter.calls
+    finally:
+        queue.close()
+    check_opsdesk_ran(uri, count, ran, calls)
+    return enqueue, drain
+
+
+def heartbeats(uri: str, calls: int, meter: CpuMeter) -> dict[str, dict[str, float]]:
     """`calls` approved actions claimed at once, then each renewed and marked dispatched."""
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute(  # LOW and auto-run: approved at once
@@ -80,19 +126,22 @@ def heartbeats(uri: str, calls: int) -> dict[str, dict[str, float]]:
         ).fetchone()[0]  # type: ignore[index]
         if len(claimed) != calls:
             raise BenchFailure(f"claimed {len(claimed)} of {calls} actions")
-        timings: dict[str, list[float]] = {"renew_action_lease": [], "mark_dispatched": []}
-        for row in claimed:
-            for name, statement in (
-                ("renew_action_lease", "select renew_action_lease(%s, %s, 600)"),
-                ("mark_dispatched", "select mark_dispatched(%s, %s)"),
-            ):
+        measured: dict[str, dict[str, float]] = {}
+        for name, statement in (
+            ("renew_action_lease", "select renew_action_lease(%s, %s, 600)"),
+            ("mark_dispatched", "select mark_dispatched(%s, %s)"),
+        ):
+            timings = []
+            cpu = meter.snapshot()
+            for row in claimed:
                 began = time.perf_counter()
                 conn.execute(statement, (row["id"], row["attempt_token"]))
-                timings[name].append(time.perf_counter() - began)
+                timings.append(time.perf_counter() - began)
+            measured[name] = {**percentiles(timings), "server_us": server_us(meter, cpu, calls)}
         dispatched = conn.execute("select count(*) from actions where dispatched_at is not null").fetchone()[0]  # type: ignore[index]
         if dispatched != calls:
             raise BenchFailure(f"{dispatched} of {calls} actions marked dispatched")
-    return {name: percentiles(samples) for name, samples in timings.items()}
+    return measured
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     schemas = {"today": schema_sql(), "reference": reference_sql}
     folder = Path(tempfile.mkdtemp(prefix="odl", dir="/tmp"))  # short: the unix socket lives in it
     server = Server(start_embedded(folder), folder)
+    meter = CpuMeter(postmaster_pid(server.handle))
     load_before = machine_load()
     results: dict[str, dict[str, list[dict[str, float]]]] = {
         s: {"enqueue": [], "drain": [], "renew": [], "dispatched": []} for s in SYSTEMS
@@ -124,10 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 template = f"bench_leases_{system}"
                 uri = server.fresh("bench_leases_run", template)
                 size = args.jobs if round_no >= 0 else max(args.jobs // 10, 100)
-                enqueue, drain = opsdesk_enqueue(uri, args.clients, size)
+                enqueue, drain = enqueue_and_drain(uri, args.clients, size, meter)
                 server.drop("bench_leases_run")
                 uri = server.fresh("bench_leases_run", template)
-                beats = heartbeats(uri, args.calls if round_no >= 0 else 100)
+                beats = heartbeats(uri, args.calls if round_no >= 0 else 100, meter)
                 server.drop("bench_leases_run")
                 if round_no >= 0:
                     kept = results[system]
@@ -136,9 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     kept["renew"].append(beats["renew_action_lease"])
                     kept["dispatched"].append(beats["mark_dispatched"])
                     print(
-                        f"round {round_no + 1}/{args.rounds} {system:9}: enqueue {enqueue['per_second']:7.1f}/s, "
-                        f"drain {drain['per_second']:7.1f}/s, renew p50 {beats['renew_action_lease']['p50']:.3f} ms, "
-                        f"dispatched p50 {beats['mark_dispatched']['p50']:.3f} ms",
+                        f"round {round_no + 1}/{args.rounds} {system:9}: enqueue {enqueue['per_second']:7.1f}/s "
+                        f"({enqueue['server_us']:.0f} us server CPU each), drain {drain['per_second']:7.1f}/s "
+                        f"({drain['server_us']:.0f} us), renew p50 {beats['renew_action_lease']['p50']:.3f} ms "
+                        f"({beats['renew_action_lease']['server_us']:.0f} us), dispatched p50 "
+                        f"{beats['mark_dispatched']['p50']:.3f} ms ({beats['mark_dispatched']['server_us']:.0f} us), "
+                        f"load {machine_load()[0]}",
                         flush=True,
                     )
         settings = server.settings()
@@ -149,11 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     medians = {s: {part: median_of(rounds) for part, rounds in results[s].items()} for s in SYSTEMS}
     today, reference = medians["today"], medians["reference"]
     ratios = {
-        "enqueue per_second": ratio(today["enqueue"]["per_second"], reference["enqueue"]["per_second"]),
-        "enqueue p50": ratio(today["enqueue"]["p50"], reference["enqueue"]["p50"]),
-        "drain per_second": ratio(today["drain"]["per_second"], reference["drain"]["per_second"]),
-        "renew p50": ratio(today["renew"]["p50"], reference["renew"]["p50"]),
-        "dispatched p50": ratio(today["dispatched"]["p50"], reference["dispatched"]["p50"]),
+        f"{part} {measure}": ratio(today[part][measure], reference[part][measure])
+        for part, measures in (
+            ("enqueue", ("per_second", "p50", "server_us")),
+            ("drain", ("per_second", "server_us")),
+            ("renew", ("p50", "server_us")),
+            ("dispatched", ("p50", "server_us")),
+        )
+        for measure in measures
     }
     print(json.dumps({"medians": medians, "today / reference": ratios}, indent=2))
     out = {
