@@ -1,5 +1,6 @@
 """Brevo (ex-Sendinblue) transactional email through `sib-api-v3-sdk` 7.6.0: the one module that
-builds the SDK client. Everything else sends through `BrevoClient.send`.
+builds the SDK client, when the first `BrevoClient` is made (its messages, addresses and errors load
+without the SDK). Everything else sends through `BrevoClient.send`.
 
 What the SDK leaves to us (checked against the installed 7.6.0):
 - its default host is api.sendinblue.com: the host is always set (BREVO_BASE_URL, default api.brevo.com/v3);
@@ -19,15 +20,17 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sib_api_v3_sdk
 import urllib3
-from pydantic import BaseModel, ConfigDict, Field
-from sib_api_v3_sdk.rest import ApiException
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr
 
-from app.errors import IntegrationError, PermanentError, RateLimited, TransientError
+from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
+
+if TYPE_CHECKING:
+    import sib_api_v3_sdk
+    from sib_api_v3_sdk.rest import ApiException
 
 SYSTEM = "brevo"
 DEFAULT_BASE_URL = "https://api.brevo.com/v3"
@@ -97,29 +100,37 @@ class Message(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class BrevoConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_key: SecretStr
+    sender: Address  # a sender verified in Brevo
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = Field(15.0, gt=0)
+    attempts: PositiveInt = 3
+
+
 class BrevoClient:
     def __init__(
         self,
-        api_key: str,
+        config: BrevoConfig,
         *,
-        sender: Address,
-        base_url: str | None = None,
-        timeout: float = 15.0,
-        attempts: int = 3,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        config = sib_api_v3_sdk.Configuration()
-        config.host = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        config.api_key["api-key"] = api_key
-        api_client = sib_api_v3_sdk.ApiClient(config)
+        import sib_api_v3_sdk  # ~0.4 s: loaded with the first client, not with the messages' types
+
+        sdk_config = sib_api_v3_sdk.Configuration()
+        sdk_config.host = config.base_url.rstrip("/")
+        sdk_config.api_key["api-key"] = config.api_key.get_secret_value()
+        api_client = sib_api_v3_sdk.ApiClient(sdk_config)
         # urllib3's own retries off (retries=False makes it raise the first error as is)
         api_client.rest_client.pool_manager.connection_pool_kw["retries"] = False
+        self._sdk = sib_api_v3_sdk
         self._api = sib_api_v3_sdk.TransactionalEmailsApi(api_client)
         self._pool = api_client.rest_client.pool_manager
-        self.sender = sender
-        self.timeout = timeout
-        self.attempts = attempts
+        self.config = config
+        self.sender = config.sender
         self.breaker = breaker or CircuitBreaker(SYSTEM)
         self._sleep = sleep
 
@@ -127,7 +138,7 @@ class BrevoClient:
         """Send one request; returns Brevo's message ids (one per version, or one)."""
         if (message.to is None) == (not message.versions):
             raise ValueError("a message has either one recipient or message versions")
-        email = sib_api_v3_sdk.SendSmtpEmail(
+        email = self._sdk.SendSmtpEmail(
             sender=self.sender.api(),
             to=[message.to.api()] if message.to else None,
             subject=message.subject,
@@ -152,12 +163,13 @@ class BrevoClient:
                 raise
 
         try:
-            return call_with_retries(attempt, breaker=self.breaker, attempts=self.attempts, sleep=self._sleep)
+            return call_with_retries(attempt, breaker=self.breaker, attempts=self.config.attempts, sleep=self._sleep)
         except IntegrationError as exc:
             # whatever a later attempt met (a 429, a 402, a refusal), an earlier one may have sent it
             if reached and not isinstance(exc, OutcomeUncertain):
+                attempts = self.config.attempts
                 raise OutcomeUncertain(
-                    f"no clear answer after {self.attempts} attempts, and one may have been sent ({exc.message})",
+                    f"no clear answer after {attempts} attempts, and one may have been sent ({exc.message})",
                     system=SYSTEM,
                     retry_after=exc.retry_after,
                     details={"reached": True},
@@ -165,9 +177,10 @@ class BrevoClient:
             raise
 
     def _send_once(self, email: sib_api_v3_sdk.SendSmtpEmail) -> list[str]:
+        timeout = self.config.timeout_seconds
         try:
-            result = self._api.send_transac_email(email, _request_timeout=(self.timeout, self.timeout))
-        except ApiException as exc:
+            result = self._api.send_transac_email(email, _request_timeout=(timeout, timeout))
+        except self._sdk.rest.ApiException as exc:
             raise _api_error(exc) from exc
         except urllib3.exceptions.ConnectTimeoutError as exc:  # NewConnectionError too: nothing went out
             raise TransientError(

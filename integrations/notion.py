@@ -20,16 +20,12 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
-from notion_client import Client
-from notion_client.errors import HTTPResponseError, NotionClientErrorBase, RequestTimeoutError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, StringConstraints, field_validator
 
-from app.errors import ConfigError, IntegrationError, PermanentError, RateLimited, TransientError
-from app.settings import Settings
-from app.untrusted import Storable
+from integrations.errors import IntegrationError, NotConfigured, PermanentError, RateLimited, TransientError
 from integrations.notion_blocks import (
     TEXT_LIMIT,
     Block,
@@ -41,6 +37,7 @@ from integrations.notion_blocks import (
     rich_text,
 )
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
+from integrations.untrusted import Storable
 
 SYSTEM = "notion"
 DEFAULT_BASE_URL = "https://api.notion.com"
@@ -50,6 +47,24 @@ KB_DEPTH = 3  # nested block levels read below a page
 R = TypeVar("R")
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^,]+$")]
+
+
+class NotionConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_key: SecretStr
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_attempts: PositiveInt = 3
+    # a create that may have reached Notion is looked for after this long, once the data source shows it
+    create_recheck_seconds: float = Field(60.0, gt=30)
+    # the blog database's properties a draft writes
+    title_property: str = Field("Name", min_length=1)
+    tags_property: str = Field("Tags", min_length=1)
+    status_property: str = Field("Status", min_length=1)
+    draft_status: str = Field("Draft", min_length=1)
+    id_property: str = Field("opsdesk_id", min_length=1)  # rich_text: finds a page after a retry
+    kb_database_id: str | None = None  # the knowledge base `read_kb` reads by default
 
 
 class BlogDraft(BaseModel):
@@ -93,6 +108,8 @@ class KBPage(Storable):  # a page's text is whatever was pasted into Notion
 # --- the client ----------------------------------------------------------------------------------
 def as_integration_error(exc: Exception) -> IntegrationError:
     """The SDK's (and httpx's) errors as ours."""
+    from notion_client.errors import HTTPResponseError, RequestTimeoutError  # loaded: an SDK call failed
+
     if isinstance(exc, RequestTimeoutError):
         return TransientError("timed out", system=SYSTEM)
     if isinstance(exc, HTTPResponseError):
@@ -110,6 +127,8 @@ def as_integration_error(exc: Exception) -> IntegrationError:
 
 def may_have_applied(exc: Exception) -> bool:
     """Whether a failed write may still have been carried out: no answer, or a server error."""
+    from notion_client.errors import HTTPResponseError, RequestTimeoutError  # loaded: an SDK call failed
+
     if isinstance(exc, RequestTimeoutError):
         return True
     if isinstance(exc, HTTPResponseError):
@@ -120,20 +139,25 @@ def may_have_applied(exc: Exception) -> bool:
 class NotionClient:
     def __init__(
         self,
-        settings: Settings,
+        config: NotionConfig,
         *,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if settings.notion_api_key is None:
-            raise ConfigError("NOTION_API_KEY is not set")
-        self.settings = settings
+        # the SDK loads with the first client, not with the drafts' and pages' types
+        from notion_client import Client
+        from notion_client.errors import NotionClientErrorBase
+
+        self.config = config
         self.breaker = breaker or CircuitBreaker(SYSTEM)
         self._sleep = sleep
-        self._client = Client(
-            auth=settings.notion_api_key.get_secret_value(),
-            base_url=settings.notion_base_url or DEFAULT_BASE_URL,
-            timeout_ms=round(settings.notion_timeout_seconds * 1000),
+        self._errors: tuple[type[Exception], ...] = (NotionClientErrorBase, httpx.HTTPError)
+        # Any: the SDK types every call as `dict | Awaitable[dict]` (one class serves sync and async);
+        # this client is the sync one, and each answer is read as the plain dict it is
+        self._client: Any = Client(
+            auth=config.api_key.get_secret_value(),
+            base_url=config.base_url,
+            timeout_ms=round(config.timeout_seconds * 1000),
             retry=False,  # integrations.resilience retries, with the breaker and our backoff
             logger=logging.getLogger("notion_client"),  # the SDK's default logger prints to stdout
         )
@@ -144,14 +168,14 @@ class NotionClient:
     def _once(self, request: Callable[[], R]) -> R:
         try:
             return request()
-        except (NotionClientErrorBase, httpx.HTTPError) as exc:
+        except self._errors as exc:
             raise as_integration_error(exc) from exc
 
     def _retried(self, request: Callable[[], R]) -> R:
         return call_with_retries(
             lambda: self._once(request),
             breaker=self.breaker,
-            attempts=self.settings.notion_max_attempts,
+            attempts=self.config.max_attempts,
             sleep=self._sleep,
         )
 
@@ -181,14 +205,14 @@ class NotionClient:
         data_source_id = self._data_source_ids(database_id)[0]
         source = self._retried(lambda: self._client.data_sources.retrieve(data_source_id=data_source_id))
         types = {name: prop.get("type") for name, prop in (source.get("properties") or {}).items()}
-        s = self.settings
+        c = self.config
         wanted = {
-            s.notion_title_property: ("title",),
-            s.notion_id_property: ("rich_text",),
-            s.notion_status_property: ("status", "select"),
+            c.title_property: ("title",),
+            c.id_property: ("rich_text",),
+            c.status_property: ("status", "select"),
         }
         if draft.tags:
-            wanted[s.notion_tags_property] = ("multi_select",)
+            wanted[c.tags_property] = ("multi_select",)
         wrong = [
             f"{name} ({' or '.join(kinds)}, found {types.get(name) or 'none'})"
             for name, kinds in wanted.items()
@@ -201,9 +225,7 @@ class NotionClient:
                 system=SYSTEM,
                 details={"properties": types},
             )
-        return BlogTarget(
-            database_id=database_id, data_source_id=data_source_id, status_type=types[s.notion_status_property]
-        )
+        return BlogTarget(database_id=database_id, data_source_id=data_source_id, status_type=types[c.status_property])
 
     def create_draft(
         self, target: BlogTarget, draft: BlogDraft, *, key: str, heartbeat: Callable[[], None] | None = None
@@ -231,21 +253,19 @@ class NotionClient:
             return DraftPage(page_id=page["id"], url=page.get("url") or "", created=bool(made), blocks=len(blocks))
 
         # retried as a whole: each attempt looks its page up again before writing anything
-        return call_with_retries(
-            attempt, breaker=self.breaker, attempts=self.settings.notion_max_attempts, sleep=self._sleep
-        )
+        return call_with_retries(attempt, breaker=self.breaker, attempts=self.config.max_attempts, sleep=self._sleep)
 
     def _create_page(self, target: BlogTarget, draft: BlogDraft, key: str, children: list[Block]) -> Block:
         try:
-            return self._client.pages.create(
+            page: Block = self._client.pages.create(
                 parent={"type": "data_source_id", "data_source_id": target.data_source_id},
                 properties=self._draft_properties(target, draft, key),
                 children=children,
             )
-        except (NotionClientErrorBase, httpx.HTTPError) as exc:
+        except self._errors as exc:
             if not may_have_applied(exc):
                 raise as_integration_error(exc) from exc
-            wait = self.settings.notion_create_recheck_seconds
+            wait = self.config.create_recheck_seconds
             why = as_integration_error(exc).message.removeprefix(f"{SYSTEM}: ")
             raise TransientError(
                 f"creating the page failed ({why}); it may have been created, "
@@ -254,23 +274,24 @@ class NotionClient:
                 retry_after=wait,
                 details={"may_have_applied": True},
             ) from exc
+        return page
 
     def _draft_properties(self, target: BlogTarget, draft: BlogDraft, key: str) -> Block:
-        s = self.settings
+        c = self.config
         properties: Block = {
-            s.notion_title_property: {"title": rich_text(draft.title)},
-            s.notion_id_property: {"rich_text": rich_text(key)},
-            s.notion_status_property: {target.status_type: {"name": s.notion_draft_status}},
+            c.title_property: {"title": rich_text(draft.title)},
+            c.id_property: {"rich_text": rich_text(key)},
+            c.status_property: {target.status_type: {"name": c.draft_status}},
         }
         if draft.tags:
-            properties[s.notion_tags_property] = {"multi_select": [{"name": tag} for tag in draft.tags]}
+            properties[c.tags_property] = {"multi_select": [{"name": tag} for tag in draft.tags]}
         return properties
 
     def _find_draft(self, target: BlogTarget, key: str) -> Block | None:
         answer = self._once(
             lambda: self._client.data_sources.query(
                 data_source_id=target.data_source_id,
-                filter={"property": self.settings.notion_id_property, "rich_text": {"equals": key}},
+                filter={"property": self.config.id_property, "rich_text": {"equals": key}},
                 page_size=1,
             )
         )
@@ -289,9 +310,9 @@ class NotionClient:
     def read_kb(self, database_id: str | None = None, *, edited_since: datetime | None = None) -> list[KBPage]:
         """Every page of the knowledge-base database (NOTION_KB_DATABASE_ID), optionally only those
         edited since a time, as plain text: properties first, then the blocks."""
-        database_id = database_id or self.settings.notion_kb_database_id
+        database_id = database_id or self.config.kb_database_id
         if not database_id:
-            raise ConfigError("NOTION_KB_DATABASE_ID is not set")
+            raise NotConfigured("NOTION_KB_DATABASE_ID is not set", system=SYSTEM)
         query: Block = {"page_size": PAGE_SIZE}
         if edited_since is not None:
             query["filter"] = {
@@ -300,11 +321,12 @@ class NotionClient:
             }
         pages: list[KBPage] = []
         for source_id in self._data_source_ids(database_id):
-            for page in self._paginated(
-                lambda cursor, source_id=source_id: self._client.data_sources.query(
-                    data_source_id=source_id, start_cursor=cursor, **query
-                )
-            ):
+
+            def query_page(cursor: str | None, source_id: str = source_id) -> Block:
+                answer: Block = self._client.data_sources.query(data_source_id=source_id, start_cursor=cursor, **query)
+                return answer
+
+            for page in self._paginated(query_page):
                 if page.get("object") == "page":
                     pages.append(self._kb_page(page))
         return pages

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from app.errors import CircuitOpen, IntegrationError, OutcomeUnknown
+from integrations.errors import CircuitOpen, IntegrationError, OutcomeUnknown
 
 T = TypeVar("T")
 

@@ -8,27 +8,34 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import PermanentError, RateLimited, TransientError
+from integrations.errors import PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
 SYSTEM = "webhook"
 
 
+class WebhookConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
 class WebhookClient:
     def __init__(
         self,
-        url: str,
+        config: WebhookConfig,
         *,
-        timeout: float = 10.0,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url
+        self.url = config.url
         self.breaker = breaker or CircuitBreaker(SYSTEM)
         self._sleep = sleep
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+        self._http = httpx.Client(timeout=config.timeout_seconds, transport=transport, follow_redirects=False)
 
     def post_json(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         return call_with_retries(

@@ -9,24 +9,27 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.errors import CircuitOpen, InvalidInput, RateLimited, TransientError
-from app.executor import Executor
-from app.handlers import idempotency_key
-from app.models import ActionRequest, Impact
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import InvalidInput
+from app.core.models import ActionRequest, Impact
+from app.core.settings import Settings
+from app.kinds.context import idempotency_key
 from integrations.brevo import (
     DEFAULT_BASE_URL,
     Address,
     BrevoClient,
+    BrevoConfig,
     BrevoRefused,
     CreditsExhausted,
     Message,
     OutcomeUncertain,
 )
+from integrations.errors import CircuitOpen, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock, make_settings
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
@@ -49,14 +52,10 @@ def sleeps() -> list[float]:
 def client(
     url: str, sleeps: list[float], *, timeout: float = 5.0, breaker: CircuitBreaker | None = None
 ) -> BrevoClient:
-    return BrevoClient(
-        API_KEY,
-        sender=Address(email=SENDER, name="Ops"),
-        base_url=url,
-        sleep=sleeps.append,
-        timeout=timeout,
-        breaker=breaker,
+    config = BrevoConfig(
+        api_key=SecretStr(API_KEY), sender=Address(email=SENDER, name="Ops"), base_url=url, timeout_seconds=timeout
     )
+    return BrevoClient(config, sleep=sleeps.append, breaker=breaker)
 
 
 def reply_to(email: str = "ann@example.com") -> Message:
@@ -98,7 +97,7 @@ def test_versions_are_camel_case_dicts_with_one_recipient_each(brevo: FakeBrevo,
 
 
 def test_the_default_host_is_brevo_not_sendinblue() -> None:
-    built = BrevoClient(API_KEY, sender=Address(email=SENDER))
+    built = BrevoClient(BrevoConfig(api_key=SecretStr(API_KEY), sender=Address(email=SENDER)))
     assert built._api.api_client.configuration.host == DEFAULT_BASE_URL == "https://api.brevo.com/v3"
 
 

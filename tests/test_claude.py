@@ -14,12 +14,14 @@ import psycopg
 import pytest
 from pydantic import BaseModel, Field
 
-from app.cli import main
-from app.database import Database
-from app.errors import BudgetExceeded, CircuitOpen, ModelOutputInvalid, TransientError
-from app.settings import Settings
-from integrations.claude import ClaudeClient, check_model_at_startup, llm_spend
+from app.clients.claude_ledger import check_model_at_startup, claude_client, llm_spend
+from app.core.database import Database
+from app.core.errors import BudgetExceeded
+from app.core.settings import Settings
+from integrations.claude import ClaudeClient
+from integrations.errors import CircuitOpen, ModelOutputInvalid, TransientError
 from integrations.resilience import CircuitBreaker
+from scheduler import main
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
 
@@ -164,7 +166,7 @@ def claude_for(db: Database, database_url: str, fake: FakeAnthropic, sleeps: lis
         settings = make_settings(
             database_url=database_url, anthropic_api_key=API_KEY, anthropic_base_url=fake.server.url, **overrides
         )
-        client = ClaudeClient(settings, db, breaker=breaker, sleep=sleeps.append)
+        client = claude_client(settings, db, breaker=breaker, sleep=sleeps.append)
         made.append(client)
         return client
 
@@ -228,10 +230,10 @@ def test_a_one_hour_prompt_cache_is_asked_for_when_configured(claude_for: Client
 def test_a_conversation_ending_with_the_assistant_is_refused_before_any_call(
     claude_for: ClientFactory, fake: FakeAnthropic
 ) -> None:
-    from app.errors import InvalidInput
+    from integrations.errors import InvalidRequest
 
     client = claude_for()
-    with pytest.raises(InvalidInput, match="end with a user message"):
+    with pytest.raises(InvalidRequest, match="end with a user message"):
         client.structured(
             "support", SYSTEM_PROMPT, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "{"}], Triage
         )
@@ -310,6 +312,7 @@ def test_the_recorded_cost_matches_the_price_table_to_the_cent(
     fake: FakeAnthropic,
     sql: psycopg.Connection,
     db: Database,
+    settings: Settings,
     model: str,
     prices_json: str | None,
     usage: dict[str, int],
@@ -328,7 +331,7 @@ def test_the_recorded_cost_matches_the_price_table_to_the_cent(
     assert (input_tokens, output_tokens) == (usage["input_tokens"], usage["output_tokens"])
     assert writes == usage.get("cache_write_5m", 0) + usage.get("cache_write_1h", 0)
     assert reads == usage.get("cache_read", 0)
-    spend = llm_spend(db, client.settings)
+    spend = llm_spend(db, settings)
     assert (
         spend.spent_usd == Decimal(expected) and spend.calls == 1 and spend.by_agent == {"support": Decimal(expected)}
     )
@@ -359,10 +362,10 @@ def spend_already(db: Database, settings: Settings, amount: str) -> None:
 
 
 def test_the_spend_cap_refuses_the_call_that_would_pass_it(
-    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection, db: Database
+    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection, db: Database, settings: Settings
 ) -> None:
     client = claude_for(llm_daily_budget_usd=Decimal("0.05"))
-    spend_already(db, client.settings, "0.045")
+    spend_already(db, settings, "0.045")
     # worst case of max_tokens=1000 on Sonnet 5.5 is at least 1,000 x $10/MTok = $0.01: past $0.05
     with pytest.raises(BudgetExceeded, match=r"LLM budget of \$0.05") as refused:
         ask(client, max_tokens=1000)
@@ -405,14 +408,14 @@ def test_two_concurrent_callers_cannot_both_pass_the_cap(db: Database, settings:
 
 
 def test_a_failed_call_releases_its_reservation(
-    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection, db: Database
+    claude_for: ClientFactory, fake: FakeAnthropic, sql: psycopg.Connection, db: Database, settings: Settings
 ) -> None:
     fake.default = api_error(400, "invalid_request_error", "max_tokens: too large")
     client = claude_for()
     with pytest.raises(Exception, match="invalid_request_error"):
         ask(client)
     assert [row[2:4] for row in calls(sql)] == [("error", Decimal(0))]
-    assert llm_spend(db, client.settings).spent_usd == 0
+    assert llm_spend(db, settings).spent_usd == 0
     assert len(fake.requests("/v1/messages")) == 1  # a 400 is not retried
 
 
@@ -579,7 +582,7 @@ def test_models_check_prints_configured_and_resolved(
     ],
 )
 def test_config_check_reports_a_malformed_price_table(value: str, message: str) -> None:
-    from app.config_check import check
+    from app.core.config_check import check
 
     anthropic_part = next(
         part for part in check(_env_file=None, llm_prices_json=value).parts if part.name == "anthropic"

@@ -10,21 +10,18 @@ from typing import Any
 import httpx
 import pytest
 
-from app.errors import CircuitOpen, InvalidInput, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.discord import (
-    ELLIPSIS,
-    ZWSP,
     DiscordClient,
+    DiscordConfig,
     Embed,
     EmbedField,
     LinkButton,
     WebhookMessage,
-    fit,
-    inert,
     render,
-    utf16_len,
     webhook_unusable,
 )
+from integrations.discord_text import ELLIPSIS, ZWSP, fit, inert, utf16_len
+from integrations.errors import CircuitOpen, InvalidRequest, OutcomeUnknown, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker
 from tests.fake_discord import UNKNOWN_WEBHOOK, Answer, FakeDiscord, gateway_error, limit_violations, rate_limited
 
@@ -51,7 +48,8 @@ def client_for(sleeps: list[float]) -> Iterator[ClientFactory]:
 
     def make(url: str, **options: Any) -> DiscordClient:
         options.setdefault("breaker", CircuitBreaker("discord", clock=lambda: 0.0))
-        client = DiscordClient(url, timeout=5, sleep=sleeps.append, clock=lambda: 0.0, **options)
+        config = DiscordConfig(webhook_url=url, timeout_seconds=5)
+        client = DiscordClient(config, sleep=sleeps.append, clock=lambda: 0.0, **options)
         made.append(client)
         return client
 
@@ -139,9 +137,9 @@ def test_render_locks_mentions_when_no_role_is_given() -> None:
 
 
 def test_render_refuses_a_button_url_discord_would_refuse() -> None:
-    with pytest.raises(InvalidInput, match="512"):
+    with pytest.raises(InvalidRequest, match="512"):
         render(WebhookMessage(buttons=[LinkButton(label="x", url="https://a.example/" + "a" * 600)]))
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidRequest):
         render(WebhookMessage(buttons=[LinkButton(label="x", url="javascript:alert(1)")]))
 
 
@@ -191,7 +189,7 @@ def test_edit_patches_the_message_and_drops_the_buttons(discord: FakeDiscord, cl
     edit = discord.edits()[0]
     assert edit.message_id == message_id and edit.query == {"with_components": ["true"]}
     assert discord.messages[message_id]["components"] == [] and discord.messages[message_id]["content"] == "done"
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidRequest):
         client.edit("../../evil", simple())
 
 

@@ -17,13 +17,13 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from app.approval_links import Purpose
-from app.daily_report import DailyReports
-from app.database import Database
-from app.models import ActionRequest, Impact, Reason, Tier
-from app.notifications import NotificationSender
-from app.report_delivery import ReportSender
-from integrations.discord import DiscordClient
+from app.approvals.links import Purpose
+from app.core.database import Database
+from app.core.models import ActionRequest, Impact, Reason, Tier
+from app.notifications.sender import NotificationSender
+from app.reports.build import DailyReports
+from app.reports.delivery import ReportSender
+from integrations.discord import DiscordClient, DiscordConfig
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock
 from tests.fake_discord import FakeDiscord, Request
@@ -185,7 +185,7 @@ def test_every_discord_message_keeps_untrusted_text_inert(
         reports,
         worker_id="t",
         client_factory=lambda: DiscordClient(
-            url.get_secret_value(), sleep=lambda _: None, breaker=CircuitBreaker("discord", clock=lambda: 0.0)
+            DiscordConfig(webhook_url=url), sleep=lambda _: None, breaker=CircuitBreaker("discord", clock=lambda: 0.0)
         ),
     ).send(today.date())
 

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 import integrations.embeddings as embeddings
-from app.errors import CircuitOpen, ConfigError, PermanentError, TransientError
+from app.clients.configs import embeddings_config
 from integrations.embeddings import (
     LOCAL_DIMENSION,
     MAX_BATCH_CHARS,
+    EmbeddingsConfig,
     EmbeddingSpec,
     OpenAIEmbedder,
     Provider,
@@ -25,6 +26,7 @@ from integrations.embeddings import (
     local_extra_installed,
     make_embedder,
 )
+from integrations.errors import CircuitOpen, NotConfigured, PermanentError, TransientError
 from integrations.resilience import CircuitBreaker
 from tests import local_extra
 from tests.conftest import make_settings
@@ -125,23 +127,28 @@ def embedder(request: pytest.FixtureRequest, server: FakeServer, opened: list[An
 
 
 # --- choosing ------------------------------------------------------------------------------------
+def config(**settings: Any) -> EmbeddingsConfig:
+    """The embeddings config the app builds from these settings."""
+    return embeddings_config(make_settings(**settings))
+
+
 def test_the_spec_comes_from_the_settings_alone() -> None:
-    assert embedding_spec(make_settings(embeddings_provider="none")) is None
-    assert embedding_spec(make_settings(embeddings_provider="local")) == EmbeddingSpec("local", "all-MiniLM-L6-v2", 384)
-    assert embedding_spec(make_settings(embeddings_provider="voyage", voyage_api_key=KEY)).name == "voyage/voyage-3.5"
+    assert embedding_spec(config(embeddings_provider="none")) is None
+    assert embedding_spec(config(embeddings_provider="local")) == EmbeddingSpec("local", "all-MiniLM-L6-v2", 384)
+    assert embedding_spec(config(embeddings_provider="voyage", voyage_api_key=KEY)).name == "voyage/voyage-3.5"
     spec = embedding_spec(
-        make_settings(embeddings_provider="openai", openai_api_key="sk-test-0123456789", embeddings_dimension=512)
+        config(embeddings_provider="openai", openai_api_key="sk-test-0123456789", embeddings_dimension=512)
     )
     assert spec == EmbeddingSpec("openai", "text-embedding-3-small", 512)
-    with pytest.raises(ConfigError, match="one model"):
-        embedding_spec(make_settings(embeddings_provider="local", embeddings_dimension=768))
+    with pytest.raises(NotConfigured, match="one model"):
+        embedding_spec(config(embeddings_provider="local", embeddings_dimension=768))
 
 
 def test_the_default_is_local_with_the_extra_and_none_without(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = "local" if local_extra_installed() else "none"
-    assert embeddings.resolve_provider(make_settings()) == expected
+    assert embeddings.resolve_provider(config()) == expected
     monkeypatch.setattr(embeddings, "local_extra_installed", lambda: False)
-    assert embedding_spec(make_settings()) is None
+    assert embedding_spec(config()) is None
 
 
 def test_a_hosted_provider_needs_its_key() -> None:
@@ -156,9 +163,9 @@ def test_a_hosted_provider_needs_its_key() -> None:
 def test_a_missing_local_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embeddings, "_loaded_model", None)
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import now raises ImportError
-    embedder = make_embedder(make_settings(embeddings_provider="local"))
+    embedder = make_embedder(config(embeddings_provider="local"))
     assert embedder is not None
-    with pytest.raises(ConfigError, match=r"pip install 'opsdesk\[local\]'"):
+    with pytest.raises(NotConfigured, match=r"pip install 'opsdesk\[local\]'"):
         embedder.embed_query("hello")
 
 
@@ -189,7 +196,7 @@ def test_openai_request_shape(server: FakeServer, opened: list[Any]) -> None:
         openai_base_url=f"{server.url}/v1",
         embeddings_dimension=3,
     )
-    client = make_embedder(settings)
+    client = make_embedder(embeddings_config(settings))
     opened.append(client)
     assert isinstance(client, OpenAIEmbedder)
     assert client.embed_query("hello") == [5.0, 0.0, 0.0]
@@ -287,7 +294,7 @@ def test_the_api_key_never_appears_in_errors(server: FakeServer, embedder: MakeE
 @pytest.fixture(scope="module")
 def local() -> Any:
     require_local_extra()
-    embedder = make_embedder(make_settings(embeddings_provider="local"))
+    embedder = make_embedder(config(embeddings_provider="local"))
     assert embedder is not None
     return embedder
 

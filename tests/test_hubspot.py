@@ -10,28 +10,23 @@ from typing import Any
 
 import psycopg
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from app.action_kinds import ActionKind, impact_as_given, kind_registry
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.errors import (
-    CircuitOpen,
-    ConfigError,
-    DatabaseError,
-    InvalidInput,
-    PermanentError,
-    RateLimited,
-    TransientError,
-)
-from app.executor import Executor
-from app.handlers import idempotency_key
-from app.hubspot_actions import engagement_marker, is_stage_regression
-from app.models import ActionRequest, DecisionRequest, Impact, Tier
-from app.settings import Settings
+from app.clients.rate_slots import DbRateSlots
+from app.core.database import Database
+from app.core.errors import DatabaseError, InvalidInput
+from app.core.models import ActionRequest, DecisionRequest, Impact, Tier
+from app.core.settings import Settings
+from app.kinds.base import ActionKind, impact_as_given
+from app.kinds.context import idempotency_key
+from app.kinds.hubspot import engagement_marker, is_stage_regression
+from app.kinds.registry import kind_registry
 from integrations import hubspot as hubspot_module
-from integrations.hubspot import HubSpotClient, HubSpotLimiter
+from integrations.errors import CircuitOpen, NotConfigured, PermanentError, RateLimited, TransientError
+from integrations.hubspot import HubSpotClient, HubSpotConfig
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import Reply
@@ -86,10 +81,14 @@ def make_client(
         clock.advance(seconds)
 
     return HubSpotClient(
-        TOKEN,
-        base_url=base_url,
-        timeout=timeout,
-        limiter=HubSpotLimiter(db, per_10s, 4, sleep=sleep),
+        HubSpotConfig(
+            access_token=SecretStr(TOKEN),
+            base_url=base_url,
+            timeout_seconds=timeout,
+            requests_per_10s=per_10s,
+            searches_per_second=4,
+        ),
+        slots=DbRateSlots(db),
         breaker=CircuitBreaker("hubspot", failure_threshold=5, reset_after=30, clock=clock),
         sleep=sleep,
     )
@@ -160,8 +159,10 @@ def test_without_a_token_hubspot_actions_fail_clearly(db: Database) -> None:
 
 
 def test_a_legacy_api_key_is_refused(db: Database) -> None:
-    with pytest.raises(ConfigError, match="legacy API keys"):
-        HubSpotClient("0a1b2c3d-1111-2222-3333-444455556666", limiter=HubSpotLimiter(db, 100, 4))
+    with pytest.raises(NotConfigured, match="legacy API keys"):
+        HubSpotClient(
+            HubSpotConfig(access_token=SecretStr("0a1b2c3d-1111-2222-3333-444455556666")), slots=DbRateSlots(db)
+        )
 
 
 def test_without_the_database_hubspot_is_refused() -> None:

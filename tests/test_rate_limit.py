@@ -8,8 +8,9 @@ import threading
 import psycopg
 import pytest
 
-from app.database import Database
-from app.errors import InvalidInput
+from app.clients.rate_slots import DbRateSlots
+from app.core.database import Database
+from app.core.errors import InvalidInput
 from integrations.rate_limit import SharedRateLimiter
 from tests.conftest import advance_clock
 
@@ -29,8 +30,8 @@ def test_a_full_window_makes_the_other_process_wait_for_the_next(db: Database, s
         waits.append(seconds)
         advance_clock(sql, seconds)
 
-    service = SharedRateLimiter(db, "vendor", 2, 10.0, sleep=sleep)
-    cli = SharedRateLimiter(db, "vendor", 2, 10.0, sleep=sleep)
+    service = SharedRateLimiter(DbRateSlots(db), "vendor", 2, 10.0, sleep=sleep)
+    cli = SharedRateLimiter(DbRateSlots(db), "vendor", 2, 10.0, sleep=sleep)
     assert service.acquire() == 0.0 and cli.acquire() == 0.0
     waited = service.acquire()
     assert waits == [waited] and 9.0 < waited <= 10.0
@@ -49,7 +50,7 @@ def test_two_limiters_in_threads_never_exceed_the_limit_in_a_window(
             waits.append(seconds)
             advance_clock(conn, seconds)
 
-    limiters = [SharedRateLimiter(db, "vendor", limit, 1.0, sleep=sleep) for _ in range(2)]
+    limiters = [SharedRateLimiter(DbRateSlots(db), "vendor", limit, 1.0, sleep=sleep) for _ in range(2)]
     threads = [
         threading.Thread(target=lambda lim=lim: [lim.acquire() for _ in range(per_thread)])
         for lim in limiters
