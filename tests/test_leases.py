@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.database import Database, SupabaseTransport
-from app.errors import InvalidInput, NotFound, StaleAttempt
+from app.core.database import Database, SupabaseTransport
+from app.core.errors import InvalidInput, NotFound, StaleAttempt
 from tests.conftest import advance_clock
 from tests.postgrest_on_supabase import SERVICE_KEY, PostgrestOnSupabase
 from tests.supabase_shape import SupabaseShape

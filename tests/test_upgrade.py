@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.database import Database, PostgresTransport, SupabaseTransport, schema_sql
+from app.core.database import Database, PostgresTransport, SupabaseTransport, schema_sql
 from tests.conftest import advance_clock
 from tests.postgrest_on_supabase import SERVICE_KEY, PostgrestOnSupabase
 from tests.supabase_shape import NO_VECTOR, SupabaseShape
