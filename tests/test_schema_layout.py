@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from app.database import schema_sql
+from app.core.database import schema_sql
 
 CONTENTS_LINE = re.compile(r"^--\s+§(\d+)\s+(.+?)\s*$")
 HEADER = re.compile(r"^-- §(\d+) (.+?)\s*$")
