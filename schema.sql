@@ -418,26 +418,38 @@ language sql immutable as $$
     from unnest(p_key_columns) with ordinality k(name, n)
 $$;
 
--- Only the current attempt may act on its row: locks it (FOR UPDATE) for this transaction and
--- raises OD404 when there is no such row, OD499 when the attempt was superseded (another status,
--- or another claim's token). The caller then reads the row it holds. Returns {"locked": true}.
+-- Only the current attempt may act on its row. p_row is that row, locked by the caller for its
+-- transaction (FOR UPDATE), null when there is none: OD404 then, OD499 when the attempt was
+-- superseded (another status, or another claim's token). Returns the row. The families lock with
+-- a static statement, so this check costs no planning on every finish.
+create or replace function lease_current(p_queue regclass, p_key jsonb, p_row anyelement, p_attempt_token uuid)
+returns anyelement
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+begin
+  if p_row.status is null then
+    raise exception 'no % %', s.noun, lease_key_text(s.key_columns, p_key) using errcode = 'OD404';
+  end if;
+  if p_row.status <> s.running or p_row.attempt_token is distinct from p_attempt_token then
+    raise exception 'attempt on % % was superseded (now %)', s.noun, lease_key_text(s.key_columns, p_key),
+        p_row.status
+      using errcode = 'OD499', detail = jsonb_build_object('status', p_row.status)::text;
+  end if;
+  return p_row;
+end
+$$;
+
+-- lease_current for any queue by its key: locks the row and checks the attempt. Returns
+-- {"locked": true}.
 create or replace function lease_lock(p_queue regclass, p_key jsonb, p_attempt_token uuid) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
   s record := lease_spec(p_queue);
-  v_status text;
-  v_token uuid;
 begin
-  execute format('select t.status, t.attempt_token from %s t where %s for update of t',
-                 p_queue, format(s.key_match, '$1'))
-    into v_status, v_token using p_key;
-  if v_status is null then
-    raise exception 'no % %', s.noun, lease_key_text(s.key_columns, p_key) using errcode = 'OD404';
-  end if;
-  if v_status <> s.running or v_token is distinct from p_attempt_token then
-    raise exception 'attempt on % % was superseded (now %)', s.noun, lease_key_text(s.key_columns, p_key), v_status
-      using errcode = 'OD499', detail = jsonb_build_object('status', v_status)::text;
-  end if;
+  execute format('select lease_current($1, $2, (select t from %s t where %s for update of t), $3)',
+                 p_queue, format(s.key_match, '$2'))
+    using p_queue, p_key, p_attempt_token;
   return '{"locked": true}';
 end
 $$;
@@ -810,8 +822,8 @@ $$;
 -- The current attempt's action, locked (§5: OD404, OD499).
 create or replace function locked_attempt(p_id uuid, p_attempt_token uuid) returns actions
 language sql set search_path = public, pg_temp as $$
-  select lease_lock('actions', jsonb_build_object('id', p_id), p_attempt_token);
-  select * from actions where id = p_id
+  select lease_current('actions', jsonb_build_object('id', p_id),
+                       (select a from actions a where a.id = p_id for update), p_attempt_token)
 $$;
 
 create or replace function mark_dispatched(p_id uuid, p_attempt_token uuid) returns jsonb
@@ -1351,8 +1363,8 @@ $$;
 -- The current attempt's notification, locked (§5: OD404, OD499).
 create or replace function locked_notification(p_id bigint, p_attempt_token uuid) returns discord_notifications
 language sql set search_path = public, pg_temp as $$
-  select lease_lock('discord_notifications', jsonb_build_object('id', p_id), p_attempt_token);
-  select * from discord_notifications where id = p_id
+  select lease_current('discord_notifications', jsonb_build_object('id', p_id),
+                       (select n from discord_notifications n where n.id = p_id for update), p_attempt_token)
 $$;
 
 create or replace function mark_notification_dispatched(p_id bigint, p_attempt_token uuid) returns jsonb
@@ -3025,9 +3037,10 @@ $$;
 create or replace function campaign_batch_attempt(p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid)
 returns campaign_batches
 language sql set search_path = public, pg_temp as $$
-  select lease_lock('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
-                    p_attempt_token);
-  select * from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no
+  select lease_current('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
+                       (select b from campaign_batches b
+                         where b.campaign_id = p_campaign_id and b.batch_no = p_batch_no for update),
+                       p_attempt_token)
 $$;
 
 -- A batch's heartbeat before each request to Brevo (§5).
