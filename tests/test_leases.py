@@ -23,16 +23,16 @@ from tests.supabase_shape import SupabaseShape
 NOT_QUEUES = ("audit_log", "job_runs", "memory", "notes")  # job_runs has a token and a lease of its own
 
 
-def submit(db: Database, summary: str, kind: str = "note.record") -> str:
-    """An approved action (LOW, so it runs without a decision)."""
+def submit(db: Database, summary: str, kind: str = "note.record", *, risk: str = "LOW") -> str:
+    """An approved action (LOW, so it runs without a decision), or a MEDIUM one waiting for one."""
     action = {"agent": "support", "kind": kind, "summary": summary, "payload": {"body": "x"}, "impact": {}}
     row = db.call(
         "submit_action",
         action=action,
-        risk_level="LOW",
+        risk_level=risk,
         risk_reasons=[],
-        auto_run=True,
-        ttl_seconds=3600,
+        auto_run=risk == "LOW",
+        ttl_seconds=36000,
         max_attempts=5,
         actor="t",
         request_id=None,
@@ -338,26 +338,9 @@ class Notifications(Family):
     def make(self, db: Database, sql: psycopg.Connection) -> list[Key]:
         keys = []
         for name in ("one", "two"):
-            action = {
-                "agent": "support",
-                "kind": "note.record",
-                "summary": name,
-                "payload": {"body": "x"},
-                "impact": {},
-            }
-            row = db.call(
-                "submit_action",
-                action=action,
-                risk_level="MEDIUM",
-                risk_reasons=[],
-                auto_run=False,
-                ttl_seconds=36000,
-                max_attempts=5,
-                actor="t",
-                request_id=None,
-            )
+            action_id = submit(db, name, risk="MEDIUM")
             [(notification_id,)] = sql.execute(
-                "select id from discord_notifications where action_id = %s", (row["id"],)
+                "select id from discord_notifications where action_id = %s", (action_id,)
             ).fetchall()
             keys.append({"id": notification_id})
         return keys
