@@ -392,20 +392,22 @@ begin
   if jsonb_array_length(coalesce(p_keys, '[]')) = 0 then
     return '[]';  -- nothing was due: an idle poll runs no statement
   end if;
-  -- (a key of p_also that is not a column of the queue fails the statement: undefined_column)
+  -- (a key of p_also that is not a column of the queue fails the statement: undefined_column). The
+  -- keys' count as a literal LIMIT tells the planner how few they are: one index probe per key, not
+  -- a scan of the whole table.
   select string_agg(format(', %1$I = x.%1$I', k), '') into v_also from jsonb_object_keys(coalesce(p_also, '{}')) k;
   execute format($sql$
     with claimed as (
       update %1$s t
          set status = %2$L, attempts = t.attempts + 1, attempt_token = gen_random_uuid(), claimed_by = $2,
              lease_expires_at = $3 + make_interval(secs => $4), dispatched_at = null, updated_at = $3%3$s
-        from jsonb_array_elements($1) with ordinality k(key, n)%4$s
+        from (select * from jsonb_array_elements($1) with ordinality k(key, n) limit %6$s) k%4$s
        where %5$s
       returning t.*, k.n as claim_order)
     select coalesce(jsonb_agg(to_jsonb(c) - 'claim_order' order by c.claim_order), '[]') from claimed c
     $sql$, p_queue, s.running, coalesce(v_also, ''),
     case when v_also is not null then format(', jsonb_populate_record(null::%s, $5) x', p_queue) else '' end,
-    format(s.key_match, 'k.key'))
+    format(s.key_match, 'k.key'), jsonb_array_length(p_keys))
     into v_claimed using p_keys, p_worker, db_now(), p_lease_seconds, p_also;
   return v_claimed;
 end
