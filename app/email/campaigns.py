@@ -134,7 +134,7 @@ class CampaignSender:
         """Send every batch due today (only this campaign's when given); `before_send` runs before
         the first request that could reach Brevo. Returns how each batch ended."""
         # a missing API key fails here, before any batch is claimed
-        brevo = None if self.settings.brevo_dry_run else self.clients.brevo
+        brevo = None if self.settings.brevo_dry_run else self.clients.get(Settings.brevo_client)
         due = DueBatches(self, campaign_id, brevo, before_send)
         return [outcome for outcome in Worker(due, batch_size=10, name="campaigns").drain() if outcome is not None]
 
