@@ -13,8 +13,9 @@ from typing import Any
 import uvicorn
 
 from app.agent_runs.registry import AgentRegistry
-from app.approvals.executor import Executor, default_worker_id
+from app.approvals.executor import Executor
 from app.approvals.queue import ApprovalQueue
+from app.core.leases import default_worker_id
 from app.core.settings import Settings
 from app.notifications.sender import NotificationSender
 from app.runtime.database import open_database
