@@ -15,17 +15,22 @@ import typer
 from rich.markup import escape
 
 from app.cli.context import errors
+from app.core.config_needs import HOW_TO_SET
 from app.core.errors import InvalidInput, OpsdeskError, describe
-from integrations.errors import IntegrationError
+from integrations.errors import IntegrationError, NotConfigured
 
 USAGE_ERROR: type[Exception] = typer.BadParameter.__mro__[1]  # click's UsageError, whichever click
 
 
 def fail(exc: OpsdeskError | IntegrationError) -> NoReturn:
-    """A known error: its code and message (user text escaped, not read as markup), its details."""
+    """A known error: its code and message (user text escaped, not read as markup), its details;
+    a missing setting also says how to set it."""
     info = describe(exc)
     errors.print(f"[red]{info.code}[/red]: {escape(info.message)}", soft_wrap=True)
-    for key, value in info.details.items():
+    details = dict(info.details)
+    if isinstance(exc, NotConfigured):  # an integration found a setting missing: say how to set it
+        details.setdefault("where", HOW_TO_SET)
+    for key, value in details.items():
         errors.print(f"  {escape(str(key))}: {escape(str(value))}", soft_wrap=True)
     sys.exit(info.exit_code)
 
