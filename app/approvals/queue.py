@@ -6,6 +6,7 @@ Every state change is one SQL function; this module validates at the edge and ca
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,8 @@ from app.core.settings import Settings
 from app.kinds.base import ActionKind
 from app.kinds.registry import kind_registry, lookup
 from integrations.untrusted import first_problem
+
+log = logging.getLogger(__name__)
 
 
 def round_of(expires_at: datetime | None) -> int:
@@ -106,7 +109,10 @@ class ApprovalQueue:
 
     def submit(self, request: ActionRequest, *, actor: str, request_id: str | None = None) -> SubmitResult:
         row = self.db.call("submit_action", **self.prepare(request), actor=actor, request_id=request_id)
-        return submit_result(row)
+        result = submit_result(row)
+        if not result.duplicate:
+            log.info("action %s submitted by %s: %s, %s", result.id, actor, result.risk_tier.value, result.status.value)
+        return result
 
     def decide(
         self,
@@ -162,7 +168,9 @@ class ApprovalQueue:
             channel=channel,
             **(retier or {}),
         )
-        return ActionRecord.model_validate(row)
+        record = ActionRecord.model_validate(row)
+        log.info("action %s %s by %s via %s", action_id, record.decision or record.status.value, actor, channel)
+        return record
 
     def decide_with_pin(
         self,

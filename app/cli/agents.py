@@ -31,7 +31,8 @@ def agents_app(agents: AgentRegistry) -> typer.Typer:
     ) -> None:
         """Run one agent now: it reads HubSpot and memory, asks Claude, and proposes actions."""
         settings = load_settings()
-        configure_logging(settings.log_level)  # keeps webhook tokens in request URLs out of the log
+        # keeps webhook tokens in request URLs out of the log
+        configure_logging(settings.log_level, settings.log_format)
         # what the agent cannot run without, said first and alone: no database, no empty table
         require(settings, needs[name.value], command=f"opsdesk agents run {name.value}")
         report = agents.run(name.value, "cli:dry-run" if dry_run else "cli", dry_run=dry_run, settings=settings)

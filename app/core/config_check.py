@@ -41,6 +41,7 @@ PARTS: tuple[Part, ...] = (
             "approval_link_old_secrets",
             "max_request_bytes",
             "log_level",
+            "log_format",
             "api_docs",
             "http_keep_alive_seconds",
             "http_max_concurrency",
