@@ -89,9 +89,14 @@ def test_the_service_logs_what_matters_as_json_with_request_ids(tmp_path: Path) 
         assert not any(word in cli.stdout + cli.stderr for word in ROUTINE), cli.stderr
         # the executor runs the LOW note: wait for its line instead of a fixed time
         deadline = datetime.now(UTC) + timedelta(seconds=60)
-        while httpx.get(
-            f"http://127.0.0.1:{port}/approvals/{action}", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10
-        ).json()["status"] != "succeeded":
+        while (
+            httpx.get(
+                f"http://127.0.0.1:{port}/approvals/{action}",
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
+                timeout=10,
+            ).json()["status"]
+            != "succeeded"
+        ):
             assert datetime.now(UTC) < deadline, "the executor never ran the note"
             time.sleep(0.2)  # polling another process, not waiting for time to pass
     finally:
