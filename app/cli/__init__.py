@@ -15,6 +15,7 @@ from app.agent_runs.registry import AgentRegistry
 from app.cli.agents import agents_app
 from app.cli.approvals import actions_app, approvals_app, executor_app
 from app.cli.config import config_app, db_app
+from app.cli.demo import demo_command
 from app.cli.failures import USAGE_ERROR, fail, usage_failed
 from app.cli.memory import memory_app
 from app.cli.outside import brevo_app, models_app
@@ -42,6 +43,7 @@ def build_app(agents: AgentRegistry) -> typer.Typer:
     app.command("jobs")(jobs_command)
     app.command("report")(report_command)
     app.command("run")(run_command)
+    app.command("demo")(demo_command)
     return app
 
 
