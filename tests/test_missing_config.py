@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from agents import REGISTRY
+from app.agent_runs.registry import AgentEntry
 from app.core.config_check import PARTS
 from app.core.config_needs import HOW_TO_SET
 from app.core.database import Database
@@ -38,8 +39,8 @@ def opsdesk(tmp_path: Path, *args: str, **settings: str) -> subprocess.Completed
 
 
 @pytest.mark.parametrize("entry", REGISTRY.entries, ids=lambda entry: entry.name)
-def test_an_agent_run_without_its_integrations_says_only_what_is_missing(tmp_path: Path, entry: object) -> None:
-    name, needs = entry.name, entry.needs  # type: ignore[attr-defined]
+def test_an_agent_run_without_its_integrations_says_only_what_is_missing(tmp_path: Path, entry: AgentEntry) -> None:
+    name, needs = entry.name, entry.needs
     done = opsdesk(tmp_path, "agents", "run", name, "--dry-run")
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""  # no results table, no log: the one message
@@ -76,8 +77,8 @@ def _unset(*systems: str) -> dict[str, None]:
 
 
 @pytest.mark.parametrize("entry", REGISTRY.entries, ids=lambda entry: entry.name)
-def test_what_an_agent_says_it_needs_is_what_its_run_needs(world: World, entry: object) -> None:
-    name, needs = entry.name, entry.needs  # type: ignore[attr-defined]
+def test_what_an_agent_says_it_needs_is_what_its_run_needs(world: World, entry: AgentEntry) -> None:
+    name, needs = entry.name, entry.needs
     # nothing it does not declare is needed: a dry run with only its needs configured goes through
     world.answer({"proposals": []})
     report = world.run(name, dry_run=True, **_unset(*(system for system in INTEGRATIONS if system not in needs)))

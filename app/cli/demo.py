@@ -17,6 +17,7 @@ from rich.table import Table
 
 from app.approvals.links import LinkSigner
 from app.approvals.queue import ApprovalQueue
+from app.cli import sql
 from app.cli.context import actor, console, database
 from app.cli.demo_data import ARTICLES, DEMO_AGENT, DEMO_SOURCE, MARK, PLANS, reasoning_of, summary_of
 from app.core.models import ActionMetadata, ActionRecord, ActionRequest, Status, Tier
@@ -30,7 +31,7 @@ def demo_command(
     """Load example articles and draft example actions of every tier: no outside account needed."""
     with database() as (settings, db):
         if remove:
-            removed = db.call("demo_remove", actor=actor(None))
+            removed = sql.demo_remove(db, actor=actor(None))
             console.print(
                 f"removed the demo: {removed['actions']} action(s), {removed['notes']} note(s), "
                 f"{removed['articles']} article(s), {removed['remembered']} memory row(s) of its actions "
@@ -64,13 +65,13 @@ def demo_command(
                     impact=plan.impact,
                     task_type=f"demo.{plan.slot}",
                     dedupe_key=f"demo/{plan.slot}",
-                    metadata=ActionMetadata(demo=True, drafted_as=plan.drafted_as),
+                    metadata=ActionMetadata.model_validate({"demo": True, "drafted_as": plan.drafted_as}),
                 ),
                 actor=actor(None),
             )
             for plan in PLANS
         ]
-        db.call("demo_mark", ids=[str(result.id) for result in results])
+        sql.demo_mark(db, ids=[str(result.id) for result in results])
         table = Table(title=f"{MARK}: {len(ARTICLES)} article(s) in memory, {len(results)} action(s)")
         for column in ("tier", "status", "summary"):
             table.add_column(column)
