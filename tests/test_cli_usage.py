@@ -33,6 +33,7 @@ from tests.cli_support import clean_env, run
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_INVALID = InvalidInput.exit_code
 BAD = "nonsense"
+MISSING_FILE = "/nonexistent-opsdesk-folder/file.json"
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,20 @@ def _valid(annotation: Any) -> str:
     kind = _inner(annotation)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return str(next(iter(kind)).value)
+    if kind is Path:
+        return str(Path(__file__).resolve())  # a file that exists
     return {UUID: "00000000-0000-0000-0000-000000000000", int: "1", float: "1", date: "2026-01-02"}.get(
         kind, "2026-01-02" if kind is datetime else "x"
     )
 
 
+def _bad(annotation: Any) -> str:
+    return MISSING_FILE if _inner(annotation) is Path else BAD
+
+
 def _typed(annotation: Any) -> bool:
-    """A value of this type can be wrong by its shape (a str or a path cannot)."""
-    return _inner(annotation) not in (str, Path, bool)
+    """A value of this type can be wrong by its shape (a str cannot; a path can name nothing)."""
+    return _inner(annotation) not in (str, bool)
 
 
 def commands() -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -85,7 +92,8 @@ def _argv(command: Any, bad: str | None) -> tuple[str, ...]:
         flag = getattr(param, "is_flag", False)
         if param.name != bad and (not param.required or flag):
             continue
-        value = BAD if param.name == bad else _valid(param.type_descriptor.annotation)
+        kind = param.type_descriptor.annotation
+        value = _bad(kind) if param.name == bad else _valid(kind)
         argv += [value] if param.param_type_name == "argument" else [param.opts[0], value]
     return tuple(argv)
 

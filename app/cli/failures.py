@@ -2,8 +2,9 @@
 
 Typer (0.29) runs on its own copy of click and exports only `BadParameter` of its exceptions, so
 `click.ClickException` never matches what it raises: a mistyped UUID, an unknown option or a missing
-argument escaped as a traceback. Every usage error shares BadParameter's base (click's UsageError),
-so that base is what `main` catches; each becomes InvalidInput (exit 4), said in one line.
+argument escaped as a traceback. Everything click reports to a user (usage errors, a file it cannot
+open) shares BadParameter's base ClickException, so that base is what `main` catches; each becomes
+InvalidInput (exit 4), said in one line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from app.core.config_needs import HOW_TO_SET
 from app.core.errors import InvalidInput, OpsdeskError, describe
 from integrations.errors import IntegrationError, NotConfigured
 
-USAGE_ERROR: type[Exception] = typer.BadParameter.__mro__[1]  # click's UsageError, whichever click
+# BadParameter -> UsageError -> ClickException, in click and in Typer's copy of it alike
+USAGE_ERROR: type[Exception] = typer.BadParameter.__mro__[2]
 
 
 def fail(exc: OpsdeskError | IntegrationError) -> NoReturn:
