@@ -24,6 +24,7 @@ from app.core.config_needs import HOW_TO_SET
 from app.core.database import Database
 from app.core.settings import Settings
 from tests.agent_world import World, agent_world
+from tests.fake_hubspot import FakeHubSpot
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {part.name: part.required for part in PARTS if part.required}
@@ -87,3 +88,23 @@ def test_what_an_agent_says_it_needs_is_what_its_run_needs(world: World, entry: 
     for system in (system for system in needs if system != "anthropic"):
         failed = world.run(name, dry_run=True, **_unset(system))
         assert failed.outcome == "failed" and (failed.error or "").startswith(f"{system}: "), failed.error
+
+
+def test_a_run_that_fails_says_why_without_an_empty_table(tmp_path: Path) -> None:
+    """Configured, but HubSpot refuses the token: the failure alone, nothing listed before it."""
+    with FakeHubSpot() as hubspot:
+        done = opsdesk(
+            tmp_path,
+            "agents",
+            "run",
+            "sales",
+            "--dry-run",
+            HUBSPOT_PRIVATE_APP_TOKEN="pat-na1-refused-by-the-fake",
+            HUBSPOT_BASE_URL=hubspot.url,
+            ANTHROPIC_API_KEY="sk-ant-never-called",
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    # the answer is its last line; the log line before it is what the service's log would show
+    assert done.stderr.splitlines()[-1].startswith("the run failed: hubspot: "), done.stderr
+    assert "action(s)" not in done.stderr and "Traceback" not in done.stderr

@@ -38,6 +38,9 @@ def agents_app(agents: AgentRegistry) -> typer.Typer:
         report = agents.run(name.value, "cli:dry-run" if dry_run else "cli", dry_run=dry_run, settings=settings)
         if as_json:
             console.print_json(report.model_dump_json())
+        elif report.outcome == "failed":  # the problem alone: a failed run submitted nothing to list
+            errors.print(f"[red]the run failed[/red]: {escape(report.error or '')} (run {report.run_id})")
+            raise typer.Exit(1)
         else:
             table = Table(
                 title=f"{report.agent}: {len(report.actions)} action(s)"
