@@ -19,22 +19,24 @@ import pytest
 
 from agents import REGISTRY
 from app.agent_runs.registry import AgentEntry
-from app.core.config_check import PARTS
 from app.core.config_needs import HOW_TO_SET
 from app.core.database import Database
 from app.core.settings import Settings
+from app.core.settings import parts as settings_parts
 from tests.agent_world import World, agent_world
 from tests.fake_hubspot import FakeHubSpot
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIRED = {part.name: part.required for part in PARTS if part.required}
+REQUIRED = {part.part: part.required for part in settings_parts() if part.required}
 INTEGRATIONS = ("anthropic", "hubspot", "brevo", "notion", "discord")
 
 
-def opsdesk(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+def opsdesk(
+    tmp_path: Path, *args: str, data_dir: Path | None = None, **settings: str
+) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it: a fresh machine's environment plus `settings`."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env |= {"OPSDESK_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT), **settings}
+    env |= {"OPSDESK_DATA_DIR": str(data_dir or tmp_path / "data"), "PYTHONPATH": str(ROOT), **settings}
     argv = [sys.executable, "-c", "from scheduler import main; main()", *args]
     return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
@@ -59,8 +61,8 @@ def test_only_what_is_still_missing_is_named(tmp_path: Path) -> None:
     assert "anthropic: set ANTHROPIC_API_KEY" in done.stderr and "HUBSPOT" not in done.stderr
 
 
-def test_an_integration_found_unconfigured_says_where_to_set_it(tmp_path: Path) -> None:
-    done = opsdesk(tmp_path, "models", "check")
+def test_an_integration_found_unconfigured_says_where_to_set_it(tmp_path: Path, embedded_dir: Path) -> None:
+    done = opsdesk(tmp_path, "models", "check", data_dir=embedded_dir)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.splitlines()
     assert lines[0] == "config_error: anthropic: ANTHROPIC_API_KEY is not set"
@@ -90,7 +92,7 @@ def test_what_an_agent_says_it_needs_is_what_its_run_needs(world: World, entry: 
         assert failed.outcome == "failed" and (failed.error or "").startswith(f"{system}: "), failed.error
 
 
-def test_a_run_that_fails_says_why_without_an_empty_table(tmp_path: Path) -> None:
+def test_a_run_that_fails_says_why_without_an_empty_table(tmp_path: Path, embedded_dir: Path) -> None:
     """Configured, but HubSpot refuses the token: the failure alone, nothing listed before it."""
     with FakeHubSpot() as hubspot:
         done = opsdesk(
@@ -102,6 +104,7 @@ def test_a_run_that_fails_says_why_without_an_empty_table(tmp_path: Path) -> Non
             HUBSPOT_PRIVATE_APP_TOKEN="pat-na1-refused-by-the-fake",
             HUBSPOT_BASE_URL=hubspot.url,
             ANTHROPIC_API_KEY="sk-ant-never-called",
+            data_dir=embedded_dir,
         )
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout == ""

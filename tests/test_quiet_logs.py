@@ -40,9 +40,9 @@ def _json_lines(output: str) -> list[dict[str, Any]]:
     return parsed
 
 
-def test_the_service_logs_what_matters_as_json_with_request_ids(tmp_path: Path) -> None:
+def test_the_service_logs_what_matters_as_json_with_request_ids(tmp_path: Path, embedded_dir: Path) -> None:
     port = free_port()
-    env = clean_env(tmp_path / "data") | {"LOG_FORMAT": "json", "OPS_API_TOKEN": API_TOKEN}
+    env = clean_env(embedded_dir) | {"LOG_FORMAT": "json", "OPS_API_TOKEN": API_TOKEN}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scheduler.py"), "--port", str(port)],
         cwd=tmp_path,

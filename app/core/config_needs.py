@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from app.core.config_check import PARTS, is_set
+from app.core.config_check import is_set
 from app.core.errors import ConfigError
 from app.core.settings import Settings
+from app.core.settings import parts as settings_parts
 
 HOW_TO_SET = (
     "in .env (in the folder you run opsdesk from) or the environment; .env.example documents each "
@@ -20,7 +21,7 @@ HOW_TO_SET = (
 def unconfigured(settings: Settings, parts: Iterable[str]) -> dict[str, list[str]]:
     """Of the parts named (an agent's needs, an integration's system name), those that lack a
     setting they require: part name -> the missing settings' environment names."""
-    by_name = {part.name: part for part in PARTS}
+    by_name = {part.part: part for part in settings_parts(type(settings))}
     missing = {
         name: [field.upper() for field in by_name[name].required if not is_set(getattr(settings, field))]
         for name in parts
