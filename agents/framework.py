@@ -136,7 +136,7 @@ class AgentEnv:
 class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
     name: ClassVar[str]
     cron_setting: ClassVar[str]  # the Settings field holding its crontab (the schedule's job)
-    reads: ClassVar[tuple[str, ...]]  # the integrations `find_sources` reads (their SYSTEM names)
+    reads: ClassVar[tuple[str, ...]]  # the integrations it drafts from (SYSTEM names): AgentEntry.needs
     kinds: ClassVar[Mapping[str, str]]  # the action kinds it may lead to -> what the prompt says of each
     rules: ClassVar[str]
     example: ClassVar[str]  # a source as the prompt shows it, and a good answer for it
