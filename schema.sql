@@ -26,7 +26,8 @@
 --   §15 Agent runs and the agents' sources
 --   §16 The daily report
 --   §17 Outgoing rate limits
---   §18 Access
+--   §18 The demo
+--   §19 Access
 
 -- ---------------------------------------------------------------------------------------------
 -- §1 Preamble
@@ -159,9 +160,9 @@ $$;
 -- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
 -- agent_sources_pick, lease renewal. 3: decide_action's channel and re-tiered edits,
 -- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
--- memory_index_status).
+-- memory_index_status). 5: the demo (demo_mark, demo_remove).
 create or replace function schema_version() returns jsonb
-language sql immutable as $$ select to_jsonb(4) $$;
+language sql immutable as $$ select to_jsonb(5) $$;
 
 -- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
 -- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
@@ -4051,7 +4052,64 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- §18 Access
+-- §18 The demo
+-- `opsdesk demo`: example actions submitted through the real queue and policy, and
+-- example articles in memory (source 'opsdesk-demo'). Its actions are listed here, so `opsdesk
+-- demo --remove` removes exactly them and nothing a person or an agent submitted. The audit log is
+-- append-only: a removed demo action's rows stay, closed by a `demo_removed` row.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists demo_actions (
+  action_id uuid primary key references actions (id) on delete cascade,
+  added_at  timestamptz not null default db_now()
+);
+
+create or replace function demo_mark(p_ids jsonb) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_added integer;
+begin
+  if p_ids is null or jsonb_typeof(p_ids) <> 'array' then
+    raise exception 'p_ids must be a JSON array of action ids' using errcode = 'OD422';
+  end if;
+  insert into demo_actions (action_id)
+  select x::uuid from jsonb_array_elements_text(p_ids) x
+  on conflict (action_id) do nothing;
+  get diagnostics v_added = row_count;
+  return jsonb_build_object('added', v_added, 'actions', (select count(*) from demo_actions));
+end
+$$;
+
+create or replace function demo_remove(p_actor text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_actions integer;
+  v_notes integer;
+  v_memory integer;
+  v_articles integer;
+begin
+  -- one at a time with the executor: a demo action it is running finishes first
+  perform 1 from actions a join demo_actions d on d.action_id = a.id for update of a;
+  insert into audit_log (action_id, actor, event, from_status, to_status, reason)
+  select a.id, p_actor, 'demo_removed', a.status, null, 'demo data removed (opsdesk demo --remove)'
+    from actions a join demo_actions d on d.action_id = a.id;
+  delete from notes n using demo_actions d where n.action_id = d.action_id;
+  get diagnostics v_notes = row_count;
+  -- what memory kept of them (remember_action: what ran, and each decision), with the articles
+  delete from memory m using demo_actions d
+   where m.source in ('action', 'decision') and m.source_id = d.action_id::text;
+  get diagnostics v_memory = row_count;
+  -- cascades to the demo_actions rows, notifications and PIN tries of these actions
+  delete from actions a using demo_actions d where a.id = d.action_id;
+  get diagnostics v_actions = row_count;
+  delete from memory where source = 'opsdesk-demo';
+  get diagnostics v_articles = row_count;
+  return jsonb_build_object('actions', v_actions, 'notes', v_notes, 'articles', v_articles,
+                            'remembered', v_memory);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- §19 Access
 -- Row Level Security on every table with no policy: Supabase's anon and authenticated
 -- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
 -- the same file runs where those roles do not exist (the embedded server, plain Postgres).
@@ -4071,7 +4129,7 @@ begin
                                         'email_quota_days', 'email_quota_reservations', 'email_campaigns',
                                         'campaign_batches', 'campaign_recipients',
                                         'job_runs', 'agent_runs', 'agent_skips', 'daily_reports',
-                                        'rate_windows'] loop
+                                        'rate_windows', 'demo_actions'] loop
     execute format('alter table public.%I enable row level security', v_table);
     if v_supabase then
       execute format('revoke all on table public.%I from anon, authenticated', v_table);

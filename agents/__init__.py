@@ -37,7 +37,7 @@ class Registry:
 
     def __init__(self, agents: tuple[type[Agent[Any, Any, Any]], ...]) -> None:
         self._agents = {agent.name: agent for agent in agents}
-        self.entries = tuple(AgentEntry(agent.name, agent.cron_setting) for agent in agents)
+        self.entries = tuple(AgentEntry(agent.name, agent.cron_setting, agent.needs()) for agent in agents)
 
     def named(self, name: str) -> Agent[Any, Any, Any]:
         if name not in self._agents:

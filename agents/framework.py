@@ -24,6 +24,7 @@ from app.core.database import Database
 from app.core.models import ActionMetadata, ActionRequest, Impact, Reason, Tier
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
+from integrations import claude
 
 if TYPE_CHECKING:
     from integrations.claude import ModelResolution
@@ -135,10 +136,16 @@ class AgentEnv:
 class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
     name: ClassVar[str]
     cron_setting: ClassVar[str]  # the Settings field holding its crontab (the schedule's job)
+    reads: ClassVar[tuple[str, ...]]  # the integrations it drafts from (SYSTEM names): AgentEntry.needs
     kinds: ClassVar[Mapping[str, str]]  # the action kinds it may lead to -> what the prompt says of each
     rules: ClassVar[str]
     example: ClassVar[str]  # a source as the prompt shows it, and a good answer for it
     plan_model: ClassVar[type[Plan[Any]]]
+
+    @classmethod
+    def needs(cls) -> tuple[str, ...]:
+        """What a run cannot start without: where its sources come from, and Claude, who drafts."""
+        return (*cls.reads, claude.SYSTEM)
 
     @abstractmethod
     def find_sources(self, env: AgentEnv) -> list[Source[RecordT]]: ...

@@ -42,6 +42,7 @@ from app.core.models import ActionRequest, Impact, Tier
 from app.core.settings import Settings
 from app.kinds.email import Recipient
 from app.memory.models import SearchHit
+from integrations import hubspot
 from integrations.errors import IntegrationError, NotConfigured
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class MarketingBriefing(Briefing):
 class MarketingAgent(Agent[str, MarketingProposal, MarketingBriefing]):
     name = "marketing"
     cron_setting = "marketing_agent_cron"
+    reads = (hubspot.SYSTEM,)
     plan_model = MarketingPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "notion.blog_draft": "your `blog`, saved as a draft in Notion (a person publishes it)",

@@ -32,6 +32,7 @@ from agents.prompt import DataBlock
 from app.core.models import ActionRequest, Impact, Tier
 from app.core.settings import Settings
 from app.kinds.hubspot import DEFAULT_DEAL_STAGES
+from integrations import hubspot
 from integrations.hubspot_models import Contact, Deal
 
 SEARCH_LIMIT = 200  # per HubSpot search; the run keeps AGENT_MAX_SOURCES of what is not handled yet
@@ -90,6 +91,7 @@ class SalesPlan(Plan[SalesProposal]):
 class SalesAgent(Agent[SalesTarget, SalesProposal, Briefing]):
     name = "sales"
     cron_setting = "sales_agent_cron"
+    reads = (hubspot.SYSTEM,)
     plan_model = SalesPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "email.send": "your `email`, sent through Brevo to the contact's address in HubSpot (once sent, it is "
@@ -122,12 +124,12 @@ out.\n\nThe team"}, "call": null, "new_stage": null, "rationale": "Contract out 
 without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]}"""
 
     def find_sources(self, env: AgentEnv) -> list[Source[SalesTarget]]:
-        hubspot = env.clients.get(Settings.hubspot_client)
+        crm = env.clients.get(Settings.hubspot_client)
         settings = env.settings
-        deals = hubspot.stale_deals(inactive_days=settings.sales_stale_days, now=env.now, limit=SEARCH_LIMIT)
-        contact_of = hubspot.deal_contacts([deal.id for deal in deals]) if deals else {}
+        deals = crm.stale_deals(inactive_days=settings.sales_stale_days, now=env.now, limit=SEARCH_LIMIT)
+        contact_of = crm.deal_contacts([deal.id for deal in deals]) if deals else {}
         since = env.now - timedelta(days=settings.sales_new_contact_days)
-        newcomers = hubspot.contacts_created_since(since, limit=SEARCH_LIMIT)
+        newcomers = crm.contacts_created_since(since, limit=SEARCH_LIMIT)
         with_deal = {contact.id for contact in contact_of.values()}
         day = env.today.isoformat()
         return [Source(f"deal-{deal.id}", day, SalesTarget(deal, contact_of.get(deal.id))) for deal in deals] + [

@@ -43,6 +43,7 @@ from app.core.errors import DatabaseError, InvalidInput
 from app.core.models import ActionRequest, Impact, Tier
 from app.core.settings import Settings
 from app.memory.models import MAX_CONTENT_CHARS, SearchHit, TicketMemory
+from integrations import hubspot
 from integrations.hubspot_models import Ticket
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class SupportBriefing(Briefing):
 class SupportAgent(Agent[Ticket, SupportProposal, SupportBriefing]):
     name = "support"
     cron_setting = "support_agent_cron"
+    reads = (hubspot.SYSTEM,)
     plan_model = SupportPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "email.send": "your `reply`, sent through Brevo to the ticket's requester only",

@@ -119,3 +119,13 @@ def pgbouncer(pg_server: Any) -> Iterator[Pgbouncer]:
     bouncer = Pgbouncer(pg_server, binary)
     yield bouncer
     bouncer.stop()
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A data folder for an embedded server a test starts in another process, outside pytest's
+    /tmp/pytest-of-<user>: another pytest session of the same user makes that folder 0700 again
+    when it starts, which the server's own user (pgserver, when run as root) then cannot enter."""
+    folder = Path(tempfile.mkdtemp(prefix="oddata", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -18,6 +18,9 @@ from app.core.settings import Settings
 class AgentEntry:
     name: str  # "sales": the CLI's choice, and the schedule's job `agent_sales`
     cron_setting: str  # the Settings field holding its crontab ("sales_agent_cron")
+    # the integrations a run cannot start without (`opsdesk config check`'s part names: "hubspot",
+    # "anthropic"): the CLI says what of them is missing before it runs anything
+    needs: tuple[str, ...] = ()
 
 
 class AgentUnavailable(InvalidInput):

@@ -198,3 +198,7 @@ class Executor:
             )
         except StaleAttempt:
             log.warning("action %s: a newer attempt took over; outcome %s not recorded", action.id, outcome)
+            return
+        # what a person acts on: a send done, one failed or of unknown outcome; a retry is routine
+        level = {"succeeded": logging.INFO, "retry": logging.DEBUG}.get(outcome, logging.WARNING)
+        log.log(level, "action %s (%s): %s%s", action.id, action.kind, outcome, f": {error}" if error else "")

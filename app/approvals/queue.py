@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import hmac
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,8 @@ from app.core.settings import Settings
 from app.kinds.base import ActionKind
 from app.kinds.registry import kind_registry, lookup
 from integrations.untrusted import first_problem
+
+log = logging.getLogger(__name__)
 
 
 def round_of(expires_at: datetime | None) -> int:
@@ -109,7 +112,10 @@ class ApprovalQueue:
 
     def submit(self, request: ActionRequest, *, actor: str, request_id: str | None = None) -> SubmitResult:
         row = sql.submit_action(self.db, **self.prepare(request), actor=actor, request_id=request_id)
-        return submit_result(row)
+        result = submit_result(row)
+        if not result.duplicate:
+            log.info("action %s submitted by %s: %s, %s", result.id, actor, result.risk_tier.value, result.status.value)
+        return result
 
     def decide(
         self,
@@ -166,7 +172,9 @@ class ApprovalQueue:
             channel=channel,
             **retier,
         )
-        return ActionRecord.model_validate(row)
+        record = ActionRecord.model_validate(row)
+        log.info("action %s %s by %s via %s", action_id, record.decision or record.status.value, actor, channel)
+        return record
 
     def decide_with_pin(
         self,

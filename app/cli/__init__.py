@@ -15,13 +15,14 @@ from app.agent_runs.registry import AgentRegistry
 from app.cli.agents import agents_app
 from app.cli.approvals import actions_app, approvals_app, executor_app
 from app.cli.config import config_app, db_app
-from app.cli.context import errors
+from app.cli.demo import demo_command
+from app.cli.failures import USAGE_ERROR, fail, usage_failed
 from app.cli.memory import memory_app
 from app.cli.outside import brevo_app, models_app
 from app.cli.report import report_command
 from app.cli.run import run_command
 from app.cli.schedule import jobs_command
-from app.core.errors import KNOWN_ERRORS, describe
+from app.core.errors import KNOWN_ERRORS
 
 
 def build_app(agents: AgentRegistry) -> typer.Typer:
@@ -42,26 +43,20 @@ def build_app(agents: AgentRegistry) -> typer.Typer:
     app.command("jobs")(jobs_command)
     app.command("report")(report_command)
     app.command("run")(run_command)
+    app.command("demo")(demo_command)
     return app
 
 
 def main(argv: list[str] | None = None, *, agents: AgentRegistry) -> None:
+    """Run one command. Whatever goes wrong that the user can act on ends as one message and the
+    documented exit code (app.core.errors.describe); only a bug is a traceback."""
     try:
         # without standalone mode click returns an Exit's code instead of exiting
-        code = build_app(agents)(args=argv, standalone_mode=False, obj=agents)
+        code = build_app(agents)(args=argv, prog_name="opsdesk", standalone_mode=False, obj=agents)
     except KNOWN_ERRORS as exc:
-        info = describe(exc)
-        errors.print(f"[red]{info.code}[/red]: {info.message}")
-        for key, value in info.details.items():
-            errors.print(f"  {key}: {value}")
-        sys.exit(info.exit_code)
+        fail(exc)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except USAGE_ERROR as exc:
+        usage_failed(exc)
     sys.exit(code if isinstance(code, int) else 0)

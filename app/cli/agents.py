@@ -12,14 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from app.agent_runs.registry import AgentRegistry
-from app.cli.context import console, errors
-from app.core.local_secrets import with_local_secrets
+from app.cli.context import console, errors, load_settings
+from app.core.config_needs import require
 from app.core.log_setup import configure_logging
-from app.core.settings import Settings
 
 
 def agents_app(agents: AgentRegistry) -> typer.Typer:
     names = [entry.name for entry in agents.entries]
+    needs = {entry.name: entry.needs for entry in agents.entries}
     app = typer.Typer(help=f"Run the {_listed(names)} agents.", no_args_is_help=True)
     AgentName = StrEnum("AgentName", [(name, name) for name in names])  # type: ignore[misc]  # members from the registry
 
@@ -30,11 +30,17 @@ def agents_app(agents: AgentRegistry) -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON")] = False,
     ) -> None:
         """Run one agent now: it reads HubSpot and memory, asks Claude, and proposes actions."""
-        settings = with_local_secrets(Settings())
-        configure_logging(settings.log_level)  # keeps webhook tokens in request URLs out of the log
+        settings = load_settings()
+        # keeps webhook tokens in request URLs out of the log
+        configure_logging(settings.log_level, settings.log_format)
+        # what the agent cannot run without, said first and alone: no database, no empty table
+        require(settings, needs[name.value], command=f"opsdesk agents run {name.value}")
         report = agents.run(name.value, "cli:dry-run" if dry_run else "cli", dry_run=dry_run, settings=settings)
         if as_json:
             console.print_json(report.model_dump_json())
+        elif report.outcome == "failed":  # the problem alone: a failed run submitted nothing to list
+            errors.print(f"[red]the run failed[/red]: {escape(report.error or '')} (run {report.run_id})")
+            raise typer.Exit(1)
         else:
             table = Table(
                 title=f"{report.agent}: {len(report.actions)} action(s)"

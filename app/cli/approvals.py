@@ -141,7 +141,16 @@ def approvals_inbox_link(
 
 @actions_app.command("submit")
 def actions_submit(
-    file: Annotated[Path, typer.Argument(help="A JSON file with the action ('-' reads stdin)", allow_dash=True)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A JSON file with the action ('-' reads stdin)",
+            allow_dash=True,
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
 ) -> None:
     """Submit an action: the same policy, queue and audit as the agents' actions."""
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")

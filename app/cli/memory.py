@@ -137,7 +137,7 @@ def search(
 
 @memory_app.command("import")
 def import_(
-    path: Annotated[Path, typer.Argument(help="A Markdown/text file, or a folder of them")],
+    path: Annotated[Path, typer.Argument(help="A Markdown/text file, or a folder of them", exists=True)],
     kind: Annotated[str, typer.Option(help="The kind the files become")] = "kb_article",
     embed: Annotated[bool, typer.Option("--embed/--no-embed", help="Embed the new text now")] = True,
 ) -> None:

@@ -28,6 +28,8 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Build (and store) the daily report for a day that is over; with --send, post it once."""
+    if chart is not None and (chart.is_dir() or not chart.parent.is_dir()):  # said before any work
+        raise typer.BadParameter(f"{chart} is not a file in an existing folder", param_hint=["--chart"])
     with database() as (settings, db):
         reports = DailyReports(db, settings)
         report_day: date = day.date() if day is not None else reports.yesterday()

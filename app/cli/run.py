@@ -23,7 +23,7 @@ def run_command(
     from app.runtime.service import Parts, run_service  # FastAPI and uvicorn: only for `run`
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if not (api or scheduler or executor):
         raise typer.BadParameter("nothing to run: enable at least one of --api, --scheduler, --executor")
     run_service(

@@ -75,7 +75,7 @@ def _problems(exc: ValidationError) -> dict[str, str]:
     return found
 
 
-def _is_set(value: Any) -> bool:
+def is_set(value: Any) -> bool:
     if isinstance(value, list):
         return bool(value)
     if isinstance(value, SecretStr):
@@ -109,7 +109,7 @@ def check(settings_class: type[Settings] = Settings, **overrides: Any) -> Config
         fields = tuple(part.model_fields)
         switched_on = (
             part.always_on
-            or any(name in given and _is_set(getattr(settings, name)) for name in fields)
+            or any(name in given and is_set(getattr(settings, name)) for name in fields)
             or any(name in problems for name in fields)
         )
         state: State = "ok" if switched_on else "not configured"
@@ -119,13 +119,13 @@ def check(settings_class: type[Settings] = Settings, **overrides: Any) -> Config
             if name in problems:
                 rows.append(Row(env, "malformed", problems[name]))
                 state = "malformed"
-            elif name in generated and not _is_set(value):
+            elif name in generated and not is_set(value):
                 rows.append(Row(env, "generated", "kept in <data dir>/secrets.env (embedded mode)"))
-            elif name in part.required and not _is_set(value):
+            elif name in part.required and not is_set(value):
                 rows.append(Row(env, "missing", "required" if switched_on else ""))
                 if switched_on and state == "ok":
                     state = "incomplete"
-            elif _is_set(value):
+            elif is_set(value):
                 rows.append(Row(env, "set" if name in given else "default", _shown(name, value)))
             else:
                 rows.append(Row(env, "unset", ""))

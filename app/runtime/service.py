@@ -51,6 +51,7 @@ def server_config(settings: Settings, app: Any, *, host: str, port: int) -> uvic
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through opsdesk's handler: its format (JSON too), its filters
         server_header=False,
         timeout_keep_alive=settings.http_keep_alive_seconds,
         limit_concurrency=settings.http_max_concurrency,

@@ -38,6 +38,7 @@ Clock = Callable[[], datetime]
 _TICK = timedelta(microseconds=1)
 RETRY_BASE = timedelta(minutes=1)
 RETRY_MAX = timedelta(minutes=30)
+LONG_RUN_SHARE = 0.5  # a run taking over this share of its lease is logged: the next slow one may be lost
 
 
 def utc_now() -> datetime:
@@ -202,7 +203,17 @@ class Schedule:
         except StaleAttempt:
             log.warning("job %s (%s): its lease ran out and another instance took over", job.name, scheduled_for)
             return None
-        return JobRun.model_validate(row)
+        run = JobRun.model_validate(row)
+        took = (run.finished_at or run.started_at) - run.started_at  # the database's clock
+        if took > job.lease * LONG_RUN_SHARE:
+            log.warning(
+                "job %s (%s) ran long: %.0fs, its lease is %.0fs (past it, another instance takes the run over)",
+                job.name,
+                scheduled_for,
+                took.total_seconds(),
+                job.lease.total_seconds(),
+            )
+        return run
 
 
 def recent_runs(db: Database, *, limit: int = 30, job: str | None = None) -> list[JobRun]:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.approvals.pages.base import Pages, is_link_request
 from app.core.errors import OpsdeskError, Unauthorized, describe
+from app.core.log_setup import REQUEST_ID
 from app.web.deps import request_id_of
 from integrations.errors import IntegrationError
 from integrations.untrusted import json_safe
@@ -54,7 +55,16 @@ class RequestIdMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        # every line logged while this request is served carries its id (LOG_FORMAT=json)
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self._serve(scope, receive, send, request_id, headers)
+        finally:
+            REQUEST_ID.reset(token)
 
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, headers: dict[bytes, bytes]
+    ) -> None:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))

@@ -43,6 +43,7 @@ class ServiceSettings(SettingsPart):
     )
     max_request_bytes: PositiveInt = 1_048_576
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for a log collector
     # /docs loads Swagger UI's scripts from a CDN onto the origin of the approval pages: off in
     # production unless asked for (the OpenAPI schema stays at /openapi.json)
     api_docs: bool | None = None
