@@ -232,14 +232,15 @@ begin
     insert into actions (agent, kind, task_type, summary, reasoning, requested_action,
                          estimated_impact, risk_level, risk_reasons, metadata, status, draft_hash,
                          dedupe_key, requested_at, expires_at, run_after, max_attempts, request_id,
-                         created_at, updated_at)
+                         created_at, updated_at, decided_via)
     values (p_action->>'agent', p_action->>'kind', p_action->>'task_type', p_action->>'summary',
             coalesce(p_action->>'reasoning', ''), coalesce(p_action->'payload', '{}'),
             coalesce(p_action->'impact', '{}'), p_risk_level, coalesce(p_risk_reasons, '[]'),
-            coalesce(p_action->'metadata', '{}'), 'pending',
+            coalesce(p_action->'metadata', '{}'), case when p_auto_run then 'approved' else 'pending' end,
             draft_hash(coalesce(p_action->'payload', '{}')), v_key, v_now,
             case when p_auto_run then null else v_now + make_interval(secs => p_ttl_seconds) end,
-            null, p_max_attempts, p_request_id, v_now, v_now)
+            case when p_auto_run then v_now end, p_max_attempts, p_request_id, v_now, v_now,
+            case when p_auto_run then 'system' end)
     returning * into a;
   exception when unique_violation then
     -- a concurrent submit with the same dedupe key won; answer with its action
@@ -248,14 +249,18 @@ begin
     return action_view(a) || '{"duplicate": true}';
   end;
 
-  perform write_audit(a.id, p_actor, 'submitted', null, 'pending', null, p_request_id,
-                      jsonb_build_object('risk_level', p_risk_level, 'reasons', p_risk_reasons));
-  if p_auto_run then
-    update actions set status = 'approved', run_after = v_now, decided_via = 'system', updated_at = v_now
-     where id = a.id returning * into a;
-    perform write_audit(a.id, 'policy', 'auto_approved', 'pending', 'approved',
-                        'LOW risk runs without approval', p_request_id);
-  end if;
+  -- An auto-run action is inserted approved: inserting it pending and updating it in the same
+  -- transaction wrote the row twice, and queued a Discord announcement only to cancel it (the
+  -- trigger announces pending rows only). The audit still tells both steps: submitted, then
+  -- approved by the policy.
+  insert into audit_log (action_id, actor, event, from_status, to_status, reason, request_id, details)
+  select a.id, s.actor, s.event, s.from_status, s.to_status, s.reason, p_request_id, s.details
+    from (values (1, p_actor, 'submitted', null, 'pending', null,
+                  jsonb_build_object('risk_level', p_risk_level, 'reasons', p_risk_reasons)),
+                 (2, 'policy', 'auto_approved', 'pending', 'approved', 'LOW risk runs without approval', '{}'::jsonb))
+         as s(step, actor, event, from_status, to_status, reason, details)
+   where s.step = 1 or p_auto_run
+   order by s.step;
   return action_view(a) || '{"duplicate": false}';
 end
 $$;

@@ -181,7 +181,15 @@ class ApprovalQueue:
 
         The terminal (`terminal=True`) is where a link locked by wrong PINs can still be approved,
         as the review page tells: its user holds the database credentials, so a lock would protect
-        nothing there. A wrong PIN is still refused, counted and audited."""
+        nothing there. A wrong PIN is still refused, counted and audited.
+
+        Where no PIN can be asked for (none is set, or the decision is a rejection) the decision is
+        one call: `decide_action` checks the status, expiry and draft under the row lock itself, so
+        reading the action first would only cost a round trip."""
+        if self.settings.approval_pin is None or request.decision == "reject":
+            return self.decide(
+                action_id, request, actor=actor, channel=channel, request_id=request_id, pin_checked=True
+            )
         current = ActionRecord.model_validate(self.get(action_id))
         if current.status is Status.PENDING and self.pin_required_after(current, request):
             if terminal:

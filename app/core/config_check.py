@@ -35,6 +35,7 @@ PARTS: tuple[Part, ...] = (
             "opsdesk_env",
             "opsdesk_host",
             "opsdesk_port",
+            "opsdesk_api_workers",
             "public_base_url",
             "ops_api_token",
             "approval_link_secret",

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     opsdesk_env: Literal["development", "production"] = "development"
     opsdesk_host: str = "127.0.0.1"
     opsdesk_port: int = Field(8000, ge=1, le=65535)
+    # HTTP API processes (`opsdesk run --api-workers`); each has its own connection pool
+    opsdesk_api_workers: int = Field(1, ge=1, le=64)
     public_base_url: str = "http://127.0.0.1:8000"
     ops_api_token: SecretStr | None = None
     approval_link_secret: SecretStr | None = None

@@ -7,6 +7,9 @@ each checks every input before a route reads it, app.web.request_guard).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from fastapi import FastAPI
 
 from app.approvals.pages.base import Pages
@@ -18,10 +21,20 @@ from app.core.settings import Settings
 from app.web.errors import RequestIdMiddleware, add_error_handlers
 from app.web.routes import actions, approvals, health, memory, reports, webhooks
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
-def create_app(settings: Settings, db: Database) -> FastAPI:
+
+def create_app(settings: Settings, db: Database, *, lifespan: Lifespan | None = None) -> FastAPI:
+    """`lifespan`: what the app's server process opens and closes with it (an API worker process's
+    own database, app.runtime.service)."""
     # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
-    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None, redoc_url=None)
+    app = FastAPI(
+        title="opsdesk",
+        version="0.1.0",
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.add_middleware(RequestIdMiddleware, max_bytes=settings.max_request_bytes)
     queue = ApprovalQueue(db, settings)
     pages = Pages(settings)
