@@ -8,10 +8,10 @@ its settings and database the one way (app.cli.context).
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
-from app.agent_runs.registry import AgentRegistry
 from app.cli.agents import agents_app
 from app.cli.approvals import actions_app, approvals_app, executor_app
 from app.cli.config import config_app, db_app
@@ -21,7 +21,9 @@ from app.cli.outside import brevo_app, models_app
 from app.cli.report import report_command
 from app.cli.run import run_command
 from app.cli.schedule import jobs_command
-from app.core.errors import KNOWN_ERRORS, describe
+
+if TYPE_CHECKING:
+    from app.agent_runs.registry import AgentRegistry
 
 
 def build_app(agents: AgentRegistry) -> typer.Typer:
@@ -49,16 +51,19 @@ def main(argv: list[str] | None = None, *, agents: AgentRegistry) -> None:
     try:
         # without standalone mode click returns an Exit's code instead of exiting
         code = build_app(agents)(args=argv, standalone_mode=False, obj=agents)
-    except KNOWN_ERRORS as exc:
-        info = describe(exc)
-        errors.print(f"[red]{info.code}[/red]: {info.message}")
-        for key, value in info.details.items():
-            errors.print(f"  {key}: {value}")
-        sys.exit(info.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
+    except Exception as exc:
+        # imported only when a command failed: the error tree pulls in pydantic (`--help` does not)
+        from app.core.errors import KNOWN_ERRORS, describe
+
+        if isinstance(exc, KNOWN_ERRORS):
+            info = describe(exc)
+            errors.print(f"[red]{info.code}[/red]: {info.message}")
+            for key, value in info.details.items():
+                errors.print(f"  {key}: {value}")
+            sys.exit(info.exit_code)
+        import click  # click usage errors and the like
 
         if isinstance(exc, click.ClickException):
             exc.show()

@@ -6,7 +6,6 @@ import typer
 from rich.table import Table
 
 from app.cli.context import console, database, errors
-from app.core.config_check import check
 
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
@@ -18,6 +17,8 @@ _ROW_STYLE = {"missing": "yellow", "malformed": "red", "generated": "cyan", "set
 @config_app.command("check")
 def config_check() -> None:
     """Per integration: what is configured, missing or malformed. Never prints a secret."""
+    from app.core.config_check import check
+
     report = check()
     for part in report.parts:
         table = Table(

@@ -28,6 +28,7 @@ from app.core.database import Database
 from app.core.log_setup import configure_logging
 from app.core.settings import Settings
 from app.notifications.sender import NotificationSender
+from app.runtime.advert import advertise, withdraw
 from app.runtime.database import open_database
 from app.schedule.scheduler import build_scheduler
 from app.web import create_app
@@ -149,7 +150,21 @@ def run_service(settings: Settings, parts: Parts, *, host: str, port: int, agent
 
 
 def serve(settings: Settings, db: Database, parts: Parts, stop: threading.Event, *, host: str, port: int) -> None:
-    """The HTTP API until SIGTERM or SIGINT (without it: until then, for the other parts)."""
+    """The HTTP API until SIGTERM or SIGINT (without it: until then, for the other parts), with
+    its address in the data folder meanwhile for the CLI to ask (app.runtime.advert)."""
+    try:
+        advert = advertise(settings, host=host, port=port) if parts.api else None
+    except OSError as exc:  # a read-only data folder: the CLI then opens the database itself
+        log.warning("could not write the service file for the CLI: %s", exc)
+        advert = None
+    try:
+        serve_api(settings, db, parts, stop, host=host, port=port)
+    finally:
+        if advert is not None:
+            withdraw(advert)
+
+
+def serve_api(settings: Settings, db: Database, parts: Parts, stop: threading.Event, *, host: str, port: int) -> None:
     if parts.api and parts.api_workers > 1:
         config = server_config(settings, ApiWorkerApp(settings), host=host, port=port, workers=parts.api_workers)
         sock = config.bind_socket()
