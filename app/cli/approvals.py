@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from app.core.database import Database
     from app.core.settings import Settings
 
+
 def _queue(db: Database, settings: Settings) -> ApprovalQueue:
     from app.approvals.queue import ApprovalQueue
 
