@@ -77,8 +77,8 @@ class MarketingProposal(Proposal):
     topics: list[str] = Field(default_factory=list, description="Refs (mem-N) of the memory items it draws on")
 
 
-class MarketingPlan(Plan):
-    proposals: list[MarketingProposal]
+class MarketingPlan(Plan[MarketingProposal]):
+    """What the marketing agent's model answers."""
 
 
 @dataclass
