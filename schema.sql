@@ -44,9 +44,9 @@ $$;
 -- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
 -- agent_sources_pick, lease renewal. 3: decide_action's channel and re-tiered edits,
 -- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
--- memory_index_status).
+-- memory_index_status). 5: search_memory's query vector in pgvector's text form (p_vector).
 create or replace function schema_version() returns jsonb
-language sql immutable as $$ select to_jsonb(4) $$;
+language sql immutable as $$ select to_jsonb(5) $$;
 
 -- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
 -- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
@@ -2029,11 +2029,16 @@ $$;
 -- vector_rank, similarity, occurred_at, metadata}]}.
 drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
                                       double precision, integer, integer, integer, boolean);
+-- The query's vector comes as p_vector, pgvector's text form ('[0.1,0.2,...]'), or as p_embedding, a
+-- JSON array of numbers: jsonb reads each number as a numeric, which cost a 384-number query more
+-- than the index search itself (bench/README.md, issue 15).
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean, text);
 create or replace function search_memory(
   p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
   p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
   p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean,
-  p_model text default null
+  p_model text default null, p_vector text default null
 ) returns jsonb
 language plpgsql
 set search_path = public, extensions, pg_temp
@@ -2112,12 +2117,29 @@ begin
         using errcode = 'OD409',
               detail = jsonb_build_object('query_model', p_model, 'model', v_config.model)::text;
     end if;
-    if p_embedding is null or jsonb_typeof(p_embedding) <> 'array'
-       or jsonb_array_length(p_embedding) <> v_config.dimension then
-      raise exception 'the query embedding must be an array of % numbers', v_config.dimension
-        using errcode = 'OD422';
+    if p_vector is not null then
+      begin
+        v_vector := p_vector::vector;  -- from here pgvector's library is loaded
+      exception when others then
+        v_vector := null;
+      end;
+      if v_vector is null or vector_dims(v_vector) <> v_config.dimension then
+        raise exception 'the query vector must be % numbers in pgvector''s form [x,y,...]', v_config.dimension
+          using errcode = 'OD422';
+      end if;
+    else
+      if p_embedding is null or jsonb_typeof(p_embedding) <> 'array'
+         or jsonb_array_length(p_embedding) <> v_config.dimension then
+        raise exception 'the query embedding must be an array of % numbers', v_config.dimension
+          using errcode = 'OD422';
+      end if;
+      v_vector := (p_embedding::text)::vector;
     end if;
-    v_vector := (p_embedding::text)::vector;  -- from here pgvector's library is loaded
+    if v_mode = 'vector' then
+      -- ranked by distance alone, the nearest `limit` are the answer: more candidates only feed
+      -- hybrid's fusion, and each costs a heap read and a distance
+      v_candidates := p_limit;
+    end if;
     if not v_vector_index then
       if v_mode = 'vector' then
         return jsonb_build_object('mode', v_mode, 'fts_query', v_tsq::text, 'fts_limited', false,

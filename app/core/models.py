@@ -11,7 +11,10 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.states import Channel, Status, Tier
+# re-exported: the models' callers import the words with them
+from app.core.states import Channel as Channel
+from app.core.states import Status as Status
+from app.core.states import Tier as Tier
 
 # Names opsdesk writes as actors itself (`policy`, `expiry`, `api:<name>`, `agent:<name>`...): a
 # person may not type one, in any case or width, alone or as a prefix before a colon.

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from app.core.errors import ConfigError, InvalidInput, OpsdeskError
-from app.memory.terms import KIND_PATTERN, SearchMode
+from app.memory.terms import KIND_PATTERN as KIND_PATTERN
+from app.memory.terms import SearchMode as SearchMode
 from integrations.untrusted import Storable
 
 SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{0,39}$"
