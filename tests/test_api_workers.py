@@ -1,6 +1,7 @@
-"""`opsdesk run --api-workers N`: the HTTP API in several processes on one port. Every decision is
-still made once: racing decisions on the same actions, sent to whichever process takes the
-connection, leave each action decided by exactly one of them, with one audit row."""
+"""`opsdesk run --api-workers N`: the HTTP API in several processes on one port, and the decision
+endpoint's one-call path on each process's async pool. Every decision is still made once: racing
+decisions on the same actions, sent to whichever process takes the connection, leave each action
+decided by exactly one of them, with one audit row."""
 
 from __future__ import annotations
 
@@ -11,9 +12,19 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
+import psycopg
+import pytest
 
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.models import ActionRequest
+from app.core.settings import Settings
+from app.web import create_app
+from tests.conftest import API_TOKEN, advance_clock
+from tests.live_server import serve
 from tests.test_quickstart import ROOT, clean_env, first_health, free_port
 
 ACTION = {
@@ -106,3 +117,40 @@ def test_decisions_from_several_api_processes_are_made_once(tmp_path: Path) -> N
     assert worker_processes(process.pid) == []
     assert not (data / "pgdata" / "postmaster.pid").exists(), "the embedded server kept running"
     shutil.rmtree(data, ignore_errors=True)
+
+
+def test_an_api_decision_is_one_call_on_the_event_loops_pool(
+    settings: Settings, db: Database, sql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An approval or a rejection by API token (no PIN set) is `decide_action` alone, on the app's
+    async pool: no read first, no worker thread. Its answers and refusals are the same."""
+    app = create_app(settings, db)
+    queue: ApprovalQueue = app.state.queue
+    ids = [queue.submit(ActionRequest(**ACTION), actor="test").id for _ in range(3)]
+
+    def threaded(*_: object, **__: object) -> None:
+        raise AssertionError("the decision went through the thread pool")
+
+    monkeypatch.setattr(ApprovalQueue, "decide_with_pin", threaded)
+    monkeypatch.setattr(ApprovalQueue, "get", threaded)
+    with serve(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
+        assert app.state.adb is not None
+        approved = client.post(f"/approvals/{ids[0]}/decision", json={"decision": "approve", "decided_by": "ann"})
+        assert approved.status_code == 200 and approved.json()["status"] == "approved"
+        assert approved.json()["decided_by"] == "api:ann" and approved.json()["decided_via"] == "api"
+        again = client.post(
+            f"/approvals/{ids[0]}/decision", json={"decision": "reject", "reason": "no", "decided_by": "bob"}
+        )
+        assert again.status_code == 409 and "api:ann" in again.json()["error"]["message"]
+        rejected = client.post(
+            f"/approvals/{ids[1]}/decision", json={"decision": "reject", "reason": "no", "decided_by": "bob"}
+        )
+        assert rejected.status_code == 200 and rejected.json()["rejection_reason"] == "no"
+        missing = client.post(f"/approvals/{uuid4()}/decision", json={"decision": "approve", "decided_by": "ann"})
+        assert missing.status_code == 404
+        advance_clock(sql, 73 * 3600)
+        late = client.post(f"/approvals/{ids[2]}/decision", json={"decision": "approve", "decided_by": "ann"})
+        assert late.status_code == 410
+    assert app.state.adb is None  # closed with the server
+    events = sql.execute("select action_id, actor from audit_log where event = 'decided' order by id", ()).fetchall()
+    assert events == [(ids[0], "api:ann"), (ids[1], "api:bob")]

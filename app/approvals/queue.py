@@ -16,7 +16,7 @@ from uuid import UUID
 from app.approvals import sql
 from app.approvals.risk_policy import Assessment, RiskThresholds, assess, reassess
 from app.core import sql as core_sql
-from app.core.database import Database
+from app.core.database import AsyncDatabase, Database
 from app.core.errors import Forbidden, InvalidInput, NotFound
 from app.core.models import (
     ActionPage,
@@ -165,6 +165,38 @@ class ApprovalQueue:
             expected_round=expected_round,
             channel=channel,
             **retier,
+        )
+        return ActionRecord.model_validate(row)
+
+    def decides_in_one_call(self, request: DecisionRequest) -> bool:
+        """Whether `decide_action` alone decides `request`: a rejection, or an approval where no
+        PIN is set (an edit is read and tiered first; a PIN's tier is read first)."""
+        return request.decision == "reject" or (request.decision == "approve" and self.settings.approval_pin is None)
+
+    async def decide_now(
+        self,
+        adb: AsyncDatabase,
+        action_id: UUID,
+        request: DecisionRequest,
+        *,
+        actor: str,
+        channel: Channel,
+        request_id: str | None = None,
+    ) -> ActionRecord:
+        """`decide_with_pin` for a decision that `decides_in_one_call`, on an event loop's pool (the
+        API's): one round trip and no worker thread. Anything else is refused here."""
+        if not self.decides_in_one_call(request):
+            raise ValueError(f"a {request.decision} here needs decide_with_pin")
+        row = await sql.decide_action(
+            adb,
+            id=action_id,
+            decision=request.decision,
+            actor=actor,
+            reason=request.reason,
+            modifications=None,
+            expected_hash=None,
+            request_id=request_id,
+            channel=channel,
         )
         return ActionRecord.model_validate(row)
 
