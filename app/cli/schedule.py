@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,13 @@ if TYPE_CHECKING:
 _STATE_STYLE = {"ok": "green", "skipped": "dim", "running": "cyan", "retry": "yellow", "failed": "red", "lost": "red"}
 
 
+def utc_now() -> datetime:
+    """Now, as the schedule reads it (a test sets it here)."""
+    from app.schedule.runs import utc_now as schedule_now
+
+    return schedule_now()
+
+
 def jobs_command(
     ctx: typer.Context,
     upcoming: Annotated[int, typer.Option(min=1, max=20, help="Next firings shown per job")] = 3,
@@ -28,7 +36,7 @@ def jobs_command(
     """The scheduled jobs: their next firings and their recent runs."""
     from app.notifications.sender import NotificationSender
     from app.schedule.jobs import build_jobs
-    from app.schedule.runs import recent_runs, utc_now
+    from app.schedule.runs import recent_runs
 
     with database() as (settings, db):
         # the reminders job exists only where Discord is configured, as in the service
