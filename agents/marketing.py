@@ -37,6 +37,7 @@ from agents.drafting import business_written, clip, email_html, one_line, unsour
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
 from app.core.models import ActionRequest, Impact, Tier
+from app.core.settings import Settings
 from app.kinds.email import Recipient
 from app.memory.models import SearchHit
 
@@ -221,7 +222,7 @@ def _recipients(env: AgentEnv) -> tuple[list[Recipient], str | None]:
     contacts than NEWSLETTER_MAX_RECIPIENTS, none, and why: a newsletter to the first N only would
     leave the others out without anyone deciding it."""
     most = env.settings.newsletter_max_recipients
-    contacts = env.clients.hubspot.marketing_contacts(limit=most + 1)
+    contacts = env.clients.get(Settings.hubspot_client).marketing_contacts(limit=most + 1)
     if len(contacts) > most:
         return [], (
             f"HubSpot has more than NEWSLETTER_MAX_RECIPIENTS ({most:,}) marketing contacts; raise "

@@ -173,12 +173,11 @@ def sync_notion(
 ) -> None:
     """Sync the knowledge base from Notion (NOTION_KB_DATABASE_ID): every page one kb_article;
     pages deleted in Notion are forgotten."""
-    from app.clients.configs import notion_config
+    from app.core.settings import ClientDeps
     from app.memory.sources import sync_knowledge_base
-    from integrations.notion import NotionClient  # the SDK loads only when syncing
 
     with _store() as store:
-        notion = NotionClient(notion_config(store.settings))
+        notion = store.settings.notion_client(ClientDeps())  # the SDK loads only when syncing
         try:
             report = sync_knowledge_base(store, notion, allow_empty=allow_empty)
         finally:
