@@ -6,7 +6,32 @@
 -- by name and never builds SQL. Every function returns jsonb, so the direct Postgres transport and
 -- Supabase's REST `rpc` see the same value. Errors use our own SQLSTATEs (see app/errors.py):
 --   OD404 not found, OD409 conflict, OD410 expired, OD422 invalid input, OD499 stale attempt.
+--
+-- Contents (each section holds its tables, indexes, functions and triggers; only §2 changes what
+-- an earlier release created):
+--   §1  Preamble
+--   §2  Upgrades from earlier releases
+--   §3  Clock and schema version
+--   §4  Actions, notes and the audit log
+--   §5  Leases
+--   §6  The approval queue
+--   §7  The executor
+--   §8  Reviewing by link
+--   §9  Discord notifications
+--   §10 Claude
+--   §11 HubSpot webhooks
+--   §12 Memory
+--   §13 Email: Brevo's daily quota and campaign batches
+--   §14 The schedule
+--   §15 Agent runs and the agents' sources
+--   §16 The daily report
+--   §17 Outgoing rate limits
+--   §18 Access
 
+-- ---------------------------------------------------------------------------------------------
+-- §1 Preamble
+-- One transaction, one applier at a time, and pgvector.
+-- ---------------------------------------------------------------------------------------------
 begin;
 
 -- Two processes applying the schema at once wait for each other instead of racing.
@@ -25,8 +50,102 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The clock. All timestamps come from the database, never a worker's clock. Tests move time
--- forward by setting the offset instead of sleeping; in production it stays zero.
+-- §2 Upgrades from earlier releases
+-- The only statements of this file that change what an earlier release created. Every section
+-- below describes the current shape: a fresh database gets it there, an older one gets the
+-- difference here first. The rules:
+-- - Each statement is guarded (`alter table if exists … add column if not exists`, `drop function
+--   if exists`, a `do` block that reads the catalogue first), so it does nothing on a fresh
+--   database (whose tables do not exist yet) or on one already upgraded: the file stays safe to
+--   apply again.
+-- - Each says which release needed it. Releases are the versions schema_version() answers (§3):
+--   v2 came with 0564c19 (2026-12-02) and c47fede is its last commit, the previous release that
+--   tests/migration/schema_previous.sql keeps; v3 (issue 12) and v4 (issue 11) came on 2026-12-06;
+--   issue 13 keeps v4.
+-- - This section runs first: a function dropped here may come back below with the same arguments
+--   and another result, which `create or replace` refuses while the old one exists.
+-- - A column added here is in its table's `create table` too, for fresh databases.
+-- - tests/test_upgrade.py applies this file over the previous release with rows in it and compares
+--   the catalogue with a fresh apply. A statement no supported release needs any more goes when
+--   that frozen file is refreshed.
+-- ---------------------------------------------------------------------------------------------
+
+-- v2, from v1 (98654d2): the dispatch time of an attempt that may have gone out unanswered
+-- (Brevo's 30-minute resend window).
+alter table if exists actions add column if not exists uncertain_since timestamptz;
+-- v2, from v1 (6761964): decide_action gained p_expected_round.
+drop function if exists decide_action(uuid, text, text, text, jsonb, text, text);
+-- v2, from v1 (b3cf2c4): requeue_action gained the draft and impact a handler re-read.
+drop function if exists requeue_action(uuid, uuid, text, jsonb, double precision, text);
+-- v2, from v1 (cc5e4e7): search_memory gained the query vector's model.
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean);
+-- v2, from v1 (95f59fb, 0564c19): memory.fts holds the kind as the lexeme '#kind=<kind>'. A column
+-- without the comment 'fts v2' is rebuilt here, once. Only this block decides: §12 marks the
+-- column after it, so a mark there can never stand on a column that was not rebuilt.
+do $$
+begin
+  if to_regclass('public.memory') is not null then
+    if col_description(to_regclass('public.memory'),
+                       (select attnum from pg_attribute
+                         where attrelid = to_regclass('public.memory') and attname = 'fts'))
+       is distinct from 'fts v2' then
+      alter table memory drop column fts;
+      alter table memory add column fts tsvector generated always as (
+        setweight(to_tsvector('english', title), 'A')
+        || setweight(to_tsvector('english', content), 'B')
+        || array_to_tsvector(array['#kind=' || kind])) stored;
+    end if;
+  end if;
+end
+$$;
+-- v2, from v1 (dde30d6): a run keeps the proposals refused whole; agent_sources_pick replaced
+-- agent_sources_handled; submit_agent_actions and close_agent_run gained the run's skips and
+-- refusals.
+alter table if exists agent_runs add column if not exists refused jsonb not null default '[]';
+drop function if exists agent_sources_handled(jsonb);
+drop function if exists submit_agent_actions(uuid, jsonb, jsonb, text, text);
+drop function if exists close_agent_run(uuid, text, integer, jsonb, text);
+
+-- v3, from v2 (e54d6ce): decide_action gained the decision's channel and an edit's new tier, and
+-- the channel is kept on the action. Actions decided before learn it once, when the column is
+-- added, from the `api:` and `cli:` prefixes those channels always wrote; every other name was
+-- typed on a signed link (the review page or the inbox).
+drop function if exists decide_action(uuid, text, text, text, jsonb, text, text, bigint);
+do $$
+begin
+  if to_regclass('public.actions') is not null and not exists (
+       select 1 from pg_attribute
+        where attrelid = to_regclass('public.actions') and attname = 'decided_via' and not attisdropped) then
+    alter table actions add column decided_via text check (decided_via in ('link', 'inbox', 'api', 'cli', 'system'));
+    update actions
+       set decided_via = case when decided_by like 'api:%' then 'api' when decided_by like 'cli:%' then 'cli'
+                              else 'link' end
+     where decided_by is not null;
+  end if;
+end
+$$;
+-- v3, from v2 (dcec707): record_hubspot_webhook gained the events set aside.
+drop function if exists record_hubspot_webhook(text, bigint, integer, jsonb);
+
+-- v4, from v3 (5ed8d7f): memory's vector indexes are made in bounded steps (memory_index_step):
+-- the kinds chosen for their own index, the reindex under way, and vectors parked meanwhile.
+alter table if exists memory_config add column if not exists indexed_kinds text[];
+alter table if exists memory_config add column if not exists reindex_started_at timestamptz;
+alter table if exists memory add column if not exists embedding_parked vector;
+
+-- Issue 13 (still v4: no function changed its parameters): a daily report's send follows §5's
+-- lease convention, which keeps updated_at.
+alter table if exists daily_reports add column if not exists updated_at timestamptz;
+
+-- v5, from v4 (issue 15): search_memory gained p_vector, the query vector in pgvector's text form.
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean, text);
+
+-- ---------------------------------------------------------------------------------------------
+-- §3 Clock and schema version
+-- All timestamps come from the database, never a worker's clock. Tests move time forward by
+-- setting the offset instead of sleeping; in production it stays zero.
 -- ---------------------------------------------------------------------------------------------
 create table if not exists clock_offset (
   id boolean primary key default true check (id),
@@ -70,6 +189,7 @@ language sql set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- §4 Actions, notes and the audit log
 -- Actions: what an agent (or an outside caller) wants done, its risk, its decision, its run.
 -- ---------------------------------------------------------------------------------------------
 create table if not exists actions (
@@ -89,6 +209,9 @@ create table if not exists actions (
   draft_hash       text not null,                  -- sha256 of requested_action; links bind to it
   dedupe_key       text,                           -- same input -> at most one open action
   decided_by       text,
+  -- How the action left pending, apart from the name typed in `decided_by`: a signed review link,
+  -- the inbox link, the API token, the terminal, or opsdesk itself (auto-approval, expiry).
+  decided_via      text check (decided_via in ('link', 'inbox', 'api', 'cli', 'system')),
   decision         text check (decision in ('approved', 'rejected', 'modified')),
   feedback         text,
   modifications    jsonb,                          -- {field: {"from": old, "to": new}}
@@ -103,6 +226,10 @@ create table if not exists actions (
   claimed_by       text,
   lease_expires_at timestamptz,
   dispatched_at    timestamptz,                    -- the attempt may have reached the outside world
+  -- The dispatch time of the first attempt that may have reached the outside world without an
+  -- answer. Brevo drops a repeated idempotency key for 30 minutes only, so a re-send is safe only
+  -- that long.
+  uncertain_since  timestamptz,
   started_at       timestamptz,
   finished_at      timestamptz,
   result           jsonb,
@@ -117,19 +244,12 @@ create index if not exists actions_leases on actions (lease_expires_at) where st
 create index if not exists actions_expiring on actions (expires_at) where status = 'pending';
 create unique index if not exists actions_open_dedupe on actions (dedupe_key)
   where dedupe_key is not null and status in ('pending', 'approved', 'running');
--- The dispatch time of the first attempt that may have reached the outside world without an answer.
--- Brevo drops a repeated idempotency key for 30 minutes only, so a re-send is safe only that long.
-alter table actions add column if not exists uncertain_since timestamptz;
--- How the action left pending, apart from the name typed in `decided_by`: a signed review link, the
--- inbox link, the API token, the terminal, or opsdesk itself (auto-approval, expiry). Databases
--- from before it learn it from the `api:` and `cli:` prefixes those channels always wrote; every
--- other name was typed on a signed link (the review page or the inbox).
-alter table actions add column if not exists decided_via text
-  check (decided_via in ('link', 'inbox', 'api', 'cli', 'system'));
-update actions
-   set decided_via = case when decided_by like 'api:%' then 'api' when decided_by like 'cli:%' then 'cli'
-                          else 'link' end
- where decided_via is null and decided_by is not null;
+-- The reviewers' feedback an agent reads (recent_feedback, §8).
+create index if not exists actions_feedback on actions (agent, kind, updated_at)
+  where rejection_reason is not null or modifications is not null or feedback is not null;
+-- The agents' dedupe-key prefixes (agent_sources_pick, §15).
+create index if not exists actions_dedupe_prefix on actions (dedupe_key text_pattern_ops)
+  where dedupe_key is not null;
 
 -- The audit trail: one row per transition. Append-only, enforced by the database itself.
 create table if not exists audit_log (
@@ -172,9 +292,7 @@ create table if not exists notes (
   created_at timestamptz not null default db_now()
 );
 
--- ---------------------------------------------------------------------------------------------
--- Helpers
--- ---------------------------------------------------------------------------------------------
+-- Helpers every section below uses.
 create or replace function action_view(a actions) returns jsonb
 language sql stable as $$ select to_jsonb(a) - 'attempt_token' $$;
 
@@ -208,7 +326,235 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The approval queue
+-- §5 Leases
+-- The one lifecycle of every queue-like table: a worker claims due rows (FOR UPDATE SKIP LOCKED)
+-- for a while (the lease) under a fresh attempt token; only the current attempt may act on its
+-- row (the lock below: OD404 no row, OD499 superseded), renew its lease or mark that it may have
+-- reached the outside world (dispatched); rows whose lease ran out are found, oldest first, by
+-- whoever recovers them. Each queue keeps its own functions around this: which rows are due and
+-- in what order, what a claim returns, what ending an attempt means, and what a lost lease
+-- becomes.
+-- The convention: a queue table has status, attempts, attempt_token, claimed_by,
+-- lease_expires_at, dispatched_at and updated_at; lease_spec names each queue, its key columns
+-- and what its `running` status is called. A key is a JSON object of the key columns: {"id": …},
+-- {"campaign_id": …, "batch_no": …}.
+-- These are invoker functions (never security definer) that refuse any table lease_spec does not
+-- name: called over Supabase's REST API they can do nothing service_role could not do already.
+-- Not leases of this kind, on purpose: memory's embedding claims (a hint that saves work twice
+-- done; set_memory_embeddings checks the text's hash, so a million-row table needs no attempt
+-- columns), job runs (a firing's row is made by its claim, unique per job and time, and its
+-- lease doubles as its retry time) and the named maintenance leases at the end of this section.
+-- ---------------------------------------------------------------------------------------------
+-- The queues. key_match finds the row `t` that a key object names; its %s stands for that object
+-- (a parameter, or a column of a list of keys). The key columns' types are written here, so a
+-- call reads no catalogue: these functions run on every claim and every finish.
+create or replace function lease_spec(
+  p_queue regclass, out key_columns text[], out key_match text, out running text, out noun text
+)
+language plpgsql stable set search_path = public, pg_temp as $$
+begin
+  -- to_regclass: this section stands before the tables, and a missing table is no queue
+  if p_queue = to_regclass('public.actions') then
+    key_columns := '{id}'; key_match := 't.id = (%s->>''id'')::uuid';
+    running := 'running'; noun := 'action';
+  elsif p_queue = to_regclass('public.discord_notifications') then
+    key_columns := '{id}'; key_match := 't.id = (%s->>''id'')::bigint';
+    running := 'sending'; noun := 'notification';
+  elsif p_queue = to_regclass('public.campaign_batches') then
+    key_columns := '{campaign_id,batch_no}';
+    key_match := 't.campaign_id = (%1$s->>''campaign_id'')::uuid and t.batch_no = (%1$s->>''batch_no'')::integer';
+    running := 'sending'; noun := 'campaign batch';
+  elsif p_queue = to_regclass('public.daily_reports') then
+    key_columns := '{day}'; key_match := 't.day = (%s->>''day'')::date';
+    running := 'sending'; noun := 'daily report send';
+  else
+    raise exception '% is not a lease queue', p_queue using errcode = 'OD422';
+  end if;
+end
+$$;
+
+-- Claims the rows of p_keys (a JSON array of keys the caller chose and locked FOR UPDATE SKIP
+-- LOCKED in this transaction, in claim order) for p_worker: running, one more attempt, a fresh
+-- token, a lease of p_lease_seconds. p_also sets more of the rows' own columns, the same for each
+-- ({"started_at": …}). Returns the claimed rows, in the order given.
+create or replace function lease_claim(
+  p_queue regclass, p_keys jsonb, p_worker text, p_lease_seconds double precision, p_also jsonb default '{}'
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+  v_also text;
+  v_claimed jsonb;
+begin
+  if nullif(btrim(coalesce(p_worker, '')), '') is null or coalesce(p_lease_seconds, 0) <= 0 then
+    raise exception 'a claim needs the worker and a positive lease' using errcode = 'OD422';
+  end if;
+  if coalesce(p_also, '{}') ?| (s.key_columns || array['status', 'attempts', 'attempt_token', 'claimed_by',
+                                                       'lease_expires_at', 'dispatched_at', 'updated_at']) then
+    raise exception 'a claim sets the key and lease columns of % itself', p_queue using errcode = 'OD422';
+  end if;
+  if jsonb_array_length(coalesce(p_keys, '[]')) = 0 then
+    return '[]';  -- nothing was due: an idle poll runs no statement
+  end if;
+  -- (a key of p_also that is not a column of the queue fails the statement: undefined_column). The
+  -- keys' count as a literal LIMIT tells the planner how few they are: one index probe per key, not
+  -- a scan of the whole table.
+  select string_agg(format(', %1$I = x.%1$I', k), '') into v_also from jsonb_object_keys(coalesce(p_also, '{}')) k;
+  execute format($sql$
+    with claimed as (
+      update %1$s t
+         set status = %2$L, attempts = t.attempts + 1, attempt_token = gen_random_uuid(), claimed_by = $2,
+             lease_expires_at = $3 + make_interval(secs => $4), dispatched_at = null, updated_at = $3%3$s
+        from (select * from jsonb_array_elements($1) with ordinality k(key, n) limit %6$s) k%4$s
+       where %5$s
+      returning t.*, k.n as claim_order)
+    select coalesce(jsonb_agg(to_jsonb(c) - 'claim_order' order by c.claim_order), '[]') from claimed c
+    $sql$, p_queue, s.running, coalesce(v_also, ''),
+    case when v_also is not null then format(', jsonb_populate_record(null::%s, $5) x', p_queue) else '' end,
+    format(s.key_match, 'k.key'), jsonb_array_length(p_keys))
+    into v_claimed using p_keys, p_worker, db_now(), p_lease_seconds, p_also;
+  return v_claimed;
+end
+$$;
+
+-- A key as messages show it: its values, `/` between them.
+create or replace function lease_key_text(p_key_columns text[], p_key jsonb) returns text
+language sql immutable as $$
+  select string_agg(coalesce(p_key->>k.name, 'null'), '/' order by k.n)
+    from unnest(p_key_columns) with ordinality k(name, n)
+$$;
+
+-- Only the current attempt may act on its row. p_row is that row, locked by the caller for its
+-- transaction (FOR UPDATE), null when there is none: OD404 then, OD499 when the attempt was
+-- superseded (another status, or another claim's token). Returns the row. The families lock with
+-- a static statement, so this check costs no planning on every finish.
+create or replace function lease_current(p_queue regclass, p_key jsonb, p_row anyelement, p_attempt_token uuid)
+returns anyelement
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+begin
+  if p_row.status is null then
+    raise exception 'no % %', s.noun, lease_key_text(s.key_columns, p_key) using errcode = 'OD404';
+  end if;
+  if p_row.status <> s.running or p_row.attempt_token is distinct from p_attempt_token then
+    raise exception 'attempt on % % was superseded (now %)', s.noun, lease_key_text(s.key_columns, p_key),
+        p_row.status
+      using errcode = 'OD499', detail = jsonb_build_object('status', p_row.status)::text;
+  end if;
+  return p_row;
+end
+$$;
+
+-- lease_current for any queue by its key: locks the row and checks the attempt. Returns
+-- {"locked": true}.
+create or replace function lease_lock(p_queue regclass, p_key jsonb, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+begin
+  execute format('select lease_current($1, $2, (select t from %s t where %s for update of t), $3)',
+                 p_queue, format(s.key_match, '$2'))
+    using p_queue, p_key, p_attempt_token;
+  return '{"locked": true}';
+end
+$$;
+
+-- Sets the current attempt's lease_expires_at or dispatched_at to p_at (one guarded UPDATE; when it
+-- finds no such attempt, lease_lock says why). Returns p_at.
+create or replace function lease_touch(
+  p_queue regclass, p_key jsonb, p_attempt_token uuid, p_column text, p_at timestamptz
+) returns timestamptz
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+begin
+  if p_column is null or p_column not in ('lease_expires_at', 'dispatched_at') then
+    raise exception 'an attempt sets only its lease_expires_at or dispatched_at' using errcode = 'OD422';
+  end if;
+  execute format('update %s t set %I = $3, updated_at = db_now() where %s and t.status = %L and t.attempt_token = $2',
+                 p_queue, p_column, format(s.key_match, '$1'), s.running)
+    using p_key, p_attempt_token, p_at;
+  if not found then
+    perform lease_lock(p_queue, p_key, p_attempt_token);
+  end if;
+  return p_at;
+end
+$$;
+
+-- A long attempt's heartbeat: its lease runs p_lease_seconds from now, so recovery does not take a
+-- live attempt for a dead one.
+create or replace function lease_renew(
+  p_queue regclass, p_key jsonb, p_attempt_token uuid, p_lease_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+begin
+  if p_lease_seconds is null or p_lease_seconds <= 0 then
+    raise exception 'a lease must last some time' using errcode = 'OD422';
+  end if;
+  return jsonb_build_object('lease_expires_at', lease_touch(p_queue, p_key, p_attempt_token, 'lease_expires_at',
+                                                            db_now() + make_interval(secs => p_lease_seconds)));
+end
+$$;
+
+-- Just before the attempt may reach the outside world: after a crash, recovery knows it may have.
+create or replace function lease_dispatched(p_queue regclass, p_key jsonb, p_attempt_token uuid) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  select jsonb_build_object('dispatched', lease_touch(p_queue, p_key, p_attempt_token, 'dispatched_at', db_now())
+                                          is not null)
+$$;
+
+-- Running rows whose lease ran out, oldest lease first, at most p_limit, each locked for the
+-- caller's transaction (SKIP LOCKED: an attempt finishing right now holds its row, and wins). The
+-- caller decides what each becomes.
+create or replace function lease_expired(p_queue regclass, p_limit integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  s record := lease_spec(p_queue);
+  v_rows jsonb;
+begin
+  execute format('select coalesce(jsonb_agg(to_jsonb(t) order by t.lease_expires_at), ''[]'')
+                    from (select * from %s where status = %L and lease_expires_at <= $1
+                           order by lease_expires_at limit $2 for update skip locked) t', p_queue, s.running)
+    into v_rows using db_now(), p_limit;
+  return v_rows;
+end
+$$;
+
+-- Named leases: one holder at a time for a maintenance job (pruning) across every instance; a
+-- crashed holder's lease simply runs out.
+create table if not exists maintenance_leases (
+  name         text primary key,
+  holder       text not null,
+  leased_until timestamptz not null
+);
+
+create or replace function take_maintenance_lease(p_name text, p_holder text, p_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_taken boolean;
+begin
+  insert into maintenance_leases as l (name, holder, leased_until)
+  values (p_name, p_holder, v_now + make_interval(secs => p_seconds))
+  on conflict (name) do update set holder = excluded.holder, leased_until = excluded.leased_until
+   where l.leased_until <= v_now or l.holder = excluded.holder
+  returning true into v_taken;
+  return jsonb_build_object('taken', coalesce(v_taken, false),
+                            'holder', (select holder from maintenance_leases where name = p_name));
+end
+$$;
+
+create or replace function release_maintenance_lease(p_name text, p_holder text) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with gone as (delete from maintenance_leases where name = p_name and holder = p_holder returning 1)
+  select jsonb_build_object('released', exists (select 1 from gone))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- §6 The approval queue
+-- Submit, decide, cancel, expire, read.
 -- ---------------------------------------------------------------------------------------------
 create or replace function submit_action(
   p_action jsonb, p_risk_level text, p_risk_reasons jsonb, p_auto_run boolean,
@@ -271,8 +617,6 @@ $$;
 -- p_channel: how the decision came (link, inbox, api, cli, system), kept apart from the name.
 -- p_risk_level, p_risk_reasons, p_estimated_impact: an edit's facts and tier as the policy gives
 -- them for the edited draft (app.approval_queue), stored with it; modify only.
-drop function if exists decide_action(uuid, text, text, text, jsonb, text, text);
-drop function if exists decide_action(uuid, text, text, text, jsonb, text, text, bigint);
 create or replace function decide_action(
   p_id uuid, p_decision text, p_actor text, p_reason text, p_modifications jsonb,
   p_expected_hash text, p_request_id text, p_expected_round bigint default null, p_channel text default null,
@@ -452,80 +796,58 @@ language sql stable set search_path = public, pg_temp as $$
     'limit', p_limit, 'offset', p_offset)
 $$;
 
--- ---------------------------------------------------------------------------------------------
--- The executor: claim with SKIP LOCKED and a lease; finish only with the claim's attempt token.
--- ---------------------------------------------------------------------------------------------
-create or replace function claim_actions(p_worker text, p_lease_seconds double precision, p_limit integer)
-returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_claimed jsonb;
-begin
-  with due as (
-    select id from actions
-     where status = 'approved' and run_after <= v_now
-     order by run_after, requested_at limit p_limit
-       for update skip locked
-  ), claimed as (
-    update actions a
-       set status = 'running', attempts = a.attempts + 1, attempt_token = gen_random_uuid(),
-           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-           started_at = v_now, dispatched_at = null, updated_at = v_now
-      from due where a.id = due.id
-    returning a.*
-  ), audited as (
-    insert into audit_log (action_id, actor, event, from_status, to_status, details)
-    select c.id, p_worker, 'claimed', 'approved', 'running', jsonb_build_object('attempt', c.attempts)
-      from claimed c
-  )
-  select coalesce(jsonb_agg(to_jsonb(c) order by c.run_after), '[]') into v_claimed from claimed c;
-  return v_claimed;
-end
+create or replace function health() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'now', db_now(),
+    'schema_version', schema_version(),
+    'pending', (select count(*) from actions where status = 'pending'),
+    'unknown', (select count(*) from actions where status = 'unknown'))
 $$;
 
+-- ---------------------------------------------------------------------------------------------
+-- §7 The executor
+-- Claim with SKIP LOCKED and a lease; finish only with the claim's attempt token.
+-- ---------------------------------------------------------------------------------------------
+-- Approved actions that are due, oldest first, claimed as §5 claims (with their start time), each
+-- with a `claimed` audit row.
+create or replace function claim_actions(p_worker text, p_lease_seconds double precision, p_limit integer)
+returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with claimed as (
+    select lease_claim('actions', coalesce(jsonb_agg(jsonb_build_object('id', due.id)
+                                                     order by due.run_after, due.requested_at), '[]'),
+                       p_worker, p_lease_seconds, jsonb_build_object('started_at', db_now())) as claimed_rows
+      from (select id, run_after, requested_at from actions
+             where status = 'approved' and run_after <= db_now()
+             order by run_after, requested_at limit p_limit
+               for update skip locked) due
+  ), audited as (
+    insert into audit_log (action_id, actor, event, from_status, to_status, details)
+    select (c->>'id')::uuid, p_worker, 'claimed', 'approved', 'running', jsonb_build_object('attempt', c->'attempts')
+      from claimed, jsonb_array_elements(claimed.claimed_rows) c
+  )
+  select claimed_rows from claimed
+$$;
+
+-- The current attempt's action, locked (§5: OD404, OD499).
 create or replace function locked_attempt(p_id uuid, p_attempt_token uuid) returns actions
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  a actions;
-begin
-  select * into a from actions where id = p_id for update;
-  if not found then
-    raise exception 'no action %', p_id using errcode = 'OD404';
-  end if;
-  if a.status <> 'running' or a.attempt_token is distinct from p_attempt_token then
-    raise exception 'attempt on action % was superseded (now %)', p_id, a.status using errcode = 'OD499',
-      detail = jsonb_build_object('status', a.status)::text;
-  end if;
-  return a;
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_current('actions', jsonb_build_object('id', p_id),
+                       (select a from actions a where a.id = p_id for update), p_attempt_token)
 $$;
 
 create or replace function mark_dispatched(p_id uuid, p_attempt_token uuid) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  a actions := locked_attempt(p_id, p_attempt_token);
-begin
-  update actions set dispatched_at = db_now(), updated_at = db_now() where id = a.id;
-  return jsonb_build_object('id', a.id, 'dispatched', true);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_dispatched('actions', jsonb_build_object('id', p_id), p_attempt_token) || jsonb_build_object('id', p_id)
 $$;
 
--- A long handler's heartbeat: its lease runs p_lease_seconds from now, so lease recovery does not
--- take a live attempt for a dead one. Only the current attempt may renew (OD499 otherwise).
+-- A long handler's heartbeat before each outside request (§5).
 create or replace function renew_action_lease(p_id uuid, p_attempt_token uuid, p_lease_seconds double precision)
 returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  a actions := locked_attempt(p_id, p_attempt_token);
-  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
-begin
-  if p_lease_seconds is null or p_lease_seconds <= 0 then
-    raise exception 'a lease must last some time' using errcode = 'OD422';
-  end if;
-  update actions set lease_expires_at = v_until, updated_at = db_now() where id = a.id;
-  return jsonb_build_object('id', a.id, 'lease_expires_at', v_until);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_renew('actions', jsonb_build_object('id', p_id), p_attempt_token, p_lease_seconds)
+         || jsonb_build_object('id', p_id)
 $$;
 
 -- How long ago an earlier attempt may have gone out without an answer (null: none did).
@@ -615,13 +937,7 @@ declare
   v_out jsonb := '[]';
   a actions;
 begin
-  -- SKIP LOCKED: an attempt that is finishing right now holds the row lock, so it wins the race.
-  for a in
-    select * from actions
-     where status = 'running' and lease_expires_at <= v_now
-     order by lease_expires_at limit p_limit
-       for update skip locked
-  loop
+  for a in select * from jsonb_populate_recordset(null::actions, lease_expired('actions', p_limit)) loop
     if a.dispatched_at is not null then
       v_to := 'unknown';
       v_reason := 'the worker lost its lease after the outside call started; a person must settle it';
@@ -684,6 +1000,59 @@ begin
 end
 $$;
 
+-- The executor re-assessed an approved action and its facts now give a higher tier than the one
+-- it was approved at: instead of running, it goes back to pending with the new tier, the new
+-- reasons, a fresh expiry and no decision (the old one stays in the audit). Only the current
+-- attempt may do this, and only before its handler reached the outside world. The claim's
+-- attempt is given back: nothing was tried. Links carry the expiry in whole seconds and tell a
+-- reopened approval from the earlier round by it, so the new expiry always differs to the second.
+-- A handler that re-read facts living outside opsdesk (a deal's current stage) passes the draft
+-- and impact those facts give: the person then approves what would really happen, and links to
+-- the old draft stop working (its hash changes).
+create or replace function requeue_action(
+  p_id uuid, p_attempt_token uuid, p_risk_level text, p_risk_reasons jsonb,
+  p_ttl_seconds double precision, p_reason text,
+  p_requested_action jsonb default null, p_estimated_impact jsonb default null
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  a actions := locked_attempt(p_id, p_attempt_token);
+  v_from_tier text := a.risk_level;
+  v_expires timestamptz := v_now + make_interval(secs => p_ttl_seconds);
+  v_draft jsonb := coalesce(p_requested_action, a.requested_action);
+begin
+  if p_risk_level is null or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL') then
+    raise exception 'risk level must be LOW, MEDIUM, HIGH or CRITICAL' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_reason, '')), '') is null or coalesce(p_ttl_seconds, 0) <= 0 then
+    raise exception 'sending back needs a reason and a positive ttl' using errcode = 'OD422';
+  end if;
+  if a.dispatched_at is not null then
+    raise exception 'action % may already have reached the outside world; it cannot go back to pending', a.id
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'dispatched')::text;
+  end if;
+  if date_trunc('second', v_expires) = date_trunc('second', a.expires_at) then
+    v_expires := v_expires + interval '1 second';
+  end if;
+
+  update actions
+     set status = 'pending', risk_level = p_risk_level, risk_reasons = coalesce(p_risk_reasons, '[]'),
+         decision = null, decided_by = null, decided_at = null,
+         attempts = attempts - 1, attempt_token = null, lease_expires_at = null, started_at = null,
+         run_after = null, expires_at = v_expires, updated_at = v_now,
+         requested_action = v_draft,
+         draft_hash = case when p_requested_action is null then draft_hash else draft_hash(v_draft) end,
+         estimated_impact = coalesce(p_estimated_impact, estimated_impact)
+   where id = a.id returning * into a;
+  perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), 'requeued', 'running', 'pending', p_reason, null,
+                      jsonb_build_object('from_tier', v_from_tier, 'to_tier', p_risk_level,
+                                         'reasons', p_risk_reasons,
+                                         'draft_changed', p_requested_action is not null));
+  return action_view(a);
+end
+$$;
+
 -- The built-in `note.record` handler's write: one note per action, whatever the number of runs.
 create or replace function record_note(p_action_id uuid, p_body text, p_metadata jsonb) returns jsonb
 language sql set search_path = public, pg_temp as $$
@@ -697,18 +1066,9 @@ language sql set search_path = public, pg_temp as $$
     'created', exists (select 1 from ins))
 $$;
 
-create or replace function health() returns jsonb
-language sql stable set search_path = public, pg_temp as $$
-  select jsonb_build_object(
-    'now', db_now(),
-    'schema_version', schema_version(),
-    'pending', (select count(*) from actions where status = 'pending'),
-    'unknown', (select count(*) from actions where status = 'unknown'))
-$$;
-
 -- ---------------------------------------------------------------------------------------------
--- Reviewing by link: what the review page reads, the approval PIN's tries, the reviewers'
--- feedback for the agents, and sending an approved action back when its facts got riskier.
+-- §8 Reviewing by link
+-- What the review page reads, the approval PIN's tries, the reviewers' feedback for the agents.
 -- ---------------------------------------------------------------------------------------------
 -- Wrong approval-PIN entries per action, counted here so every instance and every parallel
 -- request share one limit.
@@ -717,9 +1077,6 @@ create table if not exists approval_pin_failures (
   failures       integer not null default 0,
   last_failed_at timestamptz
 );
-
-create index if not exists actions_feedback on actions (agent, kind, updated_at)
-  where rejection_reason is not null or modifications is not null or feedback is not null;
 
 -- Everything a review page shows, read at one database time (links expire on that clock).
 create or replace function approval_review(p_id uuid) returns jsonb
@@ -789,62 +1146,9 @@ language sql stable set search_path = public, pg_temp as $$
     ) f
 $$;
 
--- The executor re-assessed an approved action and its facts now give a higher tier than the one
--- it was approved at: instead of running, it goes back to pending with the new tier, the new
--- reasons, a fresh expiry and no decision (the old one stays in the audit). Only the current
--- attempt may do this, and only before its handler reached the outside world. The claim's
--- attempt is given back: nothing was tried. Links carry the expiry in whole seconds and tell a
--- reopened approval from the earlier round by it, so the new expiry always differs to the second.
--- A handler that re-read facts living outside opsdesk (a deal's current stage) passes the draft
--- and impact those facts give: the person then approves what would really happen, and links to
--- the old draft stop working (its hash changes).
-drop function if exists requeue_action(uuid, uuid, text, jsonb, double precision, text);
-create or replace function requeue_action(
-  p_id uuid, p_attempt_token uuid, p_risk_level text, p_risk_reasons jsonb,
-  p_ttl_seconds double precision, p_reason text,
-  p_requested_action jsonb default null, p_estimated_impact jsonb default null
-) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  a actions := locked_attempt(p_id, p_attempt_token);
-  v_from_tier text := a.risk_level;
-  v_expires timestamptz := v_now + make_interval(secs => p_ttl_seconds);
-  v_draft jsonb := coalesce(p_requested_action, a.requested_action);
-begin
-  if p_risk_level is null or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL') then
-    raise exception 'risk level must be LOW, MEDIUM, HIGH or CRITICAL' using errcode = 'OD422';
-  end if;
-  if nullif(btrim(coalesce(p_reason, '')), '') is null or coalesce(p_ttl_seconds, 0) <= 0 then
-    raise exception 'sending back needs a reason and a positive ttl' using errcode = 'OD422';
-  end if;
-  if a.dispatched_at is not null then
-    raise exception 'action % may already have reached the outside world; it cannot go back to pending', a.id
-      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'dispatched')::text;
-  end if;
-  if date_trunc('second', v_expires) = date_trunc('second', a.expires_at) then
-    v_expires := v_expires + interval '1 second';
-  end if;
-
-  update actions
-     set status = 'pending', risk_level = p_risk_level, risk_reasons = coalesce(p_risk_reasons, '[]'),
-         decision = null, decided_by = null, decided_at = null,
-         attempts = attempts - 1, attempt_token = null, lease_expires_at = null, started_at = null,
-         run_after = null, expires_at = v_expires, updated_at = v_now,
-         requested_action = v_draft,
-         draft_hash = case when p_requested_action is null then draft_hash else draft_hash(v_draft) end,
-         estimated_impact = coalesce(p_estimated_impact, estimated_impact)
-   where id = a.id returning * into a;
-  perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), 'requeued', 'running', 'pending', p_reason, null,
-                      jsonb_build_object('from_tier', v_from_tier, 'to_tier', p_risk_level,
-                                         'reasons', p_risk_reasons,
-                                         'draft_changed', p_requested_action is not null));
-  return action_view(a);
-end
-$$;
-
 -- ---------------------------------------------------------------------------------------------
--- Discord notifications: an outbox. A trigger on `actions` queues them in the same transaction
+-- §9 Discord notifications
+-- An outbox. A trigger on `actions` queues them in the same transaction
 -- as the status change, so a crash or a Discord outage loses none; `NotificationSender`
 -- (app/notifications.py) claims them like the executor claims actions (SKIP LOCKED, a lease, an
 -- attempt token) and records what Discord answered.
@@ -1012,10 +1316,7 @@ declare
   n discord_notifications;
 begin
   for n in
-    select * from discord_notifications
-     where status = 'sending' and lease_expires_at <= v_now
-     order by lease_expires_at limit p_limit
-       for update skip locked
+    select * from jsonb_populate_recordset(null::discord_notifications, lease_expired('discord_notifications', p_limit))
   loop
     if n.kind = 'outcome' or exists (select 1 from actions where id = n.action_id and status = 'pending') then
       v_to := 'queued';   -- an edit is idempotent; a post for a pending action must still reach it
@@ -1046,64 +1347,41 @@ $$;
 -- waits while a post of its episode is in flight, so it cannot miss that post's message.
 create or replace function claim_notifications(p_worker text, p_lease_seconds double precision, p_limit integer)
 returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_claimed jsonb;
-begin
-  with due as (
-    select n.id from discord_notifications n
-     where n.status = 'queued' and n.run_after <= v_now
-       and (n.kind <> 'outcome' or not exists (
-             select 1 from discord_notifications p
-              where p.action_id = n.action_id and p.episode = n.episode and p.kind <> 'outcome'
-                and p.status = 'sending'))
-     order by n.run_after, n.id limit p_limit
-       for update of n skip locked
-  ), claimed as (
-    update discord_notifications n
-       set status = 'sending', attempts = n.attempts + 1, attempt_token = gen_random_uuid(),
-           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-           dispatched_at = null, updated_at = v_now
-      from due where n.id = due.id
-    returning n.*
+language sql set search_path = public, pg_temp as $$
+  with claimed as (
+    select lease_claim('discord_notifications',
+                       coalesce(jsonb_agg(jsonb_build_object('id', due.id) order by due.run_after, due.id), '[]'),
+                       p_worker, p_lease_seconds) as claimed_rows
+      from (select n.id, n.run_after from discord_notifications n
+             where n.status = 'queued' and n.run_after <= db_now()
+               and (n.kind <> 'outcome' or not exists (
+                     select 1 from discord_notifications p
+                      where p.action_id = n.action_id and p.episode = n.episode and p.kind <> 'outcome'
+                        and p.status = 'sending'))
+             order by n.run_after, n.id limit p_limit
+               for update of n skip locked) due
   )
-  select coalesce(jsonb_agg(to_jsonb(c) || jsonb_build_object(
-           'action', (select action_view(a) from actions a where a.id = c.action_id),
+  select coalesce(jsonb_agg(c.item || jsonb_build_object(
+           'action', (select action_view(a) from actions a where a.id = (c.item->>'action_id')::uuid),
            'messages', coalesce((select jsonb_agg(m.message_id order by m.posted_at, m.message_id)
                                    from discord_messages m
-                                  where m.action_id = c.action_id and m.episode = c.episode), '[]'))
-         order by c.run_after, c.id), '[]')
-    into v_claimed from claimed c;
-  return v_claimed;
-end
+                                  where m.action_id = (c.item->>'action_id')::uuid
+                                    and m.episode = (c.item->>'episode')::integer), '[]'))
+         order by c.n), '[]')
+    from claimed, jsonb_array_elements(claimed.claimed_rows) with ordinality c(item, n)
 $$;
 
+-- The current attempt's notification, locked (§5: OD404, OD499).
 create or replace function locked_notification(p_id bigint, p_attempt_token uuid) returns discord_notifications
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  n discord_notifications;
-begin
-  select * into n from discord_notifications where id = p_id for update;
-  if not found then
-    raise exception 'no notification %', p_id using errcode = 'OD404';
-  end if;
-  if n.status <> 'sending' or n.attempt_token is distinct from p_attempt_token then
-    raise exception 'attempt on notification % was superseded (now %)', p_id, n.status using errcode = 'OD499',
-      detail = jsonb_build_object('status', n.status)::text;
-  end if;
-  return n;
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_current('discord_notifications', jsonb_build_object('id', p_id),
+                       (select n from discord_notifications n where n.id = p_id for update), p_attempt_token)
 $$;
 
 create or replace function mark_notification_dispatched(p_id bigint, p_attempt_token uuid) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  n discord_notifications := locked_notification(p_id, p_attempt_token);
-begin
-  update discord_notifications set dispatched_at = db_now(), updated_at = db_now() where id = n.id;
-  return jsonb_build_object('id', n.id, 'dispatched', true);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_dispatched('discord_notifications', jsonb_build_object('id', p_id), p_attempt_token)
+         || jsonb_build_object('id', p_id)
 $$;
 
 -- Discord confirmed a post. The message is kept even when the answer comes from an attempt that
@@ -1245,7 +1523,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Claude: every model call with its tokens and cost, the daily spend cap, and the model the
+-- §10 Claude
+-- Every model call with its tokens and cost, the daily spend cap, and the model the
 -- configured id resolves to (kept here so every process uses the same one). Amounts in jsonb
 -- answers are strings so they reach Python as exact Decimals on both transports.
 -- ---------------------------------------------------------------------------------------------
@@ -1397,7 +1676,8 @@ language sql set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- HubSpot webhooks. The endpoint checks the v3 signature; this records one signed delivery,
+-- §11 HubSpot webhooks
+-- The endpoint checks the v3 signature; this records one signed delivery,
 -- atomically: refused when its timestamp is outside the window (on the database clock) or when
 -- the same signed request came before (a replay), else its events, each once by HubSpot's eventId
 -- (HubSpot redelivers a failed delivery with a fresh timestamp and signature).
@@ -1433,7 +1713,6 @@ create table if not exists hubspot_events_set_aside (
 );
 create index if not exists hubspot_events_set_aside_received on hubspot_events_set_aside (received_at);
 
-drop function if exists record_hubspot_webhook(text, bigint, integer, jsonb);
 create or replace function record_hubspot_webhook(
   p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb,
   p_set_aside jsonb default '[]'
@@ -1475,7 +1754,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Memory: what the business knows (knowledge base, sent messages, decisions with the reviewers'
+-- §12 Memory
+-- What the business knows (knowledge base, sent messages, decisions with the reviewers'
 -- reasons and edits, tickets, reports), searchable by full text, by vector and by both fused
 -- with reciprocal rank fusion. Python: app/memory.py; embeddings: integrations/embeddings.py.
 --
@@ -1497,15 +1777,15 @@ $$;
 -- text and says so (bench/README.md measures the longest call).
 -- ---------------------------------------------------------------------------------------------
 create table if not exists memory_config (
-  id            boolean primary key default true check (id),
-  model         text not null,                    -- "<provider>/<model>", e.g. local/all-MiniLM-L6-v2
-  dimension     integer not null check (dimension between 1 and 2000),  -- HNSW on vector: 2,000 max
-  configured_at timestamptz not null default db_now()
+  id                 boolean primary key default true check (id),
+  model              text not null,              -- "<provider>/<model>", e.g. local/all-MiniLM-L6-v2
+  dimension          integer not null check (dimension between 1 and 2000),  -- HNSW on vector: 2,000 max
+  configured_at      timestamptz not null default db_now(),
+  -- The kinds with a partial HNSW index of their own (null: none chosen yet), and when the reindex
+  -- under way began (null: none; `opsdesk memory reindex` resumes it instead of starting over).
+  indexed_kinds      text[],
+  reindex_started_at timestamptz
 );
--- The kinds with a partial HNSW index of their own (null: none chosen yet), and when the reindex
--- under way began (null: none; `opsdesk memory reindex` resumes it instead of starting over).
-alter table memory_config add column if not exists indexed_kinds text[];
-alter table memory_config add column if not exists reindex_started_at timestamptz;
 
 create table if not exists memory (
   id                  bigint generated always as identity primary key,
@@ -1526,40 +1806,19 @@ create table if not exists memory (
   embedding_model     text,                     -- the model that made `embedding`
   embedded_at         timestamptz,
   embed_claimed_until timestamptz,              -- an embedder holds the row until then
+  embedding_parked    vector,                   -- set aside while its index is made (memory_index_step)
   unique (source, source_id)
 );
 -- The kind is a lexeme of fts too, '#kind=ticket', so a kind filter narrows the GIN scan itself
 -- instead of fetching every row with the words. No text reaches it: the parser drops '#', and a
--- prefix query (`kind*`) is letters and digits, so it never starts with one. The column's comment
--- names its version; a table made with an older column gets it rebuilt here, once.
-do $$
-begin
-  if col_description('public.memory'::regclass,
-                     (select attnum from pg_attribute
-                       where attrelid = 'public.memory'::regclass and attname = 'fts')) is distinct from 'fts v2' then
-    alter table memory drop column fts;
-    alter table memory add column fts tsvector generated always as (
-      setweight(to_tsvector('english', title), 'A')
-      || setweight(to_tsvector('english', content), 'B')
-      || array_to_tsvector(array['#kind=' || kind])) stored;
-    comment on column memory.fts is 'fts v2';
-  end if;
-end
-$$;
+-- prefix query (`kind*`) is letters and digits, so it never starts with one. The comment names the
+-- column's version: §2 rebuilds a column without it, before this line marks the current one.
+comment on column memory.fts is 'fts v2';
 create index if not exists memory_fts on memory using gin (fts);
 create index if not exists memory_kind_occurred on memory (kind, occurred_at);
 create index if not exists memory_occurred on memory (occurred_at);
 create index if not exists memory_to_embed on memory (id) where embedding is null;
--- A vector set aside while the index that covers its row is created (memory_index_step).
-alter table memory add column if not exists embedding_parked vector;
 create index if not exists memory_parked on memory (id) where embedding_parked is not null;
-
--- Who holds a maintenance job (pruning) across every instance of the service.
-create table if not exists maintenance_leases (
-  name         text primary key,
-  holder       text not null,
-  leased_until timestamptz not null
-);
 
 -- The model, the dimension the column really has, whether the HNSW index exists, and the kinds
 -- with a partial HNSW index of their own.
@@ -2027,13 +2286,9 @@ $$;
 -- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
 -- vector_index, results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score,
 -- vector_rank, similarity, occurred_at, metadata}]}.
-drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
-                                      double precision, integer, integer, integer, boolean);
 -- The query's vector comes as p_vector, pgvector's text form ('[0.1,0.2,...]'), or as p_embedding, a
 -- JSON array of numbers: jsonb reads each number as a numeric, which cost a 384-number query more
 -- than the index search itself (bench/README.md, issue 15).
-drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
-                                      double precision, integer, integer, integer, boolean, text);
 create or replace function search_memory(
   p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
   p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
@@ -2466,33 +2721,8 @@ begin
 end
 $$;
 
--- One holder at a time for a maintenance job across every instance; a crashed holder's lease
--- simply runs out.
-create or replace function take_maintenance_lease(p_name text, p_holder text, p_seconds double precision)
-returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_taken boolean;
-begin
-  insert into maintenance_leases as l (name, holder, leased_until)
-  values (p_name, p_holder, v_now + make_interval(secs => p_seconds))
-  on conflict (name) do update set holder = excluded.holder, leased_until = excluded.leased_until
-   where l.leased_until <= v_now or l.holder = excluded.holder
-  returning true into v_taken;
-  return jsonb_build_object('taken', coalesce(v_taken, false),
-                            'holder', (select holder from maintenance_leases where name = p_name));
-end
-$$;
-
-create or replace function release_maintenance_lease(p_name text, p_holder text) returns jsonb
-language sql set search_path = public, pg_temp as $$
-  with gone as (delete from maintenance_leases where name = p_name and holder = p_holder returning 1)
-  select jsonb_build_object('released', exists (select 1 from gone))
-$$;
-
 -- ---------------------------------------------------------------------------------------------
--- Email: Brevo's daily quota and campaign batches.
+-- §13 Email: Brevo's daily quota and campaign batches
 -- The quota day is the calendar day of db_now() in the quota time zone (BREVO_QUOTA_TIMEZONE,
 -- Phoenix by default). The application passes the limit, the transactional reserve and the zone
 -- from its settings on every call, so one configuration governs every worker.
@@ -2812,70 +3042,46 @@ $$;
 create or replace function claim_campaign_batches(
   p_worker text, p_lease_seconds double precision, p_limit integer, p_time_zone text, p_campaign_id uuid
 ) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_now timestamptz := db_now();
-  v_today date := email_quota_day(p_time_zone);
-  v_claimed jsonb;
-begin
-  with due as (
-    select campaign_id, batch_no from campaign_batches
-     where status = 'pending' and send_on <= v_today and (not_before is null or not_before <= v_now)
-       and (p_campaign_id is null or campaign_id = p_campaign_id)
-     order by send_on, created_at, batch_no limit p_limit
-       for update skip locked
-  ), claimed as (
-    update campaign_batches b
-       set status = 'sending', attempts = b.attempts + 1, attempt_token = gen_random_uuid(),
-           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-           dispatched_at = null, updated_at = v_now
-      from due where b.campaign_id = due.campaign_id and b.batch_no = due.batch_no
-    returning b.*
+language sql set search_path = public, pg_temp as $$
+  with claimed as (
+    select lease_claim('campaign_batches',
+                       coalesce(jsonb_agg(jsonb_build_object('campaign_id', due.campaign_id, 'batch_no', due.batch_no)
+                                          order by due.send_on, due.created_at, due.batch_no), '[]'),
+                       p_worker, p_lease_seconds) as claimed_rows
+      from (select campaign_id, batch_no, send_on, created_at from campaign_batches
+             where status = 'pending' and send_on <= email_quota_day(p_time_zone)
+               and (not_before is null or not_before <= db_now())
+               and (p_campaign_id is null or campaign_id = p_campaign_id)
+             order by send_on, created_at, batch_no limit p_limit
+               for update skip locked) due
   )
   select coalesce(jsonb_agg(jsonb_build_object(
-           'campaign_id', c.campaign_id, 'batch_no', c.batch_no, 'send_on', c.send_on,
-           'attempt_token', c.attempt_token, 'attempts', c.attempts,
-           'content', (select a.requested_action - 'recipients' from actions a where a.id = c.campaign_id))
-         order by c.send_on, c.created_at, c.batch_no), '[]')
-    into v_claimed from claimed c;
-  return v_claimed;
-end
+           'campaign_id', c.item->'campaign_id', 'batch_no', c.item->'batch_no', 'send_on', c.item->'send_on',
+           'attempt_token', c.item->'attempt_token', 'attempts', c.item->'attempts',
+           'content', (select a.requested_action - 'recipients' from actions a
+                        where a.id = (c.item->>'campaign_id')::uuid))
+         order by c.n), '[]')
+    from claimed, jsonb_array_elements(claimed.claimed_rows) with ordinality c(item, n)
 $$;
 
+-- The current attempt's batch, locked (§5: OD404, OD499).
 create or replace function campaign_batch_attempt(p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid)
 returns campaign_batches
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  b campaign_batches;
-begin
-  select * into b from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no for update;
-  if not found then
-    raise exception 'no batch % of campaign %', p_batch_no, p_campaign_id using errcode = 'OD404';
-  end if;
-  if b.status <> 'sending' or b.attempt_token is distinct from p_attempt_token then
-    raise exception 'attempt on batch % of campaign % was superseded (now %)', p_batch_no, p_campaign_id, b.status
-      using errcode = 'OD499', detail = jsonb_build_object('status', b.status)::text;
-  end if;
-  return b;
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_current('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
+                       (select b from campaign_batches b
+                         where b.campaign_id = p_campaign_id and b.batch_no = p_batch_no for update),
+                       p_attempt_token)
 $$;
 
--- A batch's heartbeat before each request to Brevo, like renew_action_lease.
+-- A batch's heartbeat before each request to Brevo (§5).
 create or replace function renew_campaign_batch_lease(
   p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_lease_seconds double precision
 ) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
-  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
-begin
-  if p_lease_seconds is null or p_lease_seconds <= 0 then
-    raise exception 'a lease must last some time' using errcode = 'OD422';
-  end if;
-  update campaign_batches set lease_expires_at = v_until, updated_at = db_now()
-   where campaign_id = b.campaign_id and batch_no = b.batch_no;
-  return jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'lease_expires_at', v_until);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_renew('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
+                     p_attempt_token, p_lease_seconds)
+         || jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no)
 $$;
 
 -- Reserves quota for the batch's pending recipients and returns those it may send now (a dry run
@@ -2919,13 +3125,12 @@ create or replace function campaign_recipients_sending(
 ) returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
-  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
   v_count integer;
 begin
-  update campaign_batches set dispatched_at = coalesce(dispatched_at, db_now()), updated_at = db_now()
-   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  perform lease_dispatched('campaign_batches', jsonb_build_object('campaign_id', p_campaign_id, 'batch_no', p_batch_no),
+                           p_attempt_token);
   update campaign_recipients set status = 'sending', updated_at = db_now()
-   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending'
+   where campaign_id = p_campaign_id and batch_no = p_batch_no and status = 'pending'
      and email in (select jsonb_array_elements_text(p_emails));
   get diagnostics v_count = row_count;
   return jsonb_build_object('sending', v_count);
@@ -3077,10 +3282,7 @@ declare
   b campaign_batches;
 begin
   for b in
-    select * from campaign_batches
-     where status = 'sending' and lease_expires_at <= db_now()
-     order by lease_expires_at limit p_limit
-       for update skip locked
+    select * from jsonb_populate_recordset(null::campaign_batches, lease_expired('campaign_batches', p_limit))
   loop
     v_out := v_out || campaign_batch_close(
       b, 'later', 0,
@@ -3157,7 +3359,8 @@ language sql stable set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The schedule (app/job_schedule.py): every firing of a scheduled job is claimed here, unique per
+-- §14 The schedule
+-- app/job_schedule.py: every firing of a scheduled job is claimed here, unique per
 -- job and scheduled time, so it runs once however many instances run the same schedule. The
 -- application computes the firings from the jobs' cron triggers; this table is its memory of
 -- what ran. A run that does not finish within its lease is lost (its instance died); a transient
@@ -3290,7 +3493,13 @@ language sql set search_path = public, pg_temp as $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Agent runs: one row per run of an agent (filled by agents/, counted by the daily report).
+-- §15 Agent runs and the agents' sources
+-- One row per run of an agent (filled by agents/, counted by the daily report); which sources a
+-- run can leave alone (agents/framework.py), and a run's actions submitted together with the end
+-- of its agent_runs row.
+-- An agent's action carries the dedupe key `<agent>/<source ref>/<input version>/<slot>`, e.g.
+-- `support/ticket-4711/20261121T160000Z/reply`: the same input gives the same keys, so a repeated
+-- run never opens a second action for it (submit_action answers with the one already open).
 -- ---------------------------------------------------------------------------------------------
 create table if not exists agent_runs (
   id          uuid primary key default gen_random_uuid(),
@@ -3302,7 +3511,8 @@ create table if not exists agent_runs (
   tokens      bigint not null default 0 check (tokens >= 0),
   cost_usd    numeric not null default 0 check (cost_usd >= 0),
   outcome     text not null default 'running' check (outcome in ('running', 'ok', 'failed')),
-  error       text
+  error       text,
+  refused     jsonb not null default '[]'      -- the proposals refused whole: [{ref, reason}]
 );
 create index if not exists agent_runs_started on agent_runs (started_at);
 
@@ -3351,8 +3561,133 @@ begin
 end
 $$;
 
+-- A key prefix as a LIKE pattern: the prefix's own characters match only themselves.
+create or replace function like_prefix(p_prefix text) returns text
+language sql immutable as $$
+  select replace(replace(replace(p_prefix, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+$$;
+
+-- A source a run put before the model and got nothing for (the model left it out, or its proposal
+-- was refused whole), one row per source: the latest skip. The same input is not sent again, and
+-- a source skipped before waits behind those never skipped, so sources the model keeps passing
+-- over cannot fill every prompt and starve new ones.
+create table if not exists agent_skips (
+  agent      text not null,
+  ref        text not null,
+  version    text not null,
+  reason     text not null,
+  run_id     uuid not null references agent_runs (id) on delete cascade,
+  skipped_at timestamptz not null,
+  primary key (agent, ref)
+);
+
+-- The sources that go before the model this run, at most p_limit. Left alone: those that need no
+-- draft now (an action for the same input exists in any state, so a rejected or expired draft is
+-- not drafted again until the input changes; an action for an earlier input is still open; the
+-- same input was skipped: its skip is one of the source's `skipped_as` versions). Of the rest,
+-- those never skipped come first, then those skipped longest ago, each group in the order given.
+-- p_sources: [{ref, skipped_as: [version], source_prefix, input_prefix}]. Answers {handled: how
+-- many were left alone, picked: [ref]}.
+create or replace function agent_sources_pick(p_agent text, p_sources jsonb, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with triaged as (
+    select g.s->>'ref' as ref, g.n, k.skipped_at,
+           coalesce(k.version in (select jsonb_array_elements_text(g.s->'skipped_as')), false)
+           or exists (select 1 from actions a where a.dedupe_key like like_prefix(g.s->>'input_prefix'))
+           or exists (select 1 from actions a
+                       where a.dedupe_key like like_prefix(g.s->>'source_prefix')
+                         and a.status in ('pending', 'approved', 'running')) as handled
+      from jsonb_array_elements(coalesce(p_sources, '[]')) with ordinality as g(s, n)
+      left join agent_skips k on k.agent = p_agent and k.ref = g.s->>'ref')
+  select jsonb_build_object(
+    'handled', (select count(*) from triaged where handled),
+    'picked', coalesce((select jsonb_agg(p.ref order by p.skipped_at nulls first, p.n)
+                          from (select * from triaged where not handled
+                                 order by skipped_at nulls first, n limit greatest(p_limit, 0)) p), '[]'))
+$$;
+
+-- A finishing run's refusals, kept on its row, and its skips. p_skips: [{ref, version, reason}]
+-- (a dry run passes none: it writes nothing but its run record); p_refused: [{ref, reason}].
+create or replace function record_agent_skips(p_run_id uuid, p_skips jsonb, p_refused jsonb) returns void
+language sql set search_path = public, pg_temp as $$
+  update agent_runs set refused = coalesce(p_refused, '[]') where id = p_run_id;
+  insert into agent_skips as k (agent, ref, version, reason, run_id, skipped_at)
+  select r.agent, s->>'ref', s->>'version', s->>'reason', r.id, db_now()
+    from agent_runs r cross join jsonb_array_elements(coalesce(p_skips, '[]')) s
+   where r.id = p_run_id
+  on conflict (agent, ref) do update
+    set version = excluded.version, reason = excluded.reason, run_id = excluded.run_id,
+        skipped_at = excluded.skipped_at;
+$$;
+
+-- Tokens and cost of the given llm_calls rows (a run's own calls, failed ones included).
+create or replace function agent_llm_usage(p_call_ids jsonb) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'tokens', coalesce(sum(c.input_tokens + c.output_tokens + c.cache_creation_input_tokens
+                           + c.cache_read_input_tokens), 0),
+    'cost_usd', coalesce(sum(case when c.outcome = 'reserved' then c.reserved_usd else c.cost_usd end), 0)::text)
+    from llm_calls c
+   where c.id in (select x::bigint from jsonb_array_elements_text(coalesce(p_call_ids, '[]')) x)
+$$;
+
+-- Every action of a run, submitted and the run finished as ok (with its skips and refusals), in
+-- one transaction: if any submission (or the run's end) fails, none of the actions exist. p_items
+-- are what ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds,
+-- max_attempts}]. A key already used in any state is the same input handled before (by an
+-- overlapping run, say, whose LOW task already ran): answered with that action, as submit_action
+-- answers an open one.
+create or replace function submit_agent_actions(
+  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text, p_skips jsonb,
+  p_refused jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_item jsonb;
+  v_results jsonb := '[]';
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+  a actions;
+begin
+  if jsonb_typeof(p_items) is distinct from 'array' then
+    raise exception 'p_items must be an array of prepared actions' using errcode = 'OD422';
+  end if;
+  for v_item in select value from jsonb_array_elements(p_items) loop
+    select * into a from actions where dedupe_key = v_item->'action'->>'dedupe_key'
+     order by created_at desc limit 1;
+    if found then
+      v_results := v_results || jsonb_build_array(action_view(a) || '{"duplicate": true}');
+      continue;
+    end if;
+    v_results := v_results || jsonb_build_array(submit_action(
+      v_item->'action', v_item->>'risk_level', v_item->'risk_reasons', (v_item->>'auto_run')::boolean,
+      (v_item->>'ttl_seconds')::double precision, (v_item->>'max_attempts')::integer, p_actor, p_request_id));
+  end loop;
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
+  return jsonb_build_object(
+    'run', finish_agent_run(p_run_id, 'ok', jsonb_array_length(p_items), (v_usage->>'tokens')::bigint,
+                            (v_usage->>'cost_usd')::numeric, null),
+    'results', v_results);
+end
+$$;
+
+-- A run that submits nothing: failed (with its error), a dry run, or one with nothing to do.
+create or replace function close_agent_run(
+  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text, p_skips jsonb,
+  p_refused jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+begin
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
+  return finish_agent_run(p_run_id, p_outcome, p_proposals, (v_usage->>'tokens')::bigint,
+                          (v_usage->>'cost_usd')::numeric, p_error);
+end
+$$;
+
 -- ---------------------------------------------------------------------------------------------
--- The daily report (app/daily_report.py): what happened on one calendar day in CRON_TIMEZONE.
+-- §16 The daily report
+-- app/daily_report.py: what happened on one calendar day in CRON_TIMEZONE.
 -- Every number is counted here (count(*) filter), never by fetching rows.
 -- ---------------------------------------------------------------------------------------------
 create table if not exists daily_reports (
@@ -3369,7 +3704,8 @@ create table if not exists daily_reports (
   maybe_posted       boolean not null default false,   -- an earlier attempt's post may have
   last_error         text,
   sent_at            timestamptz,
-  discord_message_id text
+  discord_message_id text,
+  updated_at         timestamptz
 );
 
 -- A calendar day in a time zone, as the half-open range of instants [lo, hi).
@@ -3573,8 +3909,19 @@ language sql immutable as $$
     format('Failures: %s', p_body->>'failures_total')
       || coalesce((select string_agg(format(E'\n- %s %s: %s', r->>'source', r->>'status', r->>'title')
                                      || coalesce(' — ' || memory_clip(r->>'error', 300), ''), '' order by n)
-                     from jsonb_array_elements(p_body->'failures') with ordinality x(r, n)), ''))
-    from (select p_body->'emails' as e, p_body->'llm' as l) v
+                     from jsonb_array_elements(p_body->'failures') with ordinality x(r, n)), ''),
+    -- the website's numbers only: page paths and referrers are visitors' words, not the business's
+    case w->>'state'
+      when 'ok' then format('Website: %s visitors (%s the day before, %s a week before), %s visits, %s pageviews, '
+                            'bounce rate %s%%, visit duration %s s',
+                            w->'numbers'->'totals'->>'visitors', w->'numbers'->'day_before'->>'visitors',
+                            w->'numbers'->'week_before'->>'visitors', w->'numbers'->'totals'->>'visits',
+                            w->'numbers'->'totals'->>'pageviews', round((w->'numbers'->'totals'->>'bounce_rate')::numeric),
+                            w->'numbers'->'totals'->>'visit_duration')
+      when 'missing' then 'Website: the numbers are missing from this report'
+      when 'not_connected' then 'Website: Plausible is not connected'
+    end)
+    from (select p_body->'emails' as e, p_body->'llm' as l, p_body->'website' as w) v
 $$;
 
 -- Store a built report (the chart as base64: both transports carry text). A report being sent or
@@ -3587,9 +3934,10 @@ begin
   if p_day is null or p_body is null or jsonb_typeof(p_body) <> 'object' then
     raise exception 'a report needs its day and a JSON object body' using errcode = 'OD422';
   end if;
-  insert into daily_reports as r (day, body, chart_png, built_at)
-  values (p_day, p_body, decode(p_chart_base64, 'base64'), db_now())
-  on conflict (day) do update set body = excluded.body, chart_png = excluded.chart_png, built_at = excluded.built_at
+  insert into daily_reports as r (day, body, chart_png, built_at, updated_at)
+  values (p_day, p_body, decode(p_chart_base64, 'base64'), db_now(), db_now())
+  on conflict (day) do update set body = excluded.body, chart_png = excluded.chart_png, built_at = excluded.built_at,
+                                  updated_at = excluded.updated_at
    where r.status = 'built'
   returning * into d;
   if found then
@@ -3614,45 +3962,39 @@ language sql stable set search_path = public, pg_temp as $$
   select daily_report_view(d, coalesce(p_with_chart, false)) from daily_reports d where d.day = p_day
 $$;
 
--- Posting to Discord, like the notification outbox: claim (one sender at a time, with a lease),
--- mark just before the POST, then record the message or give the claim back. A claim after an
--- attempt that may have posted carries `maybe_posted`, so the post says it may repeat one.
+-- Posting to Discord, like the notification outbox, with §5's lease: claim (one sender at a time;
+-- a lost lease is taken over by the next claim), mark just before the POST, then record the
+-- message or give the claim back. A claim after an attempt that may have posted carries
+-- `maybe_posted`, so the post says it may repeat one.
 create or replace function claim_daily_report_send(p_day date, p_worker text, p_lease_seconds double precision)
 returns jsonb
 language plpgsql set search_path = public, pg_temp as $$
 declare
-  v_now timestamptz := db_now();
+  v_claimed jsonb;
   d daily_reports;
 begin
-  if coalesce(p_lease_seconds, 0) <= 0 or nullif(btrim(coalesce(p_worker, '')), '') is null then
-    raise exception 'a send claim needs the worker and a positive lease' using errcode = 'OD422';
-  end if;
-  select * into d from daily_reports where day = p_day for update;
+  -- claimable: built, or being sent by an attempt whose lease ran out
+  select lease_claim('daily_reports', coalesce(jsonb_agg(jsonb_build_object('day', due.day)), '[]'), p_worker,
+                     p_lease_seconds,
+                     jsonb_build_object('maybe_posted', bool_or(due.maybe_posted or due.dispatched_at is not null)))
+    into v_claimed
+    from (select day, maybe_posted, dispatched_at from daily_reports
+           where day = p_day and (status = 'built' or status = 'sending' and lease_expires_at <= db_now())
+             for update) due;
+  select * into d from daily_reports where day = p_day;
   if not found then
     raise exception 'no report stored for %', p_day using errcode = 'OD404';
   end if;
-  if d.status = 'sent' or (d.status = 'sending' and d.lease_expires_at > v_now) then
-    return daily_report_view(d, false) || '{"claimed": false}';
-  end if;
-  update daily_reports
-     set status = 'sending', attempts = attempts + 1, attempt_token = gen_random_uuid(), claimed_by = p_worker,
-         lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
-         maybe_posted = maybe_posted or dispatched_at is not null, dispatched_at = null
-   where day = p_day returning * into d;
-  return daily_report_view(d, false) || jsonb_build_object('claimed', true, 'attempt_token', d.attempt_token);
+  return daily_report_view(d, false)
+         || case when v_claimed = '[]' then '{"claimed": false}'
+                 else jsonb_build_object('claimed', true, 'attempt_token', d.attempt_token) end;
 end
 $$;
 
 create or replace function mark_daily_report_dispatched(p_day date, p_attempt_token uuid) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-begin
-  update daily_reports set dispatched_at = db_now()
-   where day = p_day and status = 'sending' and attempt_token = p_attempt_token;
-  if not found then
-    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
-  end if;
-  return jsonb_build_object('day', p_day, 'dispatched', true);
-end
+language sql set search_path = public, pg_temp as $$
+  select lease_dispatched('daily_reports', jsonb_build_object('day', p_day), p_attempt_token)
+         || jsonb_build_object('day', p_day)
 $$;
 
 -- Discord confirmed the post. Recorded even from an attempt that lost its lease: the message
@@ -3664,7 +4006,7 @@ declare
 begin
   update daily_reports
      set status = 'sent', sent_at = db_now(), discord_message_id = p_message_id, attempt_token = null,
-         lease_expires_at = null, last_error = null
+         lease_expires_at = null, last_error = null, updated_at = db_now()
    where day = p_day and status <> 'sent'
   returning * into d;
   if found then
@@ -3685,158 +4027,19 @@ language plpgsql set search_path = public, pg_temp as $$
 declare
   d daily_reports;
 begin
+  perform lease_lock('daily_reports', jsonb_build_object('day', p_day), p_attempt_token);
   update daily_reports
      set status = 'built', attempt_token = null, lease_expires_at = null, last_error = p_error,
-         maybe_posted = maybe_posted or coalesce(p_maybe_posted, false), dispatched_at = null
-   where day = p_day and status = 'sending' and attempt_token = p_attempt_token
+         maybe_posted = maybe_posted or coalesce(p_maybe_posted, false), dispatched_at = null, updated_at = db_now()
+   where day = p_day
   returning * into d;
-  if not found then
-    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
-  end if;
   return daily_report_view(d, false);
 end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Agents (agents/framework.py): which sources a run can leave alone, and a run's actions
--- submitted together with the end of its agent_runs row.
--- An agent's action carries the dedupe key `<agent>/<source ref>/<input version>/<slot>`, e.g.
--- `support/ticket-4711/20261121T160000Z/reply`: the same input gives the same keys, so a repeated
--- run never opens a second action for it (submit_action answers with the one already open).
--- ---------------------------------------------------------------------------------------------
-create index if not exists actions_dedupe_prefix on actions (dedupe_key text_pattern_ops)
-  where dedupe_key is not null;
-
--- A key prefix as a LIKE pattern: the prefix's own characters match only themselves.
-create or replace function like_prefix(p_prefix text) returns text
-language sql immutable as $$
-  select replace(replace(replace(p_prefix, '\', '\\'), '%', '\%'), '_', '\_') || '%'
-$$;
-
--- A source a run put before the model and got nothing for (the model left it out, or its proposal
--- was refused whole), one row per source: the latest skip. The same input is not sent again, and
--- a source skipped before waits behind those never skipped, so sources the model keeps passing
--- over cannot fill every prompt and starve new ones.
-create table if not exists agent_skips (
-  agent      text not null,
-  ref        text not null,
-  version    text not null,
-  reason     text not null,
-  run_id     uuid not null references agent_runs (id) on delete cascade,
-  skipped_at timestamptz not null,
-  primary key (agent, ref)
-);
-alter table agent_runs add column if not exists refused jsonb not null default '[]';  -- [{ref, reason}]
-
--- The sources that go before the model this run, at most p_limit. Left alone: those that need no
--- draft now (an action for the same input exists in any state, so a rejected or expired draft is
--- not drafted again until the input changes; an action for an earlier input is still open; the
--- same input was skipped: its skip is one of the source's `skipped_as` versions). Of the rest,
--- those never skipped come first, then those skipped longest ago, each group in the order given.
--- p_sources: [{ref, skipped_as: [version], source_prefix, input_prefix}]. Answers {handled: how
--- many were left alone, picked: [ref]}.
-drop function if exists agent_sources_handled(jsonb);
-create or replace function agent_sources_pick(p_agent text, p_sources jsonb, p_limit integer) returns jsonb
-language sql stable set search_path = public, pg_temp as $$
-  with triaged as (
-    select g.s->>'ref' as ref, g.n, k.skipped_at,
-           coalesce(k.version in (select jsonb_array_elements_text(g.s->'skipped_as')), false)
-           or exists (select 1 from actions a where a.dedupe_key like like_prefix(g.s->>'input_prefix'))
-           or exists (select 1 from actions a
-                       where a.dedupe_key like like_prefix(g.s->>'source_prefix')
-                         and a.status in ('pending', 'approved', 'running')) as handled
-      from jsonb_array_elements(coalesce(p_sources, '[]')) with ordinality as g(s, n)
-      left join agent_skips k on k.agent = p_agent and k.ref = g.s->>'ref')
-  select jsonb_build_object(
-    'handled', (select count(*) from triaged where handled),
-    'picked', coalesce((select jsonb_agg(p.ref order by p.skipped_at nulls first, p.n)
-                          from (select * from triaged where not handled
-                                 order by skipped_at nulls first, n limit greatest(p_limit, 0)) p), '[]'))
-$$;
-
--- A finishing run's refusals, kept on its row, and its skips. p_skips: [{ref, version, reason}]
--- (a dry run passes none: it writes nothing but its run record); p_refused: [{ref, reason}].
-create or replace function record_agent_skips(p_run_id uuid, p_skips jsonb, p_refused jsonb) returns void
-language sql set search_path = public, pg_temp as $$
-  update agent_runs set refused = coalesce(p_refused, '[]') where id = p_run_id;
-  insert into agent_skips as k (agent, ref, version, reason, run_id, skipped_at)
-  select r.agent, s->>'ref', s->>'version', s->>'reason', r.id, db_now()
-    from agent_runs r cross join jsonb_array_elements(coalesce(p_skips, '[]')) s
-   where r.id = p_run_id
-  on conflict (agent, ref) do update
-    set version = excluded.version, reason = excluded.reason, run_id = excluded.run_id,
-        skipped_at = excluded.skipped_at;
-$$;
-
--- Tokens and cost of the given llm_calls rows (a run's own calls, failed ones included).
-create or replace function agent_llm_usage(p_call_ids jsonb) returns jsonb
-language sql stable set search_path = public, pg_temp as $$
-  select jsonb_build_object(
-    'tokens', coalesce(sum(c.input_tokens + c.output_tokens + c.cache_creation_input_tokens
-                           + c.cache_read_input_tokens), 0),
-    'cost_usd', coalesce(sum(case when c.outcome = 'reserved' then c.reserved_usd else c.cost_usd end), 0)::text)
-    from llm_calls c
-   where c.id in (select x::bigint from jsonb_array_elements_text(coalesce(p_call_ids, '[]')) x)
-$$;
-
--- Every action of a run, submitted and the run finished as ok (with its skips and refusals), in
--- one transaction: if any submission (or the run's end) fails, none of the actions exist. p_items
--- are what ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds,
--- max_attempts}]. A key already used in any state is the same input handled before (by an
--- overlapping run, say, whose LOW task already ran): answered with that action, as submit_action
--- answers an open one.
-drop function if exists submit_agent_actions(uuid, jsonb, jsonb, text, text);
-create or replace function submit_agent_actions(
-  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text, p_skips jsonb,
-  p_refused jsonb
-) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_item jsonb;
-  v_results jsonb := '[]';
-  v_usage jsonb := agent_llm_usage(p_call_ids);
-  a actions;
-begin
-  if jsonb_typeof(p_items) is distinct from 'array' then
-    raise exception 'p_items must be an array of prepared actions' using errcode = 'OD422';
-  end if;
-  for v_item in select value from jsonb_array_elements(p_items) loop
-    select * into a from actions where dedupe_key = v_item->'action'->>'dedupe_key'
-     order by created_at desc limit 1;
-    if found then
-      v_results := v_results || jsonb_build_array(action_view(a) || '{"duplicate": true}');
-      continue;
-    end if;
-    v_results := v_results || jsonb_build_array(submit_action(
-      v_item->'action', v_item->>'risk_level', v_item->'risk_reasons', (v_item->>'auto_run')::boolean,
-      (v_item->>'ttl_seconds')::double precision, (v_item->>'max_attempts')::integer, p_actor, p_request_id));
-  end loop;
-  perform record_agent_skips(p_run_id, p_skips, p_refused);
-  return jsonb_build_object(
-    'run', finish_agent_run(p_run_id, 'ok', jsonb_array_length(p_items), (v_usage->>'tokens')::bigint,
-                            (v_usage->>'cost_usd')::numeric, null),
-    'results', v_results);
-end
-$$;
-
--- A run that submits nothing: failed (with its error), a dry run, or one with nothing to do.
-drop function if exists close_agent_run(uuid, text, integer, jsonb, text);
-create or replace function close_agent_run(
-  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text, p_skips jsonb,
-  p_refused jsonb
-) returns jsonb
-language plpgsql set search_path = public, pg_temp as $$
-declare
-  v_usage jsonb := agent_llm_usage(p_call_ids);
-begin
-  perform record_agent_skips(p_run_id, p_skips, p_refused);
-  return finish_agent_run(p_run_id, p_outcome, p_proposals, (v_usage->>'tokens')::bigint,
-                          (v_usage->>'cost_usd')::numeric, p_error);
-end
-$$;
-
--- ---------------------------------------------------------------------------------------------
--- Outgoing rate limits (integrations/rate_limit.py) shared by every process: a vendor counts the
+-- §17 Outgoing rate limits
+-- integrations/rate_limit.py: limits shared by every process: a vendor counts the
 -- app's calls together, so a per-process limiter would give each process the whole allowance.
 -- A bucket has fixed windows of p_window_seconds aligned on the epoch; each call takes one slot.
 -- ---------------------------------------------------------------------------------------------
@@ -3877,7 +4080,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Access. Row Level Security on every table with no policy: Supabase's anon and authenticated
+-- §18 Access
+-- Row Level Security on every table with no policy: Supabase's anon and authenticated
 -- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
 -- the same file runs where those roles do not exist (the embedded server, plain Postgres).
 -- ---------------------------------------------------------------------------------------------

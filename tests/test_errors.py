@@ -40,6 +40,7 @@ from integrations.errors import (
     RateLimited,
     TransientError,
 )
+from integrations.plausible import AuthRefused, PlanRefused
 from tests.cli_support import clean_env, run
 from tests.live_server import serve
 
@@ -58,6 +59,8 @@ INTEGRATION_CASES: list[tuple[IntegrationError, tuple[int, str, int]]] = [
     (CreditsExhausted("HTTP 402", status=402, brevo_code="not_enough_credits"), (502, "brevo_credits_exhausted", 9)),
     (OutcomeUnknown("maybe", system="discord"), (502, "outcome_unknown", 9)),
     (ModelOutputInvalid("no fit", system="anthropic"), (502, "model_output_invalid", 9)),
+    (AuthRefused("HTTP 401", system="plausible"), (502, "plausible_auth_refused", 9)),
+    (PlanRefused("HTTP 402", system="plausible"), (502, "plausible_plan_refused", 9)),
 ]
 
 

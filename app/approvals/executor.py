@@ -10,9 +10,7 @@ the outside world, `unknown` when it may have.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -23,6 +21,7 @@ from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
 from app.core.database import Database
 from app.core.errors import SentBack, StaleAttempt
+from app.core.leases import Worker, default_worker_id, run_forever
 from app.core.models import ActionRequest, SubmitResult
 from app.core.settings import Settings
 from app.kinds.base import ActionKind
@@ -32,10 +31,6 @@ from integrations.errors import IntegrationError, OutcomeUnknown, RateLimited, T
 from integrations.untrusted import storable, storable_text
 
 log = logging.getLogger(__name__)
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 class Executor:
@@ -65,34 +60,31 @@ class Executor:
         recovered = sql.recover_expired_leases(self.db, actor=f"lease-recovery:{self.worker_id}", limit=100)
         return list(recovered["recovered"])
 
+    # The LeaseQueue of app/core/leases.py: the Worker's loop runs these.
+    def recover(self) -> None:
+        self.recover_leases()
+
+    def claim(self, limit: int) -> list[ClaimedAction]:
+        rows = sql.claim_actions(
+            self.db, worker=self.worker_id, lease_seconds=self.settings.executor_lease_seconds, limit=limit
+        )
+        return [ClaimedAction.model_validate(row) for row in rows]
+
+    def handle(self, item: ClaimedAction) -> None:
+        self.run_action(item)
+
+    def _worker(self) -> Worker[ClaimedAction, None]:
+        return Worker(self, batch_size=self.settings.executor_batch_size, name="executor")
+
     def run_once(self) -> int:
         """One cycle: recover lost leases, claim a batch, run it. Returns how many actions ran."""
-        self.recover_leases()
-        claimed = sql.claim_actions(
-            self.db,
-            worker=self.worker_id,
-            lease_seconds=self.settings.executor_lease_seconds,
-            limit=self.settings.executor_batch_size,
-        )
-        for row in claimed:
-            self.run_action(ClaimedAction.model_validate(row))
-        return len(claimed)
+        return self._worker().run_once().claimed
 
     def run_until_idle(self) -> int:
-        total = 0
-        while (ran := self.run_once()) > 0:
-            total += ran
-        return total
+        return len(self._worker().drain())
 
     def run_forever(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                ran = self.run_once()
-            except Exception:  # a database outage must not kill the worker thread
-                log.exception("executor cycle failed")
-                ran = 0
-            if ran == 0:
-                stop.wait(self.settings.executor_poll_seconds)
+        run_forever(self.run_once, stop, poll_seconds=self.settings.executor_poll_seconds, name="executor")
 
     def run_action(self, action: ClaimedAction) -> None:
         kind = self.kinds.get(action.kind)

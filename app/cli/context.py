@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from app.core.settings import Settings
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error is never broken mid-command: the terminal wraps it
 
 
 def load_settings() -> Settings:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from app.clients import Clients
 from app.core.database import Database
 from app.core.errors import StaleAttempt
+from app.core.leases import Worker
 from app.core.settings import Settings
 from app.email import sql
 from app.email.quota import EmailQuota
@@ -132,29 +133,12 @@ class CampaignSender:
     ) -> list[dict[str, Any]]:
         """Send every batch due today (only this campaign's when given); `before_send` runs before
         the first request that could reach Brevo. Returns how each batch ended."""
-        sql.recover_campaign_batches(self.db, actor=f"lease-recovery:{self.worker_id}", limit=100, **self.quota.limits)
         # a missing API key fails here, before any batch is claimed
         brevo = None if self.settings.brevo_dry_run else self.clients.get(Settings.brevo_client)
-        outcomes: list[dict[str, Any]] = []
-        while claimed := sql.claim_campaign_batches(
-            self.db,
-            worker=self.worker_id,
-            lease_seconds=self.settings.executor_lease_seconds,
-            limit=10,
-            time_zone=self.settings.email_quota_timezone,
-            campaign_id=campaign_id,
-        ):
-            for row in claimed:
-                batch = ClaimedBatch.model_validate(row)
-                try:
-                    outcomes.append(self._send_batch(batch, brevo, before_send))
-                except StaleAttempt:
-                    if self.heartbeat is not None:
-                        self.heartbeat()  # the caller's attempt superseded too: its StaleAttempt ends the run
-                    log.warning("campaign %s batch %s: a newer attempt took over", batch.campaign_id, batch.batch_no)
-        return outcomes
+        due = DueBatches(self, campaign_id, brevo, before_send)
+        return [outcome for outcome in Worker(due, batch_size=10, name="campaigns").drain() if outcome is not None]
 
-    def _send_batch(
+    def send_batch(
         self, batch: ClaimedBatch, brevo: BrevoClient | None, before_send: Callable[[], None] | None
     ) -> dict[str, Any]:
         grant = BatchGrant.model_validate(
@@ -268,3 +252,42 @@ class CampaignSender:
 
 def _each(emails: Sequence[str], status: str, **fields: str | None) -> list[dict[str, Any]]:
     return [{"email": email, "status": status, **fields} for email in emails]
+
+
+@dataclass(frozen=True)
+class DueBatches:
+    """One send_due run as a LeaseQueue (app/core/leases.py): the batches due today, of one campaign
+    or of every campaign."""
+
+    sender: CampaignSender
+    campaign_id: UUID | None
+    brevo: BrevoClient | None
+    before_send: Callable[[], None] | None
+
+    def recover(self) -> None:
+        sender = self.sender
+        sql.recover_campaign_batches(
+            sender.db, actor=f"lease-recovery:{sender.worker_id}", limit=100, **sender.quota.limits
+        )
+
+    def claim(self, limit: int) -> list[ClaimedBatch]:
+        sender = self.sender
+        rows = sql.claim_campaign_batches(
+            sender.db,
+            worker=sender.worker_id,
+            lease_seconds=sender.settings.executor_lease_seconds,
+            limit=limit,
+            time_zone=sender.settings.email_quota_timezone,
+            campaign_id=self.campaign_id,
+        )
+        return [ClaimedBatch.model_validate(row) for row in rows]
+
+    def handle(self, item: ClaimedBatch) -> dict[str, Any] | None:
+        """How the batch ended; None when a newer attempt took it over."""
+        try:
+            return self.sender.send_batch(item, self.brevo, self.before_send)
+        except StaleAttempt:
+            if self.sender.heartbeat is not None:
+                self.sender.heartbeat()  # the caller's attempt superseded too: its StaleAttempt ends the run
+            log.warning("campaign %s batch %s: a newer attempt took over", item.campaign_id, item.batch_no)
+            return None

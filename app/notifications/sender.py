@@ -10,10 +10,10 @@ import logging
 import random
 from collections.abc import Callable
 
-from app.approvals.executor import default_worker_id
 from app.approvals.links import LinkSigner
 from app.core.database import Database
 from app.core.errors import ConfigError, InvalidInput, StaleAttempt
+from app.core.leases import Worker, default_worker_id
 from app.core.settings import ClientDeps, Settings
 from app.notifications import sql
 from app.notifications.messages import Notification, outcome_message, post_message
@@ -76,26 +76,30 @@ class NotificationSender:
             limit=500,
         )
 
+    # The LeaseQueue of app/core/leases.py. A disabled webhook recovers and claims nothing: the rows
+    # wait in the database for a new DISCORD_WEBHOOK_URL.
+    def recover(self) -> None:
+        if self.disabled is None:
+            sql.recover_notification_leases(self.db, actor=self.worker_id, limit=100)
+
+    def claim(self, limit: int) -> list[Notification]:
+        if self.disabled is not None:
+            return []
+        rows = sql.claim_notifications(self.db, worker=self.worker_id, lease_seconds=self.lease_seconds, limit=limit)
+        return [Notification.model_validate(row) for row in rows]
+
+    def handle(self, item: Notification) -> None:
+        self.deliver(item)
+
+    def _worker(self) -> Worker[Notification, None]:
+        return Worker(self, batch_size=self.settings.discord_batch_size, name="discord")
+
     def run_once(self) -> int:
         """One cycle; returns how many notifications were claimed."""
-        if self.disabled is not None:
-            return 0
-        sql.recover_notification_leases(self.db, actor=self.worker_id, limit=100)
-        claimed = sql.claim_notifications(
-            self.db,
-            worker=self.worker_id,
-            lease_seconds=self.lease_seconds,
-            limit=self.settings.discord_batch_size,
-        )
-        for row in claimed:
-            self.deliver(Notification.model_validate(row))
-        return len(claimed)
+        return self._worker().run_once().claimed
 
     def run_until_idle(self) -> int:
-        total = 0
-        while (claimed := self.run_once()) > 0:
-            total += claimed
-        return total
+        return len(self._worker().drain())
 
     def deliver(self, notification: Notification) -> None:
         try:

@@ -12,6 +12,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from app.core.models import Tier
+from app.reports.website import WebsiteSection
 
 # the action counts in the order every view shows them, with their labels
 COUNT_LABELS = {
@@ -133,6 +134,7 @@ class DailyReport(BaseModel):
     failures: list[Failure]
     failures_total: int
     history: list[HistoryDay]  # HISTORY_DAYS days ending on `day`
+    website: WebsiteSection | None = None  # None: a report stored before the section existed
 
 
 class StoredReport(BaseModel):

@@ -22,9 +22,10 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from app.agent_runs.registry import AgentRegistry
-from app.approvals.executor import Executor, default_worker_id
+from app.approvals.executor import Executor
 from app.approvals.queue import ApprovalQueue
 from app.core.database import Database
+from app.core.leases import default_worker_id
 from app.core.log_setup import configure_logging
 from app.core.settings import Settings
 from app.notifications.sender import NotificationSender

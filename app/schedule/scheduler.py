@@ -26,10 +26,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from app.agent_runs.registry import AgentRegistry
-from app.approvals.executor import default_worker_id
 from app.approvals.queue import ApprovalQueue
 from app.core.database import Database
 from app.core.errors import KNOWN_ERRORS
+from app.core.leases import default_worker_id
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
 from app.notifications.sender import NotificationSender

@@ -1,0 +1,3692 @@
+-- schema.sql of commit c47fede (2026-12-02, schema version 2), the release before issues 11, 12 and 13.
+-- Frozen for tests/test_upgrade.py: never edit it; refresh it from the next release instead.
+-- opsdesk: the whole database schema (tables, indexes, functions, grants).
+--
+-- Idempotent: apply it as often as you like (`opsdesk db init`, or paste it into Supabase's SQL
+-- editor). It runs unchanged on Supabase (PostgreSQL 15/17, pgvector 0.8) and on the embedded
+-- PostgreSQL 18. Every state change the application makes is one function below; Python calls them
+-- by name and never builds SQL. Every function returns jsonb, so the direct Postgres transport and
+-- Supabase's REST `rpc` see the same value. Errors use our own SQLSTATEs (see app/errors.py):
+--   OD404 not found, OD409 conflict, OD410 expired, OD422 invalid input, OD499 stale attempt.
+
+begin;
+
+-- Two processes applying the schema at once wait for each other instead of racing.
+select pg_advisory_xact_lock(7245190311);
+
+do $$
+begin
+  if exists (select 1 from pg_namespace where nspname = 'extensions') then
+    create extension if not exists vector with schema extensions;  -- Supabase keeps them there
+  else
+    create extension if not exists vector;
+  end if;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The clock. All timestamps come from the database, never a worker's clock. Tests move time
+-- forward by setting the offset instead of sleeping; in production it stays zero.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists clock_offset (
+  id boolean primary key default true check (id),
+  offset_interval interval not null default '0'
+);
+insert into clock_offset (id) values (true) on conflict (id) do nothing;
+
+create or replace function db_now() returns timestamptz
+language sql stable set search_path = public, pg_temp as $$
+  select now() + coalesce((select offset_interval from clock_offset where id), interval '0')
+$$;
+
+-- Raised whenever a function the application calls changes its parameters or goes away, so an
+-- outside database (Supabase) still on an older schema.sql is refused at start-up (app/database.py
+-- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
+-- agent_sources_pick, lease renewal.
+create or replace function schema_version() returns jsonb
+language sql immutable as $$ select to_jsonb(2) $$;
+
+-- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
+-- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
+-- which a CLI command must not take on the tables of a running service.
+create table if not exists schema_applied (
+  id         boolean primary key default true check (id),
+  sha256     text not null,
+  applied_at timestamptz not null
+);
+
+create or replace function applied_schema() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select to_jsonb(s) - 'id' from schema_applied s where s.id
+$$;
+
+create or replace function record_schema_applied(p_sha256 text) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  insert into schema_applied (id, sha256, applied_at) values (true, p_sha256, now())
+  on conflict (id) do update set sha256 = excluded.sha256, applied_at = excluded.applied_at
+  returning to_jsonb(schema_applied) - 'id'
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Actions: what an agent (or an outside caller) wants done, its risk, its decision, its run.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists actions (
+  id               uuid primary key default gen_random_uuid(),
+  agent            text not null,
+  kind             text not null,
+  task_type        text,
+  summary          text not null,
+  reasoning        text not null default '',
+  requested_action jsonb not null,                 -- the payload the handler will act on
+  estimated_impact jsonb not null,                 -- recipients, cost_usd, public, reversible
+  risk_level       text not null check (risk_level in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL')),
+  risk_reasons     jsonb not null default '[]',
+  metadata         jsonb not null default '{}',    -- model id, confidence, input/output snapshot
+  status           text not null check (status in ('pending', 'approved', 'rejected', 'expired',
+                     'running', 'succeeded', 'failed', 'unknown', 'cancelled')),
+  draft_hash       text not null,                  -- sha256 of requested_action; links bind to it
+  dedupe_key       text,                           -- same input -> at most one open action
+  decided_by       text,
+  decision         text check (decision in ('approved', 'rejected', 'modified')),
+  feedback         text,
+  modifications    jsonb,                          -- {field: {"from": old, "to": new}}
+  rejection_reason text,
+  requested_at     timestamptz not null,
+  expires_at       timestamptz,
+  decided_at       timestamptz,
+  run_after        timestamptz,
+  attempts         integer not null default 0,
+  max_attempts     integer not null default 5 check (max_attempts > 0),
+  attempt_token    uuid,                           -- the current claim; finishing must present it
+  claimed_by       text,
+  lease_expires_at timestamptz,
+  dispatched_at    timestamptz,                    -- the attempt may have reached the outside world
+  started_at       timestamptz,
+  finished_at      timestamptz,
+  result           jsonb,
+  last_error       text,
+  request_id       text,
+  created_at       timestamptz not null default now(),
+  updated_at       timestamptz not null default now()
+);
+create index if not exists actions_status_requested on actions (status, requested_at);
+create index if not exists actions_runnable on actions (run_after) where status = 'approved';
+create index if not exists actions_leases on actions (lease_expires_at) where status = 'running';
+create index if not exists actions_expiring on actions (expires_at) where status = 'pending';
+create unique index if not exists actions_open_dedupe on actions (dedupe_key)
+  where dedupe_key is not null and status in ('pending', 'approved', 'running');
+-- The dispatch time of the first attempt that may have reached the outside world without an answer.
+-- Brevo drops a repeated idempotency key for 30 minutes only, so a re-send is safe only that long.
+alter table actions add column if not exists uncertain_since timestamptz;
+
+-- The audit trail: one row per transition. Append-only, enforced by the database itself.
+create table if not exists audit_log (
+  id          bigint generated always as identity primary key,
+  action_id   uuid,
+  at          timestamptz not null default db_now(),
+  actor       text not null,
+  event       text not null,
+  from_status text,
+  to_status   text,
+  reason      text,
+  request_id  text,
+  details     jsonb not null default '{}'
+);
+create index if not exists audit_log_action on audit_log (action_id, id);
+create index if not exists audit_log_at on audit_log (at);
+
+create or replace function refuse_audit_change() returns trigger
+language plpgsql as $$
+begin
+  -- the one way out: drop_archived_audit() (retention, see Memory), for rows past its cutoff only
+  if tg_op = 'DELETE'
+     and old.at < nullif(current_setting('opsdesk.audit_prune_before', true), '')::timestamptz then
+    return old;
+  end if;
+  raise exception 'audit_log is append-only: % refused', tg_op using errcode = '42501';
+end
+$$;
+create or replace trigger audit_log_no_update before update or delete on audit_log
+  for each row execute function refuse_audit_change();
+create or replace trigger audit_log_no_truncate before truncate on audit_log
+  for each statement execute function refuse_audit_change();
+
+-- Notes written by the built-in `note.record` handler; one per action, so a re-run adds nothing.
+create table if not exists notes (
+  id         bigint generated always as identity primary key,
+  action_id  uuid not null unique,
+  body       text not null,
+  metadata   jsonb not null default '{}',
+  created_at timestamptz not null default db_now()
+);
+
+-- ---------------------------------------------------------------------------------------------
+-- Helpers
+-- ---------------------------------------------------------------------------------------------
+create or replace function action_view(a actions) returns jsonb
+language sql stable as $$ select to_jsonb(a) - 'attempt_token' $$;
+
+create or replace function draft_hash(p_draft jsonb) returns text
+language sql immutable as $$ select encode(sha256(convert_to(p_draft::text, 'UTF8')), 'hex') $$;
+
+create or replace function write_audit(
+  p_action_id uuid, p_actor text, p_event text, p_from text, p_to text,
+  p_reason text, p_request_id text, p_details jsonb default '{}'
+) returns void
+language sql set search_path = public, pg_temp as $$
+  insert into audit_log (action_id, actor, event, from_status, to_status, reason, request_id, details)
+  values (p_action_id, p_actor, p_event, p_from, p_to, p_reason, p_request_id, coalesce(p_details, '{}'))
+$$;
+
+create or replace function raise_decided(a actions) returns void
+language plpgsql as $$
+begin
+  -- expired is gone (410, as before the sweep), not decided by someone (409): DESIGN.md's contract
+  if a.status = 'expired' then
+    raise exception 'action % expired at % without a decision', a.id, a.expires_at using errcode = 'OD410',
+      detail = jsonb_build_object('status', 'expired', 'expires_at', a.expires_at)::text;
+  end if;
+  raise exception 'action % is already %: decided by % at %', a.id, a.status,
+      coalesce(a.decided_by, 'the system'), coalesce(a.decided_at, a.updated_at)
+    using errcode = 'OD409',
+          detail = jsonb_build_object('status', a.status, 'decision', a.decision,
+                                      'decided_by', a.decided_by,
+                                      'decided_at', coalesce(a.decided_at, a.updated_at))::text;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The approval queue
+-- ---------------------------------------------------------------------------------------------
+create or replace function submit_action(
+  p_action jsonb, p_risk_level text, p_risk_reasons jsonb, p_auto_run boolean,
+  p_ttl_seconds double precision, p_max_attempts integer, p_actor text, p_request_id text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_key text := nullif(p_action->>'dedupe_key', '');
+  a actions;
+begin
+  if v_key is not null then
+    select * into a from actions
+     where dedupe_key = v_key and status in ('pending', 'approved', 'running');
+    if found then
+      return action_view(a) || '{"duplicate": true}';
+    end if;
+  end if;
+
+  begin
+    insert into actions (agent, kind, task_type, summary, reasoning, requested_action,
+                         estimated_impact, risk_level, risk_reasons, metadata, status, draft_hash,
+                         dedupe_key, requested_at, expires_at, run_after, max_attempts, request_id,
+                         created_at, updated_at)
+    values (p_action->>'agent', p_action->>'kind', p_action->>'task_type', p_action->>'summary',
+            coalesce(p_action->>'reasoning', ''), coalesce(p_action->'payload', '{}'),
+            coalesce(p_action->'impact', '{}'), p_risk_level, coalesce(p_risk_reasons, '[]'),
+            coalesce(p_action->'metadata', '{}'), 'pending',
+            draft_hash(coalesce(p_action->'payload', '{}')), v_key, v_now,
+            case when p_auto_run then null else v_now + make_interval(secs => p_ttl_seconds) end,
+            null, p_max_attempts, p_request_id, v_now, v_now)
+    returning * into a;
+  exception when unique_violation then
+    -- a concurrent submit with the same dedupe key won; answer with its action
+    select * into a from actions
+     where dedupe_key = v_key and status in ('pending', 'approved', 'running');
+    return action_view(a) || '{"duplicate": true}';
+  end;
+
+  perform write_audit(a.id, p_actor, 'submitted', null, 'pending', null, p_request_id,
+                      jsonb_build_object('risk_level', p_risk_level, 'reasons', p_risk_reasons));
+  if p_auto_run then
+    update actions set status = 'approved', run_after = v_now, updated_at = v_now
+     where id = a.id returning * into a;
+    perform write_audit(a.id, 'policy', 'auto_approved', 'pending', 'approved',
+                        'LOW risk runs without approval', p_request_id);
+  end if;
+  return action_view(a) || '{"duplicate": false}';
+end
+$$;
+
+-- p_expected_round: the expiry (whole unix seconds) of the pending round the decider looked at,
+-- as links carry it. An action sent back to pending gets a new one, so a decision read from the
+-- earlier round is refused here, under the row lock, not only by a check made before the call.
+drop function if exists decide_action(uuid, text, text, text, jsonb, text, text);
+create or replace function decide_action(
+  p_id uuid, p_decision text, p_actor text, p_reason text, p_modifications jsonb,
+  p_expected_hash text, p_request_id text, p_expected_round bigint default null
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
+  v_diff jsonb;
+  a actions;
+begin
+  if p_decision is null or p_decision not in ('approve', 'reject', 'modify') then
+    raise exception 'decision must be approve, reject or modify' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_actor, '')), '') is null then
+    raise exception 'the decider''s name is required' using errcode = 'OD422';
+  end if;
+  if p_decision = 'reject' and v_reason is null then
+    raise exception 'a rejection needs a reason' using errcode = 'OD422';
+  end if;
+  if p_decision = 'modify' and (p_modifications is null or jsonb_typeof(p_modifications) <> 'object'
+                                or p_modifications = '{}') then
+    raise exception 'modify needs the edited fields' using errcode = 'OD422';
+  end if;
+
+  select * into a from actions where id = p_id for update;
+  if not found then
+    raise exception 'no action %', p_id using errcode = 'OD404';
+  end if;
+  if a.status <> 'pending' then
+    perform raise_decided(a);
+  end if;
+  if a.expires_at <= v_now then
+    raise exception 'action % expired at %', a.id, a.expires_at using errcode = 'OD410',
+      detail = jsonb_build_object('status', 'expired', 'expires_at', a.expires_at)::text;
+  end if;
+  if p_expected_hash is not null and p_expected_hash <> a.draft_hash then
+    raise exception 'the draft of action % changed after this link was issued', a.id
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'draft_changed')::text;
+  end if;
+  if p_expected_round is not null
+     and p_expected_round <> coalesce(floor(extract(epoch from a.expires_at))::bigint, 0) then
+    raise exception 'action % was reopened after this decision''s page was read', a.id
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'reopened')::text;
+  end if;
+
+  if p_decision = 'reject' then
+    update actions
+       set status = 'rejected', decision = 'rejected', decided_by = p_actor, decided_at = v_now,
+           rejection_reason = v_reason, feedback = v_reason, updated_at = v_now
+     where id = p_id returning * into a;
+  else
+    if p_decision = 'modify' then
+      select jsonb_object_agg(e.key, jsonb_build_object('from', a.requested_action -> e.key, 'to', e.value))
+        into v_diff
+        from jsonb_each(p_modifications) e
+       where a.requested_action -> e.key is distinct from e.value;
+    end if;
+    update actions
+       set status = 'approved',
+           decision = case when v_diff is null then 'approved' else 'modified' end,
+           requested_action = case when v_diff is null then requested_action
+                                   else requested_action || p_modifications end,
+           draft_hash = case when v_diff is null then draft_hash
+                             else draft_hash(requested_action || p_modifications) end,
+           modifications = v_diff, feedback = v_reason, decided_by = p_actor, decided_at = v_now,
+           run_after = v_now, updated_at = v_now
+     where id = p_id returning * into a;
+  end if;
+
+  perform write_audit(a.id, p_actor, 'decided', 'pending', a.status, v_reason, p_request_id,
+                      jsonb_build_object('decision', a.decision, 'modifications', v_diff));
+  return action_view(a);
+end
+$$;
+
+create or replace function cancel_action(p_id uuid, p_actor text, p_reason text, p_request_id text)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_from text;
+  a actions;
+begin
+  if nullif(btrim(coalesce(p_reason, '')), '') is null then
+    raise exception 'a cancellation needs a reason' using errcode = 'OD422';
+  end if;
+  select * into a from actions where id = p_id for update;
+  if not found then
+    raise exception 'no action %', p_id using errcode = 'OD404';
+  end if;
+  if a.status not in ('pending', 'approved') then
+    perform raise_decided(a);
+  end if;
+  v_from := a.status;
+  update actions set status = 'cancelled', updated_at = v_now, last_error = p_reason
+   where id = p_id returning * into a;
+  perform write_audit(a.id, p_actor, 'cancelled', v_from, 'cancelled', p_reason, p_request_id);
+  return action_view(a);
+end
+$$;
+
+create or replace function expire_pending(p_actor text, p_limit integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_ids jsonb;
+begin
+  with due as (
+    select id from actions
+     where status = 'pending' and expires_at <= v_now
+     order by expires_at limit p_limit
+       for update skip locked
+  ), expired as (
+    update actions a set status = 'expired', updated_at = v_now
+      from due where a.id = due.id
+    returning a.id
+  ), audited as (
+    insert into audit_log (action_id, actor, event, from_status, to_status, reason)
+    select id, p_actor, 'expired', 'pending', 'expired', 'approval time ran out' from expired
+  )
+  select coalesce(jsonb_agg(id), '[]') into v_ids from expired;
+  return jsonb_build_object('expired', v_ids);
+end
+$$;
+
+create or replace function get_action(p_id uuid) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select action_view(a) || jsonb_build_object('audit', coalesce((
+           select jsonb_agg(to_jsonb(l) order by l.id) from audit_log l where l.action_id = a.id), '[]'))
+    from actions a where a.id = p_id
+$$;
+
+create or replace function list_actions(
+  p_status text, p_risk_level text, p_agent text, p_limit integer, p_offset integer
+) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with matching as (
+    select * from actions a
+     where (p_status is null or a.status = p_status)
+       and (p_risk_level is null or a.risk_level = p_risk_level)
+       and (p_agent is null or a.agent = p_agent)
+  ), page as (
+    select * from matching m
+     order by case when p_status = 'pending' then m.requested_at end asc,
+              m.requested_at desc, m.id
+     limit p_limit offset p_offset
+  )
+  select jsonb_build_object(
+    'items', coalesce((select jsonb_agg(action_view(p) order by
+                         case when p_status = 'pending' then p.requested_at end asc,
+                         p.requested_at desc, p.id) from page p), '[]'),
+    'total', (select count(*) from matching),
+    'limit', p_limit, 'offset', p_offset)
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The executor: claim with SKIP LOCKED and a lease; finish only with the claim's attempt token.
+-- ---------------------------------------------------------------------------------------------
+create or replace function claim_actions(p_worker text, p_lease_seconds double precision, p_limit integer)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_claimed jsonb;
+begin
+  with due as (
+    select id from actions
+     where status = 'approved' and run_after <= v_now
+     order by run_after, requested_at limit p_limit
+       for update skip locked
+  ), claimed as (
+    update actions a
+       set status = 'running', attempts = a.attempts + 1, attempt_token = gen_random_uuid(),
+           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+           started_at = v_now, dispatched_at = null, updated_at = v_now
+      from due where a.id = due.id
+    returning a.*
+  ), audited as (
+    insert into audit_log (action_id, actor, event, from_status, to_status, details)
+    select c.id, p_worker, 'claimed', 'approved', 'running', jsonb_build_object('attempt', c.attempts)
+      from claimed c
+  )
+  select coalesce(jsonb_agg(to_jsonb(c) order by c.run_after), '[]') into v_claimed from claimed c;
+  return v_claimed;
+end
+$$;
+
+create or replace function locked_attempt(p_id uuid, p_attempt_token uuid) returns actions
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions;
+begin
+  select * into a from actions where id = p_id for update;
+  if not found then
+    raise exception 'no action %', p_id using errcode = 'OD404';
+  end if;
+  if a.status <> 'running' or a.attempt_token is distinct from p_attempt_token then
+    raise exception 'attempt on action % was superseded (now %)', p_id, a.status using errcode = 'OD499',
+      detail = jsonb_build_object('status', a.status)::text;
+  end if;
+  return a;
+end
+$$;
+
+create or replace function mark_dispatched(p_id uuid, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions := locked_attempt(p_id, p_attempt_token);
+begin
+  update actions set dispatched_at = db_now(), updated_at = db_now() where id = a.id;
+  return jsonb_build_object('id', a.id, 'dispatched', true);
+end
+$$;
+
+-- A long handler's heartbeat: its lease runs p_lease_seconds from now, so lease recovery does not
+-- take a live attempt for a dead one. Only the current attempt may renew (OD499 otherwise).
+create or replace function renew_action_lease(p_id uuid, p_attempt_token uuid, p_lease_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions := locked_attempt(p_id, p_attempt_token);
+  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
+begin
+  if p_lease_seconds is null or p_lease_seconds <= 0 then
+    raise exception 'a lease must last some time' using errcode = 'OD422';
+  end if;
+  update actions set lease_expires_at = v_until, updated_at = db_now() where id = a.id;
+  return jsonb_build_object('id', a.id, 'lease_expires_at', v_until);
+end
+$$;
+
+-- How long ago an earlier attempt may have gone out without an answer (null: none did).
+create or replace function uncertain_dispatch(p_id uuid, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions := locked_attempt(p_id, p_attempt_token);
+begin
+  return jsonb_build_object('uncertain_since', a.uncertain_since,
+                            'age_seconds', extract(epoch from db_now() - a.uncertain_since));
+end
+$$;
+
+-- This attempt may have gone out without an answer: keeps the first such attempt's dispatch time.
+create or replace function note_uncertain_dispatch(p_id uuid, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  a actions := locked_attempt(p_id, p_attempt_token);
+begin
+  update actions set uncertain_since = coalesce(uncertain_since, dispatched_at, db_now()), updated_at = db_now()
+   where id = a.id returning * into a;
+  return jsonb_build_object('uncertain_since', a.uncertain_since,
+                            'age_seconds', extract(epoch from db_now() - a.uncertain_since));
+end
+$$;
+
+create or replace function finish_action(
+  p_id uuid, p_attempt_token uuid, p_outcome text, p_result jsonb, p_error text,
+  p_retry_in_seconds double precision, p_count_attempt boolean
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  a actions := locked_attempt(p_id, p_attempt_token);
+  v_to text;
+  v_event text := 'finished';
+  v_error text := p_error;
+begin
+  if p_outcome not in ('succeeded', 'failed', 'unknown', 'retry') then
+    raise exception 'outcome must be succeeded, failed, unknown or retry' using errcode = 'OD422';
+  end if;
+  if p_outcome = 'retry' then
+    if p_count_attempt and a.attempts >= a.max_attempts and a.uncertain_since is not null then
+      -- an earlier try may have gone out unanswered: giving up must not read as "never happened"
+      v_to := 'unknown';
+      v_error := format('gave up after %s attempts, and an earlier one may have gone out: %s', a.attempts,
+                        p_error);
+    elsif p_count_attempt and a.attempts >= a.max_attempts then
+      v_to := 'failed';
+      v_error := format('gave up after %s attempts: %s', a.attempts, p_error);
+    else
+      v_to := 'approved';
+      v_event := 'retry_scheduled';
+    end if;
+  else
+    v_to := p_outcome;
+  end if;
+
+  update actions
+     set status = v_to,
+         attempts = attempts - case when p_outcome = 'retry' and not p_count_attempt then 1 else 0 end,
+         run_after = case when v_to = 'approved'
+                          then v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0))
+                          else run_after end,
+         attempt_token = case when v_to = 'approved' then null else attempt_token end,
+         lease_expires_at = null,
+         dispatched_at = case when v_to = 'approved' then null else dispatched_at end,
+         finished_at = case when v_to = 'approved' then null else v_now end,
+         result = coalesce(p_result, result),
+         last_error = v_error,
+         updated_at = v_now
+   where id = a.id returning * into a;
+
+  perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), v_event, 'running', v_to, v_error, null,
+                      jsonb_build_object('attempt', a.attempts, 'result', p_result,
+                                         'counted', coalesce(p_count_attempt, true)));
+  return action_view(a);
+end
+$$;
+
+create or replace function recover_expired_leases(p_actor text, p_limit integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_to text;
+  v_reason text;
+  v_out jsonb := '[]';
+  a actions;
+begin
+  -- SKIP LOCKED: an attempt that is finishing right now holds the row lock, so it wins the race.
+  for a in
+    select * from actions
+     where status = 'running' and lease_expires_at <= v_now
+     order by lease_expires_at limit p_limit
+       for update skip locked
+  loop
+    if a.dispatched_at is not null then
+      v_to := 'unknown';
+      v_reason := 'the worker lost its lease after the outside call started; a person must settle it';
+    elsif a.attempts >= a.max_attempts then
+      v_to := 'failed';
+      v_reason := format('the worker lost its lease on the last attempt (%s)', a.attempts);
+    else
+      v_to := 'approved';
+      v_reason := 'the worker lost its lease before any outside call; will run again';
+    end if;
+    update actions
+       set status = v_to, attempt_token = case when v_to = 'approved' then null else attempt_token end,
+           lease_expires_at = null, run_after = case when v_to = 'approved' then v_now else run_after end,
+           finished_at = case when v_to = 'approved' then null else v_now end,
+           last_error = v_reason, updated_at = v_now
+     where id = a.id;
+    perform write_audit(a.id, p_actor, 'lease_expired', 'running', v_to, v_reason, null,
+                        jsonb_build_object('worker', a.claimed_by, 'attempt', a.attempts));
+    v_out := v_out || jsonb_build_object('id', a.id, 'status', v_to);
+  end loop;
+  return jsonb_build_object('recovered', v_out);
+end
+$$;
+
+create or replace function settle_action(
+  p_id uuid, p_outcome text, p_actor text, p_reason text, p_request_id text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  a actions;
+begin
+  if p_outcome not in ('succeeded', 'failed', 'retry') then
+    raise exception 'settle as succeeded, failed or retry' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_reason, '')), '') is null then
+    raise exception 'settling needs a reason' using errcode = 'OD422';
+  end if;
+  select * into a from actions where id = p_id for update;
+  if not found then
+    raise exception 'no action %', p_id using errcode = 'OD404';
+  end if;
+  if a.status <> 'unknown' then
+    raise exception 'only unknown actions are settled by hand; % is %', a.id, a.status
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status)::text;
+  end if;
+  -- a retry is a fresh run a person asked for: it gets a whole new budget of attempts, or an
+  -- action that went unknown on its last attempt would be given up on at its first failure. The
+  -- count goes on, so a handler still sees a later attempt and looks for what an earlier one did
+  -- (a HubSpot note, a Notion page) before making it again.
+  update actions
+     set status = case when p_outcome = 'retry' then 'approved' else p_outcome end,
+         run_after = case when p_outcome = 'retry' then v_now else run_after end,
+         max_attempts = case when p_outcome = 'retry' then attempts + max_attempts else max_attempts end,
+         finished_at = case when p_outcome = 'retry' then null else finished_at end,
+         attempt_token = null, dispatched_at = null, uncertain_since = null, updated_at = v_now
+   where id = p_id returning * into a;
+  perform write_audit(a.id, p_actor, 'settled', 'unknown', a.status, p_reason, p_request_id);
+  return action_view(a);
+end
+$$;
+
+-- The built-in `note.record` handler's write: one note per action, whatever the number of runs.
+create or replace function record_note(p_action_id uuid, p_body text, p_metadata jsonb) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with ins as (
+    insert into notes (action_id, body, metadata) values (p_action_id, p_body, coalesce(p_metadata, '{}'))
+    on conflict (action_id) do nothing
+    returning id
+  )
+  select jsonb_build_object(
+    'note_id', coalesce((select id from ins), (select id from notes where action_id = p_action_id)),
+    'created', exists (select 1 from ins))
+$$;
+
+create or replace function health() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'now', db_now(),
+    'schema_version', schema_version(),
+    'pending', (select count(*) from actions where status = 'pending'),
+    'unknown', (select count(*) from actions where status = 'unknown'))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Reviewing by link: what the review page reads, the approval PIN's tries, the reviewers'
+-- feedback for the agents, and sending an approved action back when its facts got riskier.
+-- ---------------------------------------------------------------------------------------------
+-- Wrong approval-PIN entries per action, counted here so every instance and every parallel
+-- request share one limit.
+create table if not exists approval_pin_failures (
+  action_id      uuid primary key references actions (id) on delete cascade,
+  failures       integer not null default 0,
+  last_failed_at timestamptz
+);
+
+create index if not exists actions_feedback on actions (agent, kind, updated_at)
+  where rejection_reason is not null or modifications is not null or feedback is not null;
+
+-- Everything a review page shows, read at one database time (links expire on that clock).
+create or replace function approval_review(p_id uuid) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'now', db_now(),
+    'action', (select action_view(a) from actions a where a.id = p_id),
+    'pin_failures', coalesce((select f.failures from approval_pin_failures f where f.action_id = p_id), 0))
+$$;
+
+-- One approval-PIN entry. The caller compares the PIN (it never reaches the database or the
+-- audit) and says whether it was right; this counts and limits the tries. The row lock orders
+-- parallel tries, and once the limit is reached even the right PIN is refused, so guessing in
+-- parallel gains nothing.
+create or replace function approval_pin_try(
+  p_id uuid, p_correct boolean, p_max_tries integer, p_actor text, p_request_id text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_failures integer;
+begin
+  if p_correct is null or p_max_tries is null or p_max_tries < 1 then
+    raise exception 'a PIN try needs p_correct and a positive p_max_tries' using errcode = 'OD422';
+  end if;
+  if not exists (select 1 from actions where id = p_id) then
+    raise exception 'no action %', p_id using errcode = 'OD404';
+  end if;
+  insert into approval_pin_failures (action_id) values (p_id) on conflict (action_id) do nothing;
+  select failures into v_failures from approval_pin_failures where action_id = p_id for update;
+
+  if v_failures >= p_max_tries then
+    perform write_audit(p_id, p_actor, 'pin_refused', null, null,
+                        'approval by link is locked after too many wrong PINs', p_request_id);
+    return jsonb_build_object('allowed', false, 'locked', true, 'failures', v_failures, 'remaining', 0);
+  end if;
+  if p_correct then
+    return jsonb_build_object('allowed', true, 'locked', false, 'failures', v_failures,
+                              'remaining', p_max_tries - v_failures);
+  end if;
+
+  v_failures := v_failures + 1;
+  update approval_pin_failures set failures = v_failures, last_failed_at = db_now() where action_id = p_id;
+  perform write_audit(p_id, p_actor, 'pin_failed', null, null,
+                      format('wrong approval PIN (%s of %s tries)', v_failures, p_max_tries), p_request_id);
+  if v_failures >= p_max_tries then
+    perform write_audit(p_id, 'policy', 'pin_locked', null, null,
+                        'too many wrong PINs: this action can no longer be approved by link', p_request_id);
+  end if;
+  return jsonb_build_object('allowed', false, 'locked', v_failures >= p_max_tries, 'failures', v_failures,
+                            'remaining', p_max_tries - v_failures);
+end
+$$;
+
+-- What reviewers said about an agent's recent drafts (of one kind, or of every kind when p_kind
+-- is null): rejection reasons, edits and notes, newest first, for the agent's next draft.
+create or replace function recent_feedback(p_agent text, p_kind text, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select coalesce(jsonb_agg(to_jsonb(f) order by f.at desc, f.id), '[]')
+    from (
+      select a.id, a.kind, a.summary, a.status, a.decision, a.decided_by, a.decided_at,
+             a.rejection_reason, a.modifications, a.feedback, coalesce(a.decided_at, a.updated_at) as at
+        from actions a
+       where a.agent = p_agent and (p_kind is null or a.kind = p_kind)
+         and (a.rejection_reason is not null or a.modifications is not null or a.feedback is not null)
+       order by coalesce(a.decided_at, a.updated_at) desc, a.id
+       limit least(greatest(coalesce(p_limit, 20), 1), 200)
+    ) f
+$$;
+
+-- The executor re-assessed an approved action and its facts now give a higher tier than the one
+-- it was approved at: instead of running, it goes back to pending with the new tier, the new
+-- reasons, a fresh expiry and no decision (the old one stays in the audit). Only the current
+-- attempt may do this, and only before its handler reached the outside world. The claim's
+-- attempt is given back: nothing was tried. Links carry the expiry in whole seconds and tell a
+-- reopened approval from the earlier round by it, so the new expiry always differs to the second.
+-- A handler that re-read facts living outside opsdesk (a deal's current stage) passes the draft
+-- and impact those facts give: the person then approves what would really happen, and links to
+-- the old draft stop working (its hash changes).
+drop function if exists requeue_action(uuid, uuid, text, jsonb, double precision, text);
+create or replace function requeue_action(
+  p_id uuid, p_attempt_token uuid, p_risk_level text, p_risk_reasons jsonb,
+  p_ttl_seconds double precision, p_reason text,
+  p_requested_action jsonb default null, p_estimated_impact jsonb default null
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  a actions := locked_attempt(p_id, p_attempt_token);
+  v_from_tier text := a.risk_level;
+  v_expires timestamptz := v_now + make_interval(secs => p_ttl_seconds);
+  v_draft jsonb := coalesce(p_requested_action, a.requested_action);
+begin
+  if p_risk_level is null or p_risk_level not in ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL') then
+    raise exception 'risk level must be LOW, MEDIUM, HIGH or CRITICAL' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_reason, '')), '') is null or coalesce(p_ttl_seconds, 0) <= 0 then
+    raise exception 'sending back needs a reason and a positive ttl' using errcode = 'OD422';
+  end if;
+  if a.dispatched_at is not null then
+    raise exception 'action % may already have reached the outside world; it cannot go back to pending', a.id
+      using errcode = 'OD409', detail = jsonb_build_object('status', a.status, 'reason', 'dispatched')::text;
+  end if;
+  if date_trunc('second', v_expires) = date_trunc('second', a.expires_at) then
+    v_expires := v_expires + interval '1 second';
+  end if;
+
+  update actions
+     set status = 'pending', risk_level = p_risk_level, risk_reasons = coalesce(p_risk_reasons, '[]'),
+         decision = null, decided_by = null, decided_at = null,
+         attempts = attempts - 1, attempt_token = null, lease_expires_at = null, started_at = null,
+         run_after = null, expires_at = v_expires, updated_at = v_now,
+         requested_action = v_draft,
+         draft_hash = case when p_requested_action is null then draft_hash else draft_hash(v_draft) end,
+         estimated_impact = coalesce(p_estimated_impact, estimated_impact)
+   where id = a.id returning * into a;
+  perform write_audit(a.id, coalesce(a.claimed_by, 'executor'), 'requeued', 'running', 'pending', p_reason, null,
+                      jsonb_build_object('from_tier', v_from_tier, 'to_tier', p_risk_level,
+                                         'reasons', p_risk_reasons,
+                                         'draft_changed', p_requested_action is not null));
+  return action_view(a);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Discord notifications: an outbox. A trigger on `actions` queues them in the same transaction
+-- as the status change, so a crash or a Discord outage loses none; `NotificationSender`
+-- (app/notifications.py) claims them like the executor claims actions (SKIP LOCKED, a lease, an
+-- attempt token) and records what Discord answered.
+--   announce    the action became pending (again: `episode` counts its stays in pending)
+--   reminder    still pending some hours after the announce was posted          (enqueue_reminders)
+--   escalation  CRITICAL and close to expiring                                 (enqueue_reminders)
+--   outcome     it left pending: edit every message of that episode to show the outcome and
+--               drop its buttons
+-- A post has no idempotency key at Discord. `dispatched_at` is set just before the POST, so after a
+-- crash we know whether it may have gone out; if it may have, the row keeps `maybe_posted` and
+-- the next post says it may repeat an earlier one (same `nonce` in both footers). It is never
+-- re-posted silently.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists discord_notifications (
+  id               bigint generated always as identity primary key,
+  action_id        uuid not null references actions (id) on delete cascade,
+  kind             text not null check (kind in ('announce', 'reminder', 'escalation', 'outcome')),
+  episode          integer not null check (episode > 0),
+  nonce            uuid not null default gen_random_uuid(),   -- shown on the message: copies match
+  status           text not null default 'queued'
+                     check (status in ('queued', 'sending', 'sent', 'failed', 'cancelled', 'unknown')),
+  details          jsonb not null default '{}',               -- an outcome: the decision as made
+  run_after        timestamptz not null,
+  attempts         integer not null default 0,
+  attempt_token    uuid,
+  claimed_by       text,
+  lease_expires_at timestamptz,
+  dispatched_at    timestamptz,                               -- this attempt's POST may have left
+  maybe_posted     boolean not null default false,            -- an earlier attempt's POST may have
+  last_error       text,
+  sent_at          timestamptz,
+  created_at       timestamptz not null,
+  updated_at       timestamptz not null
+);
+create unique index if not exists discord_notifications_once on discord_notifications (action_id, kind, episode);
+create index if not exists discord_notifications_due on discord_notifications (run_after) where status = 'queued';
+create index if not exists discord_notifications_leases on discord_notifications (lease_expires_at)
+  where status = 'sending';
+
+-- Every message Discord confirmed, so an outcome knows what to edit (a late answer from a sender
+-- that lost its lease is kept too: its message gets edited like the others).
+create table if not exists discord_messages (
+  message_id      text primary key,
+  notification_id bigint not null references discord_notifications (id) on delete cascade,
+  action_id       uuid not null,
+  episode         integer not null,
+  posted_at       timestamptz not null
+);
+create index if not exists discord_messages_episode on discord_messages (action_id, episode);
+
+create or replace function discord_outcome(a actions) returns jsonb
+language sql stable as $$
+  select jsonb_build_object(
+    'status', a.status, 'decision', a.decision, 'decided_by', a.decided_by,
+    'at', coalesce(a.decided_at, a.updated_at),
+    'reason', coalesce(a.rejection_reason, a.feedback, case when a.status = 'cancelled' then a.last_error end))
+$$;
+
+create or replace function enqueue_action_notifications() returns trigger
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_episode integer;
+begin
+  if tg_op = 'UPDATE' and old.status is not distinct from new.status then
+    return null;
+  end if;
+  if new.status <> 'pending' and (tg_op = 'INSERT' or old.status <> 'pending') then
+    return null;
+  end if;
+  select max(episode) into v_episode from discord_notifications where action_id = new.id and kind = 'announce';
+
+  if new.status = 'pending' then
+    insert into discord_notifications (action_id, kind, episode, run_after, created_at, updated_at)
+    values (new.id, 'announce', coalesce(v_episode, 0) + 1, v_now, v_now, v_now);
+    return null;
+  end if;
+  if v_episode is null then
+    return null;
+  end if;
+  -- Left pending. What was not posted yet no longer needs posting (an auto-run LOW action ends
+  -- here in the transaction that submitted it); what was posted or is being posted gets edited.
+  update discord_notifications
+     set status = case when maybe_posted then 'unknown' else 'cancelled' end, updated_at = v_now,
+         last_error = format('the action became %s before this was posted', new.status)
+   where action_id = new.id and episode = v_episode and kind <> 'outcome' and status = 'queued';
+  if exists (select 1 from discord_notifications
+              where action_id = new.id and episode = v_episode and kind <> 'outcome'
+                and status in ('sending', 'sent'))
+     or exists (select 1 from discord_messages where action_id = new.id and episode = v_episode) then
+    insert into discord_notifications (action_id, kind, episode, details, run_after, created_at, updated_at)
+    values (new.id, 'outcome', v_episode, discord_outcome(new), v_now, v_now, v_now)
+    on conflict (action_id, kind, episode) do nothing;
+  end if;
+  return null;
+end
+$$;
+create or replace trigger actions_discord_notifications after insert or update of status on actions
+  for each row execute function enqueue_action_notifications();
+
+-- Reminders and escalations, once each per action and episode (the unique index), so the job may
+-- run as often and on as many instances as you like. A reminder counts from when the announce
+-- was posted (the reviewer cannot act on what they were never shown); an escalation only follows
+-- an announce posted before the escalation window (inside it, the announce already pinged).
+create or replace function enqueue_reminders(
+  p_reminder_after_seconds double precision, p_escalate_before_seconds double precision, p_limit integer
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_remind interval;
+  v_escalate interval;
+  v_reminders integer;
+  v_escalations integer;
+begin
+  if coalesce(p_reminder_after_seconds, 0) <= 0 or coalesce(p_escalate_before_seconds, -1) < 0
+     or coalesce(p_limit, 0) < 1 then
+    raise exception 'reminders need a positive delay, a non-negative escalation window and a limit'
+      using errcode = 'OD422';
+  end if;
+  v_remind := make_interval(secs => p_reminder_after_seconds);
+  v_escalate := make_interval(secs => p_escalate_before_seconds);
+  with announced as (
+    select a.id, a.risk_level, a.expires_at, n.episode, n.sent_at
+      from actions a
+      join discord_notifications n on n.action_id = a.id and n.kind = 'announce' and n.status = 'sent'
+     where a.status = 'pending' and a.expires_at > v_now
+       and n.episode = (select max(e.episode) from discord_notifications e
+                         where e.action_id = a.id and e.kind = 'announce')
+  ), wanted as (
+    select id, episode, 'reminder' as kind from announced
+     where sent_at + v_remind <= v_now
+    union all
+    select id, episode, 'escalation' from announced
+     where risk_level = 'CRITICAL' and expires_at - v_escalate <= v_now and sent_at < expires_at - v_escalate
+  ), due as (
+    -- The action's row lock orders this against a decision: either the decision's trigger sees
+    -- the reminder and withdraws it, or the lock re-reads the decided row and the status test here
+    -- (re-checked on the newest row version) leaves it out.
+    select w.id, w.episode, w.kind from wanted w
+      join actions a on a.id = w.id
+     where a.status = 'pending'
+       and not exists (select 1 from discord_notifications x
+                        where x.action_id = w.id and x.kind = w.kind and x.episode = w.episode)
+     order by a.requested_at limit p_limit
+       for update of a skip locked
+  ), inserted as (
+    insert into discord_notifications (action_id, kind, episode, run_after, created_at, updated_at)
+    select id, kind, episode, v_now, v_now, v_now from due
+    on conflict (action_id, kind, episode) do nothing
+    returning kind
+  )
+  select count(*) filter (where kind = 'reminder'), count(*) filter (where kind = 'escalation')
+    into v_reminders, v_escalations from inserted;
+  return jsonb_build_object('reminders', v_reminders, 'escalations', v_escalations);
+end
+$$;
+
+create or replace function recover_notification_leases(p_actor text, p_limit integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_to text;
+  v_out jsonb := '[]';
+  n discord_notifications;
+begin
+  for n in
+    select * from discord_notifications
+     where status = 'sending' and lease_expires_at <= v_now
+     order by lease_expires_at limit p_limit
+       for update skip locked
+  loop
+    if n.kind = 'outcome' or exists (select 1 from actions where id = n.action_id and status = 'pending') then
+      v_to := 'queued';   -- an edit is idempotent; a post for a pending action must still reach it
+    elsif n.dispatched_at is not null or n.maybe_posted then
+      v_to := 'unknown';  -- decided meanwhile: nothing to announce, but a copy may be out there
+    else
+      v_to := 'cancelled';
+    end if;
+    update discord_notifications
+       set status = v_to, run_after = v_now, attempt_token = null, lease_expires_at = null,
+           dispatched_at = null, maybe_posted = maybe_posted or (kind <> 'outcome' and dispatched_at is not null),
+           last_error = 'the sender lost its lease', updated_at = v_now
+     where id = n.id;
+    if n.kind <> 'outcome' and n.dispatched_at is not null then
+      perform write_audit(n.action_id, p_actor, 'notification_uncertain', null, null,
+        format('a Discord %s may have been posted before its sender stopped; %s', n.kind,
+               case when v_to = 'queued' then 'it will be posted again, marked as a possible repeat'
+                    else 'the action is no longer pending, so it is not posted again' end),
+        null, jsonb_build_object('notification_id', n.id, 'nonce', n.nonce, 'worker', n.claimed_by));
+    end if;
+    v_out := v_out || jsonb_build_object('id', n.id, 'status', v_to);
+  end loop;
+  return jsonb_build_object('recovered', v_out);
+end
+$$;
+
+-- Due notifications with their action and, for an outcome, the messages to edit. An outcome
+-- waits while a post of its episode is in flight, so it cannot miss that post's message.
+create or replace function claim_notifications(p_worker text, p_lease_seconds double precision, p_limit integer)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_claimed jsonb;
+begin
+  with due as (
+    select n.id from discord_notifications n
+     where n.status = 'queued' and n.run_after <= v_now
+       and (n.kind <> 'outcome' or not exists (
+             select 1 from discord_notifications p
+              where p.action_id = n.action_id and p.episode = n.episode and p.kind <> 'outcome'
+                and p.status = 'sending'))
+     order by n.run_after, n.id limit p_limit
+       for update of n skip locked
+  ), claimed as (
+    update discord_notifications n
+       set status = 'sending', attempts = n.attempts + 1, attempt_token = gen_random_uuid(),
+           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+           dispatched_at = null, updated_at = v_now
+      from due where n.id = due.id
+    returning n.*
+  )
+  select coalesce(jsonb_agg(to_jsonb(c) || jsonb_build_object(
+           'action', (select action_view(a) from actions a where a.id = c.action_id),
+           'messages', coalesce((select jsonb_agg(m.message_id order by m.posted_at, m.message_id)
+                                   from discord_messages m
+                                  where m.action_id = c.action_id and m.episode = c.episode), '[]'))
+         order by c.run_after, c.id), '[]')
+    into v_claimed from claimed c;
+  return v_claimed;
+end
+$$;
+
+create or replace function locked_notification(p_id bigint, p_attempt_token uuid) returns discord_notifications
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  n discord_notifications;
+begin
+  select * into n from discord_notifications where id = p_id for update;
+  if not found then
+    raise exception 'no notification %', p_id using errcode = 'OD404';
+  end if;
+  if n.status <> 'sending' or n.attempt_token is distinct from p_attempt_token then
+    raise exception 'attempt on notification % was superseded (now %)', p_id, n.status using errcode = 'OD499',
+      detail = jsonb_build_object('status', n.status)::text;
+  end if;
+  return n;
+end
+$$;
+
+create or replace function mark_notification_dispatched(p_id bigint, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+begin
+  update discord_notifications set dispatched_at = db_now(), updated_at = db_now() where id = n.id;
+  return jsonb_build_object('id', n.id, 'dispatched', true);
+end
+$$;
+
+-- Discord confirmed a post. The message is kept even when the answer comes from an attempt that
+-- lost its lease: it exists, so it must be edited when the action is decided; and if its row is
+-- still waiting for a repost, that repost is no longer needed.
+create or replace function record_notification_sent(p_id bigint, p_attempt_token uuid, p_message_id text)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications;
+  o discord_notifications;
+  a actions;
+  v_current boolean;
+begin
+  if p_message_id is null or p_message_id !~ '^\d{1,25}$' then
+    raise exception 'not a Discord message id: %', p_message_id using errcode = 'OD422';
+  end if;
+  select * into n from discord_notifications where id = p_id for update;
+  if not found then
+    raise exception 'no notification %', p_id using errcode = 'OD404';
+  end if;
+  if n.kind = 'outcome' then
+    raise exception 'an outcome edit is recorded with record_outcome_edited' using errcode = 'OD422';
+  end if;
+  -- lock the episode's outcome before adding a message, so an edit running now cannot miss it
+  select * into o from discord_notifications
+   where action_id = n.action_id and kind = 'outcome' and episode = n.episode for update;
+  v_current := n.status = 'sending' and n.attempt_token = p_attempt_token;
+
+  insert into discord_messages (message_id, notification_id, action_id, episode, posted_at)
+  values (p_message_id, n.id, n.action_id, n.episode, v_now)
+  on conflict (message_id) do nothing;
+  if v_current or n.status in ('queued', 'cancelled', 'unknown', 'failed') then
+    update discord_notifications
+       set status = 'sent', sent_at = v_now, attempt_token = null, lease_expires_at = null,
+           last_error = null, updated_at = v_now
+     where id = n.id returning * into n;
+  end if;
+
+  select * into a from actions where id = n.action_id;
+  if o.id is not null and o.status in ('sent', 'failed') then
+    update discord_notifications
+       set status = 'queued', run_after = v_now, attempts = 0, last_error = null, updated_at = v_now
+     where id = o.id;
+  elsif o.id is null and a.status <> 'pending' then
+    insert into discord_notifications (action_id, kind, episode, details, run_after, created_at, updated_at)
+    values (n.action_id, 'outcome', n.episode, discord_outcome(a), v_now, v_now, v_now);
+  end if;
+
+  perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notified', null, null, null, null,
+                      jsonb_build_object('notification_id', n.id, 'kind', n.kind, 'message_id', p_message_id,
+                                         'possible_repeat', n.maybe_posted, 'late', not v_current));
+  return jsonb_build_object('id', n.id, 'status', n.status, 'message_id', p_message_id, 'late', not v_current);
+end
+$$;
+
+-- An outcome edit finished for `p_message_ids`. If a message of the episode was recorded while it
+-- ran, it goes round again (edits are idempotent) instead of leaving that message's buttons live.
+create or replace function record_outcome_edited(p_id bigint, p_attempt_token uuid, p_message_ids jsonb)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+  v_missed boolean;
+begin
+  if n.kind <> 'outcome' or jsonb_typeof(coalesce(p_message_ids, 'null')) <> 'array' then
+    raise exception 'record_outcome_edited needs an outcome and the list of edited message ids'
+      using errcode = 'OD422';
+  end if;
+  v_missed := exists (select 1 from discord_messages m
+                       where m.action_id = n.action_id and m.episode = n.episode
+                         and not p_message_ids ? m.message_id);
+  update discord_notifications
+     set status = case when v_missed then 'queued' else 'sent' end,
+         attempts = attempts - case when v_missed then 1 else 0 end,
+         run_after = v_now, sent_at = case when v_missed then null else v_now end,
+         attempt_token = null, lease_expires_at = null, last_error = null, updated_at = v_now
+   where id = n.id returning * into n;
+  if not v_missed then
+    perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notified', null, null, null, null,
+                        jsonb_build_object('notification_id', n.id, 'kind', 'outcome', 'edited', p_message_ids));
+  end if;
+  return jsonb_build_object('id', n.id, 'status', n.status);
+end
+$$;
+
+-- A failed attempt: back in the queue after `p_retry_in_seconds`, or `failed` once
+-- `p_max_attempts` counted attempts are used. A 429 or an open circuit does not count.
+create or replace function reschedule_notification(
+  p_id bigint, p_attempt_token uuid, p_error text, p_retry_in_seconds double precision,
+  p_count_attempt boolean, p_max_attempts integer, p_maybe_posted boolean
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+  v_count boolean := coalesce(p_count_attempt, true);
+  v_give_up boolean;
+begin
+  if coalesce(p_max_attempts, 0) < 1 then
+    raise exception 'p_max_attempts must be positive' using errcode = 'OD422';
+  end if;
+  v_give_up := v_count and n.attempts >= p_max_attempts;
+  update discord_notifications
+     set status = case when v_give_up then 'failed' else 'queued' end,
+         attempts = attempts - case when v_count then 0 else 1 end,
+         run_after = v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0)),
+         maybe_posted = maybe_posted or (kind <> 'outcome' and coalesce(p_maybe_posted, false)),
+         attempt_token = null, lease_expires_at = null, dispatched_at = null,
+         last_error = case when v_give_up then format('gave up after %s attempts: %s', n.attempts, p_error)
+                           else p_error end,
+         updated_at = v_now
+   where id = n.id returning * into n;
+  if v_give_up then
+    perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notification_failed', null, null,
+                        n.last_error, null, jsonb_build_object('notification_id', n.id, 'kind', n.kind));
+  end if;
+  return jsonb_build_object('id', n.id, 'status', n.status, 'attempts', n.attempts, 'run_after', n.run_after);
+end
+$$;
+
+-- Discord refused this notification itself (a 4xx other than 429): trying again cannot help.
+create or replace function fail_notification(p_id bigint, p_attempt_token uuid, p_error text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  n discord_notifications := locked_notification(p_id, p_attempt_token);
+begin
+  update discord_notifications
+     set status = 'failed', attempt_token = null, lease_expires_at = null, dispatched_at = null,
+         last_error = p_error, updated_at = v_now
+   where id = n.id returning * into n;
+  perform write_audit(n.action_id, coalesce(n.claimed_by, 'discord'), 'notification_failed', null, null,
+                      p_error, null, jsonb_build_object('notification_id', n.id, 'kind', n.kind));
+  return jsonb_build_object('id', n.id, 'status', n.status);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Claude: every model call with its tokens and cost, the daily spend cap, and the model the
+-- configured id resolves to (kept here so every process uses the same one). Amounts in jsonb
+-- answers are strings so they reach Python as exact Decimals on both transports.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists llm_calls (
+  id                          bigint generated always as identity primary key,
+  agent                       text not null,
+  model                       text not null,
+  budget_day                  date not null,            -- calendar day in the budget time zone
+  outcome                     text not null
+                                check (outcome in ('reserved', 'ok', 'invalid_output', 'error', 'refused')),
+  reserved_usd                numeric not null default 0 check (reserved_usd >= 0),  -- held while it runs
+  cost_usd                    numeric not null default 0 check (cost_usd >= 0),
+  input_tokens                integer not null default 0,
+  output_tokens               integer not null default 0,
+  cache_creation_input_tokens integer not null default 0,
+  cache_read_input_tokens     integer not null default 0,
+  latency_ms                  integer,
+  error                       text,
+  started_at                  timestamptz not null default db_now(),
+  finished_at                 timestamptz
+);
+create index if not exists llm_calls_budget_day on llm_calls (budget_day);
+
+-- A day's spend: finished calls at their cost, running ones at their reservation. A reservation
+-- left by a process that died mid-call keeps counting: that call may have been billed.
+create or replace function llm_day_spend(p_day date) returns numeric
+language sql stable set search_path = public, pg_temp as $$
+  select coalesce(sum(case when outcome = 'reserved' then reserved_usd else cost_usd end), 0)
+    from llm_calls where budget_day = p_day
+$$;
+
+-- Reserve a call's worst-case cost against the day's cap, or refuse it (recorded as `refused`).
+-- A transaction-scoped lock per budget day orders every reservation of that day across all
+-- processes, so the sum read below always includes every reservation granted before it: two
+-- callers can never both fit into the last few cents.
+create or replace function llm_reserve(
+  p_agent text, p_model text, p_reserve_usd numeric, p_budget_usd numeric, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_day date := (db_now() at time zone p_time_zone)::date;
+  v_spent numeric;
+  v_id bigint;
+begin
+  if p_reserve_usd is null or p_reserve_usd < 0 or p_budget_usd is null or p_budget_usd < 0 then
+    raise exception 'reservation and budget must be non-negative amounts' using errcode = 'OD422';
+  end if;
+  perform pg_advisory_xact_lock(hashtext('opsdesk.llm_budget'), v_day - date '2000-01-01');
+  v_spent := llm_day_spend(v_day);
+  if v_spent + p_reserve_usd > p_budget_usd then
+    insert into llm_calls (agent, model, budget_day, outcome, error, finished_at)
+    values (p_agent, p_model, v_day, 'refused',
+            format('daily budget %s USD: %s spent, this call may cost up to %s', p_budget_usd,
+                   round(v_spent, 4), round(p_reserve_usd, 4)),
+            db_now());
+    return jsonb_build_object(
+      'granted', false, 'day', v_day, 'spent_usd', v_spent::text, 'budget_usd', p_budget_usd::text,
+      'needed_usd', p_reserve_usd::text,
+      'resets_in_seconds', extract(epoch from ((v_day + 1)::timestamp at time zone p_time_zone) - db_now()));
+  end if;
+  insert into llm_calls (agent, model, budget_day, outcome, reserved_usd)
+  values (p_agent, p_model, v_day, 'reserved', p_reserve_usd)
+  returning id into v_id;
+  return jsonb_build_object('granted', true, 'call_id', v_id, 'day', v_day, 'spent_usd', v_spent::text,
+                            'budget_usd', p_budget_usd::text);
+end
+$$;
+
+-- Settle a reservation with what the call really used; its reservation stops counting.
+create or replace function llm_settle(
+  p_call_id bigint, p_outcome text, p_input_tokens integer, p_output_tokens integer,
+  p_cache_creation_input_tokens integer, p_cache_read_input_tokens integer, p_cost_usd numeric,
+  p_latency_ms integer, p_error text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  c llm_calls;
+begin
+  if p_outcome not in ('ok', 'invalid_output', 'error') then
+    raise exception 'outcome must be ok, invalid_output or error' using errcode = 'OD422';
+  end if;
+  update llm_calls
+     set outcome = p_outcome, input_tokens = coalesce(p_input_tokens, 0),
+         output_tokens = coalesce(p_output_tokens, 0),
+         cache_creation_input_tokens = coalesce(p_cache_creation_input_tokens, 0),
+         cache_read_input_tokens = coalesce(p_cache_read_input_tokens, 0),
+         cost_usd = coalesce(p_cost_usd, 0), latency_ms = p_latency_ms, error = p_error,
+         finished_at = db_now()
+   where id = p_call_id and outcome = 'reserved'
+  returning * into c;
+  if not found then
+    if exists (select 1 from llm_calls where id = p_call_id) then
+      raise exception 'llm call % is already settled', p_call_id using errcode = 'OD409';
+    end if;
+    raise exception 'no llm call %', p_call_id using errcode = 'OD404';
+  end if;
+  return jsonb_build_object('call_id', c.id, 'outcome', c.outcome, 'cost_usd', c.cost_usd::text);
+end
+$$;
+
+-- The spend of one budget day (today when p_day is null), for the cap, the CLI and the report.
+create or replace function llm_spend(p_time_zone text, p_day date) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with d as (select coalesce(p_day, (db_now() at time zone p_time_zone)::date) as day),
+  calls as (select c.* from llm_calls c, d where c.budget_day = d.day)
+  select jsonb_build_object(
+    'day', (select day from d),
+    'spent_usd', llm_day_spend((select day from d))::text,
+    'calls', (select count(*) from calls where outcome <> 'refused'),
+    'refused', (select count(*) from calls where outcome = 'refused'),
+    'failed', (select count(*) from calls where outcome in ('error', 'invalid_output')),
+    'input_tokens', (select coalesce(sum(input_tokens), 0) from calls),
+    'output_tokens', (select coalesce(sum(output_tokens), 0) from calls),
+    'cache_creation_input_tokens', (select coalesce(sum(cache_creation_input_tokens), 0) from calls),
+    'cache_read_input_tokens', (select coalesce(sum(cache_read_input_tokens), 0) from calls),
+    'by_agent', (select coalesce(jsonb_object_agg(agent, spent), '{}') from (
+      select agent, sum(case when outcome = 'reserved' then reserved_usd else cost_usd end)::text as spent
+        from calls group by agent) per_agent))
+$$;
+
+-- The model the configured id resolved to at the last check of the models list.
+create table if not exists llm_model_resolution (
+  configured text primary key,
+  resolved   text not null,
+  fallback   boolean not null,
+  reason     text not null default '',
+  checked_at timestamptz not null default db_now()
+);
+
+-- The stored resolution if it is younger than p_max_age_seconds, else null.
+create or replace function llm_model_cached(p_configured text, p_max_age_seconds double precision)
+returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select to_jsonb(r) from llm_model_resolution r
+   where r.configured = p_configured
+     and r.checked_at > db_now() - make_interval(secs => p_max_age_seconds)
+$$;
+
+create or replace function llm_model_store(
+  p_configured text, p_resolved text, p_fallback boolean, p_reason text
+) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  insert into llm_model_resolution as r (configured, resolved, fallback, reason, checked_at)
+  values (p_configured, p_resolved, p_fallback, coalesce(p_reason, ''), db_now())
+  on conflict (configured) do update
+    set resolved = excluded.resolved, fallback = excluded.fallback, reason = excluded.reason,
+        checked_at = excluded.checked_at
+  returning to_jsonb(r)
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- HubSpot webhooks. The endpoint checks the v3 signature; this records one signed delivery,
+-- atomically: refused when its timestamp is outside the window (on the database clock) or when
+-- the same signed request came before (a replay), else its events, each once by HubSpot's eventId
+-- (HubSpot redelivers a failed delivery with a fresh timestamp and signature).
+-- ---------------------------------------------------------------------------------------------
+create table if not exists hubspot_webhook_deliveries (
+  delivery_hash text primary key,          -- sha256 of signature + timestamp: a replay collides
+  signed_at     timestamptz not null,      -- the request's timestamp; kept while it is in the window
+  received_at   timestamptz not null default db_now()
+);
+create index if not exists hubspot_webhook_deliveries_signed on hubspot_webhook_deliveries (signed_at);
+
+create table if not exists hubspot_events (
+  event_id          bigint primary key,    -- HubSpot's eventId
+  subscription_type text not null,
+  object_id         bigint,
+  portal_id         bigint,
+  occurred_at       timestamptz not null,
+  payload           jsonb not null,        -- the event as HubSpot sent it: untrusted input
+  received_at       timestamptz not null default db_now()
+);
+create index if not exists hubspot_events_type_occurred on hubspot_events (subscription_type, occurred_at);
+
+create or replace function record_hubspot_webhook(
+  p_delivery_hash text, p_signed_at_ms bigint, p_window_seconds integer, p_events jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_signed_at timestamptz := to_timestamp(p_signed_at_ms / 1000.0);
+  v_window interval := make_interval(secs => p_window_seconds);
+  v_recorded integer;
+begin
+  if jsonb_typeof(p_events) is distinct from 'array' then
+    raise exception 'HubSpot events must be a JSON array' using errcode = 'OD422';
+  end if;
+  if v_signed_at < v_now - v_window or v_signed_at > v_now + v_window then
+    return jsonb_build_object('accepted', false, 'reason', 'stale', 'now', v_now);
+  end if;
+  -- a delivery signed before the window is refused as stale anyway: no need to remember it
+  delete from hubspot_webhook_deliveries where signed_at < v_now - v_window;
+  insert into hubspot_webhook_deliveries (delivery_hash, signed_at) values (p_delivery_hash, v_signed_at)
+  on conflict (delivery_hash) do nothing;
+  if not found then
+    return jsonb_build_object('accepted', false, 'reason', 'replay');
+  end if;
+  insert into hubspot_events (event_id, subscription_type, object_id, portal_id, occurred_at, payload)
+  select (e->>'eventId')::bigint, e->>'subscriptionType', (e->>'objectId')::bigint, (e->>'portalId')::bigint,
+         to_timestamp((e->>'occurredAt')::bigint / 1000.0), e
+    from jsonb_array_elements(p_events) e
+  on conflict (event_id) do nothing;
+  get diagnostics v_recorded = row_count;
+  return jsonb_build_object('accepted', true, 'received', jsonb_array_length(p_events),
+                            'recorded', v_recorded);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Memory: what the business knows (knowledge base, sent messages, decisions with the reviewers'
+-- reasons and edits, tickets, reports), searchable by full text, by vector and by both fused
+-- with reciprocal rank fusion. Python: app/memory.py; embeddings: integrations/embeddings.py.
+--
+-- One embedding model and dimension per deployment. `memory.embedding` is declared without a
+-- dimension so this file stays static and idempotent; configure_memory(), called at start-up with
+-- the embeddings provider's model and dimension, records them in memory_config, gives the column
+-- that dimension (`vector(N)`) and builds the HNSW index on it. From then on pgvector refuses a
+-- vector of any other size on every write, and a provider with another model or size is refused
+-- at start-up until `opsdesk memory reindex` (configure_memory with p_reset) starts over.
+-- Rows are written without embeddings (triggers cannot call a model); embed_pending in Python
+-- claims them (claim_memory_to_embed), embeds and stores the vectors (set_memory_embeddings).
+-- ---------------------------------------------------------------------------------------------
+create table if not exists memory_config (
+  id            boolean primary key default true check (id),
+  model         text not null,                    -- "<provider>/<model>", e.g. local/all-MiniLM-L6-v2
+  dimension     integer not null check (dimension between 1 and 2000),  -- HNSW on vector: 2,000 max
+  configured_at timestamptz not null default db_now()
+);
+
+create table if not exists memory (
+  id                  bigint generated always as identity primary key,
+  kind                text not null check (kind ~ '^[a-z][a-z0-9_]{0,39}$'),
+  source              text not null check (source ~ '^[a-z][a-z0-9_.-]{0,39}$'),
+  source_id           text not null check (length(source_id) between 1 and 500),
+  title               text not null default '',
+  content             text not null,
+  metadata            jsonb not null default '{}',
+  occurred_at         timestamptz not null default db_now(),  -- when it happened: `since` and retention
+  created_at          timestamptz not null default db_now(),
+  updated_at          timestamptz not null default db_now(),
+  fts                 tsvector generated always as (
+                        setweight(to_tsvector('english', title), 'A')
+                        || setweight(to_tsvector('english', content), 'B')
+                        || array_to_tsvector(array['#kind=' || kind])) stored,
+  embedding           vector,                   -- vector(N) once configure_memory ran
+  embedding_model     text,                     -- the model that made `embedding`
+  embedded_at         timestamptz,
+  embed_claimed_until timestamptz,              -- an embedder holds the row until then
+  unique (source, source_id)
+);
+-- The kind is a lexeme of fts too, '#kind=ticket', so a kind filter narrows the GIN scan itself
+-- instead of fetching every row with the words. No text reaches it: the parser drops '#', and a
+-- prefix query (`kind*`) is letters and digits, so it never starts with one. The column's comment
+-- names its version; a table made with an older column gets it rebuilt here, once.
+do $$
+begin
+  if col_description('public.memory'::regclass,
+                     (select attnum from pg_attribute
+                       where attrelid = 'public.memory'::regclass and attname = 'fts')) is distinct from 'fts v2' then
+    alter table memory drop column fts;
+    alter table memory add column fts tsvector generated always as (
+      setweight(to_tsvector('english', title), 'A')
+      || setweight(to_tsvector('english', content), 'B')
+      || array_to_tsvector(array['#kind=' || kind])) stored;
+    comment on column memory.fts is 'fts v2';
+  end if;
+end
+$$;
+create index if not exists memory_fts on memory using gin (fts);
+create index if not exists memory_kind_occurred on memory (kind, occurred_at);
+create index if not exists memory_occurred on memory (occurred_at);
+create index if not exists memory_to_embed on memory (id) where embedding is null;
+
+-- Who holds a maintenance job (pruning) across every instance of the service.
+create table if not exists maintenance_leases (
+  name         text primary key,
+  holder       text not null,
+  leased_until timestamptz not null
+);
+
+-- The model, the dimension the column really has, whether the HNSW index exists, and the kinds
+-- with a partial HNSW index of their own.
+create or replace function memory_settings() returns jsonb
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select jsonb_build_object(
+    'model', (select model from memory_config),
+    'dimension', (select dimension from memory_config),
+    'column_dimension', (select nullif(a.atttypmod, -1) from pg_attribute a
+                          where a.attrelid = 'public.memory'::regclass and a.attname = 'embedding'),
+    'index', to_regclass('public.memory_embedding_hnsw') is not null,
+    'kind_indexes', coalesce((select jsonb_agg(substr(c.relname, 23) order by c.relname)
+                                from pg_index i join pg_class c on c.oid = i.indexrelid
+                               where i.indrelid = 'public.memory'::regclass
+                                 and c.relname like 'memory\_embedding\_hnsw\_%'), '[]'))
+$$;
+
+-- Start-up and reindex. The first call fixes the model and dimension; a later call with the same
+-- ones only makes sure the indexes exist; another model or dimension is refused (OD409) unless
+-- p_reset, which forgets every vector, re-types the column and leaves the indexes to be built once
+-- the rows are embedded again (a bulk build is far faster than growing HNSW row by row).
+-- p_indexed_kinds (a JSON array; null leaves them as they are) are the kinds that get a partial
+-- HNSW index: a search filtered to one of them walks that kind's own graph. In the shared graph a
+-- filter far from the query (tickets, for a question about newsletters) runs out of scan budget
+-- before it finds enough rows, even with iterative scans; partial indexes are pgvector's advice
+-- for filtering on a few values.
+-- Security definer: changing the column and the indexes needs the table owner, and over
+-- Supabase's REST API the caller is service_role.
+create or replace function configure_memory(
+  p_model text, p_dimension integer, p_reset boolean, p_indexed_kinds jsonb default null
+) returns jsonb
+language plpgsql security definer set search_path = public, extensions, pg_temp as $$
+declare
+  c memory_config;
+  v_column integer;
+  v_kinds text[];
+  v_kind text;
+  v_index text;
+begin
+  if nullif(btrim(coalesce(p_model, '')), '') is null or p_dimension is null
+     or p_dimension not between 1 and 2000 then
+    raise exception 'configure_memory needs a model and a dimension from 1 to 2000'
+      using errcode = 'OD422';
+  end if;
+  if p_indexed_kinds is not null then
+    if jsonb_typeof(p_indexed_kinds) <> 'array' then
+      raise exception 'p_indexed_kinds must be a JSON array of kinds' using errcode = 'OD422';
+    end if;
+    v_kinds := array(select distinct k from jsonb_array_elements_text(p_indexed_kinds) k order by 1);
+    if exists (select 1 from unnest(v_kinds) k where k !~ '^[a-z][a-z0-9_]{0,39}$') then
+      raise exception 'indexed kinds are lower-case names' using errcode = 'OD422';
+    end if;
+  end if;
+  perform pg_advisory_xact_lock(7245190312);
+  select * into c from memory_config where id;
+  if found and (c.model, c.dimension) is distinct from (p_model, p_dimension)
+     and not coalesce(p_reset, false) then
+    raise exception 'memory is embedded with % (% dimensions), the configured provider gives % (% dimensions)',
+        c.model, c.dimension, p_model, p_dimension
+      using errcode = 'OD409',
+            detail = jsonb_build_object('model', c.model, 'dimension', c.dimension,
+                                        'wanted_model', p_model, 'wanted_dimension', p_dimension)::text;
+  end if;
+  if not found or coalesce(p_reset, false) then
+    for v_index in
+      select i.indexrelid::regclass::text from pg_index i join pg_class ic on ic.oid = i.indexrelid
+       where i.indrelid = 'public.memory'::regclass and ic.relname like 'memory\_embedding\_hnsw%'
+    loop
+      execute format('drop index %s', v_index);
+    end loop;
+    update memory set embedding = null, embedding_model = null, embedded_at = null,
+                      embed_claimed_until = null
+     where embedding is not null or embed_claimed_until is not null;
+    select nullif(atttypmod, -1) into v_column from pg_attribute
+     where attrelid = 'public.memory'::regclass and attname = 'embedding';
+    if v_column is distinct from p_dimension then
+      execute format('alter table public.memory alter column embedding type vector(%s)', p_dimension);
+    end if;
+    insert into memory_config (id, model, dimension, configured_at)
+    values (true, p_model, p_dimension, db_now())
+    on conflict (id) do update set model = excluded.model, dimension = excluded.dimension,
+                                   configured_at = excluded.configured_at;
+  end if;
+  if not coalesce(p_reset, false) then
+    if to_regclass('public.memory_embedding_hnsw') is null then
+      create index memory_embedding_hnsw on memory using hnsw (embedding vector_cosine_ops);
+    end if;
+    if v_kinds is not null then
+      for v_index, v_kind in
+        select ic.relname, substr(ic.relname, 23) from pg_index i join pg_class ic on ic.oid = i.indexrelid
+         where i.indrelid = 'public.memory'::regclass and ic.relname like 'memory\_embedding\_hnsw\_%'
+      loop
+        if not v_kind = any (v_kinds) then
+          execute format('drop index public.%I', v_index);
+        end if;
+      end loop;
+      foreach v_kind in array v_kinds loop
+        if to_regclass(format('public.%I', 'memory_embedding_hnsw_' || v_kind)) is null then
+          execute format('create index %I on public.memory using hnsw (embedding vector_cosine_ops) '
+                         'where kind = %L', 'memory_embedding_hnsw_' || v_kind, v_kind);
+        end if;
+      end loop;
+    end if;
+  end if;
+  return memory_settings();
+end
+$$;
+
+-- Upsert one row by (source, source_id). New words clear the vector (embed_pending makes a new
+-- one); a row that did not change is not touched at all. Returns created, updated or unchanged.
+create or replace function memory_put(
+  p_kind text, p_source text, p_source_id text, p_title text, p_content text, p_metadata jsonb,
+  p_occurred_at timestamptz
+) returns text
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_created boolean;
+begin
+  insert into memory as m (kind, source, source_id, title, content, metadata, occurred_at,
+                           created_at, updated_at)
+  values (p_kind, p_source, p_source_id, coalesce(p_title, ''), p_content,
+          coalesce(p_metadata, '{}'), coalesce(p_occurred_at, v_now), v_now, v_now)
+  on conflict (source, source_id) do update
+     set kind = excluded.kind, title = excluded.title, content = excluded.content,
+         metadata = excluded.metadata, occurred_at = coalesce(p_occurred_at, m.occurred_at),
+         updated_at = v_now,
+         embedding = case when (m.title, m.content) = (excluded.title, excluded.content)
+                          then m.embedding end,
+         embedding_model = case when (m.title, m.content) = (excluded.title, excluded.content)
+                                then m.embedding_model end,
+         embedded_at = case when (m.title, m.content) = (excluded.title, excluded.content)
+                            then m.embedded_at end,
+         -- an embedder working on the old text loses its claim (its vector will be refused)
+         embed_claimed_until = case when (m.title, m.content) = (excluded.title, excluded.content)
+                                    then m.embed_claimed_until end
+   where (m.kind, m.title, m.content, m.metadata, m.occurred_at)
+         is distinct from (excluded.kind, excluded.title, excluded.content, excluded.metadata,
+                           coalesce(p_occurred_at, m.occurred_at))
+  returning (xmax = 0) into v_created;
+  if not found then
+    return 'unchanged';
+  end if;
+  return case when v_created then 'created' else 'updated' end;
+end
+$$;
+
+-- Many rows at once: [{kind, source, source_id, title, content, metadata, occurred_at}, ...].
+create or replace function upsert_memories(p_items jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_item jsonb;
+  v_outcome text;
+  v_counts jsonb := '{"created": 0, "updated": 0, "unchanged": 0}';
+begin
+  if p_items is null or jsonb_typeof(p_items) <> 'array' then
+    raise exception 'p_items must be a JSON array of memory rows' using errcode = 'OD422';
+  end if;
+  for v_item in select value from jsonb_array_elements(p_items) loop
+    if coalesce(v_item->>'kind', '') !~ '^[a-z][a-z0-9_]{0,39}$'
+       or coalesce(v_item->>'source', '') !~ '^[a-z][a-z0-9_.-]{0,39}$'
+       or coalesce(length(v_item->>'source_id'), 0) not between 1 and 500
+       or nullif(btrim(coalesce(v_item->>'content', '')), '') is null then
+      raise exception 'a memory row needs a kind and a source (lower-case names), a source_id of 1 to 500 characters and some content'
+        using errcode = 'OD422',
+              detail = jsonb_build_object('source', v_item->>'source', 'source_id', v_item->>'source_id')::text;
+    end if;
+    v_outcome := memory_put(v_item->>'kind', v_item->>'source', v_item->>'source_id', v_item->>'title',
+                            v_item->>'content', v_item->'metadata', (v_item->>'occurred_at')::timestamptz);
+    v_counts := jsonb_set(v_counts, array[v_outcome], to_jsonb((v_counts->>v_outcome)::integer + 1));
+  end loop;
+  return v_counts;
+end
+$$;
+
+-- A sync saw every row its source still has: forget that source's other rows (pages deleted at
+-- the source). Only called after a complete pass, so a failed sync removes nothing.
+create or replace function forget_missing_memory(p_source text, p_kept jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_removed integer;
+begin
+  if p_kept is null or jsonb_typeof(p_kept) <> 'array' then
+    raise exception 'p_kept must be a JSON array of source ids' using errcode = 'OD422';
+  end if;
+  delete from memory m
+   where m.source = p_source
+     and not exists (select 1 from jsonb_array_elements_text(p_kept) k where k = m.source_id);
+  get diagnostics v_removed = row_count;
+  return jsonb_build_object('removed', v_removed);
+end
+$$;
+
+-- How many rows a source holds: a sync whose source suddenly lists nothing (a permissions change
+-- hides every page) asks before forgetting them all.
+create or replace function count_memory_source(p_source text) returns jsonb
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select jsonb_build_object('rows', count(*)) from memory where source = p_source
+$$;
+
+-- Rows waiting for a vector, claimed for p_lease_seconds so parallel embedders (several
+-- instances, a reindex beside the service) never embed the same row twice. `hash` identifies the
+-- text that was embedded: set_memory_embeddings drops a vector whose row changed meanwhile.
+create or replace function claim_memory_to_embed(p_limit integer, p_lease_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_rows jsonb;
+begin
+  if not exists (select 1 from memory_config) then
+    return '[]';
+  end if;
+  with due as (
+    select id from memory
+     where embedding is null and (embed_claimed_until is null or embed_claimed_until <= v_now)
+     order by id limit least(greatest(coalesce(p_limit, 64), 1), 1000)
+       for update skip locked
+  ), claimed as (
+    update memory m set embed_claimed_until = v_now + make_interval(secs => p_lease_seconds)
+      from due where m.id = due.id
+    returning m.id, m.title, m.content, md5(m.title || E'\n' || m.content) as hash
+  )
+  select coalesce(jsonb_agg(to_jsonb(c) order by c.id), '[]') into v_rows from claimed c;
+  return v_rows;
+end
+$$;
+
+-- Give back claims after a failed embedding call, so the next run does not wait for the lease.
+create or replace function release_memory_claims(p_ids jsonb) returns jsonb
+language sql set search_path = public, extensions, pg_temp as $$
+  with released as (
+    update memory m set embed_claimed_until = null
+     where m.id in (select (value #>> '{}')::bigint from jsonb_array_elements(coalesce(p_ids, '[]')))
+       and m.embedding is null
+    returning 1)
+  select jsonb_build_object('released', (select count(*) from released))
+$$;
+
+-- Store vectors: [{id, hash, embedding: [floats]}]. Only for the configured model and only where
+-- the row's text is still the text that was embedded.
+create or replace function set_memory_embeddings(p_model text, p_items jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  c memory_config;
+  v_now timestamptz := db_now();
+  v_stored integer;
+begin
+  select * into c from memory_config where id;
+  if not found or c.model is distinct from p_model then
+    raise exception 'memory is configured for %, not %: run `opsdesk memory reindex`',
+        coalesce(c.model, 'no model yet'), p_model
+      using errcode = 'OD409', detail = jsonb_build_object('model', c.model, 'given', p_model)::text;
+  end if;
+  if p_items is null or jsonb_typeof(p_items) <> 'array' or exists (
+       select 1 from jsonb_array_elements(p_items) i
+        where jsonb_typeof(i.value->'embedding') is distinct from 'array'
+           or jsonb_array_length(i.value->'embedding') <> c.dimension) then
+    raise exception 'every embedding must be an array of % numbers', c.dimension using errcode = 'OD422';
+  end if;
+  update memory m
+     set embedding = (i.value->'embedding')::text::vector, embedding_model = p_model,
+         embedded_at = v_now, embed_claimed_until = null
+    from jsonb_array_elements(p_items) i
+   where m.id = (i.value->>'id')::bigint
+     and md5(m.title || E'\n' || m.content) = i.value->>'hash';
+  get diagnostics v_stored = row_count;
+  return jsonb_build_object('stored', v_stored, 'stale', jsonb_array_length(p_items) - v_stored);
+end
+$$;
+
+-- Rows, vectors and what is still waiting, per kind (`opsdesk memory status`).
+create or replace function memory_stats() returns jsonb
+language sql stable set search_path = public, extensions, pg_temp as $$
+  select memory_settings() || jsonb_build_object(
+    'rows', (select count(*) from memory),
+    'to_embed', (select count(*) from memory where embedding is null),
+    'kinds', coalesce((select jsonb_object_agg(kind, n) from (
+                         select kind, count(*) as n from memory group by kind) k), '{}'))
+$$;
+
+-- The full-text query: websearch syntax ("quoted phrase", or, -word) with the english config
+-- the tsvector is built with. A last word ending in `*` is a prefix (`ship*`, `warrant*`); it is
+-- reduced to letters and digits before `:*` is added, so it cannot smuggle in tsquery operators,
+-- and the operator written before it keeps its meaning (`refund -ship*`, `refund or ship*`).
+-- It is stemmed like the documents (`deliveries*` finds "delivery"); a stop word (`the*`) is kept
+-- as typed instead of vanishing.
+create or replace function memory_tsquery(p_query text) returns tsquery
+language plpgsql immutable set search_path = public, pg_temp as $$
+declare
+  v_last text := substring(coalesce(p_query, '') from '([[:alnum:]]+)\*\s*$');
+  v_rest text;
+  v_operator text := 'and';
+  v_words tsquery;
+  v_prefix tsquery;
+begin
+  if v_last is null then
+    return websearch_to_tsquery('english', coalesce(p_query, ''));
+  end if;
+  v_rest := regexp_replace(p_query, '[[:alnum:]]+\*\s*$', '');
+  if v_rest ~ '(^|\s)-$' then
+    v_operator := 'not';
+    v_rest := regexp_replace(v_rest, '-$', '');
+  elsif v_rest ~* '(^|\s)or\s+$' then
+    v_operator := 'or';
+    v_rest := regexp_replace(v_rest, 'or\s+$', '', 'i');
+  end if;
+  v_words := websearch_to_tsquery('english', v_rest);
+  v_prefix := to_tsquery('english', v_last || ':*');
+  if numnode(v_prefix) = 0 then
+    v_prefix := to_tsquery('simple', v_last || ':*');
+  end if;
+  if v_operator = 'not' then
+    v_prefix := !! v_prefix;
+  end if;
+  if numnode(v_words) = 0 then
+    return v_prefix;
+  end if;
+  return case v_operator when 'or' then v_words || v_prefix else v_words && v_prefix end;
+end
+$$;
+
+-- HTML-escape before ts_headline, so a snippet is safe to show in a page: only our <mark> tags are
+-- markup (tickets and emails are untrusted text).
+create or replace function memory_escape_html(p_text text) returns text
+language sql immutable as $$
+  select replace(replace(replace(p_text, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+$$;
+
+-- Search. Modes: fts (websearch syntax, ranked by ts_rank; ts_rank_cd costs three times as
+-- much per row), vector (cosine distance to p_embedding, a JSON array of the configured
+-- dimension made by p_model), hybrid (both, fused by reciprocal rank: sum of
+-- weight / (p_rrf_k + rank) over the methods that found the row). Each method contributes
+-- its best p_candidates rows; kind and date filters apply inside each method, before the limit.
+--
+-- Full text ranks the newest p_fts_rank_limit matches (null: every match); `fts_limited` says
+-- there were more. Finding them costs one heap fetch per match through the GIN index (cheap for
+-- rare words, slow for a word in every tenth row) or one row read per row walking the time index
+-- newest first until enough match (cheap for common words, slow for rare ones). The planner
+-- picks badly between the two: it multiplies the words' frequencies, so words that come together
+-- ("milk frother") look a hundred times rarer than they are. Instead a pilot reads the newest
+-- rows: if enough match there, that is the answer; otherwise the share that matched prices both
+-- ways and the cheaper one runs: either way visits a few times sqrt(rank limit x rows) rows at most
+-- (bench/README.md measures it).
+-- `fts_strategy` says which way ran: newest (the pilot sufficed), scan (read on newest first),
+-- index (GIN) or all (no rank limit); null when full text did not run.
+-- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
+-- results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score, vector_rank,
+-- similarity, occurred_at, metadata}]}.
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean);
+create or replace function search_memory(
+  p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
+  p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
+  p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean,
+  p_model text default null
+) returns jsonb
+language plpgsql
+set search_path = public, extensions, pg_temp
+-- plan each statement with its values: the mode and the optional filters then fold away (and a
+-- one-kind filter finds its partial HNSW index), instead of a generic plan keeping every branch
+set plan_cache_mode = force_custom_plan
+-- pgvector 0.8: a filtered HNSW scan goes on until enough rows pass the filter; the relaxed
+-- order is put right by the exact sort below. Both settings end with the call.
+set hnsw.iterative_scan = relaxed_order
+set hnsw.ef_search = 40
+-- the GIN bitmap of a word in 40,000 of a million rows does not fit the default 4MB: it turns
+-- lossy, and every row of a lossy page is tested again
+set work_mem = '32MB'
+as $$
+declare
+  v_mode text := lower(coalesce(p_mode, 'hybrid'));
+  v_tsq tsquery := memory_tsquery(p_query);
+  v_candidates integer := least(greatest(coalesce(p_candidates, 50), coalesce(p_limit, 10)), 1000);
+  v_kinds text[];
+  v_kind text;  -- a single kind: its (kind, occurred_at) index and partial HNSW index apply
+  v_kind_tsq tsquery;  -- the kinds as fts lexemes: the GIN index filters by kind itself
+  v_config memory_config;
+  v_vector vector;
+  v_want integer := p_fts_rank_limit + 1;  -- one more than are ranked, to know whether there were more
+  v_pilot integer := 10 * (p_fts_rank_limit + 1);
+  v_strategy text;  -- how full text found its matches: newest, scan, index or all
+  v_seen integer;
+  v_share double precision;
+  v_rows double precision;
+  v_newest bigint[];
+  v_fts_ids bigint[] := '{}';
+  v_fts_scores double precision[] := '{}';
+  v_limited boolean := false;
+  v_indexscan text := current_setting('enable_indexscan');
+  v_result jsonb;
+begin
+  if v_mode not in ('fts', 'vector', 'hybrid') then
+    raise exception 'mode must be fts, vector or hybrid' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_query, '')), '') is null then
+    raise exception 'the query is empty' using errcode = 'OD422';
+  end if;
+  if p_limit is null or p_limit not between 1 and 100 then
+    raise exception 'limit must be from 1 to 100' using errcode = 'OD422';
+  end if;
+  if p_fts_rank_limit is not null and p_fts_rank_limit < 1 then
+    raise exception 'the full-text rank limit must be positive' using errcode = 'OD422';
+  end if;
+  if coalesce(p_rrf_k, 60) < 1 or coalesce(p_fts_weight, 1) < 0 or coalesce(p_vector_weight, 1) < 0 then
+    raise exception 'rrf_k must be positive and the weights not negative' using errcode = 'OD422';
+  end if;
+  if p_kinds is not null and jsonb_typeof(p_kinds) <> 'null' then
+    if jsonb_typeof(p_kinds) <> 'array' then
+      raise exception 'p_kinds must be a JSON array of kinds' using errcode = 'OD422';
+    end if;
+    v_kinds := nullif(array(select distinct jsonb_array_elements_text(p_kinds)), '{}');
+    if exists (select 1 from unnest(v_kinds) k where k !~ '^[a-z][a-z0-9_]{0,39}$') then
+      raise exception 'a kind is a lower-case name' using errcode = 'OD422';
+    end if;
+    v_kind_tsq := (select string_agg(format('''#kind=%s''', k), ' | ') from unnest(v_kinds) k)::tsquery;
+    if cardinality(v_kinds) = 1 then
+      v_kind := v_kinds[1];
+      v_kinds := null;
+    end if;
+  end if;
+  if v_mode <> 'fts' then
+    select * into v_config from memory_config where id;
+    if v_config.dimension is null then
+      raise exception 'vector search needs embeddings: none are configured' using errcode = 'OD422';
+    end if;
+    -- vectors of two models are not comparable, even at one dimension: a service started before
+    -- `opsdesk memory reindex` moved memory to another model must not rank with its old one
+    if p_model is not null and p_model <> v_config.model then
+      raise exception 'the query was embedded with %, but memory is embedded with %', p_model, v_config.model
+        using errcode = 'OD409',
+              detail = jsonb_build_object('query_model', p_model, 'model', v_config.model)::text;
+    end if;
+    if p_embedding is null or jsonb_typeof(p_embedding) <> 'array'
+       or jsonb_array_length(p_embedding) <> v_config.dimension then
+      raise exception 'the query embedding must be an array of % numbers', v_config.dimension
+        using errcode = 'OD422';
+    end if;
+    v_vector := (p_embedding::text)::vector;
+    perform set_config('hnsw.ef_search', least(greatest(coalesce(p_ef_search, 40), v_candidates), 1000)::text,
+                       true);
+  end if;
+
+  if v_mode <> 'vector' and numnode(v_tsq) > 0 then
+    if p_fts_rank_limit is null then
+      v_newest := null;  -- rank every match
+      v_strategy := 'all';
+    else
+      v_strategy := 'newest';
+      -- the pilot: the newest rows, each tested (ts_match_vq is @@ in a form no index serves)
+      select coalesce(array_agg(r.id order by r.occurred_at desc, r.id) filter (where r.hit), '{}'), count(*)
+        into v_newest, v_seen
+        from (select m.id, m.occurred_at, ts_match_vq(m.fts, v_tsq) as hit
+                from memory m
+               where (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                 and (p_since is null or m.occurred_at >= p_since)
+               order by m.occurred_at desc
+               limit v_pilot) r;
+      if cardinality(v_newest) >= v_want then
+        v_limited := true;
+      elsif v_seen = v_pilot then
+        -- more rows than the pilot read: price reading on (want / share rows) against fetching
+        -- every match through GIN (share x rows), taking half a match for none
+        v_share := greatest(cardinality(v_newest), 0.5) / v_seen;
+        -- the rows of the kinds asked for: the table's row count times their share in the
+        -- statistics (the whole table when they are not among its common kinds)
+        v_rows := greatest((select c.reltuples from pg_class c where c.oid = 'public.memory'::regclass)
+                           * coalesce((select nullif(sum(m.freq), 0)
+                                         from pg_stats s
+                                        cross join lateral unnest(s.most_common_vals::text::text[],
+                                                                  s.most_common_freqs) as m(kind, freq)
+                                        where s.schemaname = 'public' and s.tablename = 'memory'
+                                          and s.attname = 'kind' and v_kind_tsq is not null
+                                          and m.kind = any (coalesce(v_kinds, array[v_kind]))), 1),
+                           v_seen);
+        v_newest := null;
+        if v_want / v_share < v_share * v_rows then
+          v_strategy := 'scan';
+          select coalesce(array_agg(r.id order by r.occurred_at desc, r.id), '{}') into v_newest
+            from (select s.id, s.occurred_at
+                    from (select m.id, m.fts, m.occurred_at
+                            from memory m
+                           where (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                             and (p_since is null or m.occurred_at >= p_since)
+                           order by m.occurred_at desc
+                           limit least(4 * v_want / v_share, 2e9)::integer) s
+                   where ts_match_vq(s.fts, v_tsq)
+                   order by s.occurred_at desc
+                   limit v_want) r;
+          if cardinality(v_newest) >= v_want then
+            v_limited := true;
+          else
+            v_newest := null;  -- the matches are older than the share promised: fetch them all
+          end if;
+        end if;
+        if v_newest is null then
+          -- bitmap scans only: the GIN index, not a walk down the time index with every row tested
+          v_strategy := 'index';
+          perform set_config('enable_indexscan', 'off', true);
+          select coalesce(array_agg(r.id order by r.occurred_at desc, r.id), '{}') into v_newest
+            from (select m.id, m.occurred_at
+                    from memory m
+                   where m.fts @@ v_tsq and (v_kind_tsq is null or m.fts @@ v_kind_tsq)
+                     and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                     and (p_since is null or m.occurred_at >= p_since)
+                   order by m.occurred_at desc
+                   limit v_want) r;
+          perform set_config('enable_indexscan', v_indexscan, true);
+          v_limited := cardinality(v_newest) >= v_want;
+        end if;
+      end if;
+      v_newest := v_newest[1:p_fts_rank_limit];
+    end if;
+    select coalesce(array_agg(r.id order by r.score desc, r.id), '{}'),
+           coalesce(array_agg(r.score order by r.score desc, r.id), '{}')
+      into v_fts_ids, v_fts_scores
+      from (select m.id, ts_rank(m.fts, v_tsq, 1) as score
+              from memory m
+             where (v_newest is not null and m.id = any (v_newest))
+                or (v_newest is null and m.fts @@ v_tsq
+                    and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                    and (p_since is null or m.occurred_at >= p_since))
+             order by score desc, m.id
+             limit v_candidates) r;
+  end if;
+
+  with fts_ranked as (
+    select f.id, f.score, f.rank from unnest(v_fts_ids, v_fts_scores) with ordinality as f(id, score, rank)
+  ), vec as materialized (
+    select m.id, m.embedding <=> v_vector as distance
+      from memory m
+     where v_mode <> 'fts' and m.embedding is not null
+       and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+       and (p_since is null or m.occurred_at >= p_since)
+     order by m.embedding <=> v_vector
+     limit v_candidates
+  ), vec_ranked as (
+    select id, distance, row_number() over (order by distance, id) as rank from vec
+  ), fused as (
+    select coalesce(f.id, v.id) as id, f.rank as fts_rank, f.score as fts_score,
+           v.rank as vector_rank, 1 - v.distance as similarity,
+           case v_mode
+             when 'fts' then f.score
+             when 'vector' then 1 - v.distance
+             else coalesce(coalesce(p_fts_weight, 1) / (coalesce(p_rrf_k, 60) + f.rank), 0)
+                + coalesce(coalesce(p_vector_weight, 1) / (coalesce(p_rrf_k, 60) + v.rank), 0)
+           end as score
+      from fts_ranked f full join vec_ranked v on v.id = f.id
+     order by score desc, id
+     limit p_limit
+  )
+  select jsonb_build_object(
+    'mode', v_mode,
+    'fts_query', v_tsq::text,
+    'fts_limited', v_limited,
+    'fts_strategy', v_strategy,
+    'fts_candidates', cardinality(v_fts_ids),
+    'vector_candidates', (select count(*) from vec),
+    'results', coalesce(jsonb_agg(
+      jsonb_build_object(
+        'id', m.id, 'kind', m.kind, 'source', m.source, 'source_id', m.source_id, 'title', m.title,
+        'snippet', ts_headline('english', memory_escape_html(m.content), v_tsq,
+                               'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
+                               'MaxFragments=2, FragmentDelimiter=" … "'),
+        'score', fu.score, 'fts_rank', fu.fts_rank, 'fts_score', fu.fts_score,
+        'vector_rank', fu.vector_rank, 'similarity', fu.similarity,
+        'occurred_at', m.occurred_at, 'metadata', m.metadata)
+      || case when p_include_content then jsonb_build_object('content', m.content) else '{}' end
+      order by fu.score desc, fu.id), '[]'))
+    into v_result
+    from fused fu join memory m on m.id = fu.id;
+  return v_result;
+end
+$$;
+
+-- What executed actions and decisions put into memory: "what was sent to whom", briefly. Without
+-- limits a 40,000-recipient campaign makes a tsvector over its 1 MB limit and the row is lost.
+create or replace function memory_clip(p_text text, p_max integer) returns text
+language sql immutable as $$
+  select case when length(p_text) > p_max then left(p_text, p_max) || ' …' else p_text end
+$$;
+
+-- One list item or object: a recipient as "Name <email>", anything else as (clipped) JSON.
+create or replace function memory_item_text(p_value jsonb) returns text
+language sql immutable as $$
+  select case
+    when jsonb_typeof(p_value) = 'string' then memory_clip(p_value #>> '{}', 500)
+    when jsonb_typeof(p_value) = 'object' and p_value ? 'email'
+      then coalesce(nullif(p_value->>'name', '') || ' <' || (p_value->>'email') || '>', p_value->>'email')
+    else memory_clip(p_value::text, 500)
+  end
+$$;
+
+-- One payload field: a list as its first five items and its size; text (an email's html) with
+-- its tags stripped and cut at 20,000 characters, enough to search what was said.
+create or replace function memory_value_text(p_value jsonb) returns text
+language sql immutable as $$
+  select case jsonb_typeof(p_value)
+    when 'string' then memory_clip(btrim(regexp_replace(regexp_replace(p_value #>> '{}', '<[^>]*>', ' ', 'g'),
+                                                        '[ \t]+', ' ', 'g')), 20000)
+    when 'array' then coalesce((select string_agg(memory_item_text(p_value->i), ', ' order by i)
+                                  from generate_series(0, least(jsonb_array_length(p_value), 5) - 1) i), '')
+                      || case when jsonb_array_length(p_value) > 5
+                              then format(' … and %s more (%s in all)', jsonb_array_length(p_value) - 5,
+                                          jsonb_array_length(p_value)) else '' end
+    when 'object' then memory_item_text(p_value)
+    else p_value::text
+  end
+$$;
+
+create or replace function memory_payload_text(p_payload jsonb) returns text
+language sql immutable as $$
+  select string_agg(format('%s: %s', e.key, memory_value_text(e.value)), E'\n' order by e.key)
+    from jsonb_each(case when jsonb_typeof(p_payload) = 'object' then p_payload else '{}' end) e
+$$;
+
+create or replace function memory_kind_of_action(p_kind text) returns text
+language sql immutable as $$
+  select case when p_kind like 'email.%' then 'email_sent'
+              when p_kind like 'note.%' then 'note'
+              else 'action' end
+$$;
+
+-- An action that ran (status -> succeeded) and a decision (approved, modified with the edits,
+-- rejected with the reason) each become a memory row in the same transaction, keyed by the
+-- action id, so a later decision on the same action replaces the earlier one. The vector comes
+-- later from embed_pending: a trigger cannot call the embedding model.
+create or replace function remember_action() returns trigger
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_ran boolean := new.status = 'succeeded'
+                   and (tg_op = 'INSERT' or old.status is distinct from new.status);
+  v_decided boolean := new.decision is not null
+                       and (tg_op = 'INSERT' or old.decision is distinct from new.decision
+                            or old.decided_at is distinct from new.decided_at);
+  v_base jsonb := jsonb_build_object('action_id', new.id, 'agent', new.agent, 'action_kind', new.kind);
+begin
+  if not (v_ran or v_decided) then
+    return null;
+  end if;
+  begin
+    if v_ran then
+      perform memory_put(memory_kind_of_action(new.kind), 'action', new.id::text, new.summary,
+                         memory_clip(concat_ws(E'\n',
+                           format('Done by the %s agent (%s): %s', new.agent, new.kind, new.summary),
+                           memory_payload_text(new.requested_action)), 100000),
+                         v_base || jsonb_build_object('decided_by', new.decided_by),
+                         coalesce(new.finished_at, db_now()));
+    end if;
+    if v_decided then
+      perform memory_put('decision', 'decision', new.id::text, new.summary,
+                         memory_clip(concat_ws(E'\n',
+                           format('Decision: %s by %s on a %s draft by the %s agent: %s', new.decision,
+                                  coalesce(new.decided_by, 'someone'), new.kind, new.agent, new.summary),
+                           'Reason: ' || new.rejection_reason,
+                           case when new.feedback is distinct from new.rejection_reason
+                                then 'Feedback: ' || new.feedback end,
+                           (select 'Edits:' || string_agg(format(E'\n- %s: %s -> %s', e.key,
+                                                                 memory_value_text(e.value->'from'),
+                                                                 memory_value_text(e.value->'to')), '' order by e.key)
+                              from jsonb_each(coalesce(new.modifications, '{}')) e having count(*) > 0),
+                           memory_payload_text(new.requested_action)), 100000),
+                         v_base || jsonb_build_object('decision', new.decision, 'decided_by', new.decided_by),
+                         coalesce(new.decided_at, db_now()));
+    end if;
+  exception when others then
+    -- memory must never stop the queue or the executor: the action's own change still commits
+    raise warning 'memory could not record action %: % (%)', new.id, sqlerrm, sqlstate;
+  end;
+  return null;
+end
+$$;
+create or replace trigger actions_remember after insert or update of status, decision on actions
+  for each row execute function remember_action();
+
+-- Retention. Expired rows are read (oldest ids first), archived to a file by the caller, and only
+-- then deleted, each by id and updated_at, so a row changed in between is archived again, never lost.
+create or replace function expired_memory(p_kind text, p_days integer, p_limit integer) returns jsonb
+language plpgsql stable set search_path = public, extensions, pg_temp as $$
+declare
+  v_rows jsonb;
+begin
+  if p_days is null or p_days < 1 then
+    raise exception 'retention must be at least one day' using errcode = 'OD422';
+  end if;
+  select coalesce(jsonb_agg(to_jsonb(r) order by r.id), '[]') into v_rows from (
+    select m.id, m.kind, m.source, m.source_id, m.title, m.content, m.metadata, m.occurred_at,
+           m.created_at, m.updated_at, m.embedding_model
+      from memory m
+     where m.kind = p_kind and m.occurred_at < db_now() - make_interval(days => p_days)
+     order by m.id limit least(greatest(coalesce(p_limit, 500), 1), 5000)) r;
+  return v_rows;
+end
+$$;
+
+create or replace function drop_archived_memory(p_rows jsonb) returns jsonb
+language plpgsql set search_path = public, extensions, pg_temp as $$
+declare
+  v_deleted integer;
+begin
+  delete from memory m
+   using jsonb_array_elements(coalesce(p_rows, '[]')) r
+   where m.id = (r.value->>'id')::bigint and m.updated_at = (r.value->>'updated_at')::timestamptz;
+  get diagnostics v_deleted = row_count;
+  return jsonb_build_object('deleted', v_deleted);
+end
+$$;
+
+-- The audit log is append-only (refuse_audit_change). Rows past their retention leave only
+-- through drop_archived_audit, after the caller archived exactly the rows expired_audit returned:
+-- the same cutoff, ids up to the last one archived.
+create or replace function expired_audit(p_days integer, p_limit integer) returns jsonb
+language plpgsql stable set search_path = public, pg_temp as $$
+declare
+  v_cutoff timestamptz := db_now() - make_interval(days => p_days);
+begin
+  if p_days is null or p_days < 1 then
+    raise exception 'retention must be at least one day' using errcode = 'OD422';
+  end if;
+  return jsonb_build_object('cutoff', v_cutoff, 'rows', coalesce((
+    select jsonb_agg(to_jsonb(l) order by l.id) from (
+      select * from audit_log where at < v_cutoff
+       order by id limit least(greatest(coalesce(p_limit, 500), 1), 5000)) l), '[]'));
+end
+$$;
+
+-- The only way rows leave audit_log. The trigger lets a DELETE through only while this function
+-- has set opsdesk.audit_prune_before (transaction-local) and only for rows older than it.
+-- Security definer: on Supabase even service_role has no DELETE on audit_log.
+create or replace function drop_archived_audit(p_days integer, p_cutoff timestamptz, p_through_id bigint)
+returns jsonb
+language plpgsql security definer set search_path = public, pg_temp as $$
+declare
+  v_deleted integer;
+begin
+  if p_days is null or p_days < 1 or p_cutoff is null or p_through_id is null
+     or p_cutoff > db_now() - make_interval(days => p_days) then
+    raise exception 'audit rows leave only past their retention (% days)', p_days using errcode = 'OD422';
+  end if;
+  perform set_config('opsdesk.audit_prune_before', p_cutoff::text, true);
+  delete from audit_log where id <= p_through_id and at < p_cutoff;
+  get diagnostics v_deleted = row_count;
+  perform set_config('opsdesk.audit_prune_before', '', true);
+  return jsonb_build_object('deleted', v_deleted);
+end
+$$;
+
+-- One holder at a time for a maintenance job across every instance; a crashed holder's lease
+-- simply runs out.
+create or replace function take_maintenance_lease(p_name text, p_holder text, p_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_taken boolean;
+begin
+  insert into maintenance_leases as l (name, holder, leased_until)
+  values (p_name, p_holder, v_now + make_interval(secs => p_seconds))
+  on conflict (name) do update set holder = excluded.holder, leased_until = excluded.leased_until
+   where l.leased_until <= v_now or l.holder = excluded.holder
+  returning true into v_taken;
+  return jsonb_build_object('taken', coalesce(v_taken, false),
+                            'holder', (select holder from maintenance_leases where name = p_name));
+end
+$$;
+
+create or replace function release_maintenance_lease(p_name text, p_holder text) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with gone as (delete from maintenance_leases where name = p_name and holder = p_holder returning 1)
+  select jsonb_build_object('released', exists (select 1 from gone))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Email: Brevo's daily quota and campaign batches.
+-- The quota day is the calendar day of db_now() in the quota time zone (BREVO_QUOTA_TIMEZONE,
+-- Phoenix by default). The application passes the limit, the transactional reserve and the zone
+-- from its settings on every call, so one configuration governs every worker.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists email_quota_days (
+  day           date primary key,
+  used          integer not null default 0 check (used >= 0),  -- emails that may have gone out
+  closed_at     timestamptz,                                    -- Brevo said 402: nothing more today
+  closed_reason text,
+  updated_at    timestamptz not null
+);
+
+-- One row per reservation key and day; `held` is what it counts in the day's `used`. A retry with
+-- the same key finds its row and counts nothing twice; a send rolled back gives `held` back.
+create table if not exists email_quota_reservations (
+  day        date not null references email_quota_days (day),
+  key        text not null,
+  purpose    text not null check (purpose in ('transactional', 'campaign')),
+  requested  integer not null check (requested > 0),
+  held       integer not null check (held >= 0),
+  released   integer not null default 0 check (released >= 0),
+  created_at timestamptz not null,
+  updated_at timestamptz not null,
+  primary key (day, key)
+);
+
+create table if not exists email_campaigns (
+  id         uuid primary key references actions (id),  -- the approved `email.campaign` action
+  recipients integer not null,
+  planned_at timestamptz not null
+);
+
+create table if not exists campaign_batches (
+  campaign_id      uuid not null references email_campaigns (id),
+  batch_no         integer not null check (batch_no > 0),
+  send_on          date not null,                     -- a quota day
+  status           text not null check (status in ('pending', 'sending', 'sent', 'unknown', 'failed')),
+  not_before       timestamptz,                       -- a retry after a transient failure waits until then
+  attempts         integer not null default 0,
+  attempt_token    uuid,
+  claimed_by       text,
+  lease_expires_at timestamptz,
+  dispatched_at    timestamptz,                       -- a request of this attempt may have reached Brevo
+  quota_day        date,
+  quota_key        text,
+  last_error       text,
+  created_at       timestamptz not null,
+  updated_at       timestamptz not null,
+  finished_at      timestamptz,
+  primary key (campaign_id, batch_no)
+);
+create index if not exists campaign_batches_due on campaign_batches (send_on) where status = 'pending';
+create index if not exists campaign_batches_leases on campaign_batches (lease_expires_at) where status = 'sending';
+
+-- The primary key sends each address at most once per campaign, whatever happens to its batches.
+create table if not exists campaign_recipients (
+  campaign_id uuid not null references email_campaigns (id),
+  email       text not null,
+  name        text,
+  position    integer not null,
+  batch_no    integer,
+  status      text not null check (status in ('pending', 'sending', 'sent', 'refused', 'unknown', 'dry_run')),
+  message_id  text,
+  error_code  text,
+  error       text,
+  sent_at     timestamptz,
+  updated_at  timestamptz not null,
+  primary key (campaign_id, email)
+);
+create index if not exists campaign_recipients_batch on campaign_recipients (campaign_id, batch_no, status);
+
+create or replace function email_quota_day(p_time_zone text) returns date
+language sql stable set search_path = public, pg_temp as $$
+  select (db_now() at time zone p_time_zone)::date
+$$;
+
+create or replace function email_quota_check_limits(p_daily_limit integer, p_reserve integer) returns void
+language plpgsql as $$
+begin
+  if p_daily_limit is null or p_daily_limit < 1 or p_reserve is null or p_reserve < 0
+     or p_reserve >= p_daily_limit then
+    raise exception 'the daily email limit must be positive and the transactional reserve below it'
+      using errcode = 'OD422';
+  end if;
+end
+$$;
+
+-- Grants min(requested, what is left): a transactional email may use the whole day, a campaign
+-- all but the reserve. Partial grants let a campaign batch fill what is left today and move the
+-- rest to the next day instead of waiting for a day with room for all of it.
+create or replace function email_quota_take(
+  p_day date, p_key text, p_count integer, p_purpose text, p_daily_limit integer, p_reserve integer,
+  p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_duplicate boolean := false;
+  v_take integer;
+  d email_quota_days;
+  r email_quota_reservations;
+begin
+  if p_count is null or p_count < 1 then
+    raise exception 'reserve at least one email' using errcode = 'OD422';
+  end if;
+  if p_purpose is null or p_purpose not in ('transactional', 'campaign') then
+    raise exception 'purpose must be transactional or campaign' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_key, '')), '') is null then
+    raise exception 'a reservation needs a key' using errcode = 'OD422';
+  end if;
+  perform email_quota_check_limits(p_daily_limit, p_reserve);
+
+  insert into email_quota_days (day, updated_at) values (p_day, v_now) on conflict (day) do nothing;
+  -- The day's row lock orders every reservation of that day: however many workers ask at once,
+  -- each sees what the others took, so together they never pass the limit.
+  select * into d from email_quota_days where day = p_day for update;
+  select * into r from email_quota_reservations where day = p_day and key = p_key;
+  if found and r.held > 0 then
+    v_duplicate := true;
+  else
+    v_take := case when d.closed_at is not null then 0
+                   else greatest(0, least(p_count, p_daily_limit - d.used
+                                          - case when p_purpose = 'campaign' then p_reserve else 0 end)) end;
+    update email_quota_days set used = used + v_take, updated_at = v_now where day = p_day returning * into d;
+    insert into email_quota_reservations (day, key, purpose, requested, held, created_at, updated_at)
+    values (p_day, p_key, p_purpose, p_count, v_take, v_now, v_now)
+    on conflict (day, key) do update
+      set requested = excluded.requested, held = excluded.held, updated_at = excluded.updated_at
+    returning * into r;
+  end if;
+  return jsonb_build_object(
+    'day', p_day, 'key', p_key, 'purpose', r.purpose, 'requested', r.requested, 'held', r.held,
+    'duplicate', v_duplicate, 'used', d.used, 'daily_limit', p_daily_limit, 'reserve', p_reserve,
+    'closed', d.closed_at is not null,
+    'seconds_to_next_day', extract(epoch from ((p_day + 1)::timestamp at time zone p_time_zone) - v_now));
+end
+$$;
+
+create or replace function reserve_email_quota(
+  p_key text, p_count integer, p_purpose text, p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  select email_quota_take(email_quota_day(p_time_zone), p_key, p_count, p_purpose, p_daily_limit, p_reserve,
+                          p_time_zone)
+$$;
+
+-- Gives back up to p_count (all when null) of a reservation: the send did not happen.
+create or replace function release_email_quota(p_day date, p_key text, p_count integer) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_give integer;
+  r email_quota_reservations;
+begin
+  -- the day first, then the reservation: the order reserving takes, so the two never deadlock
+  perform 1 from email_quota_days where day = p_day for update;
+  select * into r from email_quota_reservations where day = p_day and key = p_key for update;
+  if not found then
+    return jsonb_build_object('day', p_day, 'key', p_key, 'released', 0, 'held', 0);
+  end if;
+  v_give := greatest(0, least(r.held, coalesce(p_count, r.held)));
+  update email_quota_reservations set held = held - v_give, released = released + v_give, updated_at = v_now
+   where day = p_day and key = p_key;
+  update email_quota_days set used = used - v_give, updated_at = v_now where day = p_day;
+  return jsonb_build_object('day', p_day, 'key', p_key, 'released', v_give, 'held', r.held - v_give);
+end
+$$;
+
+-- Brevo answered 402 not_enough_credits: whatever our counter says, nothing more goes out today.
+create or replace function close_email_quota_day(p_time_zone text, p_reason text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_day date := email_quota_day(p_time_zone);
+  d email_quota_days;
+begin
+  insert into email_quota_days (day, updated_at) values (v_day, v_now) on conflict (day) do nothing;
+  update email_quota_days
+     set closed_at = coalesce(closed_at, v_now), closed_reason = coalesce(closed_reason, p_reason), updated_at = v_now
+   where day = v_day returning * into d;
+  return jsonb_build_object('day', d.day, 'closed_at', d.closed_at, 'closed_reason', d.closed_reason);
+end
+$$;
+
+-- What campaigns may still plan on a day: the limit less the reserve, what is used, and what
+-- pending batches already hold for that day.
+create or replace function campaign_room(p_day date, p_daily_limit integer, p_reserve integer) returns integer
+language sql stable set search_path = public, pg_temp as $$
+  select case when d.closed_at is not null then 0 else greatest(0,
+           p_daily_limit - p_reserve - coalesce(d.used, 0)
+           - (select count(*) from campaign_batches b
+                join campaign_recipients r on r.campaign_id = b.campaign_id and r.batch_no = b.batch_no
+               where b.send_on = p_day and b.status = 'pending' and r.status = 'pending'))::integer end
+    from (select p_day as day) want left join email_quota_days d on d.day = want.day
+$$;
+
+-- The first day from p_from with campaign room. Days beyond every plan have the full room, and
+-- the reserve is below the limit, so the walk ends.
+create or replace function campaign_next_day(p_from date, p_daily_limit integer, p_reserve integer) returns date
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_day date := p_from;
+begin
+  while campaign_room(v_day, p_daily_limit, p_reserve) < 1 loop
+    v_day := v_day + 1;
+  end loop;
+  return v_day;
+end
+$$;
+
+create or replace function campaign_new_batch(p_campaign_id uuid, p_send_on date, p_not_before timestamptz)
+returns integer
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_no integer;
+begin
+  select coalesce(max(batch_no), 0) + 1 into v_no from campaign_batches where campaign_id = p_campaign_id;
+  insert into campaign_batches (campaign_id, batch_no, send_on, status, not_before, created_at, updated_at)
+  values (p_campaign_id, v_no, p_send_on, 'pending', p_not_before, db_now(), db_now());
+  return v_no;
+end
+$$;
+
+-- Campaign batches are created and moved under one lock, so two plans never count on the same room.
+create or replace function campaign_plan_lock() returns void
+language sql as $$ select pg_advisory_xact_lock(7245190312) $$;
+
+-- Puts the campaign's unassigned recipients into batches of at most p_batch_size, from p_from on,
+-- each day filled up to its campaign room.
+create or replace function campaign_schedule(
+  p_campaign_id uuid, p_from date, p_batch_size integer, p_daily_limit integer, p_reserve integer
+) returns void
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_day date := p_from;
+  v_left integer;
+  v_size integer;
+  v_no integer;
+begin
+  select count(*) into v_left from campaign_recipients
+   where campaign_id = p_campaign_id and batch_no is null and status = 'pending';
+  while v_left > 0 loop
+    v_day := campaign_next_day(v_day, p_daily_limit, p_reserve);
+    v_size := least(p_batch_size, v_left, campaign_room(v_day, p_daily_limit, p_reserve));
+    v_no := campaign_new_batch(p_campaign_id, v_day, null);
+    update campaign_recipients set batch_no = v_no, updated_at = db_now()
+     where campaign_id = p_campaign_id and email in (
+       select email from campaign_recipients
+        where campaign_id = p_campaign_id and batch_no is null and status = 'pending'
+        order by position limit v_size);
+    v_left := v_left - v_size;
+  end loop;
+end
+$$;
+
+create or replace function get_email_campaign(p_campaign_id uuid) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'id', c.id, 'recipients', c.recipients, 'planned_at', c.planned_at,
+    'counts', (select coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                 from (select status, count(*) as n from campaign_recipients
+                        where campaign_id = c.id group by status) s),
+    'batches', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'batch_no', b.batch_no, 'send_on', b.send_on, 'status', b.status, 'attempts', b.attempts,
+               'not_before', b.not_before, 'last_error', b.last_error, 'finished_at', b.finished_at,
+               'counts', (select coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                            from (select status, count(*) as n from campaign_recipients
+                                   where campaign_id = c.id and batch_no = b.batch_no group by status) s))
+             order by b.batch_no)
+        from campaign_batches b where b.campaign_id = c.id), '[]'))
+    from email_campaigns c where c.id = p_campaign_id
+$$;
+
+-- Runs once per campaign action: later calls return the plan made the first time.
+create or replace function plan_email_campaign(
+  p_campaign_id uuid, p_recipients jsonb, p_batch_size integer, p_daily_limit integer, p_reserve integer,
+  p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_count integer;
+begin
+  perform email_quota_check_limits(p_daily_limit, p_reserve);
+  if p_batch_size is null or p_batch_size < 1 then
+    raise exception 'the batch size must be positive' using errcode = 'OD422';
+  end if;
+  if p_recipients is null or jsonb_typeof(p_recipients) <> 'array' or jsonb_array_length(p_recipients) = 0 then
+    raise exception 'a campaign needs a list of recipients' using errcode = 'OD422';
+  end if;
+  if not exists (select 1 from actions where id = p_campaign_id and kind = 'email.campaign') then
+    raise exception 'no email.campaign action %', p_campaign_id using errcode = 'OD404';
+  end if;
+  perform campaign_plan_lock();
+  insert into email_campaigns (id, recipients, planned_at) values (p_campaign_id, 0, v_now)
+  on conflict (id) do nothing;
+  if not found then
+    return get_email_campaign(p_campaign_id) || '{"planned_now": false}';
+  end if;
+  insert into campaign_recipients (campaign_id, email, name, position, status, updated_at)
+  select p_campaign_id, lower(btrim(x->>'email')), nullif(btrim(coalesce(x->>'name', '')), ''), t.ord, 'pending', v_now
+    from jsonb_array_elements(p_recipients) with ordinality as t(x, ord)
+  on conflict (campaign_id, email) do nothing;
+  get diagnostics v_count = row_count;
+  update email_campaigns set recipients = v_count where id = p_campaign_id;
+  perform campaign_schedule(p_campaign_id, email_quota_day(p_time_zone), p_batch_size, p_daily_limit, p_reserve);
+  perform write_audit(p_campaign_id, 'campaigns', 'campaign_planned', null, null, null, null,
+                      jsonb_build_object('recipients', v_count,
+                                         'batches', (select count(*) from campaign_batches where campaign_id = p_campaign_id)));
+  return get_email_campaign(p_campaign_id) || '{"planned_now": true}';
+end
+$$;
+
+-- The daily job's claim: pending batches due on or before today, SKIP LOCKED, with a lease.
+create or replace function claim_campaign_batches(
+  p_worker text, p_lease_seconds double precision, p_limit integer, p_time_zone text, p_campaign_id uuid
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_today date := email_quota_day(p_time_zone);
+  v_claimed jsonb;
+begin
+  with due as (
+    select campaign_id, batch_no from campaign_batches
+     where status = 'pending' and send_on <= v_today and (not_before is null or not_before <= v_now)
+       and (p_campaign_id is null or campaign_id = p_campaign_id)
+     order by send_on, created_at, batch_no limit p_limit
+       for update skip locked
+  ), claimed as (
+    update campaign_batches b
+       set status = 'sending', attempts = b.attempts + 1, attempt_token = gen_random_uuid(),
+           claimed_by = p_worker, lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+           dispatched_at = null, updated_at = v_now
+      from due where b.campaign_id = due.campaign_id and b.batch_no = due.batch_no
+    returning b.*
+  )
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'campaign_id', c.campaign_id, 'batch_no', c.batch_no, 'send_on', c.send_on,
+           'attempt_token', c.attempt_token, 'attempts', c.attempts,
+           'content', (select a.requested_action - 'recipients' from actions a where a.id = c.campaign_id))
+         order by c.send_on, c.created_at, c.batch_no), '[]')
+    into v_claimed from claimed c;
+  return v_claimed;
+end
+$$;
+
+create or replace function campaign_batch_attempt(p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid)
+returns campaign_batches
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches;
+begin
+  select * into b from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no for update;
+  if not found then
+    raise exception 'no batch % of campaign %', p_batch_no, p_campaign_id using errcode = 'OD404';
+  end if;
+  if b.status <> 'sending' or b.attempt_token is distinct from p_attempt_token then
+    raise exception 'attempt on batch % of campaign % was superseded (now %)', p_batch_no, p_campaign_id, b.status
+      using errcode = 'OD499', detail = jsonb_build_object('status', b.status)::text;
+  end if;
+  return b;
+end
+$$;
+
+-- A batch's heartbeat before each request to Brevo, like renew_action_lease.
+create or replace function renew_campaign_batch_lease(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_lease_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_until timestamptz := db_now() + make_interval(secs => p_lease_seconds);
+begin
+  if p_lease_seconds is null or p_lease_seconds <= 0 then
+    raise exception 'a lease must last some time' using errcode = 'OD422';
+  end if;
+  update campaign_batches set lease_expires_at = v_until, updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  return jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'lease_expires_at', v_until);
+end
+$$;
+
+-- Reserves quota for the batch's pending recipients and returns those it may send now (a dry run
+-- counts against nothing). What the day cannot take stays pending for finish_campaign_batch to move.
+create or replace function reserve_campaign_batch(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_daily_limit integer, p_reserve integer,
+  p_time_zone text, p_dry_run boolean
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_day date := email_quota_day(p_time_zone);
+  v_key text := format('campaign:%s:%s', p_campaign_id, p_batch_no);
+  v_pending integer;
+  v_granted integer;
+  v_quota jsonb;
+begin
+  select count(*) into v_pending from campaign_recipients
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending';
+  if p_dry_run or v_pending = 0 then
+    v_granted := v_pending;
+  else
+    v_quota := email_quota_take(v_day, v_key, v_pending, 'campaign', p_daily_limit, p_reserve, p_time_zone);
+    v_granted := least((v_quota->>'held')::integer, v_pending);
+    update campaign_batches set quota_day = v_day, quota_key = v_key, updated_at = db_now()
+     where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  end if;
+  return jsonb_build_object(
+    'pending', v_pending, 'granted', v_granted, 'quota', v_quota,
+    'recipients', coalesce((
+      select jsonb_agg(jsonb_build_object('email', g.email, 'name', g.name) order by g.position)
+        from (select email, name, position from campaign_recipients
+               where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending'
+               order by position limit v_granted) g), '[]'));
+end
+$$;
+
+-- Just before a request to Brevo: from here on, a crash leaves these recipients `unknown`.
+create or replace function campaign_recipients_sending(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_emails jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_count integer;
+begin
+  update campaign_batches set dispatched_at = coalesce(dispatched_at, db_now()), updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  update campaign_recipients set status = 'sending', updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending'
+     and email in (select jsonb_array_elements_text(p_emails));
+  get diagnostics v_count = row_count;
+  return jsonb_build_object('sending', v_count);
+end
+$$;
+
+-- Brevo's answer, per recipient: sent (with its message id), refused (with Brevo's code), back to
+-- pending (nothing went out: a 402, a 429, no connection), unknown, or dry_run.
+create or replace function record_campaign_recipients(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_results jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+  v_now timestamptz := db_now();
+  v_count integer;
+begin
+  if exists (select 1 from jsonb_array_elements(p_results) x
+              where x->>'status' is null or x->>'status' not in ('sent', 'refused', 'pending', 'unknown', 'dry_run')) then
+    raise exception 'a recipient''s outcome is sent, refused, pending, unknown or dry_run' using errcode = 'OD422';
+  end if;
+  update campaign_recipients r
+     set status = x.status, message_id = x.message_id, error_code = x.error_code, error = x.error,
+         sent_at = case when x.status in ('sent', 'dry_run') then v_now end, updated_at = v_now
+    from jsonb_to_recordset(p_results) as x(email text, status text, message_id text, error_code text, error text)
+   where r.campaign_id = b.campaign_id and r.batch_no = b.batch_no and r.email = x.email
+     and r.status in ('pending', 'sending');
+  get diagnostics v_count = row_count;
+  return jsonb_build_object('recorded', v_count);
+end
+$$;
+
+-- Ends a batch's attempt. Recipients still `sending` (no answer recorded) become unknown; the
+-- quota keeps what may have reached Brevo and gives back the rest. Pending recipients wait:
+-- p_rest 'next_day' moves them to the next day with campaign room (the day is full or closed),
+-- 'later' keeps them on today after p_retry_in_seconds (a transient failure), 'stop' leaves them in
+-- the batch, which fails (Brevo refused the request itself: sending it again cannot help). A batch
+-- that sent nothing moves as a whole; otherwise the rest becomes a new batch.
+create or replace function campaign_batch_close(
+  b campaign_batches, p_rest text, p_retry_in_seconds double precision, p_error text,
+  p_daily_limit integer, p_reserve integer, p_time_zone text, p_actor text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_today date := email_quota_day(p_time_zone);
+  v_not_before timestamptz;
+  v_pending integer;
+  v_sent integer;
+  v_dry integer;
+  v_refused integer;
+  v_unknown integer;
+  v_held integer;
+  v_day date;
+  v_no integer;
+  v_status text;
+  v_moved jsonb;
+  v_out jsonb;
+  v_stopped_batches integer := 0;
+begin
+  if p_rest is null or p_rest not in ('next_day', 'later', 'stop') then
+    raise exception 'the rest of a batch goes to the next day or later, or stops' using errcode = 'OD422';
+  end if;
+  perform email_quota_check_limits(p_daily_limit, p_reserve);
+  perform campaign_plan_lock();
+  update campaign_recipients set status = 'unknown', updated_at = v_now,
+         error = coalesce(p_error, 'the request went out but no answer was recorded')
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'sending';
+  select count(*) filter (where status = 'pending'), count(*) filter (where status = 'sent'),
+         count(*) filter (where status = 'dry_run'), count(*) filter (where status = 'refused'),
+         count(*) filter (where status = 'unknown')
+    into v_pending, v_sent, v_dry, v_refused, v_unknown
+    from campaign_recipients where campaign_id = b.campaign_id and batch_no = b.batch_no;
+
+  if b.quota_key is not null then
+    select held into v_held from email_quota_reservations where day = b.quota_day and key = b.quota_key;
+    if coalesce(v_held, 0) > v_sent + v_unknown then
+      perform release_email_quota(b.quota_day, b.quota_key, v_held - v_sent - v_unknown);
+    end if;
+  end if;
+
+  v_not_before := case when p_rest = 'later'
+                       then v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0)) end;
+  if v_pending > 0 and p_rest <> 'stop' then
+    v_day := case when p_rest = 'next_day' then campaign_next_day(v_today + 1, p_daily_limit, p_reserve)
+                  else v_today end;
+    if v_sent + v_dry + v_refused + v_unknown = 0 then
+      update campaign_batches
+         set status = 'pending', send_on = case when p_rest = 'next_day' then v_day else send_on end,
+             not_before = v_not_before, attempt_token = null, lease_expires_at = null, dispatched_at = null,
+             last_error = p_error, updated_at = v_now
+       where campaign_id = b.campaign_id and batch_no = b.batch_no;
+      v_out := jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'status', 'pending',
+                                  'send_on', case when p_rest = 'next_day' then v_day else b.send_on end,
+                                  'not_before', v_not_before, 'pending', v_pending);
+      perform write_audit(b.campaign_id, p_actor, 'campaign_batch_deferred', null, null, p_error, null, v_out);
+      return v_out;
+    end if;
+    v_no := campaign_new_batch(b.campaign_id, v_day, v_not_before);
+    update campaign_recipients set batch_no = v_no, updated_at = v_now
+     where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'pending';
+    v_moved := jsonb_build_object('batch_no', v_no, 'send_on', v_day, 'recipients', v_pending);
+  end if;
+
+  v_status := case when v_unknown > 0 then 'unknown' when p_rest = 'stop' and v_pending > 0 then 'failed'
+                   when v_sent + v_dry > 0 then 'sent' else 'failed' end;
+  update campaign_batches
+     set status = v_status, lease_expires_at = null, finished_at = v_now, last_error = p_error, updated_at = v_now
+   where campaign_id = b.campaign_id and batch_no = b.batch_no;
+  if p_rest = 'stop' then
+    -- Brevo refused the content itself, and every batch still waiting carries the same content:
+    -- they fail too, instead of going out on later days under an action marked failed
+    update campaign_batches
+       set status = 'failed', finished_at = v_now, last_error = p_error, updated_at = v_now
+     where campaign_id = b.campaign_id and status = 'pending';
+    get diagnostics v_stopped_batches = row_count;
+  end if;
+  v_out := jsonb_build_object('campaign_id', b.campaign_id, 'batch_no', b.batch_no, 'status', v_status,
+                              'send_on', b.send_on, 'sent', v_sent, 'dry_run', v_dry, 'refused', v_refused,
+                              'unknown', v_unknown, 'moved', v_moved,
+                              'stopped', case when p_rest = 'stop' then v_pending else 0 end,
+                              'stopped_batches', v_stopped_batches, 'error', p_error);
+  perform write_audit(b.campaign_id, p_actor, 'campaign_batch_' || v_status, null, null, p_error, null, v_out);
+  return v_out;
+end
+$$;
+
+create or replace function finish_campaign_batch(
+  p_campaign_id uuid, p_batch_no integer, p_attempt_token uuid, p_rest text, p_retry_in_seconds double precision,
+  p_error text, p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches := campaign_batch_attempt(p_campaign_id, p_batch_no, p_attempt_token);
+begin
+  return campaign_batch_close(b, p_rest, p_retry_in_seconds, p_error, p_daily_limit, p_reserve, p_time_zone,
+                              coalesce(b.claimed_by, 'campaigns'));
+end
+$$;
+
+-- Batches whose worker lost its lease: recipients whose request may have gone out become unknown
+-- (never re-sent by a machine), the rest are sent by the next run.
+create or replace function recover_campaign_batches(
+  p_actor text, p_limit integer, p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_out jsonb := '[]';
+  b campaign_batches;
+begin
+  for b in
+    select * from campaign_batches
+     where status = 'sending' and lease_expires_at <= db_now()
+     order by lease_expires_at limit p_limit
+       for update skip locked
+  loop
+    v_out := v_out || campaign_batch_close(
+      b, 'later', 0,
+      case when b.dispatched_at is null
+           then 'the worker lost its lease before any request; the batch will be sent again'
+           else 'the worker lost its lease after a request may have reached Brevo; a person must settle it' end,
+      p_daily_limit, p_reserve, p_time_zone, p_actor);
+  end loop;
+  return jsonb_build_object('recovered', v_out);
+end
+$$;
+
+-- A person checked Brevo's logs for an `unknown` batch: its unknown recipients were sent, or were
+-- not (then they are sent again by the next run).
+create or replace function settle_campaign_batch(
+  p_campaign_id uuid, p_batch_no integer, p_outcome text, p_actor text, p_reason text,
+  p_daily_limit integer, p_reserve integer, p_time_zone text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  b campaign_batches;
+begin
+  if p_outcome is null or p_outcome not in ('sent', 'not_sent') then
+    raise exception 'settle a batch as sent or not_sent' using errcode = 'OD422';
+  end if;
+  if nullif(btrim(coalesce(p_reason, '')), '') is null or nullif(btrim(coalesce(p_actor, '')), '') is null then
+    raise exception 'settling needs your name and a reason' using errcode = 'OD422';
+  end if;
+  select * into b from campaign_batches where campaign_id = p_campaign_id and batch_no = p_batch_no for update;
+  if not found then
+    raise exception 'no batch % of campaign %', p_batch_no, p_campaign_id using errcode = 'OD404';
+  end if;
+  if b.status <> 'unknown' then
+    raise exception 'only unknown batches are settled by hand; batch % is %', p_batch_no, b.status
+      using errcode = 'OD409', detail = jsonb_build_object('status', b.status)::text;
+  end if;
+  update campaign_recipients
+     set status = case when p_outcome = 'sent' then 'sent' else 'pending' end,
+         error = format('settled as %s by %s: %s', p_outcome, p_actor, p_reason), updated_at = db_now()
+   where campaign_id = b.campaign_id and batch_no = b.batch_no and status = 'unknown';
+  return campaign_batch_close(b, 'later', 0, format('settled by %s: %s', p_actor, p_reason),
+                              p_daily_limit, p_reserve, p_time_zone, p_actor);
+end
+$$;
+
+-- Today's use of the quota and what is scheduled for the coming days (the daily report reads it).
+create or replace function email_quota_outlook(
+  p_daily_limit integer, p_reserve integer, p_time_zone text, p_days integer
+) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with today as (select email_quota_day(p_time_zone) as day)
+  select jsonb_build_object(
+    'today', (select jsonb_build_object(
+                       'day', t.day, 'used', coalesce(d.used, 0), 'daily_limit', p_daily_limit,
+                       'reserve', p_reserve,
+                       'remaining', case when d.closed_at is null
+                                         then greatest(0, p_daily_limit - coalesce(d.used, 0)) else 0 end,
+                       'campaign_remaining', case when d.closed_at is null
+                                                  then greatest(0, p_daily_limit - p_reserve - coalesce(d.used, 0))
+                                                  else 0 end,
+                       'closed_at', d.closed_at, 'closed_reason', d.closed_reason)
+                from today t left join email_quota_days d on d.day = t.day),
+    'scheduled', coalesce((
+      select jsonb_agg(jsonb_build_object('day', s.send_on, 'batches', s.batches, 'recipients', s.recipients)
+                       order by s.send_on)
+        from (select b.send_on, count(distinct (b.campaign_id, b.batch_no)) as batches,
+                     count(r.email) as recipients
+                from campaign_batches b
+                join campaign_recipients r on r.campaign_id = b.campaign_id and r.batch_no = b.batch_no
+                                          and r.status = 'pending'
+               where b.status = 'pending' and b.send_on < (select day from today) + greatest(coalesce(p_days, 7), 1)
+               group by b.send_on) s), '[]'),
+    'unknown_batches', (select count(*) from campaign_batches where status = 'unknown'))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The schedule (app/job_schedule.py): every firing of a scheduled job is claimed here, unique per
+-- job and scheduled time, so it runs once however many instances run the same schedule. The
+-- application computes the firings from the jobs' cron triggers; this table is its memory of
+-- what ran. A run that does not finish within its lease is lost (its instance died); a transient
+-- failure waits in `retry` until its lease_expires_at. Either may be claimed again by the next
+-- claim of the same firing, and is closed as failed once a later firing of its job is claimed.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists job_runs (
+  id               bigint generated always as identity primary key,
+  job              text not null,
+  scheduled_for    timestamptz not null,
+  instance         text not null,
+  attempts         integer not null default 1,
+  attempt_token    uuid not null,                 -- the current claim; finishing must present it
+  outcome          text not null check (outcome in ('running', 'ok', 'skipped', 'retry', 'failed')),
+  lease_expires_at timestamptz,                   -- running: lost after it; retry: claimable from it
+  note             jsonb not null default '{}',
+  error            text,
+  started_at       timestamptz not null,
+  finished_at      timestamptz,
+  unique (job, scheduled_for)
+);
+create index if not exists job_runs_started on job_runs (started_at);
+
+create or replace function job_run_view(r job_runs) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select (to_jsonb(r) - 'attempt_token') || jsonb_build_object('state',
+    case when r.outcome = 'running' and r.lease_expires_at <= db_now() then 'lost' else r.outcome end)
+$$;
+
+-- Per job, the latest firing that is settled (finished, running within its lease, or waiting for
+-- its retry time); and the schedule's epoch, the first firing it ever claimed on this database
+-- (a job that never ran looks for missed firings from there, within its grace).
+create or replace function job_schedule_state(p_jobs jsonb) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with jobs as (select value as job from jsonb_array_elements_text(coalesce(p_jobs, '[]'))),
+  per_job as (
+    select j.job,
+           (select min(r.scheduled_for) from job_runs r where r.job = j.job) as first_run,
+           (select max(r.scheduled_for) from job_runs r
+             where r.job = j.job
+               and not (r.outcome in ('running', 'retry') and r.lease_expires_at <= db_now())) as last_settled
+      from jobs j)
+  select jsonb_build_object(
+    'epoch', (select min(first_run) from per_job),
+    'last', coalesce((select jsonb_object_agg(job, last_settled) from per_job where last_settled is not null), '{}'))
+$$;
+
+-- Claim one firing. A new firing is inserted; an existing one is taken over only when it is open
+-- (lost, or its retry time has come). The unique key makes parallel claims wait for each other:
+-- exactly one gets `claimed`.
+create or replace function claim_job_run(
+  p_job text, p_scheduled_for timestamptz, p_instance text, p_lease_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  r job_runs;
+begin
+  if nullif(btrim(coalesce(p_job, '')), '') is null or p_scheduled_for is null
+     or nullif(btrim(coalesce(p_instance, '')), '') is null or coalesce(p_lease_seconds, 0) <= 0 then
+    raise exception 'a claim needs the job, its scheduled time, the instance and a positive lease'
+      using errcode = 'OD422';
+  end if;
+  insert into job_runs as j (job, scheduled_for, instance, attempt_token, outcome, lease_expires_at, started_at)
+  values (p_job, p_scheduled_for, p_instance, gen_random_uuid(), 'running',
+          v_now + make_interval(secs => p_lease_seconds), v_now)
+  on conflict (job, scheduled_for) do update
+     set instance = excluded.instance, attempts = j.attempts + 1, attempt_token = excluded.attempt_token,
+         outcome = 'running', lease_expires_at = excluded.lease_expires_at, started_at = excluded.started_at,
+         finished_at = null
+   where j.outcome in ('running', 'retry') and j.lease_expires_at <= v_now
+  returning * into r;
+  if not found then
+    return jsonb_build_object('claimed', false);
+  end if;
+  -- earlier firings of this job still open will not be claimed again: a later one ran instead
+  update job_runs o
+     set outcome = 'failed', finished_at = coalesce(o.finished_at, v_now), lease_expires_at = null,
+         error = concat_ws('; ', o.error,
+                           case when o.outcome = 'running' then 'lost: its instance stopped before finishing' end,
+                           format('superseded by the firing at %s', p_scheduled_for))
+   where o.job = p_job and o.scheduled_for < p_scheduled_for and o.outcome in ('running', 'retry')
+     and o.lease_expires_at <= v_now;
+  return jsonb_build_object('claimed', true, 'id', r.id, 'attempt', r.attempts, 'attempt_token', r.attempt_token);
+end
+$$;
+
+create or replace function finish_job_run(
+  p_id bigint, p_attempt_token uuid, p_outcome text, p_note jsonb, p_error text,
+  p_retry_in_seconds double precision
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  r job_runs;
+begin
+  if p_outcome is null or p_outcome not in ('ok', 'skipped', 'retry', 'failed') then
+    raise exception 'a run finishes as ok, skipped, retry or failed' using errcode = 'OD422';
+  end if;
+  update job_runs
+     set outcome = p_outcome, note = coalesce(p_note, '{}'), error = p_error, finished_at = v_now,
+         lease_expires_at = case when p_outcome = 'retry'
+                                 then v_now + make_interval(secs => greatest(coalesce(p_retry_in_seconds, 0), 0))
+                            end
+   where id = p_id and attempt_token = p_attempt_token and outcome = 'running'
+  returning * into r;
+  if not found then
+    raise exception 'run % was taken over by another instance after its lease ran out', p_id
+      using errcode = 'OD499';
+  end if;
+  return job_run_view(r);
+end
+$$;
+
+create or replace function recent_job_runs(p_job text, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select coalesce(jsonb_agg(job_run_view(r) order by r.started_at desc, r.id desc), '[]')
+    from (select * from job_runs where p_job is null or job = p_job
+           order by started_at desc, id desc limit greatest(coalesce(p_limit, 30), 1)) r
+$$;
+
+-- Retention: finished runs older than p_days go; open ones stay until they are settled.
+create or replace function prune_job_runs(p_days integer) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  with gone as (
+    delete from job_runs
+     where outcome not in ('running', 'retry') and finished_at < db_now() - make_interval(days => p_days)
+    returning 1)
+  select jsonb_build_object('deleted', (select count(*) from gone))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Agent runs: one row per run of an agent (filled by agents/, counted by the daily report).
+-- ---------------------------------------------------------------------------------------------
+create table if not exists agent_runs (
+  id          uuid primary key default gen_random_uuid(),
+  agent       text not null,
+  trigger     text not null,                   -- schedule, cli, api ...
+  started_at  timestamptz not null,
+  finished_at timestamptz,
+  proposals   integer not null default 0 check (proposals >= 0),
+  tokens      bigint not null default 0 check (tokens >= 0),
+  cost_usd    numeric not null default 0 check (cost_usd >= 0),
+  outcome     text not null default 'running' check (outcome in ('running', 'ok', 'failed')),
+  error       text
+);
+create index if not exists agent_runs_started on agent_runs (started_at);
+
+create or replace function agent_run_view(r agent_runs) returns jsonb
+language sql stable as $$ select to_jsonb(r) || jsonb_build_object('cost_usd', r.cost_usd::text) $$;
+
+create or replace function start_agent_run(p_agent text, p_trigger text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  r agent_runs;
+begin
+  if nullif(btrim(coalesce(p_agent, '')), '') is null or nullif(btrim(coalesce(p_trigger, '')), '') is null then
+    raise exception 'an agent run needs the agent and what triggered it' using errcode = 'OD422';
+  end if;
+  insert into agent_runs (agent, trigger, started_at) values (p_agent, p_trigger, db_now()) returning * into r;
+  return agent_run_view(r);
+end
+$$;
+
+create or replace function finish_agent_run(
+  p_id uuid, p_outcome text, p_proposals integer, p_tokens bigint, p_cost_usd numeric, p_error text
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  r agent_runs;
+begin
+  if p_outcome is null or p_outcome not in ('ok', 'failed') then
+    raise exception 'an agent run finishes as ok or failed' using errcode = 'OD422';
+  end if;
+  if coalesce(p_proposals, 0) < 0 or coalesce(p_tokens, 0) < 0 or coalesce(p_cost_usd, 0) < 0 then
+    raise exception 'proposals, tokens and cost cannot be negative' using errcode = 'OD422';
+  end if;
+  select * into r from agent_runs where id = p_id for update;
+  if not found then
+    raise exception 'no agent run %', p_id using errcode = 'OD404';
+  end if;
+  if r.outcome <> 'running' then
+    raise exception 'agent run % already finished as %', p_id, r.outcome using errcode = 'OD409',
+      detail = jsonb_build_object('outcome', r.outcome)::text;
+  end if;
+  update agent_runs
+     set outcome = p_outcome, finished_at = db_now(), proposals = coalesce(p_proposals, 0),
+         tokens = coalesce(p_tokens, 0), cost_usd = coalesce(p_cost_usd, 0), error = p_error
+   where id = p_id returning * into r;
+  return agent_run_view(r);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The daily report (app/daily_report.py): what happened on one calendar day in CRON_TIMEZONE.
+-- Every number is counted here (count(*) filter), never by fetching rows.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists daily_reports (
+  day                date primary key,
+  body               jsonb not null,
+  chart_png          bytea,
+  built_at           timestamptz not null,
+  status             text not null default 'built' check (status in ('built', 'sending', 'sent')),
+  attempts           integer not null default 0,
+  attempt_token      uuid,
+  claimed_by         text,
+  lease_expires_at   timestamptz,
+  dispatched_at      timestamptz,                      -- this attempt's post may have reached Discord
+  maybe_posted       boolean not null default false,   -- an earlier attempt's post may have
+  last_error         text,
+  sent_at            timestamptz,
+  discord_message_id text
+);
+
+-- A calendar day in a time zone, as the half-open range of instants [lo, hi).
+create or replace function report_window(p_day date, p_time_zone text, out lo timestamptz, out hi timestamptz)
+language sql stable as $$
+  select p_day::timestamp at time zone p_time_zone, (p_day + 1)::timestamp at time zone p_time_zone
+$$;
+
+-- The day's action events per agent and tier (the action's current tier), and their totals.
+create or replace function report_action_counts(p_day date, p_time_zone text) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with w as (select * from report_window(p_day, p_time_zone)),
+  counted as (
+    select a.agent, a.risk_level as tier,
+           count(*) filter (where l.event = 'submitted') as drafted,
+           count(*) filter (where l.event = 'auto_approved') as auto_run,
+           count(*) filter (where l.event = 'decided' and l.details->>'decision' = 'approved') as approved,
+           count(*) filter (where l.event = 'decided' and l.details->>'decision' = 'modified') as modified,
+           count(*) filter (where l.event = 'decided' and l.details->>'decision' = 'rejected') as rejected,
+           count(*) filter (where l.event = 'expired') as expired,
+           count(*) filter (where l.to_status = 'succeeded') as succeeded,
+           count(*) filter (where l.to_status = 'failed') as failed,
+           count(*) filter (where l.to_status = 'unknown') as unknown,
+           grouping(a.agent, a.risk_level) as rollup
+      from audit_log l join actions a on a.id = l.action_id cross join w
+     where l.at >= w.lo and l.at < w.hi
+     group by grouping sets ((a.agent, a.risk_level), ()))
+  select jsonb_build_object(
+    'totals', (select to_jsonb(c) - 'agent' - 'tier' - 'rollup' from counted c where c.rollup = 3),
+    'rows', coalesce((select jsonb_agg(to_jsonb(c) - 'rollup' order by c.agent,
+                                       array_position(array['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'], c.tier))
+                        from counted c where c.rollup = 0), '[]'))
+$$;
+
+create or replace function report_agent_runs(p_day date, p_time_zone text) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with w as (select * from report_window(p_day, p_time_zone))
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'agent', s.agent, 'runs', s.runs, 'ok', s.ok, 'failed', s.failed, 'running', s.running,
+           'proposals', s.proposals, 'tokens', s.tokens, 'cost_usd', s.cost_usd::text) order by s.agent), '[]')
+    from (select r.agent, count(*) as runs, count(*) filter (where r.outcome = 'ok') as ok,
+                 count(*) filter (where r.outcome = 'failed') as failed,
+                 count(*) filter (where r.outcome = 'running') as running,
+                 coalesce(sum(r.proposals), 0) as proposals, coalesce(sum(r.tokens), 0) as tokens,
+                 coalesce(sum(r.cost_usd), 0) as cost_usd
+            from agent_runs r cross join w
+           where r.started_at >= w.lo and r.started_at < w.hi
+           group by r.agent) s
+$$;
+
+-- Approvals still waiting, oldest first (the Python side signs their review links).
+create or replace function report_waiting(p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'total', (select count(*) from actions where status = 'pending'),
+    'items', coalesce((select jsonb_agg(jsonb_build_object(
+                         'id', a.id, 'agent', a.agent, 'kind', a.kind, 'tier', a.risk_level, 'summary', a.summary,
+                         'requested_at', a.requested_at, 'expires_at', a.expires_at, 'draft_hash', a.draft_hash)
+                       order by a.requested_at, a.id)
+                         from (select * from actions where status = 'pending'
+                                order by requested_at, id limit p_limit) a), '[]'))
+$$;
+
+-- Failures worth a look on the day: actions that failed or became unknown, Discord notifications
+-- and campaign batches that did, agent runs that failed, and scheduled runs that failed or were
+-- lost (a scheduled agent run that failed is listed once, as its agent run).
+create or replace function report_failures(p_day date, p_time_zone text, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with w as (select * from report_window(p_day, p_time_zone)),
+  found as (
+    select 'action' as source, a.id::text as ref, format('%s: %s', a.agent, a.summary) as title,
+           l.to_status as status, coalesce(l.reason, a.last_error) as error, l.at
+      from audit_log l join actions a on a.id = l.action_id cross join w
+     where l.at >= w.lo and l.at < w.hi and l.to_status in ('failed', 'unknown')
+    union all
+    select 'notification', n.id::text, format('Discord %s for action %s', n.kind, n.action_id), n.status,
+           n.last_error, n.updated_at
+      from discord_notifications n cross join w
+     where n.status in ('failed', 'unknown') and n.updated_at >= w.lo and n.updated_at < w.hi
+    union all
+    select 'campaign_batch', format('%s/%s', b.campaign_id, b.batch_no),
+           format('campaign %s, batch %s', b.campaign_id, b.batch_no), b.status, b.last_error, b.updated_at
+      from campaign_batches b cross join w
+     where b.status in ('failed', 'unknown') and b.updated_at >= w.lo and b.updated_at < w.hi
+    union all
+    select 'agent_run', r.id::text, format('%s agent run (%s)', r.agent, r.trigger), r.outcome, r.error,
+           r.finished_at
+      from agent_runs r cross join w
+     where r.outcome = 'failed' and r.finished_at >= w.lo and r.finished_at < w.hi
+    union all
+    select 'job', r.id::text,
+           format('%s, due %s', r.job, to_char(r.scheduled_for at time zone p_time_zone, 'YYYY-MM-DD HH24:MI')),
+           job_run_view(r)->>'state', r.error,
+           coalesce(r.finished_at, r.started_at)
+      from job_runs r cross join w
+     where (r.outcome = 'failed' or (r.outcome = 'running' and r.lease_expires_at <= db_now()))
+       and coalesce(r.finished_at, r.started_at) >= w.lo and coalesce(r.finished_at, r.started_at) < w.hi
+       and not exists (select 1 from agent_runs a
+                        where a.id::text = r.note->'result'->>'run_id' and a.outcome = 'failed'))
+  select jsonb_build_object(
+    'total', (select count(*) from found),
+    'items', coalesce((select jsonb_agg(to_jsonb(f) order by f.at)
+                         from (select * from found order by at limit p_limit) f), '[]'))
+$$;
+
+-- The last p_days days up to p_day: action outcomes per day, and emails counted per quota day.
+create or replace function report_history(p_day date, p_days integer, p_time_zone text) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with days as (select p_day - n as day from generate_series(0, p_days - 1) n),
+  w as (select (select lo from report_window(p_day - (p_days - 1), p_time_zone)) as lo,
+               (select hi from report_window(p_day, p_time_zone)) as hi),
+  counted as (
+    select (l.at at time zone p_time_zone)::date as day,
+           count(*) filter (where l.to_status = 'succeeded') as succeeded,
+           count(*) filter (where l.to_status = 'failed') as failed,
+           count(*) filter (where l.to_status = 'unknown') as unknown,
+           count(*) filter (where l.event = 'decided' and l.to_status = 'rejected') as rejected,
+           count(*) filter (where l.event = 'expired') as expired
+      from audit_log l cross join w
+     where l.at >= w.lo and l.at < w.hi and l.action_id is not null
+     group by 1)
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'day', d.day, 'succeeded', coalesce(c.succeeded, 0), 'failed', coalesce(c.failed, 0),
+           'unknown', coalesce(c.unknown, 0), 'rejected', coalesce(c.rejected, 0),
+           'expired', coalesce(c.expired, 0), 'emails_used', coalesce(q.used, 0)) order by d.day), '[]')
+    from days d left join counted c on c.day = d.day left join email_quota_days q on q.day = d.day
+$$;
+
+-- Everything the report shows for p_day, which must be over in p_time_zone. The email outlook and
+-- the waiting approvals are as of now: the report is read the morning after.
+create or replace function daily_report_data(
+  p_day date, p_time_zone text, p_history_days integer, p_list_limit integer,
+  p_daily_limit integer, p_reserve integer, p_quota_time_zone text
+) returns jsonb
+language plpgsql stable set search_path = public, pg_temp as $$
+declare
+  v_today date := (db_now() at time zone p_time_zone)::date;
+begin
+  if p_day is null or p_day >= v_today then
+    raise exception 'the report for % is built once that day is over in % (today is %)',
+      coalesce(p_day::text, 'no day'), p_time_zone, v_today using errcode = 'OD422';
+  end if;
+  if coalesce(p_history_days, 0) not between 1 and 366 or coalesce(p_list_limit, 0) not between 1 and 1000 then
+    raise exception 'history days must be 1-366 and the list limit 1-1000' using errcode = 'OD422';
+  end if;
+  return jsonb_build_object(
+    'day', p_day, 'time_zone', p_time_zone, 'generated_at', db_now(),
+    'actions', report_action_counts(p_day, p_time_zone),
+    'agent_runs', report_agent_runs(p_day, p_time_zone),
+    'emails', (select jsonb_build_object('sent', coalesce(d.used, 0), 'closed_reason', d.closed_reason,
+                                         'outlook', email_quota_outlook(p_daily_limit, p_reserve, p_quota_time_zone, 7))
+                 from (select p_day as day) x left join email_quota_days d on d.day = x.day),
+    'waiting', report_waiting(p_list_limit),
+    'llm', llm_spend(p_time_zone, p_day),
+    'failures', report_failures(p_day, p_time_zone, p_list_limit),
+    'history', report_history(p_day, p_history_days, p_time_zone));
+end
+$$;
+
+create or replace function daily_report_view(d daily_reports, p_with_chart boolean) returns jsonb
+language sql stable as $$
+  select (to_jsonb(d) - 'chart_png' - 'attempt_token')
+         || jsonb_build_object('has_chart', d.chart_png is not null,
+                               'chart_base64', case when p_with_chart then encode(d.chart_png, 'base64') end)
+$$;
+
+-- The report as memory keeps it: plain lines to search ("the day the support job broke"), without
+-- the review links (signed URLs do not belong in memory).
+create or replace function report_counts_text(p_counts jsonb) returns text
+language sql immutable as $$
+  select coalesce(string_agg(format('%s %s', l.label, p_counts->>l.key), ', ' order by l.n)
+                    filter (where coalesce((p_counts->>l.key)::integer, 0) > 0), 'nothing')
+    from unnest(array['drafted', 'auto_run', 'approved', 'modified', 'rejected', 'expired', 'succeeded', 'failed',
+                      'unknown'],
+                array['drafted', 'auto-run', 'approved', 'edited', 'rejected', 'expired', 'succeeded', 'failed',
+                      'unknown']) with ordinality l(key, label, n)
+$$;
+
+create or replace function report_memory_text(p_body jsonb) returns text
+language sql immutable as $$
+  select concat_ws(E'\n',
+    format('Daily report for %s (%s)', p_body->>'day', p_body->>'time_zone'),
+    'Actions: ' || report_counts_text(p_body->'totals'),
+    (select string_agg(format('- %s, %s: %s', r->>'agent', r->>'tier', report_counts_text(r)), E'\n' order by n)
+       from jsonb_array_elements(p_body->'by_agent_and_tier') with ordinality x(r, n)),
+    (select 'Agent runs:' || string_agg(format(E'\n- %s: %s run(s), %s ok, %s failed, %s proposal(s), %s tokens, $%s',
+                                               r->>'agent', r->>'runs', r->>'ok', r->>'failed', r->>'proposals',
+                                               r->>'tokens', r->>'cost_usd'), '' order by n)
+       from jsonb_array_elements(p_body->'agent_runs') with ordinality x(r, n)),
+    format('Emails sent: %s of %s', e->>'sent', e->>'daily_limit')
+      || coalesce(' (closed: ' || (e->>'closed_reason') || ')', ''),
+    (select 'Campaign batches ahead: ' || string_agg(format('%s: %s recipient(s) in %s batch(es)', r->>'day',
+                                                            r->>'recipients', r->>'batches'), '; ' order by n)
+       from jsonb_array_elements(e->'scheduled') with ordinality x(r, n)),
+    format('LLM spend: $%s of $%s in %s call(s)', l->>'spent_usd', l->>'budget_usd', l->>'calls')
+      || case when (l->>'refused')::integer > 0 then format(', %s refused by the budget', l->>'refused') else '' end,
+    format('Waiting for approval: %s', p_body->>'waiting_total')
+      || coalesce((select string_agg(format(E'\n- %s %s %s: %s', r->>'tier', r->>'agent', r->>'kind', r->>'summary'),
+                                     '' order by n)
+                     from jsonb_array_elements(p_body->'waiting') with ordinality x(r, n)), ''),
+    format('Failures: %s', p_body->>'failures_total')
+      || coalesce((select string_agg(format(E'\n- %s %s: %s', r->>'source', r->>'status', r->>'title')
+                                     || coalesce(' — ' || memory_clip(r->>'error', 300), ''), '' order by n)
+                     from jsonb_array_elements(p_body->'failures') with ordinality x(r, n)), ''))
+    from (select p_body->'emails' as e, p_body->'llm' as l) v
+$$;
+
+-- Store a built report (the chart as base64: both transports carry text). A report being sent or
+-- already sent is kept as it is: what was posted is what stays on record.
+create or replace function store_daily_report(p_day date, p_body jsonb, p_chart_base64 text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  d daily_reports;
+begin
+  if p_day is null or p_body is null or jsonb_typeof(p_body) <> 'object' then
+    raise exception 'a report needs its day and a JSON object body' using errcode = 'OD422';
+  end if;
+  insert into daily_reports as r (day, body, chart_png, built_at)
+  values (p_day, p_body, decode(p_chart_base64, 'base64'), db_now())
+  on conflict (day) do update set body = excluded.body, chart_png = excluded.chart_png, built_at = excluded.built_at
+   where r.status = 'built'
+  returning * into d;
+  if found then
+    begin
+      -- memory learns the report in the same transaction; rebuilding the day replaces its one row
+      perform memory_put('report', 'report', p_day::text, format('Daily report %s', p_day),
+                         report_memory_text(p_body), jsonb_build_object('day', p_day),
+                         (select lo from report_window(p_day, p_body->>'time_zone')));
+    exception when others then
+      -- memory must never stop the 9 AM report
+      raise warning 'memory could not record the report for %: % (%)', p_day, sqlerrm, sqlstate;
+    end;
+    return daily_report_view(d, false) || '{"stored": true}';
+  end if;
+  select * into d from daily_reports where day = p_day;
+  return daily_report_view(d, false) || '{"stored": false}';
+end
+$$;
+
+create or replace function get_daily_report(p_day date, p_with_chart boolean) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select daily_report_view(d, coalesce(p_with_chart, false)) from daily_reports d where d.day = p_day
+$$;
+
+-- Posting to Discord, like the notification outbox: claim (one sender at a time, with a lease),
+-- mark just before the POST, then record the message or give the claim back. A claim after an
+-- attempt that may have posted carries `maybe_posted`, so the post says it may repeat one.
+create or replace function claim_daily_report_send(p_day date, p_worker text, p_lease_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  d daily_reports;
+begin
+  if coalesce(p_lease_seconds, 0) <= 0 or nullif(btrim(coalesce(p_worker, '')), '') is null then
+    raise exception 'a send claim needs the worker and a positive lease' using errcode = 'OD422';
+  end if;
+  select * into d from daily_reports where day = p_day for update;
+  if not found then
+    raise exception 'no report stored for %', p_day using errcode = 'OD404';
+  end if;
+  if d.status = 'sent' or (d.status = 'sending' and d.lease_expires_at > v_now) then
+    return daily_report_view(d, false) || '{"claimed": false}';
+  end if;
+  update daily_reports
+     set status = 'sending', attempts = attempts + 1, attempt_token = gen_random_uuid(), claimed_by = p_worker,
+         lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+         maybe_posted = maybe_posted or dispatched_at is not null, dispatched_at = null
+   where day = p_day returning * into d;
+  return daily_report_view(d, false) || jsonb_build_object('claimed', true, 'attempt_token', d.attempt_token);
+end
+$$;
+
+create or replace function mark_daily_report_dispatched(p_day date, p_attempt_token uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+begin
+  update daily_reports set dispatched_at = db_now()
+   where day = p_day and status = 'sending' and attempt_token = p_attempt_token;
+  if not found then
+    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
+  end if;
+  return jsonb_build_object('day', p_day, 'dispatched', true);
+end
+$$;
+
+-- Discord confirmed the post. Recorded even from an attempt that lost its lease: the message
+-- exists. The first confirmed message is the one kept.
+create or replace function record_daily_report_sent(p_day date, p_message_id text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  d daily_reports;
+begin
+  update daily_reports
+     set status = 'sent', sent_at = db_now(), discord_message_id = p_message_id, attempt_token = null,
+         lease_expires_at = null, last_error = null
+   where day = p_day and status <> 'sent'
+  returning * into d;
+  if found then
+    return daily_report_view(d, false) || '{"recorded": true}';
+  end if;
+  select * into d from daily_reports where day = p_day;
+  if not found then
+    raise exception 'no report stored for %', p_day using errcode = 'OD404';
+  end if;
+  return daily_report_view(d, false) || '{"recorded": false}';
+end
+$$;
+
+create or replace function release_daily_report_send(
+  p_day date, p_attempt_token uuid, p_error text, p_maybe_posted boolean
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  d daily_reports;
+begin
+  update daily_reports
+     set status = 'built', attempt_token = null, lease_expires_at = null, last_error = p_error,
+         maybe_posted = maybe_posted or coalesce(p_maybe_posted, false), dispatched_at = null
+   where day = p_day and status = 'sending' and attempt_token = p_attempt_token
+  returning * into d;
+  if not found then
+    raise exception 'the send of the report for % was taken over', p_day using errcode = 'OD499';
+  end if;
+  return daily_report_view(d, false);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Agents (agents/framework.py): which sources a run can leave alone, and a run's actions
+-- submitted together with the end of its agent_runs row.
+-- An agent's action carries the dedupe key `<agent>/<source ref>/<input version>/<slot>`, e.g.
+-- `support/ticket-4711/20261121T160000Z/reply`: the same input gives the same keys, so a repeated
+-- run never opens a second action for it (submit_action answers with the one already open).
+-- ---------------------------------------------------------------------------------------------
+create index if not exists actions_dedupe_prefix on actions (dedupe_key text_pattern_ops)
+  where dedupe_key is not null;
+
+-- A key prefix as a LIKE pattern: the prefix's own characters match only themselves.
+create or replace function like_prefix(p_prefix text) returns text
+language sql immutable as $$
+  select replace(replace(replace(p_prefix, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+$$;
+
+-- A source a run put before the model and got nothing for (the model left it out, or its proposal
+-- was refused whole), one row per source: the latest skip. The same input is not sent again, and
+-- a source skipped before waits behind those never skipped, so sources the model keeps passing
+-- over cannot fill every prompt and starve new ones.
+create table if not exists agent_skips (
+  agent      text not null,
+  ref        text not null,
+  version    text not null,
+  reason     text not null,
+  run_id     uuid not null references agent_runs (id) on delete cascade,
+  skipped_at timestamptz not null,
+  primary key (agent, ref)
+);
+alter table agent_runs add column if not exists refused jsonb not null default '[]';  -- [{ref, reason}]
+
+-- The sources that go before the model this run, at most p_limit. Left alone: those that need no
+-- draft now (an action for the same input exists in any state, so a rejected or expired draft is
+-- not drafted again until the input changes; an action for an earlier input is still open; the
+-- same input was skipped: its skip is one of the source's `skipped_as` versions). Of the rest,
+-- those never skipped come first, then those skipped longest ago, each group in the order given.
+-- p_sources: [{ref, skipped_as: [version], source_prefix, input_prefix}]. Answers {handled: how
+-- many were left alone, picked: [ref]}.
+drop function if exists agent_sources_handled(jsonb);
+create or replace function agent_sources_pick(p_agent text, p_sources jsonb, p_limit integer) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  with triaged as (
+    select g.s->>'ref' as ref, g.n, k.skipped_at,
+           coalesce(k.version in (select jsonb_array_elements_text(g.s->'skipped_as')), false)
+           or exists (select 1 from actions a where a.dedupe_key like like_prefix(g.s->>'input_prefix'))
+           or exists (select 1 from actions a
+                       where a.dedupe_key like like_prefix(g.s->>'source_prefix')
+                         and a.status in ('pending', 'approved', 'running')) as handled
+      from jsonb_array_elements(coalesce(p_sources, '[]')) with ordinality as g(s, n)
+      left join agent_skips k on k.agent = p_agent and k.ref = g.s->>'ref')
+  select jsonb_build_object(
+    'handled', (select count(*) from triaged where handled),
+    'picked', coalesce((select jsonb_agg(p.ref order by p.skipped_at nulls first, p.n)
+                          from (select * from triaged where not handled
+                                 order by skipped_at nulls first, n limit greatest(p_limit, 0)) p), '[]'))
+$$;
+
+-- A finishing run's refusals, kept on its row, and its skips. p_skips: [{ref, version, reason}]
+-- (a dry run passes none: it writes nothing but its run record); p_refused: [{ref, reason}].
+create or replace function record_agent_skips(p_run_id uuid, p_skips jsonb, p_refused jsonb) returns void
+language sql set search_path = public, pg_temp as $$
+  update agent_runs set refused = coalesce(p_refused, '[]') where id = p_run_id;
+  insert into agent_skips as k (agent, ref, version, reason, run_id, skipped_at)
+  select r.agent, s->>'ref', s->>'version', s->>'reason', r.id, db_now()
+    from agent_runs r cross join jsonb_array_elements(coalesce(p_skips, '[]')) s
+   where r.id = p_run_id
+  on conflict (agent, ref) do update
+    set version = excluded.version, reason = excluded.reason, run_id = excluded.run_id,
+        skipped_at = excluded.skipped_at;
+$$;
+
+-- Tokens and cost of the given llm_calls rows (a run's own calls, failed ones included).
+create or replace function agent_llm_usage(p_call_ids jsonb) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select jsonb_build_object(
+    'tokens', coalesce(sum(c.input_tokens + c.output_tokens + c.cache_creation_input_tokens
+                           + c.cache_read_input_tokens), 0),
+    'cost_usd', coalesce(sum(case when c.outcome = 'reserved' then c.reserved_usd else c.cost_usd end), 0)::text)
+    from llm_calls c
+   where c.id in (select x::bigint from jsonb_array_elements_text(coalesce(p_call_ids, '[]')) x)
+$$;
+
+-- Every action of a run, submitted and the run finished as ok (with its skips and refusals), in
+-- one transaction: if any submission (or the run's end) fails, none of the actions exist. p_items
+-- are what ApprovalQueue.prepare made: [{action, risk_level, risk_reasons, auto_run, ttl_seconds,
+-- max_attempts}]. A key already used in any state is the same input handled before (by an
+-- overlapping run, say, whose LOW task already ran): answered with that action, as submit_action
+-- answers an open one.
+drop function if exists submit_agent_actions(uuid, jsonb, jsonb, text, text);
+create or replace function submit_agent_actions(
+  p_run_id uuid, p_items jsonb, p_call_ids jsonb, p_actor text, p_request_id text, p_skips jsonb,
+  p_refused jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_item jsonb;
+  v_results jsonb := '[]';
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+  a actions;
+begin
+  if jsonb_typeof(p_items) is distinct from 'array' then
+    raise exception 'p_items must be an array of prepared actions' using errcode = 'OD422';
+  end if;
+  for v_item in select value from jsonb_array_elements(p_items) loop
+    select * into a from actions where dedupe_key = v_item->'action'->>'dedupe_key'
+     order by created_at desc limit 1;
+    if found then
+      v_results := v_results || jsonb_build_array(action_view(a) || '{"duplicate": true}');
+      continue;
+    end if;
+    v_results := v_results || jsonb_build_array(submit_action(
+      v_item->'action', v_item->>'risk_level', v_item->'risk_reasons', (v_item->>'auto_run')::boolean,
+      (v_item->>'ttl_seconds')::double precision, (v_item->>'max_attempts')::integer, p_actor, p_request_id));
+  end loop;
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
+  return jsonb_build_object(
+    'run', finish_agent_run(p_run_id, 'ok', jsonb_array_length(p_items), (v_usage->>'tokens')::bigint,
+                            (v_usage->>'cost_usd')::numeric, null),
+    'results', v_results);
+end
+$$;
+
+-- A run that submits nothing: failed (with its error), a dry run, or one with nothing to do.
+drop function if exists close_agent_run(uuid, text, integer, jsonb, text);
+create or replace function close_agent_run(
+  p_run_id uuid, p_outcome text, p_proposals integer, p_call_ids jsonb, p_error text, p_skips jsonb,
+  p_refused jsonb
+) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_usage jsonb := agent_llm_usage(p_call_ids);
+begin
+  perform record_agent_skips(p_run_id, p_skips, p_refused);
+  return finish_agent_run(p_run_id, p_outcome, p_proposals, (v_usage->>'tokens')::bigint,
+                          (v_usage->>'cost_usd')::numeric, p_error);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Outgoing rate limits (integrations/rate_limit.py) shared by every process: a vendor counts the
+-- app's calls together, so a per-process limiter would give each process the whole allowance.
+-- A bucket has fixed windows of p_window_seconds aligned on the epoch; each call takes one slot.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists rate_windows (
+  bucket       text not null,
+  window_start timestamptz not null,
+  used         integer not null,
+  primary key (bucket, window_start)
+);
+
+-- Take a slot in the bucket's current window if fewer than p_limit are taken. The upsert is atomic:
+-- concurrent callers queue on the row and the `where` sees the latest count. retry_after: seconds
+-- until the current window ends (when a refused caller may try again).
+create or replace function take_rate_slot(p_bucket text, p_limit integer, p_window_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_start timestamptz;
+  v_opened boolean;
+  v_granted boolean;
+begin
+  if p_bucket is null or p_limit is null or p_limit < 1 or p_window_seconds is null or p_window_seconds <= 0 then
+    raise exception 'a rate limit needs a bucket, limit >= 1 and window > 0' using errcode = 'OD422';
+  end if;
+  v_start := to_timestamp(floor(extract(epoch from v_now) / p_window_seconds) * p_window_seconds);
+  insert into rate_windows as w (bucket, window_start, used) values (p_bucket, v_start, 1)
+  on conflict (bucket, window_start) do update set used = w.used + 1 where w.used < p_limit
+  returning w.xmax = 0 into v_opened;  -- xmax = 0: this call inserted the row, i.e. opened the window
+  v_granted := found;  -- no row returned: the window is full
+  if v_opened then  -- once per window and bucket: drop windows long past, so the table stays small
+    delete from rate_windows where window_start < v_now - interval '1 minute';
+  end if;
+  return jsonb_build_object(
+    'granted', v_granted,
+    'retry_after', extract(epoch from v_start + make_interval(secs => p_window_seconds) - v_now)::double precision);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Access. Row Level Security on every table with no policy: Supabase's anon and authenticated
+-- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
+-- the same file runs where those roles do not exist (the embedded server, plain Postgres).
+-- ---------------------------------------------------------------------------------------------
+do $$
+declare
+  v_table text;
+  v_fn regprocedure;
+  v_supabase boolean := exists (select 1 from pg_roles where rolname = 'service_role');
+begin
+  foreach v_table in array array['clock_offset', 'schema_applied', 'actions', 'audit_log', 'notes', 'approval_pin_failures',
+                                        'discord_notifications', 'discord_messages',
+                                        'llm_calls', 'llm_model_resolution',
+                                        'hubspot_webhook_deliveries', 'hubspot_events',
+                                        'memory_config', 'memory', 'maintenance_leases',
+                                        'email_quota_days', 'email_quota_reservations', 'email_campaigns',
+                                        'campaign_batches', 'campaign_recipients',
+                                        'job_runs', 'agent_runs', 'agent_skips', 'daily_reports',
+                                        'rate_windows'] loop
+    execute format('alter table public.%I enable row level security', v_table);
+    if v_supabase then
+      execute format('revoke all on table public.%I from anon, authenticated', v_table);
+      execute format('grant select, insert, update, delete on table public.%I to service_role', v_table);
+    end if;
+  end loop;
+
+  -- The functions this file just (re)defined are exactly those whose catalogue row this
+  -- transaction wrote; that leaves any other function in the schema alone.
+  for v_fn in
+    select p.oid::regprocedure from pg_proc p
+     where p.pronamespace = 'public'::regnamespace
+       and p.xmin::text = (pg_current_xact_id()::text::bigint % 4294967296)::text
+  loop
+    execute format('revoke all on function %s from public', v_fn);
+    if v_supabase then
+      execute format('revoke all on function %s from anon, authenticated', v_fn);
+      execute format('grant execute on function %s to service_role', v_fn);
+    end if;
+  end loop;
+
+  if v_supabase then
+    revoke update, delete, truncate on table public.audit_log from service_role;
+    -- the clock offset is a test hook that moves db_now() for everything: only the owner moves it
+    revoke insert, update, delete, truncate on table public.clock_offset from service_role;
+  end if;
+end
+$$;
+
+notify pgrst, 'reload schema';
+
+commit;
