@@ -51,10 +51,17 @@ def worker_processes(parent: int) -> list[int]:
 
 
 def test_decisions_from_several_api_processes_are_made_once(tmp_path: Path) -> None:
-    port = free_port()
     # as the session's server (tests/conftest.py): a short path for the socket, one the server's
     # own user can reach when the tests run as root
     data = Path(tempfile.mkdtemp(prefix="odw", dir="/tmp"))
+    try:
+        run_two_api_processes(data, tmp_path)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def run_two_api_processes(data: Path, tmp_path: Path) -> None:
+    port = free_port()
     env = clean_env(data)
     process = subprocess.Popen(
         [
@@ -116,7 +123,6 @@ def test_decisions_from_several_api_processes_are_made_once(tmp_path: Path) -> N
     assert "tok-SECRET-123" not in output
     assert worker_processes(process.pid) == []
     assert not (data / "pgdata" / "postmaster.pid").exists(), "the embedded server kept running"
-    shutil.rmtree(data, ignore_errors=True)
 
 
 def test_an_api_decision_is_one_call_on_the_event_loops_pool(
