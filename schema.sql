@@ -139,6 +139,10 @@ alter table if exists memory add column if not exists embedding_parked vector;
 -- lease convention, which keeps updated_at.
 alter table if exists daily_reports add column if not exists updated_at timestamptz;
 
+-- v5, from v4 (issue 15): search_memory gained p_vector, the query vector in pgvector's text form.
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean, text);
+
 -- ---------------------------------------------------------------------------------------------
 -- §3 Clock and schema version
 -- All timestamps come from the database, never a worker's clock. Tests move time forward by
@@ -160,7 +164,8 @@ $$;
 -- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
 -- agent_sources_pick, lease renewal. 3: decide_action's channel and re-tiered edits,
 -- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
--- memory_index_status). 5: the demo (demo_mark, demo_remove).
+-- memory_index_status). 5: the demo (demo_mark, demo_remove) and search_memory's query vector in
+-- pgvector's text form (p_vector).
 create or replace function schema_version() returns jsonb
 language sql immutable as $$ select to_jsonb(5) $$;
 
@@ -575,14 +580,15 @@ begin
     insert into actions (agent, kind, task_type, summary, reasoning, requested_action,
                          estimated_impact, risk_level, risk_reasons, metadata, status, draft_hash,
                          dedupe_key, requested_at, expires_at, run_after, max_attempts, request_id,
-                         created_at, updated_at)
+                         created_at, updated_at, decided_via)
     values (p_action->>'agent', p_action->>'kind', p_action->>'task_type', p_action->>'summary',
             coalesce(p_action->>'reasoning', ''), coalesce(p_action->'payload', '{}'),
             coalesce(p_action->'impact', '{}'), p_risk_level, coalesce(p_risk_reasons, '[]'),
-            coalesce(p_action->'metadata', '{}'), 'pending',
+            coalesce(p_action->'metadata', '{}'), case when p_auto_run then 'approved' else 'pending' end,
             draft_hash(coalesce(p_action->'payload', '{}')), v_key, v_now,
             case when p_auto_run then null else v_now + make_interval(secs => p_ttl_seconds) end,
-            null, p_max_attempts, p_request_id, v_now, v_now)
+            case when p_auto_run then v_now end, p_max_attempts, p_request_id, v_now, v_now,
+            case when p_auto_run then 'system' end)
     returning * into a;
   exception when unique_violation then
     -- a concurrent submit with the same dedupe key won; answer with its action
@@ -591,14 +597,18 @@ begin
     return action_view(a) || '{"duplicate": true}';
   end;
 
-  perform write_audit(a.id, p_actor, 'submitted', null, 'pending', null, p_request_id,
-                      jsonb_build_object('risk_level', p_risk_level, 'reasons', p_risk_reasons));
-  if p_auto_run then
-    update actions set status = 'approved', run_after = v_now, decided_via = 'system', updated_at = v_now
-     where id = a.id returning * into a;
-    perform write_audit(a.id, 'policy', 'auto_approved', 'pending', 'approved',
-                        'LOW risk runs without approval', p_request_id);
-  end if;
+  -- An auto-run action is inserted approved: inserting it pending and updating it in the same
+  -- transaction wrote the row twice, and queued a Discord announcement only to cancel it (the
+  -- trigger announces pending rows only). The audit still tells both steps: submitted, then
+  -- approved by the policy.
+  insert into audit_log (action_id, actor, event, from_status, to_status, reason, request_id, details)
+  select a.id, s.actor, s.event, s.from_status, s.to_status, s.reason, p_request_id, s.details
+    from (values (1, p_actor, 'submitted', null, 'pending', null,
+                  jsonb_build_object('risk_level', p_risk_level, 'reasons', p_risk_reasons)),
+                 (2, 'policy', 'auto_approved', 'pending', 'approved', 'LOW risk runs without approval', '{}'::jsonb))
+         as s(step, actor, event, from_status, to_status, reason, details)
+   where s.step = 1 or p_auto_run
+   order by s.step;
   return action_view(a) || '{"duplicate": false}';
 end
 $$;
@@ -2278,11 +2288,14 @@ $$;
 -- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
 -- vector_index, results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score,
 -- vector_rank, similarity, occurred_at, metadata}]}.
+-- The query's vector comes as p_vector, pgvector's text form ('[0.1,0.2,...]'), or as p_embedding, a
+-- JSON array of numbers: jsonb reads each number as a numeric, which cost a 384-number query more
+-- than the index search itself (bench/README.md, issue 15).
 create or replace function search_memory(
   p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
   p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
   p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean,
-  p_model text default null
+  p_model text default null, p_vector text default null
 ) returns jsonb
 language plpgsql
 set search_path = public, extensions, pg_temp
@@ -2361,12 +2374,29 @@ begin
         using errcode = 'OD409',
               detail = jsonb_build_object('query_model', p_model, 'model', v_config.model)::text;
     end if;
-    if p_embedding is null or jsonb_typeof(p_embedding) <> 'array'
-       or jsonb_array_length(p_embedding) <> v_config.dimension then
-      raise exception 'the query embedding must be an array of % numbers', v_config.dimension
-        using errcode = 'OD422';
+    if p_vector is not null then
+      begin
+        v_vector := p_vector::vector;  -- from here pgvector's library is loaded
+      exception when others then
+        v_vector := null;
+      end;
+      if v_vector is null or vector_dims(v_vector) <> v_config.dimension then
+        raise exception 'the query vector must be % numbers in pgvector''s form [x,y,...]', v_config.dimension
+          using errcode = 'OD422';
+      end if;
+    else
+      if p_embedding is null or jsonb_typeof(p_embedding) <> 'array'
+         or jsonb_array_length(p_embedding) <> v_config.dimension then
+        raise exception 'the query embedding must be an array of % numbers', v_config.dimension
+          using errcode = 'OD422';
+      end if;
+      v_vector := (p_embedding::text)::vector;
     end if;
-    v_vector := (p_embedding::text)::vector;  -- from here pgvector's library is loaded
+    if v_mode = 'vector' then
+      -- ranked by distance alone, the nearest `limit` are the answer: more candidates only feed
+      -- hybrid's fusion, and each costs a heap read and a distance
+      v_candidates := p_limit;
+    end if;
     if not v_vector_index then
       if v_mode = 'vector' then
         return jsonb_build_object('mode', v_mode, 'fts_query', v_tsq::text, 'fts_limited', false,

@@ -3,9 +3,10 @@
 - `opsdesk --help` (the project's .venv) against `procrastinate --help` (bench/.venv-ref), in
   alternating rounds; with hyperfine (`-N`: no shell in between) when it is installed, else timed
   here with a subprocess per run.
-- `opsdesk approvals list` while `opsdesk run` serves the same database. The CLI does not talk to
-  the service: it opens DATABASE_URL itself (a pool, the schema version check, the memory
-  embeddings check, then `list_actions`), so this is a whole process start plus that.
+- `opsdesk approvals list` while `opsdesk run` serves the same database, in the same environment
+  (DATABASE_URL, data folder): the CLI finds the service in `<data dir>/service.json` and asks it
+  `GET /approvals` (before issue 15 it opened DATABASE_URL itself: a pool, the schema version
+  check, the memory embeddings check, then `list_actions`). A whole process start plus that.
 - `python -X importtime -c "import scheduler"`: what the `opsdesk` command imports before it parses
   its arguments, the largest by cumulative time (the raw output goes to bench/results/).
 """

@@ -4,12 +4,11 @@ The service gets a clean environment (no `.env`: it runs in its own folder) poin
 the bench's server, the API only (`--no-scheduler --no-executor`: the decisions are measured, not
 the work they release), and the API process count:
 
-- `OPSDESK_API_WORKERS=N` is always in its environment (today's Settings ignore unknown names);
+- `OPSDESK_API_WORKERS=N` is always in its environment (the setting `opsdesk run` reads);
 - `--api-workers N` (or the flag named by `--service-workers-flag`) is passed when `opsdesk run
-  --help` lists that flag. Today it does not: one API process, and asking for more fails loudly
-  rather than measuring one process under another name. (Today's `--workers` is the number of
-  executor threads; if the optimisation gives that flag to API processes instead, pass
-  `--service-workers-flag=--workers`.)
+  --help` lists that flag (it does since issue 15); an opsdesk without it runs one API process,
+  and asking for more then fails loudly rather than measuring one process under another name.
+  (`--workers` is the number of executor threads.)
 """
 
 from __future__ import annotations
@@ -71,7 +70,7 @@ def workers_arguments(api_workers: int, flag: str, env: dict[str, str], cwd: Pat
     if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", shown):
         return [flag, str(api_workers)], f"{flag} {api_workers} and OPSDESK_API_WORKERS={api_workers}"
     if api_workers == 1:
-        return [], f"one API process: `opsdesk run` has no {flag} (OPSDESK_API_WORKERS=1 set, unused today)"
+        return [], f"one API process: `opsdesk run` has no {flag} (OPSDESK_API_WORKERS=1 set)"
     raise BenchFailure(
         f"{api_workers} API processes asked for, but `opsdesk run --help` lists no {flag}; "
         "name the flag with --service-workers-flag"

@@ -104,7 +104,7 @@ def cli_rows(part: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             times(part["help_ratio"]),
         ),
         (
-            "`opsdesk approvals list` (service running; the CLI opens DATABASE_URL itself)",
+            "`opsdesk approvals list` (service running; the CLI asks it over HTTP)",
             f"{part['approvals_list']['median_s']:.3f} s",
             "",
             "",

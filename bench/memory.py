@@ -55,6 +55,7 @@ from rich.table import Table
 from app.core.database import schema_sql
 from app.core.database_setup import start_embedded
 from app.core.settings import Settings
+from app.memory.store import vector_text
 from bench.provenance import code_version
 
 DIMENSION = 384
@@ -542,13 +543,13 @@ def search(
 ) -> Any:
     """The product's call (app.memory.store.MemoryStore.search), with its default settings."""
     return conn.execute(
-        "select search_memory(p_query => %s, p_mode => %s, p_embedding => %s, p_kinds => %s, p_since => null, "
-        "p_limit => 10, p_candidates => %s, p_fts_weight => %s, p_vector_weight => %s, p_rrf_k => %s, "
-        "p_ef_search => %s, p_fts_rank_limit => %s, p_include_content => false)",
+        "select search_memory(p_query => %s, p_mode => %s, p_embedding => null, p_vector => %s, p_kinds => %s, "
+        "p_since => null, p_limit => 10, p_candidates => %s, p_fts_weight => %s, p_vector_weight => %s, "
+        "p_rrf_k => %s, p_ef_search => %s, p_fts_rank_limit => %s, p_include_content => false)",
         (
             query,
             mode,
-            Jsonb(vector.tolist()) if vector is not None else None,
+            vector_text(vector.tolist()) if vector is not None else None,
             Jsonb(kinds) if kinds else None,
             DEFAULTS.memory_search_candidates,
             DEFAULTS.memory_fts_weight,

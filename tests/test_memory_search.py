@@ -18,7 +18,7 @@ from app.core.errors import InvalidInput
 from app.core.settings import Settings
 from app.memory.models import MAX_CONTENT_CHARS, EmbeddingsMismatch, MemoryItem, TicketMemory
 from app.memory.sources import sync_knowledge_base
-from app.memory.store import MemoryStore
+from app.memory.store import MemoryStore, vector_text
 from app.web import create_app
 from integrations.notion import KBPage
 from tests.conftest import API_TOKEN, make_settings
@@ -318,3 +318,33 @@ def test_an_older_memory_table_gets_the_kind_lexeme_when_the_schema_is_applied(
     before = sql.execute(column).fetchone()
     sql.execute(schema_sql().encode())
     assert sql.execute(column).fetchone() == before  # applied again: the column is current, not rebuilt
+
+
+def test_the_query_vector_as_text_ranks_as_the_json_array_does(
+    crowded: MemoryStore, fake: WordTopicEmbedder, db: Database
+) -> None:
+    """p_vector (pgvector's text form, what the store sends: no number parsed as a numeric) and
+    p_embedding (a JSON array) give the same answer; a malformed or mis-sized vector is a 422."""
+    vector = fake.vector("parcel courier delivery")
+    common = {
+        "query": "parcel courier delivery",
+        "mode": "vector",
+        "kinds": None,
+        "since": None,
+        "limit": 5,
+        "candidates": 50,
+        "fts_weight": 1,
+        "vector_weight": 1,
+        "rrf_k": 60,
+        "ef_search": 100,
+        "fts_rank_limit": 200,
+        "include_content": False,
+        "model": fake.spec.name,
+    }
+    as_array = db.call("search_memory", embedding=vector, **common)
+    as_text = db.call("search_memory", embedding=None, vector=vector_text(vector), **common)
+    assert as_text == as_array and len(as_text["results"]) == 5
+    assert as_text["vector_candidates"] == 5  # vector mode reads no candidate beyond its answer
+    for wrong in ("[1,2", vector_text(vector[:-1]), "not a vector"):
+        with pytest.raises(InvalidInput, match="query vector"):
+            db.call("search_memory", embedding=None, vector=wrong, **common)

@@ -5,22 +5,15 @@ entries, so adding an agent touches agents/ and its cron setting only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from app.agent_runs.report import AgentRunReport
-from app.core.database import Database
+from app.agent_runs.entry import AgentEntry
 from app.core.errors import InvalidInput
-from app.core.settings import Settings
 
-
-@dataclass(frozen=True)
-class AgentEntry:
-    name: str  # "sales": the CLI's choice, and the schedule's job `agent_sales`
-    cron_setting: str  # the Settings field holding its crontab ("sales_agent_cron")
-    # the integrations a run cannot start without (`opsdesk config check`'s part names: "hubspot",
-    # "anthropic"): the CLI says what of them is missing before it runs anything
-    needs: tuple[str, ...] = ()
+if TYPE_CHECKING:  # types only: the entries are read by `opsdesk --help`, which imports no database
+    from app.agent_runs.report import AgentRunReport
+    from app.core.database import Database
+    from app.core.settings import Settings
 
 
 class AgentUnavailable(InvalidInput):

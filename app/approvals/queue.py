@@ -17,7 +17,7 @@ from uuid import UUID
 from app.approvals import sql
 from app.approvals.risk_policy import Assessment, RiskThresholds, assess, reassess
 from app.core import sql as core_sql
-from app.core.database import Database
+from app.core.database import AsyncDatabase, Database
 from app.core.errors import Forbidden, InvalidInput, NotFound
 from app.core.models import (
     ActionPage,
@@ -176,6 +176,38 @@ class ApprovalQueue:
         log.info("action %s %s by %s via %s", action_id, record.decision or record.status.value, actor, channel)
         return record
 
+    def decides_in_one_call(self, request: DecisionRequest) -> bool:
+        """Whether `decide_action` alone decides `request`: a rejection, or an approval where no
+        PIN is set (an edit is read and tiered first; a PIN's tier is read first)."""
+        return request.decision == "reject" or (request.decision == "approve" and self.settings.approval_pin is None)
+
+    async def decide_now(
+        self,
+        adb: AsyncDatabase,
+        action_id: UUID,
+        request: DecisionRequest,
+        *,
+        actor: str,
+        channel: Channel,
+        request_id: str | None = None,
+    ) -> ActionRecord:
+        """`decide_with_pin` for a decision that `decides_in_one_call`, on an event loop's pool (the
+        API's): one round trip and no worker thread. Anything else is refused here."""
+        if not self.decides_in_one_call(request):
+            raise ValueError(f"a {request.decision} here needs decide_with_pin")
+        row = await sql.decide_action(
+            adb,
+            id=action_id,
+            decision=request.decision,
+            actor=actor,
+            reason=request.reason,
+            modifications=None,
+            expected_hash=None,
+            request_id=request_id,
+            channel=channel,
+        )
+        return ActionRecord.model_validate(row)
+
     def decide_with_pin(
         self,
         action_id: UUID,
@@ -193,7 +225,15 @@ class ApprovalQueue:
 
         The terminal (`terminal=True`) is where a link locked by wrong PINs can still be approved,
         as the review page tells: its user holds the database credentials, so a lock would protect
-        nothing there. A wrong PIN is still refused, counted and audited."""
+        nothing there. A wrong PIN is still refused, counted and audited.
+
+        Where no PIN can be asked for (none is set, or the decision is a rejection) the decision is
+        one call: `decide_action` checks the status, expiry and draft under the row lock itself, so
+        reading the action first would only cost a round trip."""
+        if self.settings.approval_pin is None or request.decision == "reject":
+            return self.decide(
+                action_id, request, actor=actor, channel=channel, request_id=request_id, pin_checked=True
+            )
         current = ActionRecord.model_validate(self.get(action_id))
         if current.status is Status.PENDING and self.pin_required_after(current, request):
             if terminal:

@@ -8,21 +8,22 @@ its settings and database the one way (app.cli.context).
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
-from app.agent_runs.registry import AgentRegistry
 from app.cli.agents import agents_app
 from app.cli.approvals import actions_app, approvals_app, executor_app
 from app.cli.config import config_app, db_app
 from app.cli.demo import demo_command
-from app.cli.failures import USAGE_ERROR, fail, usage_failed
 from app.cli.memory import memory_app
 from app.cli.outside import brevo_app, models_app
 from app.cli.report import report_command
 from app.cli.run import run_command
 from app.cli.schedule import jobs_command
-from app.core.errors import KNOWN_ERRORS
+
+if TYPE_CHECKING:
+    from app.agent_runs.registry import AgentRegistry
 
 
 def build_app(agents: AgentRegistry) -> typer.Typer:
@@ -53,10 +54,16 @@ def main(argv: list[str] | None = None, *, agents: AgentRegistry) -> None:
     try:
         # without standalone mode click returns an Exit's code instead of exiting
         code = build_app(agents)(args=argv, prog_name="opsdesk", standalone_mode=False, obj=agents)
-    except KNOWN_ERRORS as exc:
-        fail(exc)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except USAGE_ERROR as exc:
-        usage_failed(exc)
+    except Exception as exc:
+        # imported only when a command failed: the error tree pulls in pydantic (`--help` does not)
+        from app.cli.failures import USAGE_ERROR, fail, usage_failed
+        from app.core.errors import KNOWN_ERRORS
+
+        if isinstance(exc, KNOWN_ERRORS):
+            fail(exc)
+        if isinstance(exc, USAGE_ERROR):
+            usage_failed(exc)
+        raise
     sys.exit(code if isinstance(code, int) else 0)

@@ -5,19 +5,20 @@ are the agents registry's (app.agent_runs.registry), so `--help` and a wrong nam
 # choices' enum is made in the factory, where a string annotation could not be resolved.
 
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from app.agent_runs.registry import AgentRegistry
 from app.cli.context import console, errors, load_settings
-from app.core.config_needs import require
 from app.core.log_setup import configure_logging
 
+if TYPE_CHECKING:
+    from app.agent_runs.registry import AgentRegistry
 
-def agents_app(agents: AgentRegistry) -> typer.Typer:
+
+def agents_app(agents: "AgentRegistry") -> typer.Typer:
     names = [entry.name for entry in agents.entries]
     needs = {entry.name: entry.needs for entry in agents.entries}
     app = typer.Typer(help=f"Run the {_listed(names)} agents.", no_args_is_help=True)
@@ -30,6 +31,8 @@ def agents_app(agents: AgentRegistry) -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help="Print the run's report as JSON")] = False,
     ) -> None:
         """Run one agent now: it reads HubSpot and memory, asks Claude, and proposes actions."""
+        from app.core.config_needs import require
+
         settings = load_settings()
         # keeps webhook tokens in request URLs out of the log
         configure_logging(settings.log_level, settings.log_format)

@@ -1,25 +1,33 @@
 """`opsdesk approvals ...`, `opsdesk actions ...` and `opsdesk executor drain`: everything the
-review pages and the API do, from a terminal."""
+review pages and the API do, from a terminal.
+
+The queue, the executor and the models are imported by the commands that use them: `opsdesk
+--help` imports none of them (tests/test_cli_speed.py)."""
 
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
-from pydantic import ValidationError
-from rich.table import Table
 
-from app.approvals.executor import Executor
-from app.approvals.links import LinkSigner
-from app.approvals.queue import ApprovalQueue
-from app.cli.context import actor, console, database, errors, print_json
-from app.core.errors import InvalidInput
-from app.core.models import ActionRecord, ActionRequest, DecisionRequest, Status, Tier
-from integrations.untrusted import UnusableJson, strict_json, validation_errors
+from app.cli.context import actor, console, database, errors, load_settings, print_json
+from app.core.states import Status, Tier
+
+if TYPE_CHECKING:
+    from app.approvals.queue import ApprovalQueue
+    from app.core.database import Database
+    from app.core.settings import Settings
+
+
+def _queue(db: Database, settings: Settings) -> ApprovalQueue:
+    from app.approvals.queue import ApprovalQueue
+
+    return ApprovalQueue(db, settings)
+
 
 approvals_app = typer.Typer(help="List, show and decide approvals.", no_args_is_help=True)
 actions_app = typer.Typer(help="Submit and settle actions.", no_args_is_help=True)
@@ -36,36 +44,66 @@ def approvals_list(
     offset: Annotated[int, typer.Option(min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """List actions (pending ones by default, oldest first)."""
-    with database() as (settings, db):
-        page = ApprovalQueue(db, settings).list(
-            status=None if all_ else status, tier=tier, agent=agent, limit=limit, offset=offset
-        )
+    """List actions (pending ones by default, oldest first). With the service running on the same
+    database (`opsdesk run`), it is asked over HTTP: no database connection is opened here."""
+    from rich.table import Table
+
+    query = {
+        "status": None if all_ or status is None else status.value,
+        "tier": tier.value if tier else None,
+        "agent": agent,
+        "limit": limit,
+        "offset": offset,
+    }
+    page = _page_from_service(query)
+    if page is None:
+        with database() as (settings, db):
+            page = (
+                _queue(db, settings)
+                .list(status=None if all_ else status, tier=tier, agent=agent, limit=limit, offset=offset)
+                .model_dump(mode="json")
+            )
     if as_json:
-        print_json(page.model_dump(mode="json"))
+        print_json(page)
         return
-    table = Table(title=f"{page.total} action(s)")
+    table = Table(title=f"{page['total']} action(s)")
     for column in ("id", "status", "tier", "agent", "kind", "summary", "requested", "expires"):
         table.add_column(column)
-    for item in page.items:
+    for item in page["items"]:
         table.add_row(
-            str(item.id),
-            item.status.value,
-            item.risk_level.value,
-            item.agent,
-            item.kind,
-            item.summary[:60],
-            f"{item.requested_at:%Y-%m-%d %H:%M}",
-            f"{item.expires_at:%Y-%m-%d %H:%M}" if item.expires_at else "",
+            item["id"],
+            item["status"],
+            item["risk_level"],
+            item["agent"],
+            item["kind"],
+            item["summary"][:60],
+            _minute(item["requested_at"]),
+            _minute(item["expires_at"]),
         )
     console.print(table)
+
+
+def _page_from_service(query: dict[str, Any]) -> dict[str, Any] | None:
+    """GET /approvals from the running service on this database, or None (app.runtime.advert)."""
+    from app.runtime.advert import ask, running_service
+
+    settings = load_settings()
+    url = running_service(settings)
+    if url is None or settings.ops_api_token is None:
+        return None
+    page = ask(url, "/approvals", query, settings.ops_api_token.get_secret_value())
+    return page if isinstance(page, dict) and isinstance(page.get("items"), list) else None
+
+
+def _minute(moment: str | None) -> str:
+    return f"{datetime.fromisoformat(moment):%Y-%m-%d %H:%M}" if moment else ""
 
 
 @approvals_app.command("show")
 def approvals_show(action_id: UUID) -> None:
     """Show one action with its audit trail."""
     with database() as (settings, db):
-        print_json(ApprovalQueue(db, settings).get(action_id))
+        print_json(_queue(db, settings).get(action_id))
 
 
 def _edits(pairs: list[str]) -> dict[str, Any]:
@@ -96,10 +134,12 @@ def approvals_approve(
     ] = None,
 ) -> None:
     """Approve a pending action (with --edit: modify, then approve)."""
+    from app.core.models import ActionRecord, DecisionRequest
+
     edits = _edits(edit or [])
     decision = DecisionRequest(decision="modify" if edits else "approve", reason=note, modifications=edits or None)
     with database() as (settings, db):
-        queue = ApprovalQueue(db, settings)
+        queue = _queue(db, settings)
         if (
             pin is None
             and sys.stdin.isatty()
@@ -117,8 +157,10 @@ def approvals_reject(
     as_: Annotated[str | None, typer.Option("--as", help="Your name for the audit")] = None,
 ) -> None:
     """Reject a pending action with a reason."""
+    from app.core.models import DecisionRequest
+
     with database() as (settings, db):
-        record = ApprovalQueue(db, settings).decide(
+        record = _queue(db, settings).decide(
             action_id, DecisionRequest(decision="reject", reason=reason), actor=actor(as_), channel="cli"
         )
     console.print(f"[yellow]rejected[/yellow] {record.id} by {record.decided_by}")
@@ -131,9 +173,11 @@ def approvals_inbox_link(
     ] = None,
 ) -> None:
     """Print a signed link to the inbox page: every pending action, several decided at once."""
+    from app.approvals.links import LinkSigner
+
     with database() as (settings, db):
         # the database's clock, which the page checks the link against
-        expires_at = ApprovalQueue(db, settings).clock() + timedelta(hours=hours or settings.inbox_link_hours)
+        expires_at = _queue(db, settings).clock() + timedelta(hours=hours or settings.inbox_link_hours)
         url = LinkSigner(settings).inbox_url(expires_at)
     typer.echo(url)  # plain, unwrapped: people copy it and scripts read it
     errors.print(f"valid until {expires_at.astimezone(settings.time_zone):%Y-%m-%d %H:%M %Z}")
@@ -153,6 +197,12 @@ def actions_submit(
     ],
 ) -> None:
     """Submit an action: the same policy, queue and audit as the agents' actions."""
+    from pydantic import ValidationError
+
+    from app.core.errors import InvalidInput
+    from app.core.models import ActionRequest
+    from integrations.untrusted import UnusableJson, strict_json, validation_errors
+
     text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     try:
         strict_json(text)  # what JSON may hold but opsdesk cannot keep, named (integrations.untrusted)
@@ -165,7 +215,7 @@ def actions_submit(
     except ValidationError as exc:
         raise InvalidInput("the action does not fit the schema", details={"errors": validation_errors(exc)}) from exc
     with database() as (settings, db):
-        result = ApprovalQueue(db, settings).submit(request, actor=actor(None))
+        result = _queue(db, settings).submit(request, actor=actor(None))
     print_json(result.model_dump(mode="json"))
 
 
@@ -178,7 +228,7 @@ def actions_settle(
 ) -> None:
     """Settle an `unknown` action after checking the outside system by hand."""
     with database() as (settings, db):
-        record = ApprovalQueue(db, settings).settle(action_id, outcome, actor=actor(as_), reason=reason)
+        record = _queue(db, settings).settle(action_id, outcome, actor=actor(as_), reason=reason)
     console.print(f"{record.id} is now {record.status.value}")
 
 
@@ -190,13 +240,15 @@ def actions_cancel(
 ) -> None:
     """Cancel a pending or approved action before it runs."""
     with database() as (settings, db):
-        record = ApprovalQueue(db, settings).cancel(action_id, actor=actor(as_), reason=reason)
+        record = _queue(db, settings).cancel(action_id, actor=actor(as_), reason=reason)
     console.print(f"{record.id} is now {record.status.value}")
 
 
 @executor_app.command("drain")
 def executor_drain() -> None:
     """Run every action that is due now, then exit."""
+    from app.approvals.executor import Executor
+
     with database() as (settings, db):
         executor = Executor(db, settings)
         try:

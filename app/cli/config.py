@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from app.cli.context import console, database, errors
-from app.core.config_check import check
+
+if TYPE_CHECKING:
+    from app.core.config_check import ConfigReport
 
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 
 _STATE_STYLE = {"ok": "green", "not configured": "dim", "incomplete": "yellow", "malformed": "red"}
 _ROW_STYLE = {"missing": "yellow", "malformed": "red", "generated": "cyan", "set": "green", "warning": "yellow"}
+
+
+def check() -> ConfigReport:
+    """app.core.config_check's report (the settings and every integration's checks: imported only
+    when the command runs)."""
+    from app.core.config_check import check as report
+
+    return report()
 
 
 @config_app.command("check")

@@ -1,6 +1,9 @@
 """The one way a command gets what it needs: the settings, the database, who acts, the consoles,
 and the agents registry the entry point handed in (scheduler.py). Every command module imports
-these; none imports another command module."""
+these; none imports another command module.
+
+What a command needs is imported when it runs (settings, the database, the models), never when
+the command line is built: `opsdesk --help` stays quick (tests/test_cli_speed.py)."""
 
 from __future__ import annotations
 
@@ -8,30 +11,28 @@ import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
-from app.agent_runs.registry import AgentRegistry
-from app.core.database import Database
-from app.core.errors import InvalidInput
-from app.core.local_secrets import with_local_secrets
-from app.core.models import ReviewerName
-from app.core.settings import Settings
-from app.runtime.database import open_database
-from integrations.untrusted import validation_errors
+if TYPE_CHECKING:
+    from app.agent_runs.registry import AgentRegistry
+    from app.core.database import Database
+    from app.core.settings import Settings
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # an error is never broken mid-command: the terminal wraps it
-
-_REVIEWER: TypeAdapter[str] = TypeAdapter(ReviewerName)
 
 
 def load_settings() -> Settings:
     """The settings from the environment, `.env` and the data folder's generated secrets; an
     invalid configuration is reported per setting (exit 2), never as a traceback."""
+    from pydantic import ValidationError
+
+    from app.core.local_secrets import with_local_secrets
+    from app.core.settings import Settings
+
     try:
         return with_local_secrets(Settings())
     except ValidationError as exc:
@@ -45,6 +46,8 @@ def load_settings() -> Settings:
 @contextmanager
 def database(*, init_schema: bool = False, check_memory: bool = True) -> Iterator[tuple[Settings, Database]]:
     """The settings and the configured database, open (and checked) for the block."""
+    from app.runtime.database import open_database
+
     settings = load_settings()
     with open_database(settings, init_schema=init_schema, check_memory=check_memory) as db:
         yield settings, db
@@ -53,8 +56,14 @@ def database(*, init_schema: bool = False, check_memory: bool = True) -> Iterato
 def actor(name: str | None) -> str:
     """Who acts, marked as coming from the terminal (as the API marks its callers `api:`): a
     person's name (app.core.models.ReviewerName: one line, not one opsdesk uses for itself)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from app.core.errors import InvalidInput
+    from app.core.models import ReviewerName
+    from integrations.untrusted import validation_errors
+
     try:
-        return f"cli:{_REVIEWER.validate_python(name or getpass.getuser())}"
+        return f"cli:{TypeAdapter(ReviewerName).validate_python(name or getpass.getuser())}"
     except ValidationError as exc:
         raise InvalidInput(f"--as: {validation_errors(exc)[0]['msg']}") from exc
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -16,12 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from app.cli.context import console, database
-from app.core.errors import ConfigError, InvalidInput
-from app.core.settings import ClientDeps
-from app.memory.models import KIND_PATTERN, EmbedReport, SearchAnswer, SearchMode
-from app.memory.retention import prune
-from app.memory.sources import import_files, sync_knowledge_base
-from app.memory.store import MemoryStore
+from app.memory.terms import KIND_PATTERN, SearchMode
+
+if TYPE_CHECKING:  # the models and the store are imported by the commands that use them
+    from app.memory.models import EmbedReport, SearchAnswer
+    from app.memory.store import MemoryStore
 
 memory_app = typer.Typer(help="Memory: search it, feed it, re-embed it, prune it.", no_args_is_help=True)
 _MARK = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
@@ -29,6 +28,8 @@ _MARK = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
 
 @contextmanager
 def _store(*, check_memory: bool = True) -> Iterator[MemoryStore]:
+    from app.memory.store import MemoryStore
+
     with database(check_memory=check_memory) as (settings, db):
         store = MemoryStore(db, settings)
         try:
@@ -61,6 +62,8 @@ def _maintain_with_progress(store: MemoryStore) -> None:
 
 def _embed_with_progress(store: MemoryStore) -> EmbedReport:
     if store.spec is None:
+        from app.memory.models import EmbedReport
+
         console.print("[dim]no embeddings (EMBEDDINGS_PROVIDER is none): full-text search only[/dim]")
         return EmbedReport()
     _maintain_with_progress(store)
@@ -143,8 +146,12 @@ def import_(
 ) -> None:
     """Import .md/.markdown/.txt files; source_id is the path relative to PATH, so importing
     again updates the same rows."""
+    from app.core.errors import InvalidInput
+
     if not re.fullmatch(KIND_PATTERN, kind):
         raise InvalidInput(f"--kind {kind!r} is not a memory kind (lower-case letters, digits and _)")
+    from app.memory.sources import import_files
+
     with _store() as store:
         report = import_files(store, path, kind=kind)
         console.print(
@@ -166,6 +173,9 @@ def sync_notion(
 ) -> None:
     """Sync the knowledge base from Notion (NOTION_KB_DATABASE_ID): every page one kb_article;
     pages deleted in Notion are forgotten."""
+    from app.core.settings import ClientDeps
+    from app.memory.sources import sync_knowledge_base
+
     with _store() as store:
         notion = store.settings.notion_client(ClientDeps())  # the SDK loads only when syncing
         try:
@@ -195,6 +205,8 @@ def reindex(
     """Re-embed all memory with the configured provider: the way to change model or dimension.
     Vector search finds only the rows done so far until it finishes. Run again after an
     interruption: a reindex to the same model carries on where it stopped."""
+    from app.core.errors import ConfigError
+
     with _store(check_memory=False) as store:
         if store.spec is None:
             raise ConfigError("reindexing needs an embeddings provider: EMBEDDINGS_PROVIDER is none")
@@ -227,6 +239,8 @@ def reindex(
 def prune_() -> None:
     """Archive (gzip JSON lines under the archive folder) and delete memory and audit rows past
     their retention (MEMORY_RETENTION_DAYS, AUDIT_RETENTION_DAYS)."""
+    from app.memory.retention import prune
+
     with _store() as store:
         report = prune(store.db, store.settings)
     if report.skipped:

@@ -6,7 +6,7 @@ import getpass
 import json
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -14,9 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from app.cli.context import console, database
-from app.reports.build import DailyReports
-from app.reports.delivery import ReportSender, SendOutcome
-from app.reports.model import COUNT_LABELS, DailyReport
+
+if TYPE_CHECKING:
+    from app.reports.delivery import SendOutcome
+    from app.reports.model import DailyReport
 
 
 def report_command(
@@ -30,6 +31,9 @@ def report_command(
     """Build (and store) the daily report for a day that is over; with --send, post it once."""
     if chart is not None and (chart.is_dir() or not chart.parent.is_dir()):  # said before any work
         raise typer.BadParameter(f"{chart} is not a file in an existing folder", param_hint=["--chart"])
+    from app.reports.build import DailyReports
+    from app.reports.delivery import ReportSender
+
     with database() as (settings, db):
         reports = DailyReports(db, settings)
         report_day: date = day.date() if day is not None else reports.yesterday()
@@ -61,6 +65,8 @@ def report_command(
 
 
 def _print_report(report: DailyReport) -> None:
+    from app.reports.model import COUNT_LABELS
+
     console.print(f"[bold]Daily report for {report.day:%A %d %B %Y}[/bold] ({report.time_zone})")
     counts = Table(title="Actions")
     counts.add_column("agent")

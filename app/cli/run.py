@@ -18,6 +18,9 @@ def run_command(
     scheduler: Annotated[bool, typer.Option("--scheduler/--no-scheduler", help="Run the schedule")] = True,
     executor: Annotated[bool, typer.Option("--executor/--no-executor", help="Run the executor")] = True,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Executor threads")] = 1,
+    api_workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="HTTP API processes on the port (OPSDESK_API_WORKERS)")
+    ] = None,
 ) -> None:
     """Run the service: HTTP API + scheduler + executor in one process."""
     from app.runtime.service import Parts, run_service  # FastAPI and uvicorn: only for `run`
@@ -28,7 +31,13 @@ def run_command(
         raise typer.BadParameter("nothing to run: enable at least one of --api, --scheduler, --executor")
     run_service(
         settings,
-        Parts(api=api, scheduler=scheduler, executor=executor, workers=workers),
+        Parts(
+            api=api,
+            scheduler=scheduler,
+            executor=executor,
+            workers=workers,
+            api_workers=api_workers or settings.opsdesk_api_workers,
+        ),
         host=host or settings.opsdesk_host,
         port=port or settings.opsdesk_port,
         agents=agents_of(ctx),

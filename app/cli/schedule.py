@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -11,11 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from app.cli.context import agents_of, console, database
-from app.notifications.sender import NotificationSender
-from app.schedule.jobs import build_jobs
-from app.schedule.runs import JobRun, recent_runs, utc_now
+
+if TYPE_CHECKING:
+    from app.schedule.runs import JobRun
 
 _STATE_STYLE = {"ok": "green", "skipped": "dim", "running": "cyan", "retry": "yellow", "failed": "red", "lost": "red"}
+
+
+def utc_now() -> datetime:
+    """Now, as the schedule reads it (a test sets it here)."""
+    from app.schedule.runs import utc_now as schedule_now
+
+    return schedule_now()
 
 
 def jobs_command(
@@ -26,6 +34,10 @@ def jobs_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The scheduled jobs: their next firings and their recent runs."""
+    from app.notifications.sender import NotificationSender
+    from app.schedule.jobs import build_jobs
+    from app.schedule.runs import recent_runs
+
     with database() as (settings, db):
         # the reminders job exists only where Discord is configured, as in the service
         notifications = NotificationSender(db, settings) if settings.discord_webhook_url is not None else None

@@ -20,9 +20,10 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +33,7 @@ import httpx
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from app.core.credential_kinds import SUPABASE_KEY_EXPECTED
 from app.core.errors import (
@@ -80,6 +81,9 @@ class PostgresTransport:
     name = "postgres"
 
     def __init__(self, dsn: str, *, max_size: int = 20, timeout: float = 15.0) -> None:
+        self.dsn = dsn
+        self.max_size = max_size
+        self.timeout = timeout
         self.pool = ConnectionPool(
             dsn,
             min_size=1,
@@ -96,29 +100,11 @@ class PostgresTransport:
             raise _connect_error(dsn, timeout) from exc
 
     def call(self, function: str, params: Mapping[str, Any]) -> Any:
-        query = sql.SQL("select {}({}) as result").format(
-            sql.Identifier(function),
-            sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in params),
-        )
-        values = {key: Jsonb(value) if isinstance(value, (dict, list)) else value for key, value in params.items()}
         try:
             with self.pool.connection() as conn:
-                row = conn.execute(query, values).fetchone()
-        except psycopg.errors.QueryCanceled as exc:
-            raise StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})") from exc
-        except (UnicodeEncodeError, psycopg.DataError) as exc:
-            # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
-            # where outside data enters (integrations.untrusted): the caller's input, not a database failure
-            if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
-                raise error_from_sqlstate(
-                    exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail
-                ) from exc
-            raise InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({exc})") from exc
-        except psycopg.Error as exc:
-            diag = exc.diag
-            raise error_from_sqlstate(exc.sqlstate, diag.message_primary or str(exc), diag.message_detail) from exc
-        except PoolTimeout as exc:
-            raise DatabaseError("no database connection became free in time") from exc
+                row = conn.execute(_statement(function, tuple(params)), _values(params)).fetchone()
+        except (psycopg.Error, UnicodeEncodeError) as exc:
+            raise _call_error(function, exc) from exc
         return None if row is None else row[0]
 
     def execute_script(self, script: str) -> None:
@@ -131,6 +117,72 @@ class PostgresTransport:
 
     def close(self) -> None:
         self.pool.close()
+
+
+@lru_cache(maxsize=512)
+def _statement(function: str, keys: tuple[str, ...]) -> sql.Composed:
+    """`select fn(p_a => %(p_a)s, ...)`, composed once per function and set of parameters."""
+    return sql.SQL("select {}({}) as result").format(
+        sql.Identifier(function),
+        sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in keys),
+    )
+
+
+def _values(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: Jsonb(value) if isinstance(value, (dict, list)) else value for key, value in params.items()}
+
+
+def _call_error(function: str, exc: psycopg.Error | UnicodeEncodeError) -> OpsdeskError:
+    """What a failed call means, the same for the sync and the async pool."""
+    if isinstance(exc, PoolTimeout):
+        return DatabaseError("no database connection became free in time")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})")
+    if isinstance(exc, (UnicodeEncodeError, psycopg.DataError)):
+        # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
+        # where outside data enters (integrations.untrusted): the caller's input, not a database failure
+        if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
+            return error_from_sqlstate(exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail)
+        return InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({exc})")
+    return error_from_sqlstate(exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail)
+
+
+class AsyncPostgresTransport:
+    """The same calls as PostgresTransport's, on an async pool in a server's event loop: the API's
+    hot endpoints (a decision) then wait for PostgreSQL without queueing for a worker thread."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, max_size: int = 20, timeout: float = 15.0) -> None:
+        self.timeout = timeout
+        self.pool = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            open=False,
+            name="opsdesk-async",
+        )
+
+    async def open(self) -> None:
+        try:
+            await self.pool.open(wait=True, timeout=self.timeout)
+        except PoolTimeout as exc:
+            await self.pool.close()
+            raise DatabaseUnreachable("cannot connect to PostgreSQL in time (the API's async pool)") from exc
+
+    async def call(self, function: str, params: Mapping[str, Any]) -> Any:
+        try:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(_statement(function, tuple(params)), _values(params))
+                row = await cursor.fetchone()
+        except (psycopg.Error, UnicodeEncodeError) as exc:
+            raise _call_error(function, exc) from exc
+        return None if row is None else row[0]
+
+    async def close(self) -> None:
+        await self.pool.close()
 
 
 def _connect_error(dsn: str, timeout: float) -> DatabaseError:
@@ -227,6 +279,33 @@ class SupabaseTransport:
 
     def close(self) -> None:
         self._http.close()
+
+
+class AsyncDatabase:
+    """`Database.call` for an event loop (app.web's decision endpoint): the same naming, the same
+    errors, on an AsyncPostgresTransport."""
+
+    def __init__(self, transport: AsyncPostgresTransport) -> None:
+        self.transport = transport
+
+    def call(self, function: str, **params: Any) -> Awaitable[Any]:
+        if not _FUNCTION_NAME.match(function):
+            raise ValueError(f"not a function name: {function!r}")
+        return self.transport.call(function, {f"p_{key}": value for key, value in params.items()})
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+async def open_async(db: Database) -> AsyncDatabase | None:
+    """An async pool on the PostgreSQL `db` reaches (same DSN, size and timeout), opened in the
+    running event loop; None when `db` goes through Supabase's REST API."""
+    transport = db.transport
+    if not isinstance(transport, PostgresTransport):
+        return None
+    pool = AsyncPostgresTransport(transport.dsn, max_size=transport.max_size, timeout=transport.timeout)
+    await pool.open()
+    return AsyncDatabase(pool)
 
 
 class Database:

@@ -6,39 +6,15 @@ import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-
-class Tier(StrEnum):
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
-    CRITICAL = "CRITICAL"
-
-    @property
-    def rank(self) -> int:
-        return list(Tier).index(self)
-
-
-class Status(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    CANCELLED = "cancelled"
-
-
-# How a decision reached opsdesk, recorded apart from the name typed: a signed review link, the
-# inbox link, the API token, the terminal, or opsdesk itself (the policy's auto-approval, expiry).
-Channel = Literal["link", "inbox", "api", "cli", "system"]
+# re-exported: the models' callers import the words with them
+from app.core.states import Channel as Channel
+from app.core.states import Status as Status
+from app.core.states import Tier as Tier
 
 # Names opsdesk writes as actors itself (`policy`, `expiry`, `api:<name>`, `agent:<name>`...): a
 # person may not type one, in any case or width, alone or as a prefix before a colon.

@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from app.core.errors import ConfigError, InvalidInput, OpsdeskError
+from app.memory.terms import KIND_PATTERN as KIND_PATTERN
+from app.memory.terms import SearchMode as SearchMode
 from integrations.untrusted import Storable
 
-SearchMode = Literal["fts", "vector", "hybrid"]
-KIND_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 SOURCE_PATTERN = r"^[a-z][a-z0-9_.-]{0,39}$"
 MAX_CONTENT_CHARS = 500_000  # one row's text; imports skip longer files
 

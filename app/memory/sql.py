@@ -73,6 +73,7 @@ def search_memory(
     fts_rank_limit: int | None,
     include_content: bool | None,
     model: str | None = None,
+    vector: str | None = None,
 ) -> dict[str, Any]:
     return db.call_object(
         "search_memory",
@@ -90,6 +91,7 @@ def search_memory(
         fts_rank_limit=fts_rank_limit,
         include_content=include_content,
         model=model,
+        vector=vector,
     )
 
 

@@ -88,6 +88,12 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
         ) from exc
 
 
+def vector_text(embedding: Sequence[float]) -> str:
+    """A vector in pgvector's text form: what search_memory's `p_vector` reads as it stands (a JSON
+    array would have each number parsed as a numeric first, costlier than the search itself)."""
+    return "[" + ",".join(repr(float(value)) for value in embedding) + "]"
+
+
 def document_text(title: str, content: str) -> str:
     """What gets embedded: the title carries a lot of the meaning of a short page."""
     return f"{title}\n\n{content}" if title else content
@@ -326,7 +332,8 @@ class MemoryStore:
             self.db,
             query=request.query,
             mode=mode,
-            embedding=embedding,
+            embedding=None,
+            vector=vector_text(embedding) if embedding is not None else None,
             kinds=request.kinds or None,
             since=request.since,
             limit=request.limit,

@@ -7,26 +7,56 @@ each checks every input before a route reads it, app.web.request_guard).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
 from fastapi import FastAPI
 
 from app.approvals.pages.base import Pages
 from app.approvals.pages.inbox import InboxPages
 from app.approvals.pages.review import ReviewPages
 from app.approvals.queue import ApprovalQueue
-from app.core.database import Database
+from app.core.database import Database, open_async
 from app.core.settings import Settings
 from app.web.errors import RequestIdMiddleware, add_error_handlers
 from app.web.routes import actions, approvals, health, memory, reports, webhooks
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
-def create_app(settings: Settings, db: Database) -> FastAPI:
+
+def create_app(settings: Settings, db: Database, *, lifespan: Lifespan | None = None) -> FastAPI:
+    """`lifespan`: what the app's server process opens and closes with it (an API worker process's
+    own database, app.runtime.service). While the server runs, the app also holds an async pool on
+    the same PostgreSQL for the decision endpoint (`app.state.adb`; none over Supabase's REST API)."""
+
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
+            adb = await open_async(db)
+            if adb is not None:
+                stack.push_async_callback(adb.close)
+            app.state.adb = adb
+            try:
+                yield
+            finally:
+                app.state.adb = None
+
     # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
-    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None, redoc_url=None)
+    app = FastAPI(
+        title="opsdesk",
+        version="0.1.0",
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        lifespan=serving,
+    )
     app.add_middleware(RequestIdMiddleware, max_bytes=settings.max_request_bytes)
     queue = ApprovalQueue(db, settings)
     pages = Pages(settings)
     app.state.settings = settings
     app.state.db = db
+    app.state.adb = None  # until the server starts (see `serving`)
     app.state.queue = queue
     app.state.pages = pages
     app.state.review = ReviewPages(settings, queue, pages)

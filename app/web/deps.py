@@ -19,7 +19,7 @@ from app.approvals.pages.base import Pages
 from app.approvals.pages.inbox import InboxPages
 from app.approvals.pages.review import ReviewPages
 from app.approvals.queue import ApprovalQueue
-from app.core.database import Database
+from app.core.database import AsyncDatabase, Database
 from app.core.errors import Unauthorized
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
@@ -36,6 +36,12 @@ def settings_of(request: Request) -> Settings:
 def db_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+def async_db_of(request: Request) -> AsyncDatabase | None:
+    """The app's async pool while its server runs (app.web.create_app), else None."""
+    adb: AsyncDatabase | None = getattr(request.app.state, "adb", None)
+    return adb
 
 
 def queue_of(request: Request) -> ApprovalQueue:
@@ -74,6 +80,7 @@ def request_id_of(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 DbDep = Annotated[Database, Depends(db_of)]
+AsyncDbDep = Annotated[AsyncDatabase | None, Depends(async_db_of)]
 QueueDep = Annotated[ApprovalQueue, Depends(queue_of)]
 PagesDep = Annotated[Pages, Depends(pages_of)]
 ReviewDep = Annotated[ReviewPages, Depends(review_of)]

@@ -35,6 +35,8 @@ class ServiceSettings(SettingsPart):
     opsdesk_env: Literal["development", "production"] = "development"
     opsdesk_host: str = "127.0.0.1"
     opsdesk_port: int = Field(8000, ge=1, le=65535)
+    # HTTP API processes (`opsdesk run --api-workers`); each has its own connection pools
+    opsdesk_api_workers: int = Field(1, ge=1, le=64)
     public_base_url: HttpUrl = "http://127.0.0.1:8000"
     ops_api_token: Annotated[Secret, AfterValidator(lambda value: values.at_least(value, 16))] = None
     approval_link_secret: Secret = None

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -19,6 +19,7 @@ from app.core.errors import InvalidInput
 from app.core.models import ActionPage, ActionRecord, ApiDecisionRequest, Status, Tier
 from app.web.deps import (
     ApiAuth,
+    AsyncDbDep,
     Authorization,
     InboxDep,
     LinkToken,
@@ -120,6 +121,7 @@ async def decide(
     queue: QueueDep,
     review: ReviewDep,
     request_id: RequestId,
+    adb: AsyncDbDep,
     authorization: Authorization = None,
 ) -> Any:
     if is_link_request(request):
@@ -133,13 +135,18 @@ async def decide(
     if not decision.decided_by:
         raise InvalidInput("decided_by is required: say who decides")
     # the name is the caller's word; the audit shows it came with the API token
-    record = await run_in_threadpool(
-        queue.decide_with_pin,
-        action_id,
-        decision,
-        actor=f"api:{decision.decided_by}",
-        channel="api",
-        pin=decision.pin,
-        request_id=request_id,
-    )
-    return JSONResponse(record.model_dump(mode="json"))
+    actor = f"api:{decision.decided_by}"
+    if adb is not None and queue.decides_in_one_call(decision):
+        # the common case: one call on the event loop's own pool, no worker thread
+        record = await queue.decide_now(adb, action_id, decision, actor=actor, channel="api", request_id=request_id)
+    else:
+        record = await run_in_threadpool(
+            queue.decide_with_pin,
+            action_id,
+            decision,
+            actor=actor,
+            channel="api",
+            pin=decision.pin,
+            request_id=request_id,
+        )
+    return Response(record.model_dump_json(), media_type="application/json")
