@@ -15,20 +15,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from app.approvals.links import LinkSigner
-from app.approvals.queue import ApprovalQueue
-from app.cli import sql
 from app.cli.context import actor, console, database
-from app.cli.demo_data import ARTICLES, DEMO_AGENT, DEMO_SOURCE, MARK, PLANS, reasoning_of, summary_of
-from app.core.models import ActionMetadata, ActionRecord, ActionRequest, Status, Tier
-from app.memory.models import MemoryItem
-from app.memory.store import MemoryStore
 
 
 def demo_command(
     remove: Annotated[bool, typer.Option("--remove", help="Remove every demo row, and nothing else")] = False,
 ) -> None:
     """Load example articles and draft example actions of every tier: no outside account needed."""
+    # the stack loads with the command, not with `opsdesk --help`
+    from app.approvals.links import LinkSigner
+    from app.approvals.queue import ApprovalQueue
+    from app.cli import sql
+    from app.cli.demo_data import ARTICLES, DEMO_AGENT, DEMO_SOURCE, MARK, PLANS, reasoning_of, summary_of
+    from app.core.models import ActionMetadata, ActionRecord, ActionRequest, Status, Tier
+    from app.memory.models import MemoryItem
+    from app.memory.store import MemoryStore
+
     with database() as (settings, db):
         if remove:
             removed = sql.demo_remove(db, actor=actor(None))
