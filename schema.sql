@@ -3819,6 +3819,9 @@ create table if not exists rate_windows (
   used         integer not null,
   primary key (bucket, window_start)
 );
+-- Buffer's windows last 15 minutes and a day: a window is dropped once it has ended, not a minute
+-- after it started (which emptied a day's count whenever a 10-second HubSpot window opened)
+alter table rate_windows add column if not exists window_end timestamptz;
 
 -- Take a slot in the bucket's current window if fewer than p_limit are taken. The upsert is atomic:
 -- concurrent callers queue on the row and the `where` sees the latest count. retry_after: seconds
@@ -3836,12 +3839,14 @@ begin
     raise exception 'a rate limit needs a bucket, limit >= 1 and window > 0' using errcode = 'OD422';
   end if;
   v_start := to_timestamp(floor(extract(epoch from v_now) / p_window_seconds) * p_window_seconds);
-  insert into rate_windows as w (bucket, window_start, used) values (p_bucket, v_start, 1)
+  insert into rate_windows as w (bucket, window_start, used, window_end)
+  values (p_bucket, v_start, 1, v_start + make_interval(secs => p_window_seconds))
   on conflict (bucket, window_start) do update set used = w.used + 1 where w.used < p_limit
   returning w.xmax = 0 into v_opened;  -- xmax = 0: this call inserted the row, i.e. opened the window
   v_granted := found;  -- no row returned: the window is full
   if v_opened then  -- once per window and bucket: drop windows long past, so the table stays small
-    delete from rate_windows where window_start < v_now - interval '1 minute';
+    delete from rate_windows
+     where coalesce(window_end, window_start + interval '1 minute') < v_now - interval '1 minute';
   end if;
   return jsonb_build_object(
     'granted', v_granted,

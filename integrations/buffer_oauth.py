@@ -22,7 +22,6 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 from urllib.parse import urlencode
 
@@ -76,11 +75,14 @@ def s256(verifier: str) -> str:
 
 
 class TokenPair(BaseModel):
+    """A token answer. Its lifetime stays relative: the store dates it on its own clock (the
+    database's), so no process's clock decides when a token expires."""
+
     model_config = ConfigDict(frozen=True)
 
     access_token: SecretStr
     refresh_token: SecretStr | None
-    expires_at: datetime
+    expires_in: float = Field(ge=0)
     scope: str = ""
 
 
@@ -91,7 +93,7 @@ class GrantState(BaseModel):
 
     status: Literal["connected", "reconnect_needed"]
     access_token: SecretStr | None = None
-    expires_at: datetime | None = None
+    seconds_left: float | None = None  # of the access token, on the store's clock
     reason: str | None = None
 
 
@@ -153,15 +155,8 @@ def authorization_url(config: BufferOAuthConfig, *, state: str, pkce: Pkce) -> s
 class BufferOAuth:
     """The token endpoint. No retries here: a refresh must never be sent twice."""
 
-    def __init__(
-        self,
-        config: BufferOAuthConfig,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
+    def __init__(self, config: BufferOAuthConfig, *, transport: httpx.BaseTransport | None = None) -> None:
         self.config = config
-        self._clock = clock
         self._http = httpx.Client(timeout=config.timeout_seconds, transport=transport, follow_redirects=False)
 
     def close(self) -> None:
@@ -196,7 +191,6 @@ class BufferOAuth:
             if grant_type == "refresh_token":
                 raise ReconnectNeeded(f"{lost} ({type(exc).__name__})", system=SYSTEM) from exc
             raise TransientError(f"no answer from the token endpoint ({type(exc).__name__})", system=SYSTEM) from exc
-        issued_at = self._clock()
         if response.status_code >= 500:
             if grant_type == "refresh_token":
                 raise ReconnectNeeded(f"{lost} (HTTP {response.status_code})", system=SYSTEM)
@@ -211,11 +205,10 @@ class BufferOAuth:
                 raise ReconnectNeeded(f"{error}: {description}", system=SYSTEM)
             raise InvalidRequest(f"{error}: {description}", system=SYSTEM, details={"error": error})
         try:
-            expires_in = float(body.get("expires_in") or 3600)
             return TokenPair(
                 access_token=SecretStr(str(body["access_token"])),
                 refresh_token=SecretStr(str(body["refresh_token"])) if body.get("refresh_token") else None,
-                expires_at=issued_at + timedelta(seconds=expires_in),
+                expires_in=float(body.get("expires_in") or 3600),
                 scope=str(body.get("scope") or ""),
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -241,12 +234,10 @@ class OAuthTokens:
         oauth: BufferOAuth,
         store: TokenStore,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.oauth = oauth
         self.store = store
-        self._clock = clock
         self._sleep = sleep
 
     def access_token(self) -> str:
@@ -281,8 +272,8 @@ class OAuthTokens:
             raise NotConfigured("Buffer is not connected: run `opsdesk buffer connect`", system=SYSTEM)
         if grant.status == "reconnect_needed":
             raise ReconnectNeeded(grant.reason or "Buffer must be connected again", system=SYSTEM)
-        margin = timedelta(seconds=self.oauth.config.refresh_margin_seconds)
-        if grant.access_token is None or grant.expires_at is None or grant.expires_at - margin <= self._clock():
+        margin = self.oauth.config.refresh_margin_seconds
+        if grant.access_token is None or grant.seconds_left is None or grant.seconds_left <= margin:
             return None
         return grant.access_token.get_secret_value()
 

@@ -117,6 +117,7 @@ class InProcessTokenStore:
         self._clock = clock
         self._lock = threading.Lock()
         self.pair = pair
+        self.expires_at = clock() + timedelta(seconds=pair.expires_in) if pair else clock()
         self.status: str = "connected"
         self.reason: str | None = None
         self.lease: tuple[str, datetime] | None = None
@@ -131,7 +132,8 @@ class InProcessTokenStore:
             return None
         if self.status != "connected":
             return GrantState(status="reconnect_needed", reason=self.reason)
-        return GrantState(status="connected", access_token=self.pair.access_token, expires_at=self.pair.expires_at)
+        seconds_left = (self.expires_at - self._clock()).total_seconds()
+        return GrantState(status="connected", access_token=self.pair.access_token, seconds_left=seconds_left)
 
     def begin_refresh(self, *, margin_seconds: float, lease_seconds: float) -> RefreshStart:
         with self._lock:
@@ -143,7 +145,7 @@ class InProcessTokenStore:
             if self.lease is not None:
                 self._dead("a refresh did not finish: its answer was lost")
                 return RefreshStart(state="reconnect_needed", reason=self.reason)
-            if self.pair.expires_at - timedelta(seconds=margin_seconds) > now:
+            if self.expires_at - timedelta(seconds=margin_seconds) > now:
                 return RefreshStart(state="fresh", grant=self._state())
             self.lease = (uuid.uuid4().hex, now + timedelta(seconds=lease_seconds))
             return RefreshStart(state="refresh", lease=self.lease[0], refresh_token=self.pair.refresh_token)
@@ -153,6 +155,7 @@ class InProcessTokenStore:
             if self.lease is None or self.lease[0] != lease:
                 raise RuntimeError("the lease is not held")
             self.pair, self.lease = pair, None
+            self.expires_at = self._clock() + timedelta(seconds=pair.expires_in)
 
     def abandon_refresh(self, lease: str) -> None:
         with self._lock:

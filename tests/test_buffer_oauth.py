@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -61,13 +60,13 @@ def connected(fake: FakeBuffer) -> TokenPair:
     answer = httpx.get(authorization_url(config, state="s1", pkce=pkce))
     query = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
     assert query["state"] == "s1" and query["iss"] == fake.auth_url
-    with closing(BufferOAuth(config, clock=fake.clock)) as oauth:
+    with closing(BufferOAuth(config)) as oauth:
         return oauth.exchange_code(query["code"], verifier=pkce.verifier)
 
 
 def tokens(fake: FakeBuffer, store: InProcessTokenStore, **overrides: object) -> OAuthTokens:
-    OPENED.append(BufferOAuth(oauth_config(fake, **overrides), clock=fake.clock))
-    return OAuthTokens(OPENED[-1], store, clock=fake.clock)
+    OPENED.append(BufferOAuth(oauth_config(fake, **overrides)))
+    return OAuthTokens(OPENED[-1], store)
 
 
 def test_the_link_asks_for_pkce_s256_offline_access_and_consent(buffer: FakeBuffer) -> None:
@@ -90,7 +89,7 @@ def test_the_link_asks_for_pkce_s256_offline_access_and_consent(buffer: FakeBuff
 
 def test_the_code_exchange_gives_a_refreshable_pair(buffer: FakeBuffer) -> None:
     pair = connected(buffer)
-    assert pair.refresh_token is not None and pair.expires_at == buffer.clock() + timedelta(seconds=3600)
+    assert pair.refresh_token is not None and pair.expires_in == 3600
     assert buffer.oauth.access_client(pair.access_token.get_secret_value()) == CLIENT_ID
 
 
@@ -101,15 +100,15 @@ def test_a_public_client_sends_no_secret_and_a_wrong_verifier_is_refused(buffer:
     answer = httpx.get(authorization_url(config, state="s", pkce=pkce))
     code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
     with (
-        closing(BufferOAuth(config, clock=buffer.clock)) as oauth,
+        closing(BufferOAuth(config)) as oauth,
         pytest.raises(InvalidRequest, match="invalid_grant"),
     ):
         oauth.exchange_code(code, verifier=Pkce.new().verifier)
     answer = httpx.get(authorization_url(config, state="s", pkce=pkce))
     code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-    with closing(BufferOAuth(config, clock=buffer.clock)) as oauth:
+    with closing(BufferOAuth(config)) as oauth:
         assert oauth.exchange_code(code, verifier=pkce.verifier).refresh_token is not None
-    wrong = BufferOAuth(oauth_config(buffer, client_secret="wrong"), clock=buffer.clock)
+    wrong = BufferOAuth(oauth_config(buffer, client_secret="wrong"))
     with closing(wrong), pytest.raises(NotConfigured, match="client id or secret"):
         wrong.exchange_code("whatever", verifier=pkce.verifier)
 
@@ -218,5 +217,5 @@ def test_an_api_401_to_an_oauth_token_marks_the_grant(buffer: FakeBuffer) -> Non
 
 
 def test_pairs_keep_secrets_out_of_their_repr() -> None:
-    pair = TokenPair(access_token=SecretStr("a"), refresh_token=SecretStr("r"), expires_at=datetime.now(UTC))
+    pair = TokenPair(access_token=SecretStr("a"), refresh_token=SecretStr("r"), expires_in=3600)
     assert "'a'" not in repr(pair) and "'r'" not in repr(pair)
