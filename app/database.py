@@ -50,7 +50,7 @@ from app.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _TIMEOUT_HINT = "the database stopped the call at its statement timeout (Supabase allows API calls 8 s)"
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
