@@ -7,9 +7,9 @@ import html
 import re
 from collections.abc import Iterable
 
-from app.memory import SearchHit
-from app.models import Reason, Tier
-from app.settings import Settings
+from app.core.models import Reason, Tier
+from app.core.settings import Settings
+from app.memory.models import SearchHit
 
 # Memory kinds the business writes itself: a link or address in one may appear in outbound text.
 # Every other kind (tickets, replies, CRM notes, decisions quoting drafts) holds outsiders' words.

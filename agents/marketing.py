@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.drafting import business_written, clip, email_html, one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
-from app.email_actions import Recipient
-from app.memory import SearchHit
-from app.models import ActionRequest, Impact, Tier
+from app.core.models import ActionRequest, Impact, Tier
+from app.kinds.email import Recipient
+from app.memory.models import SearchHit
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class MarketingBriefing(Briefing):
 
 class MarketingAgent(Agent[str, MarketingProposal, MarketingBriefing]):
     name = "marketing"
+    cron_setting = "marketing_agent_cron"
     plan_model = MarketingPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "notion.blog_draft": "your `blog`, saved as a draft in Notion (a person publishes it)",

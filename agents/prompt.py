@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from agents.drafting import clip, one_line
-from app.models import FeedbackItem
+from app.core.models import FeedbackItem
 
 GUIDANCE_CHARS = 400
 FEEDBACK_LABEL = "feedback (reviewers' notes on earlier drafts, typed by whoever held an approval link)"

@@ -13,7 +13,7 @@ owner when the model says a call is better, and optionally a stage change (hubsp
 kind's own hook makes a move backwards or to closed-lost irreversible, so at least HIGH). The email
 waits for a person at AGENT_EMAIL_MIN_TIER or above (MEDIUM at least when it holds an address or
 link not in the business's own settings: CRM text is never trusted for one), and carries the deal
-or contact to log it on: the note is written only once the email was sent (app.email_actions), so a
+or contact to log it on: the note is written only once the email was sent (app.kinds.email), so a
 rejected email leaves no trace in the CRM.
 """
 
@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.drafting import clip, email_html, one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
-from app.hubspot_actions import DEFAULT_DEAL_STAGES
-from app.models import ActionRequest, Impact, Tier
+from app.core.models import ActionRequest, Impact, Tier
+from app.kinds.hubspot import DEFAULT_DEAL_STAGES
 from integrations.hubspot_models import Contact, Deal
 
 SEARCH_LIMIT = 200  # per HubSpot search; the run keeps AGENT_MAX_SOURCES of what is not handled yet
@@ -88,6 +88,7 @@ class SalesPlan(Plan):
 
 class SalesAgent(Agent[SalesTarget, SalesProposal, Briefing]):
     name = "sales"
+    cron_setting = "sales_agent_cron"
     plan_model = SalesPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "email.send": "your `email`, sent through Brevo to the contact's address in HubSpot (once sent, it is "

@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.drafting import business_written, clip, email_html, one_line, search_words, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
-from app.errors import DatabaseError, InvalidInput
-from app.memory import MAX_CONTENT_CHARS, SearchHit, TicketMemory
-from app.models import ActionRequest, Impact, Tier
+from app.core.errors import DatabaseError, InvalidInput
+from app.core.models import ActionRequest, Impact, Tier
+from app.memory.models import MAX_CONTENT_CHARS, SearchHit, TicketMemory
 from integrations.hubspot_models import Ticket
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class SupportBriefing(Briefing):
 
 class SupportAgent(Agent[Ticket, SupportProposal, SupportBriefing]):
     name = "support"
+    cron_setting = "support_agent_cron"
     plan_model = SupportPlan
     kinds: ClassVar[Mapping[str, str]] = {
         "email.send": "your `reply`, sent through Brevo to the ticket's requester only",

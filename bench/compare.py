@@ -10,7 +10,7 @@ Parts (each selectable with --only; all by default):
            the drain: opsdesk's executor vs a procrastinate worker;
 - wal:     WAL bytes, transactions and row writes per table per executed action / job;
 - cli:     `opsdesk --help` vs `procrastinate --help`, `opsdesk approvals list` with the service
-           running, and `python -X importtime -c "import app.cli"`;
+           running, and `python -X importtime -c "import scheduler"`;
 - vector:  search_memory's vector mode vs a plain `ORDER BY embedding <=> q LIMIT 10` at 100k rows,
            with recall@10 against an exact scan (bench/memory.py's data, built once and kept).
 

@@ -6,7 +6,7 @@
 - `opsdesk approvals list` while `opsdesk run` serves the same database. The CLI does not talk to
   the service: it opens DATABASE_URL itself (a pool, the schema version check, the memory
   embeddings check, then `list_actions`), so this is a whole process start plus that.
-- `python -X importtime -c "import app.cli"`: what the `opsdesk` command imports before it parses
+- `python -X importtime -c "import scheduler"`: what the `opsdesk` command imports before it parses
   its arguments, the largest by cumulative time (the raw output goes to bench/results/).
 """
 

@@ -161,8 +161,9 @@ def markdown(parts: dict[str, Any]) -> str:
     if "cli" in parts:
         imports = parts["cli"]["importtime"]
         top = imports["top_cumulative"][:10]
+        module = imports["command"].rsplit("import ", 1)[-1].rstrip('"')  # what the run measured
         text += (
-            "\n\nLargest imports of `import app.cli` (cumulative ms, depth 1: imported by app.cli itself):\n\n"
+            f"\n\nLargest imports of `import {module}` (cumulative ms, depth 1: imported by {module} itself):\n\n"
             "| module | depth | cumulative ms |\n|---|---:|---:|\n"
             + "\n".join(f"| {row['module']} | {row['depth']} | {row['cumulative_ms']:,.1f} |" for row in top)
         )

@@ -8,7 +8,7 @@ sentences; `random` gives uniformly random unit vectors, where no index reaches 
 (bench/README.md, "What the recall numbers say").
 
 Per query, in alternating order, one connection each (autocommit, no prepared statements):
-- opsdesk: `search_memory(mode => 'vector', limit => 10)` as app.memory calls it, default settings;
+- opsdesk: `search_memory(mode => 'vector', limit => 10)` as app.memory.store calls it, default settings;
 - plain: `select id from memory order by embedding <=> q limit 10`, pgvector's defaults (ef_search 40);
 - plain, same ef_search: the plain query with opsdesk's MEMORY_HNSW_EF_SEARCH.
 Recall@10 of each against an exact scan (indexes off) of the same rows and query vectors.

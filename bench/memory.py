@@ -11,7 +11,7 @@ gives each row the normalised sum of the real all-MiniLM-L6-v2 embeddings of its
 little noise): the geometry of real embeddings, which random vectors lack (needs the `local`
 extra). Ten percent of rows are
 tickets: the filtered searches keep those. Latency is the product's own SQL function,
-`search_memory`, called as app.memory calls it (one client, after a warm-up); recall compares
+`search_memory`, called as app.memory.store calls it (one client, after a warm-up); recall compares
 the HNSW index with an exact scan (indexes off) on the same rows and query vectors.
 
 Resumable: the embedded server and one database per row count stay in --data. Loading is done
@@ -52,9 +52,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from app.database import schema_sql
-from app.database_setup import start_embedded
-from app.settings import Settings
+from app.core.database import schema_sql
+from app.core.database_setup import start_embedded
+from app.core.settings import Settings
 from bench.provenance import code_version
 
 DIMENSION = 384
@@ -540,7 +540,7 @@ def search(
     kinds: list[str] | None = None,
     fts_rank_limit: int | None = DEFAULTS.memory_fts_rank_limit,
 ) -> Any:
-    """The product's call (app.memory.MemoryStore.search), with its default settings."""
+    """The product's call (app.memory.store.MemoryStore.search), with its default settings."""
     return conn.execute(
         "select search_memory(p_query => %s, p_mode => %s, p_embedding => %s, p_kinds => %s, p_since => null, "
         "p_limit => 10, p_candidates => %s, p_fts_weight => %s, p_vector_weight => %s, p_rrf_k => %s, "

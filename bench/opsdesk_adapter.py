@@ -20,16 +20,17 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from app.action_kinds import ActionKind, kind_registry
-from app.approval_queue import ApprovalQueue
-from app.database import Database, PostgresTransport, schema_sql
-from app.database_setup import start_embedded
-from app.executor import Executor
-from app.handlers import HandlerContext
-from app.models import ActionMetadata, ActionRequest, DecisionRequest, Impact
-from app.settings import Settings
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database, PostgresTransport, schema_sql
+from app.core.database_setup import start_embedded
+from app.core.models import ActionMetadata, ActionRequest, DecisionRequest, Impact
+from app.core.settings import Settings
+from app.kinds.base import ActionKind
+from app.kinds.context import HandlerContext
+from app.kinds.registry import kind_registry
 
-CLI_MODULE = "app.cli"  # what `opsdesk` (pyproject's [project.scripts]) imports before parsing anything
+CLI_MODULE = "scheduler"  # what `opsdesk` (pyproject's [project.scripts]) imports before parsing anything
 NOOP_KIND = "bench.noop"
 __all__ = ["CLI_MODULE", "NOOP_KIND", "OpsdeskQueue", "schema_sql", "start_embedded"]
 

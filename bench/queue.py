@@ -49,13 +49,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.approval_queue import ApprovalQueue
-from app.database import Database, PostgresTransport, schema_sql
-from app.database_setup import start_embedded
-from app.executor import Executor
-from app.handlers import ClaimedAction
-from app.models import ActionMetadata, ActionRequest, DecisionRequest, Impact, Status, Tier
-from app.settings import Settings
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database, PostgresTransport, schema_sql
+from app.core.database_setup import start_embedded
+from app.core.models import ActionMetadata, ActionRequest, DecisionRequest, Impact, Status, Tier
+from app.core.settings import Settings
+from app.kinds.context import ClaimedAction
 from bench.provenance import code_version
 
 TEMPLATE = "bench_template"

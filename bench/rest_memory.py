@@ -2,7 +2,7 @@
 
     python bench/rest_memory.py --rows 100000 [--data /tmp/opsdesk-bench-rest] [--out FILE]
 
-The path production takes: the real supabase-py client (app.database.SupabaseTransport) calls the
+The path production takes: the real supabase-py client (app.core.database.SupabaseTransport) calls the
 functions over HTTP; the stand-in API (tests/postgrest_on_supabase.py) runs each as `service_role`
 through `authenticator`, on a Supabase-shaped database (tests/supabase_shape.py: Supabase's roles,
 default privileges, `vector` in `extensions`, schema.sql applied by the non-superuser owner). The
@@ -54,10 +54,10 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from app.database import Database, SupabaseTransport, schema_sql
-from app.database_setup import start_embedded
-from app.memory import MemoryStore, check_embeddings
-from app.settings import Settings
+from app.core.database import Database, SupabaseTransport, schema_sql
+from app.core.database_setup import start_embedded
+from app.core.settings import Settings
+from app.memory.store import MemoryStore, check_embeddings
 from bench.memory import CHUNK, RowMaker
 from bench.provenance import code_version
 from integrations.embeddings import EmbeddingSpec

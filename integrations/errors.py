@@ -22,7 +22,7 @@
 Each carries the `system` it is about, a `message` reading "<system>: <what happened>", `details`
 (JSON-like), `retry_after` (seconds the system asked for, if any), `retryable` and a
 machine-readable `code`. Nothing here knows HTTP statuses or exit codes: the app gives every error
-both in one place (`app.errors.describe`). SDK and driver errors are wrapped `from exc`, so their
+both in one place (`app.core.errors.describe`). SDK and driver errors are wrapped `from exc`, so their
 text reaches logs, never a secret.
 """
 

@@ -3,7 +3,7 @@
 A vendor counts the app's calls together: a limiter in process memory would give the service and
 each CLI or agent run the whole allowance (DESIGN.md: the database is the only shared state). So
 each call takes a slot from `RateSlots`, which counts calls per bucket in fixed windows and is
-handed in by the app (app.rate_slots: `take_rate_slot` in schema.sql, one atomic upsert).
+handed in by the app (app.clients.rate_slots: `take_rate_slot` in schema.sql, one atomic upsert).
 
 A fixed window is not a rolling one: up to twice the limit can go out across a window boundary
 (a full window's calls at its end, the next window's at its start). The vendor's 429 and its

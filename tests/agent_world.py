@@ -21,16 +21,17 @@ import httpx
 import psycopg
 
 from agents import run_agent
-from agents.framework import AgentRunReport
-from app.api import create_app
-from app.approval_queue import ApprovalQueue
+from app.agent_runs.report import AgentRunReport
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.executor import Executor
-from app.llm_ledger import claude_client
-from app.memory import MemoryItem, MemoryStore
-from app.notifications import NotificationSender
-from app.settings import Settings
+from app.clients.claude_ledger import claude_client
+from app.core.database import Database
+from app.core.settings import Settings
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
+from app.notifications.sender import NotificationSender
+from app.web import create_app
 from tests.conftest import make_settings
 from tests.fake_brevo import API_KEY as BREVO_KEY
 from tests.fake_brevo import SENDER, FakeBrevo

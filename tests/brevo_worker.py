@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from app.database import Database, PostgresTransport
-from app.executor import Executor
+from app.approvals.executor import Executor
+from app.core.database import Database, PostgresTransport
 from tests.conftest import make_settings
 from tests.fake_brevo import API_KEY, SENDER
 

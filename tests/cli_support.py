@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from app.settings import Settings
+from app.core.settings import Settings
+from scheduler import main
 from tests.conftest import API_TOKEN
 
 

@@ -23,9 +23,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.database import Database, PostgresTransport, schema_sql
-from app.database_setup import start_embedded
-from app.settings import Settings
+from app.core.database import Database, PostgresTransport, schema_sql
+from app.core.database_setup import start_embedded
+from app.core.settings import Settings
 from tests.pgbouncer import Pgbouncer, pgbouncer_binary
 from tests.supabase_shape import TEMPLATE as SUPABASE_TEMPLATE
 from tests.supabase_shape import SupabaseShape

@@ -15,12 +15,12 @@ from uuid import UUID
 import httpx
 import psycopg
 
-from app.api import create_app
-from app.approval_links import LinkSigner, Purpose
-from app.approval_queue import ApprovalQueue
-from app.database import Database
-from app.models import ActionMetadata, ActionRecord, ActionRequest, Impact
-from app.settings import Settings
+from app.approvals.links import LinkSigner, Purpose
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.models import ActionMetadata, ActionRecord, ActionRequest, Impact
+from app.core.settings import Settings
+from app.web import create_app
 from tests.conftest import make_settings
 from tests.live_server import free_port, serve
 

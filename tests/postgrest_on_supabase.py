@@ -1,5 +1,5 @@
 """A stand-in for Supabase's REST API (the gateway and PostgREST) backed by a real database, so the
-real supabase-py client (app.database.SupabaseTransport) runs opsdesk's flows over "REST".
+real supabase-py client (app.core.database.SupabaseTransport) runs opsdesk's flows over "REST".
 
 Like PostgREST behind Supabase's gateway, for `POST /rest/v1/rpc/<function>`:
 - the gateway checks the `apikey` header: none is 401 `{"message": "No API key found in request"}`,

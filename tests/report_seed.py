@@ -11,10 +11,10 @@ from uuid import UUID
 
 import psycopg
 
-from app.approval_queue import ApprovalQueue
-from app.database import Database
-from app.models import ActionRequest, DecisionRequest, Impact
-from app.settings import Settings
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.models import ActionRequest, DecisionRequest, Impact
+from app.core.settings import Settings
 from tests.conftest import make_settings
 from tests.schedule_support import phoenix, set_db_clock
 

@@ -15,10 +15,11 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from app.database import Database, PostgresTransport
-from app.job_schedule import Schedule
-from app.notifications import NotificationSender
-from app.scheduled_jobs import build_jobs
+from agents import REGISTRY
+from app.core.database import Database, PostgresTransport
+from app.notifications.sender import NotificationSender
+from app.schedule.jobs import build_jobs
+from app.schedule.runs import Schedule
 from tests.conftest import make_settings
 from tests.schedule_support import Recorder, SimClock
 
@@ -37,7 +38,8 @@ def main() -> None:
     notifications = NotificationSender(db, settings)
     recorder = Recorder()
     jobs = recorder.wrap(
-        build_jobs(db, settings, worker_id=instance, notifications=notifications), record_only=COUNTED_ONLY
+        build_jobs(db, settings, worker_id=instance, agents=REGISTRY, notifications=notifications),
+        record_only=COUNTED_ONLY,
     )
     offset = timedelta(seconds=float(skew))
     clock: SimClock | None = None

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from app.database import Database
-from app.job_schedule import Firing, Job, JobFunc, JobResult, Schedule
+from app.core.database import Database
+from app.schedule.runs import Firing, Job, JobFunc, JobResult, Schedule
 
 PHOENIX = ZoneInfo("America/Phoenix")
 UTC = ZoneInfo("UTC")

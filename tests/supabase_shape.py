@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from app.database import schema_sql
+from app.core.database import schema_sql
 
 OWNER = "sb_postgres"
 API_ROLES = ("anon", "authenticated", "service_role")

@@ -15,23 +15,25 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
+from agents import REGISTRY
 from agents.drafting import email_html, search_words, unsourced_contact_points
-from agents.framework import FEEDBACK_PER_KIND, AgentEnv, Refused, Source, run
+from agents.framework import AgentEnv, Refused, Source
 from agents.prompt import DataBlock, fenced, guidance
+from agents.run import FEEDBACK_PER_KIND, run
 from agents.sales import SalesAgent, SalesProposal
-from app.approval_queue import ApprovalQueue
-from app.cli import main
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.config_check import check
-from app.cron import parse_crontab
-from app.database import Database
-from app.errors import Conflict, DatabaseError
-from app.job_schedule import Firing, Job, Schedule
-from app.llm_ledger import claude_client
-from app.memory import MemoryStore
-from app.models import ActionRequest, DecisionRequest, FeedbackItem, Impact, Tier
-from app.scheduled_jobs import agent_job
-from app.settings import Settings
+from app.clients.claude_ledger import claude_client
+from app.core.config_check import check
+from app.core.cron import parse_crontab
+from app.core.database import Database
+from app.core.errors import Conflict, DatabaseError
+from app.core.models import ActionRequest, DecisionRequest, FeedbackItem, Impact, Tier
+from app.core.settings import Settings
+from app.memory.store import MemoryStore
+from app.schedule.jobs import agent_job
+from app.schedule.runs import Firing, Job, Schedule
+from scheduler import main
 from tests.agent_world import World, agent_world
 from tests.fake_http import Recorded, Reply
 from tests.test_claude import answer, api_error
@@ -320,7 +322,7 @@ def test_text_helpers() -> None:
 def test_the_schedules_agent_job_runs_the_agent_with_the_process_database(world: World) -> None:
     deal = a_stale_deal(world)
     world.answer({"proposals": [{"ref": f"deal-{deal}", "email": {"subject": "Hello", "body": "Hi Ann"}}]})
-    job = agent_job("sales", world.db, world.settings)
+    job = agent_job(REGISTRY, "sales", world.db, world.settings)
     result = job(Firing("agent_sales", world.now(), 1))
     assert result.outcome == "ok" and result.note["result"]["outcome"] == "ok"
     assert len(result.note["result"]["actions"]) == 1
@@ -334,7 +336,7 @@ def test_a_failed_agent_run_is_a_failed_job_run_with_the_runs_error(world: World
     job = Job(
         "agent_sales",
         parse_crontab("0 8 * * 1-5", ZoneInfo("America/Phoenix")),
-        agent_job("sales", world.db, world.settings),
+        agent_job(REGISTRY, "sales", world.db, world.settings),
         grace=timedelta(minutes=10),
         lease=timedelta(hours=1),
         description="the sales agent",

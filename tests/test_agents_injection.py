@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.database import Database
-from app.memory import MemoryItem
+from app.core.database import Database
+from app.memory.models import MemoryItem
 from tests.agent_world import World, agent_world
 
 REQUESTER = "dave@example.com"

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from app.clients import Clients
-from app.database import Database
-from app.email_campaigns import CampaignSender
-from app.memory import MemoryItem
+from app.core.database import Database
+from app.email.campaigns import CampaignSender
+from app.memory.models import MemoryItem
 from tests.agent_world import World, agent_world
 from tests.test_notion import BLOG_DS
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from agents.sales import DealStage
-from app.database import Database
-from app.hubspot_actions import DEFAULT_DEAL_STAGES
+from app.core.database import Database
+from app.kinds.hubspot import DEFAULT_DEAL_STAGES
 from tests.agent_world import World, agent_world
 from tests.conftest import advance_clock
 

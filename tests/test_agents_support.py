@@ -12,8 +12,8 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from app.database import Database
-from app.memory import MemoryItem
+from app.core.database import Database
+from app.memory.models import MemoryItem
 from tests.agent_world import World, agent_world
 
 REJECTION = "Never promise a delivery date; point to the shipping article instead"

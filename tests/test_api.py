@@ -11,9 +11,9 @@ import httpx
 import psycopg
 import pytest
 
-from app.api import create_app
-from app.database import SCHEMA_VERSION, Database
-from app.settings import Settings
+from app.core.database import SCHEMA_VERSION, Database
+from app.core.settings import Settings
+from app.web import create_app
 from tests.conftest import API_TOKEN, advance_clock, make_settings
 from tests.live_server import serve
 

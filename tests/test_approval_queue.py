@@ -8,11 +8,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.approval_queue import ApprovalQueue
-from app.database import Database
-from app.errors import Conflict, Gone, InvalidInput, NotFound
-from app.models import ActionRequest, DecisionRequest, Impact, Status, Tier
-from app.settings import Settings
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.errors import Conflict, Gone, InvalidInput, NotFound
+from app.core.models import ActionRequest, DecisionRequest, Impact, Status, Tier
+from app.core.settings import Settings
 from tests.conftest import advance_clock, make_settings
 
 

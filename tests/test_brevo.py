@@ -11,14 +11,14 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.errors import CircuitOpen, InvalidInput, RateLimited, TransientError
-from app.executor import Executor
-from app.handlers import idempotency_key
-from app.models import ActionRequest, Impact
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import InvalidInput
+from app.core.models import ActionRequest, Impact
+from app.core.settings import Settings
+from app.kinds.context import idempotency_key
 from integrations.brevo import (
     DEFAULT_BASE_URL,
     Address,
@@ -29,6 +29,7 @@ from integrations.brevo import (
     Message,
     OutcomeUncertain,
 )
+from integrations.errors import CircuitOpen, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock, make_settings
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo

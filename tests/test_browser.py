@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
 
-from app.approval_queue import ApprovalQueue
-from app.database import Database
-from app.models import ActionMetadata, ActionRequest, Impact, Tier
-from app.notifications import NotificationSender
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.models import ActionMetadata, ActionRequest, Impact, Tier
+from app.notifications.sender import NotificationSender
 from tests.browser_support import launched_chromium
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
 from tests.fake_discord import FakeDiscord

@@ -14,13 +14,14 @@ import psycopg
 import pytest
 from pydantic import BaseModel, Field
 
-from app.cli import main
-from app.database import Database
-from app.errors import BudgetExceeded, CircuitOpen, ModelOutputInvalid, TransientError
-from app.llm_ledger import check_model_at_startup, claude_client, llm_spend
-from app.settings import Settings
+from app.clients.claude_ledger import check_model_at_startup, claude_client, llm_spend
+from app.core.database import Database
+from app.core.errors import BudgetExceeded
+from app.core.settings import Settings
 from integrations.claude import ClaudeClient
+from integrations.errors import CircuitOpen, ModelOutputInvalid, TransientError
 from integrations.resilience import CircuitBreaker
+from scheduler import main
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
 
@@ -581,7 +582,7 @@ def test_models_check_prints_configured_and_resolved(
     ],
 )
 def test_config_check_reports_a_malformed_price_table(value: str, message: str) -> None:
-    from app.config_check import check
+    from app.core.config_check import check
 
     anthropic_part = next(
         part for part in check(_env_file=None, llm_prices_json=value).parts if part.name == "anthropic"

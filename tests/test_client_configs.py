@@ -1,4 +1,4 @@
-"""Each integration's typed config is built from the settings (app.client_configs): every field a
+"""Each integration's typed config is built from the settings (app.clients.configs): every field a
 setting exists for comes from it, secrets stay secret, and a missing key is NotConfigured before
 any client is made."""
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from app import client_configs
-from app.errors import describe
-from app.settings import Settings
+from app.clients import configs as client_configs
+from app.core.errors import describe
+from app.core.settings import Settings
 from integrations.errors import NotConfigured
 from tests.conftest import make_settings
 from tests.fake_hubspot import TOKEN

@@ -19,20 +19,23 @@ import psycopg
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from app.api import create_app
-from app.approval_links import LinkSigner
-from app.approval_queue import ApprovalQueue
-from app.cron import parse_crontab
-from app.daily_report import DailyReports, Failure
-from app.database import Database
-from app.errors import Conflict, InvalidInput, NotFound, TransientError
-from app.job_schedule import Firing, Job, Schedule
-from app.memory import MemoryStore
-from app.models import DecisionRequest, Tier
-from app.report_chart import render_chart
-from app.report_delivery import ReportJob, ReportSender, report_message
-from app.settings import Settings
+from app.approvals.links import LinkSigner
+from app.approvals.queue import ApprovalQueue
+from app.core.cron import parse_crontab
+from app.core.database import Database
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.models import DecisionRequest, Tier
+from app.core.settings import Settings
+from app.memory.store import MemoryStore
+from app.reports.build import DailyReports
+from app.reports.chart import render_chart
+from app.reports.delivery import ReportSender, report_message
+from app.reports.model import Failure
+from app.schedule.jobs import ReportJob
+from app.schedule.runs import Firing, Job, Schedule
+from app.web import create_app
 from integrations.discord import Attachment, DiscordClient, DiscordConfig, WebhookMessage, render
+from integrations.errors import TransientError
 from integrations.resilience import CircuitBreaker
 from tests.conftest import API_TOKEN
 from tests.fake_discord import Answer, FakeDiscord, limit_violations
@@ -454,7 +457,7 @@ def test_opsdesk_report_builds_stores_and_sends_once(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from app.cli import main
+    from scheduler import main
 
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)

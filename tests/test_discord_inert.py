@@ -17,12 +17,12 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from app.approval_links import Purpose
-from app.daily_report import DailyReports
-from app.database import Database
-from app.models import ActionRequest, Impact, Reason, Tier
-from app.notifications import NotificationSender
-from app.report_delivery import ReportSender
+from app.approvals.links import Purpose
+from app.core.database import Database
+from app.core.models import ActionRequest, Impact, Reason, Tier
+from app.notifications.sender import NotificationSender
+from app.reports.build import DailyReports
+from app.reports.delivery import ReportSender
 from integrations.discord import DiscordClient, DiscordConfig
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock

@@ -18,15 +18,15 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.email_campaigns import CampaignSender
-from app.email_quota import EmailQuota
-from app.errors import InvalidInput, StaleAttempt
-from app.executor import Executor
-from app.models import ActionRequest, DecisionRequest, Impact, Status, Tier
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import InvalidInput, StaleAttempt
+from app.core.models import ActionRequest, DecisionRequest, Impact, Status, Tier
+from app.core.settings import Settings
+from app.email.campaigns import CampaignSender
+from app.email.quota import EmailQuota
 from integrations.brevo import Address
 from tests.conftest import advance_clock, make_settings
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
@@ -646,8 +646,9 @@ def test_the_cli_sends_what_is_due_and_the_schedule_has_the_job(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from app.cli import main
-    from scheduler import build_scheduler
+    from agents import REGISTRY
+    from app.schedule.scheduler import build_scheduler
+    from scheduler import main
 
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
@@ -677,5 +678,5 @@ def test_the_cli_sends_what_is_due_and_the_schedule_has_the_job(
     assert '"status": "sent"' in capsys.readouterr().out
     assert recipient_states(sql, campaign_id) == {"dry_run": 270, "pending": 10}
 
-    job = build_scheduler(ApprovalQueue(db, settings)).get_job("campaign_batches")
+    job = build_scheduler(ApprovalQueue(db, settings), agents=REGISTRY).get_job("campaign_batches")
     assert str(job.trigger.timezone) == "America/Phoenix" and "hour='9-23'" in str(job.trigger)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import integrations.embeddings as embeddings
-from app.client_configs import embeddings_config
+from app.clients.configs import embeddings_config
 from integrations.embeddings import (
     LOCAL_DIMENSION,
     MAX_BATCH_CHARS,

@@ -1,4 +1,4 @@
-"""One status, code and exit code per error (`app.errors.describe`), for the app's tree and the
+"""One status, code and exit code per error (`app.core.errors.describe`), for the app's tree and the
 integrations' alike, and the API and the CLI both answering with them."""
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import pytest
 import agents
 import app
 import integrations
-from app.api import create_app
-from app.database import Database
-from app.email_quota import QuotaExhausted
-from app.errors import (
+from app.core.database import Database
+from app.core.errors import (
     KNOWN_ERRORS,
     BudgetExceeded,
     ConfigError,
@@ -27,7 +25,9 @@ from app.errors import (
     SchemaOutdated,
     describe,
 )
-from app.settings import Settings
+from app.core.settings import Settings
+from app.email.quota import QuotaExhausted
+from app.web import create_app
 from integrations.brevo import BrevoRefused, CreditsExhausted, OutcomeUncertain
 from integrations.errors import (
     CircuitOpen,
@@ -161,7 +161,7 @@ def test_the_cli_exits_with_the_errors_exit_code(
     def check() -> None:
         raise error
 
-    monkeypatch.setattr("app.cli.check", check)
+    monkeypatch.setattr("app.cli.config.check", check)
     assert run("config", "check") == exit_code
     err = capsys.readouterr().err
     assert shown in " ".join(err.split())

@@ -17,15 +17,16 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from app.action_kinds import ActionKind
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.errors import StaleAttempt
-from app.executor import Executor
-from app.handlers import HandlerContext, NoteRecordPayload, idempotency_key
-from app.models import ActionRequest, Impact
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import StaleAttempt
+from app.core.models import ActionRequest, Impact
+from app.core.settings import Settings
+from app.kinds.base import ActionKind
+from app.kinds.builtin import NoteRecordPayload
+from app.kinds.context import HandlerContext, idempotency_key
 from tests.conftest import advance_clock, make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import psycopg
 
-from app.approval_queue import ApprovalQueue
-from app.database import Database
-from app.models import ActionRequest, DecisionRequest, Impact
-from app.settings import Settings
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.models import ActionRequest, DecisionRequest, Impact
+from app.core.settings import Settings
 from tests.conftest import advance_clock
 
 

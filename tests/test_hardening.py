@@ -7,10 +7,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.api import create_app
-from app.config_check import check
-from app.database import Database
-from app.service import server_config
+from app.core.config_check import check
+from app.core.database import Database
+from app.runtime.service import server_config
+from app.web import create_app
 from tests.conftest import make_settings
 from tests.live_server import serve
 

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from app.database import Database
+from app.core.database import Database
 from tests.conftest import API_TOKEN
 from tests.link_support import Site, running_site, token_of
 from tests.test_api import ACTION, counts

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from app.database import Database
+from app.core.database import Database
 from tests.agent_world import World, agent_world
 from tests.conftest import API_TOKEN
 from tests.link_support import Site, running_site, token_of

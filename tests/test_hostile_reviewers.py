@@ -15,10 +15,10 @@ import httpx
 import psycopg
 import pytest
 
-from app.approval_queue import ApprovalQueue
-from app.database import Database, schema_sql
-from app.models import ActionRequest, DecisionRequest, Impact
-from app.notifications import NotificationSender
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database, schema_sql
+from app.core.models import ActionRequest, DecisionRequest, Impact
+from app.notifications.sender import NotificationSender
 from tests.agent_world import agent_world
 from tests.cli_support import database_env, run
 from tests.conftest import API_TOKEN, advance_clock, make_settings

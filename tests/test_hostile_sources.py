@@ -11,8 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.database import Database
-from app.memory import MemoryItem, MemoryStore
+from app.core.database import Database
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
 from tests.agent_world import World, agent_world
 
 NUL = "\x00"

@@ -12,26 +12,20 @@ import psycopg
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from app.action_kinds import ActionKind, impact_as_given, kind_registry
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.errors import (
-    CircuitOpen,
-    DatabaseError,
-    InvalidInput,
-    PermanentError,
-    RateLimited,
-    TransientError,
-)
-from app.executor import Executor
-from app.handlers import idempotency_key
-from app.hubspot_actions import engagement_marker, is_stage_regression
-from app.models import ActionRequest, DecisionRequest, Impact, Tier
-from app.rate_slots import DbRateSlots
-from app.settings import Settings
+from app.clients.rate_slots import DbRateSlots
+from app.core.database import Database
+from app.core.errors import DatabaseError, InvalidInput
+from app.core.models import ActionRequest, DecisionRequest, Impact, Tier
+from app.core.settings import Settings
+from app.kinds.base import ActionKind, impact_as_given
+from app.kinds.context import idempotency_key
+from app.kinds.hubspot import engagement_marker, is_stage_regression
+from app.kinds.registry import kind_registry
 from integrations import hubspot as hubspot_module
-from integrations.errors import NotConfigured
+from integrations.errors import CircuitOpen, NotConfigured, PermanentError, RateLimited, TransientError
 from integrations.hubspot import HubSpotClient, HubSpotConfig
 from integrations.resilience import CircuitBreaker
 from tests.conftest import advance_clock, make_settings

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.clients import Clients
-from app.database import Database
+from app.core.database import Database
 from tests.cli_support import clean_env, run
 from tests.conftest import make_settings
 from tests.fake_hubspot import FakeHubSpot

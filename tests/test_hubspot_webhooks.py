@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from hubspot.utils.signature import Signature
 
-from app.api import create_app
-from app.database import Database
-from app.settings import Settings
-from app.webhooks_api import MAX_BODY_BYTES
+from app.core.database import Database
+from app.core.settings import Settings
+from app.web import create_app
+from app.web.routes.webhooks import MAX_BODY_BYTES
 from integrations.hubspot_webhooks import delivery_hash, v3_signature
 from tests.conftest import advance_clock, make_settings
 from tests.live_server import serve

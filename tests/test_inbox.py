@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.cli import main
-from app.database import Database
-from app.models import ActionRecord, DecisionRequest
-from app.settings import Settings
+from app.core.database import Database
+from app.core.models import ActionRecord, DecisionRequest
+from app.core.settings import Settings
+from scheduler import main
 from tests.conftest import advance_clock
 from tests.link_support import Site, running_site, snapshot, token_of
 

@@ -1,5 +1,5 @@
 """What the app hands the integrations is a real interface: the database-backed rate slots, spend
-ledger and model cache (app.rate_slots, app.llm_ledger) and in-process ones (tests/in_process.py)
+ledger and model cache (app.clients.rate_slots, app.clients.claude_ledger) and in-process ones (tests/in_process.py)
 keep the same contract, and the HubSpot and Claude clients run against the real SDKs and local
 fakes with the in-process ones, no database anywhere."""
 
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.errors import BudgetExceeded
-from app.llm_ledger import DbModelCache, DbSpendLedger
-from app.rate_slots import DbRateSlots
+from app.clients.claude_ledger import DbModelCache, DbSpendLedger
+from app.clients.rate_slots import DbRateSlots
+from app.core.errors import BudgetExceeded
 from integrations.claude import ClaudeClient, ClaudeConfig, ModelCache, SpendLedger
 from integrations.claude_prices import TokenUsage
 from integrations.hubspot import HubSpotClient, HubSpotConfig

@@ -59,10 +59,10 @@ def test_the_walk_sees_every_kind_of_import() -> None:
         from __future__ import annotations
         import importlib
         from typing import TYPE_CHECKING
-        import app.settings
+        import app.core.settings
         from agents import run_agent
         if TYPE_CHECKING:
-            from app.database import Database
+            from app.core.database import Database
         def later() -> None:
             import scheduler
             from app import errors
@@ -76,8 +76,8 @@ def test_the_walk_sees_every_kind_of_import() -> None:
         "agents.sales",
         "app",
         "app.cli",
-        "app.database",
-        "app.settings",
+        "app.core.database",
+        "app.core.settings",
         "scheduler",
     ]
 
@@ -120,8 +120,8 @@ from integrations.hubspot import HubSpotConfig
 from integrations.hubspot_models import Contact, Deal, Engagement, Ticket
 from integrations.notion import BlogDraft, KBPage, NotionConfig
 from integrations.webhook import WebhookConfig
-import app.client_configs, app.clients, app.llm_ledger, app.rate_slots, scheduler
-from app.action_kinds import kind_registry
+import app.clients.configs, app.clients, app.clients.claude_ledger, app.clients.rate_slots, scheduler
+from app.kinds.registry import kind_registry
 kind_registry()  # the kinds' payloads are built on the integrations' data types
 """
 

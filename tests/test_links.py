@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from app.approval_links import LinkSigner
-from app.database import Database
-from app.models import ActionRecord
+from app.approvals.links import LinkSigner
+from app.core.database import Database
+from app.core.models import ActionRecord
 from tests.conftest import advance_clock, make_settings
 from tests.link_support import Site, running_site, snapshot, token_of
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import uvicorn
 
-from app.log_setup import configure_logging
+from app.core.log_setup import configure_logging
 from tests.fake_http import FakeServer
 
 

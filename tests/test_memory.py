@@ -17,22 +17,17 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from app.approval_queue import ApprovalQueue
-from app.database import Database, SupabaseTransport
-from app.database_setup import open_database
-from app.errors import InvalidInput
-from app.executor import Executor
-from app.memory import (
-    EmbeddingsMismatch,
-    MemoryItem,
-    MemoryStore,
-    VectorSearchUnavailable,
-    check_embeddings,
-)
-from app.memory_retention import prune
-from app.memory_sources import import_files, sync_knowledge_base
-from app.models import ActionRequest, DecisionRequest, Impact
-from app.settings import Settings
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database, SupabaseTransport
+from app.core.errors import InvalidInput
+from app.core.models import ActionRequest, DecisionRequest, Impact
+from app.core.settings import Settings
+from app.memory.models import EmbeddingsMismatch, MemoryItem, VectorSearchUnavailable
+from app.memory.retention import prune
+from app.memory.sources import import_files, sync_knowledge_base
+from app.memory.store import MemoryStore, check_embeddings
+from app.runtime.database import open_database
 from integrations.notion import KBPage
 from tests.conftest import advance_clock, make_settings
 from tests.local_extra import require_local_extra
@@ -393,7 +388,7 @@ def test_embeddings_of_another_size_or_model_are_refused(vector_store: MemorySto
 
 def test_tickets_have_their_own_rows(fts_store: MemoryStore, sql: psycopg.Connection) -> None:
     # daily reports reach memory from store_daily_report: tests/test_daily_report.py
-    from app.memory import TicketMemory
+    from app.memory.models import TicketMemory
 
     fts_store.remember_ticket(
         TicketMemory(

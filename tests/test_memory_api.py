@@ -9,10 +9,11 @@ import httpx
 import psycopg
 import pytest
 
-from app.api import create_app
-from app.database import Database
-from app.memory import MemoryItem, MemoryStore
-from app.settings import Settings
+from app.core.database import Database
+from app.core.settings import Settings
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
+from app.web import create_app
 from integrations.embeddings import EmbeddingSpec
 from tests.cli_support import database_env, run
 from tests.conftest import API_TOKEN, make_settings

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import app.memory_sources as memory_sources
+import app.memory.sources as memory_sources
 from tests.cli_support import database_env, run
 from tests.test_notion import KB_DB, KB_DS, TOKEN, FakeNotion, rich
 

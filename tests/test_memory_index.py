@@ -1,4 +1,4 @@
-"""app.memory_index.WritePacer: vectors are written in calls sized to fit the statement timeout."""
+"""app.memory.index.WritePacer: vectors are written in calls sized to fit the statement timeout."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import psycopg
 import pytest
 
-from app.errors import StatementTimeout
-from app.memory_index import WRITE_TARGET_SECONDS, WritePacer
+from app.core.errors import StatementTimeout
+from app.memory.index import WRITE_TARGET_SECONDS, WritePacer
 
 
 class Clock:

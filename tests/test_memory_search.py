@@ -13,12 +13,13 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from app.api import create_app
-from app.database import Database, schema_sql
-from app.errors import InvalidInput
-from app.memory import MAX_CONTENT_CHARS, EmbeddingsMismatch, MemoryItem, MemoryStore, TicketMemory
-from app.memory_sources import sync_knowledge_base
-from app.settings import Settings
+from app.core.database import Database, schema_sql
+from app.core.errors import InvalidInput
+from app.core.settings import Settings
+from app.memory.models import MAX_CONTENT_CHARS, EmbeddingsMismatch, MemoryItem, TicketMemory
+from app.memory.sources import sync_knowledge_base
+from app.memory.store import MemoryStore
+from app.web import create_app
 from integrations.notion import KBPage
 from tests.conftest import API_TOKEN, make_settings
 from tests.live_server import serve

@@ -16,17 +16,19 @@ import httpx
 import psycopg
 import pytest
 
-from app.approval_links import LinkSigner
-from app.approval_queue import ApprovalQueue
-from app.config_check import check
-from app.database import Database
-from app.models import ActionRequest, DecisionRequest, Impact
-from app.notifications import Notification, NotificationSender, post_message
-from app.settings import Settings
+from agents import REGISTRY
+from app.approvals.links import LinkSigner
+from app.approvals.queue import ApprovalQueue
+from app.core.config_check import check
+from app.core.database import Database
+from app.core.models import ActionRequest, DecisionRequest, Impact
+from app.core.settings import Settings
+from app.notifications.messages import Notification, post_message
+from app.notifications.sender import NotificationSender
+from app.schedule.scheduler import build_scheduler
 from integrations.discord import DiscordClient, DiscordConfig
 from integrations.discord_text import ZWSP
 from integrations.resilience import CircuitBreaker
-from scheduler import build_scheduler
 from tests.conftest import advance_clock, make_settings
 from tests.fake_discord import (
     UNKNOWN_WEBHOOK,
@@ -798,9 +800,9 @@ def test_the_scheduler_drains_the_outbox_and_queues_reminders(
     queue: ApprovalQueue,
     sender: NotificationSender,
 ) -> None:
-    jobs = {job.id for job in build_scheduler(queue, sender).get_jobs()}
+    jobs = {job.id for job in build_scheduler(queue, sender, agents=REGISTRY).get_jobs()}
     assert {"expire_approvals", "discord_outbox", "discord_reminders"} <= jobs
-    assert "discord_outbox" not in {job.id for job in build_scheduler(queue).get_jobs()}
+    assert "discord_outbox" not in {job.id for job in build_scheduler(queue, agents=REGISTRY).get_jobs()}
 
 
 def test_config_check_reports_a_bad_escalation_role() -> None:

@@ -15,15 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-from app.approval_queue import ApprovalQueue
-from app.client_configs import notion_config
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.errors import CircuitOpen, PermanentError, TransientError
-from app.executor import Executor
-from app.handlers import idempotency_key
-from app.models import ActionRequest
-from app.settings import Settings
+from app.clients.configs import notion_config
+from app.core.database import Database
+from app.core.models import ActionRequest
+from app.core.settings import Settings
+from app.kinds.context import idempotency_key
+from integrations.errors import CircuitOpen, PermanentError, TransientError
 from integrations.notion import BlogDraft, NotionClient
 from integrations.notion_blocks import body_blocks, text_pieces
 from integrations.resilience import CircuitBreaker
@@ -558,7 +558,7 @@ def test_an_unconfigured_blog_database_fails_the_action_before_dispatch(
 
 
 def test_bad_draft_payloads_are_refused_at_submission(db: Database, settings: Settings) -> None:
-    from app.errors import InvalidInput
+    from app.core.errors import InvalidInput
 
     queue = ApprovalQueue(db, settings)
     for payload in ({"title": ""}, {"tags": ["a,b"]}, {"tags": ["x" * 101]}, {"extra": 1}):

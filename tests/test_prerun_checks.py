@@ -10,17 +10,17 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from app.action_kinds import kind_registry
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.prerun import SendBack
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.database import Database
-from app.email_quota import EmailQuota
-from app.errors import Conflict, StaleAttempt
-from app.executor import Executor
-from app.handlers import ClaimedAction
-from app.models import ActionRequest, DecisionRequest, Impact, Reason, Tier
-from app.prerun_checks import SendBack
-from app.settings import Settings
+from app.core.database import Database
+from app.core.errors import Conflict, StaleAttempt
+from app.core.models import ActionRequest, DecisionRequest, Impact, Reason, Tier
+from app.core.settings import Settings
+from app.email.quota import EmailQuota
+from app.kinds.context import ClaimedAction
+from app.kinds.registry import kind_registry
 from tests.conftest import advance_clock, make_settings
 from tests.fake_brevo import API_KEY, SENDER, FakeBrevo
 from tests.link_support import running_site, token_of

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def test_scheduler_py_serves_healthz_ok_on_the_embedded_database(tmp_path: Path)
 
         # a CLI command on the same data folder joins the running server and leaves it running
         cli = subprocess.run(
-            [sys.executable, "-c", "from app.cli import main; main()", "approvals", "list", "--json"],
+            [sys.executable, "-c", "from scheduler import main; main()", "approvals", "list", "--json"],
             cwd=tmp_path,
             env={**env, "PYTHONPATH": str(ROOT)},
             capture_output=True,
@@ -124,7 +124,11 @@ def test_the_built_wheel_installed_in_a_new_virtualenv_runs_the_service(tmp_path
         timeout=120,
     )
     installed = subprocess.run(
-        [python, "-c", "import app.database, scheduler; print(app.database.__file__); print(scheduler.__file__)"],
+        [
+            python,
+            "-c",
+            "import app.core.database, scheduler; print(app.core.database.__file__); print(scheduler.__file__)",
+        ],
         cwd=tmp_path,
         check=True,
         capture_output=True,

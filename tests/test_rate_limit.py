@@ -8,9 +8,9 @@ import threading
 import psycopg
 import pytest
 
-from app.database import Database
-from app.errors import InvalidInput
-from app.rate_slots import DbRateSlots
+from app.clients.rate_slots import DbRateSlots
+from app.core.database import Database
+from app.core.errors import InvalidInput
 from integrations.rate_limit import SharedRateLimiter
 from tests.conftest import advance_clock
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser
 
-from app.api import create_app
-from app.database import Database
+from app.core.database import Database
+from app.web import create_app
 from tests.browser_support import launched_chromium, require_chromium
 from tests.conftest import API_TOKEN
 from tests.live_server import free_port, serve

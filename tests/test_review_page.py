@@ -14,15 +14,15 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from app.api import create_app
-from app.approval_links import LinkSigner
-from app.approval_queue import ApprovalQueue
+from app.approvals.executor import Executor
+from app.approvals.links import LinkSigner
+from app.approvals.pages.draft_view import ChangeDraft, EmailDraft, TextDraft, draft_view, reach
+from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.config_check import check
-from app.database import Database
-from app.draft_view import ChangeDraft, EmailDraft, TextDraft, draft_view, reach
-from app.executor import Executor
-from app.models import ActionRequest, DecisionRequest, Impact, ReviewState, Tier
+from app.core.config_check import check
+from app.core.database import Database
+from app.core.models import ActionRequest, DecisionRequest, Impact, ReviewState, Tier
+from app.web import create_app
 from tests.conftest import API_TOKEN, make_settings
 from tests.link_support import Site, running_site, snapshot, token_of
 from tests.live_server import free_port, serve

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from app.models import Impact, Tier
-from app.risk_policy import RiskThresholds, assess
+from app.approvals.risk_policy import RiskThresholds, assess
+from app.core.models import Impact, Tier
 from tests.conftest import make_settings
 
 T = RiskThresholds()

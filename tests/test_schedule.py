@@ -22,16 +22,18 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import ValidationError
 
 import agents
-from app.approval_queue import ApprovalQueue
-from app.config_check import check
-from app.cron import CronError, parse_crontab
-from app.database import Database
-from app.errors import StaleAttempt, TransientError
-from app.job_schedule import Firing, Job, JobResult, Schedule
-from app.notifications import NotificationSender
-from app.scheduled_jobs import AGENT_NOT_AVAILABLE, build_jobs
-from app.settings import Settings
-from scheduler import build_scheduler
+from app.agent_runs.registry import AgentEntry, AgentUnavailable
+from app.approvals.queue import ApprovalQueue
+from app.core.config_check import check
+from app.core.cron import CronError, parse_crontab
+from app.core.database import Database
+from app.core.errors import StaleAttempt
+from app.core.settings import Settings
+from app.notifications.sender import NotificationSender
+from app.schedule.jobs import AGENT_NOT_AVAILABLE, build_jobs
+from app.schedule.runs import Firing, Job, JobResult, Schedule
+from app.schedule.scheduler import build_scheduler
+from integrations.errors import TransientError
 from tests.conftest import make_settings
 from tests.fake_discord import FakeDiscord
 from tests.schedule_support import (
@@ -52,18 +54,28 @@ MONDAY = date(2027, 1, 18)  # a Monday in January (Phoenix: UTC-7, no DST, all y
 
 
 class AgentCalls(list[tuple[str, str]]):
-    """Stands in for agents.run_agent: the agents are tested in their own files; here only that
-    the schedule calls them, when, and with what."""
+    """Stands in for the agents registry's runs: the agents are tested in their own files; here
+    only that the schedule calls them, when, and with what."""
 
     def __call__(self, name: str, trigger: str, *, settings: Settings, db: Database) -> dict[str, Any]:
         self.append((name, trigger))
         return {"agent": name, "outcome": "ok", "proposals": 0}
 
 
+class StandInAgents:
+    """The agents registry the schedule is handed: the real entries, a stand-in `run`."""
+
+    entries: tuple[AgentEntry, ...] = tuple(agents.REGISTRY.entries)
+    run: Any = None
+
+
+AGENTS = StandInAgents()
+
+
 @pytest.fixture(autouse=True)
 def agent_calls(monkeypatch: pytest.MonkeyPatch) -> AgentCalls:
     calls = AgentCalls()
-    monkeypatch.setattr(agents, "run_agent", calls, raising=False)
+    monkeypatch.setattr(AGENTS, "run", calls, raising=False)
     return calls
 
 
@@ -91,7 +103,7 @@ def notifications(db: Database, ssettings: Settings) -> Iterator[NotificationSen
 
 
 def real_jobs(db: Database, settings: Settings, notifications: NotificationSender | None = None) -> list[Job]:
-    return build_jobs(db, settings, worker_id="test", notifications=notifications)
+    return build_jobs(db, settings, worker_id="test", agents=AGENTS, notifications=notifications)
 
 
 def instance(db: Database, jobs: list[Job], name: str, now: datetime) -> tuple[Schedule, SimClock]:
@@ -243,7 +255,7 @@ def test_an_invalid_cron_is_refused_at_start_up(
     with pytest.raises(ValidationError, match="day-of-week 9 is out of range"):
         make_settings(sales_agent_cron="0 8 * * 1-9")
 
-    from app.cli import main
+    from scheduler import main
 
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
@@ -591,13 +603,16 @@ def test_parallel_claims_of_one_firing_give_it_to_exactly_one(db: Database) -> N
 
 
 # --- the agents' seam ------------------------------------------------------------------------------
-def test_an_agent_job_records_agent_not_available_where_agents_has_no_run_agent(
+def test_an_agent_job_records_agent_not_available_where_the_registry_cannot_run_it(
     db: Database,
     ssettings: Settings,
     sql: psycopg.Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delattr(agents, "run_agent")
+    def unavailable(name: str, trigger: str, **_: object) -> None:
+        raise AgentUnavailable(f"no agent {name!r}")
+
+    monkeypatch.setattr(AGENTS, "run", unavailable)
     jobs = [job for job in real_jobs(db, ssettings) if job.name == "agent_sales"]
     schedule, clock = instance(db, jobs, "a", phoenix(MONDAY, 8))
     run_minutes(schedule, clock, sql, phoenix(MONDAY, 8), phoenix(MONDAY, 8, 1))
@@ -611,7 +626,7 @@ def test_an_agent_job_records_agent_not_available_where_agents_has_no_run_agent(
         assert settings is ssettings and isinstance(db, Database)  # the scheduler's own, not a new pool
         return {"proposals": 2, "day": MONDAY}
 
-    monkeypatch.setattr(agents, "run_agent", run_agent, raising=False)
+    monkeypatch.setattr(AGENTS, "run", run_agent)
     run_minutes(schedule, clock, sql, phoenix(MONDAY + timedelta(days=1), 8), phoenix(MONDAY + timedelta(days=1), 8, 1))
     assert seen == [("sales", "schedule")]
     latest = job_runs(db, "agent_sales")[0]
@@ -630,7 +645,7 @@ def test_an_agent_that_raises_is_recorded_as_failed_and_the_others_still_run(
     def run_agent(name: str, trigger: str, **_: object) -> None:
         raise RuntimeError(f"{name} broke")
 
-    monkeypatch.setattr(agents, "run_agent", run_agent, raising=False)
+    monkeypatch.setattr(AGENTS, "run", run_agent)
     jobs = [job for job in real_jobs(db, ssettings) if job.name in ("agent_sales", "agent_support")]
     schedule, clock = instance(db, jobs, "a", phoenix(MONDAY, 8))
     run_minutes(schedule, clock, sql, phoenix(MONDAY, 8), phoenix(MONDAY, 8, 1))
@@ -646,7 +661,7 @@ def test_apscheduler_wakes_each_job_on_its_own_trigger_and_catches_up_every_minu
     ssettings: Settings,
     notifications: NotificationSender,
 ) -> None:
-    scheduler = build_scheduler(ApprovalQueue(db, ssettings), notifications)
+    scheduler = build_scheduler(ApprovalQueue(db, ssettings), notifications, agents=AGENTS)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     names = {job.name for job in real_jobs(db, ssettings, notifications)}
     assert set(jobs) - {"memory_embed"} == names | {"schedule_catch_up", "discord_outbox"}
@@ -668,7 +683,7 @@ def test_opsdesk_jobs_lists_upcoming_firings_and_recent_runs(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from app.cli import main
+    from scheduler import main
 
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
@@ -682,7 +697,7 @@ def test_opsdesk_jobs_lists_upcoming_firings_and_recent_runs(
     settings = make_settings(database_url=database_url)
     schedule, clock = instance(db, real_jobs(db, settings), "instance-a", phoenix(MONDAY, 8))
     run_minutes(schedule, clock, sql, phoenix(MONDAY, 8), phoenix(MONDAY, 8, 2))
-    monkeypatch.setattr("app.schedule_cli.utc_now", lambda: phoenix(MONDAY, 8, 30))
+    monkeypatch.setattr("app.cli.schedule.utc_now", lambda: phoenix(MONDAY, 8, 30))
     with pytest.raises(SystemExit) as exited:
         main(["jobs", "--runs", "50"])
     assert exited.value.code == 0

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app import database_setup
-from app.database import SCHEMA_VERSION, schema_sql
+from app.core import database_setup
+from app.core.database import SCHEMA_VERSION, schema_sql
 from tests.conftest import make_settings
 from tests.supabase_shape import BASE, SupabaseShape
 
@@ -127,20 +127,20 @@ def test_the_embedded_database_gets_schema_sql_only_when_it_is_new_or_changed(
     monkeypatch.setattr(database_setup, "start_embedded", lambda _: _Embedded(database_url))
     settings = make_settings(opsdesk_data_dir=tmp_path)
     assert settings.database_mode == "embedded"
-    with database_setup.open_database(settings, check_memory=False):
+    with database_setup.open_database(settings):
         pass  # the template was made without a fingerprint: applied, and recorded
     applied = _stamps(sql)
     assert applied[2] == hashlib.sha256(schema_sql().encode()).hexdigest()
-    with database_setup.open_database(settings, check_memory=False):  # a CLI command beside the service
+    with database_setup.open_database(settings):  # a CLI command beside the service
         pass
     assert _stamps(sql) == applied  # not applied again: no ACCESS EXCLUSIVE lock on the service's tables
 
     changed = schema_sql() + "\n-- an upgraded opsdesk\n"
     monkeypatch.setattr(database_setup, "schema_sql", lambda: changed)
-    with database_setup.open_database(settings, check_memory=False):
+    with database_setup.open_database(settings):
         pass
     upgraded = _stamps(sql)
     assert upgraded[0] != applied[0] and upgraded[2] == hashlib.sha256(changed.encode()).hexdigest()
-    with database_setup.open_database(settings, init_schema=True, check_memory=False):  # `opsdesk db init`
+    with database_setup.open_database(settings, init_schema=True):  # `opsdesk db init`
         pass
     assert _stamps(sql)[0] != upgraded[0]  # always applies

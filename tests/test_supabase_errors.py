@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.database import SCHEMA_VERSION, Database, SupabaseTransport
-from app.errors import DatabaseAuthRefused, DatabaseUnreachable, SchemaMissing, SchemaOutdated
+from app.core.database import SCHEMA_VERSION, Database, SupabaseTransport
+from app.core.errors import DatabaseAuthRefused, DatabaseUnreachable, SchemaMissing, SchemaOutdated
 from tests.cli_support import clean_env, run
 from tests.conftest import API_TOKEN, make_settings
 from tests.postgrest_on_supabase import ANON_KEY, INVALID_KEY, SERVICE_KEY, PostgrestOnSupabase

@@ -16,14 +16,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.approval_queue import ApprovalQueue
-from app.daily_report import DailyReports
-from app.database import Database, PostgresTransport, SupabaseTransport
-from app.errors import Conflict
-from app.executor import Executor
-from app.memory import MemoryItem, MemoryStore
-from app.models import ActionRequest, DecisionRequest, Impact, Status
-from app.settings import Settings
+from app.approvals.executor import Executor
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database, PostgresTransport, SupabaseTransport
+from app.core.errors import Conflict
+from app.core.models import ActionRequest, DecisionRequest, Impact, Status
+from app.core.settings import Settings
+from app.memory.models import MemoryItem
+from app.memory.store import MemoryStore
+from app.reports.build import DailyReports
 from tests.conftest import make_settings
 from tests.memory_fakes import WordTopicEmbedder
 from tests.pgbouncer import Pgbouncer

@@ -19,10 +19,11 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from app.database_setup import open_database
-from app.memory import MemoryStore, VectorIndexBuilding
-from app.memory_api import memory_health
-from app.settings import Settings
+from app.core.settings import Settings
+from app.memory.index import memory_health
+from app.memory.models import VectorIndexBuilding
+from app.memory.store import MemoryStore
+from app.runtime.database import open_database
 from integrations.embeddings import EmbeddingSpec
 from tests.conftest import make_settings
 from tests.memory_fakes import SeededEmbedder

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.database import SCHEMA_VERSION, schema_sql
+from app.core.database import SCHEMA_VERSION, schema_sql
 from tests.cli_support import database_env, run
 from tests.pgbouncer import Pgbouncer
 from tests.supabase_shape import BASE, NO_VECTOR, OWNER, SupabaseShape

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from app.database import SCHEMA_VERSION, Database, SupabaseTransport
-from app.database_setup import open_database
-from app.errors import (
+from app.core.database import SCHEMA_VERSION, Database, SupabaseTransport
+from app.core.errors import (
     Conflict,
     DatabaseError,
     DatabaseUnreachable,
@@ -28,6 +27,7 @@ from app.errors import (
     SchemaMismatch,
     StaleAttempt,
 )
+from app.runtime.database import open_database
 from tests.conftest import make_settings
 
 KEY = "sb_secret_test-service-role-key-0123456789"

@@ -1,0 +1,1 @@
+"""Memory: full-text and vector search over what opsdesk knows, its sources and its retention."""

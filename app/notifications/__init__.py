@@ -1,0 +1,1 @@
+"""The Discord outbox: a message per action waiting for approval, reminders and outcomes."""

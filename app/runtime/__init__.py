@@ -1,0 +1,1 @@
+"""Running opsdesk: opening the database with its start-up checks, and the service's threads."""

@@ -1,0 +1,41 @@
+"""The HTTP API (DESIGN.md's contract). Errors are JSON `{"error": {"code", "message", "request_id"}}`.
+
+`create_app` only assembles: the app's state (what app.web.deps hands the routes), the request-id
+and body-size middleware, the error handlers (app.web.errors) and the routers (app.web.routes;
+each checks every input before a route reads it, app.web.request_guard).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.approvals.pages.base import Pages
+from app.approvals.pages.inbox import InboxPages
+from app.approvals.pages.review import ReviewPages
+from app.approvals.queue import ApprovalQueue
+from app.core.database import Database
+from app.core.settings import Settings
+from app.web.errors import RequestIdMiddleware, add_error_handlers
+from app.web.routes import actions, approvals, health, memory, reports, webhooks
+
+
+def create_app(settings: Settings, db: Database) -> FastAPI:
+    # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
+    app = FastAPI(title="opsdesk", version="0.1.0", docs_url="/docs" if settings.docs_enabled else None, redoc_url=None)
+    app.add_middleware(RequestIdMiddleware, max_bytes=settings.max_request_bytes)
+    queue = ApprovalQueue(db, settings)
+    pages = Pages(settings)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.queue = queue
+    app.state.pages = pages
+    app.state.review = ReviewPages(settings, queue, pages)
+    app.state.inbox = InboxPages(settings, queue, pages)
+    add_error_handlers(app)
+    app.include_router(webhooks.router)  # POST /webhooks/hubspot: HubSpot's v3 signature, not a token
+    app.include_router(memory.router)  # GET /memory/search (Bearer)
+    app.include_router(reports.router)  # GET /reports/daily (Bearer)
+    app.include_router(health.router)  # GET /healthz
+    app.include_router(approvals.router)  # /approvals...: Bearer, or a signed link for the pages
+    app.include_router(actions.router)  # POST /actions (Bearer)
+    return app

@@ -1,0 +1,1 @@
+"""The HTTP API's routers, one per area; app.web.create_app assembles them."""
