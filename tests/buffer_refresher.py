@@ -10,9 +10,9 @@ from multiprocessing.synchronize import Barrier
 
 from pydantic import SecretStr
 
-from app.buffer_tokens import DbTokenStore, TokenCipher
-from app.database import Database, PostgresTransport
-from app.rate_slots import DbRateSlots
+from app.clients.buffer_tokens import DbTokenStore, TokenCipher
+from app.clients.rate_slots import DbRateSlots
+from app.core.database import Database, PostgresTransport
 from integrations.buffer import BufferClient, BufferConfig
 from integrations.buffer_models import PostRequest
 from integrations.buffer_oauth import BufferOAuth, BufferOAuthConfig, OAuthTokens

@@ -14,9 +14,9 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from app.buffer_tokens import DbTokenStore, TokenCipher
-from app.database import Database
-from app.errors import Conflict
+from app.clients.buffer_tokens import DbTokenStore, TokenCipher
+from app.core.database import Database
+from app.core.errors import Conflict
 from integrations.buffer_oauth import TokenPair
 from integrations.errors import NotConfigured
 from tests.buffer_refresher import refresh_and_post

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.clients.buffer import buffer_client
 from app.clients.configs import brevo_config, hubspot_config, notion_config, webhook_config
 from app.clients.rate_slots import DbRateSlots
 from app.core.database import Database
 from app.core.settings import Settings
 from integrations.brevo import BrevoClient
+from integrations.buffer import BufferClient
 from integrations.errors import NotConfigured
 from integrations.hubspot import HubSpotClient
 from integrations.notion import NotionClient
@@ -62,6 +64,15 @@ class Clients:
     def brevo(self) -> BrevoClient:
         config = brevo_config(self.settings)
         return self._get("brevo", lambda: BrevoClient(config, sleep=self.sleep))
+
+    @property
+    def buffer(self) -> BufferClient:
+        db = self.db
+        if db is None:
+            raise NotConfigured(
+                "Buffer's rate limits and tokens live in the database: Clients needs it", system="buffer"
+            )
+        return self._get("buffer", lambda: buffer_client(self.settings, db, sleep=self.sleep))
 
     def close(self) -> None:
         for client in self._built.values():

@@ -26,12 +26,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core import setting_values as values
+from app.core.buffer_settings import BufferSettings
 from integrations.claude_prices import DEFAULT_PRICES, ModelPrice
 
 NonNegativeMoney = Annotated[Decimal, Field(ge=0)]
 
 
-class Settings(BaseSettings):
+class Settings(BufferSettings, BaseSettings):  # Buffer's settings: app.core.buffer_settings
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",

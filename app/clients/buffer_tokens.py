@@ -17,7 +17,7 @@ from uuid import UUID
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
-from app.database import Database
+from app.core.database import Database
 from integrations.buffer_oauth import SYSTEM, GrantState, RefreshStart, TokenPair
 from integrations.errors import NotConfigured
 

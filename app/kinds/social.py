@@ -22,13 +22,12 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.action_kinds import ActionKind
-from app.errors import IntegrationError, OutcomeUnknown, PermanentError
-from app.handlers import HandlerContext
-from app.models import Impact
-from app.prerun_checks import send_back_with_new_facts
+from app.core.models import Impact
+from app.kinds.base import ActionKind
+from app.kinds.context import HandlerContext
 from integrations.buffer import SYSTEM, PostMaybeMade
 from integrations.buffer_models import TEXT_LIMITS, Channel, Mode, Post, PostRequest
+from integrations.errors import IntegrationError, OutcomeUnknown, PermanentError
 
 HttpsUrl = Annotated[str, Field(max_length=2000, pattern=r"^https://[^\s/]+\.[^\s]+$")]
 When = Literal["queue", "now", "at"]
@@ -91,7 +90,7 @@ def post_to_buffer(ctx: HandlerContext) -> dict[str, Any]:
     request = payload.request(ctx.settings.time_zone)
     buffer = ctx.clients.buffer
     ctx.heartbeat()
-    earlier = ctx.db.call("uncertain_dispatch", id=ctx.action.id, attempt_token=ctx.action.attempt_token)
+    earlier = ctx.uncertain()
     if earlier["uncertain_since"] is not None:
         found = _look_up(buffer, request, earlier["uncertain_since"])
         if found is not None:
@@ -99,13 +98,13 @@ def post_to_buffer(ctx: HandlerContext) -> dict[str, Any]:
     _check_channel(payload, buffer.channels())
     if request.due_at is not None and request.due_at <= datetime.now(request.due_at.tzinfo):
         why = f"the time {payload.at} has passed: give a new time, or post to the queue"
-        send_back_with_new_facts(ctx, payload.model_dump(mode="json"), why)
+        ctx.send_back(payload.model_dump(mode="json"), why)
     ctx.heartbeat()
     ctx.mark_dispatched()
     try:
         post = buffer.create_post(request)
     except PostMaybeMade:
-        ctx.db.call("note_uncertain_dispatch", id=ctx.action.id, attempt_token=ctx.action.attempt_token)
+        ctx.note_uncertain()
         raise
     return _result(post, payload, recovered=False)
 
