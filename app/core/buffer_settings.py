@@ -9,7 +9,7 @@ database encrypted with BUFFER_TOKEN_KEY. With both set, the API key is used.
 from __future__ import annotations
 
 from cryptography.fernet import Fernet
-from pydantic import BaseModel, Field, PositiveInt, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, PositiveInt, SecretStr, ValidationInfo, field_validator
 
 from app.core import setting_values as values
 
@@ -55,15 +55,22 @@ class BufferSettings(BaseModel):
             ) from None
         return SecretStr(value.get_secret_value().strip())
 
-    @model_validator(mode="after")
-    def _oauth_needs_a_key(self) -> BufferSettings:
-        if self.buffer_client_id and self.buffer_token_key is None:
-            raise ValueError("BUFFER_CLIENT_ID needs BUFFER_TOKEN_KEY: the OAuth tokens are stored encrypted")
-        return self
-
     @property
     def buffer_auth(self) -> str | None:
         """Which credential Buffer calls use: "api_key", "oauth", or None (Buffer is not set up)."""
         if self.buffer_api_key is not None:
             return "api_key"
         return "oauth" if self.buffer_client_id else None
+
+    def buffer_auth_problem(self) -> str | None:
+        """What the chosen credential still lacks (`opsdesk config check` reports it)."""
+        if self.buffer_auth == "oauth" and self.buffer_token_key is None:
+            return "BUFFER_CLIENT_ID needs BUFFER_TOKEN_KEY: the OAuth tokens are stored encrypted"
+        return None
+
+    def buffer_auth_note(self) -> str:
+        if self.buffer_auth == "api_key":
+            return "the personal API key (BUFFER_API_KEY) acts for the account that made it"
+        if self.buffer_auth == "oauth":
+            return "an OAuth app client: connect once with `opsdesk buffer connect`; tokens stored encrypted"
+        return "set BUFFER_API_KEY, or BUFFER_CLIENT_ID with BUFFER_TOKEN_KEY"

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
+from app.core.buffer_settings import BufferSettings
 from app.core.credential_kinds import HUBSPOT_TOKEN_NOTES, SUPABASE_KEY_NOTES, hubspot_token_kind, supabase_key_kind
 from app.core.setting_values import is_loopback_host
 from app.core.settings import Settings
@@ -200,6 +201,7 @@ PARTS: tuple[Part, ...] = (
         ),
         required=("discord_webhook_url",),
     ),
+    Part("buffer", tuple(BufferSettings.model_fields)),
     # the provider validator requires VOYAGE_API_KEY / OPENAI_API_KEY for the provider chosen
     Part(
         "memory",
@@ -341,7 +343,19 @@ def check(**overrides: Any) -> ConfigReport:
     if settings.hubspot_private_app_token is not None:
         webhooks = "on" if settings.hubspot_client_secret else "off"
         hubspot.rows.append(Row("(webhooks)", webhooks, _webhooks_note(settings)))
+    _buffer_auth(settings, next(p for p in parts if p.name == "buffer"))
     return ConfigReport(parts, settings)
+
+
+def _buffer_auth(settings: Settings, buffer: PartReport) -> None:
+    if buffer.state == "not configured":
+        return
+    problem = settings.buffer_auth_problem()
+    buffer.rows.append(
+        Row("(auth)", "missing" if problem else settings.buffer_auth or "none", problem or settings.buffer_auth_note())
+    )
+    if (problem or settings.buffer_auth is None) and buffer.state == "ok":
+        buffer.state = "incomplete"
 
 
 def _webhooks_note(settings: Settings) -> str:
