@@ -3918,6 +3918,12 @@ language sql stable set search_path = public, pg_temp as $$
   select buffer_grant_view(g) from buffer_grants g where g.id
 $$;
 
+-- The grant without its tokens: the report, `opsdesk buffer status`, `config check`.
+create or replace function buffer_grant_status() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select buffer_grant_view(g) - 'access_token_enc' from buffer_grants g where g.id
+$$;
+
 create or replace function buffer_refresh_begin(p_margin_seconds double precision, p_lease_seconds double precision)
 returns jsonb
 language plpgsql set search_path = public, pg_temp as $$

@@ -74,8 +74,8 @@ class DbTokenStore:
 
     def status(self) -> dict[str, Any] | None:
         """The grant without its tokens: for the report, `config check` and the CLI."""
-        row = self._db.call("buffer_grant_current")
-        return None if row is None else {k: v for k, v in row.items() if not k.endswith("_enc")}
+        status: dict[str, Any] | None = self._db.call("buffer_grant_status")
+        return status
 
     def begin_refresh(self, *, margin_seconds: float, lease_seconds: float) -> RefreshStart:
         row = self._db.call("buffer_refresh_begin", margin_seconds=margin_seconds, lease_seconds=lease_seconds)

@@ -17,7 +17,7 @@ from app.approvals.links import LinkSigner
 from app.core.database import Database
 from app.core.settings import Settings
 from app.reports.chart import render_chart
-from app.reports.model import DailyReport, EmailSummary, LlmUsage, StoredReport, WaitingApproval
+from app.reports.model import ConnectionNotice, DailyReport, EmailSummary, LlmUsage, StoredReport, WaitingApproval
 
 HISTORY_DAYS = 14  # the chart's span
 LIST_LIMIT = 25  # waiting approvals and failures listed; the totals count every one
@@ -77,7 +77,23 @@ class DailyReports:
             failures=data["failures"]["items"],
             failures_total=data["failures"]["total"],
             history=data["history"],
+            connections=self._connections(),
         )
+
+    def _connections(self) -> list[ConnectionNotice]:
+        """Buffer's grant when it needs reconnecting: said in every report until it is fixed."""
+        grant = self.db.call("buffer_grant_status")
+        if grant is None or grant["status"] != "reconnect_needed":
+            return []
+        return [
+            ConnectionNotice(
+                system="Buffer",
+                problem="needs reconnecting: nothing posts to social media",
+                reason=grant.get("reason"),
+                since=grant.get("reconnect_since"),
+                fix="run `opsdesk buffer connect`",
+            )
+        ]
 
     def _waiting(self, row: dict[str, Any]) -> WaitingApproval:
         expires_at = datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None

@@ -108,6 +108,16 @@ class Failure(BaseModel):
     at: datetime
 
 
+class ConnectionNotice(BaseModel):
+    """An outside connection that needs the owner (Buffer's OAuth grant, revoked or lost)."""
+
+    system: str
+    problem: str
+    reason: str | None
+    since: datetime | None
+    fix: str
+
+
 class HistoryDay(BaseModel):
     day: date
     succeeded: int
@@ -133,6 +143,7 @@ class DailyReport(BaseModel):
     failures: list[Failure]
     failures_total: int
     history: list[HistoryDay]  # HISTORY_DAYS days ending on `day`
+    connections: list[ConnectionNotice] = []  # what needs the owner now (older stored reports: none)
 
 
 class StoredReport(BaseModel):
