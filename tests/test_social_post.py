@@ -146,6 +146,10 @@ def test_the_text_is_held_to_the_networks_limit_on_submission_and_on_an_edit(
     with pytest.raises(InvalidInput, match="does not allow editing"):
         approve(db, settings, action.id, channel_id=buffer.channel("twitter").id)
     approve(db, settings, action.id, text="Short now")
+    linked = submit(db, settings, payload(buffer, service, link="https://example.com/a"))
+    approve(db, settings, linked.id, link="")  # an emptied box on the review page: no link
+    stored = db.call("get_action", id=linked.id)
+    assert stored["requested_action"]["link"] is None and stored["status"] == "approved"
 
 
 def test_a_mastodon_servers_own_limit_is_used(db: Database, settings: Settings, buffer: FakeBuffer) -> None:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.core.models import Impact
 from app.kinds.base import ActionKind
@@ -46,6 +46,12 @@ class SocialPostPayload(BaseModel):
     image_url: HttpsUrl | None = None  # public and direct: Buffer fetches it when the post goes out
     when: When = "queue"
     at: datetime | None = None  # `when: at`; without an offset it is read in CRON_TIMEZONE
+
+    @field_validator("link", "image_url", "at", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # the review page posts an emptied box as "": no link, no image, no time
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _fits(self) -> SocialPostPayload:
