@@ -169,6 +169,6 @@ class InProcessTokenStore:
                 self.lease = None
 
     def _dead(self, reason: str) -> None:
-        if self.status == "connected":
+        if self.status == "connected":  # the first reason is kept, as the owner was told it
             self.reconnects.append(reason)
-        self.status, self.reason = "reconnect_needed", reason
+            self.status, self.reason = "reconnect_needed", reason

@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,6 +23,8 @@ from integrations.errors import NotConfigured
 from tests.buffer_refresher import refresh_and_post
 from tests.conftest import advance_clock
 from tests.fake_buffer import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, FakeBuffer
+from tests.fake_buffer_oauth import ManualClock
+from tests.in_process import InProcessTokenStore
 
 KEY = Fernet.generate_key().decode()
 
@@ -187,3 +190,40 @@ def test_processes_refreshing_at_once_make_exactly_one_refresh(
     new_token = hashlib.sha256(state.access_token.get_secret_value().encode()).hexdigest()
     assert {r["token"] for r in reports} == {new_token} and new_token != issued["access_token"]
     assert sorted(p.text for p in buffer.created_posts()) == [f"from process {n}" for n in range(processes)]
+
+
+# --- one contract for both stores ----------------------------------------------------------------
+@pytest.fixture(params=["in-process", "database"])
+def either(
+    request: pytest.FixtureRequest, db: Database, sql: psycopg.Connection
+) -> tuple[Any, Callable[[float], None]]:
+    """A store with a grant saved, and how to move its clock."""
+    if request.param == "in-process":
+        clock = ManualClock()
+        return InProcessTokenStore(clock, pair()), clock.advance
+    store = DbTokenStore(db, TokenCipher(SecretStr(KEY)))
+    store.save(pair())
+    return store, lambda seconds: advance_clock(sql, seconds)
+
+
+def test_both_stores_keep_the_same_rules(either: tuple[Any, Callable[[float], None]]) -> None:
+    store, advance = either
+    assert store.begin_refresh(margin_seconds=300, lease_seconds=60).state == "fresh"
+    advance(3500)
+    current = store.current()
+    assert current.status == "connected" and current.seconds_left is not None and current.seconds_left <= 100
+    first = store.begin_refresh(margin_seconds=300, lease_seconds=60)
+    assert first.state == "refresh" and first.refresh_token.get_secret_value() == "refresh-1"
+    assert store.begin_refresh(margin_seconds=300, lease_seconds=60).state == "busy"
+    store.abandon_refresh(first.lease)
+    second = store.begin_refresh(margin_seconds=300, lease_seconds=60)
+    store.finish_refresh(second.lease, pair("access-2", "refresh-2"))
+    fresh = store.begin_refresh(margin_seconds=300, lease_seconds=60)
+    assert fresh.state == "fresh" and fresh.grant.access_token.get_secret_value() == "access-2"
+    advance(3600)
+    third = store.begin_refresh(margin_seconds=300, lease_seconds=60)
+    advance(61)
+    assert store.begin_refresh(margin_seconds=300, lease_seconds=60).state == "reconnect_needed"
+    assert third.state == "refresh" and store.current().status == "reconnect_needed"
+    store.reconnect_needed("again")
+    assert "answer was lost" in (store.current().reason or "")
