@@ -100,12 +100,12 @@ class Proposal(BaseModel):
 ProposalT = TypeVar("ProposalT", bound=Proposal)
 
 
-class Plan(BaseModel):
-    """The model's answer; each agent narrows `proposals` to its own proposal model."""
+class Plan(BaseModel, Generic[ProposalT]):
+    """The model's answer: each agent's plan is `Plan[ItsProposal]`."""
 
     model_config = ConfigDict(extra="ignore")
 
-    proposals: list[Proposal]
+    proposals: list[ProposalT]
 
 
 class Refused(Exception):
@@ -167,7 +167,7 @@ class Agent(ABC, Generic[RecordT, ProposalT, BriefingT]):
     kinds: ClassVar[Mapping[str, str]]  # the action kinds it may lead to -> what the prompt says of each
     rules: ClassVar[str]
     example: ClassVar[str]  # a source as the prompt shows it, and a good answer for it
-    plan_model: ClassVar[type[Plan]]
+    plan_model: ClassVar[type[Plan[Any]]]
 
     @abstractmethod
     def find_sources(self, env: AgentEnv) -> list[Source[RecordT]]: ...

@@ -82,8 +82,8 @@ class MarketingProposal(Proposal):
     )
 
 
-class MarketingPlan(Plan):
-    proposals: list[MarketingProposal]
+class MarketingPlan(Plan[MarketingProposal]):
+    """What the marketing agent's model answers."""
 
 
 @dataclass

@@ -48,6 +48,7 @@ from pydantic import ValidationError
 from agents.drafting import clip
 from agents.framework import Agent, AgentEnv, Refused, Source
 from agents.prompt import guidance, new_boundary, system_prompt, user_message
+from app.agent_runs import sql
 from app.agent_runs.report import AgentRunReport, ProposedAction, Refusal
 from app.approvals.queue import submit_result
 from app.core.errors import KNOWN_ERRORS, InvalidInput
@@ -80,7 +81,7 @@ class _Draft:
 
 # --- the run ----------------------------------------------------------------------------------
 def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRunReport:
-    started = env.db.call("start_agent_run", agent=agent.name, trigger=trigger)
+    started = sql.start_agent_run(env.db, agent=agent.name, trigger=trigger)
     run_id = UUID(str(started["id"]))
     call_ids: list[int] = []
     draft = _Draft()
@@ -88,8 +89,8 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
         draft = _draft(agent, env, run_id, call_ids)
         refused = [refusal.model_dump() for refusal in draft.refused]
         if env.dry_run or not draft.built:
-            row = env.db.call(
-                "close_agent_run",
+            row = sql.close_agent_run(
+                env.db,
                 run_id=run_id,
                 outcome="ok",
                 proposals=len(draft.built),
@@ -100,8 +101,8 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
             )
             actions = [_proposed(built, None) for built in draft.built]
         else:
-            answer = env.db.call(
-                "submit_agent_actions",
+            answer = sql.submit_agent_actions(
+                env.db,
                 run_id=run_id,
                 items=[built.params for built in draft.built],
                 call_ids=call_ids,
@@ -116,8 +117,8 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
         error = clip(
             exc.message if isinstance(exc, KNOWN_ERRORS) else storable_text(f"{type(exc).__name__}: {exc}"), ERROR_CHARS
         )
-        row = env.db.call(
-            "close_agent_run",
+        row = sql.close_agent_run(
+            env.db,
             run_id=run_id,
             outcome="failed",
             proposals=0,
@@ -137,8 +138,8 @@ def run(agent: Agent[Any, Any, Any], env: AgentEnv, *, trigger: str) -> AgentRun
 
 def _draft(agent: Agent[Any, Any, Any], env: AgentEnv, run_id: UUID, call_ids: list[int]) -> _Draft:
     candidates = {source.ref: source for source in agent.find_sources(env)}
-    picked = env.db.call(
-        "agent_sources_pick",
+    picked = sql.agent_sources_pick(
+        env.db,
         agent=agent.name,
         limit=env.settings.agent_max_sources,
         sources=[

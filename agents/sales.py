@@ -82,8 +82,8 @@ class SalesProposal(Proposal):
     new_stage: DealStage | None = Field(None, description="Only when the data shows the deal really moved")
 
 
-class SalesPlan(Plan):
-    proposals: list[SalesProposal]
+class SalesPlan(Plan[SalesProposal]):
+    """What the sales agent's model answers."""
 
 
 class SalesAgent(Agent[SalesTarget, SalesProposal, Briefing]):

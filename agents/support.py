@@ -77,8 +77,8 @@ class SupportProposal(Proposal):
     needs_human: str | None = Field(None, description="What a person must answer, when memory does not")
 
 
-class SupportPlan(Plan):
-    proposals: list[SupportProposal]
+class SupportPlan(Plan[SupportProposal]):
+    """What the support agent's model answers."""
 
 
 @dataclass

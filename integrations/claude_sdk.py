@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anthropic
-from anthropic.types import ModelInfo, Usage
+from anthropic.types import MessageParam, ModelInfo, Usage
 from pydantic import BaseModel
 
 from integrations.claude_prices import TokenUsage
@@ -48,7 +48,8 @@ class AnthropicApi:
         return _mapped(lambda: list(self._client.models.list(limit=100)))
 
     def create(self, body: dict[str, Any], messages: list[dict[str, Any]]) -> Answer:
-        message = _mapped(lambda: self._client.messages.create(**body, messages=messages))
+        turns = cast("list[MessageParam]", messages)  # built as Messages API turns by ClaudeClient
+        message = _mapped(lambda: self._client.messages.create(**body, messages=turns))
         text = "".join(block.text for block in message.content if block.type == "text")
         return Answer(text=text, usage=_usage(message.usage), stop_reason=message.stop_reason)
 

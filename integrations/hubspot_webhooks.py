@@ -111,7 +111,7 @@ def _event(item: str) -> dict[str, Any]:
     if depth_passes(item, MAX_EVENT_DEPTH):
         raise _Unrecordable(f"nests arrays and objects more than {MAX_EVENT_DEPTH} deep")
     try:
-        event = storable(json.loads(item))  # a NUL or half a surrogate pair: cleaned, the event kept
+        event: dict[str, Any] = storable(json.loads(item))  # a NUL or half a surrogate pair: cleaned, the event kept
     except ValueError as exc:
         raise _Unrecordable(f"not JSON ({exc})") from exc
     problem = first_problem(event)  # what is left: a NaN or an Infinity, which no event has

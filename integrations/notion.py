@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, StringConstraints, field_validator
@@ -37,9 +37,6 @@ from integrations.notion_blocks import (
     rich_text,
 )
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
-
-if TYPE_CHECKING:
-    from notion_client import Client
 from integrations.untrusted import Storable
 
 SYSTEM = "notion"
@@ -155,7 +152,9 @@ class NotionClient:
         self.breaker = breaker or CircuitBreaker(SYSTEM)
         self._sleep = sleep
         self._errors: tuple[type[Exception], ...] = (NotionClientErrorBase, httpx.HTTPError)
-        self._client: Client = Client(
+        # Any: the SDK types every call as `dict | Awaitable[dict]` (one class serves sync and async);
+        # this client is the sync one, and each answer is read as the plain dict it is
+        self._client: Any = Client(
             auth=config.api_key.get_secret_value(),
             base_url=config.base_url,
             timeout_ms=round(config.timeout_seconds * 1000),
@@ -258,7 +257,7 @@ class NotionClient:
 
     def _create_page(self, target: BlogTarget, draft: BlogDraft, key: str, children: list[Block]) -> Block:
         try:
-            return self._client.pages.create(
+            page: Block = self._client.pages.create(
                 parent={"type": "data_source_id", "data_source_id": target.data_source_id},
                 properties=self._draft_properties(target, draft, key),
                 children=children,
@@ -275,6 +274,7 @@ class NotionClient:
                 retry_after=wait,
                 details={"may_have_applied": True},
             ) from exc
+        return page
 
     def _draft_properties(self, target: BlogTarget, draft: BlogDraft, key: str) -> Block:
         c = self.config
@@ -321,11 +321,12 @@ class NotionClient:
             }
         pages: list[KBPage] = []
         for source_id in self._data_source_ids(database_id):
-            for page in self._paginated(
-                lambda cursor, source_id=source_id: self._client.data_sources.query(
-                    data_source_id=source_id, start_cursor=cursor, **query
-                )
-            ):
+
+            def query_page(cursor: str | None, source_id: str = source_id) -> Block:
+                answer: Block = self._client.data_sources.query(data_source_id=source_id, start_cursor=cursor, **query)
+                return answer
+
+            for page in self._paginated(query_page):
                 if page.get("object") == "page":
                     pages.append(self._kb_page(page))
         return pages

@@ -3,15 +3,17 @@ imports agents/ or scheduler.py, there is no import circle between modules, noth
 name through importlib, and every module stays under 400 lines.
 
 Every import counts wherever it stands (module level, in a function, under TYPE_CHECKING): a
-circle hidden in a function is still a circle a reader has to untangle. The walk is
-tests/test_integrations_floor.py's, so both tests see imports the same way."""
+circle hidden in a function is still a circle a reader has to untangle. Each domain names the
+schema.sql functions it calls in one module, its `sql.py`."""
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.test_integrations_floor import MAX_LINES, ROOT, imported
+from tests.test_integrations_floor import MAX_LINES, ROOT
 
 APP = ("core", "clients", "memory", "email", "agent_runs", "kinds", "approvals", "notifications", "reports")
 APP += ("schedule", "web", "runtime", "cli")
@@ -55,18 +57,31 @@ def layer(module: str) -> str:
 
 
 def edges() -> Iterator[tuple[str, str, int]]:
-    """(importer, imported module of ours, line). `from app.x import y` counts as importing
-    `app.x.y` when that is a module, so a package's submodules are seen."""
+    """(importer, imported module of ours, line), counted as grimp and import-linter count them:
+    `from app.x import y` imports the module `app.x.y` when there is one, else `app.x`."""
     known = modules()
     for module, path in known.items():
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        for line, target in imported(path.read_text(), package):
-            if target.split(".")[0] not in OURS:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [(node.lineno, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(part for part in (package, base) if part)
+                targets = [
+                    (node.lineno, f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+                    for alias in node.names
+                ]
+            else:
                 continue
-            while target not in known and "." in target:
-                target = target.rpartition(".")[0]
-            if target in known and target != module:
-                yield module, target, line
+            for line, target in targets:
+                if target.split(".")[0] not in OURS:
+                    continue
+                while target not in known and "." in target:
+                    target = target.rpartition(".")[0]
+                if target in known and target != module:
+                    yield module, target, line
 
 
 def test_each_layer_imports_only_the_layers_below_it() -> None:
@@ -108,6 +123,38 @@ def test_every_module_stays_under_400_lines() -> None:
         if (lines := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+CALLS = ("call", "call_object", "call_optional", "call_list")
+
+
+def sql_names(path: Path) -> Iterator[tuple[str | None, int]]:
+    """(the SQL function's name, or None when it is not a literal; line) of every Database call."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CALLS:
+            first = node.args[0] if node.args else None
+            literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
+            yield (first.value if literal else None), node.lineno  # type: ignore[union-attr]
+
+
+def test_each_domain_owns_its_sql_function_names_in_one_module() -> None:
+    """Only a package's sql.py names schema.sql functions (the Database names its own schema check);
+    no name is owned twice; each is a function of schema.sql."""
+    defined = set(re.findall(r"^create or replace function (\w+)\(", (ROOT / "schema.sql").read_text(), re.M))
+    owners: dict[str, list[str]] = {}
+    elsewhere = []
+    for module, path in modules().items():
+        for name, line in sql_names(path):
+            if module == "app.core.database":
+                continue
+            if path.name != "sql.py" or name is None:
+                elsewhere.append(f"{path.relative_to(ROOT)}:{line} calls {name or 'a computed name'}")
+            else:
+                owners.setdefault(name, []).append(module)
+    assert elsewhere == []
+    assert {name: found for name, found in owners.items() if len(found) > 1} == {}
+    assert sorted(set(owners) - defined) == []
+    assert len(owners) > 60  # the walk sees the calls
 
 
 def test_the_walk_finds_a_circle_and_a_layer_break() -> None:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
+from app.approvals import sql
 from app.approvals.prerun import PreRunCheck, default_checks, send_back
 from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
@@ -61,14 +62,14 @@ class Executor:
         self.clients.close()
 
     def recover_leases(self) -> list[dict[str, Any]]:
-        recovered = self.db.call("recover_expired_leases", actor=f"lease-recovery:{self.worker_id}", limit=100)
-        return recovered["recovered"]
+        recovered = sql.recover_expired_leases(self.db, actor=f"lease-recovery:{self.worker_id}", limit=100)
+        return list(recovered["recovered"])
 
     def run_once(self) -> int:
         """One cycle: recover lost leases, claim a batch, run it. Returns how many actions ran."""
         self.recover_leases()
-        claimed = self.db.call(
-            "claim_actions",
+        claimed = sql.claim_actions(
+            self.db,
             worker=self.worker_id,
             lease_seconds=self.settings.executor_lease_seconds,
             limit=self.settings.executor_batch_size,
@@ -140,9 +141,9 @@ class Executor:
             db=self.db,
             settings=self.settings,
             action=action,
-            mark_dispatched=lambda: self.db.call("mark_dispatched", id=action.id, attempt_token=token),
-            heartbeat=lambda: self.db.call(
-                "renew_action_lease",
+            mark_dispatched=lambda: sql.mark_dispatched(self.db, id=action.id, attempt_token=token),
+            heartbeat=lambda: sql.renew_action_lease(
+                self.db,
                 id=action.id,
                 attempt_token=token,
                 lease_seconds=self.settings.executor_lease_seconds,
@@ -150,8 +151,8 @@ class Executor:
             clients=self.clients,
             send_back=send_back_with,
             follow_up=follow_up,
-            uncertain=lambda: self.db.call("uncertain_dispatch", id=action.id, attempt_token=token),
-            note_uncertain=lambda: self.db.call("note_uncertain_dispatch", id=action.id, attempt_token=token),
+            uncertain=lambda: sql.uncertain_dispatch(self.db, id=action.id, attempt_token=token),
+            note_uncertain=lambda: sql.note_uncertain_dispatch(self.db, id=action.id, attempt_token=token),
         )
 
     def _sent_back(self, action: ClaimedAction, kind: ActionKind) -> bool:
@@ -160,8 +161,8 @@ class Executor:
             send_back = check(action, kind)
             if send_back is None:
                 continue
-            self.db.call(
-                "requeue_action",
+            sql.requeue_action(
+                self.db,
                 id=action.id,
                 attempt_token=action.attempt_token,
                 risk_level=send_back.tier.value,
@@ -180,7 +181,7 @@ class Executor:
             self.settings.executor_backoff_max_seconds,
             self.settings.executor_backoff_base_seconds * 2 ** max(attempt - 1, 0),
         )
-        return ceiling * (0.5 + self._rng() / 2)  # jitter: spread retries of many actions
+        return float(ceiling * (0.5 + self._rng() / 2))  # jitter: spread retries of many actions
 
     def _finish(
         self,
@@ -193,8 +194,8 @@ class Executor:
         count: bool = True,
     ) -> None:
         try:
-            self.db.call(
-                "finish_action",
+            sql.finish_action(
+                self.db,
                 id=action.id,
                 attempt_token=action.attempt_token,
                 outcome=outcome,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from app.approvals import sql
 from app.approvals.risk_policy import Assessment, RiskThresholds, reassess
 from app.core.database import Database
 from app.core.errors import SentBack
@@ -77,8 +78,8 @@ def send_back(
     something that can no longer happen. Never returns."""
     draft = kind.validate_payload(payload)
     impact, assessment = assess_now(kind, draft, action, RiskThresholds.from_settings(settings))
-    db.call(
-        "requeue_action",
+    sql.requeue_action(
+        db,
         id=action.id,
         attempt_token=action.attempt_token,
         risk_level=assessment.tier.value,

@@ -5,6 +5,7 @@ Every state change is one SQL function; this module validates at the edge and ca
 
 from __future__ import annotations
 
+import builtins
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from app.approvals import sql
 from app.approvals.risk_policy import Assessment, RiskThresholds, assess, reassess
+from app.core import sql as core_sql
 from app.core.database import Database
 from app.core.errors import Forbidden, InvalidInput, NotFound
 from app.core.models import (
@@ -105,7 +108,7 @@ class ApprovalQueue:
         }
 
     def submit(self, request: ActionRequest, *, actor: str, request_id: str | None = None) -> SubmitResult:
-        row = self.db.call("submit_action", **self.prepare(request), actor=actor, request_id=request_id)
+        row = sql.submit_action(self.db, **self.prepare(request), actor=actor, request_id=request_id)
         return submit_result(row)
 
     def decide(
@@ -129,7 +132,8 @@ class ApprovalQueue:
         it, and one the PIN now guards (edited into CRITICAL) is refused unless the caller checked
         the approval PIN (`pin_checked`), as it must for any approval `pin_required_after` names."""
         current: ActionRecord | None = None
-        modifications = retier = None
+        modifications = None
+        retier: dict[str, Any] = {}
         if request.decision == "modify":
             current = ActionRecord.model_validate(self.get(action_id))
             edit = self.edit(current, request.modifications or {})
@@ -149,8 +153,8 @@ class ApprovalQueue:
                 raise Forbidden(
                     "approving this needs the approval PIN (it is, or the edit makes it, CRITICAL); nothing was decided"
                 )
-        row = self.db.call(
-            "decide_action",
+        row = sql.decide_action(
+            self.db,
             id=action_id,
             decision=request.decision,
             actor=actor,
@@ -160,7 +164,7 @@ class ApprovalQueue:
             request_id=request_id,
             expected_round=expected_round,
             channel=channel,
-            **(retier or {}),
+            **retier,
         )
         return ActionRecord.model_validate(row)
 
@@ -252,7 +256,7 @@ class ApprovalQueue:
         )
 
     def get(self, action_id: UUID) -> dict[str, Any]:
-        action = self.db.call("get_action", id=action_id)
+        action = sql.get_action(self.db, id=action_id)
         if action is None:
             raise NotFound(f"no action {action_id}")
         return action
@@ -266,8 +270,8 @@ class ApprovalQueue:
         limit: int = 50,
         offset: int = 0,
     ) -> ActionPage:
-        page = self.db.call(
-            "list_actions",
+        page = sql.list_actions(
+            self.db,
             status=status.value if status else None,
             risk_level=tier.value if tier else None,
             agent=agent,
@@ -278,10 +282,10 @@ class ApprovalQueue:
 
     def clock(self) -> datetime:
         """The database's time: links expire on it, as the actions they belong to do."""
-        return datetime.fromisoformat(self.db.call("health")["now"])
+        return datetime.fromisoformat(core_sql.health(self.db)["now"])
 
     def review_state(self, action_id: UUID) -> ReviewState:
-        return ReviewState.model_validate(self.db.call("approval_review", id=action_id))
+        return ReviewState.model_validate(sql.approval_review(self.db, id=action_id))
 
     def pin_required(self, action: ActionRecord) -> bool:
         """DESIGN.md: approving a CRITICAL action requires the approval PIN, if one is set."""
@@ -295,8 +299,8 @@ class ApprovalQueue:
     def pin_try(self, action_id: UUID, *, correct: bool, actor: str, request_id: str | None = None) -> PinTry:
         """Count one approval-PIN entry (the caller compared it); says whether to go ahead."""
         return PinTry.model_validate(
-            self.db.call(
-                "approval_pin_try",
+            sql.approval_pin_try(
+                self.db,
                 id=action_id,
                 correct=correct,
                 max_tries=self.settings.approval_pin_max_tries,
@@ -305,22 +309,22 @@ class ApprovalQueue:
             )
         )
 
-    def recent_feedback(self, agent: str, kind: str | None = None, *, limit: int = 20) -> list[FeedbackItem]:
+    def recent_feedback(self, agent: str, kind: str | None = None, *, limit: int = 20) -> builtins.list[FeedbackItem]:
         """The latest rejection reasons, edits and notes on this agent's drafts, newest first."""
-        rows = self.db.call("recent_feedback", agent=agent, kind=kind, limit=limit)
+        rows = sql.recent_feedback(self.db, agent=agent, kind=kind, limit=limit)
         return [FeedbackItem.model_validate(row) for row in rows]
 
-    def expire_due(self, *, limit: int = 500) -> list[str]:
-        return self.db.call("expire_pending", actor="expiry", limit=limit)["expired"]
+    def expire_due(self, *, limit: int = 500) -> builtins.list[str]:
+        return [str(action_id) for action_id in sql.expire_pending(self.db, actor="expiry", limit=limit)["expired"]]
 
     def cancel(self, action_id: UUID, *, actor: str, reason: str, request_id: str | None = None) -> ActionRecord:
-        row = self.db.call("cancel_action", id=action_id, actor=actor, reason=reason, request_id=request_id)
+        row = sql.cancel_action(self.db, id=action_id, actor=actor, reason=reason, request_id=request_id)
         return ActionRecord.model_validate(row)
 
     def settle(
         self, action_id: UUID, outcome: str, *, actor: str, reason: str, request_id: str | None = None
     ) -> ActionRecord:
-        row = self.db.call(
-            "settle_action", id=action_id, outcome=outcome, actor=actor, reason=reason, request_id=request_id
+        row = sql.settle_action(
+            self.db, id=action_id, outcome=outcome, actor=actor, reason=reason, request_id=request_id
         )
         return ActionRecord.model_validate(row)

@@ -21,7 +21,7 @@ from app.core.settings import Settings
 def agents_app(agents: AgentRegistry) -> typer.Typer:
     names = [entry.name for entry in agents.entries]
     app = typer.Typer(help=f"Run the {_listed(names)} agents.", no_args_is_help=True)
-    AgentName = StrEnum("AgentName", [(name, name) for name in names])
+    AgentName = StrEnum("AgentName", [(name, name) for name in names])  # type: ignore[misc]  # members from the registry
 
     @app.command("run")
     def agents_run(

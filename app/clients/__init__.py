@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from app.clients.buffer import buffer_client
 from app.clients.configs import brevo_config, hubspot_config, notion_config, webhook_config
@@ -25,6 +25,8 @@ from integrations.hubspot import HubSpotClient
 from integrations.notion import NotionClient
 from integrations.webhook import WebhookClient
 
+ClientT = TypeVar("ClientT")
+
 
 @dataclass
 class Clients:
@@ -35,10 +37,10 @@ class Clients:
     sleep: Callable[[float], None] = time.sleep  # tests inject a recorder instead of waiting
     _built: dict[str, Any] = field(default_factory=dict)
 
-    def _get(self, name: str, build: Any) -> Any:
+    def _get(self, name: str, build: Callable[[], ClientT]) -> ClientT:
         if name not in self._built:
             self._built[name] = build()
-        return self._built[name]
+        return cast(ClientT, self._built[name])  # one name, one client type
 
     @property
     def webhook(self) -> WebhookClient:

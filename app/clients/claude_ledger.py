@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
+from app.clients import sql
 from app.clients.configs import claude_config
 from app.core.database import Database
 from app.core.errors import KNOWN_ERRORS, BudgetExceeded
@@ -49,8 +50,8 @@ class DbSpendLedger:
 
     def reserve(self, *, agent: str, model: str, worst_case_usd: Decimal) -> int:
         """The call's id; BudgetExceeded (nothing is sent) when the call could pass today's cap."""
-        row = self._db.call(
-            "llm_reserve",
+        row = sql.llm_reserve(
+            self._db,
             agent=agent,
             model=model,
             reserve_usd=worst_case_usd,
@@ -76,8 +77,8 @@ class DbSpendLedger:
         latency_ms: int,
         error: str | None,
     ) -> None:
-        self._db.call(
-            "llm_settle",
+        sql.llm_settle(
+            self._db,
             call_id=call_id,
             outcome=outcome,
             input_tokens=usage.input_tokens,
@@ -95,13 +96,11 @@ class DbModelCache:
         self._db = db
 
     def get(self, configured: str, *, max_age_seconds: float) -> ModelResolution | None:
-        row = self._db.call("llm_model_cached", configured=configured, max_age_seconds=max_age_seconds)
+        row = sql.llm_model_cached(self._db, configured=configured, max_age_seconds=max_age_seconds)
         return ModelResolution.model_validate(row) if row is not None else None
 
     def put(self, configured: str, *, resolved: str, fallback: bool, reason: str) -> ModelResolution:
-        row = self._db.call(
-            "llm_model_store", configured=configured, resolved=resolved, fallback=fallback, reason=reason
-        )
+        row = sql.llm_model_store(self._db, configured=configured, resolved=resolved, fallback=fallback, reason=reason)
         return ModelResolution.model_validate(row)
 
 
@@ -124,7 +123,7 @@ def claude_client(
 
 def llm_spend(db: Database, settings: Settings, day: date | None = None) -> LlmSpend:
     """A budget day's LLM spend (today in CRON_TIMEZONE by default)."""
-    return LlmSpend.model_validate(db.call("llm_spend", time_zone=settings.cron_timezone, day=day))
+    return LlmSpend.model_validate(sql.llm_spend(db, time_zone=settings.cron_timezone, day=day))
 
 
 def check_model_at_startup(settings: Settings, db: Database) -> ModelResolution | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.clients import sql
 from app.core.database import Database
 from integrations.rate_limit import SlotAnswer
 
@@ -13,5 +14,5 @@ class DbRateSlots:
         self._db = db
 
     def take(self, bucket: str, *, limit: int, window_seconds: float) -> SlotAnswer:
-        row = self._db.call("take_rate_slot", bucket=bucket, limit=limit, window_seconds=window_seconds)
+        row = sql.take_rate_slot(self._db, bucket=bucket, limit=limit, window_seconds=window_seconds)
         return SlotAnswer.model_validate(row)

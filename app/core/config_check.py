@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, ValidationError
 
 from app.core.buffer_settings import BufferSettings
-from app.core.credential_kinds import HUBSPOT_TOKEN_NOTES, SUPABASE_KEY_NOTES, hubspot_token_kind, supabase_key_kind
+from app.core.credential_kinds import SUPABASE_KEY_NOTES, supabase_key_kind
 from app.core.setting_values import is_loopback_host
 from app.core.settings import Settings
+from integrations.hubspot_tokens import HUBSPOT_TOKEN_NOTES, hubspot_token_kind
 
 State = Literal["ok", "not configured", "incomplete", "malformed"]
 

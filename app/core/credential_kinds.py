@@ -14,11 +14,6 @@ import binascii
 import json
 from typing import Literal
 
-# A temporary re-export, for the merge with the app/ package move (branch a13): the settings and
-# config check import these from here. The integrator points them at integrations.hubspot_tokens
-# and drops this import.
-from integrations.hubspot_tokens import HUBSPOT_TOKEN_NOTES, hubspot_token_kind  # noqa: F401
-
 SupabaseKeyKind = Literal["secret", "publishable", "service_role", "anon", "other_jwt", "unknown"]
 
 

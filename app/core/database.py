@@ -240,6 +240,27 @@ class Database:
             raise ValueError(f"not a function name: {function!r}")
         return self.transport.call(function, {f"p_{key}": value for key, value in params.items()})
 
+    def call_object(self, function: str, **params: Any) -> dict[str, Any]:
+        """`call` for a function that returns one jsonb object."""
+        return self._object(function, self.call(function, **params))
+
+    def call_optional(self, function: str, **params: Any) -> dict[str, Any] | None:
+        """`call` for a function that returns one jsonb object or null."""
+        return None if (result := self.call(function, **params)) is None else self._object(function, result)
+
+    def call_list(self, function: str, **params: Any) -> list[dict[str, Any]]:
+        """`call` for a function that returns a jsonb array of objects."""
+        result = self.call(function, **params)
+        if not isinstance(result, list):
+            raise DatabaseError(f"{function} answered {type(result).__name__}, not an array")
+        return [self._object(function, item) for item in result]
+
+    @staticmethod
+    def _object(function: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise DatabaseError(f"{function} answered {type(value).__name__}, not an object")
+        return value
+
     def check_schema(self) -> None:
         """Start-up: the schema is there and current. Only its absence is reported as such; a
         refused key or an unreachable server keeps its own error."""

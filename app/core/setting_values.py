@@ -17,11 +17,11 @@ from pydantic import SecretStr
 from app.core.credential_kinds import (
     SUPABASE_KEY_EXPECTED,
     SUPABASE_KEY_NOTES,
-    hubspot_token_kind,
     supabase_key_kind,
     supabase_key_refused_up_front,
 )
 from app.core.cron import CronError, parse_crontab
+from integrations.hubspot_tokens import hubspot_token_kind
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
 _DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}

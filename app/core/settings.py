@@ -250,7 +250,7 @@ class Settings(BufferSettings, BaseSettings):  # Buffer's settings: app.core.buf
     )
     @classmethod
     def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return values.http_url(value, field=info.field_name.upper())
+        return values.http_url(value, field=(info.field_name or "").upper())
 
     @field_validator("brevo_sender_email")
     @classmethod

@@ -27,6 +27,7 @@ from app.clients import Clients
 from app.core.database import Database
 from app.core.errors import StaleAttempt
 from app.core.settings import Settings
+from app.email import sql
 from app.email.quota import EmailQuota
 from integrations.brevo import (
     MAX_VERSIONS_PER_REQUEST,
@@ -74,6 +75,11 @@ class ClaimedBatch(BaseModel):
     attempts: int
     content: CampaignContent
 
+    @property
+    def lease(self) -> dict[str, Any]:
+        """What names this batch's claim in every call that must still hold it."""
+        return {"campaign_id": self.campaign_id, "batch_no": self.batch_no, "attempt_token": self.attempt_token}
+
 
 class BatchGrant(BaseModel):
     pending: int
@@ -110,8 +116,8 @@ class CampaignSender:
 
     def plan(self, campaign_id: UUID, recipients: Sequence[Address]) -> dict[str, Any]:
         """Batches for the campaign's recipients (the first call plans, later calls return that plan)."""
-        return self.db.call(
-            "plan_email_campaign",
+        return sql.plan_email_campaign(
+            self.db,
             campaign_id=campaign_id,
             recipients=[recipient.model_dump(exclude_none=True) for recipient in recipients],
             batch_size=self.settings.brevo_batch_size,
@@ -119,21 +125,19 @@ class CampaignSender:
         )
 
     def campaign(self, campaign_id: UUID) -> dict[str, Any] | None:
-        return self.db.call("get_email_campaign", campaign_id=campaign_id)
+        return sql.get_email_campaign(self.db, campaign_id=campaign_id)
 
     def send_due(
         self, *, campaign_id: UUID | None = None, before_send: Callable[[], None] | None = None
     ) -> list[dict[str, Any]]:
         """Send every batch due today (only this campaign's when given); `before_send` runs before
         the first request that could reach Brevo. Returns how each batch ended."""
-        self.db.call(
-            "recover_campaign_batches", actor=f"lease-recovery:{self.worker_id}", limit=100, **self.quota.limits
-        )
+        sql.recover_campaign_batches(self.db, actor=f"lease-recovery:{self.worker_id}", limit=100, **self.quota.limits)
         # a missing API key fails here, before any batch is claimed
         brevo = None if self.settings.brevo_dry_run else self.clients.brevo
         outcomes: list[dict[str, Any]] = []
-        while claimed := self.db.call(
-            "claim_campaign_batches",
+        while claimed := sql.claim_campaign_batches(
+            self.db,
             worker=self.worker_id,
             lease_seconds=self.settings.executor_lease_seconds,
             limit=10,
@@ -154,7 +158,7 @@ class CampaignSender:
         self, batch: ClaimedBatch, brevo: BrevoClient | None, before_send: Callable[[], None] | None
     ) -> dict[str, Any]:
         grant = BatchGrant.model_validate(
-            self._call("reserve_campaign_batch", batch, dry_run=self.settings.brevo_dry_run, **self.quota.limits)
+            sql.reserve_campaign_batch(self.db, **batch.lease, dry_run=self.settings.brevo_dry_run, **self.quota.limits)
         )
         # whatever the day could not take (nothing, when all was granted) waits for the next day with room
         stop = Stop(
@@ -174,9 +178,9 @@ class CampaignSender:
                 if halted := self._send_chunk(batch, brevo, chunk, budget):
                     stop = halted
                     break
-        return self._call(
-            "finish_campaign_batch",
-            batch,
+        return sql.finish_campaign_batch(
+            self.db,
+            **batch.lease,
             rest=stop.rest,
             retry_in_seconds=stop.retry_in,
             error=stop.error,
@@ -188,10 +192,10 @@ class CampaignSender:
     ) -> Stop | None:
         """One request for `chunk`; returns a Stop when the rest of the batch must wait."""
         emails = [recipient.email for recipient in chunk]
-        self._call("renew_campaign_batch_lease", batch, lease_seconds=self.settings.executor_lease_seconds)
+        sql.renew_campaign_batch_lease(self.db, **batch.lease, lease_seconds=self.settings.executor_lease_seconds)
         if self.heartbeat is not None:
             self.heartbeat()
-        self._call("campaign_recipients_sending", batch, emails=emails)
+        sql.campaign_recipients_sending(self.db, **batch.lease, emails=emails)
         content = batch.content
         message = Message(
             subject=content.subject,
@@ -245,23 +249,14 @@ class CampaignSender:
         return None
 
     def _record(self, batch: ClaimedBatch, results: list[dict[str, Any]]) -> None:
-        self._call("record_campaign_recipients", batch, results=results)
-
-    def _call(self, function: str, batch: ClaimedBatch, **params: Any) -> Any:
-        return self.db.call(
-            function,
-            campaign_id=batch.campaign_id,
-            batch_no=batch.batch_no,
-            attempt_token=batch.attempt_token,
-            **params,
-        )
+        sql.record_campaign_recipients(self.db, **batch.lease, results=results)
 
     def settle(
         self, campaign_id: UUID, batch_no: int, outcome: Literal["sent", "not_sent"], *, actor: str, reason: str
     ) -> dict[str, Any]:
         """A person's verdict on an `unknown` batch after checking Brevo's logs."""
-        return self.db.call(
-            "settle_campaign_batch",
+        return sql.settle_campaign_batch(
+            self.db,
             campaign_id=campaign_id,
             batch_no=batch_no,
             outcome=outcome,

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from app.core.database import Database
 from app.core.settings import Settings
+from app.email import sql
 from integrations.errors import RateLimited
 
 Purpose = Literal["transactional", "campaign"]
@@ -58,17 +59,17 @@ class EmailQuota:
 
     def reserve(self, key: str, count: int, purpose: Purpose) -> Grant:
         return Grant.model_validate(
-            self.db.call("reserve_email_quota", key=key, count=count, purpose=purpose, **self.limits)
+            sql.reserve_email_quota(self.db, key=key, count=count, purpose=purpose, **self.limits)
         )
 
     def release(self, grant: Grant, count: int | None = None) -> int:
         """Give back `count` (all when None) of a grant whose email did not go out."""
-        return self.db.call("release_email_quota", day=grant.day, key=grant.key, count=count)["released"]
+        return int(sql.release_email_quota(self.db, day=grant.day, key=grant.key, count=count)["released"])
 
     def close_day(self, reason: str) -> None:
         """Brevo said 402: nothing more is reserved today, whatever our own count says."""
-        self.db.call("close_email_quota_day", time_zone=self.settings.email_quota_timezone, reason=reason)
+        sql.close_email_quota_day(self.db, time_zone=self.settings.email_quota_timezone, reason=reason)
 
     def outlook(self, days: int = 7) -> dict[str, Any]:
         """Today's use and the campaign batches scheduled for the coming days."""
-        return self.db.call("email_quota_outlook", days=days, **self.limits)
+        return sql.email_quota_outlook(self.db, days=days, **self.limits)

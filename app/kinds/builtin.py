@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.kinds import sql
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
 
@@ -27,7 +28,7 @@ class WebhookPostPayload(BaseModel):
 
 def record_note(ctx: HandlerContext) -> dict[str, Any]:
     payload = NoteRecordPayload.model_validate(ctx.action.requested_action)
-    return ctx.db.call("record_note", action_id=ctx.action.id, body=payload.body, metadata=payload.metadata)
+    return sql.record_note(ctx.db, action_id=ctx.action.id, body=payload.body, metadata=payload.metadata)
 
 
 def post_webhook(ctx: HandlerContext) -> dict[str, Any]:

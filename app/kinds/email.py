@@ -151,7 +151,11 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     except IntegrationError:
         quota.release(grant)  # refused, or it never reached Brevo
         raise
-    sent = {"message_id": ids[0] if ids else None, "to": payload.to.email, "quota_day": grant.day.isoformat()}
+    sent: dict[str, Any] = {
+        "message_id": ids[0] if ids else None,
+        "to": payload.to.email,
+        "quota_day": grant.day.isoformat(),
+    }
     if payload.crm_note is not None:
         sent["crm_note"] = _log_in_crm(ctx, payload, payload.crm_note)
     return sent
@@ -173,7 +177,7 @@ def _log_in_crm(ctx: HandlerContext, payload: EmailSendPayload, on: CrmNote) -> 
         reasoning="The email went out; the CRM shows it.",
         dedupe_key=f"crm-note/{ctx.action.id}",
         payload={"object_type": on.object_type, "object_id": on.object_id, "body": body[:50_000]},
-        metadata=ActionMetadata(email_action=str(ctx.action.id)),
+        metadata=ActionMetadata.model_validate({"email_action": str(ctx.action.id)}),
     )
     try:
         queued = ctx.follow_up(note)

@@ -199,7 +199,9 @@ def change_deal_stage(ctx: HandlerContext) -> dict[str, Any]:
     if deal.stage != payload.from_stage:
         why = f"deal {payload.deal_id} is now at stage {deal.stage!r}, not {payload.from_stage!r} as approved"
         try:
-            moved = DealStagePayload(deal_id=payload.deal_id, from_stage=deal.stage, to_stage=payload.to_stage)
+            moved = DealStagePayload.model_validate(
+                {"deal_id": payload.deal_id, "from_stage": deal.stage, "to_stage": payload.to_stage}
+            )
         except ValidationError as exc:  # a stage id this kind cannot express: nothing to ask anyone
             raise PermanentError(f"{why}; left as it is", system="hubspot") from exc
         ctx.send_back(moved.model_dump(mode="json"), why)

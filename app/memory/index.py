@@ -31,6 +31,7 @@ from app.clients.configs import embeddings_config
 from app.core.database import Database
 from app.core.errors import DatabaseError, StatementTimeout
 from app.core.settings import Settings
+from app.memory import sql
 from integrations.embeddings import embedding_spec
 
 WRITE_TARGET_SECONDS = 2.0
@@ -103,9 +104,7 @@ def maintain_indexes(
     """Step until every wanted HNSW index exists and holds every vector (or `max_steps`)."""
     report = IndexReport()
     while True:
-        step = pacer.timed(
-            lambda size: db.call("memory_index_step", park_rows=PARKED_PER_WRITTEN * size, fill_rows=size)
-        )
+        step = pacer.timed(lambda size: sql.memory_index_step(db, park_rows=PARKED_PER_WRITTEN * size, fill_rows=size))
         if step["state"] in ("done", "busy"):
             report.state = step["state"]
             return report
@@ -129,7 +128,7 @@ def memory_health(db: Database, settings: Settings, *, detailed: bool) -> dict[s
     if embedding_spec(embeddings_config(settings)) is None:
         return {"vector_search": "off"}
     try:
-        status = db.call("memory_index_status")
+        status = sql.memory_index_status(db)
     except DatabaseError:  # the database part of /healthz already reports the outage
         return {"vector_search": "unknown"}
     if not status["configured"]:

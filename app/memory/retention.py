@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from app.core.database import Database
 from app.core.settings import Settings
+from app.memory import sql
 
 LEASE = "memory_prune"
 LEASE_SECONDS = 3600.0
@@ -67,7 +68,7 @@ def _stamp() -> str:
 
 def prune(db: Database, settings: Settings, *, holder: str | None = None) -> PruneReport:
     holder = holder or f"{socket.gethostname()}:{os.getpid()}"
-    lease = db.call("take_maintenance_lease", name=LEASE, holder=holder, seconds=LEASE_SECONDS)
+    lease = sql.take_maintenance_lease(db, name=LEASE, holder=holder, seconds=LEASE_SECONDS)
     if not lease["taken"]:
         return PruneReport(skipped=f"another prune is running ({lease['holder']})")
     report = PruneReport()
@@ -81,15 +82,15 @@ def prune(db: Database, settings: Settings, *, holder: str | None = None) -> Pru
                 db, Archive(settings.archive_dir / f"audit_log-{stamp}.jsonl.gz"), settings.audit_retention_days, report
             )
     finally:
-        db.call("release_maintenance_lease", name=LEASE, holder=holder)
+        sql.release_maintenance_lease(db, name=LEASE, holder=holder)
     return report
 
 
 def _prune_memory(db: Database, archive: Archive, kind: str, days: int, report: PruneReport) -> None:
-    while rows := db.call("expired_memory", kind=kind, days=days, limit=BATCH):
+    while rows := sql.expired_memory(db, kind=kind, days=days, limit=BATCH):
         archive.append(rows)
-        deleted = db.call(
-            "drop_archived_memory", rows=[{"id": row["id"], "updated_at": row["updated_at"]} for row in rows]
+        deleted = sql.drop_archived_memory(
+            db, rows=[{"id": row["id"], "updated_at": row["updated_at"]} for row in rows]
         )["deleted"]
         if deleted == 0:  # every row changed since it was read; the next run takes the new versions
             break
@@ -98,12 +99,12 @@ def _prune_memory(db: Database, archive: Archive, kind: str, days: int, report: 
 
 def _prune_audit(db: Database, archive: Archive, days: int, report: PruneReport) -> None:
     while True:
-        expired = db.call("expired_audit", days=days, limit=BATCH)
+        expired = sql.expired_audit(db, days=days, limit=BATCH)
         rows = expired["rows"]
         if not rows:
             break
         archive.append(rows)
-        dropped = db.call("drop_archived_audit", days=days, cutoff=expired["cutoff"], through_id=rows[-1]["id"])
+        dropped = sql.drop_archived_audit(db, days=days, cutoff=expired["cutoff"], through_id=rows[-1]["id"])
         if dropped["deleted"] == 0:  # cannot happen to append-only rows; never loop on it
             break
     _record(archive, "audit_log", report)

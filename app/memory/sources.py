@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, Field, ValidationError
 
 from app.core.errors import DatabaseError, InvalidInput
+from app.memory import sql
 from app.memory.models import MAX_CONTENT_CHARS, MemoryItem, UpsertCounts
 from app.memory.store import MemoryStore
 
@@ -179,7 +180,7 @@ def sync_knowledge_base(
         if text.strip() or page.title.strip()
     ]
     if not items and not allow_empty:
-        held = int(store.db.call("count_memory_source", source=source)["rows"])
+        held = int(sql.count_memory_source(store.db, source=source)["rows"])
         if held:
             raise InvalidInput(
                 f"the knowledge base returned no pages, but memory holds {held} from it: nothing was "

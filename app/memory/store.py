@@ -31,6 +31,7 @@ from app.clients.configs import embeddings_config
 from app.core.database import Database
 from app.core.errors import ConfigError, Conflict, InvalidInput
 from app.core.settings import Settings
+from app.memory import sql
 from app.memory.index import IndexReport, WritePacer, maintain_indexes
 from app.memory.models import (
     MAX_CONTENT_CHARS,
@@ -66,8 +67,8 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     if spec is None:
         return None
     try:
-        return db.call(
-            "configure_memory",
+        return sql.configure_memory(
+            db,
             model=spec.name,
             dimension=spec.dimension,
             reset=False,
@@ -125,10 +126,10 @@ class MemoryStore:
         for item in items:
             batch.append(item.model_dump(mode="json"))
             if len(batch) >= _UPSERT_BATCH:
-                counts.add(self.db.call("upsert_memories", items=batch))
+                counts.add(sql.upsert_memories(self.db, items=batch))
                 batch = []
         if batch:
-            counts.add(self.db.call("upsert_memories", items=batch))
+            counts.add(sql.upsert_memories(self.db, items=batch))
         return counts
 
     def remember_ticket(self, ticket: TicketMemory) -> UpsertCounts:
@@ -161,7 +162,7 @@ class MemoryStore:
         )
 
     def forget_missing(self, source: str, kept_ids: Sequence[str]) -> int:
-        return int(self.db.call("forget_missing_memory", source=source, kept=list(kept_ids))["removed"])
+        return int(sql.forget_missing_memory(self.db, source=source, kept=list(kept_ids))["removed"])
 
     # --- embeddings ---------------------------------------------------------------------------
     def embed_pending(
@@ -176,13 +177,13 @@ class MemoryStore:
         batch = self.settings.embeddings_batch_size
         while max_rows is None or report.embedded + report.stale < max_rows:
             limit = batch if max_rows is None else min(batch, max_rows - report.embedded - report.stale)
-            rows = self.db.call("claim_memory_to_embed", limit=limit, lease_seconds=EMBED_LEASE_SECONDS)
+            rows = sql.claim_memory_to_embed(self.db, limit=limit, lease_seconds=EMBED_LEASE_SECONDS)
             if not rows:
                 break
             try:
                 vectors = embedder.embed_documents([document_text(row["title"], row["content"]) for row in rows])
             except Exception:
-                self.db.call("release_memory_claims", ids=[row["id"] for row in rows])
+                sql.release_memory_claims(self.db, ids=[row["id"] for row in rows])
                 raise
             items = [
                 {"id": row["id"], "hash": row["hash"], "embedding": vector}
@@ -190,8 +191,8 @@ class MemoryStore:
             ]
             for stored in self._writes.write(
                 items,
-                lambda chunk: self.db.call(
-                    "set_memory_embeddings", model=self.spec.name if self.spec else None, items=list(chunk)
+                lambda chunk: sql.set_memory_embeddings(
+                    self.db, model=self.spec.name if self.spec else None, items=list(chunk)
                 ),
             ):
                 report.embedded += int(stored["stored"])
@@ -222,8 +223,8 @@ class MemoryStore:
             and current["dimension"] == self.spec.dimension
         )
         if not resumed:
-            self.db.call(
-                "configure_memory",
+            sql.configure_memory(
+                self.db,
                 model=self.spec.name,
                 dimension=self.spec.dimension,
                 reset=True,
@@ -238,7 +239,7 @@ class MemoryStore:
         return report
 
     def stats(self) -> dict[str, Any]:
-        return self.db.call("memory_stats")
+        return sql.memory_stats(self.db)
 
     # --- searching ----------------------------------------------------------------------------
     def search(
@@ -322,8 +323,8 @@ class MemoryStore:
         return answer
 
     def _search(self, request: SearchRequest, mode: SearchMode, embedding: list[float] | None) -> dict[str, Any]:
-        return self.db.call(
-            "search_memory",
+        return sql.search_memory(
+            self.db,
             query=request.query,
             mode=mode,
             embedding=embedding,

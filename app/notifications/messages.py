@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from app.approvals.links import LinkSigner
+from app.approvals.links import LinkSigner, Purpose
 from app.core.errors import InvalidInput
 from app.core.models import ActionRecord, Tier
 from app.core.settings import Settings
@@ -42,6 +42,8 @@ OUTCOME_LABELS = {
     "expired": "\u231b Expired without a decision",
     "cancelled": "\U0001f6ab Cancelled",
 }
+
+BUTTONS: tuple[tuple[str, Purpose], ...] = (("Review", "review"), ("Approve", "approve"), ("Reject", "reject"))
 
 
 class Outcome(BaseModel):
@@ -185,7 +187,7 @@ def post_message(notification: Notification, signer: LinkSigner, settings: Setti
     )
     buttons = [
         LinkButton(label=label, url=signer.url(action.id, action.draft_hash, purpose, action.expires_at))
-        for label, purpose in (("Review", "review"), ("Approve", "approve"), ("Reject", "reject"))
+        for label, purpose in BUTTONS
     ]
     return WebhookMessage(
         content="\n".join(lines),

@@ -16,6 +16,7 @@ from app.clients.configs import discord_config
 from app.core.database import Database
 from app.core.errors import ConfigError, InvalidInput, StaleAttempt
 from app.core.settings import Settings
+from app.notifications import sql
 from app.notifications.messages import Notification, outcome_message, post_message
 from integrations.discord import (
     UNKNOWN_MESSAGE,
@@ -69,8 +70,8 @@ class NotificationSender:
         self.client.close()
 
     def enqueue_reminders(self) -> dict[str, int]:
-        return self.db.call(
-            "enqueue_reminders",
+        return sql.enqueue_reminders(
+            self.db,
             reminder_after_seconds=self.settings.approval_reminder_hours * 3600,
             escalate_before_seconds=self.settings.escalate_before_expiry_hours * 3600,
             limit=500,
@@ -80,9 +81,9 @@ class NotificationSender:
         """One cycle; returns how many notifications were claimed."""
         if self.disabled is not None:
             return 0
-        self.db.call("recover_notification_leases", actor=self.worker_id, limit=100)
-        claimed = self.db.call(
-            "claim_notifications",
+        sql.recover_notification_leases(self.db, actor=self.worker_id, limit=100)
+        claimed = sql.claim_notifications(
+            self.db,
             worker=self.worker_id,
             lease_seconds=self.lease_seconds,
             limit=self.settings.discord_batch_size,
@@ -112,7 +113,7 @@ class NotificationSender:
         try:
             message = post_message(notification, self.signer, self.settings)
             # From here on a crash leaves "may have been posted" behind, never a silent repeat.
-            self.db.call("mark_notification_dispatched", id=notification.id, attempt_token=notification.attempt_token)
+            sql.mark_notification_dispatched(self.db, id=notification.id, attempt_token=notification.attempt_token)
             message_id = self.client.execute(message)
         except (InvalidInput, ConfigError, InvalidRequest) as exc:
             self._fail(notification, exc.message)
@@ -120,8 +121,8 @@ class NotificationSender:
         except IntegrationError as exc:
             self._call_failed(notification, exc)
             return
-        self.db.call(
-            "record_notification_sent",
+        sql.record_notification_sent(
+            self.db,
             id=notification.id,
             attempt_token=notification.attempt_token,
             message_id=message_id,
@@ -149,8 +150,8 @@ class NotificationSender:
         except IntegrationError as exc:
             self._call_failed(notification, exc)
             return
-        self.db.call(
-            "record_outcome_edited", id=notification.id, attempt_token=notification.attempt_token, message_ids=edited
+        sql.record_outcome_edited(
+            self.db, id=notification.id, attempt_token=notification.attempt_token, message_ids=edited
         )
 
     def _call_failed(self, notification: Notification, exc: IntegrationError) -> None:
@@ -172,13 +173,13 @@ class NotificationSender:
             self.settings.discord_backoff_max_seconds,
             self.settings.discord_backoff_base_seconds * 2 ** max(attempt - 1, 0),
         )
-        return ceiling * (0.5 + self._rng() / 2)  # jitter: spread the retries of many notifications
+        return float(ceiling * (0.5 + self._rng() / 2))  # jitter: spread the retries of many notifications
 
     def _reschedule(
         self, notification: Notification, error: str, retry_in: float, *, count: bool = True, maybe_posted: bool = False
     ) -> None:
-        self.db.call(
-            "reschedule_notification",
+        sql.reschedule_notification(
+            self.db,
             id=notification.id,
             attempt_token=notification.attempt_token,
             error=error,
@@ -190,4 +191,4 @@ class NotificationSender:
 
     def _fail(self, notification: Notification, error: str) -> None:
         log.error("notification %s (%s) failed for good: %s", notification.id, notification.kind, error)
-        self.db.call("fail_notification", id=notification.id, attempt_token=notification.attempt_token, error=error)
+        sql.fail_notification(self.db, id=notification.id, attempt_token=notification.attempt_token, error=error)

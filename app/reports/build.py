@@ -14,8 +14,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.approvals.links import LinkSigner
+from app.core import sql as core_sql
 from app.core.database import Database
 from app.core.settings import Settings
+from app.reports import sql
 from app.reports.chart import render_chart
 from app.reports.model import ConnectionNotice, DailyReport, EmailSummary, LlmUsage, StoredReport, WaitingApproval
 
@@ -31,14 +33,14 @@ class DailyReports:
 
     def yesterday(self) -> date:
         """The last day that is over in CRON_TIMEZONE, by the database's clock."""
-        now = datetime.fromisoformat(self.db.call("health")["now"])
+        now = datetime.fromisoformat(core_sql.health(self.db)["now"])
         return now.astimezone(self.settings.time_zone).date() - timedelta(days=1)
 
     def build(self, day: date) -> DailyReport:
         """The report for `day` (InvalidInput unless the day is over), not stored."""
         settings = self.settings
-        data = self.db.call(
-            "daily_report_data",
+        data = sql.daily_report_data(
+            self.db,
             day=day,
             time_zone=settings.cron_timezone,
             history_days=HISTORY_DAYS,
@@ -112,8 +114,8 @@ class DailyReports:
             return stored
         report = self.build(day)
         chart = render_chart(report)
-        self.db.call(
-            "store_daily_report",
+        sql.store_daily_report(
+            self.db,
             day=day,
             body=report.model_dump(mode="json"),
             chart_base64=base64.b64encode(chart).decode(),
@@ -123,5 +125,5 @@ class DailyReports:
         return fresh
 
     def load(self, day: date, *, with_chart: bool = False) -> StoredReport | None:
-        row = self.db.call("get_daily_report", day=day, with_chart=with_chart)
+        row = sql.get_daily_report(self.db, day=day, with_chart=with_chart)
         return None if row is None else StoredReport.model_validate(row)

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from app.clients.configs import discord_config
 from app.core.models import Tier
+from app.reports import sql
 from app.reports.build import DailyReports
 from app.reports.model import COUNT_LABELS, DailyReport
 from integrations.discord import (
@@ -198,9 +199,7 @@ class ReportSender:
 
     def send(self, day: date) -> SendOutcome:
         """Post the stored report for `day` unless it is posted already or being posted."""
-        claim = self.db.call(
-            "claim_daily_report_send", day=day, worker=self.worker_id, lease_seconds=self.lease_seconds
-        )
+        claim = sql.claim_daily_report_send(self.db, day=day, worker=self.worker_id, lease_seconds=self.lease_seconds)
         if not claim["claimed"]:
             return _outcome(claim, posted_now=False)
         token = claim["attempt_token"]
@@ -211,24 +210,20 @@ class ReportSender:
         files = [Attachment(filename=CHART_FILE, content=chart, content_type="image/png")] if chart else []
         client = self.client_factory()
         try:
-            self.db.call("mark_daily_report_dispatched", day=day, attempt_token=token)
+            sql.mark_daily_report_dispatched(self.db, day=day, attempt_token=token)
             message_id = client.execute(message, files)
         except OutcomeUnknown as exc:
-            self.db.call(
-                "release_daily_report_send", day=day, attempt_token=token, error=exc.message, maybe_posted=True
-            )
+            sql.release_daily_report_send(self.db, day=day, attempt_token=token, error=exc.message, maybe_posted=True)
             # trying again is right for a report: the repost says it may repeat this one
             raise TransientError(
                 f"the report may or may not have been posted ({exc.message})", system="discord"
             ) from exc
         except IntegrationError as exc:
-            self.db.call(
-                "release_daily_report_send", day=day, attempt_token=token, error=exc.message, maybe_posted=False
-            )
+            sql.release_daily_report_send(self.db, day=day, attempt_token=token, error=exc.message, maybe_posted=False)
             raise
         finally:
             client.close()
-        return _outcome(self.db.call("record_daily_report_sent", day=day, message_id=message_id), posted_now=True)
+        return _outcome(sql.record_daily_report_sent(self.db, day=day, message_id=message_id), posted_now=True)
 
 
 def _outcome(row: dict[str, Any], *, posted_now: bool) -> SendOutcome:

@@ -24,15 +24,18 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
 from app.agent_runs.registry import AgentRegistry, AgentUnavailable
+from app.approvals import sql as approvals_sql
 from app.approvals.queue import ApprovalQueue
 from app.core.cron import parse_crontab
 from app.core.database import Database
 from app.core.settings import Settings
 from app.memory.retention import LEASE_SECONDS as RETENTION_LEASE_SECONDS
 from app.memory.retention import prune as prune_retention
+from app.notifications import sql as notifications_sql
 from app.notifications.sender import NotificationSender
 from app.reports.build import DailyReports
 from app.reports.delivery import ReportSender
+from app.schedule import sql
 from app.schedule.runs import Firing, Job, JobFunc, JobResult
 
 log = logging.getLogger(__name__)
@@ -122,12 +125,12 @@ def build_jobs(
     def recover(firing: Firing) -> JobResult:
         # the executor and the outbox sender recover leases on each cycle; this covers the time
         # when no instance runs them
-        actions = db.call("recover_expired_leases", actor=actor, limit=RECOVERY_LIMIT)["recovered"]
-        notes = db.call("recover_notification_leases", actor=actor, limit=RECOVERY_LIMIT)["recovered"]
+        actions = approvals_sql.recover_expired_leases(db, actor=actor, limit=RECOVERY_LIMIT)["recovered"]
+        notes = notifications_sql.recover_notification_leases(db, actor=actor, limit=RECOVERY_LIMIT)["recovered"]
         return JobResult(note={"actions": len(actions), "notifications": len(notes)})
 
     def prune(firing: Firing) -> JobResult:
-        return JobResult(note=db.call("prune_job_runs", days=settings.job_runs_retention_days))
+        return JobResult(note=sql.prune_job_runs(db, days=settings.job_runs_retention_days))
 
     def retention(firing: Firing) -> JobResult:
         # prune() still takes its maintenance lease: a run that outlives this job's lease and is

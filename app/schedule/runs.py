@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.database import Database
 from app.core.errors import KNOWN_ERRORS, StaleAttempt
+from app.schedule import sql
 from integrations.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class Schedule:
 
     def due(self, now: datetime | None = None, *, only: str | None = None) -> list[tuple[Job, datetime]]:
         now = now or self.clock()
-        state = _State.model_validate(self.db.call("job_schedule_state", jobs=list(self.jobs)))
+        state = _State.model_validate(sql.job_schedule_state(self.db, jobs=list(self.jobs)))
         found = []
         for job in self.jobs.values():
             if only is not None and job.name != only:
@@ -162,8 +163,8 @@ class Schedule:
 
     def run_firing(self, job: Job, scheduled_for: datetime) -> JobRun | None:
         claim = _Claim.model_validate(
-            self.db.call(
-                "claim_job_run",
+            sql.claim_job_run(
+                self.db,
                 job=job.name,
                 scheduled_for=scheduled_for,
                 instance=self.instance,
@@ -189,8 +190,8 @@ class Schedule:
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("job %s (%s) crashed", job.name, scheduled_for)
         try:
-            row = self.db.call(
-                "finish_job_run",
+            row = sql.finish_job_run(
+                self.db,
                 id=claim.id,
                 attempt_token=claim.attempt_token,
                 outcome=outcome,
@@ -206,4 +207,4 @@ class Schedule:
 
 def recent_runs(db: Database, *, limit: int = 30, job: str | None = None) -> list[JobRun]:
     """The latest runs, newest first (of one job when given)."""
-    return [JobRun.model_validate(row) for row in db.call("recent_job_runs", job=job, limit=limit)]
+    return [JobRun.model_validate(row) for row in sql.recent_job_runs(db, job=job, limit=limit)]

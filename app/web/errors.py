@@ -30,7 +30,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def error_body(code: str, message: str, request_id: str, details: dict[str, Any] | None = None) -> dict:
+def error_body(code: str, message: str, request_id: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if details:
         error["details"] = details
@@ -115,7 +115,8 @@ async def known_error(request: Request, exc: Exception) -> Response:
     return error_response(request, info.status_code, info.code, info.message, info.details, headers)
 
 
-async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+async def invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)  # registered for it alone
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(request, 400, "malformed_json", "the request body is not valid JSON")
@@ -127,7 +128,8 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> Resp
     )
 
 
-async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # registered for it alone
     code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
     return error_response(request, exc.status_code, code, str(exc.detail))
 

@@ -186,7 +186,7 @@ class InboxPages(LinkPages):
             text = {
                 "draft_changed": "the draft changed since this page was loaded; look again",
                 "reopened": "reopened since this page was loaded; look again",
-            }.get(exc.details.get("reason"), exc.message)
+            }.get(str(exc.details.get("reason")), exc.message)
             return False, ItemResult(item.id, action.summary, text)
         except (Gone, InvalidInput, NotFound) as exc:
             return False, ItemResult(item.id, action.summary, exc.message)

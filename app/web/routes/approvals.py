@@ -78,7 +78,8 @@ def inbox_page(request: Request, inbox: InboxDep, t: LinkToken) -> Response:
 @router.post("/approvals/inbox", response_class=Response, summary="Decide several actions (inbox form)")
 async def inbox_decide(request: Request, inbox: InboxDep) -> Response:
     form = await request.form()
-    return await run_in_threadpool(inbox.decide, request, form, form.getlist("items"))
+    items = [item for item in form.getlist("items") if isinstance(item, str)]  # a file is no item
+    return await run_in_threadpool(inbox.decide, request, form, items)
 
 
 @router.get(

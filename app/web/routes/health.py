@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from app.core import sql as core_sql
 from app.core.errors import DatabaseError
 from app.memory.index import memory_health
 from app.web.deps import Authorization, DbDep, SettingsDep, check_api_token
@@ -32,7 +33,7 @@ def healthz(settings: SettingsDep, db: DbDep, authorization: Authorization = Non
     }
     detailed = authorization is not None
     try:
-        health = db.call("health")
+        health = core_sql.health(db)
     except DatabaseError as exc:
         database: dict[str, Any] = {"ok": False, "mode": settings.database_mode}
         if detailed:
