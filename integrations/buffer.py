@@ -251,9 +251,11 @@ class BufferClient:
     def _data(self, what: str, response: httpx.Response, write_once: bool) -> dict[str, Any]:
         status = response.status_code
         body = _json(response)
-        errors = body.get("errors") if isinstance(body.get("errors"), list) else []
-        first = errors[0] if errors and isinstance(errors[0], dict) else {}
-        extensions = first.get("extensions") if isinstance(first.get("extensions"), dict) else {}
+        found = body.get("errors")
+        errors: list[Any] = found if isinstance(found, list) else []
+        first: dict[str, Any] = errors[0] if errors and isinstance(errors[0], dict) else {}
+        given = first.get("extensions")
+        extensions: dict[str, Any] = given if isinstance(given, dict) else {}
         code = str(extensions.get("code") or "")
         text = f"{what}: {first.get('message') or f'HTTP {status}'}"[:300]
         if status == 401 or code in ("UNAUTHORIZED", "UNAUTHENTICATED"):

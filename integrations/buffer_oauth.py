@@ -22,7 +22,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
 import httpx
@@ -217,7 +217,7 @@ class BufferOAuth:
             raise InvalidRequest("unreadable token answer", system=SYSTEM) from exc
 
 
-def _json(response: httpx.Response) -> dict[str, object]:
+def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:

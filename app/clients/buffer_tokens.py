@@ -17,6 +17,7 @@ from uuid import UUID
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
+from app.clients import sql
 from app.core.database import Database
 from integrations.buffer_oauth import SYSTEM, GrantState, RefreshStart, TokenPair
 from integrations.errors import NotConfigured
@@ -59,8 +60,8 @@ class DbTokenStore:
 
     def save(self, pair: TokenPair) -> GrantState:
         """A new connection replaces the old one, dead or alive."""
-        row = self._db.call(
-            "buffer_grant_save",
+        row = sql.buffer_grant_save(
+            self._db,
             access_token_enc=self._cipher.seal(pair.access_token),
             refresh_token_enc=self._cipher.seal(pair.refresh_token) if pair.refresh_token else None,
             expires_in=pair.expires_in,
@@ -69,16 +70,16 @@ class DbTokenStore:
         return self._state(row)
 
     def current(self) -> GrantState | None:
-        row = self._db.call("buffer_grant_current")
+        row = sql.buffer_grant_current(self._db)
         return None if row is None else self._state(row)
 
     def status(self) -> dict[str, Any] | None:
         """The grant without its tokens: for the report, `config check` and the CLI."""
-        status: dict[str, Any] | None = self._db.call("buffer_grant_status")
+        status: dict[str, Any] | None = sql.buffer_grant_status(self._db)
         return status
 
     def begin_refresh(self, *, margin_seconds: float, lease_seconds: float) -> RefreshStart:
-        row = self._db.call("buffer_refresh_begin", margin_seconds=margin_seconds, lease_seconds=lease_seconds)
+        row = sql.buffer_refresh_begin(self._db, margin_seconds=margin_seconds, lease_seconds=lease_seconds)
         if row.get("newly") and self._on_reconnect is not None:  # it found a refresh that never finished
             self._on_reconnect(str(row.get("reason")))
         sealed = row.get("refresh_token_enc")
@@ -92,8 +93,8 @@ class DbTokenStore:
         )
 
     def finish_refresh(self, lease: str, pair: TokenPair) -> None:
-        self._db.call(
-            "buffer_refresh_finish",
+        sql.buffer_refresh_finish(
+            self._db,
             lease=UUID(lease),
             access_token_enc=self._cipher.seal(pair.access_token),
             refresh_token_enc=self._cipher.seal(pair.refresh_token) if pair.refresh_token else None,
@@ -102,10 +103,10 @@ class DbTokenStore:
         )
 
     def abandon_refresh(self, lease: str) -> None:
-        self._db.call("buffer_refresh_abandon", lease=UUID(lease))
+        sql.buffer_refresh_abandon(self._db, lease=UUID(lease))
 
     def reconnect_needed(self, reason: str, *, lease: str | None = None) -> None:
-        answer = self._db.call("buffer_grant_reconnect", reason=reason, lease=UUID(lease) if lease else None)
+        answer = sql.buffer_grant_reconnect(self._db, reason=reason, lease=UUID(lease) if lease else None)
         log.warning("Buffer needs reconnecting: %s", reason)
         if answer.get("newly") and self._on_reconnect is not None:
             self._on_reconnect(reason)

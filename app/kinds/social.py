@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.core.models import Impact
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
-from integrations.buffer import SYSTEM, PostMaybeMade
+from integrations.buffer import SYSTEM, BufferClient, PostMaybeMade
 from integrations.buffer_models import TEXT_LIMITS, Channel, Mode, Post, PostRequest
 from integrations.errors import IntegrationError, OutcomeUnknown, PermanentError
 
@@ -115,7 +115,7 @@ def post_to_buffer(ctx: HandlerContext) -> dict[str, Any]:
     return _result(post, payload, recovered=False)
 
 
-def _look_up(buffer: Any, request: PostRequest, since: str | datetime) -> Post | None:
+def _look_up(buffer: BufferClient, request: PostRequest, since: str | datetime) -> Post | None:
     attempted = since if isinstance(since, datetime) else datetime.fromisoformat(since)
     try:
         return buffer.find_post(request, attempted_at=attempted)

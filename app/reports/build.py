@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.approvals.links import LinkSigner
+from app.clients.sql import buffer_grant_status
 from app.core import sql as core_sql
 from app.core.database import Database
 from app.core.settings import Settings
@@ -84,7 +85,7 @@ class DailyReports:
 
     def _connections(self) -> list[ConnectionNotice]:
         """Buffer's grant when it needs reconnecting: said in every report until it is fixed."""
-        grant = self.db.call("buffer_grant_status")
+        grant = buffer_grant_status(self.db)
         if grant is None or grant["status"] != "reconnect_needed":
             return []
         return [
