@@ -47,7 +47,7 @@ def oauth_config(fake: FakeBuffer, **overrides: object) -> BufferOAuthConfig:
         "client_secret": CLIENT_SECRET,
         "redirect_uri": REDIRECT_URI,
         "auth_url": fake.auth_url,
-        "timeout_seconds": 0.5,
+        "timeout_seconds": 10,
         **overrides,
     }
     return BufferOAuthConfig.model_validate(settings)
@@ -153,7 +153,7 @@ def test_a_refresh_whose_answer_was_lost_is_never_sent_again(buffer: FakeBuffer,
     buffer.clock.advance(3600)
     buffer.oauth.faults.append(TokenFault("refresh_token", how))  # type: ignore[arg-type]
     with pytest.raises(ReconnectNeeded, match="answer was lost"):
-        tokens(buffer, store).access_token()
+        tokens(buffer, store, timeout_seconds=0.5).access_token()  # a held answer: waited for this long
     assert store.status == "reconnect_needed" and len(store.reconnects) == 1 and store.lease is None
     with pytest.raises(ReconnectNeeded):
         tokens(buffer, store).access_token()

@@ -45,7 +45,7 @@ def settings(database_url: str, buffer: FakeBuffer) -> Settings:
         database_url=database_url,
         buffer_api_key=API_KEY,
         buffer_api_url=buffer.api_url,
-        buffer_timeout_seconds=0.5,
+        buffer_timeout_seconds=10,
     )
 
 
@@ -170,7 +170,12 @@ def test_a_post_whose_answer_was_lost_is_found_not_posted_again(
     action = submit(db, settings, payload(buffer))
     approve(db, settings, action.id)
     buffer.inject(Fault("createPost", lost=how))  # type: ignore[arg-type]
-    assert run() == 1
+    impatient = settings.model_copy(update={"buffer_timeout_seconds": 0.5})  # a held answer: waited for this long
+    first = Executor(db, impatient, worker_id="w0", clients=Clients(impatient, db, sleep=lambda _: None))
+    try:
+        assert first.run_until_idle() == 1
+    finally:
+        first.close()
     assert row(sql, action.id)["status"] == "approved"  # a retry is scheduled, nothing re-sent
     assert run() == 0  # not before BUFFER_POST_RECHECK_SECONDS
     advance_clock(sql, 61)
