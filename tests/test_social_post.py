@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.core.database import Database
 from app.core.errors import InvalidInput
 from app.core.models import ActionRequest, DecisionRequest, Tier
 from app.core.settings import Settings
+from integrations.buffer_models import PostRequest
 from tests.conftest import advance_clock, make_settings
 from tests.fake_buffer import API_KEY, FakeBuffer, Fault
 from tests.fake_http import Reply
@@ -231,3 +233,23 @@ def test_a_refused_key_fails_the_post_and_says_why(
     done = row(sql, action.id)
     assert done["status"] == "failed" and "refused the credentials" in done["last_error"]
     assert buffer.created_posts() == []
+
+
+def test_a_post_settled_as_retry_after_a_crash_is_looked_for_not_made_again(
+    db: Database, settings: Settings, buffer: FakeBuffer, sql: psycopg.Connection, run: Callable[[], int]
+) -> None:
+    action = submit(db, settings, payload(buffer))
+    approve(db, settings, action.id)
+    # the post reached Buffer, then the worker died before recording it
+    [claimed] = db.call("claim_actions", worker="w1", lease_seconds=60, limit=1)
+    db.call("mark_dispatched", id=action.id, attempt_token=claimed["attempt_token"])
+    with closing(Clients(settings, db)) as clients:
+        clients.buffer.create_post(PostRequest(channel_id=buffer.channel("linkedin").id, text="Hello"))
+    advance_clock(sql, 61)
+    db.call("recover_expired_leases", actor="t", limit=10)
+    assert row(sql, action.id)["status"] == "unknown"
+    ApprovalQueue(db, settings).settle(action.id, "retry", actor="ann", reason="not sure it went")
+    assert run() == 1
+    done = row(sql, action.id)
+    assert done["status"] == "succeeded" and done["result"]["found_after_lost_answer"] is True
+    assert len(buffer.created_posts()) == 1 and len(buffer.calls("createPost")) == 1

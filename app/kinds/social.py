@@ -96,9 +96,9 @@ def post_to_buffer(ctx: HandlerContext) -> dict[str, Any]:
     request = payload.request(ctx.settings.time_zone)
     buffer = ctx.clients.buffer
     ctx.heartbeat()
-    earlier = ctx.uncertain()
-    if earlier["uncertain_since"] is not None:
-        found = _look_up(buffer, request, earlier["uncertain_since"])
+    since = _earlier_attempt(ctx)
+    if since is not None:
+        found = _look_up(buffer, request, since)
         if found is not None:
             return _result(found, payload, recovered=True)
     _check_channel(payload, buffer.channels())
@@ -113,6 +113,17 @@ def post_to_buffer(ctx: HandlerContext) -> dict[str, Any]:
         ctx.note_uncertain()
         raise
     return _result(post, payload, recovered=False)
+
+
+def _earlier_attempt(ctx: HandlerContext) -> str | datetime | None:
+    """When an earlier attempt may have posted: the first uncertain one, or, on any later attempt
+    (a person settled an `unknown` as retry, which clears that mark), since the approval."""
+    uncertain: str | None = ctx.uncertain()["uncertain_since"]
+    if uncertain is not None:
+        return uncertain
+    if ctx.action.attempts > 1:
+        return ctx.action.decided_at or ctx.action.requested_at
+    return None
 
 
 def _look_up(buffer: BufferClient, request: PostRequest, since: str | datetime) -> Post | None:
