@@ -1,36 +1,7 @@
-"""What one run of an agent is: gather -> prompt -> typed plan -> actions -> submit, recorded.
-
-1. `start_agent_run` records the run (agent, trigger, start).
-2. The agent lists its sources (a stale deal, a ticket, this week's newsletter); `Source.version`
-   names the input, so (ref, version) is "the same input". `agent_sources_pick` drops those that
-   need no draft now (an action for the same input in any state, one for an earlier input still
-   open, or the same input skipped before) and keeps at most AGENT_MAX_SOURCES, those never
-   skipped first: a source the model left out, or whose proposal was refused with nothing in its
-   place, is recorded as skipped for that input, so it is not sent again until it changes and
-   cannot crowd newer sources out of later prompts.
-3. The prompt: the stable system prompt (brand voice, rules, the kinds it may lead to, a worked
-   example; cached by the Claude client), then one user message with the reviewers' latest
-   feedback (the few latest for each kind of action the agent leads to, so one kind's many edits
-   cannot crowd out another's rejections) and the untrusted data fenced (agents.prompt).
-4. `ClaudeClient.structured` returns the agent's pydantic plan (one repair try, else the run fails).
-5. Each proposal is checked and built by code into ActionRequests: recipients from the CRM record,
-   money validated, kind fixed by which part of the plan it came from, and tiered by the policy
-   (`ApprovalQueue.prepare`). An address or link in model-written text that no trusted source
-   gives (the business's settings and knowledge base; never what customers or CRM users wrote,
-   agents.drafting) raises the action to at least MEDIUM, with the reason shown to the reviewer. A
-   proposal failing a check is refused (none of its actions is built, unless the refusal keeps the parts
-   that can go), listed in the run's report and kept on its agent_runs row, and the agent may
-   flag it for a person instead (support does).
-6. Everything built is submitted, and the run finished, in ONE transaction
-   (`submit_agent_actions`): a failure leaves no action of the run behind. Every action's dedupe
-   key is `<agent>/<ref>/<version>/<slot>`, so a repeated run cannot open a second action for the
-   same input.
-A run that fails (HubSpot down, Claude timing out or overloaded, an answer that does not fit the
-schema, the budget spent) is finished as `failed` with its error, having submitted nothing.
-
-A dry run (`AgentEnv.dry_run`) builds and tiers the actions and writes nothing but its agent_runs
-row (and the bookkeeping of the outside calls it really makes: the model's spend in llm_calls,
-HubSpot's shared rate-limit count): no action, no skip, no memory.
+"""What an agent is made of: the `Source`s it reads, the `Proposal`s and `Plan` the model answers
+with, the `Briefing` it adds, the `AgentEnv` a run hands it, and the `Agent` base class whose
+`find_sources`, `brief` and `build` each agent writes. How one run uses them, step by step, is
+agents/run.py.
 """
 
 from __future__ import annotations

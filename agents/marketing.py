@@ -38,6 +38,7 @@ from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused,
 from agents.marketing_social import SocialPost, channels_block, social_channels, social_requests
 from agents.prompt import DataBlock
 from app.core.models import ActionRequest, Impact, Tier
+from app.core.settings import Settings
 from app.kinds.email import Recipient
 from app.memory.models import SearchHit
 from integrations.buffer_models import Channel
@@ -255,7 +256,7 @@ def _recipients(env: AgentEnv) -> tuple[list[Recipient], str | None]:
     contacts than NEWSLETTER_MAX_RECIPIENTS, none, and why: a newsletter to the first N only would
     leave the others out without anyone deciding it."""
     most = env.settings.newsletter_max_recipients
-    contacts = env.clients.hubspot.marketing_contacts(limit=most + 1)
+    contacts = env.clients.get(Settings.hubspot_client).marketing_contacts(limit=most + 1)
     if len(contacts) > most:
         return [], (
             f"HubSpot has more than NEWSLETTER_MAX_RECIPIENTS ({most:,}) marketing contacts; raise "

@@ -20,6 +20,7 @@ from agents.drafting import one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Proposal, Source
 from agents.prompt import DataBlock
 from app.core.models import ActionRequest
+from app.core.settings import Settings
 from app.kinds.social import SocialPostPayload
 from integrations.buffer_models import Channel
 from integrations.errors import IntegrationError
@@ -44,7 +45,7 @@ def social_channels(env: AgentEnv) -> tuple[dict[str, Channel], str | None]:
     if env.settings.buffer_auth is None:
         return {}, None
     try:
-        channels = env.clients.buffer.channels()
+        channels = env.clients.get(Settings.buffer_client).channels()
     except IntegrationError as exc:
         log.warning("marketing: Buffer's channels could not be read: %s", exc.message)
         return {}, f"no social posts: Buffer's channels could not be read ({exc.message})"

@@ -30,6 +30,7 @@ from agents.drafting import clip, email_html, one_line, unsourced_flags
 from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused, Source
 from agents.prompt import DataBlock
 from app.core.models import ActionRequest, Impact, Tier
+from app.core.settings import Settings
 from app.kinds.hubspot import DEFAULT_DEAL_STAGES
 from integrations.hubspot_models import Contact, Deal
 
@@ -121,7 +122,7 @@ out.\n\nThe team"}, "call": null, "new_stage": null, "rationale": "Contract out 
 without a reply; a light check-in.", "confidence": 0.7, "suggested_tier": null}]}"""
 
     def find_sources(self, env: AgentEnv) -> list[Source[SalesTarget]]:
-        hubspot = env.clients.hubspot
+        hubspot = env.clients.get(Settings.hubspot_client)
         settings = env.settings
         deals = hubspot.stale_deals(inactive_days=settings.sales_stale_days, now=env.now, limit=SEARCH_LIMIT)
         contact_of = hubspot.deal_contacts([deal.id for deal in deals]) if deals else {}

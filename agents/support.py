@@ -41,6 +41,7 @@ from agents.framework import Agent, AgentEnv, Briefing, Plan, Proposal, Refused,
 from agents.prompt import DataBlock
 from app.core.errors import DatabaseError, InvalidInput
 from app.core.models import ActionRequest, Impact, Tier
+from app.core.settings import Settings
 from app.memory.models import MAX_CONTENT_CHARS, SearchHit, TicketMemory
 from integrations.hubspot_models import Ticket
 
@@ -117,7 +118,7 @@ part of it; the refund question needs a person.", "confidence": 0.8, "suggested_
 
     def find_sources(self, env: AgentEnv) -> list[Source[Ticket]]:
         sources = []
-        for ticket in env.clients.hubspot.open_tickets(limit=SEARCH_LIMIT, unanswered_only=True):
+        for ticket in env.clients.get(Settings.hubspot_client).open_tickets(limit=SEARCH_LIMIT, unanswered_only=True):
             if not ticket.requester_email or not ticket.requester_contact_id:
                 log.info("support: ticket %s has no requester contact with an email; left for a person", ticket.id)
                 continue

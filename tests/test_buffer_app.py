@@ -127,9 +127,9 @@ def test_channels_with_the_api_key(
 @pytest.mark.parametrize(
     ("given", "state", "line"),
     [
-        ({"BUFFER_API_KEY": "buf_0123456789"}, "buffer: ok", "api_key"),
-        ({"BUFFER_CLIENT_ID": "app"}, "buffer: incomplete", "BUFFER_CLIENT_ID needs BUFFER_TOKEN_KEY"),
-        ({"BUFFER_CLIENT_ID": "app", "BUFFER_TOKEN_KEY": KEY}, "buffer: ok", "opsdesk buffer connect"),
+        ({"BUFFER_API_KEY": "buf_0123456789"}, "buffer: ok", "BUFFER_API_KEY"),
+        ({"BUFFER_CLIENT_ID": "app"}, "buffer: malformed", "BUFFER_CLIENT_ID needs BUFFER_TOKEN_KEY"),
+        ({"BUFFER_CLIENT_ID": "app", "BUFFER_TOKEN_KEY": KEY}, "buffer: ok", "BUFFER_CLIENT_ID"),
         ({"BUFFER_TOKEN_KEY": "not-a-fernet-key"}, "buffer: malformed", "must be a Fernet key"),
         ({"BUFFER_API_URL": "ftp://x"}, "buffer: malformed", "must be an http(s) URL"),
     ],

@@ -1,6 +1,6 @@
-"""Each integration's typed config is built from the settings (app.clients.configs): every field a
-setting exists for comes from it, secrets stay secret, and a missing key is NotConfigured before
-any client is made."""
+"""Each integration's typed config is built by its settings part (`Settings.<system>_config`,
+app.core.settings): every field a setting exists for comes from it, secrets stay secret, and a
+missing key is NotConfigured before any client is made."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from app.clients import configs as client_configs
 from app.core.errors import describe
 from app.core.settings import Settings
 from integrations.errors import NotConfigured
@@ -25,6 +24,7 @@ SECRETS = {
     "voyage_api_key": "pa-secret-0123456789",
     "openai_api_key": "sk-secret-0123456789",
     "discord_webhook_url": "https://discord.com/api/webhooks/123456789/secret-token-0123456789",
+    "buffer_api_key": "buf_secret_0123456789",
 }
 EVERYTHING: dict[str, Any] = {
     **SECRETS,
@@ -33,16 +33,17 @@ EVERYTHING: dict[str, Any] = {
     "embeddings_provider": "voyage",
 }
 BUILDERS: list[Callable[[Settings], BaseModel]] = [
-    client_configs.claude_config,
-    client_configs.hubspot_config,
-    client_configs.notion_config,
-    client_configs.embeddings_config,
-    client_configs.brevo_config,
-    client_configs.discord_config,
-    client_configs.webhook_config,
+    Settings.claude_config,
+    Settings.hubspot_config,
+    Settings.notion_config,
+    Settings.embeddings_config,
+    Settings.brevo_config,
+    Settings.discord_config,
+    Settings.webhook_config,
+    Settings.buffer_config,
 ]
 # fields no setting exists for: the client's own default holds
-NO_SETTING = {("HubSpotConfig", "attempts"), ("BrevoConfig", "attempts")}
+NO_SETTING = {("HubSpotConfig", "attempts"), ("BrevoConfig", "attempts"), ("BufferConfig", "attempts")}
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda build: build.__name__)
@@ -66,23 +67,23 @@ def test_the_settings_reach_the_config() -> None:
         notion_title_property="Title",
         llm_prices_json='{"claude-opus-5-5": {"input": 6, "output": 30}}',
     )
-    claude = client_configs.claude_config(settings)
+    claude = Settings.claude_config(settings)
     assert claude.model == "claude-opus-5-5" and claude.prices["claude-opus-5-5"].input == 6
     assert claude.prices["claude-sonnet-5-5"].output == 10  # the built-in table stays under the overrides
-    assert client_configs.hubspot_config(settings).base_url == "http://127.0.0.1:1/hub"
-    assert client_configs.notion_config(settings).title_property == "Title"
-    assert client_configs.hubspot_config(make_settings(**EVERYTHING)).base_url == "https://api.hubapi.com"
+    assert Settings.hubspot_config(settings).base_url == "http://127.0.0.1:1/hub"
+    assert Settings.notion_config(settings).title_property == "Title"
+    assert Settings.hubspot_config(make_settings(**EVERYTHING)).base_url == "https://api.hubapi.com"
 
 
 @pytest.mark.parametrize(
     ("build", "left_out", "named"),
     [
-        (client_configs.claude_config, "anthropic_api_key", "ANTHROPIC_API_KEY"),
-        (client_configs.hubspot_config, "hubspot_private_app_token", "HUBSPOT_PRIVATE_APP_TOKEN"),
-        (client_configs.notion_config, "notion_api_key", "NOTION_API_KEY"),
-        (client_configs.brevo_config, "brevo_sender_email", "BREVO_SENDER_EMAIL"),
-        (client_configs.discord_config, "discord_webhook_url", "DISCORD_WEBHOOK_URL"),
-        (client_configs.webhook_config, "webhook_post_url", "WEBHOOK_POST_URL"),
+        (Settings.claude_config, "anthropic_api_key", "ANTHROPIC_API_KEY"),
+        (Settings.hubspot_config, "hubspot_private_app_token", "HUBSPOT_PRIVATE_APP_TOKEN"),
+        (Settings.notion_config, "notion_api_key", "NOTION_API_KEY"),
+        (Settings.brevo_config, "brevo_sender_email", "BREVO_SENDER_EMAIL"),
+        (Settings.discord_config, "discord_webhook_url", "DISCORD_WEBHOOK_URL"),
+        (Settings.webhook_config, "webhook_post_url", "WEBHOOK_POST_URL"),
     ],
 )
 def test_a_missing_key_is_not_configured(build: Callable[[Settings], BaseModel], left_out: str, named: str) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 import integrations.embeddings as embeddings
-from app.clients.configs import embeddings_config
 from integrations.embeddings import (
     LOCAL_DIMENSION,
     MAX_BATCH_CHARS,
@@ -129,7 +128,7 @@ def embedder(request: pytest.FixtureRequest, server: FakeServer, opened: list[An
 # --- choosing ------------------------------------------------------------------------------------
 def config(**settings: Any) -> EmbeddingsConfig:
     """The embeddings config the app builds from these settings."""
-    return embeddings_config(make_settings(**settings))
+    return make_settings(**settings).embeddings_config()
 
 
 def test_the_spec_comes_from_the_settings_alone() -> None:
@@ -196,7 +195,7 @@ def test_openai_request_shape(server: FakeServer, opened: list[Any]) -> None:
         openai_base_url=f"{server.url}/v1",
         embeddings_dimension=3,
     )
-    client = make_embedder(embeddings_config(settings))
+    client = make_embedder(settings.embeddings_config())
     opened.append(client)
     assert isinstance(client, OpenAIEmbedder)
     assert client.embed_query("hello") == [5.0, 0.0, 0.0]

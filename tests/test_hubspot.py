@@ -155,7 +155,7 @@ def test_a_refused_token_is_permanent_and_not_retried(
 
 def test_without_a_token_hubspot_actions_fail_clearly(db: Database) -> None:
     with pytest.raises(PermanentError, match="HUBSPOT_PRIVATE_APP_TOKEN is not configured"):
-        _ = Clients(make_settings(), db).hubspot
+        _ = Clients(make_settings(), db).get(Settings.hubspot_client)
 
 
 def test_a_legacy_api_key_is_refused(db: Database) -> None:
@@ -168,7 +168,7 @@ def test_a_legacy_api_key_is_refused(db: Database) -> None:
 def test_without_the_database_hubspot_is_refused() -> None:
     settings = make_settings(hubspot_private_app_token=TOKEN)
     with pytest.raises(PermanentError, match="shared through the database"):
-        _ = Clients(settings).hubspot
+        _ = Clients(settings).get(Settings.hubspot_client)
     with pytest.raises(ValidationError, match="legacy HubSpot API key"):
         make_settings(hubspot_private_app_token="0a1b2c3d-1111-2222-3333-444455556666")
 

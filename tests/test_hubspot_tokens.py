@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from app.clients import Clients
 from app.core.database import Database
+from app.core.settings import Settings
 from tests.cli_support import clean_env, run
 from tests.conftest import make_settings
 from tests.fake_hubspot import FakeHubSpot
@@ -35,7 +36,7 @@ def test_any_bearer_token_reaches_hubspot(token: str, fake: FakeHubSpot, db: Dat
     contact = fake.add("contacts", email="ana@example.com", firstname="Ana", lastname="Diaz")
     clients = Clients(make_settings(hubspot_private_app_token=f"  {token}\n", hubspot_base_url=fake.url), db)
     try:
-        assert clients.hubspot.get_contact(contact).email == "ana@example.com"
+        assert clients.get(Settings.hubspot_client).get_contact(contact).email == "ana@example.com"
     finally:
         clients.close()
     assert {request.headers["authorization"] for request in fake.requests} == {f"Bearer {token}"}

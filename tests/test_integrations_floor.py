@@ -120,7 +120,7 @@ from integrations.hubspot import HubSpotConfig
 from integrations.hubspot_models import Contact, Deal, Engagement, Ticket
 from integrations.notion import BlogDraft, KBPage, NotionConfig
 from integrations.webhook import WebhookConfig
-import app.clients.configs, app.clients, app.clients.claude_ledger, app.clients.rate_slots, scheduler
+import app.core.settings, app.clients, app.clients.claude_ledger, app.clients.rate_slots, scheduler
 from app.kinds.registry import kind_registry
 kind_registry()  # the kinds' payloads are built on the integrations' data types
 """

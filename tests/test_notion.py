@@ -18,7 +18,6 @@ import pytest
 from app.approvals.executor import Executor
 from app.approvals.queue import ApprovalQueue
 from app.clients import Clients
-from app.clients.configs import notion_config
 from app.core.database import Database
 from app.core.models import ActionRequest
 from app.core.settings import Settings
@@ -249,7 +248,7 @@ def notion_for(fake: FakeNotion, sleeps: list[float]) -> Iterator[Callable[..., 
             notion_kb_database_id=KB_DB,
             **overrides,
         )
-        client = NotionClient(notion_config(settings), breaker=breaker, sleep=sleeps.append)
+        client = NotionClient(settings.notion_config(), breaker=breaker, sleep=sleeps.append)
         made.append(client)
         return client
 

@@ -244,7 +244,9 @@ def test_a_post_settled_as_retry_after_a_crash_is_looked_for_not_made_again(
     [claimed] = db.call("claim_actions", worker="w1", lease_seconds=60, limit=1)
     db.call("mark_dispatched", id=action.id, attempt_token=claimed["attempt_token"])
     with closing(Clients(settings, db)) as clients:
-        clients.buffer.create_post(PostRequest(channel_id=buffer.channel("linkedin").id, text="Hello"))
+        clients.get(Settings.buffer_client).create_post(
+            PostRequest(channel_id=buffer.channel("linkedin").id, text="Hello")
+        )
     advance_clock(sql, 61)
     db.call("recover_expired_leases", actor="t", limit=10)
     assert row(sql, action.id)["status"] == "unknown"

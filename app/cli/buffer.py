@@ -44,14 +44,16 @@ def code_from(answer: str, state: str) -> str:
 def connect() -> None:
     """Connect Buffer through its OAuth app client (BUFFER_CLIENT_ID): open the link, approve, then
     paste the address Buffer sent the browser to. The tokens are stored encrypted in the database."""
-    from app.clients.buffer import buffer_client, buffer_oauth_config, token_store
+    from app.clients import Clients
+    from app.clients.buffer import token_store
+    from app.core.settings import Settings
     from integrations.buffer_oauth import BufferOAuth, Pkce, authorization_url
 
     with database() as (settings, db):
         if settings.buffer_api_key is not None:
             errors.print("[yellow]BUFFER_API_KEY is set: opsdesk uses the key, and needs no connection.[/yellow]")
             raise typer.Exit(1)
-        config = buffer_oauth_config(settings)
+        config = settings.buffer_oauth_config(settings.public_base_url)
         store = token_store(db, settings)
         pkce, state = Pkce.new(), secrets.token_urlsafe(16)
         console.print("Open this link, approve opsdesk, then paste the address your browser lands on:")
@@ -65,11 +67,11 @@ def connect() -> None:
         if pair.refresh_token is None:
             errors.print("[yellow]Buffer gave no refresh token (offline_access): reconnect within the hour.[/yellow]")
         store.save(pair)
-        client = buffer_client(settings, db)
+        clients = Clients(settings, db)
         try:
-            channels = client.channels()
+            channels = clients.get(Settings.buffer_client).channels()
         finally:
-            client.close()
+            clients.close()
     console.print(f"[green]Buffer connected[/green]: {len(channels)} channels (`opsdesk buffer channels`).")
 
 
@@ -78,14 +80,15 @@ def channels(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """The channels of the Buffer organization: the ids a social.post names, and each text limit."""
-    from app.clients.buffer import buffer_client
+    from app.clients import Clients
+    from app.core.settings import Settings
 
     with database() as (settings, db):
-        client = buffer_client(settings, db)
+        clients = Clients(settings, db)
         try:
-            found = client.channels()
+            found = clients.get(Settings.buffer_client).channels()
         finally:
-            client.close()
+            clients.close()
     if as_json:
         print_json([{**c.model_dump(), "text_limit": c.text_limit(), "usable": c.usable} for c in found])
         return

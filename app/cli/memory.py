@@ -17,6 +17,7 @@ from rich.text import Text
 
 from app.cli.context import console, database
 from app.core.errors import ConfigError, InvalidInput
+from app.core.settings import ClientDeps
 from app.memory.models import KIND_PATTERN, EmbedReport, SearchAnswer, SearchMode
 from app.memory.retention import prune
 from app.memory.sources import import_files, sync_knowledge_base
@@ -165,11 +166,8 @@ def sync_notion(
 ) -> None:
     """Sync the knowledge base from Notion (NOTION_KB_DATABASE_ID): every page one kb_article;
     pages deleted in Notion are forgotten."""
-    from app.clients.configs import notion_config
-    from integrations.notion import NotionClient  # the SDK loads only when syncing
-
     with _store() as store:
-        notion = NotionClient(notion_config(store.settings))
+        notion = store.settings.notion_client(ClientDeps())  # the SDK loads only when syncing
         try:
             report = sync_knowledge_base(store, notion, allow_empty=allow_empty)
         finally:

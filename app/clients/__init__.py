@@ -1,9 +1,10 @@
-"""The outside-system clients the handlers use, built once per process from the settings.
+"""The outside-system clients the handlers and agents use, built once per process from the settings.
 
-Each client is created on first use from its typed config (app.clients.configs), so a process that
-never posts a webhook never needs one configured; what a client needs from the database (HubSpot's
-shared rate slots) is handed in here. The SDKs load with the first client that needs them. Tests
-pass clients pointed at local fakes.
+`clients.get(Settings.hubspot_client)` makes a client with its settings part's factory (app.core.
+settings) the first time it is asked for, so a process that never posts a webhook never needs one
+configured, and no list here names the integrations. What a client needs from the database (HubSpot's
+shared rate slots, Claude's spend ledger and model cache) is handed in here as `ClientDeps`. The SDKs
+load with the first client that needs them. Tests pass settings pointed at local fakes.
 """
 
 from __future__ import annotations
@@ -11,70 +12,49 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
-from app.clients.buffer import buffer_client
-from app.clients.configs import brevo_config, hubspot_config, notion_config, webhook_config
+from app.clients.buffer import token_store
+from app.clients.claude_ledger import DbModelCache, spend_ledger
 from app.clients.rate_slots import DbRateSlots
 from app.core.database import Database
-from app.core.settings import Settings
-from integrations.brevo import BrevoClient
-from integrations.buffer import BufferClient
-from integrations.errors import NotConfigured
-from integrations.hubspot import HubSpotClient
-from integrations.notion import NotionClient
-from integrations.webhook import WebhookClient
+from app.core.settings import ClientDeps, Settings
 
-ClientT = TypeVar("ClientT")
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=Closable)
 
 
 @dataclass
 class Clients:
     settings: Settings
-    # HubSpot's rate limit is counted in the database (shared by every process); only processes
-    # that never call HubSpot may leave it out
+    # what the clients share through the database; only processes that never call HubSpot or
+    # Claude may leave it out (those clients are then NotConfigured)
     db: Database | None = None
     sleep: Callable[[float], None] = time.sleep  # tests inject a recorder instead of waiting
-    _built: dict[str, Any] = field(default_factory=dict)
+    _built: dict[Any, Any] = field(default_factory=dict)
 
-    def _get(self, name: str, build: Callable[[], ClientT]) -> ClientT:
-        if name not in self._built:
-            self._built[name] = build()
-        return cast(ClientT, self._built[name])  # one name, one client type
+    def get(self, build: Callable[[Settings, ClientDeps], ClientT]) -> ClientT:
+        """The client `build` makes (a settings part's `<system>_client`, such as
+        `Settings.hubspot_client`), made once per process; NotConfigured when it cannot be."""
+        if build not in self._built:
+            self._built[build] = build(self.settings, self.deps())
+        client: ClientT = self._built[build]
+        return client
 
-    @property
-    def webhook(self) -> WebhookClient:
-        config = webhook_config(self.settings)
-        return self._get("webhook", lambda: WebhookClient(config, sleep=self.sleep))
-
-    @property
-    def hubspot(self) -> HubSpotClient:
-        config = hubspot_config(self.settings)
-        db = self.db
-        if db is None:
-            raise NotConfigured(
-                "HubSpot's rate limit is shared through the database: Clients needs it", system="hubspot"
-            )
-        return self._get("hubspot", lambda: HubSpotClient(config, slots=DbRateSlots(db), sleep=self.sleep))
-
-    @property
-    def notion(self) -> NotionClient:
-        config = notion_config(self.settings)
-        return self._get("notion", lambda: NotionClient(config, sleep=self.sleep))
-
-    @property
-    def brevo(self) -> BrevoClient:
-        config = brevo_config(self.settings)
-        return self._get("brevo", lambda: BrevoClient(config, sleep=self.sleep))
-
-    @property
-    def buffer(self) -> BufferClient:
-        db = self.db
-        if db is None:
-            raise NotConfigured(
-                "Buffer's rate limits and tokens live in the database: Clients needs it", system="buffer"
-            )
-        return self._get("buffer", lambda: buffer_client(self.settings, db, sleep=self.sleep))
+    def deps(self) -> ClientDeps:
+        if self.db is None:
+            return ClientDeps(sleep=self.sleep)
+        return ClientDeps(
+            sleep=self.sleep,
+            rate_slots=DbRateSlots(self.db),
+            spend_ledger=spend_ledger(self.settings, self.db),
+            model_cache=DbModelCache(self.db),
+            buffer_tokens=token_store(self.db, self.settings) if self.settings.buffer_token_key else None,
+        )
 
     def close(self) -> None:
         for client in self._built.values():

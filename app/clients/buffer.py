@@ -1,54 +1,22 @@
-"""Buffer's client as the app builds it: typed configs from the settings, the credential (the
-personal API key, or the OAuth grant stored encrypted in the database), and the owner told on
-Discord the moment the grant needs reconnecting (the daily report keeps saying so until it is)."""
+"""What Buffer's client needs from the app (its settings part builds the client itself): the OAuth
+grant's store in the database, encrypted, and the owner told on Discord the moment the grant needs
+reconnecting (the daily report keeps saying so until it is)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from app.clients.buffer_tokens import DbTokenStore, TokenCipher
-from app.clients.configs import discord_config
-from app.clients.rate_slots import DbRateSlots
 from app.core.database import Database
 from app.core.settings import Settings
-from integrations import buffer, buffer_oauth
-from integrations.buffer import AccessTokens, ApiKey, BufferClient
-from integrations.buffer_oauth import BufferOAuth, OAuthTokens
+from integrations import buffer
 from integrations.discord import DiscordClient, Embed, WebhookMessage
 from integrations.discord_text import literal
 from integrations.errors import IntegrationError, NotConfigured
 
 log = logging.getLogger(__name__)
 RECONNECT_COLOUR = 0xE74C3C
-
-
-def buffer_config(settings: Settings) -> buffer.BufferConfig:
-    if settings.buffer_auth is None:
-        raise NotConfigured(
-            "set BUFFER_API_KEY, or BUFFER_CLIENT_ID and connect with `opsdesk buffer connect`", system=buffer.SYSTEM
-        )
-    return buffer.BufferConfig(
-        api_url=settings.buffer_api_url or buffer.DEFAULT_API_URL,
-        organization_id=settings.buffer_organization_id,
-        timeout_seconds=settings.buffer_timeout_seconds,
-        requests_per_15_minutes=settings.buffer_requests_per_15_min,
-        requests_per_day=settings.buffer_requests_per_day,
-        post_recheck_seconds=settings.buffer_post_recheck_seconds,
-    )
-
-
-def buffer_oauth_config(settings: Settings) -> buffer_oauth.BufferOAuthConfig:
-    if not settings.buffer_client_id:
-        raise NotConfigured("BUFFER_CLIENT_ID is not configured", system=buffer.SYSTEM)
-    return buffer_oauth.BufferOAuthConfig(
-        client_id=settings.buffer_client_id,
-        client_secret=settings.buffer_client_secret,
-        redirect_uri=settings.buffer_redirect_uri or f"{settings.public_base_url}/buffer/callback",
-        auth_url=settings.buffer_auth_url or buffer_oauth.DEFAULT_AUTH_URL,
-        timeout_seconds=settings.buffer_timeout_seconds,
-    )
 
 
 def token_store(db: Database, settings: Settings) -> DbTokenStore:
@@ -78,7 +46,7 @@ def reconnect_alert(settings: Settings) -> Callable[[str], None]:
 
     def alert(reason: str) -> None:
         try:
-            config = discord_config(settings)
+            config = settings.discord_config()
         except NotConfigured:
             return
         client = DiscordClient(config)
@@ -90,13 +58,3 @@ def reconnect_alert(settings: Settings) -> Callable[[str], None]:
             client.close()
 
     return alert
-
-
-def buffer_client(settings: Settings, db: Database, *, sleep: Callable[[float], None] = time.sleep) -> BufferClient:
-    config = buffer_config(settings)
-    tokens: AccessTokens
-    if settings.buffer_api_key is not None:
-        tokens = ApiKey(settings.buffer_api_key)
-    else:
-        tokens = OAuthTokens(BufferOAuth(buffer_oauth_config(settings)), token_store(db, settings), sleep=sleep)
-    return BufferClient(config, tokens=tokens, slots=DbRateSlots(db), sleep=sleep)

@@ -18,10 +18,9 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from app.clients import sql
-from app.clients.configs import claude_config
 from app.core.database import Database
 from app.core.errors import KNOWN_ERRORS, BudgetExceeded
-from app.core.settings import Settings
+from app.core.settings import ClientDeps, Settings
 from integrations.claude import CallOutcome, ClaudeClient, ModelResolution
 from integrations.claude_prices import TokenUsage
 from integrations.resilience import CircuitBreaker
@@ -104,6 +103,11 @@ class DbModelCache:
         return ModelResolution.model_validate(row)
 
 
+def spend_ledger(settings: Settings, db: Database) -> DbSpendLedger:
+    """LLM_DAILY_BUDGET_USD, counted per calendar day in CRON_TIMEZONE."""
+    return DbSpendLedger(db, budget_usd=settings.llm_daily_budget_usd, time_zone=settings.cron_timezone)
+
+
 def claude_client(
     settings: Settings,
     db: Database,
@@ -112,12 +116,9 @@ def claude_client(
     sleep: Callable[[float], None] = time.sleep,
 ) -> ClaudeClient:
     """The Claude client, counting its spend and sharing its model choice in `db`."""
-    return ClaudeClient(
-        claude_config(settings),
-        ledger=DbSpendLedger(db, budget_usd=settings.llm_daily_budget_usd, time_zone=settings.cron_timezone),
-        model_cache=DbModelCache(db),
-        breaker=breaker,
-        sleep=sleep,
+    ledger = spend_ledger(settings, db)
+    return settings.claude_client(
+        ClientDeps(sleep=sleep, breaker=breaker, spend_ledger=ledger, model_cache=DbModelCache(db))
     )
 
 

@@ -13,228 +13,13 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
-from app.core.buffer_settings import BufferSettings
 from app.core.credential_kinds import SUPABASE_KEY_NOTES, supabase_key_kind
 from app.core.setting_values import is_loopback_host
 from app.core.settings import Settings
+from app.core.settings import parts as settings_parts
 from integrations.hubspot_tokens import HUBSPOT_TOKEN_NOTES, hubspot_token_kind
 
 State = Literal["ok", "not configured", "incomplete", "malformed"]
-
-
-@dataclass(frozen=True)
-class Part:
-    name: str
-    fields: tuple[str, ...]
-    required: tuple[str, ...] = ()  # needed once the part is switched on
-    always_on: bool = False
-
-
-PARTS: tuple[Part, ...] = (
-    Part(
-        "service",
-        (
-            "opsdesk_env",
-            "opsdesk_host",
-            "opsdesk_port",
-            "public_base_url",
-            "ops_api_token",
-            "approval_link_secret",
-            "approval_link_old_secrets",
-            "max_request_bytes",
-            "log_level",
-            "api_docs",
-            "http_keep_alive_seconds",
-            "http_max_concurrency",
-        ),
-        required=("ops_api_token", "approval_link_secret"),
-        always_on=True,
-    ),
-    Part("approval links", ("approval_pin", "approval_pin_max_tries", "inbox_link_hours"), always_on=True),
-    Part(
-        "database",
-        (
-            "database_url",
-            "supabase_url",
-            "supabase_service_role_key",
-            "opsdesk_data_dir",
-            "db_pool_max",
-            "db_timeout_seconds",
-        ),
-        always_on=True,
-    ),
-    Part(
-        "schedule",
-        (
-            "cron_timezone",
-            "report_cron",
-            "report_grace_hours",
-            "sales_agent_cron",
-            "support_agent_cron",
-            "marketing_agent_cron",
-            "agent_grace_minutes",
-            "job_runs_retention_days",
-        ),
-        always_on=True,
-    ),
-    # the agents also need the anthropic and hubspot parts (and brevo/notion for what they draft)
-    Part(
-        "agents",
-        (
-            "brand_voice",
-            "agent_email_min_tier",
-            "agent_max_sources",
-            "agent_max_output_tokens",
-            "sales_stale_days",
-            "sales_new_contact_days",
-            "support_memory_results",
-            "marketing_topic_days",
-            "newsletter_max_recipients",
-        ),
-        always_on=True,
-    ),
-    Part(
-        "risk policy",
-        (
-            "risk_recipients_medium",
-            "risk_recipients_high",
-            "risk_money_medium",
-            "risk_money_high",
-            "risk_money_critical",
-            "auto_run_low",
-            "approval_ttl_hours_medium",
-            "approval_ttl_hours_high",
-            "approval_ttl_hours_critical",
-        ),
-        always_on=True,
-    ),
-    Part(
-        "executor",
-        (
-            "executor_lease_seconds",
-            "executor_max_attempts",
-            "executor_poll_seconds",
-            "executor_batch_size",
-            "executor_backoff_base_seconds",
-            "executor_backoff_max_seconds",
-            "webhook_post_url",
-            "webhook_post_timeout_seconds",
-        ),
-        always_on=True,
-    ),
-    Part(
-        "anthropic",
-        (
-            "anthropic_api_key",
-            "anthropic_model",
-            "anthropic_base_url",
-            "anthropic_timeout_seconds",
-            "anthropic_max_attempts",
-            "anthropic_model_cache_hours",
-            "anthropic_prompt_cache_ttl",
-            "llm_daily_budget_usd",
-            "llm_prices_json",
-        ),
-        required=("anthropic_api_key",),
-    ),
-    Part(
-        "hubspot",
-        (
-            "hubspot_private_app_token",
-            "hubspot_client_secret",
-            "hubspot_base_url",
-            "hubspot_timeout_seconds",
-            "hubspot_requests_per_10s",
-            "hubspot_searches_per_second",
-            "hubspot_write_recheck_seconds",
-        ),
-        required=("hubspot_private_app_token",),
-    ),
-    Part(
-        "brevo",
-        (
-            "brevo_api_key",
-            "brevo_sender_email",
-            "brevo_sender_name",
-            "brevo_daily_limit",
-            "brevo_batch_size",
-            "brevo_transactional_reserve",
-            "brevo_quota_timezone",
-            "brevo_dry_run",
-            "brevo_timeout_seconds",
-            "brevo_send_hour",
-            "brevo_resend_window_seconds",
-            "brevo_base_url",
-        ),
-        required=("brevo_api_key", "brevo_sender_email"),
-    ),
-    Part(
-        "notion",
-        (
-            "notion_api_key",
-            "notion_blog_database_id",
-            "notion_base_url",
-            "notion_kb_database_id",
-            "notion_timeout_seconds",
-            "notion_max_attempts",
-            "notion_create_recheck_seconds",
-            "notion_title_property",
-            "notion_tags_property",
-            "notion_status_property",
-            "notion_draft_status",
-            "notion_id_property",
-        ),
-        required=("notion_api_key", "notion_blog_database_id"),
-    ),
-    Part(
-        "discord",
-        (
-            "discord_webhook_url",
-            "discord_escalation_role_id",
-            "discord_timeout_seconds",
-            "discord_poll_seconds",
-            "discord_batch_size",
-            "discord_max_attempts",
-            "discord_backoff_base_seconds",
-            "discord_backoff_max_seconds",
-            "approval_reminder_hours",
-            "escalate_before_expiry_hours",
-        ),
-        required=("discord_webhook_url",),
-    ),
-    Part("buffer", tuple(BufferSettings.model_fields)),
-    # the provider validator requires VOYAGE_API_KEY / OPENAI_API_KEY for the provider chosen
-    Part(
-        "memory",
-        (
-            "embeddings_provider",
-            "embeddings_model",
-            "embeddings_dimension",
-            "embeddings_batch_size",
-            "embeddings_max_chars",
-            "embeddings_timeout_seconds",
-            "embeddings_query_timeout_seconds",
-            "voyage_api_key",
-            "voyage_base_url",
-            "openai_api_key",
-            "openai_base_url",
-            "memory_search_candidates",
-            "memory_rrf_k",
-            "memory_fts_weight",
-            "memory_vector_weight",
-            "memory_hnsw_ef_search",
-            "memory_fts_rank_limit",
-            "memory_embed_interval_seconds",
-            "memory_vector_index_kinds",
-            "memory_retention_days",
-            "audit_retention_days",
-            "memory_archive_dir",
-        ),
-        always_on=True,
-    ),
-)
-
-_RISK_FIELDS = next(part.fields for part in PARTS if part.name == "risk policy")
 
 
 @dataclass
@@ -261,24 +46,33 @@ class ConfigReport:
         return all(part.state in ("ok", "not configured") for part in self.parts)
 
 
-def _load(overrides: Mapping[str, Any]) -> tuple[Settings, dict[str, str]]:
-    """Settings with every malformed value replaced by its default, plus what was wrong."""
+def _load(settings_class: type[Settings], overrides: Mapping[str, Any]) -> tuple[Settings, dict[str, str]]:
+    """Settings with every malformed value replaced by its default, plus what was wrong. A rule
+    across settings is checked only once each setting is valid, so this goes round until none fails."""
     problems: dict[str, str] = {}
-    try:
-        return Settings(**overrides), problems
-    except ValidationError as exc:
-        defaults: dict[str, Any] = dict(overrides)
-        for error in exc.errors(include_url=False):
-            name = str(error["loc"][0]) if error["loc"] else None
-            message = str(error["msg"]).removeprefix("Value error, ")
-            if name is None:  # a rule across fields: the risk thresholds
-                for risk_field in _RISK_FIELDS:
-                    problems.setdefault(risk_field, message)
-                    defaults[risk_field] = Settings.model_fields[risk_field].default
-            else:
-                problems[name] = message
-                defaults[name] = Settings.model_fields[name].default
-        return Settings(**defaults), problems
+    given: dict[str, Any] = dict(overrides)
+    while True:
+        try:
+            return settings_class(**given), problems
+        except ValidationError as exc:
+            found = _problems(exc)
+            if not found.keys() - problems.keys():  # nothing left to fall back from
+                raise
+            for name, message in found.items():
+                problems.setdefault(name, message)
+                given[name] = settings_class.model_fields[name].get_default(call_default_factory=True)
+
+
+def _problems(exc: ValidationError) -> dict[str, str]:
+    """Each setting a validation error names, with its message. A rule across settings has no
+    location: it names its settings in its context (app.core.settings.part.rule_broken)."""
+    found: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        names = [str(error["loc"][0])] if error["loc"] else list(error.get("ctx", {}).get("settings", ()))
+        for name in names:
+            found.setdefault(name, message)
+    return found
 
 
 def _is_set(value: Any) -> bool:
@@ -302,22 +96,24 @@ def _shown(name: str, value: Any) -> str:
     return f"{value}"
 
 
-def check(**overrides: Any) -> ConfigReport:
-    """Build the report from the environment and `.env` (and `overrides`, for tests)."""
-    settings, problems = _load(overrides)
+def check(settings_class: type[Settings] = Settings, **overrides: Any) -> ConfigReport:
+    """Build the report from the environment and `.env` (and `overrides`, for tests): one section
+    per settings part of `settings_class` (app.core.settings.parts), in its order."""
+    settings, problems = _load(settings_class, overrides)
     # the embedded default makes its own API token and link secret (app.core.local_secrets)
     generated = {"ops_api_token", "approval_link_secret"} if settings.database_mode == "embedded" else set()
-    given = {name for name in Settings.model_fields if name in settings.model_fields_set}
+    given = {name for name in settings_class.model_fields if name in settings.model_fields_set}
     parts = []
-    for part in PARTS:
+    for part in settings_parts(settings_class):
         rows: list[Row] = []
+        fields = tuple(part.model_fields)
         switched_on = (
             part.always_on
-            or any(name in given and _is_set(getattr(settings, name)) for name in part.fields)
-            or any(name in problems for name in part.fields)
+            or any(name in given and _is_set(getattr(settings, name)) for name in fields)
+            or any(name in problems for name in fields)
         )
         state: State = "ok" if switched_on else "not configured"
-        for name in part.fields:
+        for name in fields:
             value = getattr(settings, name)
             env = name.upper()
             if name in problems:
@@ -333,7 +129,7 @@ def check(**overrides: Any) -> ConfigReport:
                 rows.append(Row(env, "set" if name in given else "default", _shown(name, value)))
             else:
                 rows.append(Row(env, "unset", ""))
-        parts.append(PartReport(part.name, state, rows))
+        parts.append(PartReport(part.part, state, rows))
     _warn_plain_http(settings, next(p for p in parts if p.name == "service"))
     database = next(p for p in parts if p.name == "database")
     if settings.supabase_url and settings.supabase_service_role_key is None and "supabase_url" not in problems:
@@ -344,19 +140,7 @@ def check(**overrides: Any) -> ConfigReport:
     if settings.hubspot_private_app_token is not None:
         webhooks = "on" if settings.hubspot_client_secret else "off"
         hubspot.rows.append(Row("(webhooks)", webhooks, _webhooks_note(settings)))
-    _buffer_auth(settings, next(p for p in parts if p.name == "buffer"))
     return ConfigReport(parts, settings)
-
-
-def _buffer_auth(settings: Settings, buffer: PartReport) -> None:
-    if buffer.state == "not configured":
-        return
-    problem = settings.buffer_auth_problem()
-    buffer.rows.append(
-        Row("(auth)", "missing" if problem else settings.buffer_auth or "none", problem or settings.buffer_auth_note())
-    )
-    if (problem or settings.buffer_auth is None) and buffer.state == "ok":
-        buffer.state = "incomplete"
 
 
 def _webhooks_note(settings: Settings) -> str:

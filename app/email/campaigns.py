@@ -134,7 +134,7 @@ class CampaignSender:
         the first request that could reach Brevo. Returns how each batch ended."""
         sql.recover_campaign_batches(self.db, actor=f"lease-recovery:{self.worker_id}", limit=100, **self.quota.limits)
         # a missing API key fails here, before any batch is claimed
-        brevo = None if self.settings.brevo_dry_run else self.clients.brevo
+        brevo = None if self.settings.brevo_dry_run else self.clients.get(Settings.brevo_client)
         outcomes: list[dict[str, Any]] = []
         while claimed := sql.claim_campaign_batches(
             self.db,

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.settings import Settings
 from app.kinds import sql
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
@@ -33,7 +34,7 @@ def record_note(ctx: HandlerContext) -> dict[str, Any]:
 
 def post_webhook(ctx: HandlerContext) -> dict[str, Any]:
     payload = WebhookPostPayload.model_validate(ctx.action.requested_action)
-    webhook = ctx.clients.webhook
+    webhook = ctx.clients.get(Settings.webhook_client)
     body = {"event": payload.event, "data": payload.data, "action_id": str(ctx.action.id)}
     ctx.mark_dispatched()
     return webhook.post_json(body, idempotency_key=ctx.action.idempotency_key)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.errors import InvalidInput, OpsdeskError
 from app.core.models import ActionMetadata, ActionRequest, Impact
+from app.core.settings import Settings
 from app.email.campaigns import CampaignSender
 from app.email.quota import EmailQuota, QuotaExhausted
 from app.kinds.base import ActionKind
@@ -113,7 +114,7 @@ def send_email(ctx: HandlerContext) -> dict[str, Any]:
     )
     if ctx.settings.brevo_dry_run:
         return {"dry_run": True, "would_send": message.model_dump(mode="json", exclude_none=True)}
-    brevo = ctx.clients.brevo  # not configured: fails here, before any quota is taken
+    brevo = ctx.clients.get(Settings.brevo_client)  # not configured: fails here, before any quota is taken
     window = ctx.settings.brevo_resend_window_seconds
     earlier = ctx.uncertain()
     if earlier["uncertain_since"] is not None and earlier["age_seconds"] > window:
@@ -198,7 +199,7 @@ def _past_the_window(uncertain: Mapping[str, Any]) -> OutcomeUnknown:
 def send_campaign(ctx: HandlerContext) -> dict[str, Any]:
     payload = EmailCampaignPayload.model_validate(ctx.action.requested_action)
     if not ctx.settings.brevo_dry_run:
-        _ = ctx.clients.brevo  # not configured: fail before planning anything
+        _ = ctx.clients.get(Settings.brevo_client)  # not configured: fail before planning anything
     sender = CampaignSender(
         ctx.db, ctx.settings, ctx.clients, worker_id=f"action:{ctx.action.id}", heartbeat=ctx.heartbeat
     )

@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from app.core.errors import InvalidInput
 from app.core.models import Impact
+from app.core.settings import Settings
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
 from integrations.errors import PermanentError
@@ -131,7 +132,7 @@ def _made_earlier(ctx: HandlerContext, kind: EngagementKind, marker: str) -> Eng
     if ctx.action.attempts <= 1:
         return None
     ctx.heartbeat()
-    return ctx.clients.hubspot.find_engagement(kind, marker)
+    return ctx.clients.get(Settings.hubspot_client).find_engagement(kind, marker)
 
 
 def _engagement_result(engagement: Engagement, object_type: str, object_id: str, *, created: bool) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def create_note(ctx: HandlerContext) -> dict[str, Any]:
     earlier = _made_earlier(ctx, "note", marker)
     if earlier is not None:
         return _engagement_result(earlier, payload.object_type, payload.object_id, created=False)
-    hubspot = ctx.clients.hubspot
+    hubspot = ctx.clients.get(Settings.hubspot_client)
     ctx.heartbeat()
     ctx.mark_dispatched()
     note = hubspot.create_note(
@@ -169,7 +170,7 @@ def create_task(ctx: HandlerContext) -> dict[str, Any]:
     earlier = _made_earlier(ctx, "task", marker)
     if earlier is not None:
         return _engagement_result(earlier, payload.object_type, payload.object_id, created=False)
-    hubspot = ctx.clients.hubspot
+    hubspot = ctx.clients.get(Settings.hubspot_client)
     ctx.heartbeat()
     ctx.mark_dispatched()
     task = hubspot.create_task(
@@ -190,7 +191,7 @@ def change_deal_stage(ctx: HandlerContext) -> dict[str, Any]:
     A deal that moved elsewhere since goes back to a person as the move from where it is now (the
     policy tiers that move again: from there it may be a regression)."""
     payload = DealStagePayload.model_validate(ctx.action.requested_action)
-    hubspot = ctx.clients.hubspot
+    hubspot = ctx.clients.get(Settings.hubspot_client)
     ctx.heartbeat()
     deal = hubspot.get_deal(payload.deal_id)
     result = {"deal_id": payload.deal_id, "from_stage": payload.from_stage, "to_stage": payload.to_stage}

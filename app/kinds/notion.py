@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core.settings import Settings
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
 from integrations.errors import PermanentError
@@ -19,7 +20,7 @@ def create_blog_draft(ctx: HandlerContext) -> dict[str, Any]:
     database_id = ctx.settings.notion_blog_database_id
     if not database_id:
         raise PermanentError("NOTION_BLOG_DATABASE_ID is not configured", system=SYSTEM)
-    notion = ctx.clients.notion
+    notion = ctx.clients.get(Settings.notion_client)
     ctx.heartbeat()
     target = notion.blog_target(database_id, draft)  # reads only: nothing written yet
     ctx.mark_dispatched()

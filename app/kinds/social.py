@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.core.models import Impact
+from app.core.settings import Settings
 from app.kinds.base import ActionKind
 from app.kinds.context import HandlerContext
 from integrations.buffer import SYSTEM, BufferClient, PostMaybeMade
@@ -94,7 +95,7 @@ def social_post_impact(payload: Mapping[str, Any], impact: Impact) -> Impact:
 def post_to_buffer(ctx: HandlerContext) -> dict[str, Any]:
     payload = SocialPostPayload.model_validate(ctx.action.requested_action)
     request = payload.request(ctx.settings.time_zone)
-    buffer = ctx.clients.buffer
+    buffer = ctx.clients.get(Settings.buffer_client)
     ctx.heartbeat()
     since = _earlier_attempt(ctx)
     if since is not None:

@@ -27,7 +27,6 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from app.clients.configs import embeddings_config
 from app.core.database import Database
 from app.core.errors import DatabaseError, StatementTimeout
 from app.core.settings import Settings
@@ -125,7 +124,7 @@ def maintain_indexes(
 def memory_health(db: Database, settings: Settings, *, detailed: bool) -> dict[str, Any]:
     """`/healthz`'s memory part: whether vector search is ready or its index is being made (search
     is full text meanwhile); with the API token, what is left to do."""
-    if embedding_spec(embeddings_config(settings)) is None:
+    if embedding_spec(settings.embeddings_config()) is None:
         return {"vector_search": "off"}
     try:
         status = sql.memory_index_status(db)

@@ -27,7 +27,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.clients.configs import embeddings_config
 from app.core.database import Database
 from app.core.errors import ConfigError, Conflict, InvalidInput
 from app.core.settings import Settings
@@ -63,7 +62,7 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
     vector: cheap); after that another model or dimension is an error, never a search comparing
     vectors of two models. It never builds an index over vectors: that is maintain_indexes' work,
     in steps, so start-up fits any statement timeout."""
-    spec = embedding_spec(embeddings_config(settings))
+    spec = embedding_spec(settings.embeddings_config())
     if spec is None:
         return None
     try:
@@ -99,7 +98,7 @@ class MemoryStore:
         self.db = db
         self.settings = settings
         self.spec: EmbeddingSpec | None = (
-            embedder.spec if embedder is not None else embedding_spec(embeddings_config(settings))
+            embedder.spec if embedder is not None else embedding_spec(settings.embeddings_config())
         )
         self._embedder = embedder
         self._lock = threading.Lock()
@@ -112,7 +111,7 @@ class MemoryStore:
             return None
         with self._lock:
             if self._embedder is None:
-                self._embedder = make_embedder(embeddings_config(self.settings))
+                self._embedder = make_embedder(self.settings.embeddings_config())
             return self._embedder
 
     def close(self) -> None:

@@ -12,10 +12,9 @@ from collections.abc import Callable
 
 from app.approvals.executor import default_worker_id
 from app.approvals.links import LinkSigner
-from app.clients.configs import discord_config
 from app.core.database import Database
 from app.core.errors import ConfigError, InvalidInput, StaleAttempt
-from app.core.settings import Settings
+from app.core.settings import ClientDeps, Settings
 from app.notifications import sql
 from app.notifications.messages import Notification, outcome_message, post_message
 from integrations.discord import (
@@ -51,7 +50,7 @@ class NotificationSender:
         rng: Callable[[], float] = random.random,
     ) -> None:
         if client is None:
-            client = DiscordClient(discord_config(settings))
+            client = settings.discord_client(ClientDeps())
         self.db = db
         self.settings = settings
         self.client = client

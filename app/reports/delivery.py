@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from app.clients.configs import discord_config
 from app.core.models import Tier
+from app.core.settings import ClientDeps
 from app.reports import sql
 from app.reports.build import DailyReports
 from app.reports.model import COUNT_LABELS, DailyReport
@@ -186,10 +186,10 @@ class ReportSender:
     ) -> None:
         settings = reports.settings
         if client_factory is None:
-            config = discord_config(settings)
+            settings.discord_config()  # not configured: refused here, not at the first send
 
             def client_factory() -> DiscordClient:
-                return DiscordClient(config)
+                return settings.discord_client(ClientDeps())
 
         self.reports = reports
         self.db = reports.db

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.core import sql as core_sql
 from app.core.errors import DatabaseError
+from app.core.settings import Settings, parts
 from app.memory.index import memory_health
 from app.web.deps import Authorization, DbDep, SettingsDep, check_api_token
 from app.web.request_guard import CheckedRoute
@@ -21,16 +22,7 @@ router = APIRouter(route_class=CheckedRoute)  # every input checked (app.web.req
 def healthz(settings: SettingsDep, db: DbDep, authorization: Authorization = None) -> JSONResponse:
     if authorization is not None:
         check_api_token(settings, authorization)  # a wrong token is refused, not quietly shown less
-    integrations = {
-        "anthropic": settings.anthropic_api_key is not None,
-        "hubspot": settings.hubspot_private_app_token is not None,
-        "brevo": settings.brevo_api_key is not None,
-        "notion": settings.notion_api_key is not None,
-        "discord": settings.discord_webhook_url is not None,
-    }
-    body: dict[str, Any] = {
-        "integrations": {name: "configured" if on else "not_configured" for name, on in integrations.items()},
-    }
+    body: dict[str, Any] = {"integrations": integrations(settings)}
     detailed = authorization is not None
     try:
         health = core_sql.health(db)
@@ -46,3 +38,12 @@ def healthz(settings: SettingsDep, db: DbDep, authorization: Authorization = Non
         "memory": memory_health(db, settings, detailed=detailed),
     }
     return JSONResponse(body)
+
+
+def integrations(settings: Settings) -> dict[str, str]:
+    """Each integration's part (app.core.settings), by whether its key setting is given."""
+    return {
+        part.part: "configured" if getattr(settings, part.health_setting) is not None else "not_configured"
+        for part in parts(type(settings))
+        if part.health_setting is not None
+    }
