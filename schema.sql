@@ -3546,8 +3546,19 @@ language sql immutable as $$
     format('Failures: %s', p_body->>'failures_total')
       || coalesce((select string_agg(format(E'\n- %s %s: %s', r->>'source', r->>'status', r->>'title')
                                      || coalesce(' — ' || memory_clip(r->>'error', 300), ''), '' order by n)
-                     from jsonb_array_elements(p_body->'failures') with ordinality x(r, n)), ''))
-    from (select p_body->'emails' as e, p_body->'llm' as l) v
+                     from jsonb_array_elements(p_body->'failures') with ordinality x(r, n)), ''),
+    -- the website's numbers only: page paths and referrers are visitors' words, not the business's
+    case w->>'state'
+      when 'ok' then format('Website: %s visitors (%s the day before, %s a week before), %s visits, %s pageviews, '
+                            'bounce rate %s%%, visit duration %s s',
+                            w->'numbers'->'totals'->>'visitors', w->'numbers'->'day_before'->>'visitors',
+                            w->'numbers'->'week_before'->>'visitors', w->'numbers'->'totals'->>'visits',
+                            w->'numbers'->'totals'->>'pageviews', round((w->'numbers'->'totals'->>'bounce_rate')::numeric),
+                            w->'numbers'->'totals'->>'visit_duration')
+      when 'missing' then 'Website: the numbers are missing from this report'
+      when 'not_connected' then 'Website: Plausible is not connected'
+    end)
+    from (select p_body->'emails' as e, p_body->'llm' as l, p_body->'website' as w) v
 $$;
 
 -- Store a built report (the chart as base64: both transports carry text). A report being sent or

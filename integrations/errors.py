@@ -10,12 +10,14 @@
     │   └── brevo.OutcomeUncertain  retries ran out after a try that may have reached Brevo
     ├── PermanentError              refused, and another try cannot help
     │   ├── NotConfigured           a setting the client needs is missing or unusable: raised
-    │   │                           before any call (no key, a legacy HubSpot key, no `local` extra)
+    │   │                           before any call (no key, a legacy HubSpot key, no local model)
     │   ├── AuthRevoked             the system no longer takes our credentials (401, a revoked
     │   │   │                       grant): a person must reconnect or replace them
     │   │   └── buffer_oauth.ReconnectNeeded   Buffer's grant or key is dead: `opsdesk buffer connect`
-    │   └── brevo.BrevoRefused      Brevo refused the request itself (4xx)
-    │       └── brevo.CreditsExhausted   402: the account sends nothing more today
+    │   ├── brevo.BrevoRefused      Brevo refused the request itself (4xx)
+    │   │   └── brevo.CreditsExhausted   402: the account sends nothing more today
+    │   ├── plausible.AuthRefused   401/403: the Stats API key is missing, revoked or not the site's
+    │   └── plausible.PlanRefused   402: the plan lacks the Stats API, or the site is locked
     ├── OutcomeUnknown              it may or may not have taken effect: a person settles it
     └── ModelOutputInvalid          Claude's answer did not fit the schema, even after one repair
 

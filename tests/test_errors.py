@@ -43,6 +43,7 @@ from integrations.errors import (
     RateLimited,
     TransientError,
 )
+from integrations.plausible import AuthRefused, PlanRefused
 from tests.cli_support import clean_env, run
 from tests.live_server import serve
 
@@ -65,6 +66,8 @@ INTEGRATION_CASES: list[tuple[IntegrationError, tuple[int, str, int]]] = [
     (ReconnectNeeded("invalid_grant", system="buffer"), (502, "buffer_reconnect_needed", 5)),
     (BufferRefused("InvalidInputError: Text is required", system="buffer"), (502, "buffer_refused", 9)),
     (PostMaybeMade("no answer", system="buffer", retry_after=60), (502, "buffer_post_uncertain", 9)),
+    (AuthRefused("HTTP 401", system="plausible"), (502, "plausible_auth_refused", 9)),
+    (PlanRefused("HTTP 402", system="plausible"), (502, "plausible_plan_refused", 9)),
 ]
 
 

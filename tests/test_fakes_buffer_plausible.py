@@ -608,6 +608,18 @@ def test_plausible_authorization_plan_and_rate_limit_errors(plausible: FakePlaus
     assert query(plausible, metrics=["visitors"], date_range="day").status_code == 200
 
 
+def test_plausible_counts_each_clock_hour_afresh(plausible: FakePlausible) -> None:
+    """lib/plausible/rate_limit.ex: the counter's bucket is div(now_ms, 3_600_000), so the allowance
+    comes back at the top of the hour (UTC), not an hour after the first request."""
+    clock = plausible.clock = ManualClock(datetime(2026, 12, 2, 16, 59, 58, tzinfo=UTC))
+    plausible.hourly_limit = 1
+    assert query(plausible, metrics=["visitors"], date_range="day").status_code == 200
+    assert query(plausible, metrics=["visitors"], date_range="day").status_code == 429
+    clock.advance(2)  # 17:00:00
+    assert query(plausible, metrics=["visitors"], date_range="day").status_code == 200
+    assert query(plausible, metrics=["visitors"], date_range="day").status_code == 429
+
+
 def test_plausible_answers_unmodelled_queries_501_and_can_hold_an_answer(plausible: FakePlausible) -> None:
     answer = query(plausible, metrics=["visitors"], date_range="day", filters=[["is", "visit:source", ["Google"]]])
     assert answer.status_code == 501

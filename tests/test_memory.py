@@ -30,7 +30,6 @@ from app.memory.store import MemoryStore, check_embeddings
 from app.runtime.database import open_database
 from integrations.notion import KBPage
 from tests.conftest import advance_clock, make_settings
-from tests.local_extra import require_local_extra
 from tests.memory_fakes import WordTopicEmbedder
 
 DOCS = {
@@ -87,7 +86,6 @@ def vector_store(db: Database, fts_settings: Settings, fake: WordTopicEmbedder) 
 
 @pytest.fixture
 def local_store(db: Database, database_url: str, tmp_path: Path) -> MemoryStore:
-    require_local_extra()
     settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="local")
     check_embeddings(db, settings)
     store = MemoryStore(db, settings)
@@ -286,7 +284,7 @@ def test_a_paraphrase_with_no_shared_word_finds_the_shipping_page(local_store: M
     query = "how long does delivery take"
     assert ids(local_store.search(query, mode="fts")) == []
     vector = local_store.search(query, mode="vector")
-    assert ids(vector)[0] == "shipping.md" and vector.embeddings == "local/all-MiniLM-L6-v2"
+    assert ids(vector)[0] == "shipping.md" and vector.embeddings == "local/all-MiniLM-L6-v2-int8"
     hybrid = local_store.search(query, mode="hybrid")
     assert ids(hybrid)[0] == "shipping.md"
     assert hybrid.results[0].vector_rank == 1 and hybrid.results[0].fts_rank is None
@@ -651,6 +649,35 @@ def test_reindex_moves_every_row_to_the_new_model(
     ]
     answer = MemoryStore(db, fts_settings, embedder=new).search("parcel courier", mode="vector")
     assert ids(answer)[0] == "shipping.md"
+
+
+def test_memory_of_the_former_torch_model_waits_for_a_reindex_to_the_onnx_one(
+    db: Database, database_url: str, tmp_path: Path, sql: psycopg.Connection
+) -> None:
+    """An upgrade: memory embedded by the former `local` extra (sentence-transformers, recorded as
+    local/all-MiniLM-L6-v2) meets the default provider now (the int8 ONNX model): near vectors, not
+    the same ones, so start-up refuses until `opsdesk memory reindex`, never mixing the two."""
+    torch_path = WordTopicEmbedder("all-MiniLM-L6-v2", 384)  # its name and dimension, not its vectors
+    db.call("configure_memory", model=torch_path.spec.name, dimension=384, reset=False)
+    old_settings = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path, embeddings_provider="none")
+    MemoryStore(db, old_settings, embedder=torch_path).upsert(items())
+    MemoryStore(db, old_settings, embedder=torch_path).embed_pending()
+    default = make_settings(database_url=database_url, opsdesk_data_dir=tmp_path)  # EMBEDDINGS_PROVIDER unset
+    with (
+        pytest.raises(
+            EmbeddingsMismatch,
+            match=r"local/all-MiniLM-L6-v2 \(384 dimensions\).*local/all-MiniLM-L6-v2-int8 \(384 dimensions\)"
+            r".*opsdesk memory reindex",
+        ),
+        open_database(default),
+    ):
+        pass
+    report = MemoryStore(db, default).reindex()
+    assert report.embedded == len(DOCS)
+    assert sql.execute("select distinct embedding_model from memory").fetchall() == [("local/all-MiniLM-L6-v2-int8",)]
+    with open_database(default) as reopened:
+        answer = MemoryStore(reopened, default).search("how long until my order arrives", mode="vector")
+    assert ids(answer)[0] == "shipping.md" and answer.embeddings == "local/all-MiniLM-L6-v2-int8"
 
 
 # --- Notion --------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from integrations.embeddings import EmbeddingSpec
 from tests.cli_support import database_env, run
 from tests.conftest import API_TOKEN, make_settings
 from tests.live_server import serve
-from tests.local_extra import require_local_extra
 from tests.memory_fakes import WordTopicEmbedder
 
 DOCS = [
@@ -229,7 +228,6 @@ def test_cli_reindex_embeds_everything_and_a_new_model_is_refused_until_then(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    require_local_extra()
     folder = tmp_path / "kb"
     folder.mkdir()
     (folder / "shipping.md").write_text("# Shipping\n\nOrders ship within two business days.\n")
@@ -238,7 +236,7 @@ def test_cli_reindex_embeds_everything_and_a_new_model_is_refused_until_then(
     env.setenv("EMBEDDINGS_PROVIDER", "local")
     assert run("memory", "reindex", "--yes") == 0
     out = capsys.readouterr().out
-    assert "re-embedding with local/all-MiniLM-L6-v2 (384 dimensions)" in out and "2 row(s) embedded" in out
+    assert "re-embedding with local/all-MiniLM-L6-v2-int8 (384 dimensions)" in out and "2 row(s) embedded" in out
     assert run("memory", "search", "how long does delivery take", "--mode", "vector", "--json") == 0
     assert '"source_id": "shipping.md"' in capsys.readouterr().out.split('"results"')[1].split("}")[0]
 

@@ -102,7 +102,7 @@ def test_a_rule_across_settings_is_reported_beside_a_malformed_setting() -> None
 
 def test_healthz_shows_every_integration_part_and_only_those() -> None:
     with_health = [part for part in parts() if part.health_setting is not None]
-    assert [part.part for part in with_health] == ["anthropic", "hubspot", "brevo", "notion", "discord"]
+    assert [part.part for part in with_health] == ["anthropic", "hubspot", "brevo", "notion", "discord", "plausible"]
     for part in with_health:  # the key /healthz looks at is the part's own, and needed to switch it on
         assert part.health_setting in part.model_fields and part.health_setting in part.required
     assert set(integrations(make_settings()).values()) == {"not_configured"}
@@ -123,6 +123,7 @@ def test_every_client_factory_has_its_config_builder() -> None:
         "notion_client",
         "discord_client",
         "buffer_client",
+        "plausible_client",
     }
     for part, name in CLIENT_FACTORIES:
         assert callable(getattr(part, name.replace("_client", "_config")))

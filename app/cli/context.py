@@ -24,7 +24,7 @@ from app.runtime.database import open_database
 from integrations.untrusted import validation_errors
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # an error is never broken mid-command: the terminal wraps it
 
 _REVIEWER: TypeAdapter[str] = TypeAdapter(ReviewerName)
 

@@ -345,10 +345,7 @@ class MemoryStore:
         if self.spec is None:
             return (
                 None,
-                (
-                    "EMBEDDINGS_PROVIDER is none (install opsdesk[local], or configure voyage "
-                    "or openai, for vector search)"
-                ),
+                ("EMBEDDINGS_PROVIDER is none (set it to local, voyage or openai for vector search)"),
                 None,
             )
         try:
@@ -356,7 +353,7 @@ class MemoryStore:
             if embedder is None:
                 return None, "no embeddings provider", None
             return embedder.embed_query(query), "", None
-        except IntegrationError as exc:  # NotConfigured too: a missing key or the `local` extra
+        except IntegrationError as exc:  # NotConfigured too: a missing key or local model
             log.warning("memory search: query embedding failed: %s", exc.message)
             return None, f"embedding the query failed ({exc.message})", exc
 

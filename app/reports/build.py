@@ -10,6 +10,7 @@ in memory. Posting it is app.reports.delivery.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,15 +22,20 @@ from app.core.settings import Settings
 from app.reports import sql
 from app.reports.chart import render_chart
 from app.reports.model import ConnectionNotice, DailyReport, EmailSummary, LlmUsage, StoredReport, WaitingApproval
+from app.reports.website import WebsiteNumbers, WebsiteSection
 
 HISTORY_DAYS = 14  # the chart's span
 LIST_LIMIT = 25  # waiting approvals and failures listed; the totals count every one
 
 
 class DailyReports:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, *, website: Callable[[date], WebsiteSection] | None = None
+    ) -> None:
         self.db = db
         self.settings = settings
+        # Plausible's numbers (app.reports.website); tests hand in one pointed at a fake
+        self.website = website or WebsiteNumbers(settings, history_days=HISTORY_DAYS)
         self.signer = LinkSigner(settings) if settings.approval_link_secret is not None else None
 
     def yesterday(self) -> date:
@@ -81,6 +87,7 @@ class DailyReports:
             failures_total=data["failures"]["total"],
             history=data["history"],
             connections=self._connections(),
+            website=self.website(day),
         )
 
     def _connections(self) -> list[ConnectionNotice]:

@@ -1,4 +1,5 @@
-"""The daily report's chart: the last days' actions by outcome, and emails against the quota (PNG).
+"""The daily report's chart: the last days' actions by outcome, emails against the quota, and the
+website's visitors when Plausible gave them (PNG).
 
 matplotlib's object API with its Agg renderer: no pyplot, so no global figure state and no GUI
 backend, which keeps it safe in the scheduler's worker threads.
@@ -19,6 +20,7 @@ OUTCOMES = {
     "unknown": "#8e44ad",
 }
 WIDTH_PX, HEIGHT_PX, DPI = 960, 600, 100
+VISITORS_PX = 220  # the website visitors panel, when the report has Plausible's numbers
 
 
 def render_chart(report: DailyReport) -> bytes:
@@ -29,8 +31,13 @@ def render_chart(report: DailyReport) -> bytes:
     days = report.history
     labels = [f"{day.day:%b %d}" for day in days]
     positions = list(range(len(days)))
-    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
-    actions, emails = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    website = report.website.numbers if report.website is not None else None
+    height = HEIGHT_PX + (VISITORS_PX if website is not None else 0)
+    figure = Figure(figsize=(WIDTH_PX / DPI, height / DPI), dpi=DPI, layout="constrained")
+    if website is not None:
+        actions, emails, visitors = figure.subplots(3, 1, sharex=True, height_ratios=(3, 2, 2))
+    else:
+        actions, emails = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
 
     stacked = [0] * len(days)
     for outcome, colour in OUTCOMES.items():
@@ -52,9 +59,18 @@ def render_chart(report: DailyReport) -> bytes:
     emails.yaxis.set_major_locator(MaxNLocator(integer=True))
     emails.set_ylim(0, max(max(used, default=0), limit) * 1.15)
     emails.legend(fontsize=8, loc="upper left", frameon=False)
-    emails.set_xticks(positions, labels, rotation=45, ha="right", fontsize=8)
+    panels = [actions, emails]
+    if website is not None:
+        by_day = {entry.day: entry.visitors for entry in website.history}
+        counts = [by_day.get(day.day, 0) for day in days]
+        visitors.bar(positions, counts, color="#16a085", width=0.7)
+        visitors.set_title("Website visitors (Plausible)", loc="left", fontsize=11)
+        visitors.yaxis.set_major_locator(MaxNLocator(integer=True))
+        visitors.set_ylim(0, max(max(counts, default=0), 1) * 1.15)
+        panels.append(visitors)
+    panels[-1].set_xticks(positions, labels, rotation=45, ha="right", fontsize=8)
 
-    for axes in (actions, emails):
+    for axes in panels:
         axes.spines[["top", "right"]].set_visible(False)
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=DPI, metadata={"Software": None})

@@ -26,6 +26,7 @@ from app.core.settings import ClientDeps
 from app.reports import sql
 from app.reports.build import DailyReports
 from app.reports.model import COUNT_LABELS, DailyReport
+from app.reports.website import metric_rows
 from integrations.discord import (
     Attachment,
     DiscordClient,
@@ -37,6 +38,7 @@ from integrations.discord import (
 )
 from integrations.discord_text import fit, literal
 from integrations.errors import IntegrationError, OutcomeUnknown, TransientError
+from integrations.plausible import Ranked
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ def report_message(report: DailyReport, *, with_chart: bool, maybe_posted: bool 
     embeds = [summary, runs, usage, _waiting_embed(report)]
     if report.failures_total:
         embeds.append(_failures_embed(report))
+    embeds += _website_embed(report)
     buttons = [LinkButton(label="Open the approval inbox", url=report.inbox_url)] if report.inbox_url else []
     buttons += [
         LinkButton(label=f"Review: {item.summary}", url=item.review_url)
@@ -139,6 +142,47 @@ def _breakdown_lines(report: DailyReport) -> list[str]:
     if len(rows) > len(lines):
         lines.append(f"\u2026 and {len(rows) - len(lines)} more agent and tier rows on the report page")
     return lines
+
+
+def _website_embed(report: DailyReport) -> list[Embed]:
+    """Plausible's numbers; a line saying they are not connected, or missing and why; nothing for a
+    report stored before the section existed. Page paths and sources come from visitors' browsers
+    and referrers: literal, like every other outside text."""
+    website = report.website
+    if website is None:
+        return []
+    if website.numbers is None:
+        missing = website.state == "missing"
+        return [
+            Embed(
+                title="Website",
+                color=ALERT_COLOUR if missing else COLOUR,
+                description=("The website's numbers are missing from this report: " if missing else "")
+                + fit(literal(website.reason or ""), ERROR_CHARS * 2),
+            )
+        ]
+    site = website.numbers
+    rows = [
+        f"**{row.label}** {row.value} \u00b7 day before {row.day_before} ({row.vs_day_before}) \u00b7 "
+        f"last {site.day:%A} {row.week_before} ({row.vs_week_before})"
+        for row in metric_rows(site)
+    ]
+
+    def listed(items: list[Ranked], empty: str) -> str:
+        lines = [f"{fit(literal(item.name), SUMMARY_CHARS)} \u00b7 {item.visitors:,}" for item in items]
+        return "\n".join(lines) or empty
+
+    return [
+        Embed(
+            title=f"Website \u00b7 {site.day:%a %d %b}",
+            color=COLOUR,
+            description="\n".join(rows),
+            fields=[
+                EmbedField(name="Top pages (visitors)", value=listed(site.top_pages, "No pageviews."), inline=True),
+                EmbedField(name="Top sources (visitors)", value=listed(site.top_sources, "No visits."), inline=True),
+            ],
+        )
+    ]
 
 
 def _waiting_embed(report: DailyReport) -> Embed:

@@ -12,6 +12,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from app.core.models import Tier
+from app.reports.website import WebsiteSection
 
 # the action counts in the order every view shows them, with their labels
 COUNT_LABELS = {
@@ -144,6 +145,7 @@ class DailyReport(BaseModel):
     failures_total: int
     history: list[HistoryDay]  # HISTORY_DAYS days ending on `day`
     connections: list[ConnectionNotice] = []  # what needs the owner now (older stored reports: none)
+    website: WebsiteSection | None = None  # None: a report stored before the section existed
 
 
 class StoredReport(BaseModel):

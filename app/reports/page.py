@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from app.reports.model import COUNT_LABELS, DailyReport, StoredReport
+from app.reports.website import metric_rows
 
 _pages = Environment(
     loader=PackageLoader("app", "templates"),
@@ -47,4 +48,5 @@ def render_page(report: DailyReport, stored: StoredReport | None, chart: bytes) 
         chart=base64.b64encode(chart).decode(),
         when=when,
         money=money,
+        website_rows=metric_rows(report.website.numbers) if report.website and report.website.numbers else [],
     )

@@ -26,6 +26,7 @@ from app.core.settings.integrations import (
 )
 from app.core.settings.memory import MemorySettings
 from app.core.settings.part import ClientDeps, SettingsPart
+from app.core.settings.plausible import PlausibleSettings
 from app.core.settings.service import (
     AgentSettings,
     ApprovalLinkSettings,
@@ -53,6 +54,7 @@ class Settings(
     NotionSettings,
     BufferSettings,
     DiscordSettings,
+    PlausibleSettings,
     MemorySettings,
 ):
     """Every part, in the order config check prints them."""

@@ -30,8 +30,8 @@ class MemorySettings(SettingsPart):
     part: ClassVar[str] = "memory"
     always_on: ClassVar[bool] = True
 
-    # unset: local when the `local` extra is installed, else none (full-text search only); voyage
-    # and openai need their API key (the rule below)
+    # unset: local (all-MiniLM-L6-v2 on ONNX Runtime, in the base install), or none when its
+    # packages are missing (full-text search only); voyage and openai need their API key (below)
     embeddings_provider: Literal["local", "voyage", "openai", "none"] | None = None
     embeddings_model: str | None = None  # voyage-3.5 / text-embedding-3-small when unset
     embeddings_dimension: int | None = Field(None, ge=1, le=2000)  # HNSW indexes `vector` up to 2,000
