@@ -27,7 +27,8 @@
 --   §16 The daily report
 --   §17 Outgoing rate limits
 --   §18 The demo
---   §19 Access
+--   §19 Buffer's OAuth grant
+--   §20 Access
 
 -- ---------------------------------------------------------------------------------------------
 -- §1 Preamble
@@ -164,8 +165,8 @@ $$;
 -- SCHEMA_VERSION) instead of failing call by call. 2: search_memory's model, decide_action's round,
 -- agent_sources_pick, lease renewal. 3: decide_action's channel and re-tiered edits,
 -- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
--- memory_index_status). 5: the demo (demo_mark, demo_remove) and search_memory's query vector in
--- pgvector's text form (p_vector).
+-- memory_index_status). 5: the demo (demo_mark, demo_remove), search_memory's query vector in
+-- pgvector's text form (p_vector), Buffer's grant (buffer_grant_save, buffer_refresh_begin & co.).
 create or replace function schema_version() returns jsonb
 language sql immutable as $$ select to_jsonb(5) $$;
 
@@ -4051,6 +4052,9 @@ create table if not exists rate_windows (
   used         integer not null,
   primary key (bucket, window_start)
 );
+-- Buffer's windows last 15 minutes and a day: a window is dropped once it has ended, not a minute
+-- after it started (which emptied a day's count whenever a 10-second HubSpot window opened)
+alter table rate_windows add column if not exists window_end timestamptz;
 
 -- Take a slot in the bucket's current window if fewer than p_limit are taken. The upsert is atomic:
 -- concurrent callers queue on the row and the `where` sees the latest count. retry_after: seconds
@@ -4068,12 +4072,14 @@ begin
     raise exception 'a rate limit needs a bucket, limit >= 1 and window > 0' using errcode = 'OD422';
   end if;
   v_start := to_timestamp(floor(extract(epoch from v_now) / p_window_seconds) * p_window_seconds);
-  insert into rate_windows as w (bucket, window_start, used) values (p_bucket, v_start, 1)
+  insert into rate_windows as w (bucket, window_start, used, window_end)
+  values (p_bucket, v_start, 1, v_start + make_interval(secs => p_window_seconds))
   on conflict (bucket, window_start) do update set used = w.used + 1 where w.used < p_limit
   returning w.xmax = 0 into v_opened;  -- xmax = 0: this call inserted the row, i.e. opened the window
   v_granted := found;  -- no row returned: the window is full
   if v_opened then  -- once per window and bucket: drop windows long past, so the table stays small
-    delete from rate_windows where window_start < v_now - interval '1 minute';
+    delete from rate_windows
+     where coalesce(window_end, window_start + interval '1 minute') < v_now - interval '1 minute';
   end if;
   return jsonb_build_object(
     'granted', v_granted,
@@ -4139,7 +4145,168 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- §19 Access
+-- §19 Buffer's OAuth grant
+-- integrations/buffer_oauth.py: the business's one connection. The tokens
+-- are stored as the app encrypted them (Fernet, BUFFER_TOKEN_KEY): this table never sees a token.
+-- Buffer's refresh tokens are single-use and a reused one revokes the grant, so a refresh is
+-- serialised here: buffer_refresh_begin locks the row, re-reads it, and gives a lease to one caller
+-- only while the access token is about to expire; that caller stores the new pair with
+-- buffer_refresh_finish. A lease that ran out unfinished means its refresh went out and its answer
+-- never came back: the old token may be spent, so the grant needs reconnecting, never a retry.
+-- ---------------------------------------------------------------------------------------------
+create table if not exists buffer_grants (
+  id                  boolean primary key default true check (id),
+  status              text not null check (status in ('connected', 'reconnect_needed')),
+  access_token_enc    text not null,
+  refresh_token_enc   text,                        -- null: no offline_access, no refresh
+  expires_at          timestamptz not null,        -- of the access token, on the database's clock
+  scope               text not null default '',
+  lease_id            uuid,                        -- the one refresh in flight
+  lease_until         timestamptz,
+  reason              text,                        -- why it needs reconnecting
+  connected_at        timestamptz not null,
+  refreshed_at        timestamptz,
+  reconnect_since     timestamptz,
+  updated_at          timestamptz not null
+);
+
+create or replace function buffer_grant_view(g buffer_grants) returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select case when g.id is null then null else jsonb_build_object(
+    'status', g.status, 'access_token_enc', g.access_token_enc,
+    'seconds_left', extract(epoch from g.expires_at - db_now())::double precision,
+    'reason', g.reason, 'scope', g.scope, 'connected_at', g.connected_at, 'refreshed_at', g.refreshed_at,
+    'reconnect_since', g.reconnect_since) end
+$$;
+
+-- A new connection (`opsdesk buffer connect`): replaces whatever was there, dead or alive.
+create or replace function buffer_grant_save(p_access_token_enc text, p_refresh_token_enc text,
+                                             p_expires_in double precision, p_scope text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  g buffer_grants;
+begin
+  if p_access_token_enc is null or p_expires_in is null or p_expires_in < 0 then
+    raise exception 'a grant needs an access token and its lifetime' using errcode = 'OD422';
+  end if;
+  insert into buffer_grants as b (id, status, access_token_enc, refresh_token_enc, expires_at, scope,
+                                  connected_at, updated_at)
+  values (true, 'connected', p_access_token_enc, p_refresh_token_enc, v_now + make_interval(secs => p_expires_in),
+          coalesce(p_scope, ''), v_now, v_now)
+  on conflict (id) do update
+     set status = 'connected', access_token_enc = excluded.access_token_enc,
+         refresh_token_enc = excluded.refresh_token_enc, expires_at = excluded.expires_at, scope = excluded.scope,
+         lease_id = null, lease_until = null, reason = null, connected_at = v_now, refreshed_at = null,
+         reconnect_since = null, updated_at = v_now
+  returning * into g;
+  return buffer_grant_view(g);
+end
+$$;
+
+create or replace function buffer_grant_current() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select buffer_grant_view(g) from buffer_grants g where g.id
+$$;
+
+-- The grant without its tokens: the report, `opsdesk buffer status`, `config check`.
+create or replace function buffer_grant_status() returns jsonb
+language sql stable set search_path = public, pg_temp as $$
+  select buffer_grant_view(g) - 'access_token_enc' from buffer_grants g where g.id
+$$;
+
+create or replace function buffer_refresh_begin(p_margin_seconds double precision, p_lease_seconds double precision)
+returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  g buffer_grants;
+  v_lease uuid := gen_random_uuid();
+  v_marked jsonb;
+begin
+  if p_margin_seconds is null or p_margin_seconds < 0 or p_lease_seconds is null or p_lease_seconds <= 0 then
+    raise exception 'a refresh needs a margin >= 0 and a lease > 0' using errcode = 'OD422';
+  end if;
+  select * into g from buffer_grants where id for update;  -- every refresher queues here
+  if not found then
+    return jsonb_build_object('state', 'reconnect_needed', 'reason', 'Buffer is not connected');
+  end if;
+  if g.status <> 'connected' then
+    return jsonb_build_object('state', 'reconnect_needed', 'reason', g.reason);
+  end if;
+  if g.lease_id is not null and g.lease_until > v_now then
+    return jsonb_build_object('state', 'busy', 'retry_after', extract(epoch from g.lease_until - v_now)::double precision);
+  end if;
+  if g.lease_id is not null then
+    v_marked := buffer_grant_reconnect('a token refresh did not finish: its answer was lost, and Buffer may have '
+                                       || 'rotated the token', g.lease_id);
+    return jsonb_build_object('state', 'reconnect_needed', 'reason', (select reason from buffer_grants where id),
+                              'newly', v_marked->'newly');
+  end if;
+  if g.expires_at - make_interval(secs => p_margin_seconds) > v_now then
+    return jsonb_build_object('state', 'fresh', 'grant', buffer_grant_view(g));
+  end if;
+  update buffer_grants set lease_id = v_lease, lease_until = v_now + make_interval(secs => p_lease_seconds),
+                           updated_at = v_now
+   where id;
+  return jsonb_build_object('state', 'refresh', 'lease', v_lease, 'refresh_token_enc', g.refresh_token_enc);
+end
+$$;
+
+-- The refresh's answer, stored with the lease ended, in one statement. A lease that is no longer
+-- this caller's (it ran out, and the grant was marked) refuses the pair: OD409.
+create or replace function buffer_refresh_finish(p_lease uuid, p_access_token_enc text, p_refresh_token_enc text,
+                                                 p_expires_in double precision, p_scope text) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  g buffer_grants;
+begin
+  update buffer_grants
+     set access_token_enc = p_access_token_enc, refresh_token_enc = p_refresh_token_enc,
+         expires_at = v_now + make_interval(secs => greatest(coalesce(p_expires_in, 0), 0)),
+         scope = coalesce(nullif(p_scope, ''), scope), lease_id = null, lease_until = null,
+         refreshed_at = v_now, updated_at = v_now
+   where id and lease_id = p_lease and status = 'connected'
+  returning * into g;
+  if not found then
+    raise exception 'this refresh no longer holds the Buffer grant''s lease' using errcode = 'OD409';
+  end if;
+  return buffer_grant_view(g);
+end
+$$;
+
+-- The refresh never reached Buffer: the old refresh token is unspent; the next caller may refresh.
+create or replace function buffer_refresh_abandon(p_lease uuid) returns jsonb
+language sql set search_path = public, pg_temp as $$
+  update buffer_grants set lease_id = null, lease_until = null, updated_at = db_now()
+   where id and lease_id = p_lease
+  returning jsonb_build_object('abandoned', true)
+$$;
+
+-- The grant is dead. `newly`: this call marked it (the owner is told once, on Discord).
+create or replace function buffer_grant_reconnect(p_reason text, p_lease uuid) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  v_now timestamptz := db_now();
+  v_newly boolean;
+begin
+  update buffer_grants
+     set reason = case when status = 'connected' then left(coalesce(p_reason, 'Buffer refused the connection'), 500)
+                       else reason end,
+         reconnect_since = coalesce(reconnect_since, v_now),
+         status = 'reconnect_needed',
+         lease_id = case when p_lease is null or lease_id = p_lease then null else lease_id end,
+         lease_until = case when p_lease is null or lease_id = p_lease then null else lease_until end,
+         updated_at = v_now
+   where id
+  returning reconnect_since = v_now into v_newly;
+  return jsonb_build_object('newly', coalesce(v_newly, false));
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- §20 Access
 -- Row Level Security on every table with no policy: Supabase's anon and authenticated
 -- roles (a leaked publishable key) read nothing. Functions run for service_role only. Guarded so
 -- the same file runs where those roles do not exist (the embedded server, plain Postgres).
@@ -4159,7 +4326,7 @@ begin
                                         'email_quota_days', 'email_quota_reservations', 'email_campaigns',
                                         'campaign_batches', 'campaign_recipients',
                                         'job_runs', 'agent_runs', 'agent_skips', 'daily_reports',
-                                        'rate_windows', 'demo_actions'] loop
+                                        'rate_windows', 'demo_actions', 'buffer_grants'] loop
     execute format('alter table public.%I enable row level security', v_table);
     if v_supabase then
       execute format('revoke all on table public.%I from anon, authenticated', v_table);

@@ -11,6 +11,9 @@
     ├── PermanentError              refused, and another try cannot help
     │   ├── NotConfigured           a setting the client needs is missing or unusable: raised
     │   │                           before any call (no key, a legacy HubSpot key, no local model)
+    │   ├── AuthRevoked             the system no longer takes our credentials (401, a revoked
+    │   │   │                       grant): a person must reconnect or replace them
+    │   │   └── buffer_oauth.ReconnectNeeded   Buffer's grant or key is dead: `opsdesk buffer connect`
     │   ├── brevo.BrevoRefused      Brevo refused the request itself (4xx)
     │   │   └── brevo.CreditsExhausted   402: the account sends nothing more today
     │   ├── plausible.AuthRefused   401/403: the Stats API key is missing, revoked or not the site's
@@ -32,6 +35,7 @@ from typing import Any
 from integrations.untrusted import storable, storable_text
 
 __all__ = [
+    "AuthRevoked",
     "CircuitOpen",
     "IntegrationError",
     "InvalidRequest",
@@ -100,6 +104,12 @@ class NotConfigured(PermanentError):
     """A setting the client needs is missing or unusable; nothing was sent."""
 
     code = "config_error"
+
+
+class AuthRevoked(PermanentError):
+    """The system refused or revoked our credentials: nothing works until a person reconnects."""
+
+    code = "auth_revoked"
 
 
 class OutcomeUnknown(IntegrationError):

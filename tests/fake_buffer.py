@@ -15,7 +15,8 @@ HTTP 200, HTTP 401 `UNAUTHENTICATED`, and HTTP 429 with `retryAfter` in the body
 a typed error, an error code, a raw reply, or a lost answer (the post is made, then the answer is
 held until the client times out, or the connection drops). What the fake decides where Buffer
 documents nothing (queue slots, statuses per mode, default page size and order) is listed in
-../notes/vendors.md."""
+docs/vendors/buffer.md (from
+https://developers.buffer.com/guides/ and https://developers.buffer.com/reference.html)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ live `expires_in` seconds on an injectable clock; refresh tokens are single-use 
 a spent refresh token revokes every token of its grant. Errors are OAuth JSON bodies
 `{"error", "error_description"}` (400, or 401 for client authentication), as node-oidc-provider —
 which the server's endpoint set matches — answers them. Thread-safe: several OS processes may refresh
-at once, and `refresh_calls` counts every refresh that reached the server. See ../notes/vendors.md."""
+at once, and `refresh_calls` counts every refresh that reached the server. See docs/vendors/buffer.md
+(from https://developers.buffer.com/guides/authentication.html)."""
 
 from __future__ import annotations
 

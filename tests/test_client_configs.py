@@ -24,6 +24,7 @@ SECRETS = {
     "voyage_api_key": "pa-secret-0123456789",
     "openai_api_key": "sk-secret-0123456789",
     "discord_webhook_url": "https://discord.com/api/webhooks/123456789/secret-token-0123456789",
+    "buffer_api_key": "buf_secret_0123456789",
     "plausible_api_key": "plausible-secret-0123456789",
 }
 EVERYTHING: dict[str, Any] = {
@@ -41,10 +42,16 @@ BUILDERS: list[Callable[[Settings], BaseModel]] = [
     Settings.brevo_config,
     Settings.discord_config,
     Settings.webhook_config,
+    Settings.buffer_config,
     Settings.plausible_config,
 ]
 # fields no setting exists for: the client's own default holds
-NO_SETTING = {("HubSpotConfig", "attempts"), ("BrevoConfig", "attempts"), ("PlausibleConfig", "max_attempts")}
+NO_SETTING = {
+    ("HubSpotConfig", "attempts"),
+    ("BrevoConfig", "attempts"),
+    ("BufferConfig", "attempts"),
+    ("PlausibleConfig", "max_attempts"),
+}
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda build: build.__name__)

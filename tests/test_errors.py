@@ -29,7 +29,10 @@ from app.core.settings import Settings
 from app.email.quota import QuotaExhausted
 from app.web import create_app
 from integrations.brevo import BrevoRefused, CreditsExhausted, OutcomeUncertain
+from integrations.buffer import BufferRefused, PostMaybeMade
+from integrations.buffer_oauth import ReconnectNeeded
 from integrations.errors import (
+    AuthRevoked,
     CircuitOpen,
     IntegrationError,
     InvalidRequest,
@@ -59,6 +62,10 @@ INTEGRATION_CASES: list[tuple[IntegrationError, tuple[int, str, int]]] = [
     (CreditsExhausted("HTTP 402", status=402, brevo_code="not_enough_credits"), (502, "brevo_credits_exhausted", 9)),
     (OutcomeUnknown("maybe", system="discord"), (502, "outcome_unknown", 9)),
     (ModelOutputInvalid("no fit", system="anthropic"), (502, "model_output_invalid", 9)),
+    (AuthRevoked("401", system="s"), (502, "auth_revoked", 5)),
+    (ReconnectNeeded("invalid_grant", system="buffer"), (502, "buffer_reconnect_needed", 5)),
+    (BufferRefused("InvalidInputError: Text is required", system="buffer"), (502, "buffer_refused", 9)),
+    (PostMaybeMade("no answer", system="buffer", retry_after=60), (502, "buffer_post_uncertain", 9)),
     (AuthRefused("HTTP 401", system="plausible"), (502, "plausible_auth_refused", 9)),
     (PlanRefused("HTTP 402", system="plausible"), (502, "plausible_plan_refused", 9)),
 ]

@@ -122,6 +122,7 @@ def test_every_client_factory_has_its_config_builder() -> None:
         "brevo_client",
         "notion_client",
         "discord_client",
+        "buffer_client",
         "plausible_client",
     }
     for part, name in CLIENT_FACTORIES:

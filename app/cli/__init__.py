@@ -14,6 +14,7 @@ import typer
 
 from app.cli.agents import agents_app
 from app.cli.approvals import actions_app, approvals_app, executor_app
+from app.cli.buffer import buffer_app
 from app.cli.config import config_app, db_app
 from app.cli.demo import demo_command
 from app.cli.memory import memory_app
@@ -39,6 +40,7 @@ def build_app(agents: AgentRegistry) -> typer.Typer:
     app.add_typer(executor_app, name="executor")
     app.add_typer(models_app, name="models")
     app.add_typer(brevo_app, name="brevo")
+    app.add_typer(buffer_app, name="buffer")
     app.add_typer(memory_app, name="memory")
     app.add_typer(agents_app(agents), name="agents")
     app.command("jobs")(jobs_command)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from app.clients.buffer import token_store
 from app.clients.claude_ledger import DbModelCache, spend_ledger
 from app.clients.rate_slots import DbRateSlots
 from app.core.database import Database
@@ -52,6 +53,7 @@ class Clients:
             rate_slots=DbRateSlots(self.db),
             spend_ledger=spend_ledger(self.settings, self.db),
             model_cache=DbModelCache(self.db),
+            buffer_tokens=token_store(self.db, self.settings) if self.settings.buffer_token_key else None,
         )
 
     def close(self) -> None:

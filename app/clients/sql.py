@@ -1,5 +1,5 @@
 """The SQL functions of app/clients, what the integrations need from the database: Claude's
-spend ledger and model cache, HubSpot's rate slots.
+spend ledger and model cache, the shared rate slots (HubSpot, Buffer), Buffer's OAuth grant.
 
 The only module of this package that names a function of schema.sql; each takes the same
 parameters as its SQL function (without the `p_` prefix).
@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from app.core.database import Database
 
@@ -71,3 +72,60 @@ def llm_model_store(
 
 def take_rate_slot(db: Database, *, bucket: str | None, limit: int | None, window_seconds: float | None) -> Any:
     return db.call("take_rate_slot", bucket=bucket, limit=limit, window_seconds=window_seconds)
+
+
+# --- Buffer's OAuth grant (app.clients.buffer_tokens) ----------------------------------------------
+def buffer_grant_save(
+    db: Database,
+    *,
+    access_token_enc: str | None,
+    refresh_token_enc: str | None,
+    expires_in: float | None,
+    scope: str | None,
+) -> Any:
+    return db.call(
+        "buffer_grant_save",
+        access_token_enc=access_token_enc,
+        refresh_token_enc=refresh_token_enc,
+        expires_in=expires_in,
+        scope=scope,
+    )
+
+
+def buffer_grant_current(db: Database) -> Any:
+    return db.call("buffer_grant_current")
+
+
+def buffer_grant_status(db: Database) -> Any:
+    return db.call("buffer_grant_status")
+
+
+def buffer_refresh_begin(db: Database, *, margin_seconds: float | None, lease_seconds: float | None) -> Any:
+    return db.call("buffer_refresh_begin", margin_seconds=margin_seconds, lease_seconds=lease_seconds)
+
+
+def buffer_refresh_finish(
+    db: Database,
+    *,
+    lease: UUID | None,
+    access_token_enc: str | None,
+    refresh_token_enc: str | None,
+    expires_in: float | None,
+    scope: str | None,
+) -> Any:
+    return db.call(
+        "buffer_refresh_finish",
+        lease=lease,
+        access_token_enc=access_token_enc,
+        refresh_token_enc=refresh_token_enc,
+        expires_in=expires_in,
+        scope=scope,
+    )
+
+
+def buffer_refresh_abandon(db: Database, *, lease: UUID | None) -> Any:
+    return db.call("buffer_refresh_abandon", lease=lease)
+
+
+def buffer_grant_reconnect(db: Database, *, reason: str | None, lease: UUID | None) -> Any:
+    return db.call("buffer_grant_reconnect", reason=reason, lease=lease)

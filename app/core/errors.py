@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.errors import CircuitOpen, IntegrationError, InvalidRequest, NotConfigured
+from integrations.errors import AuthRevoked, CircuitOpen, IntegrationError, InvalidRequest, NotConfigured
 from integrations.untrusted import storable, storable_text
 
 
@@ -179,6 +179,8 @@ INTEGRATION_ERRORS: tuple[tuple[type[IntegrationError], int, int], ...] = (
     (NotConfigured, ConfigError.status_code, ConfigError.exit_code),
     (InvalidRequest, InvalidInput.status_code, InvalidInput.exit_code),
     (CircuitOpen, 503, 9),
+    # an outside system no longer takes our credentials (Buffer's grant): exit 5, like any refused key
+    (AuthRevoked, 502, 5),
     (IntegrationError, 502, 9),
 )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NoReturn
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -49,6 +50,8 @@ class ClaimedAction(BaseModel):
     attempts: int
     max_attempts: int
     draft_hash: str
+    requested_at: datetime | None = None
+    decided_at: datetime | None = None  # approved (by a person, or the policy's auto-run)
 
     @property
     def idempotency_key(self) -> str:

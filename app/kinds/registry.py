@@ -11,8 +11,9 @@ from app.kinds.builtin import BUILTIN_KINDS
 from app.kinds.email import EMAIL_KINDS
 from app.kinds.hubspot import HUBSPOT_KINDS
 from app.kinds.notion import NOTION_KINDS
+from app.kinds.social import SOCIAL_KINDS
 
-KINDS: tuple[ActionKind, ...] = (*BUILTIN_KINDS, *EMAIL_KINDS, *HUBSPOT_KINDS, *NOTION_KINDS)
+KINDS: tuple[ActionKind, ...] = (*BUILTIN_KINDS, *EMAIL_KINDS, *HUBSPOT_KINDS, *NOTION_KINDS, *SOCIAL_KINDS)
 
 
 def kind_registry() -> dict[str, ActionKind]:

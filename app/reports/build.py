@@ -15,12 +15,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from app.approvals.links import LinkSigner
+from app.clients.sql import buffer_grant_status
 from app.core import sql as core_sql
 from app.core.database import Database
 from app.core.settings import Settings
 from app.reports import sql
 from app.reports.chart import render_chart
-from app.reports.model import DailyReport, EmailSummary, LlmUsage, StoredReport, WaitingApproval
+from app.reports.model import ConnectionNotice, DailyReport, EmailSummary, LlmUsage, StoredReport, WaitingApproval
 from app.reports.website import WebsiteNumbers, WebsiteSection
 
 HISTORY_DAYS = 14  # the chart's span
@@ -85,8 +86,24 @@ class DailyReports:
             failures=data["failures"]["items"],
             failures_total=data["failures"]["total"],
             history=data["history"],
+            connections=self._connections(),
             website=self.website(day),
         )
+
+    def _connections(self) -> list[ConnectionNotice]:
+        """Buffer's grant when it needs reconnecting: said in every report until it is fixed."""
+        grant = buffer_grant_status(self.db)
+        if grant is None or grant["status"] != "reconnect_needed":
+            return []
+        return [
+            ConnectionNotice(
+                system="Buffer",
+                problem="needs reconnecting: nothing posts to social media",
+                reason=grant.get("reason"),
+                since=grant.get("reconnect_since"),
+                fix="run `opsdesk buffer connect`",
+            )
+        ]
 
     def _waiting(self, row: dict[str, Any]) -> WaitingApproval:
         expires_at = datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None

@@ -66,6 +66,10 @@ def report_message(report: DailyReport, *, with_chart: bool, maybe_posted: bool 
     lines = [f"\U0001f4ca **Daily report for {report.day:%A %d %B %Y}** ({report.time_zone})"]
     if maybe_posted:
         lines.append("\u26a0\ufe0f Sent again after an interrupted attempt: an earlier copy of this report may exist.")
+    lines += [
+        f"\u26a0\ufe0f **{notice.system} {notice.problem}** ({literal(notice.reason or 'no reason')}): {notice.fix}."
+        for notice in report.connections
+    ]
     totals = report.totals.model_dump()
     summary = Embed(
         title="Actions",

@@ -109,6 +109,16 @@ class Failure(BaseModel):
     at: datetime
 
 
+class ConnectionNotice(BaseModel):
+    """An outside connection that needs the owner (Buffer's OAuth grant, revoked or lost)."""
+
+    system: str
+    problem: str
+    reason: str | None
+    since: datetime | None
+    fix: str
+
+
 class HistoryDay(BaseModel):
     day: date
     succeeded: int
@@ -134,6 +144,7 @@ class DailyReport(BaseModel):
     failures: list[Failure]
     failures_total: int
     history: list[HistoryDay]  # HISTORY_DAYS days ending on `day`
+    connections: list[ConnectionNotice] = []  # what needs the owner now (older stored reports: none)
     website: WebsiteSection | None = None  # None: a report stored before the section existed
 
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import platformdirs
 
+from app.core.settings.buffer import BufferSettings
 from app.core.settings.integrations import (
     AnthropicSettings,
     BrevoSettings,
@@ -51,6 +52,7 @@ class Settings(
     HubSpotSettings,
     BrevoSettings,
     NotionSettings,
+    BufferSettings,
     DiscordSettings,
     PlausibleSettings,
     MemorySettings,

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.core import setting_values as values
 
 if TYPE_CHECKING:  # the integrations load with the first client, not with the settings
+    from integrations.buffer_oauth import TokenStore
     from integrations.claude import ModelCache, SpendLedger
     from integrations.rate_limit import RateSlots
     from integrations.resilience import CircuitBreaker
@@ -53,6 +54,7 @@ class ClientDeps:
     spend_ledger: SpendLedger | None = None  # Claude's daily budget
     model_cache: ModelCache | None = None  # Claude's model choice, shared by every process
     breaker: CircuitBreaker | None = None  # one client's own breaker (tests); a new one when unset
+    buffer_tokens: TokenStore | None = None  # Buffer's OAuth grant, stored encrypted (BUFFER_TOKEN_KEY)
 
 
 def rule_broken(message: str, *settings: str) -> PydanticCustomError:
