@@ -139,6 +139,8 @@ alter table if exists memory add column if not exists embedding_parked vector;
 -- Issue 13 (still v4: no function changed its parameters): a daily report's send follows §5's
 -- lease convention, which keeps updated_at.
 alter table if exists daily_reports add column if not exists updated_at timestamptz;
+-- v5: a rate window ends when it says (Buffer's 15-minute and one-day windows), see §17.
+alter table if exists rate_windows add column if not exists window_end timestamptz;
 
 -- v5, from v4 (issue 15): search_memory gained p_vector, the query vector in pgvector's text form.
 drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
@@ -4050,11 +4052,11 @@ create table if not exists rate_windows (
   bucket       text not null,
   window_start timestamptz not null,
   used         integer not null,
+  -- Buffer's windows last 15 minutes and a day: a window is dropped once it has ended, not a minute
+  -- after it started (which emptied a day's count whenever a 10-second HubSpot window opened)
+  window_end   timestamptz,
   primary key (bucket, window_start)
 );
--- Buffer's windows last 15 minutes and a day: a window is dropped once it has ended, not a minute
--- after it started (which emptied a day's count whenever a 10-second HubSpot window opened)
-alter table rate_windows add column if not exists window_end timestamptz;
 
 -- Take a slot in the bucket's current window if fewer than p_limit are taken. The upsert is atomic:
 -- concurrent callers queue on the row and the `where` sees the latest count. retry_after: seconds

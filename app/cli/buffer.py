@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from app.cli.context import console, database, errors, print_json
-from app.core.errors import InvalidInput
 
 buffer_app = typer.Typer(help="Social posts through Buffer: connect, channels, status.", no_args_is_help=True)
 
@@ -25,6 +24,8 @@ def ask(question: str) -> str:
 def code_from(answer: str, state: str) -> str:
     """The authorization code from what was pasted: the address Buffer redirected to (its `state`
     checked, its `error` reported) or the bare code."""
+    from app.core.errors import InvalidInput  # the error tree loads pydantic: not with `opsdesk --help`
+
     answer = answer.strip()
     if "://" not in answer and "?" not in answer:
         if not answer:
