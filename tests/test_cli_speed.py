@@ -79,8 +79,8 @@ def test_help_imports_none_of_the_heavy_modules(argv: list[str]) -> None:
 
 def test_the_agents_entries_name_the_agents_classes() -> None:
     """The entries `--help` and the schedule read without importing the agents are theirs."""
-    assert [(entry.name, entry.cron_setting) for entry in agents.ENTRIES] == [
-        (agent.name, agent.cron_setting) for agent in agents.agent_classes()
+    assert [(entry.name, entry.cron_setting, entry.needs) for entry in agents.ENTRIES] == [
+        (agent.name, agent.cron_setting, agent.needs()) for agent in agents.agent_classes()
     ]
     assert all(entry.cron_setting in Settings.model_fields for entry in agents.ENTRIES)
 
