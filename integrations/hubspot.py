@@ -262,7 +262,7 @@ class HubSpotClient:
             "hs_task_body": _with_marker(body, marker),
             "hs_task_status": "NOT_STARTED",
             "hs_task_priority": priority,
-            "hs_task_type": "TODO",
+            "hs_task_type": "TODO",  # HubSpot's task type for a to-do (its other types are CALL and EMAIL)
         }
         if owner_id is not None:
             properties["hubspot_owner_id"] = owner_id
