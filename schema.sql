@@ -169,8 +169,9 @@ $$;
 -- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
 -- memory_index_status). 5: the demo (demo_mark, demo_remove), search_memory's query vector in
 -- pgvector's text form (p_vector), Buffer's grant (buffer_grant_save, buffer_refresh_begin & co.).
+-- 6: the API's decisions in one call (decide_actions).
 create or replace function schema_version() returns jsonb
-language sql immutable as $$ select to_jsonb(5) $$;
+language sql immutable as $$ select to_jsonb(6) $$;
 
 -- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
 -- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
@@ -718,6 +719,46 @@ begin
                       jsonb_build_object('decision', a.decision, 'channel', p_channel, 'modifications', v_diff)
                       || case when v_retier is null then '{}' else jsonb_build_object('retiered', v_retier) end);
   return action_view(a);
+end
+$$;
+
+-- Several API decisions in one call and one commit: the API's group commit (app.approvals.batch).
+-- Each is decide_action's own in a subtransaction of its own, so one that is refused (decided
+-- already, expired, missing) changes nothing and the others stand; each answer is in its
+-- decision's place, {"action": ...} or {"error": {"sqlstate", "message", "detail"}}. Rows are
+-- taken in id order, so two batches deciding the same actions wait for each other instead of
+-- deadlocking. At most 24: a decision's subtransaction and its memory row's take two of the 64
+-- subtransaction ids a transaction keeps in shared memory (PGPROC_MAX_CACHED_SUBXIDS) before
+-- every other session's snapshot has to look them up on disk.
+create or replace function decide_actions(p_decisions jsonb) returns jsonb
+language plpgsql set search_path = public, pg_temp as $$
+declare
+  d record;
+  v_answers jsonb[];
+  v_state text;
+  v_message text;
+  v_detail text;
+begin
+  if jsonb_typeof(p_decisions) is distinct from 'array' or jsonb_array_length(p_decisions) > 24 then
+    raise exception 'decide_actions takes an array of up to 24 decisions' using errcode = 'OD422';
+  end if;
+  v_answers := array_fill(null::jsonb, array[jsonb_array_length(p_decisions)]);
+  for d in select e.value as v, e.ordinality as n
+             from jsonb_array_elements(p_decisions) with ordinality e
+            order by e.value->>'id', e.ordinality
+  loop
+    begin
+      v_answers[d.n] := jsonb_build_object('action', decide_action(
+        p_id => (d.v->>'id')::uuid, p_decision => d.v->>'decision', p_actor => d.v->>'actor',
+        p_reason => d.v->>'reason', p_modifications => null, p_expected_hash => null,
+        p_request_id => d.v->>'request_id', p_channel => d.v->>'channel'));
+    exception when others then
+      get stacked diagnostics v_state = returned_sqlstate, v_message = message_text, v_detail = pg_exception_detail;
+      v_answers[d.n] := jsonb_build_object('error', jsonb_build_object(
+        'sqlstate', v_state, 'message', v_message, 'detail', nullif(v_detail, '')));
+    end;
+  end loop;
+  return to_jsonb(v_answers);
 end
 $$;
 

@@ -140,7 +140,7 @@ def test_an_api_decision_is_one_call_on_the_event_loops_pool(
     monkeypatch.setattr(ApprovalQueue, "decide_with_pin", threaded)
     monkeypatch.setattr(ApprovalQueue, "get", threaded)
     with serve(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
-        assert app.state.adb is not None
+        assert app.state.decisions is not None
         approved = client.post(f"/approvals/{ids[0]}/decision", json={"decision": "approve", "decided_by": "ann"})
         assert approved.status_code == 200 and approved.json()["status"] == "approved"
         assert approved.json()["decided_by"] == "api:ann" and approved.json()["decided_via"] == "api"
@@ -157,6 +157,6 @@ def test_an_api_decision_is_one_call_on_the_event_loops_pool(
         advance_clock(sql, 73 * 3600)
         late = client.post(f"/approvals/{ids[2]}/decision", json={"decision": "approve", "decided_by": "ann"})
         assert late.status_code == 410
-    assert app.state.adb is None  # closed with the server
+    assert app.state.decisions is None  # closed with the server
     events = sql.execute("select action_id, actor from audit_log where event = 'decided' order by id", ()).fetchall()
     assert events == [(ids[0], "api:ann"), (ids[1], "api:bob")]

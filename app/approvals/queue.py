@@ -15,9 +15,10 @@ from typing import Any
 from uuid import UUID
 
 from app.approvals import sql
+from app.approvals.batch import DecisionBatch
 from app.approvals.risk_policy import Assessment, RiskThresholds, assess, reassess
 from app.core import sql as core_sql
-from app.core.database import AsyncDatabase, Database
+from app.core.database import Database
 from app.core.errors import Forbidden, InvalidInput, NotFound
 from app.core.models import (
     ActionPage,
@@ -183,7 +184,7 @@ class ApprovalQueue:
 
     async def decide_now(
         self,
-        adb: AsyncDatabase,
+        batch: DecisionBatch,
         action_id: UUID,
         request: DecisionRequest,
         *,
@@ -192,19 +193,17 @@ class ApprovalQueue:
         request_id: str | None = None,
     ) -> ActionRecord:
         """`decide_with_pin` for a decision that `decides_in_one_call`, on an event loop's pool (the
-        API's): one round trip and no worker thread. Anything else is refused here."""
+        API's), grouped with the decisions that arrive meanwhile (app.approvals.batch): no worker
+        thread, and a round trip and a commit shared under load. Anything else is refused here."""
         if not self.decides_in_one_call(request):
             raise ValueError(f"a {request.decision} here needs decide_with_pin")
-        row = await sql.decide_action(
-            adb,
-            id=action_id,
+        row = await batch.decide(
+            action_id,
             decision=request.decision,
             actor=actor,
             reason=request.reason,
-            modifications=None,
-            expected_hash=None,
-            request_id=request_id,
             channel=channel,
+            request_id=request_id,
         )
         return ActionRecord.model_validate(row)
 

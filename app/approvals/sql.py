@@ -239,3 +239,7 @@ def requeue_action(
         requested_action=requested_action,
         estimated_impact=estimated_impact,
     )
+
+
+def decide_actions(db: AsyncDatabase, *, decisions: list[dict[str, Any]]) -> Awaitable[Any]:
+    return db.call("decide_actions", decisions=decisions)

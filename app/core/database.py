@@ -51,7 +51,7 @@ from app.core.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _TIMEOUT_HINT = "the database stopped the call at its statement timeout (Supabase allows API calls 8 s)"
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -138,13 +138,23 @@ def _call_error(function: str, exc: psycopg.Error | UnicodeEncodeError) -> Opsde
         return DatabaseError("no database connection became free in time")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return StatementTimeout(f"{function}: {_TIMEOUT_HINT} ({exc.diag.message_primary})")
-    if isinstance(exc, (UnicodeEncodeError, psycopg.DataError)):
-        # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning
-        # where outside data enters (integrations.untrusted): the caller's input, not a database failure
-        if isinstance(exc, psycopg.DataError) and exc.sqlstate not in (None, "22P05", "22021"):
-            return error_from_sqlstate(exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail)
-        return InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({exc})")
-    return error_from_sqlstate(exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail)
+    if isinstance(exc, UnicodeEncodeError) or (isinstance(exc, psycopg.DataError) and exc.sqlstate is None):
+        return _unstorable(function, str(exc))  # refused by the driver before it was sent
+    return raised_error(function, exc.sqlstate, exc.diag.message_primary or str(exc), exc.diag.message_detail)
+
+
+def raised_error(function: str, code: str | None, message: str, detail: str | None) -> OpsdeskError:
+    """What an error raised in `function` means, whether it ended the call or a batch caught it
+    for one of its items (app.approvals.batch)."""
+    if code in ("22P05", "22021"):
+        return _unstorable(function, message)
+    return error_from_sqlstate(code, message, detail)
+
+
+def _unstorable(function: str, reason: str) -> InvalidInput:
+    # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning where
+    # outside data enters (integrations.untrusted): the caller's input, not a database failure
+    return InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({reason})")
 
 
 class AsyncPostgresTransport:

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 from fastapi import FastAPI
 
+from app.approvals.batch import DecisionBatch
 from app.approvals.pages.base import Pages
 from app.approvals.pages.inbox import InboxPages
 from app.approvals.pages.review import ReviewPages
@@ -27,7 +28,8 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 def create_app(settings: Settings, db: Database, *, lifespan: Lifespan | None = None) -> FastAPI:
     """`lifespan`: what the app's server process opens and closes with it (an API worker process's
     own database, app.runtime.service). While the server runs, the app also holds an async pool on
-    the same PostgreSQL for the decision endpoint (`app.state.adb`; none over Supabase's REST API)."""
+    the same PostgreSQL for the decision endpoint's group commit (`app.state.decisions`, an
+    app.approvals.batch.DecisionBatch; none over Supabase's REST API)."""
 
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[None]:
@@ -37,11 +39,11 @@ def create_app(settings: Settings, db: Database, *, lifespan: Lifespan | None = 
             adb = await open_async(db)
             if adb is not None:
                 stack.push_async_callback(adb.close)
-            app.state.adb = adb
+            app.state.decisions = None if adb is None else DecisionBatch(adb)
             try:
                 yield
             finally:
-                app.state.adb = None
+                app.state.decisions = None
 
     # /docs loads Swagger UI from a CDN onto the approval pages' origin: only where API_DOCS allows
     app = FastAPI(
@@ -56,7 +58,7 @@ def create_app(settings: Settings, db: Database, *, lifespan: Lifespan | None = 
     pages = Pages(settings)
     app.state.settings = settings
     app.state.db = db
-    app.state.adb = None  # until the server starts (see `serving`)
+    app.state.decisions = None  # until the server starts (see `serving`)
     app.state.queue = queue
     app.state.pages = pages
     app.state.review = ReviewPages(settings, queue, pages)

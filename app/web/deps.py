@@ -3,7 +3,9 @@ the queue, the pages, memory and reports (all made by create_app and kept on `ap
 request's id, and the API token check.
 
 A route states what it needs in its signature (`settings: SettingsDep`, `dependencies=[ApiAuth]`);
-no route is a closure over create_app's locals.
+no route is a closure over create_app's locals. The dependencies are `async def`: FastAPI runs a
+plain `def` one on a worker thread, a hop per dependency per request (issue 15). Only the memory
+store, made on first use, stays on a thread.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from app.approvals.batch import DecisionBatch
 from app.approvals.pages.base import Pages
 from app.approvals.pages.inbox import InboxPages
 from app.approvals.pages.review import ReviewPages
 from app.approvals.queue import ApprovalQueue
-from app.core.database import AsyncDatabase, Database
+from app.core.database import Database
 from app.core.errors import Unauthorized
 from app.core.settings import Settings
 from app.memory.store import MemoryStore
@@ -28,38 +31,39 @@ from app.reports.build import DailyReports
 _store_lock = threading.Lock()
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def db_of(request: Request) -> Database:
+async def db_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def async_db_of(request: Request) -> AsyncDatabase | None:
-    """The app's async pool while its server runs (app.web.create_app), else None."""
-    adb: AsyncDatabase | None = getattr(request.app.state, "adb", None)
-    return adb
+async def decisions_of(request: Request) -> DecisionBatch | None:
+    """The API decisions' group commit on the app's async pool while its server runs
+    (app.web.create_app), else None."""
+    batch: DecisionBatch | None = getattr(request.app.state, "decisions", None)
+    return batch
 
 
-def queue_of(request: Request) -> ApprovalQueue:
+async def queue_of(request: Request) -> ApprovalQueue:
     queue: ApprovalQueue = request.app.state.queue
     return queue
 
 
-def pages_of(request: Request) -> Pages:
+async def pages_of(request: Request) -> Pages:
     pages: Pages = request.app.state.pages
     return pages
 
 
-def review_of(request: Request) -> ReviewPages:
+async def review_of(request: Request) -> ReviewPages:
     review: ReviewPages = request.app.state.review
     return review
 
 
-def inbox_of(request: Request) -> InboxPages:
+async def inbox_of(request: Request) -> InboxPages:
     inbox: InboxPages = request.app.state.inbox
     return inbox
 
@@ -78,20 +82,24 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", None) or uuid.uuid4().hex
 
 
+async def request_id_dep(request: Request) -> str:
+    return request_id_of(request)
+
+
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 DbDep = Annotated[Database, Depends(db_of)]
-AsyncDbDep = Annotated[AsyncDatabase | None, Depends(async_db_of)]
+DecisionsDep = Annotated[DecisionBatch | None, Depends(decisions_of)]
 QueueDep = Annotated[ApprovalQueue, Depends(queue_of)]
 PagesDep = Annotated[Pages, Depends(pages_of)]
 ReviewDep = Annotated[ReviewPages, Depends(review_of)]
 InboxDep = Annotated[InboxPages, Depends(inbox_of)]
 MemoryStoreDep = Annotated[MemoryStore, Depends(memory_store)]
-RequestId = Annotated[str, Depends(request_id_of)]
+RequestId = Annotated[str, Depends(request_id_dep)]
 Authorization = Annotated[str | None, Header()]
 LinkToken = Annotated[str, Query(min_length=1, max_length=4000, description="the signed link token")]
 
 
-def daily_reports(db: DbDep, settings: SettingsDep) -> DailyReports:
+async def daily_reports(db: DbDep, settings: SettingsDep) -> DailyReports:
     return DailyReports(db, settings)
 
 
@@ -109,7 +117,7 @@ def check_api_token(settings: Settings, authorization: str | None) -> None:
         raise Unauthorized("wrong API token")
 
 
-def require_api_token(settings: SettingsDep, authorization: Authorization = None) -> None:
+async def require_api_token(settings: SettingsDep, authorization: Authorization = None) -> None:
     check_api_token(settings, authorization)
 
 

@@ -19,8 +19,8 @@ from app.core.errors import InvalidInput
 from app.core.models import ActionPage, ActionRecord, ApiDecisionRequest, Status, Tier
 from app.web.deps import (
     ApiAuth,
-    AsyncDbDep,
     Authorization,
+    DecisionsDep,
     InboxDep,
     LinkToken,
     QueueDep,
@@ -121,7 +121,7 @@ async def decide(
     queue: QueueDep,
     review: ReviewDep,
     request_id: RequestId,
-    adb: AsyncDbDep,
+    decisions: DecisionsDep,
     authorization: Authorization = None,
 ) -> Any:
     if is_link_request(request):
@@ -136,9 +136,11 @@ async def decide(
         raise InvalidInput("decided_by is required: say who decides")
     # the name is the caller's word; the audit shows it came with the API token
     actor = f"api:{decision.decided_by}"
-    if adb is not None and queue.decides_in_one_call(decision):
-        # the common case: one call on the event loop's own pool, no worker thread
-        record = await queue.decide_now(adb, action_id, decision, actor=actor, channel="api", request_id=request_id)
+    if decisions is not None and queue.decides_in_one_call(decision):
+        # the common case: one call on the event loop's own pool, shared with concurrent decisions
+        record = await queue.decide_now(
+            decisions, action_id, decision, actor=actor, channel="api", request_id=request_id
+        )
     else:
         record = await run_in_threadpool(
             queue.decide_with_pin,
