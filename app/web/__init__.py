@@ -64,10 +64,11 @@ def create_app(settings: Settings, db: Database, *, lifespan: Lifespan | None = 
     app.state.review = ReviewPages(settings, queue, pages)
     app.state.inbox = InboxPages(settings, queue, pages)
     add_error_handlers(app)
+    # first: a decision is the hot path, and every router before it is matched against it in vain
+    app.include_router(approvals.router)  # /approvals...: Bearer, or a signed link for the pages
     app.include_router(webhooks.router)  # POST /webhooks/hubspot: HubSpot's v3 signature, not a token
     app.include_router(memory.router)  # GET /memory/search (Bearer)
     app.include_router(reports.router)  # GET /reports/daily (Bearer)
     app.include_router(health.router)  # GET /healthz
-    app.include_router(approvals.router)  # /approvals...: Bearer, or a signed link for the pages
     app.include_router(actions.router)  # POST /actions (Bearer)
     return app

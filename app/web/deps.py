@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -39,13 +40,6 @@ async def settings_of(request: Request) -> Settings:
 async def db_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
-
-
-async def decisions_of(request: Request) -> DecisionBatch | None:
-    """The API decisions' group commit on the app's async pool while its server runs
-    (app.web.create_app), else None."""
-    batch: DecisionBatch | None = getattr(request.app.state, "decisions", None)
-    return batch
 
 
 async def queue_of(request: Request) -> ApprovalQueue:
@@ -86,9 +80,26 @@ async def request_id_dep(request: Request) -> str:
     return request_id_of(request)
 
 
+@dataclass(frozen=True)
+class Approvals:
+    """What the decision endpoint uses, as one dependency: FastAPI solves every dependency of every
+    request anew, and a decision is the API's hot path (issue 15)."""
+
+    settings: Settings
+    queue: ApprovalQueue
+    review: ReviewPages
+    decisions: DecisionBatch | None  # while the server runs (app.web.create_app)
+    request_id: str
+
+
+async def approvals_of(request: Request) -> Approvals:
+    state = request.app.state
+    return Approvals(state.settings, state.queue, state.review, state.decisions, request_id_of(request))
+
+
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 DbDep = Annotated[Database, Depends(db_of)]
-DecisionsDep = Annotated[DecisionBatch | None, Depends(decisions_of)]
+ApprovalsDep = Annotated[Approvals, Depends(approvals_of)]
 QueueDep = Annotated[ApprovalQueue, Depends(queue_of)]
 PagesDep = Annotated[Pages, Depends(pages_of)]
 ReviewDep = Annotated[ReviewPages, Depends(review_of)]

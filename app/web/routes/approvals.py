@@ -19,12 +19,11 @@ from app.core.errors import InvalidInput
 from app.core.models import ActionPage, ActionRecord, ApiDecisionRequest, Status, Tier
 from app.web.deps import (
     ApiAuth,
+    ApprovalsDep,
     Authorization,
-    DecisionsDep,
     InboxDep,
     LinkToken,
     QueueDep,
-    RequestId,
     ReviewDep,
     SettingsDep,
     check_api_token,
@@ -117,17 +116,13 @@ def show_approval(
 async def decide(
     action_id: UUID,
     request: Request,
-    settings: SettingsDep,
-    queue: QueueDep,
-    review: ReviewDep,
-    request_id: RequestId,
-    decisions: DecisionsDep,
+    approvals: ApprovalsDep,
     authorization: Authorization = None,
 ) -> Any:
     if is_link_request(request):
         form = await request.form()
-        return await run_in_threadpool(review.decide, request, action_id, form)
-    check_api_token(settings, authorization)
+        return await run_in_threadpool(approvals.review.decide, request, action_id, form)
+    check_api_token(approvals.settings, authorization)
     try:
         decision = ApiDecisionRequest.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -136,10 +131,11 @@ async def decide(
         raise InvalidInput("decided_by is required: say who decides")
     # the name is the caller's word; the audit shows it came with the API token
     actor = f"api:{decision.decided_by}"
-    if decisions is not None and queue.decides_in_one_call(decision):
+    queue, request_id = approvals.queue, approvals.request_id
+    if approvals.decisions is not None and queue.decides_in_one_call(decision):
         # the common case: one call on the event loop's own pool, shared with concurrent decisions
         record = await queue.decide_now(
-            decisions, action_id, decision, actor=actor, channel="api", request_id=request_id
+            approvals.decisions, action_id, decision, actor=actor, channel="api", request_id=request_id
         )
     else:
         record = await run_in_threadpool(
