@@ -5,6 +5,7 @@ decided by exactly one of them, with one audit row."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -117,7 +118,14 @@ def run_two_api_processes(data: Path, tmp_path: Path) -> None:
             client.get("/approvals/00000000-0000-0000-0000-000000000000?t=tok-SECRET-123")
     finally:
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            for worker in worker_processes(process.pid):  # never left running after a failed test
+                os.kill(worker, signal.SIGKILL)
+            process.kill()
+            process.communicate()
+            raise
     assert process.returncode == 0, output
     assert "GET /approvals/00000000-0000-0000-0000-000000000000?" in output
     assert "tok-SECRET-123" not in output

@@ -254,3 +254,42 @@ def test_the_queue_sends_only_one_call_decisions_through_the_batch(settings: Set
             )
 
     asyncio.run(scenario())
+
+
+class Immediate:
+    """A database that answers without waiting: a sender finishes in the step that sent."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def call(self, function: str, **params: Any) -> Any:
+        self.calls += 1
+        return [{"action": {"id": item["id"]}} for item in params["decisions"]]
+
+
+def test_a_decision_queued_as_the_sender_finishes_still_goes() -> None:
+    """A caller that decides again as soon as its first answer came back queues while the sender
+    that answered has finished but not yet been cleaned up: it must get a sender all the same."""
+    database = Immediate()
+    batch = DecisionBatch(database)  # type: ignore[arg-type]
+    first, second = uuid4(), uuid4()
+
+    async def one_after_the_other() -> list[Any]:
+        answers = []
+        for action_id in (first, second):
+            answers.append(
+                await batch.decide(
+                    action_id, decision="approve", actor="api:ann", reason=None, channel="api", request_id=None
+                )
+            )
+        return answers
+
+    async def scenario() -> list[Any]:
+        caller = asyncio.ensure_future(one_after_the_other())
+        for _ in range(20):  # loop steps, not wall time: a stranded decision never finishes
+            await asyncio.sleep(0)
+        assert caller.done(), "the second decision was queued with no sender to take it"
+        return caller.result()
+
+    assert asyncio.run(scenario()) == [{"id": str(first)}, {"id": str(second)}]
+    assert database.calls == 2

@@ -38,7 +38,8 @@ class DecisionBatch:
         self.adb = adb
         self.in_flight = in_flight
         self._queue: list[_Waiting] = []
-        self._senders: set[asyncio.Task[None]] = set()
+        self._sending = 0  # senders started and not yet finished, counted where they start and end
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def decide(
         self, action_id: UUID, *, decision: str, actor: str, reason: str | None, channel: str, request_id: str | None
@@ -55,13 +56,22 @@ class DecisionBatch:
             }
         )
         self._queue.append(waiting)
-        if len(self._senders) < self.in_flight:
+        if self._sending < self.in_flight:
+            # counted here, not by the task's done callback: that runs a step later, and a decision
+            # queued between a sender's last look at the queue and that step would wait forever
+            self._sending += 1
             sender = asyncio.create_task(self._send())
-            self._senders.add(sender)  # held until done: the loop keeps only weak references to tasks
-            sender.add_done_callback(self._senders.discard)
+            self._tasks.add(sender)  # held until done: the loop keeps only weak references to tasks
+            sender.add_done_callback(self._tasks.discard)
         return await waiting.answer
 
     async def _send(self) -> None:
+        try:
+            await self._send_queued()
+        finally:
+            self._sending -= 1
+
+    async def _send_queued(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             try:
