@@ -293,3 +293,32 @@ def test_a_decision_queued_as_the_sender_finishes_still_goes() -> None:
 
     assert asyncio.run(scenario()) == [{"id": str(first)}, {"id": str(second)}]
     assert database.calls == 2
+
+
+class Hanging:
+    async def call(self, function: str, **params: Any) -> Any:
+        await asyncio.Event().wait()  # never answers
+
+
+def test_when_the_loop_stops_every_waiting_decision_is_cancelled_not_stranded() -> None:
+    async def scenario() -> list[Any]:
+        batch = DecisionBatch(Hanging())  # type: ignore[arg-type]
+
+        def decide() -> asyncio.Future[Any]:
+            return asyncio.ensure_future(
+                batch.decide(uuid4(), decision="approve", actor="api:ann", reason=None, channel="api", request_id=None)
+            )
+
+        callers = [decide()]
+        for _ in range(2):  # the first is in the database, the next two queue behind it
+            await asyncio.sleep(0)
+        callers += [decide(), decide()]
+        await asyncio.sleep(0)
+        for sender in list(batch._tasks):
+            sender.cancel()
+        for _ in range(10):  # loop steps, not wall time
+            await asyncio.sleep(0)
+        assert all(caller.done() for caller in callers), "a decision was left waiting"
+        return [caller.exception() if not caller.cancelled() else asyncio.CancelledError() for caller in callers]
+
+    assert [type(answer) for answer in asyncio.run(scenario())] == [asyncio.CancelledError] * 3

@@ -79,8 +79,10 @@ class DecisionBatch:
                 if not isinstance(answers, list) or len(answers) != len(batch):
                     raise DatabaseError(f"decide_actions answered {len(batch)} decisions with {answers!r:.200}")
             except asyncio.CancelledError:
-                for waiting in batch:  # the service stops: these callers stop with it
+                # the loop stops: these callers and those queued behind them stop with it
+                for waiting in [*batch, *self._queue]:
                     waiting.answer.cancel()
+                self._queue = []
                 raise
             except Exception as exc:  # the call failed as a whole: its transaction decided nothing
                 for waiting in batch:
