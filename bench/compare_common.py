@@ -91,6 +91,54 @@ def machine_load() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (which may hold spaces), or None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _all_stats() -> list[list[str]]:
+    return [fields for pid in os.listdir("/proc") if pid.isdigit() and (fields := _stat(pid)) is not None]
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by the PostgreSQL server (every backend, those that ended too: the
+    postmaster's reaped children), by one process group (a service and its workers) and by this
+    process (the client threads), so a run shows where a request's time went on shared cores."""
+
+    postmaster: int
+    group: int | None = None
+
+    @classmethod
+    def of(cls, server: Server, group: int | None = None) -> CpuMeter:
+        pidfile = next(server.folder.rglob("postmaster.pid"))
+        return cls(int(pidfile.read_text().split()[0]), group)
+
+    def read(self) -> dict[str, float]:
+        postgres = service = 0
+        for fields in _all_stats():
+            used = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+            if int(fields[1]) == self.postmaster:  # ppid
+                postgres += used
+            if self.group is not None and int(fields[2]) == self.group:  # pgrp
+                service += used
+        own = _stat(self.postmaster)
+        if own is not None:  # the postmaster itself and the backends it reaped
+            postgres += sum(int(own[i]) for i in (11, 12, 13, 14))
+        return {"postgres": postgres / _TICKS, "service": service / _TICKS, "client": time.process_time()}
+
+    @staticmethod
+    def per_op(before: dict[str, float], after: dict[str, float], ops: int) -> dict[str, float]:
+        """Microseconds of CPU per operation, each part."""
+        return {f"cpu_us_{key}": round((after[key] - before[key]) / ops * 1e6) for key in before}
+
+
 # ------------------------------------------------------------------------------------------------
 # The server
 # ------------------------------------------------------------------------------------------------

@@ -22,7 +22,15 @@ from uuid import UUID
 
 import psycopg
 
-from bench.compare_common import BenchFailure, Server, alternate, median_of, percentiles, run_clients
+from bench.compare_common import (
+    BenchFailure,
+    CpuMeter,
+    Server,
+    alternate,
+    median_of,
+    percentiles,
+    run_clients,
+)
 from bench.compare_service import Service
 from bench.opsdesk_adapter import OpsdeskQueue
 
@@ -55,8 +63,11 @@ def submit_pending(queue: OpsdeskQueue, count: int, start: int) -> list[UUID]:
     return [action_id for action_id in ids if action_id is not None]
 
 
-def timed_clients(clients: int, count: int, call: Callable[[int, int], None]) -> dict[str, float]:
-    """`call(k, i)` for i = k, k + clients, ... on `clients` threads; latency and throughput."""
+def timed_clients(
+    clients: int, count: int, call: Callable[[int, int], None], meter: CpuMeter | None = None
+) -> dict[str, float]:
+    """`call(k, i)` for i = k, k + clients, ... on `clients` threads; latency, throughput and (with
+    `meter`) the CPU each part used per call."""
     samples: list[list[float]] = [[] for _ in range(clients)]
 
     def work(k: int) -> None:
@@ -65,16 +76,19 @@ def timed_clients(clients: int, count: int, call: Callable[[int, int], None]) ->
             call(k, i)
             samples[k].append(time.perf_counter() - began)
 
+    before = meter.read() if meter is not None else None
     seconds = run_clients(clients, work)
+    cpu = CpuMeter.per_op(before, meter.read(), count) if meter is not None and before is not None else {}
     return {
         "count": count,
         "seconds": round(seconds, 3),
         "per_second": round(count / seconds, 1),
         **percentiles([s for per in samples for s in per]),
+        **cpu,
     }
 
 
-def http_round(service: Service, ids: list[UUID], clients: int) -> dict[str, float]:
+def http_round(service: Service, ids: list[UUID], clients: int, meter: CpuMeter | None = None) -> dict[str, float]:
     connections = [service.connection() for _ in range(clients)]
     for conn in connections:  # opened and kept alive before timing
         conn.request("GET", "/healthz")
@@ -90,13 +104,13 @@ def http_round(service: Service, ids: list[UUID], clients: int) -> dict[str, flo
             raise BenchFailure(f"deciding {ids[i]} over HTTP answered {response.status}: {answer[:300]!r}")
 
     try:
-        return timed_clients(clients, len(ids), decide)
+        return timed_clients(clients, len(ids), decide, meter)
     finally:
         for conn in connections:
             conn.close()
 
 
-def direct_round(uri: str, ids: list[UUID], clients: int) -> dict[str, float]:
+def direct_round(uri: str, ids: list[UUID], clients: int, meter: CpuMeter | None = None) -> dict[str, float]:
     connections = [connect(uri) for _ in range(clients)]
 
     def decide(k: int, i: int) -> None:
@@ -105,13 +119,13 @@ def direct_round(uri: str, ids: list[UUID], clients: int) -> dict[str, float]:
             raise BenchFailure(f"decide_action on {ids[i]} answered {row!r}")
 
     try:
-        return timed_clients(clients, len(ids), decide)
+        return timed_clients(clients, len(ids), decide, meter)
     finally:
         for conn in connections:
             conn.close()
 
 
-def floor_round(uri: str, count: int, clients: int) -> dict[str, float]:
+def floor_round(uri: str, count: int, clients: int, meter: CpuMeter | None = None) -> dict[str, float]:
     connections = [connect(uri) for _ in range(clients)]
 
     def update(k: int, i: int) -> None:
@@ -119,7 +133,7 @@ def floor_round(uri: str, count: int, clients: int) -> dict[str, float]:
             raise BenchFailure(f"the floor's row {k} is missing")
 
     try:
-        return timed_clients(clients, count, update)
+        return timed_clients(clients, count, update, meter)
     finally:
         for conn in connections:
             conn.close()
@@ -188,20 +202,22 @@ def run(
     try:
         service.start()
         log(f"opsdesk run answered /healthz after {service.ready_seconds} s ({service.workers_passed})")
+        assert service.process is not None
+        meter = CpuMeter.of(server, group=service.process.pid)  # its own session: the group is its pid
         for round_no in range(-1, rounds):  # round -1 warms everything up and is not kept
             for clients in clients_levels:
                 count = clients * per_client[clients] if round_no >= 0 else clients * 5
                 for system in alternate(SYSTEMS, round_no):
                     if system == "floor_update":
-                        numbers = floor_round(floor_uri, count, clients)
+                        numbers = floor_round(floor_uri, count, clients, meter)
                         floor_made += count
                     else:
                         ids = submit_pending(queue, count, serial)
                         serial += count
                         numbers = (
-                            http_round(service, ids, clients)
+                            http_round(service, ids, clients, meter)
                             if system == "opsdesk_http"
-                            else direct_round(uri, ids, clients)
+                            else direct_round(uri, ids, clients, meter)
                         )
                         decided[system] += ids
                     if round_no >= 0:

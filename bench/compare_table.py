@@ -36,6 +36,21 @@ def decide_rows(part: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 times(ratio(http["per_second"], floor["per_second"])),
             )
         )
+        if "cpu_us_postgres" in http:  # runs before the meter have no CPU figures
+            rows.append(
+                (
+                    f"decision over HTTP, {clients} client(s), CPU per decision: service / PostgreSQL / client",
+                    f"{http['cpu_us_service']:,.0f} / {http['cpu_us_postgres']:,.0f} / {http['cpu_us_client']:,.0f} us",
+                    f"bare `UPDATE`: PostgreSQL {floor['cpu_us_postgres']:,.0f} / client "
+                    f"{floor['cpu_us_client']:,.0f} us",
+                    times(
+                        ratio(
+                            http["cpu_us_service"] + http["cpu_us_postgres"] + http["cpu_us_client"],
+                            floor["cpu_us_postgres"] + floor["cpu_us_client"],
+                        )
+                    ),
+                )
+            )
         rows.append(
             (
                 f"`decide_action` called directly, {clients} client(s), p50 / p95",
