@@ -10,15 +10,17 @@ production reaches it:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from app.approvals.batch import DecisionBatch
 from app.approvals.executor import Executor
 from app.approvals.queue import ApprovalQueue
-from app.core.database import Database, PostgresTransport, SupabaseTransport
+from app.core.database import Database, PostgresTransport, SupabaseTransport, open_async
 from app.core.errors import Conflict
 from app.core.models import ActionRequest, DecisionRequest, Impact, Status
 from app.core.settings import Settings
@@ -107,6 +109,47 @@ def test_the_queue_decides_and_runs_once(sb: Database, sb_settings: Settings) ->
     assert done["status"] == "succeeded"
     assert [entry["event"] for entry in done["audit"]][:2] == ["submitted", "decided"]
     assert queue.get(rejected.id)["status"] == "rejected"
+
+
+def test_the_apis_grouped_decisions_through_the_pooler(
+    supabase: SupabaseShape, supabase_db: str, pgbouncer: Pgbouncer, sb_settings: Settings
+) -> None:
+    """The decision endpoint's group commit (app.approvals.batch) on the async pool, through
+    pgbouncer in transaction mode as the schema's non-superuser owner: one statement per call."""
+    db = Database(PostgresTransport(pgbouncer.uri(supabase_db, OWNER), max_size=8))
+    queue = ApprovalQueue(db, sb_settings)
+    note = ActionRequest(
+        agent="ops",
+        kind="note.record",
+        summary="call back",
+        payload={"body": "Call Ann"},
+        impact=Impact(recipients=120),
+    )
+    ids = [queue.submit(note.model_copy(update={"summary": f"call {n}"}), actor="test").id for n in range(6)]
+
+    async def decide_all() -> list[object]:
+        adb = await open_async(db)
+        assert adb is not None
+        batch = DecisionBatch(adb)
+        try:
+            return await asyncio.gather(
+                *(
+                    batch.decide(
+                        action_id, decision="approve", actor="api:ann", reason=None, channel="api", request_id=None
+                    )
+                    for action_id in [*ids, ids[0]]
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            await adb.close()
+
+    try:
+        answers = asyncio.run(decide_all())
+    finally:
+        db.close()
+    assert [answer["status"] for answer in answers[:-1]] == ["approved"] * 6  # type: ignore[index]
+    assert isinstance(answers[-1], Conflict)
 
 
 def test_the_daily_report_counts_the_seeded_day(
