@@ -31,14 +31,14 @@ class _Waiting:
 
 
 class DecisionBatch:
-    """One per event loop (an API process): `in_flight` calls at most at a time, each taking up to
-    MAX_BATCH of the decisions that queued meanwhile, oldest first."""
+    """One per event loop (an API process), with one call in the database at a time, taking up to
+    MAX_BATCH of the decisions that queued meanwhile, oldest first. (Two at a time measured the
+    same: the next batch forms while one runs, and a second session only competes for the cores.)"""
 
-    def __init__(self, adb: AsyncDatabase, *, in_flight: int = 1) -> None:
+    def __init__(self, adb: AsyncDatabase) -> None:
         self.adb = adb
-        self.in_flight = in_flight
         self._queue: list[_Waiting] = []
-        self._sending = 0  # senders started and not yet finished, counted where they start and end
+        self._sending = False  # a sender runs; set where it starts and ends
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def decide(
@@ -56,10 +56,10 @@ class DecisionBatch:
             }
         )
         self._queue.append(waiting)
-        if self._sending < self.in_flight:
-            # counted here, not by the task's done callback: that runs a step later, and a decision
-            # queued between a sender's last look at the queue and that step would wait forever
-            self._sending += 1
+        if not self._sending:
+            # set here and cleared by the sender itself, not by its done callback: that runs a step
+            # later, and a decision queued between the sender's last look and that step would wait forever
+            self._sending = True
             sender = asyncio.create_task(self._send())
             self._tasks.add(sender)  # held until done: the loop keeps only weak references to tasks
             sender.add_done_callback(self._tasks.discard)
@@ -69,7 +69,7 @@ class DecisionBatch:
         try:
             await self._send_queued()
         finally:
-            self._sending -= 1
+            self._sending = False
 
     async def _send_queued(self) -> None:
         while self._queue:
