@@ -2372,9 +2372,11 @@ declare
   v_fts_scores double precision[] := '{}';
   v_limited boolean := false;
   v_indexscan text := current_setting('enable_indexscan');
+  v_seqscan text;
   v_vector_index boolean := to_regclass('public.memory_embedding_hnsw') is not null;
   v_iterative text;
   v_ef_search text;
+  v_setting text;  -- what set_config answers, unused: an assignment is not planned on every call
   v_result jsonb;
 begin
   if v_mode not in ('fts', 'vector', 'hybrid') then
@@ -2456,6 +2458,53 @@ begin
     perform set_config('hnsw.iterative_scan', 'relaxed_order', true);
     perform set_config('hnsw.ef_search', least(greatest(coalesce(p_ef_search, 40), v_candidates), 1000)::text,
                        true);
+  end if;
+
+  if v_mode = 'vector' then
+    -- Vector alone: the nearest p_limit rows straight from the index scan are the answer, and only
+    -- they get a snippet. The fused statement below answers the same, but planning its full join,
+    -- window and unnest on every call cost as much as the index search itself (bench/README.md,
+    -- issue 15). Ranks, scores and their order are computed as there.
+    -- Without a one-kind filter no partial index can serve, so this statement keeps one generic
+    -- plan instead of being planned again on every call. A generic plan does not know the limit
+    -- and would price reading 10% of the rows: without seq scans it takes the HNSW index, as the
+    -- custom plans of a large table do (the filters are tested as the iterative scan goes).
+    if v_kind is null then
+      -- (the function's own `set plan_cache_mode` puts it back on return)
+      v_setting := set_config('plan_cache_mode', 'force_generic_plan', true);
+      v_seqscan := current_setting('enable_seqscan');
+      v_setting := set_config('enable_seqscan', 'off', true);
+    end if;
+    select jsonb_build_object(
+      'mode', v_mode, 'fts_query', v_tsq::text, 'fts_limited', false, 'fts_strategy', null,
+      'fts_candidates', 0, 'vector_candidates', count(*), 'vector_index', true,
+      'results', coalesce(jsonb_agg(
+        jsonb_build_object(
+          'id', v.id, 'kind', v.kind, 'source', v.source, 'source_id', v.source_id, 'title', v.title,
+          'snippet', ts_headline('english', memory_escape_html(v.content), v_tsq,
+                                 'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
+                                 'MaxFragments=2, FragmentDelimiter=" … "'),
+          'score', 1 - v.distance, 'fts_rank', null, 'fts_score', null,
+          'vector_rank', v.rank, 'similarity', 1 - v.distance,
+          'occurred_at', v.occurred_at, 'metadata', v.metadata)
+        || case when p_include_content then jsonb_build_object('content', v.content) else '{}' end
+        order by 1 - v.distance desc, v.id), '[]'))
+      into v_result
+      from (select n.*, row_number() over (order by n.distance, n.id) as rank
+              from (select m.id, m.kind, m.source, m.source_id, m.title, m.content, m.occurred_at, m.metadata,
+                           m.embedding <=> v_vector as distance
+                      from memory m
+                     where m.embedding is not null
+                       and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
+                       and (p_since is null or m.occurred_at >= p_since)
+                     order by m.embedding <=> v_vector
+                     limit p_limit) n) v;
+    if v_kind is null then
+      v_setting := set_config('enable_seqscan', v_seqscan, true);
+    end if;
+    v_setting := set_config('hnsw.iterative_scan', v_iterative, true);
+    v_setting := set_config('hnsw.ef_search', v_ef_search, true);
+    return v_result;
   end if;
 
   if v_mode <> 'vector' and numnode(v_tsq) > 0 then
