@@ -98,9 +98,31 @@ def _text_problem(text: str) -> str | None:
     return "holds half of a UTF-16 surrogate pair, which is not text"
 
 
+def _clean(value: Any) -> bool:
+    """No problem anywhere in `value`: the common case, checked without building locations."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return False
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            if any(isinstance(key, str) and _UNSTORABLE.search(key) for key in item):
+                return False
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return True
+
+
 def first_problem(value: Any) -> Problem | None:
     """The first place in `value` (a str, or JSON-like nested dicts and lists) holding what opsdesk
     cannot keep: U+0000, a lone surrogate (in a value or a key), a NaN or an infinite number."""
+    if _clean(value):
+        return None
     pending: list[tuple[Loc, Any]] = [([], value)]
     while pending:
         loc, item = pending.pop()

@@ -120,11 +120,18 @@ class PostgresTransport:
 
 
 @lru_cache(maxsize=512)
-def _statement(function: str, keys: tuple[str, ...]) -> sql.Composed:
-    """`select fn(p_a => %(p_a)s, ...)`, composed once per function and set of parameters."""
-    return sql.SQL("select {}({}) as result").format(
-        sql.Identifier(function),
-        sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in keys),
+def _statement(function: str, keys: tuple[str, ...]) -> bytes:
+    """`select fn(p_a => %(p_a)s, ...)`, composed once per function and set of parameters, as
+    bytes: psycopg turns a Composed into bytes again on every execute, and caches its parse of a
+    query only when it is given bytes or str (the names are ASCII, so no connection's encoding is
+    needed)."""
+    return (
+        sql.SQL("select {}({}) as result")
+        .format(
+            sql.Identifier(function),
+            sql.SQL(", ").join(sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in keys),
+        )
+        .as_bytes(None)
     )
 
 
