@@ -2310,6 +2310,15 @@ language sql immutable as $$
   select replace(replace(replace(p_text, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
 $$;
 
+-- A hit's snippet: its text escaped, the query's words marked. One expression, inlined where it is
+-- called (no SET clause), so the vector and the fused statements make the same snippet.
+create or replace function memory_snippet(p_content text, p_tsq tsquery) returns text
+language sql immutable as $$
+  select ts_headline('english', memory_escape_html(p_content), p_tsq,
+                     'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
+                     'MaxFragments=2, FragmentDelimiter=" … "')
+$$;
+
 -- Search. Modes: fts (websearch syntax, ranked by ts_rank; ts_rank_cd costs three times as
 -- much per row), vector (cosine distance to p_embedding, a JSON array of the configured
 -- dimension made by p_model), hybrid (both, fused by reciprocal rank: sum of
@@ -2481,9 +2490,7 @@ begin
       'results', coalesce(jsonb_agg(
         jsonb_build_object(
           'id', v.id, 'kind', v.kind, 'source', v.source, 'source_id', v.source_id, 'title', v.title,
-          'snippet', ts_headline('english', memory_escape_html(v.content), v_tsq,
-                                 'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
-                                 'MaxFragments=2, FragmentDelimiter=" … "'),
+          'snippet', memory_snippet(v.content, v_tsq),
           'score', 1 - v.distance, 'fts_rank', null, 'fts_score', null,
           'vector_rank', v.rank, 'similarity', 1 - v.distance,
           'occurred_at', v.occurred_at, 'metadata', v.metadata)
@@ -2626,9 +2633,7 @@ begin
     'results', coalesce(jsonb_agg(
       jsonb_build_object(
         'id', m.id, 'kind', m.kind, 'source', m.source, 'source_id', m.source_id, 'title', m.title,
-        'snippet', ts_headline('english', memory_escape_html(m.content), v_tsq,
-                               'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
-                               'MaxFragments=2, FragmentDelimiter=" … "'),
+        'snippet', memory_snippet(m.content, v_tsq),
         'score', fu.score, 'fts_rank', fu.fts_rank, 'fts_score', fu.fts_score,
         'vector_rank', fu.vector_rank, 'similarity', fu.similarity,
         'occurred_at', m.occurred_at, 'metadata', m.metadata)

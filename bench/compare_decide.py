@@ -13,11 +13,12 @@ row, and the floor's counters must add up; anything else fails the run.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -88,7 +89,16 @@ def timed_clients(
     }
 
 
-def http_round(service: Service, ids: list[UUID], clients: int, meter: CpuMeter | None = None) -> dict[str, float]:
+class HttpTarget(Protocol):
+    """What a round of decisions over HTTP needs of a service (compare_service.Service, or
+    bench/decide_ceiling.py's served variants)."""
+
+    def connection(self) -> http.client.HTTPConnection: ...
+
+    def headers(self) -> dict[str, str]: ...
+
+
+def http_round(service: HttpTarget, ids: list[UUID], clients: int, meter: CpuMeter | None = None) -> dict[str, float]:
     connections = [service.connection() for _ in range(clients)]
     for conn in connections:  # opened and kept alive before timing
         conn.request("GET", "/healthz")

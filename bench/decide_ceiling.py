@@ -25,18 +25,18 @@ if str(ROOT) not in sys.path:
 
 import argparse
 import http.client
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from bench import compare
 from bench.compare_common import CpuMeter, alternate, median_of
-from bench.compare_decide import submit_pending, timed_clients
+from bench.compare_decide import http_round, submit_pending
 from bench.compare_service import API_TOKEN
 from bench.opsdesk_adapter import OpsdeskQueue
 
@@ -87,23 +87,18 @@ def wait_for(port: int) -> None:
     raise RuntimeError(f"the service on {port} did not answer")
 
 
-def drive(port: int, ids: list[UUID], clients: int, meter: CpuMeter) -> dict[str, float]:
-    headers = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
-    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(clients)]
+@dataclass
+class Served:
+    """A variant's service, as compare_decide.http_round drives it."""
 
-    def decide(k: int, i: int) -> None:
-        body = json.dumps({"decision": "approve", "decided_by": f"bench-{k}"}).encode()
-        conns[k].request("POST", f"/approvals/{ids[i]}/decision", body=body, headers=headers)
-        response = conns[k].getresponse()
-        answer = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{response.status}: {answer[:200]!r}")
+    port: int
 
-    try:
-        return timed_clients(clients, len(ids), decide, meter)
-    finally:
-        for conn in conns:
-            conn.close()
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    @staticmethod
+    def headers() -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
 
 
 def main() -> None:
@@ -139,7 +134,7 @@ def main() -> None:
                 ids = submit_pending(queues[variant], count, serial)
                 serial += count
                 meter = CpuMeter.of(server, group=processes[variant].pid)
-                numbers = drive(ports[variant], ids, args.clients, meter)
+                numbers = http_round(Served(ports[variant]), ids, args.clients, meter)
                 if round_no >= 0:
                     results[variant].append(numbers)
                     print(f"round {round_no + 1} {variant}: {numbers}")

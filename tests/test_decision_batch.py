@@ -19,14 +19,7 @@ from app.core.errors import Conflict, DatabaseError, Gone, InvalidInput, NotFoun
 from app.core.models import ActionRequest, DecisionRequest
 from app.core.settings import Settings
 from tests.conftest import advance_clock
-
-ACTION = {
-    "agent": "sales",
-    "kind": "note.record",
-    "summary": "Log the follow-up",
-    "payload": {"body": "Followed up with ACME"},
-    "impact": {"recipients": 120},  # MEDIUM: waits for a person
-}
+from tests.test_api_workers import ACTION  # a MEDIUM note: it waits for a person
 
 
 def pending(settings: Settings, db: Database, count: int) -> list[UUID]:

@@ -121,10 +121,8 @@ class PostgresTransport:
 
 @lru_cache(maxsize=512)
 def _statement(function: str, keys: tuple[str, ...]) -> bytes:
-    """`select fn(p_a => %(p_a)s, ...)`, composed once per function and set of parameters, as
-    bytes: psycopg turns a Composed into bytes again on every execute, and caches its parse of a
-    query only when it is given bytes or str (the names are ASCII, so no connection's encoding is
-    needed)."""
+    """`select fn(p_a => %(p_a)s, ...)` once per function and parameters, as bytes (ASCII names): psycopg
+    renders a Composed anew on every execute, and caches its parse only of bytes or str."""
     return (
         sql.SQL("select {}({}) as result")
         .format(
@@ -159,8 +157,7 @@ def raised_error(function: str, code: str | None, message: str, detail: str | No
 
 
 def _unstorable(function: str, reason: str) -> InvalidInput:
-    # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped the cleaning where
-    # outside data enters (integrations.untrusted): the caller's input, not a database failure
+    # text PostgreSQL cannot hold (U+0000, half a surrogate pair) that escaped integrations.untrusted
     return InvalidInput(f"{function}: a value holds text PostgreSQL cannot store ({reason})")
 
 
