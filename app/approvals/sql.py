@@ -7,7 +7,7 @@ parameters as its SQL function (without the `p_` prefix).
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, overload
+from typing import Any
 from uuid import UUID
 
 from app.core.database import AsyncDatabase, Database
@@ -38,46 +38,8 @@ def submit_action(
     )
 
 
-@overload
 def decide_action(
     db: Database,
-    *,
-    id: UUID | str | None,
-    decision: str | None,
-    actor: str | None,
-    reason: str | None,
-    modifications: Any,
-    expected_hash: str | None,
-    request_id: str | None,
-    expected_round: int | None = None,
-    channel: str | None = None,
-    risk_level: str | None = None,
-    risk_reasons: Any = None,
-    estimated_impact: Any = None,
-) -> Any: ...
-
-
-@overload
-def decide_action(
-    db: AsyncDatabase,
-    *,
-    id: UUID | str | None,
-    decision: str | None,
-    actor: str | None,
-    reason: str | None,
-    modifications: Any,
-    expected_hash: str | None,
-    request_id: str | None,
-    expected_round: int | None = None,
-    channel: str | None = None,
-    risk_level: str | None = None,
-    risk_reasons: Any = None,
-    estimated_impact: Any = None,
-) -> Awaitable[Any]: ...
-
-
-def decide_action(
-    db: Database | AsyncDatabase,
     *,
     id: UUID | str | None,
     decision: str | None,
