@@ -1,6 +1,6 @@
 """What the routes depend on, declared once as `Annotated` aliases: the settings, the database,
-the queue, the pages, memory and reports (all made by create_app and kept on `app.state`), the
-request's id, and the API token check.
+the queue, the review and inbox pages, memory and reports (all made by create_app and kept on
+`app.state`), the request's id, and the API token check.
 
 A route states what it needs in its signature (`settings: SettingsDep`, `dependencies=[ApiAuth]`);
 no route is a closure over create_app's locals. The dependencies are `async def`: FastAPI runs a
@@ -19,7 +19,6 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 
 from app.approvals.batch import DecisionBatch
-from app.approvals.pages.base import Pages
 from app.approvals.pages.inbox import InboxPages
 from app.approvals.pages.review import ReviewPages
 from app.approvals.queue import ApprovalQueue
@@ -45,11 +44,6 @@ async def db_of(request: Request) -> Database:
 async def queue_of(request: Request) -> ApprovalQueue:
     queue: ApprovalQueue = request.app.state.queue
     return queue
-
-
-async def pages_of(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
 
 
 async def review_of(request: Request) -> ReviewPages:
@@ -101,7 +95,6 @@ SettingsDep = Annotated[Settings, Depends(settings_of)]
 DbDep = Annotated[Database, Depends(db_of)]
 ApprovalsDep = Annotated[Approvals, Depends(approvals_of)]
 QueueDep = Annotated[ApprovalQueue, Depends(queue_of)]
-PagesDep = Annotated[Pages, Depends(pages_of)]
 ReviewDep = Annotated[ReviewPages, Depends(review_of)]
 InboxDep = Annotated[InboxPages, Depends(inbox_of)]
 MemoryStoreDep = Annotated[MemoryStore, Depends(memory_store)]
