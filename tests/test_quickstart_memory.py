@@ -19,8 +19,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -31,7 +29,7 @@ import httpx
 import pytest
 
 from tests.live_server import free_port
-from tests.test_quickstart import clean_env, first_health
+from tests.test_quickstart import build_wheel, clean_env, first_health, venv_with_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "local/all-MiniLM-L6-v2-int8"
@@ -86,15 +84,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The new virtualenv, opsdesk installed from the clone's wheel; yields its bin/ folder."""
     base = tmp_path_factory.mktemp("quickstart")
     clone = tracked_files_copy(base / "clone")
-    wheels = base / "wheels"
-    offline = ["--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", *offline, "-w", str(wheels), str(clone)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    [wheel] = wheels.glob("opsdesk-*.whl")
+    wheel = build_wheel(clone, base / "wheels")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
@@ -107,24 +97,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert not any(name in requirement for requirement in requires for name in ("torch", "sentence-transformers"))
 
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site_packages = Path(
-        subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    ours = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
-    (site_packages / "opsdesk-test-deps.pth").write_text("\n".join(sorted(ours)) + "\n")
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    python, site_packages = venv_with_wheel(wheel, venv)
     # every requirement of the wheel is met by what the virtualenv sees (its own + the borrowed)
     check = subprocess.run([python, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
