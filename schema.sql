@@ -145,6 +145,20 @@ alter table if exists rate_windows add column if not exists window_end timestamp
 -- v5, from v4 (issue 15): search_memory gained p_vector, the query vector in pgvector's text form.
 drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
                                       double precision, integer, integer, integer, boolean, text);
+-- (issue 15) memory_snippet gained the hit's tsvector: only a hit the query matches is parsed for marks.
+drop function if exists memory_snippet(text, tsquery);
+-- (issue 15) search_memory answers json instead of jsonb; a function's result type changes only by
+-- dropping it.
+do $$
+begin
+  if (select prorettype = 'jsonb'::regtype from pg_proc
+       where oid = to_regprocedure('search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, '
+                                   'double precision, double precision, integer, integer, integer, boolean, text, text)')) then
+    drop function search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                double precision, integer, integer, integer, boolean, text, text);
+  end if;
+end
+$$;
 
 -- ---------------------------------------------------------------------------------------------
 -- §3 Clock and schema version
@@ -2310,13 +2324,22 @@ language sql immutable as $$
   select replace(replace(replace(p_text, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
 $$;
 
--- A hit's snippet: its text escaped, the query's words marked. One expression, inlined where it is
--- called (no SET clause), so the vector and the fused statements make the same snippet.
-create or replace function memory_snippet(p_content text, p_tsq tsquery) returns text
+-- A hit's snippet, its text HTML-escaped. A hit the query matches as full text (p_fts @@ p_tsq)
+-- shows the passages with the query's words marked (ts_headline); any other hit, found by its
+-- meaning alone, shows its first 15 words, as ts_headline shows a text with no match but without
+-- parsing and stemming all of it: about 20 us a hit, as much as a vector search's other work for
+-- ten hits (bench/README.md, issue 15). One expression, inlined where it is called (no SET
+-- clause), so the vector and the fused statements make the same snippet.
+create or replace function memory_snippet(p_content text, p_fts tsvector, p_tsq tsquery) returns text
 language sql immutable as $$
-  select ts_headline('english', memory_escape_html(p_content), p_tsq,
-                     'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
-                     'MaxFragments=2, FragmentDelimiter=" … "')
+  select case
+    when p_fts @@ p_tsq then
+      ts_headline('english', memory_escape_html(p_content), p_tsq,
+                  'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, '
+                  'MaxFragments=2, FragmentDelimiter=" … "')
+    else memory_escape_html(array_to_string((array_remove(string_to_array(
+           translate(left(p_content, 400), E'\n\r\t\f', '    '), ' '), ''))[1:15], ' '))
+  end
 $$;
 
 -- Search. Modes: fts (websearch syntax, ranked by ts_rank; ts_rank_cd costs three times as
@@ -2340,7 +2363,9 @@ $$;
 -- hybrid runs as fts and vector returns no rows, both with `vector_index` false.
 -- Returns {mode, fts_query, fts_limited, fts_strategy, fts_candidates, vector_candidates,
 -- vector_index, results: [{id, kind, source, source_id, title, snippet, score, fts_rank, fts_score,
--- vector_rank, similarity, occurred_at, metadata}]}.
+-- vector_rank, similarity, occurred_at, metadata, content}]} (content null unless asked for), as
+-- json: the answer is only read, and building jsonb (its keys sorted, its numbers converted) cost
+-- about 0.07 ms of a vector search (bench/README.md, issue 15).
 -- The query's vector comes as p_vector, pgvector's text form ('[0.1,0.2,...]'), or as p_embedding, a
 -- JSON array of numbers: jsonb reads each number as a numeric, which cost a 384-number query more
 -- than the index search itself (bench/README.md, issue 15).
@@ -2349,7 +2374,7 @@ create or replace function search_memory(
   p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
   p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean,
   p_model text default null, p_vector text default null
-) returns jsonb
+) returns json
 language plpgsql
 set search_path = public, extensions, pg_temp
 -- plan each statement with its values: the mode and the optional filters then fold away (and a
@@ -2386,7 +2411,7 @@ declare
   v_iterative text;
   v_ef_search text;
   v_setting text;  -- what set_config answers, unused: an assignment is not planned on every call
-  v_result jsonb;
+  v_result json;
 begin
   if v_mode not in ('fts', 'vector', 'hybrid') then
     raise exception 'mode must be fts, vector or hybrid' using errcode = 'OD422';
@@ -2454,9 +2479,9 @@ begin
     end if;
     if not v_vector_index then
       if v_mode = 'vector' then
-        return jsonb_build_object('mode', v_mode, 'fts_query', v_tsq::text, 'fts_limited', false,
+        return json_build_object('mode', v_mode, 'fts_query', v_tsq::text, 'fts_limited', false,
                                   'fts_strategy', null, 'fts_candidates', 0, 'vector_candidates', 0,
-                                  'vector_index', false, 'results', '[]'::jsonb);
+                                  'vector_index', false, 'results', '[]'::json);
       end if;
       v_mode := 'fts';
     end if;
@@ -2484,22 +2509,22 @@ begin
       v_seqscan := current_setting('enable_seqscan');
       v_setting := set_config('enable_seqscan', 'off', true);
     end if;
-    select jsonb_build_object(
+    select json_build_object(
       'mode', v_mode, 'fts_query', v_tsq::text, 'fts_limited', false, 'fts_strategy', null,
       'fts_candidates', 0, 'vector_candidates', count(*), 'vector_index', true,
-      'results', coalesce(jsonb_agg(
-        jsonb_build_object(
+      'results', coalesce(json_agg(
+        json_build_object(
           'id', v.id, 'kind', v.kind, 'source', v.source, 'source_id', v.source_id, 'title', v.title,
-          'snippet', memory_snippet(v.content, v_tsq),
+          'snippet', memory_snippet(v.content, v.fts, v_tsq),
           'score', 1 - v.distance, 'fts_rank', null, 'fts_score', null,
           'vector_rank', v.rank, 'similarity', 1 - v.distance,
-          'occurred_at', v.occurred_at, 'metadata', v.metadata)
-        || case when p_include_content then jsonb_build_object('content', v.content) else '{}' end
+          'occurred_at', v.occurred_at, 'metadata', v.metadata,
+          'content', case when p_include_content then v.content end)
         order by 1 - v.distance desc, v.id), '[]'))
       into v_result
       from (select n.*, row_number() over (order by n.distance, n.id) as rank
-              from (select m.id, m.kind, m.source, m.source_id, m.title, m.content, m.occurred_at, m.metadata,
-                           m.embedding <=> v_vector as distance
+              from (select m.id, m.kind, m.source, m.source_id, m.title, m.content, m.fts, m.occurred_at,
+                           m.metadata, m.embedding <=> v_vector as distance
                       from memory m
                      where m.embedding is not null
                        and (v_kind is null or m.kind = v_kind) and (v_kinds is null or m.kind = any (v_kinds))
@@ -2622,7 +2647,7 @@ begin
      order by score desc, id
      limit p_limit
   )
-  select jsonb_build_object(
+  select json_build_object(
     'mode', v_mode,
     'fts_query', v_tsq::text,
     'fts_limited', v_limited,
@@ -2630,14 +2655,14 @@ begin
     'fts_candidates', cardinality(v_fts_ids),
     'vector_candidates', (select count(*) from vec),
     'vector_index', v_vector_index,
-    'results', coalesce(jsonb_agg(
-      jsonb_build_object(
+    'results', coalesce(json_agg(
+      json_build_object(
         'id', m.id, 'kind', m.kind, 'source', m.source, 'source_id', m.source_id, 'title', m.title,
-        'snippet', memory_snippet(m.content, v_tsq),
+        'snippet', memory_snippet(m.content, m.fts, v_tsq),
         'score', fu.score, 'fts_rank', fu.fts_rank, 'fts_score', fu.fts_score,
         'vector_rank', fu.vector_rank, 'similarity', fu.similarity,
-        'occurred_at', m.occurred_at, 'metadata', m.metadata)
-      || case when p_include_content then jsonb_build_object('content', m.content) else '{}' end
+        'occurred_at', m.occurred_at, 'metadata', m.metadata,
+        'content', case when p_include_content then m.content end)
       order by fu.score desc, fu.id), '[]'))
     into v_result
     from fused fu join memory m on m.id = fu.id;

@@ -1,12 +1,14 @@
 """search_memory's vector mode, which has a statement of its own (issue 15): the nearest rows with
 every field of the answer, checked against an exact scan, under each filter (one kind with its
-partial HNSW index, several kinds, a date); the settings it changes for its scan put back; and the
-query vector's text form, which must carry exactly the float32 numbers pgvector keeps."""
+partial HNSW index, several kinds, a date); the snippet of a hit the query's words do not match;
+the settings it changes for its scan put back; and the query vector's text form, which must carry
+exactly the float32 numbers pgvector keeps."""
 
 from __future__ import annotations
 
 import struct
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ ROWS = 600
 START = datetime(2026, 3, 1, tzinfo=UTC)
 KINDS = ("ticket", "note", "email_sent")
 SPEC = EmbeddingSpec("local", "seeded-16", 16)
-# the snippet search_memory makes of every hit (schema.sql, search_memory)
+# the snippet search_memory makes of a hit the query matches as full text (schema.sql, memory_snippet)
 HEADLINE = 'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=" … "'
 
 
@@ -54,6 +56,11 @@ def rows(db: Database, sql: psycopg.Connection) -> SeededEmbedder:
         )
     sql.execute("analyze memory")
     return embedder
+
+
+def lead(content: str) -> str:
+    """The snippet of a hit the query does not match: its first 15 words, escaped."""
+    return escape(" ".join(content.split()[:15]), quote=False)
 
 
 def search(db: Database, vector: list[float], **options: Any) -> dict[str, Any]:
@@ -86,6 +93,7 @@ def exact(sql: psycopg.Connection, vector: list[float], kinds: list[str] | None,
         return sql.execute(
             "select id, kind, source, source_id, title, content, occurred_at, metadata,"
             "       embedding <=> %(v)s::text::vector as distance,"
+            "       fts @@ memory_tsquery('refund'),"
             "       ts_headline('english', memory_escape_html(content), memory_tsquery('refund'), %(headline)s)"
             "  from memory"
             " where (%(kinds)s::text[] is null or kind = any (%(kinds)s::text[]))"
@@ -116,7 +124,7 @@ def test_vector_mode_answers_the_nearest_rows_with_every_field(
     limit: int,
     include_content: bool,
 ) -> None:
-    highlighted = False
+    highlighted = led = False
     for query in ("refund", "deliveries", "a parcel went missing"):
         vector = rows.vector(query)
         answer = search(db, vector, kinds=kinds, since=since, limit=limit, include_content=include_content)
@@ -137,7 +145,7 @@ def test_vector_mode_answers_the_nearest_rows_with_every_field(
                 "source": source,
                 "source_id": source_id,
                 "title": title,
-                "snippet": snippet,
+                "snippet": headline if matched else lead(content),
                 "score": 1 - distance,
                 "fts_rank": None,
                 "fts_score": None,
@@ -145,17 +153,60 @@ def test_vector_mode_answers_the_nearest_rows_with_every_field(
                 "similarity": 1 - distance,
                 "occurred_at": occurred_at,
                 "metadata": metadata,
+                "content": content if include_content else None,
             }
-            | ({"content": content} if include_content else {})
-            for rank, (row_id, kind, source, source_id, title, content, occurred_at, metadata, distance, snippet) in (
-                enumerate(nearest, start=1)
-            )
+            for rank, (
+                row_id,
+                kind,
+                source,
+                source_id,
+                title,
+                content,
+                occurred_at,
+                metadata,
+                distance,
+                matched,
+                headline,
+            ) in (enumerate(nearest, start=1))
         ]
         for hit in answer["results"]:
             hit["occurred_at"] = datetime.fromisoformat(hit["occurred_at"])
         assert answer["results"] == expected
         highlighted = highlighted or any("<mark>refund</mark>" in hit["snippet"] for hit in expected)
-    assert highlighted  # the snippets did highlight the query's word somewhere
+        led = led or any(not row[9] for row in nearest)
+    assert highlighted and led  # both kinds of snippet were checked
+
+
+def test_a_hit_the_query_does_not_match_shows_its_first_words(
+    rows: SeededEmbedder, db: Database, sql: psycopg.Connection
+) -> None:
+    """A hit found by its meaning alone is not parsed for marks: it shows its first 15 words,
+    escaped, whatever whitespace separates them. A hit the query matches as full text has the
+    query's words marked. Both modes tell a row alike."""
+    words = [f"word{n}" for n in range(40)]
+    content = "  ".join(words[:5]) + "\n\t" + " ".join(words[5:12]) + " <i>&</i>\r\n" + " ".join(words[12:])
+    texts = {"long-0": content, "long-1": content + " and a refund"}
+    db.call(
+        "upsert_memories",
+        items=[
+            MemoryItem(
+                kind="note", source="test", source_id=key, title="Long", content=text, occurred_at=START
+            ).model_dump(mode="json")
+            for key, text in texts.items()
+        ],
+    )
+    vector = rows.vector("word3 refund")
+    for key in texts:  # the query's own vector: the nearest rows of all
+        sql.execute(
+            "update memory set embedding = %s::text::vector, embedding_model = %s where source_id = %s",
+            (vector_text(vector), SPEC.name, key),
+        )
+    for mode in ("vector", "hybrid"):
+        answer = search(db, vector, mode=mode, query="word3 refund", limit=5)
+        snippets = {hit["source_id"]: hit["snippet"] for hit in answer["results"]}
+        assert snippets["long-0"] == " ".join(words[:12]) + " &lt;i&gt;&amp;&lt;/i&gt; word12 word13"
+        assert snippets["long-0"] == lead(content)
+        assert "<mark>refund</mark>" in snippets["long-1"] and "<mark>word3</mark>" in snippets["long-1"]
 
 
 def test_hybrid_and_vector_mode_describe_a_row_alike(rows: SeededEmbedder, db: Database) -> None:
