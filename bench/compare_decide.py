@@ -13,8 +13,8 @@ row, and the floor's counters must add up; anything else fails the run.
 
 from __future__ import annotations
 
-import http.client
 import json
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,25 +93,66 @@ class HttpTarget(Protocol):
     """What a round of decisions over HTTP needs of a service (compare_service.Service, or
     bench/decide_ceiling.py's served variants)."""
 
-    def connection(self) -> http.client.HTTPConnection: ...
+    @property
+    def port(self) -> int: ...
 
     def headers(self) -> dict[str, str]: ...
 
 
+class KeptAlive:
+    """One kept-alive HTTP/1.1 connection to 127.0.0.1: a request out, one response with a
+    Content-Length back. The clients share the service's two cores, and http.client spent about
+    190 us of CPU per decision (each response's headers go through the email package), a fifth of
+    the service's and the database's together; this spends about a third of that (bench/README.md,
+    issue 15)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pending = b""
+
+    def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n{fields}\r\n"
+        self.sock.sendall(head.encode() + body)
+        while (end := self.pending.find(b"\r\n\r\n")) < 0:
+            self._read()
+        lines = self.pending[:end].split(b"\r\n")
+        lengths = [
+            int(value)
+            for name, _, value in (line.partition(b":") for line in lines[1:])
+            if name.lower() == b"content-length"
+        ]
+        if len(lengths) != 1:
+            raise BenchFailure(f"a response without one Content-Length: {lines!r}")
+        done = end + 4 + lengths[0]
+        while len(self.pending) < done:
+            self._read()
+        answer, self.pending = self.pending[end + 4 : done], self.pending[done:]
+        return int(lines[0].split(b" ", 2)[1]), answer
+
+    def _read(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise BenchFailure("the service closed a kept-alive connection")
+        self.pending += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def http_round(service: HttpTarget, ids: list[UUID], clients: int, meter: CpuMeter | None = None) -> dict[str, float]:
-    connections = [service.connection() for _ in range(clients)]
-    for conn in connections:  # opened and kept alive before timing
-        conn.request("GET", "/healthz")
-        conn.getresponse().read()
+    connections = [KeptAlive(service.port) for _ in range(clients)]
     headers = service.headers()
+    for conn in connections:  # opened and kept alive before timing
+        if (status := conn.request("GET", "/healthz", b"", headers)[0]) != 200:
+            raise BenchFailure(f"/healthz answered {status}")
 
     def decide(k: int, i: int) -> None:
         body = json.dumps({"decision": "approve", "decided_by": f"bench-{k}"}).encode()
-        connections[k].request("POST", f"/approvals/{ids[i]}/decision", body=body, headers=headers)
-        response = connections[k].getresponse()
-        answer = response.read()
-        if response.status != 200 or json.loads(answer).get("status") != "approved":
-            raise BenchFailure(f"deciding {ids[i]} over HTTP answered {response.status}: {answer[:300]!r}")
+        status, answer = connections[k].request("POST", f"/approvals/{ids[i]}/decision", body, headers)
+        if status != 200 or json.loads(answer).get("status") != "approved":
+            raise BenchFailure(f"deciding {ids[i]} over HTTP answered {status}: {answer[:300]!r}")
 
     try:
         return timed_clients(clients, len(ids), decide, meter)
@@ -258,6 +299,6 @@ def run(
             "rounds": rounds,
             "decisions_per_client_per_round": per_client,
             "actions": "pending MEDIUM note.record, submitted before each round (not timed)",
-            "http_client": "http.client, one kept-alive connection per client thread",
+            "http_client": "compare_decide.KeptAlive: one kept-alive HTTP/1.1 connection per client thread",
         },
     }

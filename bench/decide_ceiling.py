@@ -93,9 +93,6 @@ class Served:
 
     port: int
 
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-
     @staticmethod
     def headers() -> dict[str, str]:
         return {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
