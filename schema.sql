@@ -147,18 +147,9 @@ drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, int
                                       double precision, integer, integer, integer, boolean, text);
 -- (issue 15) memory_snippet gained the hit's tsvector: only a hit the query matches is parsed for marks.
 drop function if exists memory_snippet(text, tsquery);
--- (issue 15) search_memory answers json instead of jsonb; a function's result type changes only by
--- dropping it.
-do $$
-begin
-  if (select prorettype = 'jsonb'::regtype from pg_proc
-       where oid = to_regprocedure('search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, '
-                                   'double precision, double precision, integer, integer, integer, boolean, text, text)')) then
-    drop function search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
-                                double precision, integer, integer, integer, boolean, text, text);
-  end if;
-end
-$$;
+-- v7, from v6 (issue 15): search_memory's p_vector is a real[] (sent in binary), and it answers json.
+drop function if exists search_memory(text, text, jsonb, jsonb, timestamptz, integer, integer, double precision,
+                                      double precision, integer, integer, integer, boolean, text, text);
 
 -- ---------------------------------------------------------------------------------------------
 -- §3 Clock and schema version
@@ -183,9 +174,10 @@ $$;
 -- record_hubspot_webhook's events set aside. 4: memory's index steps (memory_index_step,
 -- memory_index_status). 5: the demo (demo_mark, demo_remove), search_memory's query vector in
 -- pgvector's text form (p_vector), Buffer's grant (buffer_grant_save, buffer_refresh_begin & co.).
--- 6: the API's decisions in one call (decide_actions).
+-- 6: the API's decisions in one call (decide_actions). 7: search_memory's query vector as a real[]
+-- (p_vector), sent in binary.
 create or replace function schema_version() returns jsonb
-language sql immutable as $$ select to_jsonb(6) $$;
+language sql immutable as $$ select to_jsonb(7) $$;
 
 -- The sha256 of the schema.sql text last applied here. Opening the embedded database applies the
 -- file only when this differs: applying takes ACCESS EXCLUSIVE locks (ENABLE ROW LEVEL SECURITY),
@@ -2366,14 +2358,15 @@ $$;
 -- vector_rank, similarity, occurred_at, metadata, content}]} (content null unless asked for), as
 -- json: the answer is only read, and building jsonb (its keys sorted, its numbers converted) cost
 -- about 0.07 ms of a vector search (bench/README.md, issue 15).
--- The query's vector comes as p_vector, pgvector's text form ('[0.1,0.2,...]'), or as p_embedding, a
--- JSON array of numbers: jsonb reads each number as a numeric, which cost a 384-number query more
--- than the index search itself (bench/README.md, issue 15).
+-- The query's vector comes as p_vector, a real[] (the service sends it in binary: float32, what
+-- pgvector keeps, with nothing to format or parse), or as p_embedding, a JSON array of numbers:
+-- jsonb reads each number as a numeric, which cost a 384-number query more than the index search
+-- itself, and pgvector's text form cost a tenth of a vector search (bench/README.md, issue 15).
 create or replace function search_memory(
   p_query text, p_mode text, p_embedding jsonb, p_kinds jsonb, p_since timestamptz, p_limit integer,
   p_candidates integer, p_fts_weight double precision, p_vector_weight double precision,
   p_rrf_k integer, p_ef_search integer, p_fts_rank_limit integer, p_include_content boolean,
-  p_model text default null, p_vector text default null
+  p_model text default null, p_vector real[] default null
 ) returns json
 language plpgsql
 set search_path = public, extensions, pg_temp
@@ -2461,7 +2454,7 @@ begin
         v_vector := null;
       end;
       if v_vector is null or vector_dims(v_vector) <> v_config.dimension then
-        raise exception 'the query vector must be % numbers in pgvector''s form [x,y,...]', v_config.dimension
+        raise exception 'the query vector must be % finite numbers', v_config.dimension
           using errcode = 'OD422';
       end if;
     else

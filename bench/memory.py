@@ -55,7 +55,7 @@ from rich.table import Table
 from app.core.database import schema_sql
 from app.core.database_setup import start_embedded
 from app.core.settings import Settings
-from app.memory.store import vector_text
+from app.memory.sql import QueryVector
 from bench.provenance import code_version
 
 DIMENSION = 384
@@ -549,7 +549,7 @@ def search(
         (
             query,
             mode,
-            vector_text(vector.tolist()) if vector is not None else None,
+            QueryVector(vector.tolist()) if vector is not None else None,
             Jsonb(kinds) if kinds else None,
             DEFAULTS.memory_search_candidates,
             DEFAULTS.memory_fts_weight,

@@ -5,6 +5,7 @@ starve, a query embedded by another model, and control characters in a query."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from app.core.errors import InvalidInput
 from app.core.settings import Settings
 from app.memory.models import MAX_CONTENT_CHARS, EmbeddingsMismatch, MemoryItem, TicketMemory
 from app.memory.sources import sync_knowledge_base
-from app.memory.store import MemoryStore, vector_text
+from app.memory.sql import QueryVector
+from app.memory.store import MemoryStore
 from app.web import create_app
 from integrations.notion import KBPage
 from tests.conftest import API_TOKEN, make_settings
@@ -320,11 +322,11 @@ def test_an_older_memory_table_gets_the_kind_lexeme_when_the_schema_is_applied(
     assert sql.execute(column).fetchone() == before  # applied again: the column is current, not rebuilt
 
 
-def test_the_query_vector_as_text_ranks_as_the_json_array_does(
+def test_the_query_vector_in_binary_ranks_as_the_json_array_does(
     crowded: MemoryStore, fake: WordTopicEmbedder, db: Database
 ) -> None:
-    """p_vector (pgvector's text form, what the store sends: no number parsed as a numeric) and
-    p_embedding (a JSON array) give the same answer; a malformed or mis-sized vector is a 422."""
+    """p_vector (a real[] in binary, what the store sends: no number formatted or parsed) and
+    p_embedding (a JSON array) give the same answer; a mis-sized or non-finite vector is a 422."""
     vector = fake.vector("parcel courier delivery")
     common = {
         "query": "parcel courier delivery",
@@ -342,9 +344,9 @@ def test_the_query_vector_as_text_ranks_as_the_json_array_does(
         "model": fake.spec.name,
     }
     as_array = db.call("search_memory", embedding=vector, **common)
-    as_text = db.call("search_memory", embedding=None, vector=vector_text(vector), **common)
-    assert as_text == as_array and len(as_text["results"]) == 5
-    assert as_text["vector_candidates"] == 5  # vector mode reads no candidate beyond its answer
-    for wrong in ("[1,2", vector_text(vector[:-1]), "not a vector"):
+    as_binary = db.call("search_memory", embedding=None, vector=QueryVector(vector), **common)
+    assert as_binary == as_array and len(as_binary["results"]) == 5
+    assert as_binary["vector_candidates"] == 5  # vector mode reads no candidate beyond its answer
+    for wrong in (QueryVector(vector[:-1]), QueryVector([math.nan, *vector[1:]]), QueryVector([math.inf, *vector[1:]])):
         with pytest.raises(InvalidInput, match="query vector"):
             db.call("search_memory", embedding=None, vector=wrong, **common)

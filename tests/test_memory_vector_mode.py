@@ -1,11 +1,12 @@
 """search_memory's vector mode, which has a statement of its own (issue 15): the nearest rows with
 every field of the answer, checked against an exact scan, under each filter (one kind with its
 partial HNSW index, several kinds, a date); the snippet of a hit the query's words do not match;
-the settings it changes for its scan put back; and the query vector's text form, which must carry
-exactly the float32 numbers pgvector keeps."""
+the settings it changes for its scan put back; and the query vector, which must carry exactly the
+float32 numbers pgvector keeps."""
 
 from __future__ import annotations
 
+import math
 import struct
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -18,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from app.core.database import Database
 from app.memory.models import MemoryItem
-from app.memory.store import vector_text
+from app.memory.sql import QueryVector
 from integrations.embeddings import EmbeddingSpec
 from tests.memory_fakes import SeededEmbedder
 
@@ -51,8 +52,8 @@ def rows(db: Database, sql: psycopg.Connection) -> SeededEmbedder:
     db.call("upsert_memories", items=items)
     for n in range(ROWS):
         sql.execute(
-            "update memory set embedding = %s::text::vector, embedding_model = %s where source_id = %s",
-            (vector_text(embedder.vector(str(n))), SPEC.name, str(n)),
+            "update memory set embedding = %s::vector, embedding_model = %s where source_id = %s",
+            (QueryVector(embedder.vector(str(n))), SPEC.name, str(n)),
         )
     sql.execute("analyze memory")
     return embedder
@@ -68,7 +69,7 @@ def search(db: Database, vector: list[float], **options: Any) -> dict[str, Any]:
         "query": "refund",
         "mode": "vector",
         "embedding": None,
-        "vector": vector_text(vector),
+        "vector": QueryVector(vector),
         "kinds": None,
         "since": None,
         "limit": 10,
@@ -92,14 +93,14 @@ def exact(sql: psycopg.Connection, vector: list[float], kinds: list[str] | None,
         sql.execute("set local enable_bitmapscan = off")
         return sql.execute(
             "select id, kind, source, source_id, title, content, occurred_at, metadata,"
-            "       embedding <=> %(v)s::text::vector as distance,"
+            "       embedding <=> %(v)s::vector as distance,"
             "       fts @@ memory_tsquery('refund'),"
             "       ts_headline('english', memory_escape_html(content), memory_tsquery('refund'), %(headline)s)"
             "  from memory"
             " where (%(kinds)s::text[] is null or kind = any (%(kinds)s::text[]))"
             "   and (%(since)s::timestamptz is null or occurred_at >= %(since)s::timestamptz)"
-            " order by embedding <=> %(v)s::text::vector, id",
-            {"v": vector_text(vector), "kinds": kinds, "since": since, "headline": HEADLINE},
+            " order by embedding <=> %(v)s::vector, id",
+            {"v": QueryVector(vector), "kinds": kinds, "since": since, "headline": HEADLINE},
         ).fetchall()
 
 
@@ -198,8 +199,8 @@ def test_a_hit_the_query_does_not_match_shows_its_first_words(
     vector = rows.vector("word3 refund")
     for key in texts:  # the query's own vector: the nearest rows of all
         sql.execute(
-            "update memory set embedding = %s::text::vector, embedding_model = %s where source_id = %s",
-            (vector_text(vector), SPEC.name, key),
+            "update memory set embedding = %s::vector, embedding_model = %s where source_id = %s",
+            (QueryVector(vector), SPEC.name, key),
         )
     for mode in ("vector", "hybrid"):
         answer = search(db, vector, mode=mode, query="word3 refund", limit=5)
@@ -230,7 +231,7 @@ def test_vector_mode_puts_back_the_settings_it_changes(rows: SeededEmbedder, sql
         "p_vector_weight => 1, p_rrf_k => 60, p_ef_search => 100, p_fts_rank_limit => 200, "
         "p_include_content => false, p_model => %s)"
     )
-    vector = vector_text(rows.vector("refund"))
+    vector = QueryVector(rows.vector("refund"))
     with sql.transaction():
         sql.execute("set local enable_seqscan = off")
         sql.execute("set local plan_cache_mode = force_custom_plan")
@@ -245,22 +246,22 @@ def test_vector_mode_puts_back_the_settings_it_changes(rows: SeededEmbedder, sql
         assert [sql.execute("select current_setting(%s)", (name,)).fetchone() for name in settings] == before
 
 
-def test_the_query_vector_text_carries_exactly_the_float32_numbers(sql: psycopg.Connection) -> None:
-    """Each number is rounded to float32 (what pgvector keeps) and written so that it reads back as
-    exactly that float32: the same vector as a double's full repr, in fewer digits."""
+def test_the_query_vector_carries_exactly_the_float32_numbers(sql: psycopg.Connection) -> None:
+    """Each number is rounded to float32 (what pgvector keeps) and sent in binary: the database
+    reads back exactly those float32s, the same vector as a double's full repr in pgvector's text."""
     rng = np.random.default_rng(15)
     doubles = np.concatenate(
         [
             rng.standard_normal(384),
             rng.standard_normal(64) * 10.0 ** rng.integers(-30, 30, 64),
-            [0.0, -0.0, 1.0, -1.0, 0.1, 1 / 3, 3.4e38, 1.2e-38, 123456789.0],
+            [0.0, -0.0, 1.0, -1.0, 0.1, 1 / 3, 3.4e38, 1.2e-38, 1e-45, 123456789.0],
         ]
     ).tolist()
-    text = vector_text(doubles)
-    assert text.startswith("[") and text.endswith("]")
-    written = [float(value) for value in text[1:-1].split(",")]
     float32 = list(struct.unpack(f"{len(doubles)}f", struct.pack(f"{len(doubles)}f", *doubles)))
-    assert [struct.unpack("f", struct.pack("f", value))[0] for value in written] == float32
+    vector = QueryVector(doubles)
+    read = sql.execute("select %s::real[]", (vector,)).fetchone()
+    assert read is not None and [struct.unpack("f", struct.pack("f", value))[0] for value in read[0]] == float32
+    assert [math.copysign(1, value) for value in read[0][-10:-8]] == [1, -1]  # -0.0 stays negative
     as_repr = "[" + ",".join(repr(value) for value in doubles) + "]"
-    assert sql.execute("select %s::text::vector = %s::text::vector", (text, as_repr)).fetchone() == (True,)
-    assert vector_text([1, 2.5, np.float32(0.25)]) == "[1,2.5,0.25]"
+    assert sql.execute("select %s::vector = %s::text::vector", (vector, as_repr)).fetchone() == (True,)
+    assert list(QueryVector([1, 2.5, np.float32(0.25)])) == [1.0, 2.5, 0.25]

@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import threading
+from array import array
 from collections.abc import Awaitable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -51,7 +52,7 @@ from app.core.errors import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _TIMEOUT_HINT = "the database stopped the call at its statement timeout (Supabase allows API calls 8 s)"
 _FUNCTION_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -219,7 +220,7 @@ def _jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Mapping):
         return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, array)):  # an array: a real[] sent in binary to PostgreSQL
         return [_jsonable(item) for item in value]
     return value
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from array import array
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, time
-from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,6 +46,7 @@ from app.memory.models import (
     VectorIndexBuilding,
     VectorSearchUnavailable,
 )
+from app.memory.sql import QueryVector
 from integrations.embeddings import Embedder, EmbeddingSpec, embedding_spec, make_embedder
 from integrations.errors import IntegrationError
 from integrations.untrusted import validation_errors
@@ -88,21 +87,6 @@ def check_embeddings(db: Database, settings: Settings) -> dict[str, Any] | None:
                 "provider_dimension": spec.dimension,
             },
         ) from exc
-
-
-def vector_text(embedding: Sequence[float]) -> str:
-    """A vector in pgvector's text form: what search_memory's `p_vector` reads as it stands (a JSON
-    array would have each number parsed as a numeric first, costlier than the search itself).
-    pgvector keeps float32: each number is rounded to it here and written with the 9 digits that
-    give back exactly that float32, in one C-level format, instead of a double's repr of up to 17
-    digits per number (2.5x slower for 384 numbers, bench/README.md)."""
-    values = array("f", embedding)
-    return _vector_format(len(values)) % tuple(values)
-
-
-@lru_cache(maxsize=8)
-def _vector_format(dimension: int) -> str:
-    return "[" + ",".join(["%.9g"] * dimension) + "]"
 
 
 def document_text(title: str, content: str) -> str:
@@ -344,7 +328,7 @@ class MemoryStore:
             query=request.query,
             mode=mode,
             embedding=None,
-            vector=vector_text(embedding) if embedding is not None else None,
+            vector=QueryVector(embedding) if embedding is not None else None,
             kinds=request.kinds or None,
             since=request.since,
             limit=request.limit,
