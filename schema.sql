@@ -2686,26 +2686,48 @@ language sql immutable as $$
 $$;
 
 -- One payload field: a list as its first five items and its size; text (an email's html) with
--- its tags stripped and cut at 20,000 characters, enough to search what was said.
+-- its tags stripped and cut at 20,000 characters, enough to search what was said. PL/pgSQL, with
+-- each regular expression run only where it can change something: as SQL functions (not inlined:
+-- they hold a subquery) these two cost about 60 us of a decision's 500 (bench/README.md, issue 15).
 create or replace function memory_value_text(p_value jsonb) returns text
-language sql immutable as $$
-  select case jsonb_typeof(p_value)
-    when 'string' then memory_clip(btrim(regexp_replace(regexp_replace(p_value #>> '{}', '<[^>]*>', ' ', 'g'),
-                                                        '[ \t]+', ' ', 'g')), 20000)
-    when 'array' then coalesce((select string_agg(memory_item_text(p_value->i), ', ' order by i)
-                                  from generate_series(0, least(jsonb_array_length(p_value), 5) - 1) i), '')
-                      || case when jsonb_array_length(p_value) > 5
-                              then format(' … and %s more (%s in all)', jsonb_array_length(p_value) - 5,
-                                          jsonb_array_length(p_value)) else '' end
-    when 'object' then memory_item_text(p_value)
-    else p_value::text
-  end
+language plpgsql immutable as $$
+declare
+  v_text text;
+  v_length integer;
+begin
+  case jsonb_typeof(p_value)
+    when 'string' then
+      v_text := p_value #>> '{}';
+      if strpos(v_text, '<') > 0 then
+        v_text := regexp_replace(v_text, '<[^>]*>', ' ', 'g');
+      end if;
+      if strpos(v_text, '  ') > 0 or strpos(v_text, E'\t') > 0 then
+        v_text := regexp_replace(v_text, '[ \t]+', ' ', 'g');
+      end if;
+      return memory_clip(btrim(v_text), 20000);
+    when 'array' then
+      v_length := jsonb_array_length(p_value);
+      return coalesce((select string_agg(memory_item_text(p_value->i), ', ' order by i)
+                         from generate_series(0, least(v_length, 5) - 1) i), '')
+             || case when v_length > 5 then format(' … and %s more (%s in all)', v_length - 5, v_length)
+                     else '' end;
+    when 'object' then
+      return memory_item_text(p_value);
+    else
+      return p_value::text;
+  end case;
+end
 $$;
 
 create or replace function memory_payload_text(p_payload jsonb) returns text
-language sql immutable as $$
-  select string_agg(format('%s: %s', e.key, memory_value_text(e.value)), E'\n' order by e.key)
-    from jsonb_each(case when jsonb_typeof(p_payload) = 'object' then p_payload else '{}' end) e
+language plpgsql immutable as $$
+begin
+  if jsonb_typeof(p_payload) is distinct from 'object' then
+    return null;
+  end if;
+  return (select string_agg(e.key || ': ' || coalesce(memory_value_text(e.value), ''), E'\n' order by e.key)
+            from jsonb_each(p_payload) e);
+end
 $$;
 
 create or replace function memory_kind_of_action(p_kind text) returns text
