@@ -88,7 +88,7 @@ class SearchHit(BaseModel):
     source: str
     source_id: str
     title: str
-    snippet: str  # HTML-escaped text; the matched words are wrapped in <mark></mark>
+    snippet: str  # HTML-escaped; matched words in <mark></mark>, or the first 15 words of a hit found by meaning
     score: float
     fts_rank: int | None
     fts_score: float | None

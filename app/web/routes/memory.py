@@ -1,10 +1,11 @@
 """`GET /memory/search` (Bearer): full-text, vector or hybrid search over memory.
 
 The answer is `app.memory.store.SearchAnswer`: the mode that ran (hybrid falls back to fts without
-embeddings, and says so in `notices`), and per result its kind, source, a snippet (HTML-escaped,
-matches in <mark>), the score and the rank each method gave. mode=vector without embeddings is
-422 `vector_search_unavailable`; while the HNSW index is being made it is 503
-`vector_index_building` (hybrid answers with full text and a notice), and `/healthz` says so
+embeddings, and says so in `notices`), and per result its kind, source, a snippet (HTML-escaped;
+a hit the query matches as full text has its words in <mark>, any other its first 15 words), the
+score and the rank each method gave. mode=vector without embeddings is 422
+`vector_search_unavailable`; while the HNSW index is being made it is 503 `vector_index_building`
+(hybrid answers with full text and a notice), and `/healthz` says so
 (app.memory.index.memory_health).
 """
 
