@@ -103,7 +103,7 @@ class KeptAlive:
     """One kept-alive HTTP/1.1 connection to 127.0.0.1: a request out, one response with a
     Content-Length back. The clients share the service's two cores, and http.client spent about
     190 us of CPU per decision (each response's headers go through the email package), a fifth of
-    the service's and the database's together; this spends about a third of that (bench/README.md,
+    the service's and the database's together; this spends about half of that (bench/README.md,
     issue 15)."""
 
     def __init__(self, port: int) -> None:
