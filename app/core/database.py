@@ -78,6 +78,18 @@ def error_from_sqlstate(code: str | None, message: str, detail: str | None) -> O
     return kind(message, details=details)
 
 
+def _pool_options(max_size: int, timeout: float) -> dict[str, Any]:
+    """The sync and the async pool's connections alike: autocommit (each call is one function), and
+    no server-side prepared statements (a pooler in transaction mode, as Supabase's, loses them)."""
+    return {
+        "min_size": 1,
+        "max_size": max_size,
+        "timeout": timeout,
+        "kwargs": {"autocommit": True, "prepare_threshold": None},
+        "open": False,
+    }
+
+
 class PostgresTransport:
     name = "postgres"
 
@@ -85,15 +97,7 @@ class PostgresTransport:
         self.dsn = dsn
         self.max_size = max_size
         self.timeout = timeout
-        self.pool = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_size,
-            timeout=timeout,
-            kwargs={"autocommit": True, "prepare_threshold": None},
-            open=False,
-            name="opsdesk",
-        )
+        self.pool = ConnectionPool(dsn, name="opsdesk", **_pool_options(max_size, timeout))
         try:
             self.pool.open(wait=True, timeout=timeout)
         except PoolTimeout as exc:
@@ -170,15 +174,7 @@ class AsyncPostgresTransport:
 
     def __init__(self, dsn: str, *, max_size: int = 20, timeout: float = 15.0) -> None:
         self.timeout = timeout
-        self.pool = AsyncConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_size,
-            timeout=timeout,
-            kwargs={"autocommit": True, "prepare_threshold": None},
-            open=False,
-            name="opsdesk-async",
-        )
+        self.pool = AsyncConnectionPool(dsn, name="opsdesk-async", **_pool_options(max_size, timeout))
 
     async def open(self) -> None:
         try:
