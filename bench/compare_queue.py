@@ -28,6 +28,7 @@ import psycopg
 
 from bench.compare_common import (
     BenchFailure,
+    CpuMeter,
     Server,
     alternate,
     median_of,
@@ -78,7 +79,11 @@ def check_procrastinate_ran(uri: str, count: int, calls: int, *, total: int | No
         )
 
 
-def opsdesk_enqueue(uri: str, clients: int, count: int) -> tuple[dict[str, float], dict[str, float]]:
+def opsdesk_enqueue(
+    uri: str, clients: int, count: int, meter: CpuMeter | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Enqueue `count` LOW no-op actions from `clients` threads, then drain them with one worker;
+    with `meter`, each phase also reports CPU per action (bench/leases.py reads PostgreSQL's)."""
     queue = OpsdeskQueue(uri, pool_size=clients + 2)
     try:
         queue.warm(clients)
@@ -92,21 +97,34 @@ def opsdesk_enqueue(uri: str, clients: int, count: int) -> tuple[dict[str, float
                 if (status, tier) != ("approved", "LOW"):
                     raise BenchFailure(f"a LOW no-op submit came back {status}/{tier}, expected approved/LOW")
 
+        before = meter.read() if meter is not None else None
         seconds = run_clients(clients, submit)
         enqueue = {
             "count": count,
             "seconds": round(seconds, 3),
             "per_second": round(count / seconds, 1),
             **percentiles([s for per in samples for s in per]),
+            **_cpu_per_action(meter, before, count),
         }
+        before = meter.read() if meter is not None else None
         began = time.perf_counter()
         ran = queue.drain("bench-drain")
         seconds = time.perf_counter() - began
+        drain = {
+            "count": count,
+            "seconds": round(seconds, 3),
+            "per_second": round(count / seconds, 1),
+            **_cpu_per_action(meter, before, count),
+        }
         calls = queue.counter.calls
     finally:
         queue.close()
     check_opsdesk_ran(uri, count, ran, calls)
-    return enqueue, {"count": count, "seconds": round(seconds, 3), "per_second": round(count / seconds, 1)}
+    return enqueue, drain
+
+
+def _cpu_per_action(meter: CpuMeter | None, before: dict[str, float] | None, count: int) -> dict[str, float]:
+    return {} if meter is None or before is None else CpuMeter.per_op(before, meter.read(), count)
 
 
 def procrastinate_enqueue(uri: str, clients: int, count: int) -> tuple[dict[str, float], dict[str, float]]:

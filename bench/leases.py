@@ -14,7 +14,7 @@ fresh database cloned from its template:
   (each a token-checked lease write) for every one, timed per call.
 
 Besides wall-clock rates, each phase reports the PostgreSQL server's CPU time per action or call
-(bench/queue.py's CpuMeter): on a machine other work shares, wall time moves with their load and
+(bench/compare_common.py's CpuMeter): on a machine other work shares, wall time moves with their load and
 CPU time much less. The median of the rounds is reported for each, with today's / reference ratios.
 """
 
@@ -46,19 +46,18 @@ from psycopg.types.json import Jsonb
 
 from bench.compare_common import (
     BenchFailure,
+    CpuMeter,
     Server,
     alternate,
     machine_load,
     median_of,
     percentiles,
     ratio,
-    run_clients,
     wait_for_no_sessions,
 )
-from bench.compare_queue import check_opsdesk_ran
-from bench.opsdesk_adapter import OpsdeskQueue, schema_sql, start_embedded
+from bench.compare_queue import opsdesk_enqueue
+from bench.opsdesk_adapter import schema_sql, start_embedded
 from bench.provenance import code_version
-from bench.queue import CpuMeter, postmaster_pid
 
 SYSTEMS = ("today", "reference")
 
@@ -70,47 +69,6 @@ def reference_schema(ref: str) -> tuple[str, str]:
         ["git", "show", f"{ref}:schema.sql"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     return sha.strip(), text
-
-
-def server_us(meter: CpuMeter, before: CpuMeter.Snapshot, count: int) -> float:
-    """The server's CPU microseconds per item since `before`."""
-    spent = meter.since(before).postgres
-    if spent is None:
-        raise BenchFailure("no CPU time for the PostgreSQL server (/proc unreadable)")
-    return round(spent * 1e6 / count, 1)
-
-
-def enqueue_and_drain(uri: str, clients: int, count: int, meter: CpuMeter) -> tuple[dict[str, float], ...]:
-    queue = OpsdeskQueue(uri, pool_size=clients + 2)
-    try:
-        queue.warm(clients)
-        samples: list[list[float]] = [[] for _ in range(clients)]
-
-        def submit(k: int) -> None:
-            for i in range(k, count, clients):
-                began = time.perf_counter()
-                _, status, _ = queue.submit(i, medium=False)
-                samples[k].append(time.perf_counter() - began)
-                if status != "approved":
-                    raise BenchFailure(f"a LOW no-op submit came back {status}, expected approved")
-
-        cpu = meter.snapshot()
-        seconds = run_clients(clients, submit)
-        enqueue = {
-            "per_second": round(count / seconds, 1),
-            "server_us": server_us(meter, cpu, count),
-            **percentiles([s for per in samples for s in per]),
-        }
-        cpu = meter.snapshot()
-        began = time.perf_counter()
-        ran = queue.drain("bench-drain")
-        seconds = time.perf_counter() - began
-        drain = {"per_second": round(count / seconds, 1), "server_us": server_us(meter, cpu, count)}
-        calls = queue.counter.calls
-    finally:
-        queue.close()
-    check_opsdesk_ran(uri, count, ran, calls)
-    return enqueue, drain
 
 
 def heartbeats(uri: str, calls: int, meter: CpuMeter) -> dict[str, dict[str, float]]:
@@ -132,12 +90,12 @@ def heartbeats(uri: str, calls: int, meter: CpuMeter) -> dict[str, dict[str, flo
             ("mark_dispatched", "select mark_dispatched(%s, %s)"),
         ):
             timings = []
-            cpu = meter.snapshot()
+            before = meter.read()
             for row in claimed:
                 began = time.perf_counter()
                 conn.execute(statement, (row["id"], row["attempt_token"]))
                 timings.append(time.perf_counter() - began)
-            measured[name] = {**percentiles(timings), "server_us": server_us(meter, cpu, calls)}
+            measured[name] = {**percentiles(timings), **CpuMeter.per_op(before, meter.read(), calls)}
         dispatched = conn.execute("select count(*) from actions where dispatched_at is not null").fetchone()[0]  # type: ignore[index]
         if dispatched != calls:
             raise BenchFailure(f"{dispatched} of {calls} actions marked dispatched")
@@ -157,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     schemas = {"today": schema_sql(), "reference": reference_sql}
     folder = Path(tempfile.mkdtemp(prefix="odl", dir="/tmp"))  # short: the unix socket lives in it
     server = Server(start_embedded(folder), folder)
-    meter = CpuMeter(postmaster_pid(server.handle))
+    meter = CpuMeter.of(server)
     load_before = machine_load()
     results: dict[str, dict[str, list[dict[str, float]]]] = {
         s: {"enqueue": [], "drain": [], "renew": [], "dispatched": []} for s in SYSTEMS
@@ -174,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 template = f"bench_leases_{system}"
                 uri = server.fresh("bench_leases_run", template)
                 size = args.jobs if round_no >= 0 else max(args.jobs // 10, 100)
-                enqueue, drain = enqueue_and_drain(uri, args.clients, size, meter)
+                enqueue, drain = opsdesk_enqueue(uri, args.clients, size, meter)
                 server.drop("bench_leases_run")
                 uri = server.fresh("bench_leases_run", template)
                 beats = heartbeats(uri, args.calls if round_no >= 0 else 100, meter)
@@ -183,15 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     kept = results[system]
                     kept["enqueue"].append(enqueue)
                     kept["drain"].append(drain)
-                    kept["renew"].append(beats["renew_action_lease"])
-                    kept["dispatched"].append(beats["mark_dispatched"])
+                    renew, dispatched = beats["renew_action_lease"], beats["mark_dispatched"]
+                    kept["renew"].append(renew)
+                    kept["dispatched"].append(dispatched)
                     print(
                         f"round {round_no + 1}/{args.rounds} {system:9}: enqueue {enqueue['per_second']:7.1f}/s "
-                        f"({enqueue['server_us']:.0f} us server CPU each), drain {drain['per_second']:7.1f}/s "
-                        f"({drain['server_us']:.0f} us), renew p50 {beats['renew_action_lease']['p50']:.3f} ms "
-                        f"({beats['renew_action_lease']['server_us']:.0f} us), dispatched p50 "
-                        f"{beats['mark_dispatched']['p50']:.3f} ms ({beats['mark_dispatched']['server_us']:.0f} us), "
-                        f"load {machine_load()[0]}",
+                        f"({enqueue['cpu_us_postgres']:.0f} us server CPU each), drain {drain['per_second']:7.1f}/s "
+                        f"({drain['cpu_us_postgres']:.0f} us), renew p50 {renew['p50']:.3f} ms "
+                        f"({renew['cpu_us_postgres']:.0f} us), dispatched p50 {dispatched['p50']:.3f} ms "
+                        f"({dispatched['cpu_us_postgres']:.0f} us), load {machine_load()[0]}",
                         flush=True,
                     )
         settings = server.settings()
@@ -204,10 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios = {
         f"{part} {measure}": ratio(today[part][measure], reference[part][measure])
         for part, measures in (
-            ("enqueue", ("per_second", "p50", "server_us")),
-            ("drain", ("per_second", "server_us")),
-            ("renew", ("p50", "server_us")),
-            ("dispatched", ("p50", "server_us")),
+            ("enqueue", ("per_second", "p50", "cpu_us_postgres")),
+            ("drain", ("per_second", "cpu_us_postgres")),
+            ("renew", ("p50", "cpu_us_postgres")),
+            ("dispatched", ("p50", "cpu_us_postgres")),
         )
         for measure in measures
     }
