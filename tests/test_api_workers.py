@@ -27,7 +27,7 @@ from app.core.settings import Settings
 from app.web import create_app
 from tests.conftest import API_TOKEN, advance_clock
 from tests.live_server import serve
-from tests.test_quickstart import ROOT, clean_env, first_health, free_port
+from tests.test_quickstart import ROOT, clean_env, first_health, free_port, start_service
 
 ACTION = {
     "agent": "sales",
@@ -65,7 +65,7 @@ def test_decisions_from_several_api_processes_are_made_once(tmp_path: Path) -> N
 def run_two_api_processes(data: Path, tmp_path: Path) -> None:
     port = free_port()
     env = clean_env(data)
-    process = subprocess.Popen(
+    process = start_service(
         [
             sys.executable,
             str(ROOT / "scheduler.py"),
@@ -76,11 +76,8 @@ def run_two_api_processes(data: Path, tmp_path: Path) -> None:
             "--no-scheduler",
             "--no-executor",
         ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        tmp_path,
+        env,
     )
     try:
         assert first_health(process, port)["database"]["mode"] == "embedded"

@@ -28,6 +28,11 @@ def clean_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def start_service(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The service, its output kept for the test (and for first_health's message if it never answers)."""
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def first_health(process: subprocess.Popen[str], port: int) -> dict[str, Any]:
     """/healthz once the service listens; the service's output if it never does."""
     deadline = time.monotonic() + 60
@@ -44,14 +49,7 @@ def test_scheduler_py_serves_healthz_ok_on_the_embedded_database(tmp_path: Path)
     port = free_port()
     env = clean_env(tmp_path / "data")
     # run from an empty folder, so no developer's .env is read
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scheduler.py"), "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_service([sys.executable, str(ROOT / "scheduler.py"), "--port", str(port)], tmp_path, env)
     try:
         body = first_health(process, port)
         assert body["status"] == "ok" and body["database"]["mode"] == "embedded"
@@ -142,14 +140,7 @@ def test_the_built_wheel_installed_in_a_new_virtualenv_runs_the_service(tmp_path
     # outside pytest's own temp folder, which another pytest session starting meanwhile makes private
     # again (0700), locking out the server's own system user
     data = Path(tempfile.mkdtemp(prefix="odwheel", dir="/tmp"))
-    process = subprocess.Popen(
-        [str(venv / "bin" / "opsdesk"), "run", "--port", str(port)],
-        cwd=tmp_path,
-        env=clean_env(data),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_service([str(venv / "bin" / "opsdesk"), "run", "--port", str(port)], tmp_path, clean_env(data))
     try:
         body = first_health(process, port)
         assert body["status"] == "ok" and body["database"]["mode"] == "embedded"  # schema.sql was in the wheel

